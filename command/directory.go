@@ -1,0 +1,142 @@
+package command
+
+// The directory is the location controller's replicated map of nodes and groups. These
+// types are shared by the controller (which owns it) and nodes (which follow it).
+
+// Node states in the directory and in /v1/status.
+const (
+	NodeUp    = "up"
+	NodeDown  = "down"
+	NodeSpare = "spare"
+)
+
+// Sibling states.
+const (
+	SiblingSyncing = "syncing"
+	SiblingVoting  = "voting"
+)
+
+// NodeInfo is what the directory knows of one node.
+type NodeInfo struct {
+	ID          uint16 `json:"id"`
+	Addr        string `json:"addr"`
+	Location    string `json:"location"`
+	State       string `json:"state"`
+	Instance    string `json:"instance"`
+	Incarnation uint64 `json:"incarnation"`
+	Generation  uint64 `json:"generation"`
+}
+
+// Member is one sibling of a group. CopyID is recorded when the copy becomes voting.
+type Member struct {
+	Node   uint16 `json:"node"`
+	State  string `json:"state"`
+	CopyID string `json:"copyId,omitempty"`
+}
+
+// Config is a versioned voting set of a group. Voters never include the main.
+type Config struct {
+	Version uint64   `json:"version"`
+	Voters  []uint16 `json:"voters"`
+}
+
+// GroupInfo is the directory record of one group. Main is 0 when the group has no main.
+// Pending, when set, is a committed membership change not yet activated by the main:
+// until it is, writes need a quorum of Active and of Pending (joint quorum).
+type GroupInfo struct {
+	Server   uint16   `json:"server"`
+	Epoch    uint64   `json:"epoch"`
+	Main     uint16   `json:"main"`
+	Siblings []Member `json:"siblings"`
+	Active   Config   `json:"active"`
+	Pending  *Config  `json:"pending,omitempty"`
+}
+
+// Directory is a snapshot of the controller's state at raft index Index.
+type Directory struct {
+	Index  uint64      `json:"index"`
+	Nodes  []NodeInfo  `json:"nodes"`
+	Groups []GroupInfo `json:"groups"`
+}
+
+// Group returns the record of group server, or nil.
+func (d *Directory) Group(server uint16) *GroupInfo {
+	for i := range d.Groups {
+		if d.Groups[i].Server == server {
+			return &d.Groups[i]
+		}
+	}
+	return nil
+}
+
+// NodeByID returns the record of node id, or nil.
+func (d *Directory) NodeByID(id uint16) *NodeInfo {
+	for i := range d.Nodes {
+		if d.Nodes[i].ID == id {
+			return &d.Nodes[i]
+		}
+	}
+	return nil
+}
+
+// The node <-> controller protocol (HTTP JSON on the controller's listener):
+//
+//	POST /v1/internal/join        JoinRequest  -> Directory
+//	POST /v1/internal/heartbeat   Heartbeat    -> Directory
+//	GET  /v1/internal/directory?after=N        -> Directory (long poll: answers when
+//	                                              Index > N, or after ~5 s with the current one)
+//
+// Only the raft leader answers them. A follower answers 421 with LeaderHint naming the
+// leader's HTTP address (empty when unknown); a node then retries there.
+
+// JoinRequest is sent by a node at every start.
+type JoinRequest struct {
+	ID          uint16 `json:"id"`
+	Addr        string `json:"addr"`
+	Location    string `json:"location"`
+	Instance    string `json:"instance"`
+	Incarnation uint64 `json:"incarnation"`
+}
+
+// LeaderHint is a follower's answer to a request only the leader serves.
+type LeaderHint struct {
+	Leader string `json:"leader"`
+}
+
+// Heartbeat is sent by every node every down-after/4; it reports each copy the node holds.
+type Heartbeat struct {
+	Node        uint16        `json:"node"`
+	Instance    string        `json:"instance"`
+	Incarnation uint64        `json:"incarnation"`
+	Generation  uint64        `json:"generation"`
+	Groups      []GroupReport `json:"groups"`
+}
+
+// Roles a node reports for a copy.
+const (
+	RoleMain    = "main"
+	RoleSibling = "sibling"
+)
+
+// GroupReport is one copy's position. A main also reports its siblings' progress and the
+// highest config version it has committed an entry under (which activates a pending config).
+type GroupReport struct {
+	Server    uint16            `json:"server"`
+	Role      string            `json:"role"`
+	Epoch     uint64            `json:"epoch"`
+	LastEpoch uint64            `json:"lastEpoch"`
+	LastSeq   uint64            `json:"lastSeq"`
+	CommitSeq uint64            `json:"commitSeq"`
+	Applied   uint64            `json:"applied"`
+	CopyID    string            `json:"copyId"`
+	Siblings  []SiblingProgress `json:"siblings,omitempty"`
+	Activated uint64            `json:"activated,omitempty"`
+}
+
+// SiblingProgress is the main's view of one sibling: the highest seq it acked in the main's
+// epoch, and whether it answered within down-after.
+type SiblingProgress struct {
+	Node   uint16 `json:"node"`
+	Seq    uint64 `json:"seq"`
+	Recent bool   `json:"recent"`
+}

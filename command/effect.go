@@ -1,0 +1,54 @@
+package command
+
+import "time"
+
+// EffectKind says what a log entry does to the committed state of a group.
+type EffectKind uint8
+
+const (
+	// EffectPut stores Resource as the new state of RID (create, update, patch).
+	EffectPut EffectKind = iota + 1
+	// EffectDelete replaces RID by a tombstone.
+	EffectDelete
+	// EffectBarrier is a new main's first entry of its epoch; it changes no resource.
+	EffectBarrier
+	// EffectConfig marks the first entry under a new group configuration.
+	EffectConfig
+	// EffectNoop changes nothing (used to commit older entries).
+	EffectNoop
+)
+
+// Effect is the deterministic result of executing one command: what every copy applies,
+// in seq order, once the entry is committed. Copies never re-execute commands.
+type Effect struct {
+	Kind     EffectKind `json:"k"`
+	RID      string     `json:"rid,omitempty"`
+	Resource *Resource  `json:"res,omitempty"`
+	// Version of the deleted resource's tombstone (EffectDelete).
+	Version uint64 `json:"v,omitempty"`
+	// At is the main's wall time at execution (informational; never compared across nodes).
+	At time.Time `json:"at,omitempty"`
+	// Dedupe is set for keyed writes: the record stored under the key.
+	Dedupe *DedupeRecord `json:"dd,omitempty"`
+	// Config is the config version an EffectConfig entry starts.
+	Config uint64 `json:"cfg,omitempty"`
+}
+
+// DedupeRecord is what an idempotency key maps to: the hash of the first request and its
+// result, replayed with "duplicate": true for a repeat.
+type DedupeRecord struct {
+	Key      string    `json:"key"`
+	Hash     string    `json:"hash"`
+	Op       string    `json:"op"`
+	Epoch    uint64    `json:"epoch"`
+	Seq      uint64    `json:"seq"`
+	Resource *Resource `json:"res,omitempty"`
+	At       time.Time `json:"at"`
+}
+
+// Tombstone is what remains of a deleted resource.
+type Tombstone struct {
+	RID     string    `json:"rid"`
+	Version uint64    `json:"v"`
+	At      time.Time `json:"at"`
+}

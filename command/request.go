@@ -1,0 +1,96 @@
+package command
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Ops of the public protocol. Write ops change a resource and go through a group's log.
+const (
+	OpCreate        = "create"
+	OpGet           = "get"
+	OpUpdate        = "update"
+	OpPatch         = "patch"
+	OpDelete        = "delete"
+	OpList          = "list"
+	OpSubscribe     = "subscribe"
+	OpUnsubscribe   = "unsubscribe"
+	OpAcquireTicket = "acquireTicket"
+	OpRenewTicket   = "renewTicket"
+	OpReleaseTicket = "releaseTicket"
+	OpStatus        = "status"
+	OpHello         = "hello"
+
+	OpRegisterSibling = "registerSibling"
+	OpRemoveSibling   = "removeSibling"
+	OpPromote         = "promote"
+	OpDrain           = "drain"
+)
+
+// IsWrite reports whether op changes state through a group's log.
+func IsWrite(op string) bool {
+	switch op {
+	case OpCreate, OpUpdate, OpPatch, OpDelete, OpAcquireTicket, OpRenewTicket, OpReleaseTicket:
+		return true
+	}
+	return false
+}
+
+// Consistency levels of a read.
+const (
+	Linearizable = "linearizable"
+	SiblingRead  = "sibling"
+)
+
+// Request holds the fields of every op of PROTOCOL.md §2 and §3 (the frame's "id" is kept
+// by the API layer). Optional numbers are pointers so that "absent" differs from zero.
+type Request struct {
+	Op          string          `json:"op"`
+	RID         string          `json:"rid,omitempty"`
+	Type        string          `json:"type,omitempty"`
+	Data        json.RawMessage `json:"data,omitempty"`
+	Patch       json.RawMessage `json:"patch,omitempty"`
+	Server      *int64          `json:"server,omitempty"`
+	Node        *int64          `json:"node,omitempty"`
+	IfVersion   *uint64         `json:"ifVersion,omitempty"`
+	Key         string          `json:"key,omitempty"`
+	Ticket      *uint64         `json:"ticket,omitempty"`
+	TTLMs       *int64          `json:"ttlMs,omitempty"`
+	Consistency string          `json:"consistency,omitempty"`
+	MinSeq      uint64          `json:"minSeq,omitempty"`
+	After       string          `json:"after,omitempty"`
+	Limit       int             `json:"limit,omitempty"`
+	From        json.RawMessage `json:"from,omitempty"`
+	Sub         string          `json:"sub,omitempty"`
+	Token       string          `json:"token,omitempty"`
+}
+
+// Reply is the success payload of an op; the API layer writes only the fields the op
+// defines (for list, "resources" is always present).
+type Reply struct {
+	Resource  *Resource   `json:"resource,omitempty"`
+	Resources []Resource  `json:"resources,omitempty"`
+	Next      string      `json:"next,omitempty"`
+	Epoch     uint64      `json:"epoch,omitempty"`
+	Seq       uint64      `json:"seq,omitempty"`
+	Duplicate bool        `json:"duplicate,omitempty"`
+	Ticket    *TicketInfo `json:"ticket,omitempty"`
+	Token     string      `json:"token,omitempty"`
+	Status    *Status     `json:"status,omitempty"`
+}
+
+// TicketInfo is the "ticket" object of ticket replies and events.
+type TicketInfo struct {
+	Fence     uint64 `json:"fence"`
+	ExpiresMs int64  `json:"expiresMs"`
+}
+
+// Resource is the resource object of PROTOCOL.md §2.
+type Resource struct {
+	ID      string          `json:"id"`
+	Type    string          `json:"type"`
+	Version uint64          `json:"version"`
+	Data    json.RawMessage `json:"data"`
+	Created time.Time       `json:"created"`
+	Updated time.Time       `json:"updated"`
+}

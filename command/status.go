@@ -1,0 +1,47 @@
+package command
+
+// Status is the object of GET /v1/status (PROTOCOL.md §4).
+type Status struct {
+	Locations   []StatusLocation   `json:"locations"`
+	Controllers []StatusController `json:"controllers"`
+	Nodes       []StatusNode       `json:"nodes"`
+	Groups      []StatusGroup      `json:"groups"`
+}
+
+type StatusLocation struct {
+	Name        string   `json:"name"`
+	Controllers []string `json:"controllers"`
+}
+
+type StatusController struct {
+	ID       string `json:"id"`
+	Addr     string `json:"addr"`
+	Location string `json:"location"`
+	Leader   bool   `json:"leader"`
+}
+
+type StatusNode struct {
+	ID         uint16 `json:"id"`
+	Addr       string `json:"addr"`
+	Location   string `json:"location"`
+	State      string `json:"state"`
+	Instance   string `json:"instance"`
+	Generation uint64 `json:"generation"`
+}
+
+// StatusGroup: Main is nil when the group has no main.
+type StatusGroup struct {
+	Server   uint16          `json:"server"`
+	Main     *uint16         `json:"main"`
+	Epoch    uint64          `json:"epoch"`
+	Seq      uint64          `json:"seq"`
+	Siblings []StatusSibling `json:"siblings"`
+	Warning  string          `json:"warning,omitempty"`
+}
+
+type StatusSibling struct {
+	Node   uint16 `json:"node"`
+	State  string `json:"state"`
+	LagSeq uint64 `json:"lagSeq"`
+	Stale  bool   `json:"stale,omitempty"`
+}

@@ -1,0 +1,84 @@
+package node
+
+import (
+	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/sibling"
+)
+
+// Store is a node's durable state: for every group it holds a copy of, the command log and
+// the committed layer (resources, tombstones, dedupe records) built from it.
+//
+// Two implementations satisfy it: the bbolt store (OpenBolt, the real one, never NoSync) and
+// the in-memory store (NewMemStore, for fast tests). Both pass storeContractTests.
+type Store interface {
+	// Groups lists the groups this store holds a copy of.
+	Groups() ([]command.ServerID, error)
+	// Group opens the copy of group g, creating an empty one if needed.
+	Group(g command.ServerID) (GroupStore, error)
+	// DropGroup deletes the copy of group g entirely.
+	DropGroup(g command.ServerID) error
+	Close() error
+}
+
+// Meta is the per-group metadata.
+type Meta struct {
+	// Epoch is the highest epoch this copy has adopted; it never decreases.
+	Epoch uint64
+	// LastEpoch and LastSeq name the last log entry (0,0 for an empty log).
+	LastEpoch uint64
+	LastSeq   uint64
+	// FirstSeq is the first seq still in the log (the compaction horizon + 1); 1 when
+	// nothing was compacted. An empty, never-written log has FirstSeq 1, LastSeq 0.
+	FirstSeq uint64
+	// CommitSeq is the highest seq known committed; Applied the highest seq applied to the
+	// committed layer. Applied <= CommitSeq <= LastSeq.
+	CommitSeq uint64
+	Applied   uint64
+	// CopyID is made when the copy is first written and identifies this copy's disk.
+	CopyID string
+	// EpochHistory: epoch -> first seq written in it, ascending by epoch.
+	EpochHistory []sibling.EpochStart
+}
+
+// Batch is one atomic, durable change of a group's copy. Write applies its parts in this
+// order: Truncate, Append, Apply, then the meta fields. When Write returns nil, everything in
+// the batch is fsynced.
+type Batch struct {
+	// Epoch, if above the stored one, becomes the copy's epoch.
+	Epoch uint64
+	// Truncate, if > 0, removes every log entry with seq >= Truncate (and epoch history
+	// starts at or above it). It is an error to truncate at or below CommitSeq.
+	Truncate uint64
+	// Append adds entries after the last one; their seqs must be consecutive and follow
+	// LastSeq (or, in an empty log, start anywhere >= FirstSeq). An entry whose epoch is
+	// above LastEpoch adds an epoch history record (epoch, seq).
+	Append []sibling.Entry
+	// Apply lists committed effects to apply to the committed layer, in seq order; each
+	// must be at Applied+1, Applied+2, ...; the last becomes the new Applied.
+	Apply []AppliedEffect
+	// CommitSeq, if above the stored one, becomes CommitSeq.
+	CommitSeq uint64
+}
+
+// AppliedEffect is a committed entry's effect, decoded.
+type AppliedEffect struct {
+	Seq    uint64
+	Effect command.Effect
+}
+
+// GroupStore is one group's copy.
+type GroupStore interface {
+	Meta() (Meta, error)
+	Write(b *Batch) error
+	// Entries returns log entries with from <= seq <= to, stopping early after maxBytes of
+	// entry data (always at least one entry when any is in range).
+	Entries(from, to uint64, maxBytes int) ([]sibling.Entry, error)
+	// Resource returns the committed state of rid: the live resource, or (nil, tombstone),
+	// or (nil, nil) if unknown.
+	Resource(rid string) (*command.Resource, *command.Tombstone, error)
+	// Dedupe returns the committed record under key, or nil.
+	Dedupe(key string) (*command.DedupeRecord, error)
+	// List returns up to limit live resources with rid > after (byte order), of type typ
+	// when typ != "", ascending by rid.
+	List(typ, after string, limit int) ([]command.Resource, error)
+}
