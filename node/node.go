@@ -2,9 +2,18 @@ package node
 
 import (
 	"context"
+	"crypto/rand"
+	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/oklog/ulid/v2"
 	"github.com/rs/zerolog"
 	"github.com/sibylhq/sibyl/command"
 )
@@ -20,38 +29,222 @@ type Config struct {
 	WriteTimeout time.Duration
 	// DownAfter is the failure-detection period; heartbeats go every DownAfter/4 (default 1 s).
 	DownAfter time.Duration
-	Logger    zerolog.Logger
+	// ClusterSecret, when set, must be presented by every node-to-node connection.
+	ClusterSecret string
+	Logger        zerolog.Logger
+	// Store, when set, is used instead of DataDir/sibyl.db (tests).
+	Store Store
 }
 
 // Node is one running node.
-type Node struct{}
+type Node struct {
+	cfg         Config
+	log         zerolog.Logger
+	store       Store
+	instance    string
+	incarnation uint64
+	generation  atomic.Uint64
+	ids         *command.IDGen
+	ctrl        *ctrlClient
+	fwd         *forwarder
+	metrics     *metrics
 
-// New opens the node's store and starts its loops (join, heartbeats, directory watch,
-// replication). The node serves a group only once the controller confirmed its role.
-func New(cfg Config) (*Node, error) { panic("not implemented") }
+	mu     sync.RWMutex
+	dir    *command.Directory
+	groups map[command.ServerID]*group
+	joined bool
 
-// Handler serves the node-to-node endpoints under /v1/internal/.
-func (n *Node) Handler() http.Handler { panic("not implemented") }
-
-// NewSession starts a client connection's session (see api.Session).
-func (n *Node) NewSession() *Session { panic("not implemented") }
-
-// Status returns the cluster status (from the controller leader).
-func (n *Node) Status(ctx context.Context) (*command.Status, error) { panic("not implemented") }
-
-// Healthy reports whether the node has joined and serves.
-func (n *Node) Healthy() bool { panic("not implemented") }
-
-// Close stops the node and closes its store.
-func (n *Node) Close() error { panic("not implemented") }
-
-// Session is one client connection's state.
-type Session struct{}
-
-// Start begins req (see api.Session).
-func (s *Session) Start(ctx context.Context, req *command.Request, admin bool) func() (*command.Reply, error) {
-	panic("not implemented")
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
-// Close ends the session.
-func (s *Session) Close() {}
+// New opens the node's store and starts its loops (join, heartbeats, directory watch). The
+// node serves a group only once the controller leader confirmed its role.
+func New(cfg Config) (*Node, error) {
+	if cfg.ID == 0 {
+		return nil, fmt.Errorf("node: server ID must be in 1..65535")
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 5 * time.Second
+	}
+	if cfg.DownAfter <= 0 {
+		cfg.DownAfter = time.Second
+	}
+	if cfg.Location == "" {
+		cfg.Location = "default"
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger.With().Uint16("node", uint16(cfg.ID)).Logger(),
+		instance: ulid.Make().String(), groups: map[command.ServerID]*group{}, metrics: newMetrics()}
+	n.ids = command.NewIDGen(cfg.ID, rand.Reader)
+	if cfg.Store != nil {
+		n.store = cfg.Store
+	} else {
+		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+			return nil, fmt.Errorf("node: data directory %s: %w", cfg.DataDir, err)
+		}
+		inc, err := bumpIncarnation(filepath.Join(cfg.DataDir, "incarnation"))
+		if err != nil {
+			return nil, err
+		}
+		n.incarnation = inc
+		st, err := OpenBolt(filepath.Join(cfg.DataDir, "sibyl.db"))
+		if err != nil {
+			return nil, fmt.Errorf("node: opening store: %w", err)
+		}
+		n.store = st
+	}
+	held, err := n.store.Groups()
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range held {
+		gs, err := n.store.Group(id)
+		if err != nil {
+			return nil, err
+		}
+		g, err := newGroup(n, id, gs)
+		if err != nil {
+			return nil, fmt.Errorf("node: recovering group %d: %w", id, err)
+		}
+		n.groups[id] = g
+	}
+	n.fwd = newForwarder(n)
+	n.ctrl = newCtrlClient(cfg.Controllers, n.log)
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.wg.Add(1)
+	go n.run()
+	n.log.Info().Str("addr", cfg.HTTPAddr).Str("instance", n.instance).Uint64("incarnation", n.incarnation).
+		Int("groups", len(held)).Msg("node started")
+	return n, nil
+}
+
+// bumpIncarnation raises and persists the counter that orders this process's ads across
+// restarts (REPLICATION.md case 14f).
+func bumpIncarnation(path string) (uint64, error) {
+	var inc uint64
+	if b, err := os.ReadFile(path); err == nil {
+		inc, _ = strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	}
+	inc++
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := fmt.Fprintln(f, inc); err != nil {
+		f.Close()
+		return 0, err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return 0, err
+	}
+	f.Close()
+	return inc, os.Rename(tmp, path)
+}
+
+// Handler serves the node-to-node endpoints under /v1/internal/.
+func (n *Node) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/v1/internal/repl", n.serveRepl)
+	mux.HandleFunc("/v1/internal/fwd", n.serveFwd)
+	mux.Handle("/v1/internal/metrics", n.metrics.handler())
+	return mux
+}
+
+// Metrics returns the node's metrics registry handler (Prometheus text).
+func (n *Node) Metrics() http.Handler { return n.metrics.handler() }
+
+// Healthy reports whether the node has joined and serves.
+func (n *Node) Healthy() bool {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.joined && n.dir != nil
+}
+
+// Status returns the cluster status from the controller leader.
+func (n *Node) Status(ctx context.Context) (*command.Status, error) {
+	return n.ctrl.status(ctx)
+}
+
+// Close stops the node and closes its store.
+func (n *Node) Close() error {
+	n.cancel()
+	n.wg.Wait()
+	n.mu.Lock()
+	for _, g := range n.groups {
+		g.mu.Lock()
+		g.stepDownLocked(command.Errorf(command.CodeUnavailable, "node %d is shutting down", n.cfg.ID))
+		g.role = roleNone
+		g.mu.Unlock()
+	}
+	n.mu.Unlock()
+	return n.store.Close()
+}
+
+func (n *Node) directory() *command.Directory {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.dir
+}
+
+func (n *Node) directoryGroup(id command.ServerID) *command.GroupInfo {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	if n.dir == nil {
+		return nil
+	}
+	return n.dir.Group(uint16(id))
+}
+
+func (n *Node) nodeAddr(id uint16) string {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	if n.dir == nil {
+		return ""
+	}
+	if ni := n.dir.NodeByID(id); ni != nil {
+		return ni.Addr
+	}
+	return ""
+}
+
+func (n *Node) localGroup(id command.ServerID) *group {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.groups[id]
+}
+
+// ensureGroup returns this node's copy of group id if the directory lists it as a holder.
+func (n *Node) ensureGroup(id uint16) *group {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.groups[command.ServerID(id)]
+}
+
+func (g *group) isMain() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.role == roleMain
+}
+
+func (g *group) serving() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.role != roleNone
+}
+
+const secretHeader = "X-Sibyl-Secret"
+
+func (n *Node) internalHeader() http.Header {
+	h := http.Header{}
+	if n.cfg.ClusterSecret != "" {
+		h.Set(secretHeader, n.cfg.ClusterSecret)
+	}
+	return h
+}
+
+func (n *Node) internalAuthorized(r *http.Request) bool {
+	return n.cfg.ClusterSecret == "" || r.Header.Get(secretHeader) == n.cfg.ClusterSecret
+}

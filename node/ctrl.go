@@ -1,0 +1,269 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/sibylhq/sibyl/command"
+)
+
+// ctrlClient speaks the node <-> controller protocol of command/directory.go. Only the raft
+// leader answers; a follower names it (421 with a LeaderHint) and the client goes there.
+type ctrlClient struct {
+	addrs  []string
+	log    zerolog.Logger
+	http   *http.Client
+	mu     sync.Mutex
+	leader string
+}
+
+func newCtrlClient(addrs []string, log zerolog.Logger) *ctrlClient {
+	var clean []string
+	for _, a := range addrs {
+		a = strings.TrimSpace(strings.TrimPrefix(strings.TrimPrefix(a, "http://"), "https://"))
+		if a != "" {
+			clean = append(clean, strings.TrimSuffix(a, "/"))
+		}
+	}
+	return &ctrlClient{addrs: clean, log: log, http: &http.Client{Timeout: 15 * time.Second}}
+}
+
+// candidates lists controller addresses, the last known leader first.
+func (c *ctrlClient) candidates() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]string, 0, len(c.addrs)+1)
+	if c.leader != "" {
+		out = append(out, c.leader)
+	}
+	for _, a := range c.addrs {
+		if a != c.leader {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// do sends one request to the leader, following hints, and decodes the answer into out.
+func (c *ctrlClient) do(ctx context.Context, method, path string, body, out any) error {
+	var payload []byte
+	if body != nil {
+		var err error
+		if payload, err = json.Marshal(body); err != nil {
+			return err
+		}
+	}
+	var lastErr error
+	tried := map[string]bool{}
+	queue := c.candidates()
+	for len(queue) > 0 {
+		addr := queue[0]
+		queue = queue[1:]
+		if tried[addr] {
+			continue
+		}
+		tried[addr] = true
+		req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, bytes.NewReader(payload))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := c.http.Do(req)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+		resp.Body.Close()
+		switch resp.StatusCode {
+		case http.StatusOK:
+			c.mu.Lock()
+			c.leader = addr
+			c.mu.Unlock()
+			return json.Unmarshal(b, out)
+		case http.StatusMisdirectedRequest:
+			var hint command.LeaderHint
+			if json.Unmarshal(b, &hint) == nil && hint.Leader != "" {
+				queue = append([]string{hint.Leader}, queue...)
+			}
+			lastErr = fmt.Errorf("controller %s is not the leader (hint %q)", addr, hint.Leader)
+		default:
+			lastErr = fmt.Errorf("controller %s: %s %s: HTTP %d: %s", addr, method, path, resp.StatusCode, bytes.TrimSpace(b))
+		}
+	}
+	if lastErr == nil {
+		lastErr = fmt.Errorf("no controller address configured")
+	}
+	return lastErr
+}
+
+func (c *ctrlClient) status(ctx context.Context) (*command.Status, error) {
+	var st command.Status
+	if err := c.do(ctx, http.MethodGet, "/v1/status", nil, &st); err != nil {
+		return nil, command.Errorf(command.CodeUnavailable, "status from the controllers: %v", err)
+	}
+	return &st, nil
+}
+
+// run joins the controller leader, then keeps heartbeating and following the directory.
+func (n *Node) run() {
+	defer n.wg.Done()
+	join := command.JoinRequest{ID: uint16(n.cfg.ID), Addr: n.cfg.HTTPAddr, Location: n.cfg.Location,
+		Instance: n.instance, Incarnation: n.incarnation}
+	for {
+		var d command.Directory
+		err := n.ctrl.do(n.ctx, http.MethodPost, "/v1/internal/join", join, &d)
+		if err == nil {
+			n.applyDirectory(&d)
+			n.mu.Lock()
+			n.joined = true
+			n.mu.Unlock()
+			n.log.Info().Uint64("index", d.Index).Msg("joined the location controller")
+			break
+		}
+		n.log.Debug().Err(err).Msg("join failed; retrying")
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	n.wg.Add(1)
+	go n.watchLoop()
+	tick := time.NewTicker(n.cfg.DownAfter / 4)
+	defer tick.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		n.heartbeat()
+	}
+}
+
+func (n *Node) heartbeat() {
+	hb := command.Heartbeat{Node: uint16(n.cfg.ID), Instance: n.instance, Incarnation: n.incarnation,
+		Generation: n.generation.Add(1)}
+	n.mu.RLock()
+	groups := make([]*group, 0, len(n.groups))
+	for _, g := range n.groups {
+		groups = append(groups, g)
+	}
+	n.mu.RUnlock()
+	for _, g := range groups {
+		hb.Groups = append(hb.Groups, g.report())
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.DownAfter)
+	defer cancel()
+	var d command.Directory
+	if err := n.ctrl.do(ctx, http.MethodPost, "/v1/internal/heartbeat", hb, &d); err != nil {
+		n.log.Debug().Err(err).Msg("heartbeat failed")
+		return
+	}
+	n.applyDirectory(&d)
+}
+
+// watchLoop long-polls the leader so directory changes reach the node as they commit.
+func (n *Node) watchLoop() {
+	defer n.wg.Done()
+	for n.ctx.Err() == nil {
+		after := uint64(0)
+		if d := n.directory(); d != nil {
+			after = d.Index
+		}
+		var d command.Directory
+		err := n.ctrl.do(n.ctx, http.MethodGet, "/v1/internal/directory?after="+strconv.FormatUint(after, 10), nil, &d)
+		if err != nil {
+			select {
+			case <-n.ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		n.applyDirectory(&d)
+	}
+}
+
+// applyDirectory adopts a directory no older than the current one and sets this node's role
+// for every group it names.
+func (n *Node) applyDirectory(d *command.Directory) {
+	n.mu.Lock()
+	if n.dir != nil && d.Index < n.dir.Index {
+		n.mu.Unlock()
+		return
+	}
+	n.dir = d
+	self := uint16(n.cfg.ID)
+	type todo struct {
+		g  *group
+		gi command.GroupInfo
+	}
+	var work []todo
+	for _, gi := range d.Groups {
+		holder := gi.Main == self
+		for _, m := range gi.Siblings {
+			holder = holder || m.Node == self
+		}
+		g := n.groups[command.ServerID(gi.Server)]
+		if !holder {
+			if g != nil {
+				work = append(work, todo{g, gi})
+			}
+			continue
+		}
+		if g == nil {
+			gs, err := n.store.Group(command.ServerID(gi.Server))
+			if err == nil {
+				g, err = newGroup(n, command.ServerID(gi.Server), gs)
+			}
+			if err != nil {
+				n.log.Error().Err(err).Uint16("group", gi.Server).Msg("cannot open copy")
+				continue
+			}
+			n.groups[command.ServerID(gi.Server)] = g
+		}
+		work = append(work, todo{g, gi})
+	}
+	n.mu.Unlock()
+	for _, w := range work {
+		w.g.follow(&w.gi, self)
+	}
+}
+
+// follow sets the copy's role from its directory record.
+func (g *group) follow(gi *command.GroupInfo, self uint16) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	isSibling := false
+	for _, m := range gi.Siblings {
+		isSibling = isSibling || m.Node == self
+	}
+	var err error
+	switch {
+	case gi.Main == self && (g.role != roleMain || g.epoch != gi.Epoch):
+		if g.role == roleMain {
+			g.stepDownLocked(command.Errorf(command.CodeNoMain, "group %d: epoch changed", g.id))
+		}
+		err = g.becomeMain(gi)
+	case gi.Main == self:
+		g.setConfig(gi)
+	case isSibling && (g.role != roleSibling || g.epoch != gi.Epoch):
+		err = g.becomeSibling(gi)
+	case !isSibling && g.role == roleMain:
+		g.stepDownLocked(command.Errorf(command.CodeNoMain, "group %d: main moved to node %d", g.id, gi.Main))
+	}
+	if err != nil {
+		g.log.Error().Err(err).Msg("cannot take the role the directory assigns")
+	}
+}

@@ -1,0 +1,386 @@
+package node
+
+import (
+	"context"
+	"time"
+
+	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/sibling"
+)
+
+// quorumOf turns a directory record into the quorum a main must satisfy and its learners.
+func quorumOf(gi *command.GroupInfo) (sibling.Quorum, []uint16) {
+	q := sibling.Quorum{Version: gi.Active.Version, Sets: [][]uint16{gi.Active.Voters}}
+	voting := map[uint16]bool{}
+	for _, v := range gi.Active.Voters {
+		voting[v] = true
+	}
+	if gi.Pending != nil {
+		q.Version = gi.Pending.Version
+		q.Sets = append(q.Sets, gi.Pending.Voters)
+		for _, v := range gi.Pending.Voters {
+			voting[v] = true
+		}
+	}
+	var learners []uint16
+	for _, m := range gi.Siblings {
+		if !voting[m.Node] {
+			learners = append(learners, m.Node)
+		}
+	}
+	return q, learners
+}
+
+// becomeMain starts the main role in the directory's epoch. A main new to the epoch writes a
+// barrier entry first; until it commits, entries inherited from older epochs are not known
+// committed (REPLICATION.md case 3). Call with g.mu held.
+func (g *group) becomeMain(gi *command.GroupInfo) error {
+	m, err := g.gs.Meta()
+	if err != nil {
+		return err
+	}
+	g.tail = newTailLog(g.gs, m)
+	g.ov = newOverlay(g.gs)
+	g.effects = map[uint64]*command.Effect{}
+	// The uncommitted tail is pending state: execution must see it.
+	if m.LastSeq > m.Applied {
+		es, err := g.gs.Entries(m.Applied+1, m.LastSeq, 1<<30)
+		if err != nil {
+			return err
+		}
+		for _, e := range es {
+			eff, err := command.DecodeEffect(e.Data)
+			if err != nil {
+				return err
+			}
+			g.effects[e.Seq] = &eff
+			g.ov.add(e.Seq, &eff)
+		}
+	}
+	epochFirst := m.LastSeq + 1
+	history := append([]sibling.EpochStart(nil), m.EpochHistory...)
+	barrier := m.Epoch < gi.Epoch || m.LastEpoch < gi.Epoch
+	if barrier {
+		history = append(history, sibling.EpochStart{Epoch: gi.Epoch, FirstSeq: epochFirst})
+		g.newEpoch = gi.Epoch
+	} else {
+		for _, h := range history {
+			if h.Epoch == gi.Epoch {
+				epochFirst = h.FirstSeq
+			}
+		}
+	}
+	q, learners := quorumOf(gi)
+	g.main = sibling.NewMain(sibling.MainConfig{Group: uint16(g.id), Self: uint16(g.n.cfg.ID), Epoch: gi.Epoch,
+		LastEpoch: m.LastEpoch, LastSeq: m.LastSeq, Commit: m.CommitSeq, EpochFirst: epochFirst, History: history,
+		Quorum: q, Learners: learners, Log: g.tail, MaxBytes: 512 << 10, Window: 16})
+	g.role, g.epoch = roleMain, gi.Epoch
+	g.lastAck = map[uint16]time.Time{}
+	g.links = map[uint16]*peerLink{}
+	g.kickPersist = make(chan struct{}, 1)
+	g.stopMain = make(chan struct{})
+	if barrier {
+		g.appendLocked(&command.Effect{Kind: command.EffectBarrier, At: time.Now().UTC()})
+	}
+	g.syncLinks()
+	go g.persistLoop(g.stopMain, g.kickPersist)
+	g.kick()
+	g.broadcast()
+	g.log.Info().Uint64("epoch", gi.Epoch).Uint64("lastSeq", m.LastSeq).Uint64("commit", m.CommitSeq).
+		Bool("barrier", barrier).Msg("serving as main")
+	return nil
+}
+
+// appendLocked assigns the next seq to eff and queues it for the log. Call with g.mu held.
+func (g *group) appendLocked(eff *command.Effect) uint64 {
+	epoch, seq := g.main.Assign()
+	if eff.Dedupe != nil {
+		eff.Dedupe.Epoch, eff.Dedupe.Seq = epoch, seq
+	}
+	data, err := command.EncodeEffect(eff)
+	if err != nil {
+		// Effects are built from validated input; failing to encode one is a bug.
+		panic(err)
+	}
+	e := sibling.Entry{Epoch: epoch, Seq: seq, Data: data}
+	g.tail.add(e)
+	g.unpersisted = append(g.unpersisted, e)
+	g.effects[seq] = eff
+	g.ov.add(seq, eff)
+	return seq
+}
+
+// setConfig follows a directory change of the group's configs. On a new pending config the
+// main switches to the joint quorum at once and writes a config entry; when that entry
+// commits it reports the config activated. Call with g.mu held.
+func (g *group) setConfig(gi *command.GroupInfo) {
+	q, learners := quorumOf(gi)
+	g.main.SetQuorum(q, learners)
+	if gi.Pending != nil && gi.Pending.Version > g.configVer {
+		g.configVer = gi.Pending.Version
+		g.configSeq = g.appendLocked(&command.Effect{Kind: command.EffectConfig, Config: gi.Pending.Version, At: time.Now().UTC()})
+		g.kick()
+	}
+	g.syncLinks()
+	g.noteCommit()
+}
+
+// noteCommit does what follows a move of the main's commit point. Call with g.mu held.
+func (g *group) noteCommit() {
+	c := g.main.Commit()
+	if c <= g.commit {
+		return
+	}
+	g.n.metrics.commits.Add(float64(c - g.commit))
+	g.commit = c
+	if g.configSeq != 0 && c >= g.configSeq && g.configVer > g.activated {
+		g.activated = g.configVer
+	}
+	g.resolveWaiters()
+	g.broadcast()
+	select {
+	case g.kickPersist <- struct{}{}:
+	default:
+	}
+}
+
+// kick wakes the persister and every sibling link. Call with g.mu held.
+func (g *group) kick() {
+	select {
+	case g.kickPersist <- struct{}{}:
+	default:
+	}
+	for _, l := range g.links {
+		l.wake()
+	}
+}
+
+// persistLoop makes the main's new entries durable and applies committed ones, many per
+// fsync (group commit), until stop is closed.
+func (g *group) persistLoop(stop chan struct{}, kick chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		case <-kick:
+		}
+		g.mu.Lock()
+		if g.role != roleMain || g.stopMain != stop {
+			g.mu.Unlock()
+			return
+		}
+		b := &Batch{Epoch: g.newEpoch, Append: g.unpersisted}
+		g.unpersisted = nil
+		for s := g.applied + 1; s <= g.commit; s++ {
+			eff, ok := g.effects[s]
+			if !ok {
+				break
+			}
+			b.Apply = append(b.Apply, AppliedEffect{Seq: s, Effect: *eff})
+		}
+		if len(b.Apply) > 0 {
+			b.CommitSeq = b.Apply[len(b.Apply)-1].Seq
+		}
+		g.mu.Unlock()
+		if b.Epoch == 0 && len(b.Append) == 0 && len(b.Apply) == 0 {
+			continue
+		}
+		start := time.Now()
+		err := g.gs.Write(b)
+		g.n.metrics.fsync.Observe(time.Since(start).Seconds())
+		g.n.metrics.batch.Observe(float64(len(b.Append)))
+		g.mu.Lock()
+		if err != nil {
+			g.log.Error().Err(err).Msg("log write failed; stepping down")
+			g.stepDownLocked(command.Errorf(command.CodeUnavailable, "group %d: log write failed", g.id))
+			g.mu.Unlock()
+			return
+		}
+		if b.Epoch != 0 && g.newEpoch == b.Epoch {
+			g.newEpoch = 0
+		}
+		if n := len(b.Append); n > 0 {
+			g.main.Persisted(b.Append[n-1].Seq)
+		}
+		if n := len(b.Apply); n > 0 {
+			g.applied = b.Apply[n-1].Seq
+			for _, a := range b.Apply {
+				delete(g.effects, a.Seq)
+			}
+			g.ov.applied(g.applied)
+			g.tail.forget(g.forgetBelow())
+		}
+		g.noteCommit()
+		if g.applied < g.commit || len(g.unpersisted) > 0 {
+			g.kick()
+		} else {
+			for _, l := range g.links {
+				l.wake()
+			}
+		}
+		g.broadcast()
+		g.mu.Unlock()
+	}
+}
+
+// forgetBelow is the lowest seq the main may still need to send from memory.
+func (g *group) forgetBelow() uint64 {
+	low := g.applied + 1
+	for _, p := range g.main.Peers() {
+		if p.Match+1 < low {
+			low = p.Match + 1
+		}
+	}
+	return low
+}
+
+// onAck applies a sibling's answer.
+func (g *group) onAck(a *sibling.Ack) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.role != roleMain || a.Group != uint16(g.id) {
+		return
+	}
+	g.lastAck[a.From] = time.Now()
+	g.main.HandleAck(*a)
+	if e := g.main.Fenced(); e > 0 {
+		g.log.Warn().Uint64("epoch", g.epoch).Uint64("fencedBy", e).Msg("a sibling holds a higher epoch; stepping down")
+		g.stepDownLocked(command.Errorf(command.CodeNoMain, "group %d: main was fenced by epoch %d", g.id, e))
+		return
+	}
+	g.noteCommit()
+	g.broadcast()
+	if l := g.links[a.From]; l != nil {
+		l.wake()
+	}
+}
+
+// stepDownLocked ends the main role: pending writes fail at once with a retryable code
+// (their outcome is unknown) and the pending overlay is dropped. Call with g.mu held.
+func (g *group) stepDownLocked(err *command.Error) {
+	if g.role != roleMain {
+		return
+	}
+	close(g.stopMain)
+	for _, l := range g.links {
+		l.close()
+	}
+	g.links = nil
+	g.failWaiters(err)
+	g.role, g.main, g.ov, g.effects, g.unpersisted = roleNone, nil, nil, nil, nil
+	g.broadcast()
+}
+
+// submit executes a write at the main and returns a wait function for its answer. It is
+// called in the order requests arrived on a connection, which fixes their order in the log.
+func (g *group) submit(ctx context.Context, req *command.Request) func() (*command.Reply, error) {
+	g.mu.Lock()
+	if g.role != roleMain {
+		g.mu.Unlock()
+		return failed(command.Errorf(command.CodeNoMain, "node %d is not the main of group %d", g.n.cfg.ID, g.id))
+	}
+	epoch := g.main.Epoch()
+	seq := g.main.LastSeq() + 1
+	out := command.Execute(g.ov, req, command.ExecContext{Group: g.id, Epoch: epoch, Seq: seq, Now: time.Now(),
+		NewID: func() command.RID { return g.n.ids.Next(time.Now()) }})
+	w := &waiter{done: make(chan struct{})}
+	switch {
+	case out.Err != nil:
+		// A refusal may depend on pending state; answer once that state is committed.
+		w.seq, w.err = g.main.LastSeq(), out.Err
+	case out.Duplicate != nil:
+		d := out.Duplicate
+		w.seq = d.Seq
+		w.reply = &command.Reply{Resource: d.Resource, Epoch: d.Epoch, Seq: d.Seq, Duplicate: true}
+	default:
+		w.seq = g.appendLocked(out.Effect)
+		w.reply = out.Reply
+		g.kick()
+	}
+	if w.seq <= g.commit {
+		close(w.done)
+	} else {
+		g.waiters = append(g.waiters, w)
+	}
+	g.mu.Unlock()
+	return func() (*command.Reply, error) {
+		select {
+		case <-w.done:
+			if w.err != nil {
+				return nil, w.err
+			}
+			return w.reply, nil
+		case <-ctx.Done():
+			return nil, g.timeoutError()
+		}
+	}
+}
+
+// timeoutError says why a write did not complete in time: quorum_unavailable when the main
+// knows too few siblings answer, else timeout. Both leave the outcome unknown.
+func (g *group) timeoutError() *command.Error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.role == roleMain {
+		now := time.Now()
+		q := g.main.Quorum()
+		agreed := q.Agreed(func(n uint16) uint64 {
+			if now.Sub(g.lastAck[n]) < g.n.cfg.DownAfter {
+				return 1
+			}
+			return 0
+		}, 1)
+		if agreed == 0 {
+			return command.Errorf(command.CodeQuorumUnavailable, "group %d: too few siblings answer to reach a write quorum", g.id)
+		}
+	}
+	return command.Errorf(command.CodeTimeout, "group %d: write not committed within the write timeout", g.id)
+}
+
+func failed(err error) func() (*command.Reply, error) {
+	return func() (*command.Reply, error) { return nil, err }
+}
+
+// linearizableRead waits until the main may answer a read that arrived now from its
+// committed layer (REPLICATION.md case 10) and returns the read index.
+func (g *group) linearizableRead(ctx context.Context) (uint64, error) {
+	g.mu.Lock()
+	if g.role != roleMain {
+		g.mu.Unlock()
+		return 0, command.Errorf(command.CodeNoMain, "node %d is not the main of group %d", g.n.cfg.ID, g.id)
+	}
+	m := g.main
+	round := m.ReadRound()
+	index := m.Commit()
+	for _, l := range g.links {
+		l.wake()
+	}
+	g.mu.Unlock()
+	err := g.waitFor(ctx, func() (bool, error) {
+		if g.main != m {
+			return false, command.Errorf(command.CodeNoMain, "group %d: main changed during a read", g.id)
+		}
+		// A new main serves no read before its barrier commits.
+		return m.RoundConfirmed(round) && g.applied >= index && g.barrierCommitted(), nil
+	})
+	if err != nil {
+		return 0, asTimeout(err, g)
+	}
+	return index, nil
+}
+
+func (g *group) barrierCommitted() bool {
+	for _, h := range g.tail.history {
+		if h.Epoch == g.epoch {
+			return g.commit >= h.FirstSeq
+		}
+	}
+	return false
+}
+
+func asTimeout(err error, g *group) error {
+	if err == context.DeadlineExceeded || err == context.Canceled {
+		return g.timeoutError()
+	}
+	return err
+}

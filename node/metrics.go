@@ -1,0 +1,35 @@
+package node
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+type metrics struct {
+	reg     *prometheus.Registry
+	commits prometheus.Counter
+	fsync   prometheus.Histogram
+	batch   prometheus.Histogram
+}
+
+func newMetrics() *metrics {
+	m := &metrics{reg: prometheus.NewRegistry(),
+		commits: prometheus.NewCounter(prometheus.CounterOpts{Name: "sibyl_node_committed_entries_total",
+			Help: "Log entries committed by groups this node is main of."}),
+		fsync: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sibyl_node_log_write_seconds",
+			Help: "Duration of one durable log write (one fsync).", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 14)}),
+		batch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sibyl_node_log_write_entries",
+			Help: "Entries appended per durable log write (group commit).", Buckets: prometheus.ExponentialBuckets(1, 2, 12)}),
+	}
+	m.reg.MustRegister(m.commits, m.fsync, m.batch, prometheus.NewGoCollector())
+	return m
+}
+
+// Registry returns the registry the node's metrics live in (the API server adds its own).
+func (n *Node) Registry() *prometheus.Registry { return n.metrics.reg }
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}

@@ -1,0 +1,231 @@
+package node
+
+import (
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/sibylhq/sibyl/sibling"
+)
+
+// A peerLink carries one group's replication stream from its main to one sibling: one
+// WebSocket, Append frames one way, Ack frames back. It reconnects with backoff and, on every
+// new connection, asks the core to probe the sibling again.
+type peerLink struct {
+	g          *group
+	node       uint16
+	kickCh     chan struct{}
+	stop       chan struct{}
+	stopOnce   sync.Once
+	sentRound  uint64
+	sentCommit uint64
+}
+
+func (l *peerLink) wake() {
+	select {
+	case l.kickCh <- struct{}{}:
+	default:
+	}
+}
+
+func (l *peerLink) close() { l.stopOnce.Do(func() { close(l.stop) }) }
+
+// syncLinks starts a link for every sibling the core replicates to and stops the others.
+// Call with g.mu held.
+func (g *group) syncLinks() {
+	peers := g.main.Peers()
+	for id, l := range g.links {
+		if _, ok := peers[id]; !ok {
+			l.close()
+			delete(g.links, id)
+		}
+	}
+	for id := range peers {
+		if _, ok := g.links[id]; !ok {
+			l := &peerLink{g: g, node: id, kickCh: make(chan struct{}, 1), stop: make(chan struct{})}
+			g.links[id] = l
+			go l.run()
+		}
+	}
+}
+
+func (l *peerLink) run() {
+	backoff := 50 * time.Millisecond
+	for {
+		select {
+		case <-l.stop:
+			return
+		default:
+		}
+		addr := l.g.n.nodeAddr(l.node)
+		var conn *websocket.Conn
+		var err error
+		if addr != "" {
+			u := "ws://" + addr + "/v1/internal/repl?group=" + strconv.Itoa(int(l.g.id)) + "&from=" + strconv.Itoa(int(l.g.n.cfg.ID))
+			d := websocket.Dialer{HandshakeTimeout: l.g.n.cfg.DownAfter}
+			conn, _, err = d.Dial(u, l.g.n.internalHeader())
+		}
+		if conn == nil {
+			l.g.log.Debug().Err(err).Uint16("sibling", l.node).Str("addr", addr).Msg("replication link down")
+			select {
+			case <-l.stop:
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, time.Second)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+		l.serve(conn)
+		conn.Close()
+	}
+}
+
+// serve runs one connection until it fails or the link stops.
+func (l *peerLink) serve(conn *websocket.Conn) {
+	g := l.g
+	g.mu.Lock()
+	if g.main == nil {
+		g.mu.Unlock()
+		return
+	}
+	g.main.ResetPeer(l.node)
+	g.mu.Unlock()
+
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		for {
+			_, b, err := conn.ReadMessage()
+			if err != nil {
+				return
+			}
+			a, err := sibling.UnmarshalAck(b)
+			if err != nil {
+				g.log.Warn().Err(err).Uint16("sibling", l.node).Msg("bad ack frame")
+				return
+			}
+			g.onAck(a)
+		}
+	}()
+	heartbeat := time.NewTicker(g.n.cfg.DownAfter / 4)
+	defer heartbeat.Stop()
+	var buf []byte
+	beat := true
+	for {
+		g.mu.Lock()
+		if g.main == nil {
+			g.mu.Unlock()
+			return
+		}
+		var msgs []*sibling.Append
+		for {
+			a, err := g.main.NextAppend(l.node)
+			if err != nil {
+				g.log.Error().Err(err).Uint16("sibling", l.node).Msg("cannot build append")
+				break
+			}
+			if a == nil {
+				break
+			}
+			msgs = append(msgs, a)
+		}
+		if len(msgs) == 0 && (beat || g.main.Round() > l.sentRound || g.main.Commit() > l.sentCommit) {
+			msgs = append(msgs, g.main.Heartbeat(l.node))
+		}
+		for _, m := range msgs {
+			l.sentRound, l.sentCommit = max(l.sentRound, m.Round), max(l.sentCommit, m.CommitSeq)
+		}
+		g.mu.Unlock()
+		beat = false
+		for _, m := range msgs {
+			buf = sibling.MarshalAppend(buf[:0], m)
+			conn.SetWriteDeadline(time.Now().Add(g.n.cfg.DownAfter))
+			if err := conn.WriteMessage(websocket.BinaryMessage, buf); err != nil {
+				return
+			}
+		}
+		select {
+		case <-l.stop:
+			return
+		case <-readerDone:
+			return
+		case <-heartbeat.C:
+			beat = true
+		case <-l.kickCh:
+		}
+	}
+}
+
+var upgrader = websocket.Upgrader{ReadBufferSize: 64 << 10, WriteBufferSize: 64 << 10,
+	CheckOrigin: func(*http.Request) bool { return true }}
+
+// serveRepl is the sibling side of replication links: it reads Append frames, hands every
+// batch that arrived together to the group (one fsync), and writes the acks back.
+func (n *Node) serveRepl(w http.ResponseWriter, r *http.Request) {
+	if !n.internalAuthorized(r) {
+		http.Error(w, "unauthorized", http.StatusUnauthorized)
+		return
+	}
+	conn, err := upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	conn.SetReadLimit(64 << 20)
+	in := make(chan *sibling.Append, 256)
+	go func() {
+		defer close(in)
+		for {
+			_, b, err := conn.ReadMessage()
+			if err != nil {
+				return
+			}
+			m, err := sibling.UnmarshalAppend(b)
+			if err != nil {
+				n.log.Warn().Err(err).Msg("bad append frame")
+				return
+			}
+			in <- m
+		}
+	}()
+	var buf []byte
+	for m := range in {
+		batch := []*sibling.Append{m}
+	drain:
+		for len(batch) < 256 {
+			select {
+			case more, ok := <-in:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, more)
+			default:
+				break drain
+			}
+		}
+		// Frames on one link belong to one group, but check each.
+		var acks []*sibling.Ack
+		for len(batch) > 0 {
+			gid := batch[0].Group
+			j := 1
+			for j < len(batch) && batch[j].Group == gid {
+				j++
+			}
+			g := n.ensureGroup(gid)
+			if g == nil {
+				break
+			}
+			acks = append(acks, g.handleAppends(batch[:j])...)
+			batch = batch[j:]
+		}
+		for _, a := range acks {
+			buf = sibling.MarshalAck(buf[:0], a)
+			if err := conn.WriteMessage(websocket.BinaryMessage, buf); err != nil {
+				return
+			}
+		}
+	}
+}
