@@ -1,0 +1,233 @@
+package node
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/sibling"
+)
+
+// batchPlan is a batch that passed validation, with every value already encoded. Executing
+// it can then fail only for reasons outside the batch (disk, bbolt), which bbolt rolls
+// back; the memory store's mutations cannot fail. That is what makes a refused batch
+// change nothing in either store.
+type batchPlan struct {
+	meta Meta // the meta after the batch (EpochHistory is informational here)
+	// truncateLog, when > 0, is the first log seq to delete.
+	truncateLog uint64
+	// dropEpochs are history records to delete (their FirstSeq >= Truncate).
+	dropEpochs []uint64
+	addEpochs  []sibling.EpochStart
+	entries    []sibling.Entry
+	ops        []storeOp
+}
+
+// maxStoreKeySize is bbolt's limit on a key. Checking it while planning keeps the memory
+// store refusing exactly what bbolt would, and keeps the refusal before any mutation.
+const maxStoreKeySize = 32768
+
+func checkKey(what, key string) error {
+	if len(key) > maxStoreKeySize {
+		return fmt.Errorf("%s of %d bytes is longer than %d", what, len(key), maxStoreKeySize)
+	}
+	return nil
+}
+
+// storeOp is one change to the committed layer; val == nil deletes key.
+type storeOp struct {
+	bucket func(*groupBuckets) storeKV
+	key    []byte
+	val    []byte
+}
+
+func resourcesOf(bk *groupBuckets) storeKV  { return bk.resources }
+func tombstonesOf(bk *groupBuckets) storeKV { return bk.tombstones }
+func dedupeOf(bk *groupBuckets) storeKV     { return bk.dedupe }
+
+// planBatch checks b against the current meta m in the order Write applies it (Truncate,
+// Append, CommitSeq, Apply, Epoch) and returns what to change. Apply is checked against the
+// CommitSeq this same batch sets, so that one batch can append, commit and apply.
+func planBatch(m Meta, b *Batch) (*batchPlan, error) {
+	p := &batchPlan{meta: m}
+	nm := &p.meta
+	history := slices.Clone(m.EpochHistory)
+
+	if b.Truncate > 0 {
+		// Committed entries are never truncated: the committed layer was built from them
+		// and cannot be undone (REPLICATION.md case 4).
+		if b.Truncate <= m.CommitSeq {
+			return nil, fmt.Errorf("truncate at seq %d is at or below commit seq %d", b.Truncate, m.CommitSeq)
+		}
+		p.truncateLog = max(b.Truncate, m.FirstSeq)
+		if p.truncateLog <= nm.LastSeq {
+			nm.LastSeq = p.truncateLog - 1
+		}
+		for len(history) > 0 && history[len(history)-1].FirstSeq >= b.Truncate {
+			p.dropEpochs = append(p.dropEpochs, history[len(history)-1].Epoch)
+			history = history[:len(history)-1]
+		}
+	}
+
+	prevEpoch := historyEpochAt(history, nm.LastSeq)
+	for i, e := range b.Append {
+		switch {
+		case e.Epoch == 0:
+			return nil, fmt.Errorf("append seq %d has epoch 0", e.Seq)
+		case i > 0 && e.Seq != b.Append[i-1].Seq+1:
+			return nil, fmt.Errorf("append seq %d does not follow seq %d of the same batch", e.Seq, b.Append[i-1].Seq)
+		case i == 0 && nm.LastSeq >= nm.FirstSeq && e.Seq != nm.LastSeq+1:
+			return nil, fmt.Errorf("append seq %d does not follow last seq %d", e.Seq, nm.LastSeq)
+		case i == 0 && nm.LastSeq < nm.FirstSeq && e.Seq < nm.FirstSeq:
+			return nil, fmt.Errorf("append seq %d is below first seq %d of the empty log", e.Seq, nm.FirstSeq)
+		case e.Epoch < prevEpoch:
+			return nil, fmt.Errorf("append seq %d has epoch %d, below epoch %d of the entry before it", e.Seq, e.Epoch, prevEpoch)
+		}
+		if i == 0 && nm.LastSeq < nm.FirstSeq {
+			// An empty log may start anywhere at or above FirstSeq; FirstSeq stays "the
+			// first seq still in the log".
+			nm.FirstSeq = e.Seq
+		}
+		if e.Epoch > prevEpoch {
+			es := sibling.EpochStart{Epoch: e.Epoch, FirstSeq: e.Seq}
+			history = append(history, es)
+			p.addEpochs = append(p.addEpochs, es)
+		}
+		prevEpoch = e.Epoch
+		nm.LastSeq = e.Seq
+		nm.Epoch = max(nm.Epoch, e.Epoch)
+	}
+	p.entries = b.Append
+
+	if b.CommitSeq > nm.CommitSeq {
+		if b.CommitSeq > nm.LastSeq {
+			return nil, fmt.Errorf("commit seq %d is beyond last seq %d", b.CommitSeq, nm.LastSeq)
+		}
+		nm.CommitSeq = b.CommitSeq
+	}
+
+	for _, a := range b.Apply {
+		if a.Seq != nm.Applied+1 {
+			return nil, fmt.Errorf("apply seq %d does not follow applied seq %d", a.Seq, nm.Applied)
+		}
+		if a.Seq > nm.CommitSeq {
+			return nil, fmt.Errorf("apply seq %d is beyond commit seq %d", a.Seq, nm.CommitSeq)
+		}
+		ops, err := effectStoreOps(&a.Effect)
+		if err != nil {
+			return nil, fmt.Errorf("apply seq %d: %w", a.Seq, err)
+		}
+		p.ops = append(p.ops, ops...)
+		nm.Applied = a.Seq
+	}
+
+	nm.Epoch = max(nm.Epoch, b.Epoch)
+	nm.EpochHistory = history
+	nm.LastEpoch = historyEpochAt(history, nm.LastSeq)
+	return p, nil
+}
+
+// effectStoreOps turns one committed effect into changes of the committed layer.
+func effectStoreOps(e *command.Effect) ([]storeOp, error) {
+	var ops []storeOp
+	switch e.Kind {
+	case command.EffectPut:
+		if e.RID == "" || e.Resource == nil {
+			return nil, fmt.Errorf("put effect needs a rid and a resource (rid %q, resource set: %t)", e.RID, e.Resource != nil)
+		}
+		if err := checkKey("rid", e.RID); err != nil {
+			return nil, err
+		}
+		if e.Resource.ID != e.RID {
+			return nil, fmt.Errorf("put effect for rid %q carries resource %q", e.RID, e.Resource.ID)
+		}
+		v, err := json.Marshal(e.Resource)
+		if err != nil {
+			return nil, fmt.Errorf("encode resource %q: %w", e.RID, err)
+		}
+		// A put never follows a delete of the same rid (rids are not reused), but if one
+		// did, the tombstone must go so that Resource answers one state, not two.
+		ops = append(ops, storeOp{resourcesOf, []byte(e.RID), v}, storeOp{tombstonesOf, []byte(e.RID), nil})
+	case command.EffectDelete:
+		if e.RID == "" {
+			return nil, fmt.Errorf("delete effect has no rid")
+		}
+		if err := checkKey("rid", e.RID); err != nil {
+			return nil, err
+		}
+		v, err := json.Marshal(command.Tombstone{RID: e.RID, Version: e.Version, At: e.At})
+		if err != nil {
+			return nil, fmt.Errorf("encode tombstone %q: %w", e.RID, err)
+		}
+		ops = append(ops, storeOp{resourcesOf, []byte(e.RID), nil}, storeOp{tombstonesOf, []byte(e.RID), v})
+	case command.EffectBarrier, command.EffectConfig, command.EffectNoop:
+		// No resource changes; Applied still advances.
+	default:
+		return nil, fmt.Errorf("unknown effect kind %d", e.Kind)
+	}
+	if e.Dedupe != nil {
+		if e.Dedupe.Key == "" {
+			return nil, fmt.Errorf("dedupe record has an empty key")
+		}
+		if err := checkKey("dedupe key", e.Dedupe.Key); err != nil {
+			return nil, err
+		}
+		v, err := json.Marshal(e.Dedupe)
+		if err != nil {
+			return nil, fmt.Errorf("encode dedupe record %q: %w", e.Dedupe.Key, err)
+		}
+		ops = append(ops, storeOp{dedupeOf, []byte(e.Dedupe.Key), v})
+	}
+	return ops, nil
+}
+
+// execute performs the plan: Truncate, Append, Apply, then meta, as the contract orders.
+func (p *batchPlan) execute(bk *groupBuckets) error {
+	if p.truncateLog > 0 {
+		var doomed [][]byte
+		err := bk.log.each(beU64(p.truncateLog), func(k, _ []byte) (bool, error) {
+			doomed = append(doomed, append([]byte(nil), k...)) // k is invalid after a delete
+			return true, nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range doomed {
+			if err := bk.log.del(k); err != nil {
+				return fmt.Errorf("truncate log at seq %d: %w", p.truncateLog, err)
+			}
+		}
+	}
+	for _, e := range p.dropEpochs {
+		if err := bk.epochs.del(beU64(e)); err != nil {
+			return fmt.Errorf("drop epoch history of epoch %d: %w", e, err)
+		}
+	}
+	for _, es := range p.addEpochs {
+		if err := bk.epochs.put(beU64(es.Epoch), beU64(es.FirstSeq)); err != nil {
+			return fmt.Errorf("add epoch history (%d, %d): %w", es.Epoch, es.FirstSeq, err)
+		}
+	}
+	for _, e := range p.entries {
+		v := make([]byte, 8, 8+len(e.Data))
+		binary.BigEndian.PutUint64(v, e.Epoch)
+		if err := bk.log.put(beU64(e.Seq), append(v, e.Data...)); err != nil {
+			return fmt.Errorf("append seq %d: %w", e.Seq, err)
+		}
+	}
+	for _, op := range p.ops {
+		b := op.bucket(bk)
+		var err error
+		if op.val == nil {
+			err = b.del(op.key)
+		} else {
+			err = b.put(op.key, op.val)
+		}
+		if err != nil {
+			return fmt.Errorf("apply to key %q: %w", op.key, err)
+		}
+	}
+	return writeGroupMeta(bk, &p.meta)
+}

@@ -1,0 +1,188 @@
+package node
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/sibylhq/sibyl/command"
+)
+
+// OpenBolt opens (creating if needed) the node's store in one bbolt file. Sync stays on:
+// an acked append must survive a crash (REPLICATION.md case 5), so NoSync is never set.
+func OpenBolt(path string) (Store, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		// Fail instead of waiting forever when another process holds the file lock.
+		Timeout: 5 * time.Second,
+		// Address space only on Linux; with it, read transactions do not block a write
+		// transaction that grows the file up to this size.
+		InitialMmapSize: 256 << 20,
+		FreelistType:    bolt.FreelistMapType,
+		// The freelist is rebuilt by a scan on open instead of being written at every
+		// commit: one page less per group commit, a slower open.
+		NoFreelistSync: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	return &boltStore{db: db}, nil
+}
+
+type boltStore struct {
+	db *bolt.DB
+}
+
+// groupBucketName is "g" + decimal server ID: one top-level bucket per group.
+func groupBucketName(g command.ServerID) []byte {
+	return strconv.AppendUint([]byte("g"), uint64(g), 10)
+}
+
+func (s *boltStore) Groups() ([]command.ServerID, error) {
+	var gs []command.ServerID
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+			if len(name) < 2 || name[0] != 'g' {
+				return nil // not a group; leaves room for other top-level buckets
+			}
+			n, err := strconv.ParseUint(string(name[1:]), 10, 16)
+			if err != nil || n == 0 {
+				return fmt.Errorf("list groups: bucket %q is not g<server id>", name)
+			}
+			gs = append(gs, command.ServerID(n))
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list groups: %w", err)
+	}
+	slices.Sort(gs) // bucket order is byte order: g10 < g2
+	return gs, nil
+}
+
+// Group creates the copy durably (with its CopyID) the first time it is asked for, so that
+// Groups lists every copy a GroupStore was handed out for.
+func (s *boltStore) Group(g command.ServerID) (GroupStore, error) {
+	if g == 0 {
+		return nil, fmt.Errorf("open group 0: server IDs are 1..65535")
+	}
+	name := groupBucketName(g)
+	var exists bool
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		exists = tx.Bucket(name) != nil
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("open group %d: %w", g, err)
+	}
+	if !exists {
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			if tx.Bucket(name) != nil {
+				return nil // created concurrently
+			}
+			top, err := tx.CreateBucket(name)
+			if err != nil {
+				return err
+			}
+			for _, sub := range subBucketNames {
+				if _, err := top.CreateBucket([]byte(sub)); err != nil {
+					return fmt.Errorf("create bucket %s: %w", sub, err)
+				}
+			}
+			bk, err := boltBuckets(top)
+			if err != nil {
+				return err
+			}
+			return initGroup(bk)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("create group %d: %w", g, err)
+		}
+	}
+	return &groupStore{g: g, txns: boltGroup{db: s.db, name: name}}, nil
+}
+
+func (s *boltStore) DropGroup(g command.ServerID) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		err := tx.DeleteBucket(groupBucketName(g))
+		if err == bolt.ErrBucketNotFound {
+			return nil // dropping a group we hold no copy of is already done
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("drop group %d: %w", g, err)
+	}
+	return nil
+}
+
+func (s *boltStore) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close store %s: %w", s.db.Path(), err)
+	}
+	return nil
+}
+
+// boltGroup runs transactions over one group's buckets. It names the group rather than
+// holding buckets, so a handle of a dropped group reports ErrNoCopy.
+type boltGroup struct {
+	db   *bolt.DB
+	name []byte
+}
+
+func (bg boltGroup) view(fn func(*groupBuckets) error) error {
+	return bg.db.View(func(tx *bolt.Tx) error { return bg.run(tx, fn) })
+}
+
+func (bg boltGroup) update(fn func(*groupBuckets) error) error {
+	return bg.db.Update(func(tx *bolt.Tx) error { return bg.run(tx, fn) })
+}
+
+func (bg boltGroup) run(tx *bolt.Tx, fn func(*groupBuckets) error) error {
+	top := tx.Bucket(bg.name)
+	if top == nil {
+		return ErrNoCopy
+	}
+	bk, err := boltBuckets(top)
+	if err != nil {
+		return err
+	}
+	return fn(bk)
+}
+
+func boltBuckets(top *bolt.Bucket) (*groupBuckets, error) {
+	subs := make([]storeKV, len(subBucketNames))
+	for i, name := range subBucketNames {
+		b := top.Bucket([]byte(name))
+		if b == nil {
+			return nil, fmt.Errorf("bucket %s is missing", name)
+		}
+		subs[i] = boltKV{b}
+	}
+	return &groupBuckets{log: subs[0], meta: subs[1], epochs: subs[2], resources: subs[3],
+		tombstones: subs[4], dedupe: subs[5]}, nil
+}
+
+type boltKV struct{ b *bolt.Bucket }
+
+func (k boltKV) get(key []byte) []byte   { return k.b.Get(key) }
+func (k boltKV) put(key, v []byte) error { return k.b.Put(key, v) }
+func (k boltKV) del(key []byte) error    { return k.b.Delete(key) }
+
+func (k boltKV) each(from []byte, fn func(k, v []byte) (bool, error)) error {
+	c := k.b.Cursor()
+	var key, v []byte
+	if from == nil {
+		key, v = c.First()
+	} else {
+		key, v = c.Seek(from)
+	}
+	for ; key != nil; key, v = c.Next() {
+		more, err := fn(key, v)
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
