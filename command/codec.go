@@ -1,0 +1,103 @@
+package command
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+)
+
+// EncodeEffect is the bytes of e as a log entry stores and replicates it: JSON, compact,
+// without HTML escaping so that resource data keeps the bytes Execute stored. An effect
+// that breaks the rules DecodeEffect checks is refused here too, so a bad entry never
+// reaches the log.
+func EncodeEffect(e *Effect) ([]byte, error) {
+	if err := checkEffect(e); err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(e); err != nil {
+		return nil, Errorf(CodeInternal, "encoding effect: %v", err)
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// DecodeEffect reads an effect written by EncodeEffect. Unknown fields are refused rather
+// than ignored: a copy that does not understand all of an entry must stop, not apply part
+// of it and diverge from the others.
+func DecodeEffect(b []byte) (Effect, error) {
+	var e Effect
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&e); err != nil {
+		return Effect{}, Errorf(CodeInternal, "decoding effect: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Effect{}, Errorf(CodeInternal, "decoding effect: data after the effect")
+	}
+	if err := checkEffect(&e); err != nil {
+		return Effect{}, err
+	}
+	return e, nil
+}
+
+// checkEffect checks what applying e relies on: a known kind, and for resource effects a
+// canonical rid that matches the resource they store.
+func checkEffect(e *Effect) *Error {
+	switch e.Kind {
+	case EffectPut:
+		if err := checkEffectRID(e); err != nil {
+			return err
+		}
+		if err := checkStored(e.Resource); err != nil {
+			return err
+		}
+		if e.Resource.ID != e.RID {
+			return Errorf(CodeInternal, "effect on rid %q stores resource %q", e.RID, e.Resource.ID)
+		}
+	case EffectDelete:
+		if err := checkEffectRID(e); err != nil {
+			return err
+		}
+		if e.Resource != nil || e.Version == 0 {
+			return Errorf(CodeInternal, "delete of rid %q needs a tombstone version and no resource", e.RID)
+		}
+	case EffectBarrier, EffectConfig, EffectNoop:
+		if e.RID != "" || e.Resource != nil {
+			return Errorf(CodeInternal, "effect of kind %d names a resource", e.Kind)
+		}
+	default:
+		return Errorf(CodeInternal, "unknown effect kind %d", e.Kind)
+	}
+	if d := e.Dedupe; d != nil {
+		if d.Key == "" || d.Hash == "" || !IsWrite(d.Op) {
+			return Errorf(CodeInternal, "dedupe record of rid %q lacks its key, hash or write op", e.RID)
+		}
+		if d.Resource != nil {
+			return checkStored(d.Resource)
+		}
+	}
+	return nil
+}
+
+func checkEffectRID(e *Effect) *Error {
+	if _, err := ParseRID(e.RID); err != nil {
+		return Errorf(CodeInternal, "effect of kind %d: %s", e.Kind, AsError(err).Message)
+	}
+	return nil
+}
+
+// checkStored checks a resource as effects carry it.
+func checkStored(r *Resource) *Error {
+	if r == nil {
+		return Errorf(CodeInternal, "effect stores no resource")
+	}
+	if _, err := ParseRID(r.ID); err != nil {
+		return Errorf(CodeInternal, "stored resource: %s", AsError(err).Message)
+	}
+	if r.Version == 0 || checkType(r.Type) != nil || !json.Valid(r.Data) {
+		return Errorf(CodeInternal, "stored resource %q has no version, a bad type or invalid data", r.ID)
+	}
+	return nil
+}
