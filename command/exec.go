@@ -150,20 +150,14 @@ func current(v View, req *Request) (*Resource, *Error) {
 	// Tickets: the live-ticket check goes here, once View exposes tickets. It must stay after
 	// the key lookup (a retry whose fence has since expired gets its duplicate, not
 	// ticket_held) and before ifVersion.
-	if req.IfVersion != nil {
-		// A missing resource matches no version; the contract checks ifVersion before
-		// existence, so that is a conflict rather than not_found.
-		switch {
-		case cur == nil:
-			return nil, Errorf(CodeConflict, "ifVersion %d does not match: rid %q %s",
-				*req.IfVersion, req.RID, missing(tombstoned))
-		case cur.Version != *req.IfVersion:
-			return nil, Errorf(CodeConflict, "ifVersion %d does not match version %d of rid %q",
-				*req.IfVersion, cur.Version, req.RID)
-		}
-	}
+	// PROTOCOL §2: writing to a deleted or unknown rid gives not_found, whatever ifVersion
+	// says; ifVersion is compared only against a resource that exists.
 	if cur == nil {
 		return nil, Errorf(CodeNotFound, "rid %q %s", req.RID, missing(tombstoned))
+	}
+	if req.IfVersion != nil && cur.Version != *req.IfVersion {
+		return nil, Errorf(CodeConflict, "ifVersion %d does not match version %d of rid %q",
+			*req.IfVersion, cur.Version, req.RID)
 	}
 	return cur, nil
 }

@@ -192,7 +192,7 @@ func TestExecuteRefusals(t *testing.T) {
 		{"stale ifVersion", func(l, d string) *Request {
 			return &Request{Op: OpUpdate, RID: l, Data: json.RawMessage(`1`), IfVersion: u64(2)}
 		}, CodeConflict, "ifVersion 2 does not match version 1"},
-		{"ifVersion of a deleted rid", func(l, d string) *Request { return &Request{Op: OpDelete, RID: d, IfVersion: u64(1)} }, CodeConflict, "was deleted"},
+		{"ifVersion of a deleted rid", func(l, d string) *Request { return &Request{Op: OpDelete, RID: d, IfVersion: u64(1)} }, CodeNotFound, "was deleted"},
 		{"update deleted", func(l, d string) *Request { return &Request{Op: OpUpdate, RID: d, Data: json.RawMessage(`1`)} }, CodeNotFound, "was deleted"},
 		{"patch deleted", func(l, d string) *Request { return &Request{Op: OpPatch, RID: d, Patch: json.RawMessage(`{}`)} }, CodeNotFound, "was deleted"},
 		{"delete deleted", func(l, d string) *Request { return &Request{Op: OpDelete, RID: d} }, CodeNotFound, "was deleted"},
