@@ -1,0 +1,325 @@
+package scenarios
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sibylhq/sibyl/api/client"
+	"github.com/sibylhq/sibyl/command"
+)
+
+// Proc is one process of a cluster as cluster.json describes it.
+type Proc struct {
+	ID       json.RawMessage `json:"id"`
+	HTTP     string          `json:"http"`
+	Raft     string          `json:"raft,omitempty"`
+	PID      int             `json:"pid"`
+	Location string          `json:"location,omitempty"`
+	Args     []string        `json:"args"`
+}
+
+// Name is the process's id as text ("c1", "3").
+func (p *Proc) Name() string { return strings.Trim(string(p.ID), `"`) }
+
+type clusterFile struct {
+	Controllers []*Proc `json:"controllers"`
+	Nodes       []*Proc `json:"nodes"`
+}
+
+// Options of a scenario cluster.
+type Options struct {
+	Nodes, Controllers int
+	WriteTimeout       time.Duration
+	DownAfter          time.Duration
+}
+
+// Cluster is a running `sibyl dev` cluster.
+type Cluster struct {
+	t           testing.TB
+	Dir         string
+	dev         *exec.Cmd
+	Controllers []*Proc
+	Nodes       []*Proc
+	extra       []*exec.Cmd // processes restarted by the test itself
+}
+
+var sibylBin string
+
+// portSeq hands out base ports; seeded so a failing run names its ports.
+var portSeq = rand.New(rand.NewSource(portSeed()))
+
+func portSeed() int64 {
+	if s, err := strconv.ParseInt(os.Getenv("SIBYL_SCENARIO_SEED"), 10, 64); err == nil {
+		return s
+	}
+	return time.Now().UnixNano()
+}
+
+// buildBinary builds cmd/sibyl into dir.
+func buildBinary(dir string) (string, error) {
+	bin := filepath.Join(dir, "sibyl")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/sibylhq/sibyl/cmd/sibyl").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("building sibyl: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+func portsFree(base, controllers, nodes int) bool {
+	var ports []int
+	for i := 1; i <= controllers; i++ {
+		ports = append(ports, base+i, base+50+i)
+	}
+	for i := 1; i <= nodes; i++ {
+		ports = append(ports, base+100+i)
+	}
+	for _, p := range ports {
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			return false
+		}
+		ln.Close()
+	}
+	return true
+}
+
+// StartCluster starts `sibyl dev` and waits for its cluster.json.
+func StartCluster(t testing.TB, o Options) *Cluster {
+	t.Helper()
+	if o.Nodes == 0 {
+		o.Nodes = 4
+	}
+	if o.Controllers == 0 {
+		o.Controllers = 3
+	}
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = time.Second
+	}
+	if o.DownAfter == 0 {
+		o.DownAfter = time.Second
+	}
+	base := 0
+	for i := 0; i < 50 && base == 0; i++ {
+		b := 21000 + portSeq.Intn(150)*200
+		if portsFree(b, o.Controllers, o.Nodes) {
+			base = b
+		}
+	}
+	if base == 0 {
+		t.Fatal("no free port range for a cluster")
+	}
+	c := &Cluster{t: t, Dir: t.TempDir()}
+	c.dev = exec.Command(sibylBin, "dev", "--nodes", strconv.Itoa(o.Nodes), "--controllers", strconv.Itoa(o.Controllers),
+		"--base-port", strconv.Itoa(base), "--data", c.Dir, "--write-timeout", o.WriteTimeout.String(),
+		"--down-after", o.DownAfter.String(), "--log-level", "info")
+	logf, err := os.Create(filepath.Join(c.Dir, "dev.out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.dev.Stdout, c.dev.Stderr = logf, logf
+	if err := c.dev.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("cluster: base port %d, data %s", base, c.Dir)
+	t.Cleanup(c.stop)
+	path := filepath.Join(c.Dir, "cluster.json")
+	waitFor(t, 90*time.Second, "cluster.json", func() bool {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return false
+		}
+		var f clusterFile
+		if json.Unmarshal(b, &f) != nil {
+			return false
+		}
+		c.Controllers, c.Nodes = f.Controllers, f.Nodes
+		return true
+	})
+	return c
+}
+
+func (c *Cluster) stop() {
+	for _, p := range append(c.Controllers, c.Nodes...) {
+		_ = syscall.Kill(p.PID, syscall.SIGCONT)
+	}
+	for _, cmd := range c.extra {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}
+	_ = c.dev.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { _ = c.dev.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		_ = c.dev.Process.Kill()
+		<-done
+	}
+	if c.t.Failed() {
+		c.t.Logf("logs kept in %s", c.Dir)
+		for _, f := range []string{"dev.out"} {
+			if b, err := os.ReadFile(filepath.Join(c.Dir, f)); err == nil {
+				c.t.Logf("%s:\n%s", f, tail(b, 4000))
+			}
+		}
+	}
+}
+
+func tail(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
+
+// Node returns node id's process.
+func (c *Cluster) Node(id int) *Proc {
+	for _, p := range c.Nodes {
+		if p.Name() == strconv.Itoa(id) {
+			return p
+		}
+	}
+	c.t.Fatalf("no node %d in cluster.json", id)
+	return nil
+}
+
+// Controller returns controller id's process ("c1").
+func (c *Cluster) Controller(id string) *Proc {
+	for _, p := range c.Controllers {
+		if p.Name() == id {
+			return p
+		}
+	}
+	c.t.Fatalf("no controller %s in cluster.json", id)
+	return nil
+}
+
+// Kill sends SIGKILL: a real crash.
+func (c *Cluster) Kill(p *Proc) {
+	c.t.Logf("kill -9 %s (pid %d)", p.Name(), p.PID)
+	if err := syscall.Kill(p.PID, syscall.SIGKILL); err != nil {
+		c.t.Fatalf("kill %d: %v", p.PID, err)
+	}
+	waitFor(c.t, 10*time.Second, "process "+p.Name()+" gone", func() bool {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(p.PID) + "/stat")
+		return err != nil || strings.Contains(string(b), ") Z ")
+	})
+}
+
+// Stop freezes a process (SIGSTOP); Cont resumes it.
+func (c *Cluster) Stop(p *Proc) {
+	c.t.Logf("SIGSTOP %s (pid %d)", p.Name(), p.PID)
+	if err := syscall.Kill(p.PID, syscall.SIGSTOP); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *Cluster) Cont(p *Proc) {
+	c.t.Logf("SIGCONT %s (pid %d)", p.Name(), p.PID)
+	if err := syscall.Kill(p.PID, syscall.SIGCONT); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// Restart starts a killed process again with its args (on its own data).
+func (c *Cluster) Restart(p *Proc) {
+	cmd := exec.Command(p.Args[0], p.Args[1:]...)
+	logf, err := os.Create(filepath.Join(c.Dir, "restart-"+p.Name()+".log"))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		c.t.Fatalf("restarting %s: %v", p.Name(), err)
+	}
+	c.extra = append(c.extra, cmd)
+	p.PID = cmd.Process.Pid
+	c.t.Logf("restarted %s (pid %d)", p.Name(), p.PID)
+}
+
+// Status asks the controllers for /v1/status (any that answers).
+func (c *Cluster) Status() (*command.Status, error) {
+	var lastErr error
+	hc := &http.Client{Timeout: 2 * time.Second}
+	for _, p := range c.Controllers {
+		resp, err := hc.Get("http://" + p.HTTP + "/v1/status")
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		var st command.Status
+		err = json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if err == nil && resp.StatusCode == 200 {
+			return &st, nil
+		}
+		lastErr = fmt.Errorf("status from %s: HTTP %d %v", p.HTTP, resp.StatusCode, err)
+	}
+	return nil, lastErr
+}
+
+// WaitVoting waits until group g has n voting siblings and returns its status.
+func (c *Cluster) WaitVoting(g uint16, n int) command.StatusGroup {
+	var out command.StatusGroup
+	waitFor(c.t, 60*time.Second, fmt.Sprintf("group %d with %d voting siblings", g, n), func() bool {
+		st, err := c.Status()
+		if err != nil {
+			return false
+		}
+		for _, sg := range st.Groups {
+			if sg.Server != g || sg.Main == nil {
+				continue
+			}
+			voting := 0
+			for _, s := range sg.Siblings {
+				if s.State == command.SiblingVoting {
+					voting++
+				}
+			}
+			out = sg
+			return voting >= n
+		}
+		return false
+	})
+	return out
+}
+
+// Client connects to the given nodes (in order of preference).
+func (c *Cluster) Client(nodes ...int) *client.Client {
+	var addrs []string
+	for _, id := range nodes {
+		addrs = append(addrs, c.Node(id).HTTP)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, err := client.Dial(ctx, client.Options{Addrs: addrs})
+	if err != nil {
+		c.t.Fatalf("dial %v: %v", addrs, err)
+	}
+	c.t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
