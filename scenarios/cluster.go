@@ -58,7 +58,10 @@ type Cluster struct {
 var sibylBin string
 
 // portSeq hands out base ports; seeded so a failing run names its ports.
-var portSeq = rand.New(rand.NewSource(portSeed()))
+var (
+	seedUsed = portSeed()
+	portSeq  = rand.New(rand.NewSource(seedUsed))
+)
 
 func portSeed() int64 {
 	if s, err := strconv.ParseInt(os.Getenv("SIBYL_SCENARIO_SEED"), 10, 64); err == nil {
