@@ -1,0 +1,27 @@
+// Package node is the Sibyl node process: its bbolt store, the groups it holds a copy of
+// and the role it plays for each (main or sibling), routing of client requests to mains,
+// and restart recovery.
+//
+// Drive it with New (which opens the store, joins the location controller leader and
+// follows its directory), mount Handler on the node's listener under /v1/internal/ for
+// node-to-node traffic, and hand NewSession to the API server for each client connection.
+//
+// The pieces, in the order a write meets them:
+//
+//   - session.go: a client connection. It validates, picks the request's group, and either
+//     calls the local group (this node is its main) or forwards to the main (forward.go),
+//     one ordered stream per node pair.
+//   - group_main.go: the main role. submit executes the command against the pending
+//     overlay (overlay.go) into an effect, assigns its seq and queues the entry;
+//     persistLoop writes queued entries and applies committed ones, many per fsync; the
+//     replication core (sibling.Main) decides what each sibling link (peer.go) sends and
+//     when an entry is committed; waiters are answered on commit.
+//   - group_sibling.go: the sibling role. Frames from the main are stepped through
+//     sibling.Follower and made durable in one write per batch before they are acked.
+//   - ctrl.go: join, heartbeats with each copy's position, and a long poll of the
+//     directory; applyDirectory sets every group's role.
+//   - store*.go: the Store interface, with the bbolt store and an in-memory one that pass
+//     the same contract tests.
+//
+// docs/write.md has the sequence diagram of a write.
+package node
