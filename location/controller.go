@@ -1,10 +1,21 @@
 package location
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/sibylhq/sibyl/command"
 )
 
 // Config configures one controller process.
@@ -18,18 +29,313 @@ type Config struct {
 	// DownAfter is how long a node may be silent before it is marked down (default 1 s).
 	DownAfter time.Duration
 	Logger    zerolog.Logger
+
+	// RaftListener, when set, is used for the raft transport instead of listening on
+	// RaftAddr (an empty RaftAddr then becomes the listener's address). The controller
+	// closes it. It lets a caller bind an ephemeral port before the controller starts.
+	RaftListener net.Listener
+	// LongPoll is how long GET /v1/internal/directory waits for a change (default 5 s).
+	LongPoll time.Duration
+	// RaftTimeout is raft's heartbeat and election timeout (default 500 ms, tuned for a
+	// LAN or loopback); the leader lease is half of it. Raise it on a loaded host.
+	RaftTimeout time.Duration
 }
 
 // Controller is one location controller process.
-type Controller struct{}
+type Controller struct {
+	cfg    Config
+	log    zerolog.Logger
+	fsm    *fsm
+	cons   consensus
+	raft   *raftNode
+	now    func() time.Time
+	client *http.Client
+	mux    *http.ServeMux
+
+	term   atomic.Pointer[leaderTerm] // non-nil while this controller leads
+	polls  atomic.Int32               // directory long polls waiting for a change
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed sync.Once
+	err    error
+}
+
+const (
+	defaultLocation  = "default"
+	defaultDownAfter = time.Second
+	defaultLongPoll  = 5 * time.Second
+	// defaultRaftTimeout makes a location fail over in about a second.
+	defaultRaftTimeout = 500 * time.Millisecond
+	registerEvery      = 200 * time.Millisecond
+)
 
 // New starts raft (bootstrapping the cluster from Peers when the data directory is new)
 // and the controller's background loops.
-func New(cfg Config) (*Controller, error) { panic("not implemented") }
+func New(cfg Config) (*Controller, error) {
+	if cfg.ID == "" || cfg.HTTPAddr == "" || cfg.DataDir == "" {
+		return nil, fmt.Errorf("location controller config: id (%q), http address (%q) and data directory (%q) are required",
+			cfg.ID, cfg.HTTPAddr, cfg.DataDir)
+	}
+	if cfg.Location == "" {
+		cfg.Location = defaultLocation
+	}
+	if cfg.DownAfter <= 0 {
+		cfg.DownAfter = defaultDownAfter
+	}
+	if cfg.LongPoll <= 0 {
+		cfg.LongPoll = defaultLongPoll
+	}
+	if cfg.RaftTimeout <= 0 {
+		cfg.RaftTimeout = defaultRaftTimeout
+	}
+	ln := cfg.RaftListener
+	if ln == nil {
+		if cfg.RaftAddr == "" {
+			return nil, fmt.Errorf("location controller %s: a raft address or listener is required", cfg.ID)
+		}
+		var err error
+		if ln, err = net.Listen("tcp", cfg.RaftAddr); err != nil {
+			return nil, fmt.Errorf("location controller %s: listen for raft on %s: %w", cfg.ID, cfg.RaftAddr, err)
+		}
+	}
+	if _, port, err := net.SplitHostPort(cfg.RaftAddr); err != nil || port == "0" {
+		cfg.RaftAddr = ln.Addr().String() // nothing (or an ephemeral port) configured: advertise what was bound
+	}
+	peers := map[string]string{}
+	for id, addr := range cfg.Peers {
+		peers[id] = addr
+	}
+	if len(peers) == 0 {
+		peers[cfg.ID] = cfg.RaftAddr
+	}
+	if addr, ok := peers[cfg.ID]; !ok || addr != cfg.RaftAddr {
+		_ = ln.Close()
+		return nil, fmt.Errorf("location controller %s: peers %v must give this controller its raft address %s", cfg.ID, peers, cfg.RaftAddr)
+	}
+	cfg.Peers = peers
+
+	log := cfg.Logger.With().Str("controller", cfg.ID).Str("location", cfg.Location).Logger()
+	f := newFSM()
+	rn, err := openRaft(raftSetup{
+		ID: cfg.ID, RaftAddr: cfg.RaftAddr, Listener: ln, Peers: peers, DataDir: cfg.DataDir,
+		Timeout: cfg.RaftTimeout, Logger: newHclogAdapter(log),
+	}, f)
+	if err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("location controller %s: %w", cfg.ID, err)
+	}
+	c := &Controller{
+		cfg: cfg, log: log, fsm: f, cons: rn, raft: rn, now: time.Now,
+		client: &http.Client{Timeout: 2 * time.Second},
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.mux = c.routes()
+	log.Info().Str("http", cfg.HTTPAddr).Str("raft", cfg.RaftAddr).Str("dir", cfg.DataDir).
+		Bool("bootstrapped", rn.bootstrapped).Msg("controller started")
+	c.wg.Add(2)
+	go c.leadershipLoop()
+	go c.registerLoop()
+	return c, nil
+}
 
 // Handler serves GET /healthz, /metrics, /v1/status, / and the node protocol of
 // command/directory.go.
-func (c *Controller) Handler() http.Handler { panic("not implemented") }
+func (c *Controller) Handler() http.Handler { return c.mux }
 
-// Close stops the controller.
-func (c *Controller) Close() error { panic("not implemented") }
+// Close stops the controller: its loops, raft, the raft transport and store. Requests
+// still arriving on Handler get 503.
+func (c *Controller) Close() error {
+	c.closed.Do(func() {
+		c.cancel()
+		// Shutting raft down first fails any Apply or Barrier a loop is blocked in.
+		c.err = c.cons.shutdown()
+		c.wg.Wait()
+		c.client.CloseIdleConnections()
+		c.log.Info().Err(c.err).Msg("controller stopped")
+	})
+	return c.err
+}
+
+// ID returns the controller's ID.
+func (c *Controller) ID() string { return c.cfg.ID }
+
+// IsLeader reports whether this controller leads and is ready to serve the node protocol.
+func (c *Controller) IsLeader() bool {
+	t := c.term.Load()
+	return t != nil && t.isReady()
+}
+
+// Leader returns the raft ID of the leader this controller knows ("" if none).
+func (c *Controller) Leader() string { return c.cons.leaderID() }
+
+// Directory returns this controller's copy of the directory. Node states are the leader's
+// view on the leader; elsewhere nodes are reported down, as a follower cannot vouch for them.
+func (c *Controller) Directory() command.Directory {
+	if t := c.term.Load(); t != nil {
+		return c.directoryFor(t)
+	}
+	st, _ := c.fsm.view()
+	return st.directory(c.unknownState)
+}
+
+// leadershipLoop follows raft's leadership events: it starts a leaderTerm when this
+// controller becomes leader and ends it when leadership is lost, and logs leader changes.
+func (c *Controller) leadershipLoop() {
+	defer c.wg.Done()
+	defer c.stopTerm()
+	events, changes := c.cons.leaderEvents(), c.cons.leaderChanges()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case leader := <-events:
+			// A true while a term runs means a loss and regain raft coalesced: start afresh.
+			c.stopTerm()
+			if leader {
+				t := newLeaderTerm(c.now())
+				c.term.Store(t)
+				c.wg.Add(1)
+				go c.runTerm(t)
+			}
+		case id := <-changes:
+			e := c.log.Info().Str("leader", id).Bool("self", id == c.cfg.ID).Uint64("term", c.cons.stats().Term)
+			if rec, ok := c.fsm.controller(id); ok {
+				e = e.Str("leaderHTTP", rec.HTTPAddr)
+			}
+			e.Msg("leader changed")
+		}
+	}
+}
+
+// stopTerm ends the current leaderTerm, if any, and waits for its loop.
+func (c *Controller) stopTerm() {
+	if t := c.term.Swap(nil); t != nil {
+		close(t.stop)
+		<-t.done
+	}
+}
+
+// runTerm is the leader's loop: a barrier first (so the FSM holds everything earlier
+// leaders committed before this leader serves or plans anything), then a reconcile round
+// every reconcileEvery and whenever a heartbeat asks for one.
+func (c *Controller) runTerm(t *leaderTerm) {
+	defer c.wg.Done()
+	defer close(t.done)
+	if err := c.cons.barrier(); err != nil {
+		c.log.Warn().Err(err).Msg("new leader could not apply earlier entries; waiting for the next election")
+		return
+	}
+	close(t.ready)
+	c.log.Info().Uint64("index", c.fsm.index()).Uint64("term", c.cons.stats().Term).Msg("leading")
+	c.registerSelf()
+	tick := time.NewTicker(reconcileEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.stop:
+			return
+		case <-c.ctx.Done():
+			return
+		case <-tick.C:
+		case <-t.kick:
+		}
+		c.reconcile(t)
+	}
+}
+
+// selfRecord is this controller as registerController records it.
+func (c *Controller) selfRecord() controllerRecord {
+	return controllerRecord{ID: c.cfg.ID, HTTPAddr: c.cfg.HTTPAddr, RaftAddr: c.cfg.RaftAddr, Location: c.cfg.Location}
+}
+
+// registerLoop makes sure the directory holds this controller's current addresses, so
+// that every controller can point nodes at the leader's HTTP address. The leader applies
+// its own record; a follower asks the leader (whose address it learnt the same way).
+func (c *Controller) registerLoop() {
+	defer c.wg.Done()
+	tick := time.NewTicker(registerEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if rec, ok := c.fsm.controller(c.cfg.ID); ok && rec == c.selfRecord() {
+			continue
+		}
+		leader := c.cons.leaderID()
+		if leader == "" {
+			continue
+		}
+		if leader == c.cfg.ID {
+			c.registerSelf()
+			continue
+		}
+		if rec, ok := c.fsm.controller(leader); ok {
+			if err := c.registerWith(rec.HTTPAddr); err != nil {
+				c.log.Debug().Err(err).Str("leader", leader).Msg("controller registration failed; retrying")
+				continue
+			}
+			c.log.Info().Str("leader", leader).Msg("controller registered")
+		}
+	}
+}
+
+// registerSelf applies this controller's record when it leads and the record differs.
+func (c *Controller) registerSelf() {
+	want := c.selfRecord()
+	if rec, ok := c.fsm.controller(c.cfg.ID); ok && rec == want {
+		return
+	}
+	if _, err := c.cons.propose(registerController{Controller: want}); err != nil {
+		c.log.Warn().Err(err).Msg("registering this controller failed; retrying")
+		return
+	}
+	c.log.Info().Str("http", want.HTTPAddr).Msg("controller registered")
+}
+
+// registerWith asks the leader at addr to apply registerController for this controller.
+func (c *Controller) registerWith(addr string) error {
+	body, err := json.Marshal(c.selfRecord())
+	if err != nil {
+		return fmt.Errorf("encode registration of %s: %w", c.cfg.ID, err)
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+pathController, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("register %s with leader at %s: %w", c.cfg.ID, addr, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("register %s with leader at %s: %w", c.cfg.ID, addr, err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("register %s with leader at %s: HTTP %d: %s", c.cfg.ID, addr, resp.StatusCode, bytes.TrimSpace(msg))
+	}
+	return nil
+}
+
+// directoryFor renders the directory with leader t's node states.
+func (c *Controller) directoryFor(t *leaderTerm) command.Directory {
+	st, _ := c.fsm.view()
+	now := c.now()
+	return st.directory(func(n nodeRecord) (string, uint64) { return t.nodeState(n, now, c.cfg.DownAfter) })
+}
+
+// unknownState is the node state a controller without leader memory reports: it cannot
+// vouch for liveness, so it reports every node that is not spare as down.
+func (c *Controller) unknownState(n nodeRecord) (string, uint64) {
+	if n.Spare {
+		return command.NodeSpare, 0
+	}
+	return command.NodeDown, 0
+}
+
+// errClosed is returned by requests served after Close.
+var errClosed = errors.New("controller is closed")

@@ -1,0 +1,243 @@
+package location
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	"github.com/sibylhq/sibyl/command"
+)
+
+// The commands of the directory FSM. Each is one Go type with a kind tag; on the raft log
+// a command is the JSON envelope {"kind": ..., "body": <the command>}. Every applyTo
+// validates first and changes the state only when it accepts, so a refused command leaves
+// the directory exactly as it was on every controller. applyTo must be deterministic: no
+// clocks, no randomness, no dependence on map order.
+
+const (
+	kindRegisterController = "registerController"
+	kindJoinNode           = "joinNode"
+	kindAddLearner         = "addLearner"
+	kindProposeVoter       = "proposeVoter"
+	kindActivate           = "activate"
+)
+
+// dirCommand is one directory change.
+type dirCommand interface {
+	kind() string
+	applyTo(s *dirState) error
+}
+
+// registerController records (or updates) a controller's addresses, so that every
+// controller can name the leader's HTTP address in a LeaderHint.
+type registerController struct {
+	Controller controllerRecord `json:"controller"`
+}
+
+// joinNode records a node at its start. It creates the node's own group (the node is its
+// main, epoch 1, an empty active config) the first time the node joins.
+type joinNode struct {
+	ID          uint16 `json:"id"`
+	Addr        string `json:"addr"`
+	Location    string `json:"location"`
+	Instance    string `json:"instance"`
+	Incarnation uint64 `json:"incarnation"`
+}
+
+// addLearner makes Node a syncing sibling of group Server.
+type addLearner struct {
+	Server uint16 `json:"server"`
+	Node   uint16 `json:"node"`
+}
+
+// proposeVoter commits a pending config that adds Node to the voters of group Server.
+type proposeVoter struct {
+	Server uint16 `json:"server"`
+	Node   uint16 `json:"node"`
+}
+
+// copyID is the copy ID a sibling reported for its copy of a group.
+type copyID struct {
+	Node   uint16 `json:"node"`
+	CopyID string `json:"copyId"`
+}
+
+// activate makes the pending config Version of group Server the active one, after the main
+// reported an entry committed under it. CopyIDs are recorded for the siblings that become
+// voting, so a copy that later reports another ID (its disk was lost) can be recognised.
+type activate struct {
+	Server  uint16   `json:"server"`
+	Version uint64   `json:"version"`
+	CopyIDs []copyID `json:"copyIds,omitempty"`
+}
+
+func (registerController) kind() string { return kindRegisterController }
+func (joinNode) kind() string           { return kindJoinNode }
+func (addLearner) kind() string         { return kindAddLearner }
+func (proposeVoter) kind() string       { return kindProposeVoter }
+func (activate) kind() string           { return kindActivate }
+
+func (c registerController) applyTo(s *dirState) error {
+	r := c.Controller
+	if r.ID == "" || r.HTTPAddr == "" || r.RaftAddr == "" || r.Location == "" {
+		return refuse("registerController %+v: id, httpAddr, raftAddr and location are required", r)
+	}
+	s.Controllers[r.ID] = r
+	return nil
+}
+
+func (c joinNode) applyTo(s *dirState) error {
+	if c.ID == 0 || c.Addr == "" || c.Instance == "" || c.Location == "" {
+		return refuse("joinNode %d: id, addr, location and instance are required (got addr=%q location=%q instance=%q)",
+			c.ID, c.Addr, c.Location, c.Instance)
+	}
+	if old, ok := s.Nodes[c.ID]; ok {
+		// A join from an older process must not overwrite the record of a newer one: the
+		// incarnation only grows, and one incarnation has exactly one instance.
+		if c.Incarnation < old.Incarnation {
+			return refuse("joinNode %d: incarnation %d is older than the recorded %d", c.ID, c.Incarnation, old.Incarnation)
+		}
+		if c.Incarnation == old.Incarnation && c.Instance != old.Instance {
+			return refuse("joinNode %d: incarnation %d already belongs to instance %s, not %s",
+				c.ID, c.Incarnation, old.Instance, c.Instance)
+		}
+		old.Addr, old.Location, old.Instance, old.Incarnation = c.Addr, c.Location, c.Instance, c.Incarnation
+		s.Nodes[c.ID] = old
+	} else {
+		s.Nodes[c.ID] = nodeRecord{ID: c.ID, Addr: c.Addr, Location: c.Location, Instance: c.Instance, Incarnation: c.Incarnation}
+	}
+	if _, ok := s.Groups[c.ID]; !ok {
+		s.Groups[c.ID] = &command.GroupInfo{
+			Server: c.ID, Epoch: 1, Main: c.ID,
+			Siblings: []command.Member{},
+			Active:   command.Config{Version: 1, Voters: []uint16{}},
+		}
+	}
+	return nil
+}
+
+func (c addLearner) applyTo(s *dirState) error {
+	g, ok := s.Groups[c.Server]
+	if !ok {
+		return refuse("addLearner %d to group %d: no such group", c.Node, c.Server)
+	}
+	n, ok := s.Nodes[c.Node]
+	if !ok {
+		return refuse("addLearner %d to group %d: no such node", c.Node, c.Server)
+	}
+	if n.Spare {
+		return refuse("addLearner %d to group %d: the node is spare", c.Node, c.Server)
+	}
+	if g.Main == c.Node {
+		return refuse("addLearner %d to group %d: the node is the group's main", c.Node, c.Server)
+	}
+	if siblingIndex(g, c.Node) >= 0 {
+		return refuse("addLearner %d to group %d: the node already holds a copy", c.Node, c.Server)
+	}
+	g.Siblings = append(g.Siblings, command.Member{Node: c.Node, State: command.SiblingSyncing})
+	return nil
+}
+
+func (c proposeVoter) applyTo(s *dirState) error {
+	g, ok := s.Groups[c.Server]
+	if !ok {
+		return refuse("proposeVoter %d in group %d: no such group", c.Node, c.Server)
+	}
+	if g.Pending != nil {
+		return refuse("proposeVoter %d in group %d: config %d is still pending (one membership change at a time)",
+			c.Node, c.Server, g.Pending.Version)
+	}
+	i := siblingIndex(g, c.Node)
+	if i < 0 {
+		return refuse("proposeVoter %d in group %d: the node is not a sibling", c.Node, c.Server)
+	}
+	if g.Siblings[i].State != command.SiblingSyncing || slices.Contains(g.Active.Voters, c.Node) {
+		return refuse("proposeVoter %d in group %d: the node already votes", c.Node, c.Server)
+	}
+	voters := append(slices.Clone(g.Active.Voters), c.Node)
+	slices.Sort(voters)
+	g.Pending = &command.Config{Version: g.Active.Version + 1, Voters: voters}
+	return nil
+}
+
+func (c activate) applyTo(s *dirState) error {
+	g, ok := s.Groups[c.Server]
+	if !ok {
+		return refuse("activate config %d of group %d: no such group", c.Version, c.Server)
+	}
+	if g.Pending == nil || g.Pending.Version != c.Version {
+		pending := "none"
+		if g.Pending != nil {
+			pending = fmt.Sprint(g.Pending.Version)
+		}
+		return refuse("activate config %d of group %d: the pending config is %s", c.Version, c.Server, pending)
+	}
+	g.Active = *g.Pending
+	g.Pending = nil
+	for i := range g.Siblings {
+		m := &g.Siblings[i]
+		if m.State == command.SiblingVoting || !slices.Contains(g.Active.Voters, m.Node) {
+			continue
+		}
+		m.State = command.SiblingVoting
+		for _, id := range c.CopyIDs {
+			if id.Node == m.Node {
+				m.CopyID = id.CopyID
+			}
+		}
+	}
+	return nil
+}
+
+// envelope is a command as stored in the raft log.
+type envelope struct {
+	Kind string          `json:"kind"`
+	Body json.RawMessage `json:"body"`
+}
+
+// encodeCommand serialises c for raft.
+func encodeCommand(c dirCommand) ([]byte, error) {
+	body, err := json.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s command: %w", c.kind(), err)
+	}
+	return json.Marshal(envelope{Kind: c.kind(), Body: body})
+}
+
+// decodeCommand parses a raft log entry written by encodeCommand.
+func decodeCommand(data []byte) (dirCommand, error) {
+	var env envelope
+	if err := json.Unmarshal(data, &env); err != nil {
+		return nil, fmt.Errorf("decode command envelope (%d bytes): %w", len(data), err)
+	}
+	var c dirCommand
+	var err error
+	switch env.Kind {
+	case kindRegisterController:
+		var v registerController
+		err = json.Unmarshal(env.Body, &v)
+		c = v
+	case kindJoinNode:
+		var v joinNode
+		err = json.Unmarshal(env.Body, &v)
+		c = v
+	case kindAddLearner:
+		var v addLearner
+		err = json.Unmarshal(env.Body, &v)
+		c = v
+	case kindProposeVoter:
+		var v proposeVoter
+		err = json.Unmarshal(env.Body, &v)
+		c = v
+	case kindActivate:
+		var v activate
+		err = json.Unmarshal(env.Body, &v)
+		c = v
+	default:
+		return nil, fmt.Errorf("decode command: unknown kind %q", env.Kind)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("decode %s command body %s: %w", env.Kind, env.Body, err)
+	}
+	return c, nil
+}

@@ -1,0 +1,166 @@
+package location
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/sibylhq/sibyl/command"
+)
+
+// The directory is the replicated state of a location's controller cluster. It changes only
+// through the commands of commands.go, applied in raft log order by the FSM, so every
+// controller of the location holds the same directory at the same index. Liveness (whether
+// a node is up) and the nodes' reported positions are deliberately not part of it: they
+// change with every heartbeat and are kept in the leader's memory (leader.go).
+
+// controllerRecord is a controller of this location as registered through raft.
+type controllerRecord struct {
+	ID       string `json:"id"`
+	HTTPAddr string `json:"httpAddr"`
+	RaftAddr string `json:"raftAddr"`
+	Location string `json:"location"`
+}
+
+// nodeRecord is command.NodeInfo without its liveness fields (State, Generation), which
+// the leader computes. Spare is set by drain (later work) and excludes the node from
+// receiving copies.
+type nodeRecord struct {
+	ID          uint16 `json:"id"`
+	Addr        string `json:"addr"`
+	Location    string `json:"location"`
+	Instance    string `json:"instance"`
+	Incarnation uint64 `json:"incarnation"`
+	Spare       bool   `json:"spare,omitempty"`
+}
+
+// dirState is the FSM's state. Index is the raft index of the last command applied
+// (refused commands included: they occupy an index all the same).
+type dirState struct {
+	Index       uint64
+	Controllers map[string]controllerRecord
+	Nodes       map[uint16]nodeRecord
+	Groups      map[uint16]*command.GroupInfo
+}
+
+func newDirState() *dirState {
+	return &dirState{
+		Controllers: map[string]controllerRecord{},
+		Nodes:       map[uint16]nodeRecord{},
+		Groups:      map[uint16]*command.GroupInfo{},
+	}
+}
+
+// cloneGroup deep-copies g so that readers never share slices with the FSM.
+func cloneGroup(g *command.GroupInfo) command.GroupInfo {
+	out := *g
+	out.Siblings = slices.Clone(g.Siblings)
+	out.Active.Voters = slices.Clone(g.Active.Voters)
+	if g.Pending != nil {
+		p := *g.Pending
+		p.Voters = slices.Clone(g.Pending.Voters)
+		out.Pending = &p
+	}
+	return out
+}
+
+// sortedControllers returns the controllers ordered by ID.
+func (s *dirState) sortedControllers() []controllerRecord {
+	out := make([]controllerRecord, 0, len(s.Controllers))
+	for _, c := range s.Controllers {
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b controllerRecord) int {
+		switch {
+		case a.ID < b.ID:
+			return -1
+		case a.ID > b.ID:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// sortedNodes returns the node records ordered by ID.
+func (s *dirState) sortedNodes() []nodeRecord {
+	out := make([]nodeRecord, 0, len(s.Nodes))
+	for _, n := range s.Nodes {
+		out = append(out, n)
+	}
+	slices.SortFunc(out, func(a, b nodeRecord) int { return int(a.ID) - int(b.ID) })
+	return out
+}
+
+// sortedGroups returns deep copies of the groups ordered by server ID.
+func (s *dirState) sortedGroups() []command.GroupInfo {
+	out := make([]command.GroupInfo, 0, len(s.Groups))
+	for _, g := range s.Groups {
+		out = append(out, cloneGroup(g))
+	}
+	slices.SortFunc(out, func(a, b command.GroupInfo) int { return int(a.Server) - int(b.Server) })
+	return out
+}
+
+// clone deep-copies the whole state.
+func (s *dirState) clone() *dirState {
+	out := newDirState()
+	out.Index = s.Index
+	for k, v := range s.Controllers {
+		out.Controllers[k] = v
+	}
+	for k, v := range s.Nodes {
+		out.Nodes[k] = v
+	}
+	for k, g := range s.Groups {
+		c := cloneGroup(g)
+		out.Groups[k] = &c
+	}
+	return out
+}
+
+// directory renders the state as the shared command.Directory. state computes each
+// node's liveness (the leader's view); Generation comes from the same source.
+func (s *dirState) directory(state func(n nodeRecord) (string, uint64)) command.Directory {
+	d := command.Directory{Index: s.Index, Nodes: []command.NodeInfo{}, Groups: s.sortedGroups()}
+	for _, n := range s.sortedNodes() {
+		st, gen := state(n)
+		d.Nodes = append(d.Nodes, command.NodeInfo{
+			ID: n.ID, Addr: n.Addr, Location: n.Location, State: st,
+			Instance: n.Instance, Incarnation: n.Incarnation, Generation: gen,
+		})
+	}
+	return d
+}
+
+// copies counts, per node, the groups it holds a copy of (as main or sibling).
+func copiesPerNode(groups []command.GroupInfo) map[uint16]int {
+	out := map[uint16]int{}
+	for _, g := range groups {
+		if g.Main != 0 {
+			out[g.Main]++
+		}
+		for _, m := range g.Siblings {
+			out[m.Node]++
+		}
+	}
+	return out
+}
+
+// siblingIndex returns the position of node among g's siblings, or -1.
+func siblingIndex(g *command.GroupInfo, node uint16) int {
+	for i, m := range g.Siblings {
+		if m.Node == node {
+			return i
+		}
+	}
+	return -1
+}
+
+// refusal is the error of a command the FSM refused: the directory is unchanged.
+type refusal struct{ msg string }
+
+func (r *refusal) Error() string { return r.msg }
+
+func refuse(format string, args ...any) error {
+	return &refusal{msg: fmt.Sprintf(format, args...)}
+}

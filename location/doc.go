@@ -1,0 +1,91 @@
+// Package location is Sibyl's location controller: three processes per location form a
+// hashicorp/raft cluster whose replicated state, the directory, says which nodes exist,
+// which node is main of each group, which nodes hold sibling copies and which voting
+// config each group uses. Nodes join and heartbeat the leader over HTTP and follow the
+// directory with a long poll; the leader adds siblings until every group has its target
+// number, and turns caught-up learners into voters through committed config changes.
+//
+// # Driving it
+//
+// Create one Controller per process with New, serve Handler on Config.HTTPAddr, and Close
+// it on shutdown:
+//
+//	c, err := location.New(location.Config{
+//		ID: "c1", HTTPAddr: "127.0.0.1:7701", RaftAddr: "127.0.0.1:7751", DataDir: dir,
+//		Peers: map[string]string{"c1": "127.0.0.1:7751", "c2": "127.0.0.1:7752", "c3": "127.0.0.1:7753"},
+//	})
+//	go http.Serve(httpListener, c.Handler())
+//	defer c.Close()
+//
+// A data directory without raft state bootstraps the cluster from Peers (every controller
+// of a new location is given the same Peers); one with state never bootstraps again, so a
+// restarted controller rejoins with the membership it had. Config.RaftListener lets the
+// caller bind the raft port itself (tests use ephemeral ports that way).
+//
+// # Layout
+//
+//   - directory.go, commands.go: the directory state and its commands (registerController,
+//     joinNode, addLearner, proposeVoter, activate). Each command is a typed struct in a
+//     JSON envelope {"kind","body"}; applying validates first and refuses (an error result,
+//     the state untouched) rather than panicking.
+//   - fsm.go: the raft FSM over that state; snapshots are the whole directory as JSON.
+//   - raft.go: raft with raft-boltdb/v2 (raft.db) and a file snapshot store in DataDir, a TCP
+//     transport, timeouts tuned for a LAN (500 ms heartbeat and election, 250 ms lease),
+//     behind the narrow consensus interface so a deterministic stand-in can replace it.
+//     hclog.go routes raft's logs into zerolog (raft's info and below become debug).
+//   - leader.go: the leader's memory, which is not replicated: node liveness and the latest
+//     report per (node, group). A new leader starts every node as up at its election.
+//   - reconcile.go: planRound, a pure function from the directory and reports to commands,
+//     run by the leader every 100 ms and after each accepted heartbeat.
+//   - http.go, status.go, metrics.go, page.go: the HTTP endpoints.
+//
+// # Endpoints
+//
+// Node protocol (leader only; a follower answers 421 with command.LeaderHint naming the
+// leader's HTTP address, empty when unknown; a leader that has not yet applied its
+// predecessors' entries answers 503 "unavailable", retryable). Before answering, the leader
+// confirms its leadership with raft VerifyLeader, at most once per 100 ms.
+//
+//   - POST /v1/internal/join, command.JoinRequest -> command.Directory. Applies joinNode;
+//     the first join of a node creates its group {main: node, epoch 1, active config
+//     version 1 with no voters}. An empty location means the controller's; another
+//     location is 400. A join with an older incarnation than recorded, or a second
+//     instance for the same incarnation, is 409 conflict. The node counts as up from now.
+//   - POST /v1/internal/heartbeat, command.Heartbeat -> command.Directory. 404 if the node
+//     never joined, 409 if instance/incarnation differ from the directory's (join first).
+//     A heartbeat with a lower generation than one already seen is not recorded but still
+//     answered. It refreshes liveness and replaces the node's reports.
+//   - GET /v1/internal/directory?after=N -> command.Directory, as soon as the directory's
+//     index exceeds N, else after Config.LongPoll (5 s) with the current one.
+//   - POST /v1/internal/controller, {id, httpAddr, raftAddr, location} -> {"ok":true}:
+//     a controller registers its HTTP address; only raft members of this location at the
+//     raft address they claim are accepted (403 otherwise). Every controller does this by
+//     itself until the directory holds its current addresses.
+//
+// Errors are {"error": command.Error} with the codes of PROTOCOL.md.
+//
+// In every Directory answered, Index is the index of the last applied directory command and
+// NodeInfo.State/Generation are the leader's view: "up" when the node joined or
+// heartbeated within DownAfter, else "down" ("spare" once drain exists). Liveness changes
+// do not raise Index, so a long poll shows them at its next answer.
+//
+// Everyone: GET /v1/status (command.Status; a follower proxies to the leader and, without
+// one, answers from its own directory with every node "down" since it cannot vouch for
+// liveness), GET /healthz (200 while raft knows a leader, else 503), GET /metrics
+// (Prometheus, from the controller's own registry: raft state, term and indexes, directory
+// index, nodes by state (leader only), groups, pending configs, siblings by state, commands
+// applied by kind and outcome, Go and process metrics), GET / (a self-contained status page
+// polling /v1/status).
+//
+// # Reconciliation rules
+//
+// Per group whose main is up: target siblings = min(3, up non-spare nodes - 1). With fewer
+// siblings than that, one learner per round is added: the up node without a copy that holds
+// the fewest copies (main or sibling), lowest ID on ties. A syncing learner that the main's
+// current report (role main, the group's epoch) shows Recent and within 64 of its LastSeq is
+// proposed as a voter when no config is pending (a pending config = active voters + it,
+// version + 1). When the main reports Activated >= the pending version, the pending config
+// becomes active and its new voters are "voting", with the copy IDs they reported. Siblings
+// are never removed here; promotion, seal, removal, drain and cross-location ads are later
+// work and fit as further commands and planners.
+package location

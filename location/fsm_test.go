@@ -1,0 +1,286 @@
+package location
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"reflect"
+	"slices"
+	"testing"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/sibylhq/sibyl/command"
+)
+
+// applyAt applies cmd at raft index idx and returns the FSM's result.
+func applyAt(t *testing.T, f *fsm, idx uint64, cmd dirCommand) error {
+	t.Helper()
+	data, err := encodeCommand(cmd)
+	if err != nil {
+		t.Fatalf("encode %T: %v", cmd, err)
+	}
+	res, ok := f.Apply(&raft.Log{Index: idx, Type: raft.LogCommand, Data: data}).(applyResult)
+	if !ok {
+		t.Fatalf("Apply(%T) returned no applyResult", cmd)
+	}
+	if res.Index != idx {
+		t.Fatalf("Apply(%T) result index %d, want %d", cmd, res.Index, idx)
+	}
+	return res.Err
+}
+
+func snapshotBytes(t *testing.T, f *fsm) []byte {
+	t.Helper()
+	st, _ := f.view()
+	b, err := json.Marshal(st.snapshotFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func join(id uint16) joinNode {
+	return joinNode{ID: id, Addr: "127.0.0.1:1", Location: "default", Instance: "inst", Incarnation: 1}
+}
+
+// buildFSM applies a realistic sequence: a controller, three nodes, group 1 growing to two
+// voters, and returns the FSM and the next free index.
+func buildFSM(t *testing.T) (*fsm, uint64) {
+	t.Helper()
+	f := newFSM()
+	cmds := []dirCommand{
+		registerController{Controller: controllerRecord{ID: "c1", HTTPAddr: "h1", RaftAddr: "r1", Location: "default"}},
+		join(1), join(2), join(3),
+		addLearner{Server: 1, Node: 2},
+		addLearner{Server: 1, Node: 3},
+		proposeVoter{Server: 1, Node: 2},
+		activate{Server: 1, Version: 2, CopyIDs: []copyID{{Node: 2, CopyID: "copy-2"}}},
+		proposeVoter{Server: 1, Node: 3},
+	}
+	idx := uint64(1)
+	for _, c := range cmds {
+		if err := applyAt(t, f, idx, c); err != nil {
+			t.Fatalf("apply %s at %d: %v", c.kind(), idx, err)
+		}
+		idx++
+	}
+	return f, idx
+}
+
+func TestFSMApplySequence(t *testing.T) {
+	f, idx := buildFSM(t)
+	st, _ := f.view()
+	if st.Index != idx-1 {
+		t.Fatalf("index %d, want %d", st.Index, idx-1)
+	}
+	if len(st.Nodes) != 3 || len(st.Groups) != 3 {
+		t.Fatalf("nodes %d groups %d, want 3 and 3", len(st.Nodes), len(st.Groups))
+	}
+	g3 := st.Groups[3]
+	want3 := command.GroupInfo{Server: 3, Epoch: 1, Main: 3, Siblings: []command.Member{}, Active: command.Config{Version: 1, Voters: []uint16{}}}
+	if !reflect.DeepEqual(*g3, want3) {
+		t.Fatalf("group 3 = %+v, want %+v", *g3, want3)
+	}
+	g1 := st.Groups[1]
+	wantSibs := []command.Member{{Node: 2, State: command.SiblingVoting, CopyID: "copy-2"}, {Node: 3, State: command.SiblingSyncing}}
+	if !reflect.DeepEqual(g1.Siblings, wantSibs) {
+		t.Fatalf("group 1 siblings %+v, want %+v", g1.Siblings, wantSibs)
+	}
+	if !reflect.DeepEqual(g1.Active, command.Config{Version: 2, Voters: []uint16{2}}) {
+		t.Fatalf("group 1 active %+v", g1.Active)
+	}
+	if g1.Pending == nil || !reflect.DeepEqual(*g1.Pending, command.Config{Version: 3, Voters: []uint16{2, 3}}) {
+		t.Fatalf("group 1 pending %+v, want version 3 voters [2 3]", g1.Pending)
+	}
+
+	// Activating version 3 makes node 3 voting; a copy ID missing from the command stays empty.
+	if err := applyAt(t, f, idx, activate{Server: 1, Version: 3}); err != nil {
+		t.Fatal(err)
+	}
+	g, _ := f.group(1)
+	if g.Pending != nil || g.Active.Version != 3 || !slices.Equal(g.Active.Voters, []uint16{2, 3}) {
+		t.Fatalf("after activate 3: %+v", g)
+	}
+	if g.Siblings[1] != (command.Member{Node: 3, State: command.SiblingVoting}) {
+		t.Fatalf("node 3 member %+v", g.Siblings[1])
+	}
+	if c := f.commandCounts()[[2]string{kindActivate, "ok"}]; c != 2 {
+		t.Fatalf("activate ok count %d, want 2", c)
+	}
+}
+
+func TestFSMRefusals(t *testing.T) {
+	cases := []struct {
+		name string
+		cmd  dirCommand
+	}{
+		{"controller without address", registerController{Controller: controllerRecord{ID: "c2"}}},
+		{"join id 0", joinNode{Addr: "a", Location: "default", Instance: "i"}},
+		{"join without instance", joinNode{ID: 9, Addr: "a", Location: "default"}},
+		{"join older incarnation", joinNode{ID: 1, Addr: "a", Location: "default", Instance: "old", Incarnation: 0}},
+		{"join same incarnation other instance", joinNode{ID: 1, Addr: "a", Location: "default", Instance: "other", Incarnation: 1}},
+		{"learner in unknown group", addLearner{Server: 7, Node: 2}},
+		{"unknown learner", addLearner{Server: 2, Node: 7}},
+		{"main as learner", addLearner{Server: 2, Node: 2}},
+		{"learner twice", addLearner{Server: 1, Node: 3}},
+		{"propose while pending", proposeVoter{Server: 1, Node: 3}},
+		{"propose non-sibling", proposeVoter{Server: 2, Node: 3}},
+		{"propose in unknown group", proposeVoter{Server: 8, Node: 3}},
+		{"activate wrong version", activate{Server: 1, Version: 2}},
+		{"activate without pending", activate{Server: 2, Version: 2}},
+		{"activate unknown group", activate{Server: 9, Version: 2}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f, idx := buildFSM(t)
+			before := snapshotBytes(t, f)
+			err := applyAt(t, f, idx, tc.cmd)
+			var ref *refusal
+			if !errors.As(err, &ref) {
+				t.Fatalf("apply %+v: got %v, want a refusal", tc.cmd, err)
+			}
+			st, _ := f.view()
+			if st.Index != idx {
+				t.Fatalf("refused command did not move the index to %d (at %d)", idx, st.Index)
+			}
+			st.Index = idx - 1 // compare everything else
+			after, _ := json.Marshal(st.snapshotFile())
+			if !bytes.Equal(before, after) {
+				t.Fatalf("refused %s changed the directory:\nbefore %s\nafter  %s", tc.cmd.kind(), before, after)
+			}
+		})
+	}
+}
+
+func TestFSMProposeVotingSiblingRefused(t *testing.T) {
+	f, idx := buildFSM(t)
+	if err := applyAt(t, f, idx, activate{Server: 1, Version: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if err := applyAt(t, f, idx+1, proposeVoter{Server: 1, Node: 2}); err == nil {
+		t.Fatal("proposing a voting sibling again was accepted")
+	}
+}
+
+func TestFSMRejoinKeepsGroup(t *testing.T) {
+	f, idx := buildFSM(t)
+	before, _ := f.group(1)
+	rejoin := joinNode{ID: 1, Addr: "127.0.0.1:2", Location: "default", Instance: "new", Incarnation: 2}
+	if err := applyAt(t, f, idx, rejoin); err != nil {
+		t.Fatal(err)
+	}
+	n, _ := f.node(1)
+	if n.Addr != "127.0.0.1:2" || n.Instance != "new" || n.Incarnation != 2 {
+		t.Fatalf("node 1 after rejoin: %+v", n)
+	}
+	after, _ := f.group(1)
+	if !reflect.DeepEqual(before, after) {
+		t.Fatalf("rejoin changed group 1: %+v -> %+v", before, after)
+	}
+	// The same join again (a retried request) is accepted and changes nothing.
+	if err := applyAt(t, f, idx+1, rejoin); err != nil {
+		t.Fatalf("repeated join refused: %v", err)
+	}
+}
+
+func TestFSMUndecodableEntry(t *testing.T) {
+	f := newFSM()
+	for i, data := range [][]byte{nil, []byte("{"), []byte(`{"kind":"nope","body":{}}`), []byte(`{"kind":"joinNode","body":[]}`)} {
+		res := f.Apply(&raft.Log{Index: uint64(i + 1), Type: raft.LogCommand, Data: data}).(applyResult)
+		if res.Err == nil {
+			t.Fatalf("entry %q applied without error", data)
+		}
+	}
+	if f.index() != 4 || len(f.st.Nodes) != 0 {
+		t.Fatalf("index %d nodes %d after garbage", f.index(), len(f.st.Nodes))
+	}
+}
+
+func TestCommandEncodingRoundTrip(t *testing.T) {
+	cmds := []dirCommand{
+		registerController{Controller: controllerRecord{ID: "c1", HTTPAddr: "h", RaftAddr: "r", Location: "l"}},
+		join(4), addLearner{Server: 1, Node: 2}, proposeVoter{Server: 1, Node: 2},
+		activate{Server: 1, Version: 2, CopyIDs: []copyID{{Node: 2, CopyID: "x"}}},
+	}
+	for _, c := range cmds {
+		data, err := encodeCommand(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := decodeCommand(data)
+		if err != nil {
+			t.Fatalf("decode %s: %v", data, err)
+		}
+		if !reflect.DeepEqual(got, c) {
+			t.Fatalf("round trip of %s: got %+v, want %+v", data, got, c)
+		}
+	}
+}
+
+// memSink is a raft.SnapshotSink in memory.
+type memSink struct {
+	bytes.Buffer
+	closed, cancelled bool
+}
+
+func (s *memSink) ID() string    { return "mem" }
+func (s *memSink) Close() error  { s.closed = true; return nil }
+func (s *memSink) Cancel() error { s.cancelled = true; return nil }
+
+func TestFSMSnapshotRestore(t *testing.T) {
+	f, _ := buildFSM(t)
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sink memSink
+	if err := snap.Persist(&sink); err != nil || !sink.closed {
+		t.Fatalf("persist: %v (closed %v)", err, sink.closed)
+	}
+	snap.Release()
+
+	g := newFSM()
+	woken := g.changed
+	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-woken:
+	default:
+		t.Fatal("restore did not wake waiters")
+	}
+	want, _ := f.view()
+	got, _ := g.view()
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("restored directory differs:\n got %+v\nwant %+v", got, want)
+	}
+	if !bytes.Equal(snapshotBytes(t, f), snapshotBytes(t, g)) {
+		t.Fatal("restored directory serialises differently")
+	}
+	// The restored FSM goes on applying exactly like the original.
+	idx := want.Index + 1
+	if err := applyAt(t, g, idx, activate{Server: 1, Version: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if err := applyAt(t, f, idx, activate{Server: 1, Version: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(snapshotBytes(t, f), snapshotBytes(t, g)) {
+		t.Fatal("original and restored FSMs diverged after the same command")
+	}
+}
+
+func TestFSMRestoreRejectsBadSnapshot(t *testing.T) {
+	for _, data := range []string{"", "{", `{"format":99}`, `{"format":1,"groups":[{"server":1},{"server":1}]}`} {
+		f, _ := buildFSM(t)
+		before := snapshotBytes(t, f)
+		if err := f.Restore(io.NopCloser(bytes.NewReader([]byte(data)))); err == nil {
+			t.Fatalf("restore of %q succeeded", data)
+		}
+		if !bytes.Equal(before, snapshotBytes(t, f)) {
+			t.Fatalf("failed restore of %q changed the directory", data)
+		}
+	}
+}

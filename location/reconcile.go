@@ -1,0 +1,171 @@
+package location
+
+import (
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/sibylhq/sibyl/command"
+)
+
+// Reconciliation moves every group towards its target number of siblings. planRound is a
+// pure function of the directory (with the leader's node states) and the nodes' latest
+// reports, so it is tested without raft or clocks; the leader's loop applies its commands
+// one by one through raft, and the FSM re-validates each against the state at its index.
+
+const (
+	// maxSiblings is the default number of siblings of a group (S=3).
+	maxSiblings = 3
+	// catchUpLag is how far behind the main's last seq a learner may be and still be
+	// proposed as a voter: close enough that the joint quorum does not stall writes.
+	catchUpLag = 64
+	// reconcileEvery is the period of the leader's reconcile loop.
+	reconcileEvery = 100 * time.Millisecond
+)
+
+// planRound returns the commands of one reconcile round, in the order to apply them:
+// per group (by server ID) at most one config command (activate, else proposeVoter) and at
+// most one addLearner. It never removes a sibling.
+func planRound(d command.Directory, reports reportSet) []dirCommand {
+	up := map[uint16]bool{}
+	var eligible []uint16 // up and not spare, by ID
+	for _, n := range d.Nodes {
+		if n.State == command.NodeUp {
+			up[n.ID] = true
+			eligible = append(eligible, n.ID)
+		}
+	}
+	target := min(maxSiblings, len(eligible)-1)
+	copies := copiesPerNode(d.Groups)
+
+	var out []dirCommand
+	for i := range d.Groups {
+		g := &d.Groups[i]
+		if g.Main == 0 || !up[g.Main] {
+			continue // no main to replicate from; promotion is not this loop's business
+		}
+		if c := planConfig(g, up, reports); c != nil {
+			out = append(out, c)
+		}
+		if len(g.Siblings) < target {
+			if node, ok := pickLearner(g, eligible, copies); ok {
+				copies[node]++
+				out = append(out, addLearner{Server: g.Server, Node: node})
+			}
+		}
+	}
+	return out
+}
+
+// mainReport returns the main's latest report on its group when it is current: sent as
+// main, in the group's epoch.
+func mainReport(g *command.GroupInfo, reports reportSet) (command.GroupReport, bool) {
+	r, ok := reports.get(g.Main, g.Server)
+	if !ok || r.Role != command.RoleMain || r.Epoch != g.Epoch {
+		return command.GroupReport{}, false
+	}
+	return r, true
+}
+
+// planConfig returns the group's next config step: activate the pending config once the
+// main committed an entry under it, or propose the first caught-up learner as a voter.
+func planConfig(g *command.GroupInfo, up map[uint16]bool, reports reportSet) dirCommand {
+	rep, ok := mainReport(g, reports)
+	if !ok {
+		return nil
+	}
+	if g.Pending != nil {
+		if rep.Activated < g.Pending.Version {
+			return nil
+		}
+		act := activate{Server: g.Server, Version: g.Pending.Version}
+		for _, v := range g.Pending.Voters {
+			if slices.Contains(g.Active.Voters, v) {
+				continue
+			}
+			if sr, ok := reports.get(v, g.Server); ok && sr.Role == command.RoleSibling && sr.CopyID != "" {
+				act.CopyIDs = append(act.CopyIDs, copyID{Node: v, CopyID: sr.CopyID})
+			}
+		}
+		return act
+	}
+	for _, m := range g.Siblings {
+		if m.State == command.SiblingSyncing && up[m.Node] && caughtUp(rep, m.Node) {
+			return proposeVoter{Server: g.Server, Node: m.Node}
+		}
+	}
+	return nil
+}
+
+// caughtUp reports whether the main's report shows node recently acking within catchUpLag
+// of the main's last seq.
+func caughtUp(main command.GroupReport, node uint16) bool {
+	for _, p := range main.Siblings {
+		if p.Node == node {
+			return p.Recent && p.Seq+catchUpLag >= main.LastSeq
+		}
+	}
+	return false
+}
+
+// pickLearner chooses the eligible node without a copy of g that holds the fewest copies,
+// the lowest ID among equals.
+func pickLearner(g *command.GroupInfo, eligible []uint16, copies map[uint16]int) (uint16, bool) {
+	var best uint16
+	found := false
+	for _, n := range eligible { // ascending IDs: a strict < keeps the lowest on ties
+		if n == g.Main || siblingIndex(g, n) >= 0 {
+			continue
+		}
+		if !found || copies[n] < copies[best] {
+			best, found = n, true
+		}
+	}
+	return best, found
+}
+
+// reconcile runs one round as leader of term t.
+func (c *Controller) reconcile(t *leaderTerm) {
+	d := c.directoryFor(t)
+	for _, cmd := range planRound(d, t.snapshotReports()) {
+		select {
+		case <-t.stop:
+			return
+		default:
+		}
+		_, err := c.cons.propose(cmd)
+		var ref *refusal
+		switch {
+		case errors.As(err, &ref):
+			// The plan raced with another change (a join, a restart); next round replans.
+			c.log.Debug().Str("kind", cmd.kind()).Err(err).Msg("reconcile command refused")
+		case errors.Is(err, errNotLeader):
+			return
+		case err != nil:
+			c.log.Warn().Str("kind", cmd.kind()).Err(err).Msg("reconcile command failed")
+			return
+		default:
+			c.logApplied(cmd)
+		}
+	}
+}
+
+// logApplied writes the event of a reconcile command that took effect.
+func (c *Controller) logApplied(cmd dirCommand) {
+	switch v := cmd.(type) {
+	case addLearner:
+		c.log.Info().Uint16("group", v.Server).Uint16("node", v.Node).Msg("learner added")
+	case proposeVoter:
+		e := c.log.Info().Uint16("group", v.Server).Uint16("node", v.Node)
+		if g, ok := c.fsm.group(v.Server); ok && g.Pending != nil {
+			e = e.Uint64("version", g.Pending.Version).Interface("voters", g.Pending.Voters)
+		}
+		e.Msg("config proposed")
+	case activate:
+		e := c.log.Info().Uint16("group", v.Server).Uint64("version", v.Version)
+		if g, ok := c.fsm.group(v.Server); ok {
+			e = e.Interface("voters", g.Active.Voters)
+		}
+		e.Msg("config activated")
+	}
+}

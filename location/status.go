@@ -1,0 +1,194 @@
+package location
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/sibylhq/sibyl/command"
+)
+
+// proxiedHeader marks a /v1/status request one controller forwarded to another; the
+// receiver answers from its own state, so a stale leader address can never cause a loop.
+const proxiedHeader = "X-Sibyl-Proxied"
+
+// statusInput is everything buildStatus reads; it holds no locks or sockets.
+type statusInput struct {
+	st        *dirState
+	location  string // this controller's location
+	members   []raftMember
+	leader    string // raft ID of the leader, "" if none
+	nodeState func(nodeRecord) (string, uint64)
+	reports   reportSet
+}
+
+// twoVotersWarning is set on a group with exactly two voting siblings.
+const twoVotersWarning = "2 voting siblings: a write needs both (W=2), so one sibling failure stops writes; add a third"
+
+// buildStatus renders the /v1/status object.
+func buildStatus(in statusInput) command.Status {
+	out := command.Status{
+		Locations: []command.StatusLocation{}, Controllers: []command.StatusController{},
+		Nodes: []command.StatusNode{}, Groups: []command.StatusGroup{},
+	}
+	// Controllers: the registered ones, plus raft members that have not registered yet
+	// (their HTTP address is unknown, their location is this one).
+	ctrls := in.st.sortedControllers()
+	for _, m := range in.members {
+		if _, ok := in.st.Controllers[m.ID]; !ok {
+			ctrls = append(ctrls, controllerRecord{ID: m.ID, RaftAddr: m.Addr, Location: in.location})
+		}
+	}
+	slices.SortFunc(ctrls, func(a, b controllerRecord) int {
+		if a.Location != b.Location {
+			return cmpString(a.Location, b.Location)
+		}
+		return cmpString(a.ID, b.ID)
+	})
+	for _, c := range ctrls {
+		out.Controllers = append(out.Controllers, command.StatusController{
+			ID: c.ID, Addr: c.HTTPAddr, Location: c.Location, Leader: c.ID == in.leader,
+		})
+		if n := len(out.Locations); n == 0 || out.Locations[n-1].Name != c.Location {
+			out.Locations = append(out.Locations, command.StatusLocation{Name: c.Location, Controllers: []string{}})
+		}
+		loc := &out.Locations[len(out.Locations)-1]
+		loc.Controllers = append(loc.Controllers, c.ID)
+	}
+
+	for _, n := range in.st.sortedNodes() {
+		state, gen := in.nodeState(n)
+		out.Nodes = append(out.Nodes, command.StatusNode{
+			ID: n.ID, Addr: n.Addr, Location: n.Location, State: state, Instance: n.Instance, Generation: gen,
+		})
+	}
+
+	for _, g := range in.st.sortedGroups() {
+		sg := command.StatusGroup{Server: g.Server, Epoch: g.Epoch, Siblings: []command.StatusSibling{}}
+		if g.Main != 0 {
+			main := g.Main
+			sg.Main = &main
+		}
+		mainRep, hasMain := mainReport(&g, in.reports)
+		if hasMain {
+			sg.Seq = mainRep.LastSeq
+		}
+		voting := 0
+		for _, m := range g.Siblings {
+			if m.State == command.SiblingVoting {
+				voting++
+			}
+			sg.Siblings = append(sg.Siblings, command.StatusSibling{
+				Node: m.Node, State: m.State, LagSeq: siblingLag(g.Server, m.Node, sg.Seq, mainRep, in.reports),
+			})
+		}
+		if voting == 2 {
+			sg.Warning = twoVotersWarning
+		}
+		out.Groups = append(out.Groups, sg)
+	}
+	return out
+}
+
+// siblingLag is the main's last seq minus the sibling's own reported applied seq, or, when
+// the sibling did not report, minus the seq the main saw it ack; without either, all of it.
+func siblingLag(server, node uint16, mainSeq uint64, mainRep command.GroupReport, reports reportSet) uint64 {
+	behind := func(seq uint64) uint64 {
+		if seq >= mainSeq {
+			return 0
+		}
+		return mainSeq - seq
+	}
+	if r, ok := reports.get(node, server); ok && r.Role == command.RoleSibling {
+		return behind(r.Applied)
+	}
+	for _, p := range mainRep.Siblings {
+		if p.Node == node {
+			return behind(p.Seq)
+		}
+	}
+	return mainSeq
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// localStatus builds the status from this controller's own state: with the leader's
+// memory when it leads, else from its FSM alone (node liveness unknown, reported down).
+func (c *Controller) localStatus() command.Status {
+	st, _ := c.fsm.view()
+	members, err := c.cons.members()
+	if err != nil {
+		c.log.Debug().Err(err).Msg("status without raft membership")
+	}
+	in := statusInput{
+		st: st, location: c.cfg.Location, members: members, leader: c.cons.leaderID(),
+		nodeState: c.unknownState, reports: reportSet{},
+	}
+	if t := c.term.Load(); t != nil && t.isReady() {
+		now := c.now()
+		in.nodeState = func(n nodeRecord) (string, uint64) { return t.nodeState(n, now, c.cfg.DownAfter) }
+		in.reports = t.snapshotReports()
+	}
+	return buildStatus(in)
+}
+
+// handleStatus serves /v1/status: the leader answers itself; a follower proxies to the
+// leader and falls back to its own state when there is none or it does not answer.
+func (c *Controller) handleStatus(w http.ResponseWriter, r *http.Request) {
+	if c.IsLeader() || r.Header.Get(proxiedHeader) != "" {
+		writeJSON(w, http.StatusOK, c.localStatus())
+		return
+	}
+	if id := c.cons.leaderID(); id != "" && id != c.cfg.ID {
+		if rec, ok := c.fsm.controller(id); ok {
+			body, err := c.fetchStatus(r.Context(), rec.HTTPAddr)
+			if err == nil {
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = w.Write(body)
+				return
+			}
+			c.log.Debug().Err(err).Str("leader", id).Msg("status proxy failed; answering from local state")
+		}
+	}
+	writeJSON(w, http.StatusOK, c.localStatus())
+}
+
+// fetchStatus gets /v1/status from the controller at addr and checks that it decodes.
+func (c *Controller) fetchStatus(ctx context.Context, addr string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+pathStatus, nil)
+	if err != nil {
+		return nil, fmt.Errorf("status from %s: %w", addr, err)
+	}
+	req.Header.Set(proxiedHeader, c.cfg.ID)
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("status from %s: %w", addr, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, fmt.Errorf("status from %s: read: %w", addr, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("status from %s: HTTP %d", addr, resp.StatusCode)
+	}
+	var s command.Status
+	if err := json.Unmarshal(body, &s); err != nil {
+		return nil, fmt.Errorf("status from %s: decode: %w", addr, err)
+	}
+	return body, nil
+}
