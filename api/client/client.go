@@ -1,0 +1,257 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/sibylhq/sibyl/command"
+)
+
+// Defaults of Options.
+const (
+	DefaultRequestTimeout = 10 * time.Second
+	DefaultMaxFrameBytes  = 1 << 20
+)
+
+// Options configure a Client.
+type Options struct {
+	// Addrs are the nodes to talk to, tried in order: "host:port", "ws://host:port" or
+	// "http://host:port" (the path defaults to /v1/ws).
+	Addrs []string
+	// Token is sent as "Authorization: Bearer" on every connection; empty for dev mode.
+	Token string
+	// RequestTimeout bounds one request and one connection attempt (default 10 s).
+	RequestTimeout time.Duration
+	// MaxFrameBytes is the server's frame limit (default 1 MiB). Larger requests fail here
+	// with too_large, because the server's too_large reply carries no id to match.
+	MaxFrameBytes int
+	// Seed seeds the retry jitter; 0 takes one from the clock. Tests fix it to replay.
+	Seed uint64
+}
+
+// ErrClosed is returned by calls on a closed Client.
+var ErrClosed = errors.New("sibyl client is closed")
+
+// Client talks to a Sibyl cluster over one pipelined WebSocket connection at a time,
+// moving to the next address when the connection drops. It is safe for concurrent use.
+type Client struct {
+	opts Options
+	urls []string
+
+	mu     sync.Mutex // guards cur, next and closed; held while dialling
+	cur    *conn
+	next   int // index in urls of the first address to try at the next dial
+	closed bool
+
+	floorMu sync.Mutex
+	floors  map[command.ServerID]uint64 // highest seq seen per group
+
+	rngMu sync.Mutex
+	rng   *rand.Rand
+
+	placeMu sync.Mutex
+	places  map[string]int64 // per node URL: the group its creates go to (see placement)
+}
+
+// Dial connects to the first reachable address of opts.Addrs.
+func Dial(ctx context.Context, opts Options) (*Client, error) {
+	if len(opts.Addrs) == 0 {
+		return nil, errors.New("sibyl client: no addresses to dial")
+	}
+	if opts.RequestTimeout <= 0 {
+		opts.RequestTimeout = DefaultRequestTimeout
+	}
+	if opts.MaxFrameBytes <= 0 {
+		opts.MaxFrameBytes = DefaultMaxFrameBytes
+	}
+	if opts.Seed == 0 {
+		opts.Seed = uint64(time.Now().UnixNano())
+	}
+	c := &Client{
+		opts:   opts,
+		floors: map[command.ServerID]uint64{},
+		places: map[string]int64{},
+		rng:    rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x5b1b)),
+	}
+	for _, a := range opts.Addrs {
+		u, err := wsURL(a)
+		if err != nil {
+			return nil, err
+		}
+		c.urls = append(c.urls, u)
+	}
+	if _, err := c.connect(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// wsURL turns an address into the URL of its WebSocket endpoint.
+func wsURL(addr string) (string, error) {
+	if !strings.Contains(addr, "://") {
+		addr = "ws://" + addr
+	}
+	u, err := url.Parse(addr)
+	if err != nil || u.Host == "" {
+		return "", fmt.Errorf("sibyl client: address %q is not host:port or a ws/http URL", addr)
+	}
+	switch u.Scheme {
+	case "ws", "wss":
+	case "http":
+		u.Scheme = "ws"
+	case "https":
+		u.Scheme = "wss"
+	default:
+		return "", fmt.Errorf("sibyl client: address %q has scheme %q, want ws, wss, http or https", addr, u.Scheme)
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path = "/v1/ws"
+	}
+	return u.String(), nil
+}
+
+// connect returns the live connection, dialling the addresses in order from c.next when
+// there is none. Callers wait for one dial rather than racing their own.
+func (c *Client) connect(ctx context.Context) (*conn, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, ErrClosed
+	}
+	if c.cur != nil && c.cur.alive() {
+		return c.cur, nil
+	}
+	var failures []string
+	for i := range c.urls {
+		at := (c.next + i) % len(c.urls)
+		cn, err := c.dial(ctx, c.urls[at])
+		if err == nil {
+			c.cur = cn
+			// When this one drops, start after it: it is the one most likely down.
+			c.next = (at + 1) % len(c.urls)
+			return cn, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		failures = append(failures, fmt.Sprintf("%s: %v", c.urls[at], err))
+	}
+	return nil, command.Errorf(command.CodeUnavailable, "no node reachable: %s", strings.Join(failures, "; "))
+}
+
+func (c *Client) dial(ctx context.Context, u string) (*conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout)
+	defer cancel()
+	header := http.Header{}
+	if c.opts.Token != "" {
+		header.Set("Authorization", "Bearer "+c.opts.Token)
+	}
+	ws, resp, err := websocket.DefaultDialer.DialContext(ctx, u, header)
+	if err != nil {
+		if resp != nil {
+			return nil, fmt.Errorf("%w (HTTP %s)", err, resp.Status)
+		}
+		return nil, err
+	}
+	resp.Body.Close()
+	return newConn(ws, u), nil
+}
+
+// Do sends one request and waits for its reply. Server errors come back as
+// *command.Error with the server's code. If the connection drops, the requests in flight
+// fail with unavailable (their outcome is unknown) and the next Do reconnects, starting
+// with the address after the one that failed. A sibling read carries at least the
+// highest seq this client has seen of the rid's group as minSeq.
+func (c *Client) Do(ctx context.Context, req *command.Request) (*command.Reply, error) {
+	if req == nil {
+		return nil, command.Errorf(command.CodeBadRequest, "nil request")
+	}
+	cn, err := c.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	req = c.withFloor(req)
+	rep, err := cn.roundTrip(ctx, req, c.opts.RequestTimeout, c.opts.MaxFrameBytes)
+	if err == nil {
+		c.observe(req, rep)
+	}
+	return rep, err
+}
+
+// Close ends the connection; calls in flight fail and later calls return ErrClosed.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	cur := c.cur
+	c.cur = nil
+	c.mu.Unlock()
+	if cur != nil {
+		cur.close()
+	}
+	return nil
+}
+
+// Addr returns the address of the current connection, or "" when there is none.
+func (c *Client) Addr() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur == nil || !c.cur.alive() {
+		return ""
+	}
+	return c.cur.addr
+}
+
+// Floor returns the highest seq this client has seen of group: the minSeq of its next
+// sibling read there.
+func (c *Client) Floor(group command.ServerID) uint64 {
+	c.floorMu.Lock()
+	defer c.floorMu.Unlock()
+	return c.floors[group]
+}
+
+// withFloor raises a sibling get's minSeq to the group's floor, on a copy: the caller's
+// request is not changed.
+func (c *Client) withFloor(req *command.Request) *command.Request {
+	if req.Op != command.OpGet || req.Consistency != command.SiblingRead {
+		return req
+	}
+	group, err := command.GroupOf(req.RID)
+	if err != nil {
+		return req // the server will refuse the rid
+	}
+	if floor := c.Floor(group); floor > req.MinSeq {
+		r := *req
+		r.MinSeq = floor
+		return &r
+	}
+	return req
+}
+
+// observe raises the floor of the group a reply's seq belongs to.
+func (c *Client) observe(req *command.Request, rep *command.Reply) {
+	if rep == nil || rep.Seq == 0 {
+		return
+	}
+	rid := req.RID
+	if rep.Resource != nil {
+		rid = rep.Resource.ID
+	}
+	group, err := command.GroupOf(rid)
+	if err != nil {
+		return
+	}
+	c.floorMu.Lock()
+	if rep.Seq > c.floors[group] {
+		c.floors[group] = rep.Seq
+	}
+	c.floorMu.Unlock()
+}

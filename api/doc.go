@@ -1,0 +1,42 @@
+// Package api is the edge of a Sibyl node: the WebSocket command API, its REST mirror and
+// the HTTP endpoints of PROTOCOL.md (§2–§4). It owns framing, authentication, limits,
+// reply shaping and error encoding; a Backend (the node) owns routing and execution.
+//
+// Driving it:
+//
+//	srv := api.NewServer(backend, api.Options{ClientTokens: ..., AdminTokens: ...})
+//	httpServer := &http.Server{Addr: addr, Handler: srv.Handler()}
+//	go httpServer.ListenAndServe()
+//	...
+//	srv.Close() // closes WebSocket connections with 1001; then shut the http.Server down
+//
+// Endpoints: GET /v1/ws, POST /v1/resources, GET /v1/resources (list, extra: ?type=,
+// ?server=, ?after=, ?limit=), GET/PUT/PATCH/DELETE /v1/resources/{rid}, POST
+// /v1/admin/{op}, GET /v1/status, GET /healthz, GET /metrics, GET / (status page).
+//
+// One WebSocket connection is one Session. The read loop decodes each frame and calls
+// Session.Start in arrival order (Start fixes the order of writes); a goroutine per request
+// waits for its outcome, and one writer goroutine sends replies as they complete, so
+// replies may come out of order. A REST call is a Session of its own.
+//
+// Decisions where the protocol leaves room:
+//   - A frame that is not valid JSON (or too deep) still has its top-level "id" echoed
+//     when it can be read as a string; "id": null otherwise, and always for a binary or
+//     oversized frame and for invalid UTF-8 (answered with bad_request, not close 1007).
+//   - MaxDepth counts the frame's own object as level 1, checked by a byte scanner before
+//     decoding so that deep nesting costs no allocation.
+//   - Oversized frames are read to their end and dropped, never with gorilla's read limit,
+//     which would close the connection.
+//   - GET /v1/status, /healthz, /metrics and / need no token: status is the operators'
+//     view, and the status page polls it from a browser that cannot send a bearer header.
+//     Every WebSocket op but hello (the status op too) and every REST call needs one when
+//     tokens are configured.
+//   - Any Origin may open a WebSocket: auth is by bearer token, never by cookies.
+//   - "retryable" on the wire always follows the code; a backend error without a protocol
+//     code is sent as internal.
+//   - Metrics are sibyl_api_requests_total{op,code}, sibyl_api_request_duration_seconds{op}
+//     and sibyl_api_open_connections, with op "invalid" for frames without a valid op.
+//
+// Not yet: events. subscribe and unsubscribe pass through to the Session, but Session has
+// no way to push {"sub":...} frames (events and registerSibling progress) to the client.
+package api

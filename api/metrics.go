@@ -1,0 +1,129 @@
+package api
+
+import (
+	"bufio"
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Metrics holds the API's measurements and writes them in the Prometheus text format
+// (version 0.0.4). It is self-contained rather than built on client_golang because the
+// module's go.sum does not carry client_golang's own dependencies; the label sets are
+// small and fixed (ops and codes of the protocol), so a map per family is enough.
+// One Metrics may be shared by several servers (they then add up).
+type Metrics struct {
+	mu       sync.Mutex
+	requests map[opCode]uint64
+	latency  map[string]*histogram
+	open     atomic.Int64
+}
+
+type opCode struct{ op, code string }
+
+// latencyBuckets are upper bounds in seconds: from a local read (sub-millisecond) to a
+// write that waits out the default 5 s write timeout.
+var latencyBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+
+type histogram struct {
+	counts []uint64 // per bucket, not cumulative
+	sum    float64
+	count  uint64
+}
+
+// NewMetrics returns an empty set of API metrics.
+func NewMetrics() *Metrics {
+	return &Metrics{requests: map[opCode]uint64{}, latency: map[string]*histogram{}}
+}
+
+// observe records one answered request. op must come from a bounded set (see opLabel).
+func (m *Metrics) observe(op, code string, d time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.requests[opCode{op, code}]++
+	h := m.latency[op]
+	if h == nil {
+		h = &histogram{counts: make([]uint64, len(latencyBuckets))}
+		m.latency[op] = h
+	}
+	s := d.Seconds()
+	for i, le := range latencyBuckets {
+		if s <= le {
+			h.counts[i]++
+			break
+		}
+	}
+	h.sum += s
+	h.count++
+}
+
+func (m *Metrics) connOpened() { m.open.Add(1) }
+func (m *Metrics) connClosed() { m.open.Add(-1) }
+
+// opLabel keeps the op label bounded: a client can send any string as op.
+func opLabel(op string) string {
+	if knownOps[op] {
+		return op
+	}
+	return "invalid"
+}
+
+// Handler serves the metrics for GET /metrics.
+func (m *Metrics) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		bw := bufio.NewWriter(w)
+		m.write(bw)
+		bw.Flush()
+	})
+}
+
+// write renders every family in a stable order.
+func (m *Metrics) write(w *bufio.Writer) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+
+	fmt.Fprintln(w, "# HELP sibyl_api_requests_total Requests answered by the API, by op and result code (ok on success).")
+	fmt.Fprintln(w, "# TYPE sibyl_api_requests_total counter")
+	keys := make([]opCode, 0, len(m.requests))
+	for k := range m.requests {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].op != keys[j].op {
+			return keys[i].op < keys[j].op
+		}
+		return keys[i].code < keys[j].code
+	})
+	for _, k := range keys {
+		fmt.Fprintf(w, "sibyl_api_requests_total{op=%q,code=%q} %d\n", k.op, k.code, m.requests[k])
+	}
+
+	fmt.Fprintln(w, "# HELP sibyl_api_request_duration_seconds Time from receiving a request to having its reply ready, by op.")
+	fmt.Fprintln(w, "# TYPE sibyl_api_request_duration_seconds histogram")
+	ops := make([]string, 0, len(m.latency))
+	for op := range m.latency {
+		ops = append(ops, op)
+	}
+	sort.Strings(ops)
+	for _, op := range ops {
+		h := m.latency[op]
+		var cumulative uint64
+		for i, le := range latencyBuckets {
+			cumulative += h.counts[i]
+			fmt.Fprintf(w, "sibyl_api_request_duration_seconds_bucket{op=%q,le=%q} %d\n",
+				op, strconv.FormatFloat(le, 'g', -1, 64), cumulative)
+		}
+		fmt.Fprintf(w, "sibyl_api_request_duration_seconds_bucket{op=%q,le=\"+Inf\"} %d\n", op, h.count)
+		fmt.Fprintf(w, "sibyl_api_request_duration_seconds_sum{op=%q} %s\n", op, strconv.FormatFloat(h.sum, 'g', -1, 64))
+		fmt.Fprintf(w, "sibyl_api_request_duration_seconds_count{op=%q} %d\n", op, h.count)
+	}
+
+	fmt.Fprintln(w, "# HELP sibyl_api_open_connections WebSocket connections currently open.")
+	fmt.Fprintln(w, "# TYPE sibyl_api_open_connections gauge")
+	fmt.Fprintf(w, "sibyl_api_open_connections %d\n", m.open.Load())
+}

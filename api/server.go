@@ -1,0 +1,251 @@
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"fmt"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"sync"
+
+	"github.com/gorilla/websocket"
+	"github.com/rs/zerolog"
+
+	"github.com/sibylhq/sibyl/command"
+)
+
+// Defaults of Options.
+const (
+	DefaultMaxFrameBytes     = 1 << 20
+	DefaultMaxPendingPerConn = 1024
+	DefaultMaxDepth          = 64
+)
+
+// Options configure a Server. The zero value is a dev-mode server with default limits.
+type Options struct {
+	// ClientTokens and AdminTokens are the accepted bearer tokens. With none of either,
+	// every caller is accepted and is admin (dev mode).
+	ClientTokens []string
+	AdminTokens  []string
+	// MaxFrameBytes bounds a WebSocket frame and a REST body (default 1 MiB).
+	MaxFrameBytes int
+	// MaxPendingPerConn bounds the requests one connection has outstanding (default 1024);
+	// the excess gets rate_limited.
+	MaxPendingPerConn int
+	// MaxDepth bounds the nesting of a frame's JSON (default 64; the frame is level 1).
+	MaxDepth int
+	// Logger receives connection and failure logs; the zero value logs nothing.
+	Logger zerolog.Logger
+	// Metrics is where the server counts; nil gives the server its own. GET /metrics
+	// serves it.
+	Metrics *Metrics
+}
+
+// Server serves the WebSocket command API, the REST mirror and the HTTP endpoints of
+// PROTOCOL.md for one Backend.
+type Server struct {
+	b       Backend
+	opts    Options
+	log     zerolog.Logger
+	metrics *Metrics
+	upgrade websocket.Upgrader
+	handler http.Handler
+
+	mu     sync.Mutex
+	conns  map[*wsConn]struct{}
+	closed bool
+}
+
+// NewServer makes a server for b. Call Handler to serve it and Close to end it.
+func NewServer(b Backend, opts Options) *Server {
+	if opts.MaxFrameBytes <= 0 {
+		opts.MaxFrameBytes = DefaultMaxFrameBytes
+	}
+	if opts.MaxPendingPerConn <= 0 {
+		opts.MaxPendingPerConn = DefaultMaxPendingPerConn
+	}
+	if opts.MaxDepth <= 0 {
+		opts.MaxDepth = DefaultMaxDepth
+	}
+	s := &Server{
+		b:       b,
+		opts:    opts,
+		log:     opts.Logger.With().Str("component", "api").Logger(),
+		metrics: opts.Metrics,
+		conns:   map[*wsConn]struct{}{},
+	}
+	if s.metrics == nil {
+		s.metrics = NewMetrics()
+	}
+	s.upgrade = websocket.Upgrader{
+		ReadBufferSize:  4096,
+		WriteBufferSize: 4096,
+		// Any origin may connect: callers authenticate with bearer tokens (header or hello
+		// frame), never with cookies a browser would attach on its own, so a cross-site
+		// page gains nothing it could not get by connecting directly.
+		CheckOrigin: func(*http.Request) bool { return true },
+	}
+	s.handler = s.routes()
+	return s
+}
+
+// Handler returns the HTTP handler of every endpoint.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Close refuses new WebSocket connections and closes the open ones with 1001 (going
+// away); their outstanding requests are cancelled. REST calls are left to the HTTP server.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	conns := make([]*wsConn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.shutdown(websocket.CloseGoingAway, "server shutting down")
+	}
+	return nil
+}
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/ws", s.serveWS)
+	mux.HandleFunc("GET /v1/status", s.serveStatus)
+	mux.HandleFunc("GET /healthz", s.serveHealth)
+	mux.Handle("GET /metrics", s.metrics.Handler())
+	mux.HandleFunc("GET /{$}", serveStatusPage)
+	s.restRoutes(mux)
+	return s.recoverHTTP(mux)
+}
+
+// authorize checks a bearer token: ok when it is accepted, admin when it is an admin
+// token. Without configured tokens everyone is an admin.
+func (s *Server) authorize(token string) (ok, admin bool) {
+	if len(s.opts.ClientTokens) == 0 && len(s.opts.AdminTokens) == 0 {
+		return true, true
+	}
+	if token == "" {
+		return false, false
+	}
+	if tokenIn(token, s.opts.AdminTokens) {
+		return true, true
+	}
+	if tokenIn(token, s.opts.ClientTokens) {
+		return true, false
+	}
+	return false, false
+}
+
+// tokenIn compares in constant time per token, so timing does not reveal a prefix.
+func tokenIn(token string, tokens []string) bool {
+	found := false
+	for _, t := range tokens {
+		if subtle.ConstantTimeCompare([]byte(token), []byte(t)) == 1 {
+			found = true
+		}
+	}
+	return found
+}
+
+// bearer returns the token of an "Authorization: Bearer TOKEN" header, or "".
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	const prefix = "bearer "
+	if len(h) > len(prefix) && strings.EqualFold(h[:len(prefix)], prefix) {
+		return strings.TrimSpace(h[len(prefix):])
+	}
+	return ""
+}
+
+// errUnauthorized is the answer to any request before authentication.
+func errUnauthorized() *command.Error {
+	return command.Errorf(command.CodeUnauthorized,
+		"authenticate first: send Authorization: Bearer TOKEN or a hello frame with a valid token")
+}
+
+// access checks that a caller authenticated as (ok, admin) may run op.
+func access(op string, ok, admin bool) *command.Error {
+	if !ok {
+		return errUnauthorized()
+	}
+	if isAdminOp(op) && !admin {
+		return command.Errorf(command.CodeForbidden, "op %q needs an admin token", op)
+	}
+	return nil
+}
+
+// start calls sess.Start and returns the function that waits for the outcome. A panic in
+// the backend, in Start or in the wait, becomes internal for this request alone.
+func (s *Server) start(ctx context.Context, sess Session, req *command.Request, admin bool) func() (*command.Reply, error) {
+	var wait func() (*command.Reply, error)
+	if err := s.guard(req.Op, func() error {
+		if req.Op == command.OpStatus {
+			wait = func() (*command.Reply, error) { return s.status(ctx) }
+			return nil
+		}
+		wait = sess.Start(ctx, req, admin)
+		if wait == nil {
+			return command.Errorf(command.CodeInternal, "backend returned no result for op %q", req.Op)
+		}
+		return nil
+	}); err != nil {
+		return func() (*command.Reply, error) { return nil, err }
+	}
+	return func() (rep *command.Reply, err error) {
+		err = s.guard(req.Op, func() error {
+			var werr error
+			rep, werr = wait()
+			return realError(werr)
+		})
+		return rep, err
+	}
+}
+
+// guard runs f and turns a panic into an internal error, logging the stack.
+func (s *Server) guard(op string, f func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error().Str("op", op).Str("panic", fmt.Sprint(p)).Bytes("stack", debug.Stack()).Msg("request panicked")
+			err = command.Errorf(command.CodeInternal, "server failed while handling op %q", op)
+		}
+	}()
+	return f()
+}
+
+// status answers the status op from the backend directly: it needs no session state.
+func (s *Server) status(ctx context.Context) (*command.Reply, error) {
+	st, err := s.b.Status(ctx)
+	if err = realError(err); err != nil {
+		return nil, err
+	}
+	return &command.Reply{Status: st}, nil
+}
+
+// realError maps a typed nil *command.Error to nil. Backends return *command.Error from
+// many helpers, and passing a nil one on as an error makes a non-nil interface that would
+// otherwise be answered as a failure, or crash the encoding of it.
+func realError(err error) error {
+	if e, ok := err.(*command.Error); ok && e == nil {
+		return nil
+	}
+	return err
+}
+
+// recoverHTTP is the last line against a panic outside the backend calls (which guard
+// handles per request): the caller gets internal, the process keeps serving.
+func (s *Server) recoverHTTP(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				s.log.Error().Str("path", r.URL.Path).Str("panic", fmt.Sprint(p)).Bytes("stack", debug.Stack()).Msg("handler panicked")
+				writeError(w, command.Errorf(command.CodeInternal, "server failed while handling %s %s", r.Method, r.URL.Path))
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}

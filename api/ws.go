@@ -1,0 +1,254 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/sibylhq/sibyl/command"
+)
+
+const (
+	// writeWait bounds one frame write: a peer that stops reading for this long is dropped
+	// rather than holding its replies (and the backend work behind them) forever.
+	writeWait = 10 * time.Second
+	// pingPeriod keeps idle connections alive through proxies and finds dead peers.
+	pingPeriod = 30 * time.Second
+)
+
+// wsConn is one WebSocket connection: a read loop that decodes frames and starts requests
+// in arrival order, one goroutine per outstanding request waiting for its outcome, and a
+// single writer (gorilla allows one concurrent writer).
+type wsConn struct {
+	s      *Server
+	ws     *websocket.Conn
+	sess   Session
+	ctx    context.Context // cancelled when the connection ends
+	cancel context.CancelFunc
+
+	out      chan []byte   // encoded replies for the writer
+	quit     chan struct{} // closed to stop the writer once no reply can come
+	done     chan struct{} // closed when the writer has stopped
+	pending  atomic.Int64  // requests started and not yet answered
+	inflight sync.WaitGroup
+
+	// Read loop only.
+	authed, admin bool
+}
+
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		writeError(w, command.Errorf(command.CodeUnavailable, "server is shutting down"))
+		return
+	}
+	ws, err := s.upgrade.Upgrade(w, r, nil) // on failure gorilla has answered already
+	if err != nil {
+		s.log.Debug().Err(err).Str("remote", r.RemoteAddr).Msg("websocket upgrade failed")
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &wsConn{
+		s:      s,
+		ws:     ws,
+		sess:   s.b.NewSession(),
+		ctx:    ctx,
+		cancel: cancel,
+		out:    make(chan []byte, s.opts.MaxPendingPerConn+64),
+		quit:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	// A token on the upgrade authenticates; a missing or wrong one still gets a connection,
+	// since the client may send a hello frame next.
+	c.authed, c.admin = s.authorize(bearer(r))
+	if !s.register(c) {
+		c.shutdown(websocket.CloseGoingAway, "server shutting down")
+	}
+	s.metrics.connOpened()
+	s.log.Debug().Str("remote", r.RemoteAddr).Bool("authed", c.authed).Msg("websocket open")
+	c.run()
+	s.metrics.connClosed()
+	s.log.Debug().Str("remote", r.RemoteAddr).Msg("websocket closed")
+}
+
+// register adds c to the open connections unless the server is closing.
+func (s *Server) register(c *wsConn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (c *wsConn) run() {
+	go c.writeLoop()
+	c.readLoop()
+	// The peer is gone or broke the protocol: cancel the outstanding work, let its
+	// waiters finish, then stop the writer and release the session.
+	c.cancel()
+	c.inflight.Wait()
+	close(c.quit)
+	<-c.done
+	c.ws.Close()
+	c.sess.Close()
+	c.s.mu.Lock()
+	delete(c.s.conns, c)
+	c.s.mu.Unlock()
+}
+
+// shutdown sends a close frame and closes the socket, which ends the read loop.
+func (c *wsConn) shutdown(code int, reason string) {
+	msg := websocket.FormatCloseMessage(code, reason)
+	_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+	c.ws.Close()
+}
+
+func (c *wsConn) readLoop() {
+	for {
+		kind, r, err := c.ws.NextReader()
+		if err != nil {
+			return
+		}
+		frame, tooLarge, err := readFrame(r, c.s.opts.MaxFrameBytes)
+		if err != nil {
+			return
+		}
+		start := time.Now()
+		switch {
+		case tooLarge:
+			c.reply(nil, "invalid", nil, command.Errorf(command.CodeTooLarge,
+				"frame exceeds %d bytes", c.s.opts.MaxFrameBytes), start)
+		case kind != websocket.TextMessage:
+			c.reply(nil, "invalid", nil, command.Errorf(command.CodeBadRequest,
+				"binary frame refused: send one JSON object per text frame"), start)
+		default:
+			c.handle(frame, start)
+		}
+	}
+}
+
+// readFrame reads one frame's payload up to max bytes. A larger frame is read to its end
+// and dropped (tooLarge), so the connection stays usable; gorilla's SetReadLimit would
+// close it instead.
+func readFrame(r io.Reader, max int) (frame []byte, tooLarge bool, err error) {
+	frame, err = io.ReadAll(io.LimitReader(r, int64(max)+1))
+	if err != nil {
+		return nil, false, err
+	}
+	if len(frame) <= max {
+		return frame, false, nil
+	}
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return nil, false, err
+	}
+	return nil, true, nil
+}
+
+// handle decodes one text frame and answers it or starts it.
+func (c *wsConn) handle(frame []byte, start time.Time) {
+	id, req, ferr := decodeFrame(frame, c.s.opts.MaxDepth)
+	if ferr != nil {
+		c.reply(id, "invalid", nil, ferr, start)
+		return
+	}
+	if req.Op == command.OpHello {
+		c.hello(id, req, start)
+		return
+	}
+	if err := access(req.Op, c.authed, c.admin); err != nil {
+		c.reply(id, req.Op, nil, err, start)
+		return
+	}
+	if c.pending.Load() >= int64(c.s.opts.MaxPendingPerConn) {
+		c.reply(id, req.Op, nil, command.Errorf(command.CodeRateLimited,
+			"more than %d requests outstanding on this connection", c.s.opts.MaxPendingPerConn), start)
+		return
+	}
+	c.pending.Add(1)
+	c.inflight.Add(1)
+	// Start runs here, in arrival order, because it fixes the order of writes.
+	wait := c.s.start(c.ctx, c.sess, req, c.admin)
+	go func() {
+		defer c.inflight.Done()
+		defer c.pending.Add(-1)
+		rep, err := wait()
+		c.reply(id, req.Op, rep, err, start)
+	}()
+}
+
+// hello authenticates the connection with the frame's token. A refused token leaves the
+// connection as it was.
+func (c *wsConn) hello(id *string, req *command.Request, start time.Time) {
+	ok, admin := c.s.authorize(req.Token)
+	if !ok {
+		c.reply(id, req.Op, nil, command.Errorf(command.CodeUnauthorized, "hello token not accepted"), start)
+		return
+	}
+	c.authed, c.admin = true, admin
+	c.reply(id, req.Op, nil, nil, start)
+}
+
+// reply encodes the answer to one request, counts it, and hands it to the writer.
+func (c *wsConn) reply(id *string, op string, rep *command.Reply, err error, start time.Time) {
+	var w *wireReply
+	code := "ok"
+	if err != nil {
+		e := wireError(err)
+		w = &wireReply{Error: e}
+		code = string(e.Code)
+	} else {
+		w = shapeReply(op, rep)
+	}
+	w.ID = rawID(id)
+	data, merr := json.Marshal(w)
+	if merr != nil {
+		// The backend handed back something unencodable (e.g. invalid raw JSON data).
+		e := command.Errorf(command.CodeInternal, "encoding the reply to op %q failed: %v", op, merr)
+		code = string(e.Code)
+		data, _ = json.Marshal(&wireReply{ID: w.ID, Error: e})
+	}
+	c.s.metrics.observe(opLabel(op), code, time.Since(start))
+	select {
+	case c.out <- data:
+	case <-c.done: // the writer is gone; so is the peer
+	}
+}
+
+func (c *wsConn) writeLoop() {
+	defer close(c.done)
+	ping := time.NewTicker(pingPeriod)
+	defer ping.Stop()
+	for {
+		select {
+		case data := <-c.out:
+			c.ws.SetWriteDeadline(time.Now().Add(writeWait))
+			if err := c.ws.WriteMessage(websocket.TextMessage, data); err != nil {
+				c.fail(err)
+				return
+			}
+		case <-ping.C:
+			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
+				c.fail(err)
+				return
+			}
+		case <-c.quit:
+			return
+		}
+	}
+}
+
+// fail ends a connection whose writes fail: closing the socket ends the read loop too.
+func (c *wsConn) fail(err error) {
+	c.s.log.Debug().Err(err).Msg("websocket write failed")
+	c.ws.Close()
+}
