@@ -12,10 +12,10 @@ import (
 )
 
 // Metrics holds the API's measurements and writes them in the Prometheus text format
-// (version 0.0.4). It is self-contained rather than built on client_golang because the
-// module's go.sum does not carry client_golang's own dependencies; the label sets are
-// small and fixed (ops and codes of the protocol), so a map per family is enough.
-// One Metrics may be shared by several servers (they then add up).
+// (version 0.0.4). It renders itself rather than being a client_golang collector: the
+// label sets are small and fixed (ops and codes of the protocol), so a map per family is
+// enough, and a process that also has a Prometheus registry (cmd/sibyl's node) writes
+// both on one /metrics. One Metrics may be shared by several servers (they then add up).
 type Metrics struct {
 	mu       sync.Mutex
 	requests map[opCode]uint64
