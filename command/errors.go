@@ -28,7 +28,7 @@ const (
 // For writes, a retryable code means the outcome is unknown: retry with the same key.
 func (c Code) Retryable() bool {
 	switch c {
-	case CodeQuorumUnavailable, CodeNoMain, CodeTimeout, CodeUnavailable, CodeRateLimited:
+	case CodeQuorumUnavailable, CodeNoMain, CodeTimeout, CodeUnavailable:
 		return true
 	}
 	return false
