@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"syscall"
+	"time"
+)
+
+// readyTimeout bounds how long dev waits for the cluster to serve.
+const readyTimeout = 60 * time.Second
+
+func runDev(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("dev", "dev [--nodes 4] [--controllers 3] [--locations 1] [--base-port 7700] [--data DIR] [flags]", stderr)
+	nodes := fs.Int("nodes", 4, "number of nodes (server IDs 1..N)")
+	perLocation := fs.Int("controllers", 3, "number of location controllers per location")
+	locations := fs.Int("locations", 1, "number of locations (loc1..locN)")
+	base := fs.Int("base-port", 7700, "controller i listens on base+i (raft base+50+i), node i on base+100+i")
+	dataFlag := fs.String("data", "", "cluster directory: data dirs, logs and cluster.json (default: a new directory under the system temp dir)")
+	writeTimeout := fs.Duration("write-timeout", 5*time.Second, "passed to every node")
+	downAfter := fs.Duration("down-after", time.Second, "passed to every node and controller")
+	logLevel := fs.String("log-level", "info", "log level of the children (debug, info, warn, error)")
+	if _, code, ok := parseOrExit(fs, args, stderr); !ok {
+		return code
+	}
+	if _, err := newLogger(io.Discard, *logLevel); err != nil {
+		return usageError(fs, stderr, "%v", err)
+	}
+	layout, err := layoutDev(*base, *nodes, *perLocation, *locations)
+	if err != nil {
+		return usageError(fs, stderr, "%v", err)
+	}
+	if *locations > 1 {
+		// The layout is ready for several locations, but a controller cannot yet be told
+		// where the other locations' controllers are (sibyl location has no seed flag), so
+		// the locations would run as unrelated clusters. Refuse rather than pretend.
+		return usageError(fs, stderr, "--locations %d: only --locations 1 is supported until controllers can be given other locations' addresses", *locations)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(stderr, "sibyl dev: cannot find this executable to start children: %v\n", err)
+		return exitFail
+	}
+	dir, err := devDir(*dataFlag)
+	if err != nil {
+		fmt.Fprintf(stderr, "sibyl dev: %v\n", err)
+		return exitFail
+	}
+	opts := devOptions{Exe: exe, Dir: dir, WriteTimeout: *writeTimeout, DownAfter: *downAfter, LogLevel: *logLevel}
+	return runDevCluster(layout, opts, stdout, stderr)
+}
+
+// devDir makes the cluster directory absolute (children's args must work from anywhere)
+// and creates it; with no --data it is a new directory under the system temp dir.
+func devDir(flagDir string) (string, error) {
+	if flagDir == "" {
+		d, err := os.MkdirTemp("", "sibyl-dev-")
+		if err != nil {
+			return "", fmt.Errorf("create a cluster directory under %s: %w", os.TempDir(), err)
+		}
+		return d, nil
+	}
+	d, err := filepath.Abs(flagDir)
+	if err != nil {
+		return "", fmt.Errorf("--data %s: %w", flagDir, err)
+	}
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		return "", fmt.Errorf("--data %s: %w", flagDir, err)
+	}
+	return d, nil
+}
+
+func runDevCluster(layout devLayout, opts devOptions, stdout, stderr io.Writer) int {
+	// Pdeathsig is tied to the thread that forks the child: keep this goroutine, which
+	// starts every child and lives as long as dev, on one thread that never exits early.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+
+	clusterPath := filepath.Join(opts.Dir, "cluster.json")
+	// A cluster.json left by an earlier run would tell readers the cluster is ready
+	// before it is.
+	if err := os.Remove(clusterPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintf(stderr, "sibyl dev: remove stale %s: %v\n", clusterPath, err)
+		return exitFail
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	fmt.Fprintf(stdout, "sibyl dev: cluster directory %s (logs: %s)\n", opts.Dir, filepath.Join(opts.Dir, "<name>.log"))
+	exits := make(chan childExit, len(layout.Controllers)+len(layout.Nodes))
+	var children []*child
+	var cf clusterFile
+	startedAt := time.Now()
+	for _, c := range layout.Controllers {
+		args := layout.controllerArgs(opts, c)
+		ch, err := startChild(c.ID, args, filepath.Join(opts.Dir, c.ID+".log"), exits)
+		if err != nil {
+			fmt.Fprintf(stderr, "sibyl dev: %v\n", err)
+			stopChildren(children)
+			return exitFail
+		}
+		children = append(children, ch)
+		cf.Controllers = append(cf.Controllers, clusterController{
+			ID: c.ID, HTTP: c.HTTP, Raft: c.Raft, PID: ch.pid(), Location: c.Location, Args: args, Log: ch.log,
+		})
+		fmt.Fprintf(stdout, "started controller %s pid %d http %s raft %s (%s)\n", c.ID, ch.pid(), c.HTTP, c.Raft, c.Location)
+	}
+	for _, n := range layout.Nodes {
+		args := nodeArgs(opts, n)
+		name := nodeName(n)
+		ch, err := startChild(name, args, filepath.Join(opts.Dir, name+".log"), exits)
+		if err != nil {
+			fmt.Fprintf(stderr, "sibyl dev: %v\n", err)
+			stopChildren(children)
+			return exitFail
+		}
+		children = append(children, ch)
+		cf.Nodes = append(cf.Nodes, clusterNode{
+			ID: n.ID, HTTP: n.HTTP, PID: ch.pid(), Location: n.Location, Args: args, Log: ch.log,
+		})
+		fmt.Fprintf(stdout, "started node %d pid %d http %s (%s)\n", n.ID, ch.pid(), n.HTTP, n.Location)
+	}
+
+	fmt.Fprintf(stdout, "waiting up to %s for every node to serve and every group to have a main...\n", readyTimeout)
+	if err := waitReady(ctx, layout, exits); err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintf(stdout, "sibyl dev: interrupted while starting; stopping every process\n")
+			stopChildren(children)
+			return exitOK
+		}
+		fmt.Fprintf(stderr, "sibyl dev: cluster did not become ready: %v\n(logs in %s)\n", err, opts.Dir)
+		stopChildren(children)
+		return exitFail
+	}
+	printReady(stdout, layout, time.Since(startedAt))
+	if err := writeClusterFile(clusterPath, cf); err != nil {
+		fmt.Fprintf(stderr, "sibyl dev: %v\n", err)
+		stopChildren(children)
+		return exitFail
+	}
+	fmt.Fprintf(stdout, "wrote %s\ncluster ready; press Ctrl-C to stop it\n", clusterPath)
+
+	// Serve until interrupted. A child that dies stays dead: killing one is how a crash is
+	// simulated, and restarting it is the caller's move (its args are in cluster.json).
+	for {
+		select {
+		case <-ctx.Done():
+			fmt.Fprintf(stdout, "sibyl dev: stopping every process\n")
+			stopChildren(children)
+			fmt.Fprintf(stdout, "sibyl dev: stopped\n")
+			return exitOK
+		case e := <-exits:
+			if ctx.Err() != nil {
+				// A terminal's Ctrl-C reaches the children too (they share dev's process
+				// group); their exits are the shutdown, not crashes worth a line.
+				continue
+			}
+			fmt.Fprintf(stdout, "%s (pid %d) %s; not restarting it (log: %s)\n", e.c.name, e.c.pid(), describeExit(e.err), e.c.log)
+		}
+	}
+}
+
+// printReady lists where to connect.
+func printReady(w io.Writer, layout devLayout, took time.Duration) {
+	fmt.Fprintf(w, "cluster ready after %s\n", took.Round(10*time.Millisecond))
+	for _, n := range layout.Nodes {
+		fmt.Fprintf(w, "  node %-3d websocket ws://%s/v1/ws  status page http://%s/\n", n.ID, n.HTTP, n.HTTP)
+	}
+	for _, c := range layout.Controllers {
+		fmt.Fprintf(w, "  controller %-3s status page http://%s/\n", c.ID, c.HTTP)
+	}
+}

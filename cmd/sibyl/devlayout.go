@@ -1,0 +1,207 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// devHost is where dev runs every process.
+const devHost = "127.0.0.1"
+
+// Port offsets of PROTOCOL.md §5: controller i at base+i (HTTP) and base+50+i (raft),
+// node i at base+100+i.
+const (
+	raftPortOffset = 50
+	nodePortOffset = 100
+)
+
+// devController is one controller of a dev cluster. Index is 1-based over all locations.
+type devController struct {
+	Index    int
+	ID       string
+	HTTP     string
+	Raft     string
+	Location string
+}
+
+// devNode is one node of a dev cluster.
+type devNode struct {
+	ID          uint16
+	HTTP        string
+	Location    string
+	Controllers []string // HTTP addresses of its location's controllers
+}
+
+// devLayout is where every process of a dev cluster listens.
+type devLayout struct {
+	Controllers []devController
+	Nodes       []devNode
+}
+
+// locationName names location l (1-based) of a dev cluster.
+func locationName(l int) string { return "loc" + strconv.Itoa(l) }
+
+// layoutDev places perLocation controllers in each of locations locations (controller ids
+// c1..cN, numbered on across locations, so the ports continue upward) and nodes nodes
+// spread round-robin over the locations. It is pure, so tests check the exact ports.
+func layoutDev(base, nodes, perLocation, locations int) (devLayout, error) {
+	switch {
+	case nodes < 1:
+		return devLayout{}, fmt.Errorf("--nodes %d: want at least 1", nodes)
+	case perLocation < 1:
+		return devLayout{}, fmt.Errorf("--controllers %d: want at least 1", perLocation)
+	case locations < 1:
+		return devLayout{}, fmt.Errorf("--locations %d: want at least 1", locations)
+	case perLocation*locations >= raftPortOffset:
+		// Controller HTTP ports would run into the raft ports.
+		return devLayout{}, fmt.Errorf("--controllers %d x --locations %d: at most %d controllers fit below the raft ports",
+			perLocation, locations, raftPortOffset-1)
+	case nodes > 65535:
+		return devLayout{}, fmt.Errorf("--nodes %d: server IDs end at 65535", nodes)
+	case base < 1 || base+nodePortOffset+nodes > 65535:
+		return devLayout{}, fmt.Errorf("--base-port %d with %d nodes: ports %d..%d do not fit in 1..65535",
+			base, nodes, base+1, base+nodePortOffset+nodes)
+	}
+	var l devLayout
+	byLocation := map[string][]string{}
+	for loc := 1; loc <= locations; loc++ {
+		for j := 1; j <= perLocation; j++ {
+			i := (loc-1)*perLocation + j
+			c := devController{
+				Index: i, ID: "c" + strconv.Itoa(i), Location: locationName(loc),
+				HTTP: hostPort(base + i), Raft: hostPort(base + raftPortOffset + i),
+			}
+			l.Controllers = append(l.Controllers, c)
+			byLocation[c.Location] = append(byLocation[c.Location], c.HTTP)
+		}
+	}
+	for i := 1; i <= nodes; i++ {
+		loc := locationName((i-1)%locations + 1)
+		l.Nodes = append(l.Nodes, devNode{
+			ID: uint16(i), HTTP: hostPort(base + nodePortOffset + i), Location: loc,
+			Controllers: byLocation[loc],
+		})
+	}
+	return l, nil
+}
+
+func hostPort(port int) string { return devHost + ":" + strconv.Itoa(port) }
+
+// peersOf returns the raft peers of a controller's location (itself included).
+func (l devLayout) peersOf(c devController) map[string]string {
+	peers := map[string]string{}
+	for _, o := range l.Controllers {
+		if o.Location == c.Location {
+			peers[o.ID] = o.Raft
+		}
+	}
+	return peers
+}
+
+// devOptions are the settings dev passes through to its children.
+type devOptions struct {
+	Exe          string // absolute path of this executable
+	Dir          string // absolute data directory of the cluster
+	WriteTimeout time.Duration
+	DownAfter    time.Duration
+	LogLevel     string
+}
+
+// controllerArgs is the full command line (args[0] the executable) that starts c, or
+// starts it again on its own data after a crash.
+func (l devLayout) controllerArgs(o devOptions, c devController) []string {
+	return []string{o.Exe, "location",
+		"--id", c.ID, "--http", c.HTTP, "--raft", c.Raft,
+		"--data", filepath.Join(o.Dir, c.ID),
+		"--peers", formatPeers(l.peersOf(c)),
+		"--location", c.Location,
+		"--down-after", o.DownAfter.String(),
+		"--log-level", o.LogLevel,
+	}
+}
+
+// nodeName is a node's name in dev's directory: its data dir and log file.
+func nodeName(n devNode) string { return "n" + strconv.Itoa(int(n.ID)) }
+
+func nodeArgs(o devOptions, n devNode) []string {
+	return []string{o.Exe, "node",
+		"--id", strconv.Itoa(int(n.ID)), "--http", n.HTTP,
+		"--data", filepath.Join(o.Dir, nodeName(n)),
+		"--location", n.Location,
+		"--controllers", strings.Join(n.Controllers, ","),
+		"--write-timeout", o.WriteTimeout.String(),
+		"--down-after", o.DownAfter.String(),
+		"--log-level", o.LogLevel,
+	}
+}
+
+// clusterFile is DIR/cluster.json (PROTOCOL.md §5). Scenarios and black-box tests read it
+// to find, kill and restart processes; the field names are the contract. Log is extra.
+type clusterFile struct {
+	Controllers []clusterController `json:"controllers"`
+	Nodes       []clusterNode       `json:"nodes"`
+}
+
+type clusterController struct {
+	ID       string   `json:"id"`
+	HTTP     string   `json:"http"`
+	Raft     string   `json:"raft"`
+	PID      int      `json:"pid"`
+	Location string   `json:"location"`
+	Args     []string `json:"args"`
+	Log      string   `json:"log"`
+}
+
+type clusterNode struct {
+	ID       uint16   `json:"id"`
+	HTTP     string   `json:"http"`
+	PID      int      `json:"pid"`
+	Location string   `json:"location"`
+	Args     []string `json:"args"`
+	Log      string   `json:"log"`
+}
+
+// writeClusterFile writes path atomically: a reader sees no file or the whole file.
+func writeClusterFile(path string, cf clusterFile) error {
+	b, err := json.MarshalIndent(cf, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", path, err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".cluster-*.json")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	_, werr := tmp.Write(append(b, '\n'))
+	if werr == nil {
+		werr = tmp.Sync()
+	}
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(tmp.Name(), path)
+	}
+	if werr != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("write %s: %w", path, werr)
+	}
+	return nil
+}
+
+// readClusterFile reads a cluster.json written by dev.
+func readClusterFile(path string) (clusterFile, error) {
+	var cf clusterFile
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return cf, err
+	}
+	if err := json.Unmarshal(b, &cf); err != nil {
+		return cf, fmt.Errorf("decode %s: %w", path, err)
+	}
+	return cf, nil
+}

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/sibylhq/sibyl/command"
+)
+
+// readyPoll is how often dev checks whether the cluster serves yet.
+const readyPoll = 100 * time.Millisecond
+
+// waitReady polls until every node answers GET /healthz with 200 and a controller's
+// GET /v1/status lists every node "up" and every node's group with a main. It fails when
+// a child exits meanwhile (its log tail is in the error), at readyTimeout, or when ctx ends.
+func waitReady(ctx context.Context, layout devLayout, exits <-chan childExit) error {
+	hc := &http.Client{Timeout: time.Second}
+	deadline := time.NewTimer(readyTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(readyPoll)
+	defer tick.Stop()
+	var missing string
+	for {
+		if missing = notReady(ctx, hc, layout); missing == "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline.C:
+			return fmt.Errorf("after %s still waiting: %s", readyTimeout, missing)
+		case e := <-exits:
+			return fmt.Errorf("%s (pid %d) %s during startup; last lines of %s:\n%s",
+				e.c.name, e.c.pid(), describeExit(e.err), e.c.log, logTail(e.c.log, 10))
+		case <-tick.C:
+		}
+	}
+}
+
+// notReady returns what the cluster still lacks, or "" when it is ready.
+func notReady(ctx context.Context, hc *http.Client, layout devLayout) string {
+	for _, n := range layout.Nodes {
+		if err := getJSON(ctx, hc, "http://"+n.HTTP+"/healthz", nil); err != nil {
+			return fmt.Sprintf("node %d health: %v", n.ID, err)
+		}
+	}
+	var st command.Status
+	var lastErr error
+	got := false
+	for _, c := range layout.Controllers {
+		if lastErr = getJSON(ctx, hc, "http://"+c.HTTP+"/v1/status", &st); lastErr == nil {
+			got = true
+			break
+		}
+	}
+	if !got {
+		return fmt.Sprintf("controller status: %v", lastErr)
+	}
+	return statusMissing(layout, &st)
+}
+
+// statusMissing compares a status against the layout: every node up, every node's
+// group with a main.
+func statusMissing(layout devLayout, st *command.Status) string {
+	nodes := map[uint16]string{}
+	for _, n := range st.Nodes {
+		nodes[n.ID] = n.State
+	}
+	groups := map[uint16]*uint16{}
+	for _, g := range st.Groups {
+		groups[g.Server] = g.Main
+	}
+	var lacks []string
+	for _, n := range layout.Nodes {
+		if s, ok := nodes[n.ID]; !ok {
+			lacks = append(lacks, fmt.Sprintf("node %d not registered", n.ID))
+		} else if s != "up" {
+			lacks = append(lacks, fmt.Sprintf("node %d is %s", n.ID, s))
+		}
+		if m, ok := groups[uint16(n.ID)]; !ok {
+			lacks = append(lacks, fmt.Sprintf("group %d not in the directory", n.ID))
+		} else if m == nil {
+			lacks = append(lacks, fmt.Sprintf("group %d has no main", n.ID))
+		}
+	}
+	return strings.Join(lacks, "; ")
+}
+
+// getJSON GETs url, wants 200 and decodes the body into out (unless out is nil).
+func getJSON(ctx context.Context, hc *http.Client, url string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("GET %s: read body: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("GET %s: decode: %w", url, err)
+	}
+	return nil
+}
+
+// logTail returns the last n lines of a log file, for a startup failure message.
+func logTail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(cannot read %s: %v)", path, err)
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

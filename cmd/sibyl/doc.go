@@ -1,0 +1,31 @@
+// Command sibyl is the one binary of Sibyl (PROTOCOL.md §5): the node and location
+// controller processes, a local development cluster (dev), a command-line client
+// (create, get, update, patch, delete, list, watch, admin, status) and the benchmark
+// driver (bench). It owns flags, configuration and wiring; the behaviour lives in node/,
+// location/ and api/.
+//
+// Decisions recorded here:
+//
+//   - Every flag can be set from SIBYL_<FLAG>. The environment is applied after the command
+//     line is parsed and only to flags the command line did not set, so the command line
+//     wins, and a repeatable flag given on the command line replaces the environment's list
+//     instead of adding to it. List values in the environment are comma-separated.
+//   - Flags may follow positionals (sibyl get RID --consistency sibling); "--" ends flags.
+//   - Exit codes: 0 success, 1 the command failed (client errors print "code: message"),
+//     2 a usage error.
+//   - A node serves one listener: /v1/internal/ goes to the node, /metrics writes the API's
+//     metrics followed by the node's Prometheus registry, everything else is the API.
+//   - dev runs its children in its own process group (a terminal's Ctrl-C reaches them) with
+//     Pdeathsig SIGKILL on Linux (they never outlive dev, even a SIGKILLed dev); on SIGINT or
+//     SIGTERM it sends SIGTERM, then SIGKILL after 5 s, and reaps every child before it
+//     exits. It never restarts a child: a kill is a simulated crash. cluster.json is written
+//     by rename, only once the cluster serves, and a stale one is removed at start.
+//   - dev --locations > 1 is refused for now: a controller has no flag naming other
+//     locations' controllers, so the locations would run as unrelated clusters. The port
+//     layout (layoutDev) already places several locations.
+//   - watch speaks the WebSocket protocol itself, because api/client does not dispatch
+//     events yet.
+//   - bench records latencies in a fixed-size log-linear histogram (< 0.8 % error), so a
+//     long run needs no more memory than a short one; mixed alternates writes and reads
+//     deterministically.
+package main

@@ -1,0 +1,208 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/rs/zerolog"
+
+	"github.com/sibylhq/sibyl/api"
+	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/location"
+	"github.com/sibylhq/sibyl/node"
+)
+
+// shutdownGrace bounds how long a stopping process waits for in-flight HTTP requests.
+const shutdownGrace = 5 * time.Second
+
+func runLocation(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("location", "location --id ID --http ADDR --raft ADDR --data DIR [--peers ID=RAFTADDR,...] [flags]", stderr)
+	id := fs.String("id", "", "controller ID, e.g. c1 (required)")
+	httpAddr := fs.String("http", "", "host:port of the HTTP listener: status, metrics, node protocol (required)")
+	raftAddr := fs.String("raft", "", "host:port of the raft transport (required)")
+	dataDir := fs.String("data", "", "data directory for the raft log and snapshots (required)")
+	peersFlag := fs.String("peers", "", "every controller of this location as ID=RAFTADDR,..., this one included (default: this one alone)")
+	loc := fs.String("location", "", "location name (default \"default\")")
+	downAfter := fs.Duration("down-after", time.Second, "silence after which a node is marked down")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if _, code, ok := parseOrExit(fs, args, stderr); !ok {
+		return code
+	}
+	if *id == "" || *httpAddr == "" || *raftAddr == "" || *dataDir == "" {
+		return usageError(fs, stderr, "--id, --http, --raft and --data are required")
+	}
+	peers, err := parsePeers(*peersFlag)
+	if err != nil {
+		return usageError(fs, stderr, "--peers: %v", err)
+	}
+	if len(peers) == 0 {
+		peers = map[string]string{*id: *raftAddr}
+	}
+	if addr, ok := peers[*id]; !ok || addr != *raftAddr {
+		return usageError(fs, stderr, "--peers %s must include this controller as %s=%s", formatPeers(peers), *id, *raftAddr)
+	}
+	log, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		return usageError(fs, stderr, "%v", err)
+	}
+
+	// Listen before starting the controller: a busy port fails here, before raft opens its
+	// files, and peers reach the HTTP side as soon as the controller advertises it.
+	ln, err := net.Listen("tcp", *httpAddr)
+	if err != nil {
+		log.Error().Err(err).Str("http", *httpAddr).Msg("cannot listen")
+		return exitFail
+	}
+	c, err := location.New(location.Config{
+		ID: *id, HTTPAddr: *httpAddr, RaftAddr: *raftAddr, DataDir: *dataDir, Peers: peers,
+		Location: *loc, DownAfter: *downAfter, Logger: log,
+	})
+	if err != nil {
+		ln.Close()
+		log.Error().Err(err).Msg("cannot start controller")
+		return exitFail
+	}
+	return serveUntilSignal(log, ln, c.Handler(), nil, c.Close)
+}
+
+func runNode(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("node", "node --id N --http ADDR --data DIR --controllers ADDR,... [flags]", stderr)
+	id := fs.Uint("id", 0, "server ID 1..65535: names this node and its group (required)")
+	httpAddr := fs.String("http", "", "host:port to listen on and advertise (required)")
+	dataDir := fs.String("data", "", "data directory (required)")
+	var controllers, tokens, adminTokens listFlag
+	fs.Var(&controllers, "controllers", "HTTP addresses of this location's controllers, host:port or http://host:port, comma-separated (required)")
+	loc := fs.String("location", "", "location name (default \"default\")")
+	writeTimeout := fs.Duration("write-timeout", 5*time.Second, "bound on a write from arrival to answer")
+	downAfter := fs.Duration("down-after", time.Second, "failure-detection period (heartbeats every down-after/4)")
+	fs.Var(&tokens, "token", "client token accepted from clients (repeatable; none and no admin token: everyone is admin)")
+	fs.Var(&adminTokens, "admin-token", "admin token (repeatable)")
+	secret := fs.String("cluster-secret", "", "secret nodes present to each other")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if _, code, ok := parseOrExit(fs, args, stderr); !ok {
+		return code
+	}
+	if *id < 1 || *id > 65535 {
+		return usageError(fs, stderr, "--id %d: want a server ID in 1..65535", *id)
+	}
+	if *httpAddr == "" || *dataDir == "" || len(controllers) == 0 {
+		return usageError(fs, stderr, "--http, --data and --controllers are required")
+	}
+	ctrlAddrs := make([]string, len(controllers))
+	for i, c := range controllers {
+		a, err := controllerAddr(c)
+		if err != nil {
+			return usageError(fs, stderr, "--controllers: %v", err)
+		}
+		ctrlAddrs[i] = a
+	}
+	log, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		return usageError(fs, stderr, "%v", err)
+	}
+
+	ln, err := net.Listen("tcp", *httpAddr)
+	if err != nil {
+		log.Error().Err(err).Str("http", *httpAddr).Msg("cannot listen")
+		return exitFail
+	}
+	n, err := node.New(node.Config{
+		ID: command.ServerID(*id), HTTPAddr: *httpAddr, DataDir: *dataDir, Controllers: ctrlAddrs,
+		Location: *loc, WriteTimeout: *writeTimeout, DownAfter: *downAfter, ClusterSecret: *secret,
+		Logger: log,
+	})
+	if err != nil {
+		ln.Close()
+		log.Error().Err(err).Uint("id", *id).Str("data", *dataDir).Msg("cannot start node")
+		return exitFail
+	}
+	apiMetrics := api.NewMetrics()
+	srv := api.NewServer(nodeBackend{n}, api.Options{
+		ClientTokens: tokens, AdminTokens: adminTokens, Logger: log, Metrics: apiMetrics,
+	})
+	return serveUntilSignal(log, ln, nodeMux(n, srv, apiMetrics), srv.Close, n.Close)
+}
+
+// nodeBackend adapts *node.Node to api.Backend: the node's NewSession returns its concrete
+// *node.Session, the interface wants an api.Session.
+type nodeBackend struct{ *node.Node }
+
+func (b nodeBackend) NewSession() api.Session { return b.Node.NewSession() }
+
+// nodeMux is a node's one HTTP listener: node-to-node traffic under /v1/internal/, the
+// metrics of both the node and the API on /metrics, and the public API for the rest.
+func nodeMux(n *node.Node, srv *api.Server, apiMetrics *api.Metrics) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/v1/internal/", n.Handler())
+	mux.Handle("GET /metrics", metricsHandler(n, apiMetrics))
+	mux.Handle("/", srv.Handler())
+	return mux
+}
+
+// metricsHandler writes the API's metrics (their own text renderer) followed by the node's
+// Prometheus registry in the same text format, so one scrape sees both.
+func metricsHandler(n *node.Node, apiMetrics *api.Metrics) http.Handler {
+	apiHandler := apiMetrics.Handler()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		families, gatherErr := n.Registry().Gather()
+		apiHandler.ServeHTTP(w, r)
+		for _, mf := range families {
+			if _, err := expfmt.MetricFamilyToText(w, mf); err != nil {
+				return // the scraper went away
+			}
+		}
+		if gatherErr != nil {
+			// Gather returns what it could; say what failed as a comment line, which the
+			// text format allows.
+			fmt.Fprintf(w, "# node metrics incomplete: %s\n", strconv.Quote(gatherErr.Error()))
+		}
+	})
+}
+
+// serveUntilSignal serves h on ln until SIGINT or SIGTERM (or until serving fails), then
+// stops in order: beforeShutdown (e.g. close WebSockets, which http.Server.Shutdown does
+// not track), the HTTP server with a grace period, and finally closeBackend.
+func serveUntilSignal(log zerolog.Logger, ln net.Listener, h http.Handler, beforeShutdown, closeBackend func() error) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	log.Info().Str("http", ln.Addr().String()).Msg("serving")
+
+	code := exitOK
+	select {
+	case <-ctx.Done():
+		log.Info().Msg("signal received; shutting down")
+	case err := <-served:
+		log.Error().Err(err).Str("http", ln.Addr().String()).Msg("HTTP server failed")
+		code = exitFail
+	}
+	if beforeShutdown != nil {
+		if err := beforeShutdown(); err != nil {
+			log.Warn().Err(err).Msg("closing API connections")
+		}
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Warn().Err(err).Msg("HTTP shutdown did not finish in time; closing connections")
+		hs.Close()
+	}
+	if err := closeBackend(); err != nil {
+		log.Error().Err(err).Msg("close")
+		code = exitFail
+	}
+	log.Info().Msg("stopped")
+	return code
+}
