@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -139,7 +140,7 @@ func testCluster(t *testing.T) (*fakeController, []*testNode) {
 	for id := uint16(1); id <= 4; id++ {
 		nodes = append(nodes, startTestNode(t, Config{ID: command.ServerID(id), HTTPAddr: addrs[id],
 			DataDir: filepath.Join(base, strconv.Itoa(int(id))), Controllers: []string{fc.addr},
-			WriteTimeout: 700 * time.Millisecond, DownAfter: 400 * time.Millisecond, Logger: zerolog.Nop()}))
+			WriteTimeout: 700 * time.Millisecond, DownAfter: 400 * time.Millisecond, Logger: testLogger()}))
 	}
 	t.Cleanup(func() {
 		for _, n := range nodes {
@@ -150,6 +151,14 @@ func testCluster(t *testing.T) (*fakeController, []*testNode) {
 		waitUntil(t, 10*time.Second, "node joined", n.n.Healthy)
 	}
 	return fc, nodes
+}
+
+// testLogger writes node logs to stderr when SIBYL_TEST_LOG is set.
+func testLogger() zerolog.Logger {
+	if os.Getenv("SIBYL_TEST_LOG") != "" {
+		return zerolog.New(os.Stderr).With().Timestamp().Logger()
+	}
+	return zerolog.Nop()
 }
 
 func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {

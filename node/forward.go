@@ -107,6 +107,17 @@ func (c *fwdConn) fail() {
 	}
 }
 
+// closeAll drops every forwarding connection (the node is closing).
+func (f *forwarder) closeAll() {
+	f.mu.Lock()
+	conns := f.conns
+	f.conns = map[uint16]*fwdConn{}
+	f.mu.Unlock()
+	for _, c := range conns {
+		c.fail()
+	}
+}
+
 // start sends one request of session sess to target and returns a wait function.
 func (f *forwarder) start(ctx context.Context, target uint16, sess uint64, req *command.Request, admin bool) func() (*command.Reply, error) {
 	c, err := f.conn(target)
@@ -174,6 +185,11 @@ func (n *Node) serveFwd(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer conn.Close()
+	untrack, ok := n.track(conn)
+	if !ok {
+		return
+	}
+	defer untrack()
 	conn.SetReadLimit(8 << 20)
 	var wmu sync.Mutex
 	sessions := map[uint64]*Session{}

@@ -190,6 +190,11 @@ func (g *group) persistLoop(stop chan struct{}, kick chan struct{}) {
 		g.n.metrics.fsync.Observe(time.Since(start).Seconds())
 		g.n.metrics.batch.Observe(float64(len(b.Append)))
 		g.mu.Lock()
+		if g.role != roleMain || g.stopMain != stop {
+			// Stepped down during the write; the entries are durable but this role is over.
+			g.mu.Unlock()
+			return
+		}
 		if err != nil {
 			g.log.Error().Err(err).Msg("log write failed; stepping down")
 			g.stepDownLocked(command.Errorf(command.CodeUnavailable, "group %d: log write failed", g.id))

@@ -35,10 +35,9 @@ func (g *group) handleAppends(msgs []*sibling.Append) []*sibling.Ack {
 	defer g.mu.Unlock()
 	acks := make([]*sibling.Ack, 0, len(msgs))
 	if g.role != roleSibling {
-		for _, m := range msgs {
-			acks = append(acks, &sibling.Ack{Group: uint16(g.id), From: uint16(g.n.cfg.ID), Epoch: g.epoch, Round: m.Round})
-		}
-		return acks
+		// Not following a main (yet, or any more): say nothing rather than describe a log
+		// this copy does not stand behind. The main probes again on its next heartbeat.
+		return nil
 	}
 	authorize := func(epoch uint64, main uint16) bool {
 		gi := g.n.directoryGroup(g.id)

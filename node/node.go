@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/oklog/ulid/v2"
 	"github.com/rs/zerolog"
 	"github.com/sibylhq/sibyl/command"
@@ -49,6 +50,9 @@ type Node struct {
 	fwd         *forwarder
 	metrics     *metrics
 
+	connMu sync.Mutex
+	conns  map[*websocket.Conn]struct{} // node-to-node connections this node accepted
+
 	mu     sync.RWMutex
 	dir    *command.Directory
 	groups map[command.ServerID]*group
@@ -75,7 +79,8 @@ func New(cfg Config) (*Node, error) {
 		cfg.Location = "default"
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With().Uint16("node", uint16(cfg.ID)).Logger(),
-		instance: ulid.Make().String(), groups: map[command.ServerID]*group{}, metrics: newMetrics()}
+		instance: ulid.Make().String(), groups: map[command.ServerID]*group{}, metrics: newMetrics(),
+		conns: map[*websocket.Conn]struct{}{}}
 	n.ids = command.NewIDGen(cfg.ID, rand.Reader)
 	if cfg.Store != nil {
 		n.store = cfg.Store
@@ -172,6 +177,14 @@ func (n *Node) Status(ctx context.Context) (*command.Status, error) {
 func (n *Node) Close() error {
 	n.cancel()
 	n.wg.Wait()
+	// Accepted connections outlive the HTTP server that upgraded them; close them so peers
+	// see this node go away.
+	n.connMu.Lock()
+	for c := range n.conns {
+		c.Close()
+	}
+	n.connMu.Unlock()
+	n.fwd.closeAll()
 	n.mu.Lock()
 	for _, g := range n.groups {
 		g.mu.Lock()
@@ -233,6 +246,21 @@ func (g *group) serving() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.role != roleNone
+}
+
+// track registers an accepted node-to-node connection until it ends; false if closing.
+func (n *Node) track(c *websocket.Conn) (untrack func(), ok bool) {
+	n.connMu.Lock()
+	defer n.connMu.Unlock()
+	if n.ctx.Err() != nil {
+		return nil, false
+	}
+	n.conns[c] = struct{}{}
+	return func() {
+		n.connMu.Lock()
+		delete(n.conns, c)
+		n.connMu.Unlock()
+	}, true
 }
 
 const secretHeader = "X-Sibyl-Secret"

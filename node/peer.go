@@ -174,6 +174,11 @@ func (n *Node) serveRepl(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer conn.Close()
+	untrack, ok := n.track(conn)
+	if !ok {
+		return
+	}
+	defer untrack()
 	conn.SetReadLimit(64 << 20)
 	in := make(chan *sibling.Append, 256)
 	go func() {

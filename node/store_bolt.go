@@ -28,11 +28,13 @@ func OpenBolt(path string) (Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	return &boltStore{db: db}, nil
+	s := &boltStore{db: db, commits: newCommitter(db)}
+	return s, nil
 }
 
 type boltStore struct {
-	db *bolt.DB
+	db      *bolt.DB
+	commits *committer
 }
 
 // groupBucketName is "g" + decimal server ID: one top-level bucket per group.
@@ -100,7 +102,7 @@ func (s *boltStore) Group(g command.ServerID) (GroupStore, error) {
 			return nil, fmt.Errorf("create group %d: %w", g, err)
 		}
 	}
-	return &groupStore{g: g, txns: boltGroup{db: s.db, name: name}}, nil
+	return &groupStore{g: g, txns: boltGroup{db: s.db, commits: s.commits, name: name}}, nil
 }
 
 func (s *boltStore) DropGroup(g command.ServerID) error {
@@ -118,6 +120,7 @@ func (s *boltStore) DropGroup(g command.ServerID) error {
 }
 
 func (s *boltStore) Close() error {
+	s.commits.close()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close store %s: %w", s.db.Path(), err)
 	}
@@ -127,8 +130,9 @@ func (s *boltStore) Close() error {
 // boltGroup runs transactions over one group's buckets. It names the group rather than
 // holding buckets, so a handle of a dropped group reports ErrNoCopy.
 type boltGroup struct {
-	db   *bolt.DB
-	name []byte
+	db      *bolt.DB
+	commits *committer
+	name    []byte
 }
 
 func (bg boltGroup) view(fn func(*groupBuckets) error) error {
@@ -136,7 +140,7 @@ func (bg boltGroup) view(fn func(*groupBuckets) error) error {
 }
 
 func (bg boltGroup) update(fn func(*groupBuckets) error) error {
-	return bg.db.Update(func(tx *bolt.Tx) error { return bg.run(tx, fn) })
+	return bg.commits.update(func(tx *bolt.Tx) error { return bg.run(tx, fn) })
 }
 
 func (bg boltGroup) run(tx *bolt.Tx, fn func(*groupBuckets) error) error {

@@ -140,9 +140,12 @@ func (m *Main) Persisted(seq uint64) {
 
 // NextAppend returns the next message for sibling n, or nil when nothing is to be sent now
 // (caught up, or the window is full). The caller must call it again after each ack.
+//
+// Only entries the main has persisted are sent: a main that crashes and restarts in the same
+// epoch must never reassign a seq that a sibling already holds.
 func (m *Main) NextAppend(n uint16) (*Append, error) {
 	p, ok := m.peers[n]
-	if !ok || p.Next > m.lastSeq || (p.Probing && p.Inflight > 0) || p.Inflight >= m.cfg.Window {
+	if !ok || p.Next > m.persisted || (p.Probing && p.Inflight > 0) || p.Inflight >= m.cfg.Window {
 		return nil, nil
 	}
 	prevSeq := p.Next - 1
@@ -150,7 +153,7 @@ func (m *Main) NextAppend(n uint16) (*Append, error) {
 	if !ok {
 		return nil, fmt.Errorf("group %d: sibling %d needs seq %d, which the main's log no longer holds", m.cfg.Group, n, prevSeq)
 	}
-	entries, err := m.cfg.Log.Entries(p.Next, m.lastSeq, m.cfg.MaxBytes)
+	entries, err := m.cfg.Log.Entries(p.Next, m.persisted, m.cfg.MaxBytes)
 	if err != nil {
 		return nil, fmt.Errorf("group %d: entries for sibling %d: %w", m.cfg.Group, n, err)
 	}
@@ -164,6 +167,20 @@ func (m *Main) NextAppend(n uint16) (*Append, error) {
 	}
 	return msg, nil
 }
+
+// ResetPeer forgets what is in flight to sibling n (its connection was lost) and probes it
+// again from just after what it is known to hold.
+func (m *Main) ResetPeer(n uint16) {
+	if p, ok := m.peers[n]; ok {
+		p.Probing, p.Inflight, p.Next = true, 0, p.Match+1
+		if p.Match == 0 {
+			p.Next = m.persisted + 1
+		}
+	}
+}
+
+// Round returns the current read round.
+func (m *Main) Round() uint64 { return m.round }
 
 // Heartbeat returns an entry-less message for sibling n, attached at what it is known to
 // hold, carrying the commit point and the current read round.
