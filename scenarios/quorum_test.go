@@ -193,6 +193,9 @@ func TestControllerLeaderCrash(t *testing.T) {
 	}
 	var failed, lost int64
 	for _, w := range ws {
+		if f := w.failures(); f != "" {
+			t.Logf("writer %d (%s): failures%s", w.id, w.cl.Addr(), f)
+		}
 		failed += w.failed.Load() + w.unknown.Load()
 		lost += int64(w.lostWrites(t, c.Client(1)))
 	}

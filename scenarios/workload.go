@@ -65,6 +65,12 @@ func (w *writer) step(ctx context.Context) command.Code {
 		return ""
 	}
 	code := command.CodeOf(err)
+	if ctx.Err() != nil {
+		// Cut off by the scenario stopping its writers: the outcome is unknown, and it is
+		// not a failure of the cluster.
+		w.h.Write(w.id, w.rid, val, call, 0, true)
+		return "stopped"
+	}
 	if code.OutcomeUnknown() {
 		w.h.Write(w.id, w.rid, val, call, 0, true)
 		w.unknown.Add(1)
@@ -74,6 +80,16 @@ func (w *writer) step(ctx context.Context) command.Code {
 	c, _ := w.codes.LoadOrStore(code, new(atomic.Int64))
 	c.(*atomic.Int64).Add(1)
 	return code
+}
+
+// failures describes the writer's failed writes by code.
+func (w *writer) failures() string {
+	out := ""
+	w.codes.Range(func(k, v any) bool {
+		out += fmt.Sprintf(" %s=%d", k, v.(*atomic.Int64).Load())
+		return true
+	})
+	return out
 }
 
 // run steps until ctx ends.
