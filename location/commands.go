@@ -101,6 +101,17 @@ func (c joinNode) applyTo(s *dirState) error {
 			return refuse("joinNode %d: incarnation %d already belongs to instance %s, not %s",
 				c.ID, c.Incarnation, old.Instance, c.Instance)
 		}
+		if c.Incarnation > old.Incarnation {
+			// A main that restarted may have lost entries it had already sent to siblings
+			// (it sends while its own fsync is in flight). It never continues in the epoch it
+			// had: a fresh epoch makes whatever it writes next distinct from anything a
+			// sibling holds of the old one.
+			for _, g := range s.Groups {
+				if g.Main == c.ID {
+					g.Epoch++
+				}
+			}
+		}
 		old.Addr, old.Location, old.Instance, old.Incarnation = c.Addr, c.Location, c.Instance, c.Incarnation
 		s.Nodes[c.ID] = old
 	} else {

@@ -176,12 +176,19 @@ func TestFSMRejoinKeepsGroup(t *testing.T) {
 		t.Fatalf("node 1 after rejoin: %+v", n)
 	}
 	after, _ := f.group(1)
-	if !reflect.DeepEqual(before, after) {
-		t.Fatalf("rejoin changed group 1: %+v -> %+v", before, after)
+	// A restarted main never continues in its old epoch: only the epoch moves.
+	want := before
+	want.Epoch++
+	if !reflect.DeepEqual(want, after) {
+		t.Fatalf("rejoin of main 1 changed group 1: %+v -> %+v, want only the epoch raised", before, after)
 	}
 	// The same join again (a retried request) is accepted and changes nothing.
 	if err := applyAt(t, f, idx+1, rejoin); err != nil {
 		t.Fatalf("repeated join refused: %v", err)
+	}
+	again, _ := f.group(1)
+	if again.Epoch != after.Epoch {
+		t.Fatalf("a repeated join raised the epoch again: %d -> %d", after.Epoch, again.Epoch)
 	}
 }
 

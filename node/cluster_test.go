@@ -276,3 +276,49 @@ func TestClusterQuorumLossAndRecovery(t *testing.T) {
 		t.Fatalf("restarted sibling read: %+v %v, want version %d", got, err, last.Resource.Version)
 	}
 }
+
+// A main that restarts takes the new epoch the directory gives it, writes its barrier, and
+// keeps every acknowledged write; its siblings adopt the epoch from the directory record.
+func TestClusterMainRestartsInNewEpoch(t *testing.T) {
+	fc, nodes := testCluster(t)
+	s := nodes[0].n.NewSession()
+	var rid string
+	var last *command.Reply
+	waitUntil(t, 5*time.Second, "create", func() bool {
+		r, err := do(t, s, command.Request{Op: command.OpCreate, Type: "t", Data: json.RawMessage(`0`), Server: i64(1)})
+		if err == nil {
+			rid, last = r.Resource.ID, r
+		}
+		return err == nil
+	})
+	for i := 1; i <= 20; i++ {
+		r, err := do(t, s, command.Request{Op: command.OpUpdate, RID: rid, Data: json.RawMessage(strconv.Itoa(i))})
+		if err != nil {
+			t.Fatalf("update %d: %v", i, err)
+		}
+		last = r
+	}
+	s.Close()
+	nodes[0].stop()
+	fc.update(func(d *command.Directory) { d.Groups[0].Epoch = 2 })
+	nodes[0] = startTestNode(t, nodes[0].cfg)
+	s = nodes[0].n.NewSession()
+	defer s.Close()
+	var got *command.Reply
+	waitUntil(t, 10*time.Second, "a write in epoch 2", func() bool {
+		r, err := do(t, s, command.Request{Op: command.OpUpdate, RID: rid, Data: json.RawMessage(`"after"`)})
+		got = r
+		return err == nil
+	})
+	if got.Epoch != 2 || got.Resource.Version != last.Resource.Version+1 {
+		t.Fatalf("write after restart: epoch %d version %d; want epoch 2, version %d", got.Epoch, got.Resource.Version, last.Resource.Version+1)
+	}
+	for _, tn := range nodes[1:] {
+		g := tn.n.localGroup(1)
+		waitUntil(t, 5*time.Second, "sibling in epoch 2", func() bool {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			return g.follower != nil && g.follower.Epoch() == 2 && g.applied >= got.Seq
+		})
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -155,6 +156,22 @@ func (n *Node) Handler() http.Handler {
 	mux.HandleFunc("/v1/internal/repl", n.serveRepl)
 	mux.HandleFunc("/v1/internal/fwd", n.serveFwd)
 	mux.Handle("/v1/internal/metrics", n.metrics.handler())
+	// Profiles for operators, behind the same cluster secret as the rest of /v1/internal/.
+	mux.HandleFunc("/v1/internal/debug/pprof/", func(w http.ResponseWriter, r *http.Request) {
+		if !n.internalAuthorized(r) {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		r.URL.Path = strings.TrimPrefix(r.URL.Path, "/v1/internal")
+		switch strings.TrimPrefix(r.URL.Path, "/debug/pprof/") {
+		case "profile":
+			pprof.Profile(w, r)
+		case "trace":
+			pprof.Trace(w, r)
+		default:
+			pprof.Index(w, r)
+		}
+	})
 	return mux
 }
 

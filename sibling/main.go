@@ -141,11 +141,13 @@ func (m *Main) Persisted(seq uint64) {
 // NextAppend returns the next message for sibling n, or nil when nothing is to be sent now
 // (caught up, or the window is full). The caller must call it again after each ack.
 //
-// Only entries the main has persisted are sent: a main that crashes and restarts in the same
-// epoch must never reassign a seq that a sibling already holds.
+// Entries go out while the main's own write of them may still be in flight; they commit only
+// once the main has persisted them too. A main that restarts therefore may have lost entries
+// a sibling holds, so it must never continue in the same epoch: the directory gives a
+// restarted main a new epoch, and its barrier supersedes the lost tail.
 func (m *Main) NextAppend(n uint16) (*Append, error) {
 	p, ok := m.peers[n]
-	if !ok || p.Next > m.persisted || (p.Probing && p.Inflight > 0) || p.Inflight >= m.cfg.Window {
+	if !ok || p.Next > m.lastSeq || (p.Probing && p.Inflight > 0) || p.Inflight >= m.cfg.Window {
 		return nil, nil
 	}
 	prevSeq := p.Next - 1
@@ -153,7 +155,7 @@ func (m *Main) NextAppend(n uint16) (*Append, error) {
 	if !ok {
 		return nil, fmt.Errorf("group %d: sibling %d needs seq %d, which the main's log no longer holds", m.cfg.Group, n, prevSeq)
 	}
-	entries, err := m.cfg.Log.Entries(p.Next, m.persisted, m.cfg.MaxBytes)
+	entries, err := m.cfg.Log.Entries(p.Next, m.lastSeq, m.cfg.MaxBytes)
 	if err != nil {
 		return nil, fmt.Errorf("group %d: entries for sibling %d: %w", m.cfg.Group, n, err)
 	}
