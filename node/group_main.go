@@ -176,7 +176,8 @@ func (g *group) persistLoop(stop chan struct{}, kick chan struct{}) {
 			if !ok {
 				break
 			}
-			b.Apply = append(b.Apply, AppliedEffect{Seq: s, Effect: *eff})
+			epoch, _ := g.tail.EpochAt(s)
+			b.Apply = append(b.Apply, AppliedEffect{Epoch: epoch, Seq: s, Effect: *eff})
 		}
 		if len(b.Apply) > 0 {
 			b.CommitSeq = b.Apply[len(b.Apply)-1].Seq
@@ -209,6 +210,7 @@ func (g *group) persistLoop(stop chan struct{}, kick chan struct{}) {
 		}
 		if n := len(b.Apply); n > 0 {
 			g.applied = b.Apply[n-1].Seq
+			g.n.publish(g.id, b.Apply)
 			for _, a := range b.Apply {
 				delete(g.effects, a.Seq)
 			}

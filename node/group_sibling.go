@@ -110,7 +110,7 @@ func (g *group) writeSiblingBatch(b *Batch, appended map[uint64]sibling.Entry) b
 				g.log.Error().Err(err).Uint64("seq", s).Msg("undecodable committed entry")
 				return false
 			}
-			b.Apply = append(b.Apply, AppliedEffect{Seq: s, Effect: eff})
+			b.Apply = append(b.Apply, AppliedEffect{Epoch: e.Epoch, Seq: s, Effect: eff})
 		}
 	}
 	if b.Epoch == 0 && b.Truncate == 0 && len(b.Append) == 0 && b.CommitSeq <= g.commit {
@@ -129,6 +129,7 @@ func (g *group) writeSiblingBatch(b *Batch, appended map[uint64]sibling.Entry) b
 	}
 	if n := len(b.Apply); n > 0 {
 		g.applied = b.Apply[n-1].Seq
+		g.n.publish(g.id, b.Apply)
 	}
 	g.broadcast()
 	return true

@@ -175,6 +175,10 @@ func (n *Node) Handler() http.Handler {
 	return mux
 }
 
+// publish hands committed entries of group g, just applied, to subscriptions. It is called
+// in commit order with the group's lock held, so it must not block.
+func (n *Node) publish(g command.ServerID, applied []AppliedEffect) {}
+
 // Metrics returns the node's metrics registry handler (Prometheus text).
 func (n *Node) Metrics() http.Handler { return n.metrics.handler() }
 

@@ -60,8 +60,10 @@ type Batch struct {
 	CommitSeq uint64
 }
 
-// AppliedEffect is a committed entry's effect, decoded.
+// AppliedEffect is a committed entry's effect, decoded. Epoch is the entry's epoch (the
+// store does not need it; subscribers do).
 type AppliedEffect struct {
+	Epoch  uint64
 	Seq    uint64
 	Effect command.Effect
 }
