@@ -50,6 +50,53 @@ type GroupInfo struct {
 	Siblings []Member `json:"siblings"`
 	Active   Config   `json:"active"`
 	Pending  *Config  `json:"pending,omitempty"`
+	// Promotion is the record of the group's latest promotion attempt; its epoch is
+	// consumed even if the attempt is abandoned, so no epoch is ever reused.
+	Promotion *Promotion `json:"promotion,omitempty"`
+}
+
+// Promotion phases.
+const (
+	PromotionSealing   = "sealing"
+	PromotionChosen    = "chosen"
+	PromotionAbandoned = "abandoned"
+)
+
+// Promotion is one attempt to give a group a new main in a new epoch.
+type Promotion struct {
+	Epoch  uint64 `json:"epoch"`
+	Phase  string `json:"phase"`
+	Chosen uint16 `json:"chosen,omitempty"`
+	// From is the main the attempt replaces.
+	From uint16 `json:"from"`
+}
+
+// NextEpoch is the epoch a new promotion attempt of the group must use.
+func (g *GroupInfo) NextEpoch() uint64 {
+	e := g.Epoch
+	if g.Promotion != nil && g.Promotion.Epoch > e {
+		e = g.Promotion.Epoch
+	}
+	return e + 1
+}
+
+// Voters returns every node that votes in the active or the pending config.
+func (g *GroupInfo) Voters() []uint16 {
+	seen := map[uint16]bool{}
+	var out []uint16
+	add := func(vs []uint16) {
+		for _, v := range vs {
+			if !seen[v] {
+				seen[v] = true
+				out = append(out, v)
+			}
+		}
+	}
+	add(g.Active.Voters)
+	if g.Pending != nil {
+		add(g.Pending.Voters)
+	}
+	return out
 }
 
 // Directory is a snapshot of the controller's state at raft index Index.
@@ -88,6 +135,43 @@ func (d *Directory) NodeByID(id uint16) *NodeInfo {
 //
 // Only the raft leader answers them. A follower answers 421 with LeaderHint naming the
 // leader's HTTP address (empty when unknown); a node then retries there.
+
+// The controller <-> node promotion protocol (HTTP JSON on the node's listener):
+//
+//	POST /v1/internal/seal   SealRequest -> SealReply
+//
+// and node -> controller leader:
+//
+//	POST /v1/internal/suspect   Suspect -> 200
+//
+// A seal makes a sibling adopt (and fsync) the attempt's epoch, so it refuses the old main
+// from then on, and report its log position. An automatic seal is refused (409) while the
+// sibling still hears the main.
+
+// SealRequest asks a sibling to join epoch Epoch of group Server, replacing main From.
+type SealRequest struct {
+	Server uint16 `json:"server"`
+	Epoch  uint64 `json:"epoch"`
+	From   uint16 `json:"from"`
+	// Auto: the controller decided on its own; the sibling must agree the main is gone.
+	Auto bool `json:"auto"`
+}
+
+// SealReply is a sealed sibling's position: its last durable entry, commit point and copy.
+type SealReply struct {
+	Node      uint16 `json:"node"`
+	LastEpoch uint64 `json:"lastEpoch"`
+	LastSeq   uint64 `json:"lastSeq"`
+	CommitSeq uint64 `json:"commitSeq"`
+	CopyID    string `json:"copyId"`
+}
+
+// Suspect tells the controller leader that Node lost its replication stream from Main.
+type Suspect struct {
+	Node   uint16 `json:"node"`
+	Server uint16 `json:"server"`
+	Main   uint16 `json:"main"`
+}
 
 // JoinRequest is sent by a node at every start.
 type JoinRequest struct {

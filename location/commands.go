@@ -158,6 +158,10 @@ func (c proposeVoter) applyTo(s *dirState) error {
 		return refuse("proposeVoter %d in group %d: config %d is still pending (one membership change at a time)",
 			c.Node, c.Server, g.Pending.Version)
 	}
+	if g.Promotion != nil && g.Promotion.Phase == command.PromotionSealing {
+		// The open attempt seals the configs it saw; a new one would escape its seals.
+		return refuse("proposeVoter %d in group %d: promotion %d is sealing", c.Node, c.Server, g.Promotion.Epoch)
+	}
 	i := siblingIndex(g, c.Node)
 	if i < 0 {
 		return refuse("proposeVoter %d in group %d: the node is not a sibling", c.Node, c.Server)
@@ -185,6 +189,9 @@ func (c activate) applyTo(s *dirState) error {
 	}
 	g.Active = *g.Pending
 	g.Pending = nil
+	if g.Promotion != nil && g.Promotion.Phase == command.PromotionChosen {
+		g.Promotion = nil
+	}
 	for i := range g.Siblings {
 		m := &g.Siblings[i]
 		if m.State == command.SiblingVoting || !slices.Contains(g.Active.Voters, m.Node) {
@@ -242,6 +249,18 @@ func decodeCommand(data []byte) (dirCommand, error) {
 		c = v
 	case kindActivate:
 		var v activate
+		err = json.Unmarshal(env.Body, &v)
+		c = v
+	case kindBeginPromotion:
+		var v beginPromotion
+		err = json.Unmarshal(env.Body, &v)
+		c = v
+	case kindChoosePromotion:
+		var v choosePromotion
+		err = json.Unmarshal(env.Body, &v)
+		c = v
+	case kindAbandonPromotion:
+		var v abandonPromotion
 		err = json.Unmarshal(env.Body, &v)
 		c = v
 	default:

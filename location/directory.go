@@ -60,6 +60,10 @@ func cloneGroup(g *command.GroupInfo) command.GroupInfo {
 		p.Voters = slices.Clone(g.Pending.Voters)
 		out.Pending = &p
 	}
+	if g.Promotion != nil {
+		pr := *g.Promotion
+		out.Promotion = &pr
+	}
 	return out
 }
 

@@ -33,6 +33,7 @@ func (c *Controller) routes() *http.ServeMux {
 	mux.HandleFunc("POST "+pathHeartbeat, c.handleHeartbeat)
 	mux.HandleFunc("GET "+pathDirectory, c.handleDirectory)
 	mux.HandleFunc("POST "+pathController, c.handleController)
+	mux.HandleFunc("POST /v1/internal/suspect", c.handleSuspect)
 	mux.HandleFunc("GET "+pathStatus, c.handleStatus)
 	mux.HandleFunc("GET /healthz", c.handleHealthz)
 	mux.Handle("GET /metrics", c.metricsHandler())
@@ -191,6 +192,28 @@ func (c *Controller) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 		t.requestRound()
 	}
 	writeJSON(w, http.StatusOK, c.directoryFor(t))
+}
+
+// handleSuspect takes a sibling's report that its stream from a main broke. The leader
+// probes the main at once; only a refused connection (nothing listens) marks it down early.
+func (c *Controller) handleSuspect(w http.ResponseWriter, r *http.Request) {
+	var sp command.Suspect
+	if !decodeBody(w, r, &sp) {
+		return
+	}
+	t := c.leaderGate(w, r)
+	if t == nil {
+		return
+	}
+	g, ok := c.fsm.group(sp.Server)
+	if !ok || g.Main != sp.Main {
+		writeJSON(w, http.StatusOK, map[string]bool{"ok": true}) // stale: the main changed already
+		return
+	}
+	if n, ok := c.fsm.node(sp.Main); ok {
+		go c.probe(t, sp.Main, n.Addr)
+	}
+	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 }
 
 // handleDirectory is the long poll: it answers as soon as the directory's index exceeds

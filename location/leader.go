@@ -24,6 +24,8 @@ type leaderTerm struct {
 
 	verifyMu   sync.Mutex
 	verifiedAt time.Time
+
+	promo *promotions
 }
 
 type liveness struct {
@@ -45,6 +47,7 @@ func newLeaderTerm(now time.Time) *leaderTerm {
 		seen:  map[uint16]liveness{},
 
 		reports: map[uint16]map[uint16]command.GroupReport{},
+		promo:   newPromotions(),
 	}
 }
 
@@ -112,6 +115,7 @@ func (t *leaderTerm) noteJoin(node uint16, now time.Time) {
 	defer t.mu.Unlock()
 	t.seen[node] = liveness{lastSeen: now}
 	delete(t.reports, node)
+	t.promo.alive(node)
 }
 
 // noteHeartbeat records hb, which the caller matched against the node's directory record.
@@ -124,6 +128,7 @@ func (t *leaderTerm) noteHeartbeat(hb command.Heartbeat, now time.Time) bool {
 		return false
 	}
 	t.seen[hb.Node] = liveness{lastSeen: now, generation: hb.Generation}
+	t.promo.alive(hb.Node)
 	// The report map is replaced, never modified, so snapshots can share it.
 	reps := make(map[uint16]command.GroupReport, len(hb.Groups))
 	for _, g := range hb.Groups {

@@ -127,6 +127,7 @@ func pickLearner(g *command.GroupInfo, eligible []uint16, copies map[uint16]int)
 // reconcile runs one round as leader of term t.
 func (c *Controller) reconcile(t *leaderTerm) {
 	d := c.directoryFor(t)
+	c.planPromotions(t, d)
 	for _, cmd := range planRound(d, t.snapshotReports()) {
 		select {
 		case <-t.stop:

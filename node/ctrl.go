@@ -173,6 +173,17 @@ func (n *Node) heartbeat() {
 	n.applyDirectory(&d)
 }
 
+// reportSuspect tells the controller leader that this copy lost its stream from main.
+func (n *Node) reportSuspect(g command.ServerID, main uint16) {
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.DownAfter)
+	defer cancel()
+	var ok map[string]bool
+	sp := command.Suspect{Node: uint16(n.cfg.ID), Server: uint16(g), Main: main}
+	if err := n.ctrl.do(ctx, http.MethodPost, "/v1/internal/suspect", sp, &ok); err != nil {
+		n.log.Debug().Err(err).Uint16("group", uint16(g)).Msg("could not report a lost main stream")
+	}
+}
+
 // watchLoop long-polls the leader so directory changes reach the node as they commit.
 func (n *Node) watchLoop() {
 	defer n.wg.Done()

@@ -51,8 +51,12 @@ type group struct {
 	commit  uint64
 	applied uint64
 	copyID  string
-	// lastHeard is when a sibling last accepted its main's stream.
+	// lastHeard is when a sibling last accepted its main's stream; streamUp whether a
+	// replication connection from the main is open now.
 	lastHeard time.Time
+	streamUp  int
+	// sealed is the highest epoch this copy was sealed at.
+	sealed uint64
 
 	// Main role.
 	main        *sibling.Main

@@ -79,8 +79,16 @@ func (g *group) becomeMain(gi *command.GroupInfo) error {
 	g.links = map[uint16]*peerLink{}
 	g.kickPersist = make(chan struct{}, 1)
 	g.stopMain = make(chan struct{})
+	g.configVer, g.configSeq, g.activated = 0, 0, 0
 	if barrier {
-		g.appendLocked(&command.Effect{Kind: command.EffectBarrier, At: time.Now().UTC()})
+		seq := g.appendLocked(&command.Effect{Kind: command.EffectBarrier, At: time.Now().UTC()})
+		if gi.Pending != nil {
+			// A promotion's config is activated by the barrier committing under it.
+			g.configVer, g.configSeq = gi.Pending.Version, seq
+		}
+	} else if gi.Pending != nil {
+		g.configVer = gi.Pending.Version
+		g.configSeq = g.appendLocked(&command.Effect{Kind: command.EffectConfig, Config: gi.Pending.Version, At: time.Now().UTC()})
 	}
 	g.syncLinks()
 	go g.persistLoop(g.stopMain, g.kickPersist)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/sibylhq/sibyl/command"
 	"github.com/sibylhq/sibyl/sibling"
 )
 
@@ -180,6 +181,15 @@ func (n *Node) serveRepl(w http.ResponseWriter, r *http.Request) {
 	}
 	defer untrack()
 	conn.SetReadLimit(64 << 20)
+	// The link serves one group (named in the URL): while it is open the copy hears its
+	// main; when it breaks, the controller is told at once, so a crashed main is replaced
+	// without waiting for its heartbeats to time out.
+	gid, _ := strconv.Atoi(r.URL.Query().Get("group"))
+	from, _ := strconv.Atoi(r.URL.Query().Get("from"))
+	if lg := n.localGroup(command.ServerID(gid)); lg != nil {
+		lg.streamOpened()
+		defer lg.streamClosed(uint16(from))
+	}
 	in := make(chan *sibling.Append, 256)
 	go func() {
 		defer close(in)
@@ -233,4 +243,24 @@ func (n *Node) serveRepl(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+}
+
+func (g *group) streamOpened() {
+	g.mu.Lock()
+	g.streamUp++
+	g.mu.Unlock()
+}
+
+// streamClosed notes a lost link from main; if it was the directory's main of the group and
+// the node is not shutting down, the controller leader hears of it.
+func (g *group) streamClosed(main uint16) {
+	g.mu.Lock()
+	g.streamUp--
+	report := g.streamUp == 0 && g.role == roleSibling
+	g.mu.Unlock()
+	gi := g.n.directoryGroup(g.id)
+	if !report || gi == nil || gi.Main != main || g.n.ctx.Err() != nil {
+		return
+	}
+	go g.n.reportSuspect(g.id, main)
 }

@@ -56,6 +56,17 @@ func (f *Follower) Last() (epoch, seq uint64) { return f.st.LastEpoch, f.st.Last
 // History returns the copy's epoch history.
 func (f *Follower) History() []EpochStart { return f.st.History }
 
+// Seal adopts epoch (the node has fsynced it): from now on the copy refuses every main of
+// a lower epoch. Returns false if the copy is already at epoch or above.
+func (f *Follower) Seal(epoch uint64) bool {
+	if epoch <= f.st.Epoch {
+		return false
+	}
+	f.st.Epoch = epoch
+	f.verified, f.commitHeard = 0, 0
+	return true
+}
+
 // Authorize says whether (epoch, main) is a record the controller committed for this group.
 // A follower adopts a higher epoch only on an authorized record.
 type Authorize func(epoch uint64, main uint16) bool

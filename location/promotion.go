@@ -1,0 +1,294 @@
+package location
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sibylhq/sibyl/command"
+)
+
+// The leader's side of promotion (DESIGN.md "Promotion"): detect a failed main, seal R
+// voters of every config in use at a fresh epoch, choose the sibling with the highest last
+// entry (epoch, seq), and commit the choice; nodes learn it from the directory. Each step is
+// committed before it acts, so a leader change in the middle either finds the choice
+// committed (nothing left to do) or abandons the open attempt for a fresh epoch.
+
+// promotions is the leader's memory of attempts in this term.
+type promotions struct {
+	mu      sync.Mutex
+	running map[uint16]bool      // group -> an attempt is in flight
+	next    map[uint16]time.Time // group -> earliest next attempt (backoff)
+	fails   map[uint16]int       // group -> consecutive failed attempts
+	dead    map[uint16]time.Time // node -> when a probe found nothing listening
+}
+
+func newPromotions() *promotions {
+	return &promotions{running: map[uint16]bool{}, next: map[uint16]time.Time{}, fails: map[uint16]int{},
+		dead: map[uint16]time.Time{}}
+}
+
+// markDead records that node's listener refused a connection at now: the process is gone.
+func (p *promotions) markDead(node uint16, now time.Time) {
+	p.mu.Lock()
+	p.dead[node] = now
+	p.mu.Unlock()
+}
+
+// alive forgets a dead mark when the node is heard from again.
+func (p *promotions) alive(node uint16) {
+	p.mu.Lock()
+	delete(p.dead, node)
+	p.mu.Unlock()
+}
+
+func (p *promotions) isDead(node uint16) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, ok := p.dead[node]
+	return ok
+}
+
+// tryStart claims group g for an attempt if none runs and its backoff has passed.
+func (p *promotions) tryStart(g uint16, now time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.running[g] || now.Before(p.next[g]) {
+		return false
+	}
+	p.running[g] = true
+	return true
+}
+
+func (p *promotions) isRunning(g uint16) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.running[g]
+}
+
+// finish ends an attempt; automatic attempts on a group back off exponentially from
+// 2×down-after, so an unstable group does not flap through epochs.
+func (p *promotions) finish(g uint16, ok bool, now time.Time, downAfter time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.running, g)
+	if ok {
+		p.fails[g] = 0
+	} else {
+		p.fails[g]++
+	}
+	wait := 2 * downAfter << min(p.fails[g], 5)
+	p.next[g] = now.Add(wait)
+}
+
+// planPromotions runs in every reconcile round of the leader.
+func (c *Controller) planPromotions(t *leaderTerm, d command.Directory) {
+	for i := range d.Groups {
+		g := d.Groups[i]
+		if g.Promotion != nil && g.Promotion.Phase == command.PromotionSealing && !t.promo.isRunning(g.Server) {
+			// Opened by an earlier leader (or an attempt that died with its goroutine):
+			// nothing committed a choice, so abandon it; its epoch stays consumed.
+			c.proposeLogged(abandonPromotion{Server: g.Server, Epoch: g.Promotion.Epoch})
+			continue
+		}
+		if g.Main == 0 || len(g.Active.Voters) == 0 {
+			continue
+		}
+		if !c.mainFailed(t, &d, g.Main) || !t.promo.tryStart(g.Server, c.now()) {
+			continue
+		}
+		c.wg.Add(1)
+		go c.promote(t, g)
+	}
+}
+
+// mainFailed: the main's heartbeats stopped for down-after, or a probe found its process gone.
+func (c *Controller) mainFailed(t *leaderTerm, d *command.Directory, main uint16) bool {
+	if n := d.NodeByID(main); n != nil && n.State == command.NodeDown {
+		return true
+	}
+	return t.promo.isDead(main)
+}
+
+// promote runs one automatic attempt for group g.
+func (c *Controller) promote(t *leaderTerm, g command.GroupInfo) {
+	defer c.wg.Done()
+	start := c.now()
+	ok := false
+	defer func() { t.promo.finish(g.Server, ok, c.now(), c.cfg.DownAfter) }()
+	epoch := g.NextEpoch()
+	if err := c.proposeLogged(beginPromotion{Server: g.Server, Epoch: epoch, From: g.Main}); err != nil {
+		return
+	}
+	log := c.log.With().Uint16("group", g.Server).Uint64("epoch", epoch).Uint16("from", g.Main).Logger()
+	log.Info().Msg("promotion: sealing")
+	replies := c.seal(t, &g, command.SealRequest{Server: g.Server, Epoch: epoch, From: g.Main, Auto: true})
+	if !sealsCover(&g, replies) {
+		log.Warn().Int("sealed", len(replies)).Msg("promotion: too few siblings sealed; abandoning the attempt")
+		_ = c.proposeLogged(abandonPromotion{Server: g.Server, Epoch: epoch})
+		return
+	}
+	chosen := chooseMain(replies)
+	if err := c.proposeLogged(choosePromotion{Server: g.Server, Epoch: epoch, Main: chosen.Node}); err != nil {
+		return
+	}
+	ok = true
+	log.Info().Uint16("main", chosen.Node).Uint64("lastEpoch", chosen.LastEpoch).Uint64("lastSeq", chosen.LastSeq).
+		Dur("took", c.now().Sub(start)).Msg("promotion: new main chosen")
+}
+
+// proposeLogged commits cmd through raft, logging a refusal or failure.
+func (c *Controller) proposeLogged(cmd dirCommand) error {
+	_, err := c.cons.propose(cmd)
+	var ref *refusal
+	switch {
+	case errors.As(err, &ref):
+		c.log.Debug().Str("kind", cmd.kind()).Err(err).Msg("command refused")
+	case err != nil:
+		c.log.Warn().Str("kind", cmd.kind()).Err(err).Msg("command failed")
+	}
+	return err
+}
+
+// seal sends req to every voter of every config in use and collects the replies until the
+// seals cover every config, every voter answered, or down-after passed.
+func (c *Controller) seal(t *leaderTerm, g *command.GroupInfo, req command.SealRequest) map[uint16]command.SealReply {
+	d := c.directoryFor(t)
+	voters := g.Voters()
+	type answer struct {
+		reply command.SealReply
+		err   error
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.DownAfter)
+	defer cancel()
+	answers := make(chan answer, len(voters))
+	for _, v := range voters {
+		n := d.NodeByID(v)
+		if n == nil {
+			answers <- answer{err: fmt.Errorf("node %d unknown", v)}
+			continue
+		}
+		go func(node uint16, addr string) {
+			r, err := c.sendSeal(ctx, addr, req)
+			r.Node = node
+			answers <- answer{reply: r, err: err}
+		}(v, n.Addr)
+	}
+	replies := map[uint16]command.SealReply{}
+	for range voters {
+		select {
+		case a := <-answers:
+			if a.err != nil {
+				c.log.Debug().Err(a.err).Uint16("group", g.Server).Msg("seal not accepted")
+				continue
+			}
+			if m := member(g, a.reply.Node); m != nil && m.CopyID != "" && m.CopyID != a.reply.CopyID {
+				// Another disk than the one that voted: it holds nothing it acked.
+				c.log.Warn().Uint16("node", a.reply.Node).Str("copy", a.reply.CopyID).Str("recorded", m.CopyID).
+					Msg("seal reply from a copy with another ID; not counted")
+				continue
+			}
+			replies[a.reply.Node] = a.reply
+			if sealsCover(g, replies) && len(replies) == len(voters) {
+				return replies
+			}
+		case <-ctx.Done():
+			return replies
+		}
+	}
+	return replies
+}
+
+func member(g *command.GroupInfo, node uint16) *command.Member {
+	for i := range g.Siblings {
+		if g.Siblings[i].Node == node {
+			return &g.Siblings[i]
+		}
+	}
+	return nil
+}
+
+// sealsCover: R = S-W+1 voters of every config in use are sealed, so every quorum that
+// could have acked a write meets the sealed set (REPLICATION.md case 1, rule 3).
+func sealsCover(g *command.GroupInfo, replies map[uint16]command.SealReply) bool {
+	configs := []command.Config{g.Active}
+	if g.Pending != nil {
+		configs = append(configs, *g.Pending)
+	}
+	for _, cfg := range configs {
+		s := len(cfg.Voters)
+		if s == 0 {
+			return false
+		}
+		need := s - (s/2 + 1) + 1
+		got := 0
+		for _, v := range cfg.Voters {
+			if _, ok := replies[v]; ok {
+				got++
+			}
+		}
+		if got < need {
+			return false
+		}
+	}
+	return true
+}
+
+// chooseMain picks the sealed sibling whose last log entry (epoch, seq) is highest (never
+// its current epoch, REPLICATION.md case 2); ties go to the lowest node ID.
+func chooseMain(replies map[uint16]command.SealReply) command.SealReply {
+	var best command.SealReply
+	found := false
+	for _, r := range replies {
+		better := r.LastEpoch > best.LastEpoch ||
+			(r.LastEpoch == best.LastEpoch && (r.LastSeq > best.LastSeq || (r.LastSeq == best.LastSeq && r.Node < best.Node)))
+		if !found || better {
+			best, found = r, true
+		}
+	}
+	return best
+}
+
+func (c *Controller) sendSeal(ctx context.Context, addr string, req command.SealRequest) (command.SealReply, error) {
+	var out command.SealReply
+	body, _ := json.Marshal(req)
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/v1/internal/seal", bytes.NewReader(body))
+	if err != nil {
+		return out, err
+	}
+	hr.Header.Set("Content-Type", "application/json")
+	resp, err := c.client.Do(hr)
+	if err != nil {
+		return out, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return out, fmt.Errorf("seal of group %d at %s: HTTP %d", req.Server, addr, resp.StatusCode)
+	}
+	err = json.NewDecoder(resp.Body).Decode(&out)
+	return out, err
+}
+
+// probe checks whether anything listens at a suspected main's address. A refused
+// connection means its process is gone (a kill, a crash), which lets promotion start
+// without waiting for down-after; anything else (a timeout, a frozen process) is left to
+// the heartbeat timeout.
+func (c *Controller) probe(t *leaderTerm, node uint16, addr string) {
+	conn, err := net.DialTimeout("tcp", addr, c.cfg.DownAfter/4)
+	if err == nil {
+		conn.Close()
+		return
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		c.log.Info().Uint16("node", node).Str("addr", addr).Msg("suspected main refuses connections; treating it as down")
+		t.promo.markDead(node, c.now())
+		t.requestRound()
+	}
+}

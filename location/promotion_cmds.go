@@ -1,0 +1,111 @@
+package location
+
+import (
+	"slices"
+
+	"github.com/sibylhq/sibyl/command"
+)
+
+// The FSM side of promotion (REPLICATION.md case 5): every step is committed before it
+// acts. The attempt's epoch is committed before any seal is sent; the choice (epoch, main,
+// new config) before anyone is told. An attempt that is not chosen is abandoned, and its
+// epoch stays consumed.
+
+const (
+	kindBeginPromotion   = "beginPromotion"
+	kindChoosePromotion  = "choosePromotion"
+	kindAbandonPromotion = "abandonPromotion"
+)
+
+// beginPromotion opens an attempt to replace main From of group Server in epoch Epoch.
+type beginPromotion struct {
+	Server uint16 `json:"server"`
+	Epoch  uint64 `json:"epoch"`
+	From   uint16 `json:"from"`
+}
+
+// choosePromotion makes Main the main of group Server in the attempt's epoch. The new
+// config is the newest one without Main; it stays pending (the new main writes under the
+// joint quorum of it and the active config) until the main's barrier commits under it. The
+// replaced main is kept as a syncing learner: when it returns it catches up from its
+// divergence point and votes again only through a later config change.
+type choosePromotion struct {
+	Server uint16 `json:"server"`
+	Epoch  uint64 `json:"epoch"`
+	Main   uint16 `json:"main"`
+}
+
+// abandonPromotion gives up attempt Epoch of group Server (a new leader, too few seals).
+type abandonPromotion struct {
+	Server uint16 `json:"server"`
+	Epoch  uint64 `json:"epoch"`
+}
+
+func (beginPromotion) kind() string   { return kindBeginPromotion }
+func (choosePromotion) kind() string  { return kindChoosePromotion }
+func (abandonPromotion) kind() string { return kindAbandonPromotion }
+
+func (c beginPromotion) applyTo(s *dirState) error {
+	g, ok := s.Groups[c.Server]
+	if !ok {
+		return refuse("beginPromotion of group %d: no such group", c.Server)
+	}
+	if c.Epoch != g.NextEpoch() {
+		return refuse("beginPromotion of group %d: epoch %d, the next is %d", c.Server, c.Epoch, g.NextEpoch())
+	}
+	if g.Main != c.From {
+		return refuse("beginPromotion of group %d: main is %d, not %d", c.Server, g.Main, c.From)
+	}
+	if g.Promotion != nil && g.Promotion.Phase == command.PromotionSealing {
+		return refuse("beginPromotion of group %d: attempt %d is still open", c.Server, g.Promotion.Epoch)
+	}
+	if len(g.Active.Voters) == 0 {
+		// A config with no siblings cannot be sealed: its main alone holds the writes.
+		return refuse("beginPromotion of group %d: the active config has no voting sibling", c.Server)
+	}
+	g.Promotion = &command.Promotion{Epoch: c.Epoch, Phase: command.PromotionSealing, From: c.From}
+	return nil
+}
+
+func (c choosePromotion) applyTo(s *dirState) error {
+	g, ok := s.Groups[c.Server]
+	if !ok {
+		return refuse("choosePromotion of group %d: no such group", c.Server)
+	}
+	p := g.Promotion
+	if p == nil || p.Epoch != c.Epoch || p.Phase != command.PromotionSealing {
+		return refuse("choosePromotion of group %d: attempt %d is not open", c.Server, c.Epoch)
+	}
+	if !slices.Contains(g.Voters(), c.Main) {
+		return refuse("choosePromotion of group %d: node %d is not a voting sibling", c.Server, c.Main)
+	}
+	newest := g.Active
+	if g.Pending != nil {
+		newest = *g.Pending
+	}
+	voters := slices.DeleteFunc(slices.Clone(newest.Voters), func(n uint16) bool { return n == c.Main })
+	version := g.Active.Version
+	if g.Pending != nil && g.Pending.Version > version {
+		version = g.Pending.Version
+	}
+	g.Pending = &command.Config{Version: version + 1, Voters: voters}
+	g.Siblings = slices.DeleteFunc(g.Siblings, func(m command.Member) bool { return m.Node == c.Main })
+	if old := g.Main; old != 0 && old != c.Main && siblingIndex(g, old) < 0 {
+		g.Siblings = append(g.Siblings, command.Member{Node: old, State: command.SiblingSyncing})
+	}
+	g.Epoch, g.Main = c.Epoch, c.Main
+	p.Phase, p.Chosen = command.PromotionChosen, c.Main
+	return nil
+}
+
+func (c abandonPromotion) applyTo(s *dirState) error {
+	g, ok := s.Groups[c.Server]
+	if !ok {
+		return refuse("abandonPromotion of group %d: no such group", c.Server)
+	}
+	if g.Promotion == nil || g.Promotion.Epoch != c.Epoch || g.Promotion.Phase != command.PromotionSealing {
+		return refuse("abandonPromotion of group %d: attempt %d is not open", c.Server, c.Epoch)
+	}
+	g.Promotion.Phase = command.PromotionAbandoned
+	return nil
+}

@@ -1,0 +1,71 @@
+package node
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/sibling"
+)
+
+// serveSeal answers the controller's seal of a promotion attempt: the copy fsyncs the new
+// epoch before it replies, so from then on (across restarts too) it refuses the old main,
+// and it reports its last durable entry, commit point and copy ID. An automatic seal is
+// refused while this copy still hears the main it would replace (REPLICATION.md case 7).
+func (n *Node) serveSeal(w http.ResponseWriter, r *http.Request) {
+	if !n.internalAuthorized(r) {
+		http.Error(w, "unauthorized", http.StatusUnauthorized)
+		return
+	}
+	var req command.SealRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil || req.Server == 0 || req.Epoch == 0 {
+		http.Error(w, "bad seal request", http.StatusBadRequest)
+		return
+	}
+	g := n.localGroup(command.ServerID(req.Server))
+	if g == nil {
+		http.Error(w, "no copy of that group", http.StatusNotFound)
+		return
+	}
+	reply, status, msg := g.seal(&req)
+	if status != http.StatusOK {
+		http.Error(w, msg, status)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(reply)
+}
+
+func (g *group) seal(req *command.SealRequest) (command.SealReply, int, string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out command.SealReply
+	if g.role == roleMain {
+		return out, http.StatusConflict, "this node is the group's main"
+	}
+	if req.Auto && g.streamUp > 0 && time.Since(g.lastHeard) < g.n.cfg.DownAfter {
+		return out, http.StatusConflict, "this copy still hears the main"
+	}
+	m, err := g.gs.Meta()
+	if err != nil {
+		return out, http.StatusInternalServerError, err.Error()
+	}
+	if req.Epoch > m.Epoch {
+		if err := g.gs.Write(&Batch{Epoch: req.Epoch}); err != nil {
+			return out, http.StatusInternalServerError, err.Error()
+		}
+	}
+	if g.follower == nil {
+		g.follower = sibling.NewFollower(sibling.FollowerState{Group: uint16(g.id), Self: uint16(g.n.cfg.ID),
+			Epoch: m.Epoch, LastEpoch: m.LastEpoch, LastSeq: m.LastSeq, Commit: m.CommitSeq, History: m.EpochHistory,
+			Log: newTailLog(g.gs, m)})
+	}
+	g.follower.Seal(req.Epoch)
+	g.sealed = req.Epoch
+	le, ls := g.follower.Last()
+	g.log.Info().Uint64("epoch", req.Epoch).Uint16("from", req.From).Uint64("lastEpoch", le).Uint64("lastSeq", ls).
+		Msg("sealed for a promotion")
+	return command.SealReply{Node: uint16(g.n.cfg.ID), LastEpoch: le, LastSeq: ls, CommitSeq: g.follower.Commit(),
+		CopyID: g.copyID}, http.StatusOK, ""
+}
