@@ -166,7 +166,7 @@ func (c *Controller) seal(t *leaderTerm, g *command.GroupInfo, req command.SealR
 		reply command.SealReply
 		err   error
 	}
-	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.DownAfter)
+	ctx, cancel := context.WithTimeout(c.ctx, 2*c.cfg.DownAfter)
 	defer cancel()
 	answers := make(chan answer, len(voters))
 	for _, v := range voters {
@@ -176,9 +176,20 @@ func (c *Controller) seal(t *leaderTerm, g *command.GroupInfo, req command.SealR
 			continue
 		}
 		go func(node uint16, addr string) {
-			r, err := c.sendSeal(ctx, addr, req)
-			r.Node = node
-			answers <- answer{reply: r, err: err}
+			// A sibling that heard the main a moment later than this controller did refuses
+			// an automatic seal; ask again until the attempt's deadline.
+			for {
+				r, err := c.sendSeal(ctx, addr, req)
+				if err == nil || !errors.Is(err, errStillHears) || ctx.Err() != nil {
+					r.Node = node
+					answers <- answer{reply: r, err: err}
+					return
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(c.cfg.DownAfter / 10):
+				}
+			}
 		}(v, n.Addr)
 	}
 	replies := map[uint16]command.SealReply{}
@@ -269,12 +280,18 @@ func (c *Controller) sendSeal(ctx context.Context, addr string, req command.Seal
 		return out, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusConflict {
+		return out, fmt.Errorf("seal of group %d at %s: %w", req.Server, addr, errStillHears)
+	}
 	if resp.StatusCode != http.StatusOK {
 		return out, fmt.Errorf("seal of group %d at %s: HTTP %d", req.Server, addr, resp.StatusCode)
 	}
 	err = json.NewDecoder(resp.Body).Decode(&out)
 	return out, err
 }
+
+// errStillHears is a sibling's refusal of an automatic seal: it still hears the main.
+var errStillHears = errors.New("the sibling still hears the main")
 
 // probe checks whether anything listens at a suspected main's address. A refused
 // connection means its process is gone (a kill, a crash), which lets promotion start

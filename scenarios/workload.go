@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -28,6 +29,14 @@ type writer struct {
 	failed  atomic.Int64
 	unknown atomic.Int64
 	codes   sync.Map // code -> *atomic.Int64
+	// keyed: every update carries an idempotency key and is retried (DoRetry) until it is
+	// acknowledged or opTimeout passes, as a client riding out a failover does.
+	keyed     bool
+	opTimeout time.Duration
+	mu        sync.Mutex
+	ackTimes  []int64  // history times of acknowledgements
+	ackEpochs []uint64 // the epoch each acknowledged write names
+	ackDup    []bool   // whether the acknowledgement was a duplicate answer (first result)
 }
 
 func newWriter(t testing.TB, id int, cl *client.Client, group command.ServerID, h *History) *writer {
@@ -56,9 +65,23 @@ func (w *writer) step(ctx context.Context) command.Code {
 	w.n++
 	val := strconv.Quote("v" + strconv.Itoa(v))
 	call := w.h.Now()
-	r, err := w.cl.Update(ctx, w.rid, json.RawMessage(val))
+	var r *command.Reply
+	var err error
+	if w.keyed {
+		octx, cancel := context.WithTimeout(ctx, w.opTimeout)
+		r, err = w.cl.DoRetry(octx, &command.Request{Op: command.OpUpdate, RID: w.rid, Data: json.RawMessage(val),
+			Key: fmt.Sprintf("w%d-%d", w.id, v)})
+		cancel()
+	} else {
+		r, err = w.cl.Update(ctx, w.rid, json.RawMessage(val))
+	}
 	if err == nil {
 		w.h.Write(w.id, w.rid, val, call, r.Resource.Version, false)
+		w.mu.Lock()
+		w.ackTimes = append(w.ackTimes, w.h.Now())
+		w.ackEpochs = append(w.ackEpochs, r.Epoch)
+		w.ackDup = append(w.ackDup, r.Duplicate)
+		w.mu.Unlock()
 		w.acked.Store(int64(v))
 		w.ackedV.Store(r.Resource.Version)
 		w.ok.Add(1)
@@ -122,4 +145,25 @@ func (w *writer) lostWrites(t testing.TB, cl *client.Client) int {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// longestGap returns the longest time between consecutive acknowledgements of any of the
+// writers, within [from, to] of the history clock.
+func longestGap(ws []*writer, from, to int64) time.Duration {
+	var ts []int64
+	for _, w := range ws {
+		w.mu.Lock()
+		for _, t := range w.ackTimes {
+			if t >= from && t <= to {
+				ts = append(ts, t)
+			}
+		}
+		w.mu.Unlock()
+	}
+	slices.Sort(ts)
+	var gap int64
+	for i := 1; i < len(ts); i++ {
+		gap = max(gap, ts[i]-ts[i-1])
+	}
+	return time.Duration(gap)
 }
