@@ -298,14 +298,22 @@ var errStillHears = errors.New("the sibling still hears the main")
 // without waiting for down-after; anything else (a timeout, a frozen process) is left to
 // the heartbeat timeout.
 func (c *Controller) probe(t *leaderTerm, node uint16, addr string) {
-	conn, err := net.DialTimeout("tcp", addr, c.cfg.DownAfter/4)
-	if err == nil {
-		conn.Close()
-		return
-	}
-	if errors.Is(err, syscall.ECONNREFUSED) {
-		c.log.Info().Uint16("node", node).Str("addr", addr).Msg("suspected main refuses connections; treating it as down")
-		t.promo.markDead(node, c.now())
-		t.requestRound()
+	// A dying process closes its connections before its listener, so a first probe can
+	// still connect: look again a few times before leaving it to the heartbeat timeout.
+	for i := 0; i < 6; i++ {
+		conn, err := net.DialTimeout("tcp", addr, c.cfg.DownAfter/4)
+		if err == nil {
+			conn.Close()
+		} else if errors.Is(err, syscall.ECONNREFUSED) {
+			c.log.Info().Uint16("node", node).Str("addr", addr).Msg("suspected main refuses connections; treating it as down")
+			t.promo.markDead(node, c.now())
+			t.requestRound()
+			return
+		}
+		select {
+		case <-t.stop:
+			return
+		case <-time.After(c.cfg.DownAfter / 40):
+		}
 	}
 }
