@@ -34,6 +34,8 @@ func (c *Controller) routes() *http.ServeMux {
 	mux.HandleFunc("GET "+pathDirectory, c.handleDirectory)
 	mux.HandleFunc("POST "+pathController, c.handleController)
 	mux.HandleFunc("POST /v1/internal/suspect", c.handleSuspect)
+	mux.HandleFunc("POST /v1/internal/admin/{op}", c.handleAdmin)
+	mux.HandleFunc("POST /v1/internal/abandon", c.handleAbandon)
 	mux.HandleFunc("GET "+pathStatus, c.handleStatus)
 	mux.HandleFunc("GET /healthz", c.handleHealthz)
 	mux.Handle("GET /metrics", c.metricsHandler())

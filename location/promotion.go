@@ -60,7 +60,8 @@ func (p *promotions) isDead(node uint16) bool {
 func (p *promotions) tryStart(g uint16, now time.Time) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.running[g] || now.Before(p.next[g]) {
+	// A zero now (an operator's planned promotion) ignores the automatic backoff.
+	if p.running[g] || (!now.IsZero() && now.Before(p.next[g])) {
 		return false
 	}
 	p.running[g] = true

@@ -33,6 +33,9 @@ type choosePromotion struct {
 	Server uint16 `json:"server"`
 	Epoch  uint64 `json:"epoch"`
 	Main   uint16 `json:"main"`
+	// Planned: a hand-over (admin promote). The old main holds everything and joins the new
+	// config as a voter rather than as a learner.
+	Planned bool `json:"planned,omitempty"`
 }
 
 // abandonPromotion gives up attempt Epoch of group Server (a new leader, too few seals).
@@ -84,6 +87,10 @@ func (c choosePromotion) applyTo(s *dirState) error {
 		newest = *g.Pending
 	}
 	voters := slices.DeleteFunc(slices.Clone(newest.Voters), func(n uint16) bool { return n == c.Main })
+	if c.Planned && g.Main != 0 && !slices.Contains(voters, g.Main) {
+		voters = append(voters, g.Main)
+		slices.Sort(voters)
+	}
 	version := g.Active.Version
 	if g.Pending != nil && g.Pending.Version > version {
 		version = g.Pending.Version

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -97,6 +98,13 @@ func (c *ctrlClient) do(ctx context.Context, method, path string, body, out any)
 			}
 			lastErr = fmt.Errorf("controller %s is not the leader (hint %q)", addr, hint.Leader)
 		default:
+			// A controller's refusal carries a protocol error: pass it on as it is.
+			var eb struct {
+				Error *command.Error `json:"error"`
+			}
+			if resp.StatusCode < 500 && json.Unmarshal(b, &eb) == nil && eb.Error != nil && eb.Error.Code != "" {
+				return eb.Error
+			}
 			lastErr = fmt.Errorf("controller %s: %s %s: HTTP %d: %s", addr, method, path, resp.StatusCode, bytes.TrimSpace(b))
 		}
 	}
@@ -104,6 +112,26 @@ func (c *ctrlClient) do(ctx context.Context, method, path string, body, out any)
 		lastErr = fmt.Errorf("no controller address configured")
 	}
 	return lastErr
+}
+
+// admin forwards an operator's admin call to the controller leader.
+func (c *ctrlClient) admin(ctx context.Context, req *command.Request) (*command.Reply, error) {
+	var out struct {
+		command.Reply
+		Error *command.Error `json:"error"`
+	}
+	err := c.do(ctx, http.MethodPost, "/v1/internal/admin/"+req.Op, req, &out)
+	if err != nil {
+		var ce *command.Error
+		if errors.As(err, &ce) {
+			return nil, ce
+		}
+		return nil, command.Errorf(command.CodeUnavailable, "%s: %v", req.Op, err)
+	}
+	if out.Error != nil {
+		return nil, out.Error
+	}
+	return &out.Reply, nil
 }
 
 func (c *ctrlClient) status(ctx context.Context) (*command.Status, error) {

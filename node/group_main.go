@@ -282,17 +282,28 @@ func (g *group) stepDownLocked(err *command.Error) {
 	}
 	g.links = nil
 	g.failWaiters(err)
-	g.role, g.main, g.ov, g.effects, g.unpersisted = roleNone, nil, nil, nil, nil
+	g.role, g.main, g.ov, g.effects, g.unpersisted, g.frozen = roleNone, nil, nil, nil, nil, 0
 	g.broadcast()
 }
 
 // submit executes a write at the main and returns a wait function for its answer. It is
 // called in the order requests arrived on a connection, which fixes their order in the log.
-func (g *group) submit(ctx context.Context, req *command.Request) func() (*command.Reply, error) {
+//
+// While the main is frozen for a hand-over, submit waits (holding up this connection's later
+// requests, which keeps their order); if the main role moves meanwhile it reports moved, and
+// the write, never executed here, goes to the new main.
+func (g *group) submit(ctx context.Context, req *command.Request) (wait func() (*command.Reply, error), moved bool) {
+	if err := g.waitFor(ctx, func() (bool, error) { return g.role != roleMain || g.frozen == 0, nil }); err != nil {
+		return failed(command.Errorf(command.CodeTimeout, "group %d: hand-over did not finish within the write timeout", g.id)), false
+	}
 	g.mu.Lock()
 	if g.role != roleMain {
 		g.mu.Unlock()
-		return failed(command.Errorf(command.CodeNoMain, "node %d is not the main of group %d", g.n.cfg.ID, g.id))
+		return nil, true
+	}
+	if g.frozen != 0 {
+		g.mu.Unlock()
+		return g.submit(ctx, req)
 	}
 	epoch := g.main.Epoch()
 	seq := g.main.LastSeq() + 1
@@ -328,7 +339,7 @@ func (g *group) submit(ctx context.Context, req *command.Request) func() (*comma
 		case <-ctx.Done():
 			return nil, g.timeoutError()
 		}
-	}
+	}, false
 }
 
 // timeoutError says why a write did not complete in time: quorum_unavailable when the main

@@ -156,6 +156,7 @@ func (n *Node) Handler() http.Handler {
 	mux.HandleFunc("/v1/internal/repl", n.serveRepl)
 	mux.HandleFunc("/v1/internal/fwd", n.serveFwd)
 	mux.HandleFunc("/v1/internal/seal", n.serveSeal)
+	mux.HandleFunc("/v1/internal/handover", n.serveHandover)
 	mux.Handle("/v1/internal/metrics", n.metrics.handler())
 	// Profiles for operators, behind the same cluster secret as the rest of /v1/internal/.
 	mux.HandleFunc("/v1/internal/debug/pprof/", func(w http.ResponseWriter, r *http.Request) {

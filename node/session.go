@@ -62,6 +62,7 @@ func (s *Session) Start(ctx context.Context, req *command.Request, admin bool) f
 		if !admin {
 			return failed(command.Errorf(command.CodeForbidden, "%s needs an admin token", req.Op))
 		}
+		return func() (*command.Reply, error) { return s.n.ctrl.admin(ctx, req) }
 	}
 	return failed(command.Errorf(command.CodeBadRequest, "op %q is not supported by this server yet", req.Op))
 }
@@ -127,7 +128,20 @@ func (s *Session) write(ctx context.Context, req *command.Request, admin bool) f
 		req = &r
 	}
 	wctx, cancel := context.WithTimeout(ctx, s.n.cfg.WriteTimeout)
-	wait := s.route(wctx, gid, req, admin, func(g *group) func() (*command.Reply, error) { return g.submit(wctx, req) })
+	wait := s.route(wctx, gid, req, admin, func(g *group) func() (*command.Reply, error) {
+		w, moved := g.submit(wctx, req)
+		if !moved {
+			return w
+		}
+		// The main role moved before this write executed here: send it to the new main.
+		if s.forwarded {
+			return failed(command.Errorf(command.CodeNoMain, "group %d: the main moved", gid))
+		}
+		if gi := s.n.directoryGroup(gid); gi != nil && gi.Main != 0 && gi.Main != uint16(s.n.cfg.ID) {
+			return s.n.fwd.start(wctx, gi.Main, s.id, req, admin)
+		}
+		return failed(command.Errorf(command.CodeNoMain, "group %d: the main moved", gid))
+	})
 	return func() (*command.Reply, error) {
 		defer cancel()
 		return wait()
