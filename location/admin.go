@@ -162,4 +162,3 @@ func (c *Controller) postNode(ctx context.Context, addr, path string, body any, 
 	}
 	return nil
 }
-
