@@ -53,6 +53,9 @@ type GroupInfo struct {
 	// Promotion is the record of the group's latest promotion attempt; its epoch is
 	// consumed even if the attempt is abandoned, so no epoch is ever reused.
 	Promotion *Promotion `json:"promotion,omitempty"`
+	// Managed: an operator changed the membership (registerSibling, removeSibling, drain);
+	// the controller no longer adds siblings to this group on its own.
+	Managed bool `json:"managed,omitempty"`
 }
 
 // Promotion phases.

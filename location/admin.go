@@ -41,9 +41,17 @@ func (c *Controller) handleAdmin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var err *command.Error
+	ctx, cancel := context.WithTimeout(r.Context(), adminTimeout)
+	defer cancel()
 	switch op := r.PathValue("op"); op {
 	case command.OpPromote:
-		err = c.adminPromote(r.Context(), t, &req)
+		err = c.adminPromote(ctx, t, &req)
+	case command.OpRegisterSibling:
+		err = c.adminRegisterSibling(ctx, t, &req)
+	case command.OpRemoveSibling:
+		err = c.adminRemoveSibling(ctx, t, &req)
+	case command.OpDrain:
+		err = c.adminDrain(ctx, t, &req)
 	default:
 		err = command.Errorf(command.CodeBadRequest, "admin op %q is not supported by this controller yet", op)
 	}
@@ -61,10 +69,10 @@ func (c *Controller) handleAdmin(w http.ResponseWriter, r *http.Request) {
 // whole log, all committed; then the new epoch with node as main (and the old main as a
 // voter of the new config) is committed; node writes its barrier.
 func (c *Controller) adminPromote(ctx context.Context, t *leaderTerm, req *command.Request) *command.Error {
-	if req.Server == nil || req.Node == nil {
-		return command.Errorf(command.CodeBadRequest, "promote needs server and node")
+	server, node, perr := serverNode(req, true)
+	if perr != nil {
+		return perr
 	}
-	server, node := uint16(*req.Server), uint16(*req.Node)
 	d := c.directoryFor(t)
 	g := d.Group(server)
 	if g == nil {

@@ -192,6 +192,11 @@ func (c activate) applyTo(s *dirState) error {
 	if g.Promotion != nil && g.Promotion.Phase == command.PromotionChosen {
 		g.Promotion = nil
 	}
+	// A voter the new config leaves out was removed (removeSibling, drain): its copy is no
+	// longer part of the group.
+	g.Siblings = slices.DeleteFunc(g.Siblings, func(m command.Member) bool {
+		return m.State == command.SiblingVoting && !slices.Contains(g.Active.Voters, m.Node)
+	})
 	for i := range g.Siblings {
 		m := &g.Siblings[i]
 		if m.State == command.SiblingVoting || !slices.Contains(g.Active.Voters, m.Node) {
@@ -249,6 +254,18 @@ func decodeCommand(data []byte) (dirCommand, error) {
 		c = v
 	case kindActivate:
 		var v activate
+		err = json.Unmarshal(env.Body, &v)
+		c = v
+	case kindRemoveSibling:
+		var v removeSibling
+		err = json.Unmarshal(env.Body, &v)
+		c = v
+	case kindSetSpare:
+		var v setSpare
+		err = json.Unmarshal(env.Body, &v)
+		c = v
+	case kindSetManaged:
+		var v setManaged
 		err = json.Unmarshal(env.Body, &v)
 		c = v
 	case kindBeginPromotion:

@@ -47,7 +47,7 @@ func planRound(d command.Directory, reports reportSet) []dirCommand {
 		if c := planConfig(g, up, reports); c != nil {
 			out = append(out, c)
 		}
-		if len(g.Siblings) < target {
+		if len(g.Siblings) < target && !g.Managed {
 			if node, ok := pickLearner(g, eligible, copies); ok {
 				copies[node]++
 				out = append(out, addLearner{Server: g.Server, Node: node})

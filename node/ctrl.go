@@ -20,9 +20,12 @@ import (
 // ctrlClient speaks the node <-> controller protocol of command/directory.go. Only the raft
 // leader answers; a follower names it (421 with a LeaderHint) and the client goes there.
 type ctrlClient struct {
-	addrs  []string
-	log    zerolog.Logger
-	http   *http.Client
+	addrs []string
+	log   zerolog.Logger
+	http  *http.Client
+	// long has no timeout of its own: admin calls (a registration, a drain) last as long as
+	// their context allows.
+	long   *http.Client
 	mu     sync.Mutex
 	leader string
 }
@@ -35,7 +38,7 @@ func newCtrlClient(addrs []string, log zerolog.Logger) *ctrlClient {
 			clean = append(clean, strings.TrimSuffix(a, "/"))
 		}
 	}
-	return &ctrlClient{addrs: clean, log: log, http: &http.Client{Timeout: 15 * time.Second}}
+	return &ctrlClient{addrs: clean, log: log, http: &http.Client{Timeout: 15 * time.Second}, long: &http.Client{}}
 }
 
 // candidates lists controller addresses, the last known leader first.
@@ -56,6 +59,10 @@ func (c *ctrlClient) candidates() []string {
 
 // do sends one request to the leader, following hints, and decodes the answer into out.
 func (c *ctrlClient) do(ctx context.Context, method, path string, body, out any) error {
+	return c.doWith(c.http, ctx, method, path, body, out)
+}
+
+func (c *ctrlClient) doWith(hc *http.Client, ctx context.Context, method, path string, body, out any) error {
 	var payload []byte
 	if body != nil {
 		var err error
@@ -78,7 +85,7 @@ func (c *ctrlClient) do(ctx context.Context, method, path string, body, out any)
 			return err
 		}
 		req.Header.Set("Content-Type", "application/json")
-		resp, err := c.http.Do(req)
+		resp, err := hc.Do(req)
 		if err != nil {
 			lastErr = err
 			continue
@@ -120,7 +127,7 @@ func (c *ctrlClient) admin(ctx context.Context, req *command.Request) (*command.
 		command.Reply
 		Error *command.Error `json:"error"`
 	}
-	err := c.do(ctx, http.MethodPost, "/v1/internal/admin/"+req.Op, req, &out)
+	err := c.doWith(c.long, ctx, http.MethodPost, "/v1/internal/admin/"+req.Op, req, &out)
 	if err != nil {
 		var ce *command.Error
 		if errors.As(err, &ce) {
@@ -299,8 +306,13 @@ func (g *group) follow(gi *command.GroupInfo, self uint16) {
 		g.setConfig(gi)
 	case isSibling && (g.role != roleSibling || g.epoch != gi.Epoch):
 		err = g.becomeSibling(gi)
-	case !isSibling && g.role == roleMain:
+	case !isSibling && gi.Main != self && g.role == roleMain:
 		g.stepDownLocked(command.Errorf(command.CodeNoMain, "group %d: main moved to node %d", g.id, gi.Main))
+	case !isSibling && gi.Main != self && g.role == roleSibling:
+		// Removed from the group: the copy stays on disk but serves nothing.
+		g.role = roleNone
+		g.broadcast()
+		g.log.Info().Msg("no longer a sibling of this group; copy retired")
 	}
 	if err != nil {
 		g.log.Error().Err(err).Msg("cannot take the role the directory assigns")

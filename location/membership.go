@@ -1,0 +1,237 @@
+package location
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/sibylhq/sibyl/command"
+)
+
+// The admin calls that move copies: registerSibling, removeSibling and drain. Each commits
+// its steps through raft and replies once the directory shows the outcome; a node's copy
+// catches up by log replication and the reconcile loop makes a caught-up learner a voter.
+
+// adminTimeout bounds one admin call.
+const adminTimeout = 10 * time.Minute
+
+// waitGroup blocks until cond holds for group server, ctx ends, or leadership is lost.
+func (c *Controller) waitGroup(ctx context.Context, t *leaderTerm, server uint16, cond func(g *command.GroupInfo) bool) *command.Error {
+	for {
+		st, changed := c.fsm.view()
+		g, ok := st.Groups[server]
+		if !ok {
+			return command.Errorf(command.CodeNotFound, "no group %d", server)
+		}
+		if cond(g) {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return command.Errorf(command.CodeTimeout, "group %d: %v", server, ctx.Err())
+		case <-t.stop:
+			return command.Errorf(command.CodeUnavailable, "controller %s lost leadership; retry", c.cfg.ID)
+		}
+	}
+}
+
+// serverNode reads the server and node fields of an admin request.
+func serverNode(req *command.Request, needServer bool) (uint16, uint16, *command.Error) {
+	if req.Node == nil || *req.Node < 1 || *req.Node > 65535 || (needServer && (req.Server == nil || *req.Server < 1 || *req.Server > 65535)) {
+		return 0, 0, command.Errorf(command.CodeBadRequest, "%s needs server and node in 1..65535", req.Op)
+	}
+	var server uint16
+	if req.Server != nil {
+		server = uint16(*req.Server)
+	}
+	return server, uint16(*req.Node), nil
+}
+
+// adminRegisterSibling adds node as a syncing sibling of group server and replies once it
+// votes.
+func (c *Controller) adminRegisterSibling(ctx context.Context, t *leaderTerm, req *command.Request) *command.Error {
+	server, node, err := serverNode(req, true)
+	if err != nil {
+		return err
+	}
+	d := c.directoryFor(t)
+	g := d.Group(server)
+	if g == nil {
+		return command.Errorf(command.CodeNotFound, "no group %d", server)
+	}
+	n := d.NodeByID(node)
+	if n == nil {
+		return command.Errorf(command.CodeNotFound, "no node %d", node)
+	}
+	if g.Main == node || member(g, node) != nil {
+		return command.Errorf(command.CodeConflict, "node %d already holds a copy of group %d", node, server)
+	}
+	if n.State == command.NodeDown {
+		return command.Errorf(command.CodeUnavailable, "node %d is down", node)
+	}
+	if n.State == command.NodeSpare {
+		if e := c.proposeLogged(setSpare{Node: node, Spare: false}); e != nil {
+			return command.Errorf(command.CodeUnavailable, "register node %d: %v", node, e)
+		}
+	}
+	if e := c.proposeLogged(setManaged{Server: server}); e != nil {
+		return command.Errorf(command.CodeUnavailable, "register node %d: %v", node, e)
+	}
+	if e := c.proposeLogged(addLearner{Server: server, Node: node}); e != nil {
+		return command.Errorf(command.CodeConflict, "register node %d in group %d: %v", node, server, e)
+	}
+	c.log.Info().Uint16("group", server).Uint16("node", node).Msg("registerSibling: syncing")
+	return c.waitGroup(ctx, t, server, func(g *command.GroupInfo) bool {
+		m := member(g, node)
+		return g.Main == node || (m != nil && m.State == command.SiblingVoting && slices.Contains(g.Active.Voters, node))
+	})
+}
+
+// adminRemoveSibling takes node out of group server, refusing when the remaining voters
+// that are up could not form a write quorum.
+func (c *Controller) adminRemoveSibling(ctx context.Context, t *leaderTerm, req *command.Request) *command.Error {
+	server, node, err := serverNode(req, true)
+	if err != nil {
+		return err
+	}
+	d := c.directoryFor(t)
+	g := d.Group(server)
+	if g == nil {
+		return command.Errorf(command.CodeNotFound, "no group %d", server)
+	}
+	if d.NodeByID(node) == nil {
+		return command.Errorf(command.CodeNotFound, "no node %d", node)
+	}
+	if g.Main == node {
+		return command.Errorf(command.CodeConflict, "node %d is the main of group %d; promote another first", node, server)
+	}
+	if member(g, node) == nil {
+		return command.Errorf(command.CodeNotFound, "node %d is not a sibling of group %d", node, server)
+	}
+	if slices.Contains(g.Active.Voters, node) {
+		rest := slices.DeleteFunc(slices.Clone(g.Active.Voters), func(n uint16) bool { return n == node })
+		up := 0
+		for _, v := range rest {
+			if n := d.NodeByID(v); n != nil && n.State == command.NodeUp {
+				up++
+			}
+		}
+		if len(rest) > 0 && up < len(rest)/2+1 {
+			return command.Errorf(command.CodeConflict, "removing node %d would leave group %d %d voters of which %d are up: no write quorum",
+				node, server, len(rest), up)
+		}
+		if g.Pending != nil {
+			return command.Errorf(command.CodeConflict, "group %d has a pending config change; retry once it is active", server)
+		}
+	}
+	if e := c.proposeLogged(removeSibling{Server: server, Node: node}); e != nil {
+		return command.Errorf(command.CodeConflict, "remove node %d from group %d: %v", node, server, e)
+	}
+	c.log.Info().Uint16("group", server).Uint16("node", node).Msg("removeSibling: config proposed")
+	return c.waitGroup(ctx, t, server, func(g *command.GroupInfo) bool { return member(g, node) == nil })
+}
+
+// adminDrain moves every main role and every copy off node, then marks it spare. Main
+// roles move by planned promotion; copies by registering a replacement first and removing
+// the node's copy only once the replacement votes.
+func (c *Controller) adminDrain(ctx context.Context, t *leaderTerm, req *command.Request) *command.Error {
+	_, node, err := serverNode(req, false)
+	if err != nil {
+		return err
+	}
+	d := c.directoryFor(t)
+	if d.NodeByID(node) == nil {
+		return command.Errorf(command.CodeNotFound, "no node %d", node)
+	}
+	for _, g := range d.Groups {
+		if g.Main != node {
+			continue
+		}
+		target, e := c.drainTarget(ctx, t, g.Server, node)
+		if e != nil {
+			return e
+		}
+		srv, tn := int64(g.Server), int64(target)
+		if e := c.adminPromote(ctx, t, &command.Request{Op: command.OpPromote, Server: &srv, Node: &tn}); e != nil {
+			return e
+		}
+		if e := c.waitGroup(ctx, t, g.Server, func(g *command.GroupInfo) bool { return g.Pending == nil }); e != nil {
+			return e
+		}
+	}
+	d = c.directoryFor(t)
+	for _, g := range d.Groups {
+		if member(&g, node) == nil {
+			continue
+		}
+		if repl, ok := c.replacement(t, g.Server, node); ok {
+			srv, rn := int64(g.Server), int64(repl)
+			if e := c.adminRegisterSibling(ctx, t, &command.Request{Op: command.OpRegisterSibling, Server: &srv, Node: &rn}); e != nil {
+				return e
+			}
+		}
+		srv, nn := int64(g.Server), int64(node)
+		if e := c.adminRemoveSibling(ctx, t, &command.Request{Op: command.OpRemoveSibling, Server: &srv, Node: &nn}); e != nil {
+			return e
+		}
+	}
+	if e := c.proposeLogged(setSpare{Node: node, Spare: true}); e != nil {
+		return command.Errorf(command.CodeUnavailable, "drain node %d: %v", node, e)
+	}
+	c.log.Info().Uint16("node", node).Msg("drain: node is spare")
+	return nil
+}
+
+// drainTarget returns the voting sibling to hand group server's main role to, registering
+// one first when the group has none.
+func (c *Controller) drainTarget(ctx context.Context, t *leaderTerm, server, from uint16) (uint16, *command.Error) {
+	d := c.directoryFor(t)
+	g := d.Group(server)
+	reports := t.snapshotReports()
+	best, found := uint16(0), false
+	var bestSeq uint64
+	for _, v := range g.Active.Voters {
+		n := d.NodeByID(v)
+		if n == nil || n.State != command.NodeUp {
+			continue
+		}
+		var seq uint64
+		if r, ok := reports.get(v, server); ok {
+			seq = r.LastSeq
+		}
+		if !found || seq > bestSeq {
+			best, bestSeq, found = v, seq, true
+		}
+	}
+	if found {
+		return best, nil
+	}
+	repl, ok := c.replacement(t, server, from)
+	if !ok {
+		return 0, command.Errorf(command.CodeConflict, "group %d has no sibling to take over and no node to add one", server)
+	}
+	srv, rn := int64(server), int64(repl)
+	if e := c.adminRegisterSibling(ctx, t, &command.Request{Op: command.OpRegisterSibling, Server: &srv, Node: &rn}); e != nil {
+		return 0, e
+	}
+	return repl, nil
+}
+
+// replacement picks an up, non-spare node holding no copy of group server (fewest copies
+// first, then lowest ID).
+func (c *Controller) replacement(t *leaderTerm, server, except uint16) (uint16, bool) {
+	d := c.directoryFor(t)
+	g := d.Group(server)
+	copies := copiesPerNode(d.Groups)
+	best, found := uint16(0), false
+	for _, n := range d.Nodes {
+		if n.ID == except || n.State != command.NodeUp || n.ID == g.Main || member(g, n.ID) != nil {
+			continue
+		}
+		if !found || copies[n.ID] < copies[best] {
+			best, found = n.ID, true
+		}
+	}
+	return best, found
+}

@@ -1,0 +1,144 @@
+package scenarios
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/sibylhq/sibyl/command"
+)
+
+func groupStatus(t *testing.T, c *Cluster, server uint16) command.StatusGroup {
+	t.Helper()
+	st, err := c.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range st.Groups {
+		if g.Server == server {
+			return g
+		}
+	}
+	t.Fatalf("no group %d in status", server)
+	return command.StatusGroup{}
+}
+
+func adminCall(t *testing.T, c *Cluster, via int, op string, server, node int64) error {
+	t.Helper()
+	req := &command.Request{Op: op, Node: &node}
+	if server != 0 {
+		req.Server = &server
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_, err := c.Client(via).Do(ctx, req)
+	return err
+}
+
+// TestRegisterAndRemoveSibling: an operator adds a fifth copy to a group and removes it
+// again; the refusals of PROTOCOL §3 hold.
+func TestRegisterAndRemoveSibling(t *testing.T) {
+	c := StartCluster(t, Options{Nodes: 5})
+	sg := c.WaitVoting(1, 3)
+	holders := map[uint16]bool{*sg.Main: true}
+	for _, s := range sg.Siblings {
+		holders[s.Node] = true
+	}
+	var extra int64
+	for id := uint16(1); id <= 5; id++ {
+		if !holders[id] {
+			extra = int64(id)
+		}
+	}
+	if err := adminCall(t, c, 1, command.OpRegisterSibling, 1, extra); err != nil {
+		t.Fatalf("registerSibling node %d: %v", extra, err)
+	}
+	voting := 0
+	for _, s := range groupStatus(t, c, 1).Siblings {
+		if s.State == command.SiblingVoting {
+			voting++
+		}
+	}
+	if voting != 4 {
+		t.Fatalf("after registerSibling: %d voting siblings, want 4", voting)
+	}
+	for _, tc := range []struct {
+		op           string
+		server, node int64
+		want         command.Code
+	}{
+		{command.OpRegisterSibling, 1, extra, command.CodeConflict},
+		{command.OpRegisterSibling, 1, 99, command.CodeNotFound},
+		{command.OpRegisterSibling, 77, extra, command.CodeNotFound},
+		{command.OpPromote, 1, 99, command.CodeNotFound},
+	} {
+		if err := adminCall(t, c, 2, tc.op, tc.server, tc.node); command.CodeOf(err) != tc.want {
+			t.Errorf("%s server %d node %d: %v, want %s", tc.op, tc.server, tc.node, err, tc.want)
+		}
+	}
+	if err := adminCall(t, c, 3, command.OpRemoveSibling, 1, extra); err != nil {
+		t.Fatalf("removeSibling node %d: %v", extra, err)
+	}
+	for _, s := range groupStatus(t, c, 1).Siblings {
+		if int64(s.Node) == extra {
+			t.Fatalf("node %d still a sibling of group 1 after removeSibling", extra)
+		}
+	}
+}
+
+// TestDrainUnderLoad: drain a node that is main of one group and sibling of others while
+// clients write to every group: nothing is lost, the history is linearizable, and the node
+// ends spare with no copy.
+func TestDrainUnderLoad(t *testing.T) {
+	c := StartCluster(t, Options{Nodes: 5})
+	for g := uint16(1); g <= 5; g++ {
+		c.WaitVoting(g, 3)
+	}
+	h := NewHistory()
+	var all []*writer
+	var stops []func()
+	for g := command.ServerID(1); g <= 5; g++ {
+		ws, stop := startWriters(t, c, h, g, 2, []int{1, 3, 4, 5})
+		for _, w := range ws {
+			w.id += int(g) * 10 // distinct client ids across groups
+		}
+		all = append(all, ws...)
+		stops = append(stops, stop)
+	}
+	waitFor(t, 20*time.Second, "writes on every group", func() bool { return acked(all) >= 300 })
+	start := time.Now()
+	if err := adminCall(t, c, 1, command.OpDrain, 0, 2); err != nil {
+		t.Fatalf("drain node 2: %v", err)
+	}
+	took := time.Since(start)
+	before := acked(all)
+	waitFor(t, 20*time.Second, "writes after the drain", func() bool { return acked(all) >= before+300 })
+	for _, stop := range stops {
+		stop()
+	}
+	st, err := c.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range st.Nodes {
+		if n.ID == 2 && n.State != command.NodeSpare {
+			t.Errorf("node 2 is %s after drain, want spare", n.State)
+		}
+	}
+	for _, g := range st.Groups {
+		if g.Main != nil && *g.Main == 2 {
+			t.Errorf("node 2 is still main of group %d", g.Server)
+		}
+		for _, s := range g.Siblings {
+			if s.Node == 2 {
+				t.Errorf("node 2 still holds a copy of group %d", g.Server)
+			}
+		}
+	}
+	var failed int64
+	for _, w := range all {
+		failed += w.failed.Load()
+	}
+	lost := checkRun(t, c, h, all, 1)
+	t.Logf("drain of node 2 took %v; ops %d, failed %d, lost %d, linearizable: yes", took.Round(time.Millisecond), h.Len(), failed, lost)
+}
