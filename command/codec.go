@@ -67,8 +67,12 @@ func checkEffect(e *Effect) *Error {
 		if e.RID != "" || e.Resource != nil {
 			return Errorf(CodeInternal, "effect of kind %d names a resource", e.Kind)
 		}
+	case EffectTicket:
 	default:
 		return Errorf(CodeInternal, "unknown effect kind %d", e.Kind)
+	}
+	if err := checkTicketEffect(e); err != nil {
+		return err
 	}
 	if d := e.Dedupe; d != nil {
 		if d.Key == "" || d.Hash == "" || !IsWrite(d.Op) {

@@ -16,6 +16,9 @@ const (
 	EffectConfig
 	// EffectNoop changes nothing (used to commit older entries).
 	EffectNoop
+	// EffectTicket stores Ticket as the new ticket state of RID (acquire, renew, release,
+	// and the main's expiry); the resource itself does not change.
+	EffectTicket
 )
 
 // Effect is the deterministic result of executing one command: what every copy applies,
@@ -32,6 +35,9 @@ type Effect struct {
 	Dedupe *DedupeRecord `json:"dd,omitempty"`
 	// Config is the config version an EffectConfig entry starts.
 	Config uint64 `json:"cfg,omitempty"`
+	// Ticket is RID's ticket state after the entry (EffectTicket; on EffectDelete, the end
+	// of the ticket that was live on the deleted resource).
+	Ticket *TicketState `json:"tk,omitempty"`
 }
 
 // DedupeRecord is what an idempotency key maps to: the hash of the first request and its
@@ -43,7 +49,9 @@ type DedupeRecord struct {
 	Epoch    uint64    `json:"epoch"`
 	Seq      uint64    `json:"seq"`
 	Resource *Resource `json:"res,omitempty"`
-	At       time.Time `json:"at"`
+	// Ticket is the "ticket" of the first reply to a ticket op.
+	Ticket *TicketInfo `json:"tk,omitempty"`
+	At     time.Time   `json:"at"`
 }
 
 // Tombstone is what remains of a deleted resource.

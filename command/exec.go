@@ -13,6 +13,8 @@ type View interface {
 	Resource(rid string) (res *Resource, tombstoned bool, err error)
 	// Dedupe returns the record stored under key in this group, or nil.
 	Dedupe(key string) (*DedupeRecord, error)
+	// Ticket returns rid's ticket state (the zero state when no ticket was ever granted).
+	Ticket(rid string) (TicketState, error)
 }
 
 // ExecContext is what the main supplies to one execution.
@@ -39,24 +41,26 @@ type Outcome struct {
 
 // Reply is the answer to a repeat of the keyed write that stored d.
 func (d *DedupeRecord) Reply() *Reply {
-	return &Reply{Resource: d.Resource, Epoch: d.Epoch, Seq: d.Seq, Duplicate: true}
+	return &Reply{Resource: d.Resource, Ticket: d.Ticket, Epoch: d.Epoch, Seq: d.Seq, Duplicate: true}
 }
 
-// Execute runs one resource write (create, update, patch or delete) against v and returns
-// the effect to append at ctx.Seq. It is deterministic: the same view, request and context
-// give the same outcome on any node, which is what lets copies apply effects instead of
-// executing commands.
+// Execute runs one write (create, update, patch, delete, or a ticket op: see
+// executeTicket) against v and returns the effect to append at ctx.Seq. It is
+// deterministic: the same view, request and context give the same outcome on any node,
+// which is what lets copies apply effects instead of executing commands.
 //
 // The checks run in the order of REPLICATION.md case 9: validation; the idempotency key
 // (a repeat is answered from its record before anything about the resource can fail, so a
-// retry of a write that succeeded never reports not_found or conflict); then the ticket,
-// ifVersion and existence of the resource.
+// retry of a write that succeeded never reports not_found, ticket_held or conflict); then
+// the existence of the resource, its ticket, and ifVersion. Existence comes first among
+// those: on a deleted or unknown rid no ticket can be live, and not_found is the answer
+// no retry can change.
 func Execute(v View, req *Request, ctx ExecContext) Outcome {
 	if err := ValidateRequest(req); err != nil {
 		return fail(err)
 	}
 	switch req.Op {
-	case OpCreate, OpUpdate, OpPatch, OpDelete:
+	case OpCreate, OpUpdate, OpPatch, OpDelete, OpAcquireTicket, OpRenewTicket, OpReleaseTicket:
 	default:
 		return fail(Errorf(CodeBadRequest, "op %q is not a resource write", req.Op))
 	}
@@ -81,6 +85,9 @@ func Execute(v View, req *Request, ctx ExecContext) Outcome {
 	}
 
 	now := ctx.Now.UTC()
+	if isTicketOp(req.Op) {
+		return executeTicket(v, req, ctx, hash, now)
+	}
 	eff := &Effect{Kind: EffectPut, At: now}
 	if req.Op == OpCreate {
 		if ctx.NewID == nil {
@@ -91,7 +98,7 @@ func Execute(v View, req *Request, ctx ExecContext) Outcome {
 		eff.Resource = &Resource{ID: eff.RID, Type: req.Type, Version: 1,
 			Data: compactOrRaw(req.Data), Created: now, Updated: now}
 	} else {
-		cur, err := current(v, req)
+		cur, tk, err := current(v, req)
 		if err != nil {
 			return fail(err)
 		}
@@ -109,6 +116,10 @@ func Execute(v View, req *Request, ctx ExecContext) Outcome {
 			// The tombstone takes the next version, so that a resource's version grows by
 			// exactly one per created, updated and deleted event.
 			eff.Kind, eff.Version = EffectDelete, cur.Version+1
+			if tk.Live {
+				// The ticket ends with its resource; the fence counter stays.
+				eff.Ticket = &TicketState{Fence: tk.Fence}
+			}
 		}
 	}
 
@@ -140,26 +151,33 @@ func checkGroup(req *Request, group ServerID) *Error {
 	return nil
 }
 
-// current returns the resource a write to an existing rid applies to, after the checks that
-// follow the key: ticket, ifVersion, existence.
-func current(v View, req *Request) (*Resource, *Error) {
+// current returns the resource a write to an existing rid applies to, and its ticket
+// state, after the checks that follow the key: existence, ticket, ifVersion.
+func current(v View, req *Request) (*Resource, TicketState, *Error) {
 	cur, tombstoned, err := v.Resource(req.RID)
 	if err != nil {
-		return nil, Errorf(CodeInternal, "reading rid %q: %v", req.RID, err)
+		return nil, TicketState{}, Errorf(CodeInternal, "reading rid %q: %v", req.RID, err)
 	}
-	// Tickets: the live-ticket check goes here, once View exposes tickets. It must stay after
-	// the key lookup (a retry whose fence has since expired gets its duplicate, not
-	// ticket_held) and before ifVersion.
 	// PROTOCOL §2: writing to a deleted or unknown rid gives not_found, whatever ifVersion
-	// says; ifVersion is compared only against a resource that exists.
+	// or ticket say: no ticket can be live on a resource that does not exist, and the
+	// caller learns the one fact that no retry can change.
 	if cur == nil {
-		return nil, Errorf(CodeNotFound, "rid %q %s", req.RID, missing(tombstoned))
+		return nil, TicketState{}, Errorf(CodeNotFound, "rid %q %s", req.RID, missing(tombstoned))
+	}
+	// The ticket comes after the key lookup (a retry whose fence has since expired gets its
+	// duplicate, not ticket_held: REPLICATION.md case 9) and before ifVersion.
+	tk, err := v.Ticket(req.RID)
+	if err != nil {
+		return nil, TicketState{}, Errorf(CodeInternal, "reading the ticket of rid %q: %v", req.RID, err)
+	}
+	if terr := checkWriteTicket(req, tk); terr != nil {
+		return nil, TicketState{}, terr
 	}
 	if req.IfVersion != nil && cur.Version != *req.IfVersion {
-		return nil, Errorf(CodeConflict, "ifVersion %d does not match version %d of rid %q",
+		return nil, TicketState{}, Errorf(CodeConflict, "ifVersion %d does not match version %d of rid %q",
 			*req.IfVersion, cur.Version, req.RID)
 	}
-	return cur, nil
+	return cur, tk, nil
 }
 
 func missing(tombstoned bool) string {

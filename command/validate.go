@@ -194,6 +194,9 @@ func checkTTL(ttl *int64) *Error {
 	if *ttl <= 0 {
 		return Errorf(CodeBadRequest, "ttlMs %d is not positive", *ttl)
 	}
+	if *ttl > MaxTicketTTLMs {
+		return Errorf(CodeBadRequest, "ttlMs %d is more than %d (24 h)", *ttl, MaxTicketTTLMs)
+	}
 	return nil
 }
 

@@ -11,11 +11,13 @@ type mapView struct {
 	res   map[string]*Resource
 	tombs map[string]Tombstone
 	keys  map[string]*DedupeRecord
+	tks   map[string]TicketState
 	err   error // when set, every read fails with it
 }
 
 func newMapView() *mapView {
-	return &mapView{res: map[string]*Resource{}, tombs: map[string]Tombstone{}, keys: map[string]*DedupeRecord{}}
+	return &mapView{res: map[string]*Resource{}, tombs: map[string]Tombstone{}, keys: map[string]*DedupeRecord{},
+		tks: map[string]TicketState{}}
 }
 
 func (m *mapView) Resource(rid string) (*Resource, bool, error) {
@@ -34,6 +36,13 @@ func (m *mapView) Dedupe(key string) (*DedupeRecord, error) {
 		return nil, m.err
 	}
 	return m.keys[key], nil
+}
+
+func (m *mapView) Ticket(rid string) (TicketState, error) {
+	if m.err != nil {
+		return TicketState{}, m.err
+	}
+	return m.tks[rid], nil
 }
 
 // apply folds e into the view the way a copy does, after taking it through the codec as
@@ -57,6 +66,9 @@ func (m *mapView) apply(t *testing.T, e *Effect) {
 	case EffectDelete:
 		delete(m.res, got.RID)
 		m.tombs[got.RID] = Tombstone{RID: got.RID, Version: got.Version, At: got.At}
+	}
+	if got.Ticket != nil {
+		m.tks[got.RID] = *got.Ticket
 	}
 	if got.Dedupe != nil {
 		m.keys[got.Dedupe.Key] = got.Dedupe

@@ -11,6 +11,7 @@ type overlay struct {
 	gs        GroupStore
 	resources map[string]pendingRes
 	keys      map[string]*command.DedupeRecord
+	tickets   map[string]pendingTicket // see overlay_tickets.go
 }
 
 type pendingRes struct {
@@ -20,7 +21,8 @@ type pendingRes struct {
 }
 
 func newOverlay(gs GroupStore) *overlay {
-	return &overlay{gs: gs, resources: map[string]pendingRes{}, keys: map[string]*command.DedupeRecord{}}
+	return &overlay{gs: gs, resources: map[string]pendingRes{}, keys: map[string]*command.DedupeRecord{},
+		tickets: map[string]pendingTicket{}}
 }
 
 func (o *overlay) Resource(rid string) (*command.Resource, bool, error) {
@@ -49,6 +51,9 @@ func (o *overlay) add(seq uint64, e *command.Effect) {
 	if e.Dedupe != nil {
 		o.keys[e.Dedupe.Key] = e.Dedupe
 	}
+	if e.Ticket != nil {
+		o.tickets[e.RID] = pendingTicket{seq: seq, st: *e.Ticket}
+	}
 }
 
 // applied drops what the committed layer now shows, up to seq.
@@ -61,6 +66,11 @@ func (o *overlay) applied(seq uint64) {
 	for k, r := range o.keys {
 		if r.Seq <= seq {
 			delete(o.keys, k)
+		}
+	}
+	for rid, p := range o.tickets {
+		if p.seq <= seq {
+			delete(o.tickets, rid)
 		}
 	}
 }

@@ -6,7 +6,7 @@ import (
 )
 
 // Store is a node's durable state: for every group it holds a copy of, the command log and
-// the committed layer (resources, tombstones, dedupe records) built from it.
+// the committed layer (resources, tombstones, dedupe records, tickets) built from it.
 //
 // Two implementations satisfy it: the bbolt store (OpenBolt, the real one, never NoSync) and
 // the in-memory store (NewMemStore, for fast tests). Both pass storeContractTests.
@@ -83,4 +83,8 @@ type GroupStore interface {
 	// List returns up to limit live resources with rid > after (byte order), of type typ
 	// when typ != "", ascending by rid.
 	List(typ, after string, limit int) ([]command.Resource, error)
+	// Ticket returns the committed ticket state of rid (the zero state if it never had one).
+	Ticket(rid string) (command.TicketState, error)
+	// LiveTickets returns every committed live ticket, ascending by rid.
+	LiveTickets() ([]LiveTicket, error)
 }

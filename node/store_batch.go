@@ -46,6 +46,7 @@ type storeOp struct {
 func resourcesOf(bk *groupBuckets) storeKV  { return bk.resources }
 func tombstonesOf(bk *groupBuckets) storeKV { return bk.tombstones }
 func dedupeOf(bk *groupBuckets) storeKV     { return bk.dedupe }
+func ticketsOf(bk *groupBuckets) storeKV    { return bk.tickets }
 
 // planBatch checks b against the current meta m in the order Write applies it (Truncate,
 // Append, CommitSeq, Apply, Epoch) and returns what to change. Apply is checked against the
@@ -164,8 +165,19 @@ func effectStoreOps(e *command.Effect) ([]storeOp, error) {
 		ops = append(ops, storeOp{resourcesOf, []byte(e.RID), nil}, storeOp{tombstonesOf, []byte(e.RID), v})
 	case command.EffectBarrier, command.EffectConfig, command.EffectNoop:
 		// No resource changes; Applied still advances.
+	case command.EffectTicket:
+		if e.Ticket == nil {
+			return nil, fmt.Errorf("ticket effect on rid %q carries no ticket", e.RID)
+		}
 	default:
 		return nil, fmt.Errorf("unknown effect kind %d", e.Kind)
+	}
+	if e.Ticket != nil {
+		op, err := ticketStoreOp(e)
+		if err != nil {
+			return nil, err
+		}
+		ops = append(ops, op)
 	}
 	if e.Dedupe != nil {
 		if e.Dedupe.Key == "" {

@@ -78,7 +78,11 @@ func (s *boltStore) Group(g command.ServerID) (GroupStore, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("open group %d: %w", g, err)
 	}
-	if !exists {
+	if exists {
+		if err := s.addMissingBuckets(name); err != nil {
+			return nil, fmt.Errorf("open group %d: %w", g, err)
+		}
+	} else {
 		err := s.db.Update(func(tx *bolt.Tx) error {
 			if tx.Bucket(name) != nil {
 				return nil // created concurrently
@@ -165,7 +169,7 @@ func boltBuckets(top *bolt.Bucket) (*groupBuckets, error) {
 		subs[i] = boltKV{b}
 	}
 	return &groupBuckets{log: subs[0], meta: subs[1], epochs: subs[2], resources: subs[3],
-		tombstones: subs[4], dedupe: subs[5]}, nil
+		tombstones: subs[4], dedupe: subs[5], tickets: subs[6]}, nil
 }
 
 type boltKV struct{ b *bolt.Bucket }
@@ -189,4 +193,32 @@ func (k boltKV) each(from []byte, fn func(k, v []byte) (bool, error)) error {
 		}
 	}
 	return nil
+}
+
+// addMissingBuckets creates the sub-buckets a copy written by an older version lacks (the
+// tickets bucket came later), so that a node upgrades in place: an empty bucket is exactly
+// the state of a copy that never saw the entries that fill it.
+func (s *boltStore) addMissingBuckets(name []byte) error {
+	missing := false
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		top := tx.Bucket(name)
+		for _, sub := range subBucketNames {
+			missing = missing || (top != nil && top.Bucket([]byte(sub)) == nil)
+		}
+		return nil
+	}); err != nil || !missing {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		top := tx.Bucket(name)
+		if top == nil {
+			return nil // dropped meanwhile; the next transaction reports ErrNoCopy
+		}
+		for _, sub := range subBucketNames {
+			if _, err := top.CreateBucketIfNotExists([]byte(sub)); err != nil {
+				return fmt.Errorf("create bucket %s: %w", sub, err)
+			}
+		}
+		return nil
+	})
 }

@@ -34,6 +34,8 @@ func storeContractTests(t *testing.T, open func(t *testing.T) Store) {
 		{"InvalidBatchChangesNothing", testStoreInvalidBatches},
 		{"GroupsAndDrop", testStoreGroupsAndDrop},
 		{"ConcurrentReadersSeeWholeBatches", testStoreConcurrentReaders},
+		{"Tickets", testStoreTickets},
+		{"InvalidTicketBatchChangesNothing", testStoreInvalidTicketBatches},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -132,7 +134,7 @@ type storeGroupState struct {
 }
 
 // storeStateOf reads the whole observable state, probing rids and dedupe keys explicitly
-// because tombstones and dedupe records cannot be listed.
+// because tombstones, dedupe records and ended tickets cannot be listed.
 func storeStateOf(t *testing.T, gs GroupStore, probes ...string) storeGroupState {
 	t.Helper()
 	st := storeGroupState{Meta: storeMeta(t, gs), Probes: map[string]string{}}
@@ -152,11 +154,16 @@ func storeStateOf(t *testing.T, gs GroupStore, probes ...string) storeGroupState
 		if err != nil {
 			t.Fatalf("Dedupe(%q): %v", p, err)
 		}
+		tk, err := gs.Ticket(p)
+		if err != nil {
+			t.Fatalf("Ticket(%q): %v", p, err)
+		}
 		b, _ := json.Marshal(struct {
 			R *command.Resource
 			T *command.Tombstone
 			D *command.DedupeRecord
-		}{res, ts, rec})
+			K command.TicketState
+		}{res, ts, rec, tk})
 		st.Probes[p] = string(b)
 	}
 	return st

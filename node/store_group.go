@@ -41,12 +41,13 @@ type storeKV interface {
 //	resources  rid -> JSON command.Resource
 //	tombstones rid -> JSON command.Tombstone
 //	dedupe     key -> JSON command.DedupeRecord
+//	tickets    rid -> JSON command.TicketState (the fence counter and the live ticket)
 type groupBuckets struct {
-	log, meta, epochs, resources, tombstones, dedupe storeKV
+	log, meta, epochs, resources, tombstones, dedupe, tickets storeKV
 }
 
 // subBucketNames lists the buckets in groupBuckets order; bbolt names its sub-buckets so.
-var subBucketNames = []string{"log", "meta", "epochs", "resources", "tombstones", "dedupe"}
+var subBucketNames = []string{"log", "meta", "epochs", "resources", "tombstones", "dedupe", "tickets"}
 
 // groupTxns runs a function over one group's buckets in a read-only (view) or read-write
 // (update) transaction. An update whose function returns an error changes nothing in bbolt;

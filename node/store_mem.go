@@ -27,13 +27,13 @@ type memStore struct {
 }
 
 type memGroup struct {
-	buckets [6]memBucket // in subBucketNames order
+	buckets [7]memBucket // in subBucketNames order
 }
 
 func (g *memGroup) groupBuckets() *groupBuckets {
 	b := &g.buckets
 	return &groupBuckets{log: &b[0], meta: &b[1], epochs: &b[2], resources: &b[3],
-		tombstones: &b[4], dedupe: &b[5]}
+		tombstones: &b[4], dedupe: &b[5], tickets: &b[6]}
 }
 
 func (s *memStore) Groups() ([]command.ServerID, error) {
