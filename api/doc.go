@@ -34,9 +34,16 @@
 //   - Any Origin may open a WebSocket: auth is by bearer token, never by cookies.
 //   - "retryable" on the wire always follows the code; a backend error without a protocol
 //     code is sent as internal.
-//   - Metrics are sibyl_api_requests_total{op,code}, sibyl_api_request_duration_seconds{op}
-//     and sibyl_api_open_connections, with op "invalid" for frames without a valid op.
+//   - Metrics are sibyl_api_requests_total{op,code}, sibyl_api_request_duration_seconds{op},
+//     sibyl_api_open_connections and sibyl_api_event_frames_total, with op "invalid" for
+//     frames without a valid op.
 //
-// Not yet: events. subscribe and unsubscribe pass through to the Session, but Session has
-// no way to push {"sub":...} frames (events and registerSibling progress) to the client.
+// Events: the backend keeps each subscription's bounded buffer and decides when a slow one
+// is lagged; the connection pulls. Backend.NewSession gets the connection as an Outbox,
+// whose Wake (never blocking) tells the writer that Session.Events has frames; the writer
+// takes them in batches of 64 between replies, at the pace the client reads, so no
+// goroutine runs per subscription. The server sets a subscribe request's Sub to its id
+// (the "sub" of its events) and calls Session.Subscribed once that reply is written, so
+// no event precedes the reply that names its subscription. unsubscribe's reply carries
+// the backend's token (an extra field) when it has one.
 package api

@@ -19,7 +19,7 @@ import (
 
 type fakeBackend struct{ *fake.Backend }
 
-func (b fakeBackend) NewSession() Session { return b.Backend.NewSession() }
+func (b fakeBackend) NewSession(out Outbox) Session { return b.Backend.NewSession(out) }
 
 // harness is a Server over a fake backend behind an httptest server.
 type harness struct {

@@ -21,6 +21,7 @@ type Metrics struct {
 	requests map[opCode]uint64
 	latency  map[string]*histogram
 	open     atomic.Int64
+	events   atomic.Uint64
 }
 
 type opCode struct{ op, code string }
@@ -61,8 +62,9 @@ func (m *Metrics) observe(op, code string, d time.Duration) {
 	h.count++
 }
 
-func (m *Metrics) connOpened() { m.open.Add(1) }
-func (m *Metrics) connClosed() { m.open.Add(-1) }
+func (m *Metrics) connOpened()      { m.open.Add(1) }
+func (m *Metrics) eventsSent(n int) { m.events.Add(uint64(n)) }
+func (m *Metrics) connClosed()      { m.open.Add(-1) }
 
 // opLabel keeps the op label bounded: a client can send any string as op.
 func opLabel(op string) string {
@@ -126,4 +128,8 @@ func (m *Metrics) write(w *bufio.Writer) {
 	fmt.Fprintln(w, "# HELP sibyl_api_open_connections WebSocket connections currently open.")
 	fmt.Fprintln(w, "# TYPE sibyl_api_open_connections gauge")
 	fmt.Fprintf(w, "sibyl_api_open_connections %d\n", m.open.Load())
+
+	fmt.Fprintln(w, "# HELP sibyl_api_event_frames_total Event frames (events, resync, lagged) sent to WebSocket clients.")
+	fmt.Fprintln(w, "# TYPE sibyl_api_event_frames_total counter")
+	fmt.Fprintf(w, "sibyl_api_event_frames_total %d\n", m.events.Load())
 }

@@ -71,6 +71,11 @@ func shapeReply(op string, rep *command.Reply) *wireReply {
 		w.Next = rep.Next
 	case command.OpSubscribe:
 		w.Token = ptr(rep.Token)
+	case command.OpUnsubscribe:
+		// Extra: the token of the last event sent, to continue from later.
+		if rep.Token != "" {
+			w.Token = ptr(rep.Token)
+		}
 	case command.OpAcquireTicket, command.OpRenewTicket, command.OpReleaseTicket:
 		// releaseTicket defines no output; a ticket the backend still reports is an extra.
 		w.Ticket = rep.Ticket

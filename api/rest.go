@@ -79,7 +79,7 @@ func (s *Server) restCall(w http.ResponseWriter, r *http.Request, op string) (*c
 	if err != nil {
 		return nil, err
 	}
-	sess := s.b.NewSession()
+	sess := s.b.NewSession(nil)
 	defer sess.Close()
 	return s.start(r.Context(), sess, req, admin)()
 }

@@ -20,11 +20,15 @@ const (
 	writeWait = 10 * time.Second
 	// pingPeriod keeps idle connections alive through proxies and finds dead peers.
 	pingPeriod = 30 * time.Second
+	// eventBatch is how many event frames the writer takes from the session at a time
+	// before it looks at replies again.
+	eventBatch = 64
 )
 
 // wsConn is one WebSocket connection: a read loop that decodes frames and starts requests
 // in arrival order, one goroutine per outstanding request waiting for its outcome, and a
-// single writer (gorilla allows one concurrent writer).
+// single writer (gorilla allows one concurrent writer) that sends replies as they come and
+// pulls event frames from the session when it is woken (Outbox).
 type wsConn struct {
 	s      *Server
 	ws     *websocket.Conn
@@ -32,10 +36,12 @@ type wsConn struct {
 	ctx    context.Context // cancelled when the connection ends
 	cancel context.CancelFunc
 
-	out      chan []byte   // encoded replies for the writer
-	quit     chan struct{} // closed to stop the writer once no reply can come
-	done     chan struct{} // closed when the writer has stopped
-	pending  atomic.Int64  // requests started and not yet answered
+	out      chan outFrame     // encoded replies for the writer
+	wake     chan struct{}     // the session has event frames (capacity 1)
+	events   []json.RawMessage // the writer's buffer for pulled event frames
+	quit     chan struct{}     // closed to stop the writer once no reply can come
+	done     chan struct{}     // closed when the writer has stopped
+	pending  atomic.Int64      // requests started and not yet answered
 	inflight sync.WaitGroup
 
 	// Read loop only.
@@ -59,13 +65,14 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	c := &wsConn{
 		s:      s,
 		ws:     ws,
-		sess:   s.b.NewSession(),
 		ctx:    ctx,
 		cancel: cancel,
-		out:    make(chan []byte, s.opts.MaxPendingPerConn+64),
+		out:    make(chan outFrame, s.opts.MaxPendingPerConn+64),
+		wake:   make(chan struct{}, 1),
 		quit:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}
+	c.sess = s.b.NewSession(c)
 	// A token on the upgrade authenticates; a missing or wrong one still gets a connection,
 	// since the client may send a hello frame next.
 	c.authed, c.admin = s.authorize(bearer(r))
@@ -174,6 +181,9 @@ func (c *wsConn) handle(frame []byte, start time.Time) {
 			"more than %d requests outstanding on this connection", c.s.opts.MaxPendingPerConn), start)
 		return
 	}
+	if req.Op == command.OpSubscribe {
+		req.Sub = *id // the subscription's events carry the id of the request that opened it
+	}
 	c.pending.Add(1)
 	c.inflight.Add(1)
 	// Start runs here, in arrival order, because it fixes the order of writes.
@@ -218,10 +228,56 @@ func (c *wsConn) reply(id *string, op string, rep *command.Reply, err error, sta
 		data, _ = json.Marshal(&wireReply{ID: w.ID, Error: e})
 	}
 	c.s.metrics.observe(opLabel(op), code, time.Since(start))
+	f := outFrame{data: data}
+	if op == command.OpSubscribe && err == nil && id != nil {
+		f.subscribed = *id
+	}
 	select {
-	case c.out <- data:
+	case c.out <- f:
 	case <-c.done: // the writer is gone; so is the peer
 	}
+}
+
+// outFrame is a reply for the writer. subscribed names the subscription a subscribe reply
+// opened: once the reply is written, its events may follow (Session.Subscribed).
+type outFrame struct {
+	data       []byte
+	subscribed string
+}
+
+// Wake implements Outbox: it never blocks, one pending wake is enough.
+func (c *wsConn) Wake() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// writeEvents sends the event frames the session has ready, one batch; when the batch was
+// full it wakes itself again, so that replies queued meanwhile go out in between. It
+// reports false when the connection failed.
+func (c *wsConn) writeEvents() bool {
+	if err := c.s.guard("events", func() error {
+		c.events = c.sess.Events(c.events[:0], eventBatch)
+		return nil
+	}); err != nil {
+		c.fail(err)
+		return false
+	}
+	n := len(c.events)
+	for _, f := range c.events {
+		c.ws.SetWriteDeadline(time.Now().Add(writeWait))
+		if err := c.ws.WriteMessage(websocket.TextMessage, f); err != nil {
+			c.fail(err)
+			return false
+		}
+	}
+	clear(c.events)
+	c.s.metrics.eventsSent(n)
+	if n == eventBatch {
+		c.Wake()
+	}
+	return true
 }
 
 func (c *wsConn) writeLoop() {
@@ -230,10 +286,17 @@ func (c *wsConn) writeLoop() {
 	defer ping.Stop()
 	for {
 		select {
-		case data := <-c.out:
+		case f := <-c.out:
 			c.ws.SetWriteDeadline(time.Now().Add(writeWait))
-			if err := c.ws.WriteMessage(websocket.TextMessage, data); err != nil {
+			if err := c.ws.WriteMessage(websocket.TextMessage, f.data); err != nil {
 				c.fail(err)
+				return
+			}
+			if f.subscribed != "" {
+				c.sess.Subscribed(f.subscribed)
+			}
+		case <-c.wake:
+			if !c.writeEvents() {
 				return
 			}
 		case <-ping.C:

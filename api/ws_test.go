@@ -196,7 +196,9 @@ func TestReplyFieldsPerOp(t *testing.T) {
 // "panic-wait".
 type panicBackend struct{ fakeBackend }
 
-func (b panicBackend) NewSession() Session { return panicSession{b.fakeBackend.NewSession()} }
+func (b panicBackend) NewSession(out Outbox) Session {
+	return panicSession{b.fakeBackend.NewSession(out)}
+}
 
 type panicSession struct{ Session }
 

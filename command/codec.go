@@ -50,6 +50,9 @@ func checkEffect(e *Effect) *Error {
 		if err := checkEffectRID(e); err != nil {
 			return err
 		}
+		if e.Type != "" {
+			return Errorf(CodeInternal, "put of rid %q carries a type outside its resource", e.RID)
+		}
 		if err := checkStored(e.Resource); err != nil {
 			return err
 		}
@@ -64,7 +67,7 @@ func checkEffect(e *Effect) *Error {
 			return Errorf(CodeInternal, "delete of rid %q needs a tombstone version and no resource", e.RID)
 		}
 	case EffectBarrier, EffectConfig, EffectNoop:
-		if e.RID != "" || e.Resource != nil {
+		if e.RID != "" || e.Resource != nil || e.Type != "" {
 			return Errorf(CodeInternal, "effect of kind %d names a resource", e.Kind)
 		}
 	case EffectTicket:

@@ -115,7 +115,7 @@ func Execute(v View, req *Request, ctx ExecContext) Outcome {
 		case OpDelete:
 			// The tombstone takes the next version, so that a resource's version grows by
 			// exactly one per created, updated and deleted event.
-			eff.Kind, eff.Version = EffectDelete, cur.Version+1
+			eff.Kind, eff.Version, eff.Type = EffectDelete, cur.Version+1, cur.Type
 			if tk.Live {
 				// The ticket ends with its resource; the fence counter stays.
 				eff.Ticket = &TicketState{Fence: tk.Fence}

@@ -108,6 +108,14 @@ func (t *leaderTerm) nodeState(n nodeRecord, now time.Time, downAfter time.Durat
 	}
 }
 
+// heardWithin reports whether node sent a heartbeat (or joined) within d of now.
+func (t *leaderTerm) heardWithin(node uint16, now time.Time, d time.Duration) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	l, ok := t.seen[node]
+	return ok && now.Sub(l.lastSeen) <= d
+}
+
 // noteJoin records a (re)started node: it is alive now, and whatever its previous process
 // reported no longer holds.
 func (t *leaderTerm) noteJoin(node uint16, now time.Time) {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -28,11 +29,12 @@ type promotions struct {
 	next    map[uint16]time.Time // group -> earliest next attempt (backoff)
 	fails   map[uint16]int       // group -> consecutive failed attempts
 	dead    map[uint16]time.Time // node -> when a probe found nothing listening
+	useless map[uint16]time.Time // group -> since when its main reports no write quorum
 }
 
 func newPromotions() *promotions {
 	return &promotions{running: map[uint16]bool{}, next: map[uint16]time.Time{}, fails: map[uint16]int{},
-		dead: map[uint16]time.Time{}}
+		dead: map[uint16]time.Time{}, useless: map[uint16]time.Time{}}
 }
 
 // markDead records that node's listener refused a connection at now: the process is gone.
@@ -54,6 +56,23 @@ func (p *promotions) isDead(node uint16) bool {
 	defer p.mu.Unlock()
 	_, ok := p.dead[node]
 	return ok
+}
+
+// uselessFor records whether group g's main reports a write quorum now, and returns for how
+// long it has reported none.
+func (p *promotions) uselessFor(g uint16, noQuorum bool, now time.Time) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !noQuorum {
+		delete(p.useless, g)
+		return 0
+	}
+	since, ok := p.useless[g]
+	if !ok {
+		p.useless[g] = now
+		return 0
+	}
+	return now.Sub(since)
 }
 
 // tryStart claims group g for an attempt if none runs and its backoff has passed.
@@ -90,7 +109,7 @@ func (p *promotions) finish(g uint16, ok bool, now time.Time, downAfter time.Dur
 }
 
 // planPromotions runs in every reconcile round of the leader.
-func (c *Controller) planPromotions(t *leaderTerm, d command.Directory) {
+func (c *Controller) planPromotions(t *leaderTerm, d command.Directory, reports reportSet) {
 	for i := range d.Groups {
 		g := d.Groups[i]
 		if g.Promotion != nil && g.Promotion.Phase == command.PromotionSealing && !t.promo.isRunning(g.Server) {
@@ -102,12 +121,91 @@ func (c *Controller) planPromotions(t *leaderTerm, d command.Directory) {
 		if g.Main == 0 || len(g.Active.Voters) == 0 {
 			continue
 		}
-		if !c.mainFailed(t, &d, g.Main) || !t.promo.tryStart(g.Server, c.now()) {
+		// A main that is alive but cannot reach a write quorum (its replication links are
+		// cut, or its siblings' answers do not reach it) is as useless as a dead one; its own
+		// report is the evidence, so siblings that still hear it may be sealed (not auto).
+		auto := true
+		failed := c.mainFailed(t, &d, g.Main)
+		if !failed {
+			// The main is to blame only if its voters are demonstrably alive (they heartbeat
+			// this controller now): frozen or dead siblings also leave a main without quorum,
+			// and replacing it would not help. The timer runs only while that holds, so a
+			// report written before the siblings came back does not count.
+			noQuorum, silent := c.noQuorum(&g, reports)
+			fresh := c.votersFresh(t, &g)
+			useless := t.promo.uselessFor(g.Server, fresh && (noQuorum || silent), c.now())
+			if (noQuorum && useless >= c.cfg.DownAfter/2) || (silent && useless >= c.cfg.DownAfter) {
+				failed, auto = true, false
+			}
+		}
+		// Sealing fewer than R voters of a config cannot succeed, and every seal it does
+		// place fences the current main: wait until enough voters are up.
+		if !failed || !sealable(&g, &d) || !t.promo.tryStart(g.Server, c.now()) {
 			continue
 		}
 		c.wg.Add(1)
-		go c.promote(t, g)
+		go c.promote(t, g, auto)
 	}
+}
+
+// noQuorum reads the main's latest report: noQuorum when fewer than a majority of the
+// active voters answered it within down-after; silent when the main's node sends no report
+// as main of the group's epoch.
+func (c *Controller) noQuorum(g *command.GroupInfo, reports reportSet) (noQuorum, silent bool) {
+	rep, ok := mainReport(g, reports)
+	if !ok {
+		_, heard := reports[g.Main]
+		return false, heard
+	}
+	recent := 0
+	for _, s := range rep.Siblings {
+		if s.Recent && slices.Contains(g.Active.Voters, s.Node) {
+			recent++
+		}
+	}
+	return recent < len(g.Active.Voters)/2+1, false
+}
+
+// votersFresh: at least R voters of every config in use heartbeated within down-after/2.
+func (c *Controller) votersFresh(t *leaderTerm, g *command.GroupInfo) bool {
+	now := c.now()
+	configs := []command.Config{g.Active}
+	if g.Pending != nil {
+		configs = append(configs, *g.Pending)
+	}
+	for _, cfg := range configs {
+		s, fresh := len(cfg.Voters), 0
+		for _, v := range cfg.Voters {
+			if t.heardWithin(v, now, c.cfg.DownAfter/2) {
+				fresh++
+			}
+		}
+		if s == 0 || fresh < s-(s/2+1)+1 {
+			return false
+		}
+	}
+	return true
+}
+
+// sealable: at least R voters of every config in use are up, so a seal can cover them.
+func sealable(g *command.GroupInfo, d *command.Directory) bool {
+	configs := []command.Config{g.Active}
+	if g.Pending != nil {
+		configs = append(configs, *g.Pending)
+	}
+	for _, cfg := range configs {
+		s := len(cfg.Voters)
+		up := 0
+		for _, v := range cfg.Voters {
+			if n := d.NodeByID(v); n != nil && n.State == command.NodeUp {
+				up++
+			}
+		}
+		if s == 0 || up < s-(s/2+1)+1 {
+			return false
+		}
+	}
+	return true
 }
 
 // mainFailed: the main's heartbeats stopped for down-after, or a probe found its process gone.
@@ -119,7 +217,7 @@ func (c *Controller) mainFailed(t *leaderTerm, d *command.Directory, main uint16
 }
 
 // promote runs one automatic attempt for group g.
-func (c *Controller) promote(t *leaderTerm, g command.GroupInfo) {
+func (c *Controller) promote(t *leaderTerm, g command.GroupInfo, auto bool) {
 	defer c.wg.Done()
 	start := c.now()
 	ok := false
@@ -130,7 +228,7 @@ func (c *Controller) promote(t *leaderTerm, g command.GroupInfo) {
 	}
 	log := c.log.With().Uint16("group", g.Server).Uint64("epoch", epoch).Uint16("from", g.Main).Logger()
 	log.Info().Msg("promotion: sealing")
-	replies := c.seal(t, &g, command.SealRequest{Server: g.Server, Epoch: epoch, From: g.Main, Auto: true})
+	replies := c.seal(t, &g, command.SealRequest{Server: g.Server, Epoch: epoch, From: g.Main, Auto: auto})
 	if !sealsCover(&g, replies) {
 		log.Warn().Int("sealed", len(replies)).Msg("promotion: too few siblings sealed; abandoning the attempt")
 		_ = c.proposeLogged(abandonPromotion{Server: g.Server, Epoch: epoch})

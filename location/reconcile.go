@@ -127,8 +127,9 @@ func pickLearner(g *command.GroupInfo, eligible []uint16, copies map[uint16]int)
 // reconcile runs one round as leader of term t.
 func (c *Controller) reconcile(t *leaderTerm) {
 	d := c.directoryFor(t)
-	c.planPromotions(t, d)
-	for _, cmd := range planRound(d, t.snapshotReports()) {
+	reports := t.snapshotReports()
+	c.planPromotions(t, d, reports)
+	for _, cmd := range planRound(d, reports) {
 		select {
 		case <-t.stop:
 			return

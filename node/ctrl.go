@@ -285,6 +285,7 @@ func (n *Node) applyDirectory(d *command.Directory) {
 	for _, w := range work {
 		w.g.follow(&w.gi, self)
 	}
+	n.subs.directoryChanged()
 }
 
 // follow sets the copy's role from its directory record.
@@ -297,6 +298,9 @@ func (g *group) follow(gi *command.GroupInfo, self uint16) {
 	}
 	var err error
 	switch {
+	case gi.Main == self && gi.Epoch < g.fencedBy:
+		// Siblings already sealed a later epoch: acting as main of this one would only be
+		// refused. Wait for the directory to catch up with the promotion under way.
 	case gi.Main == self && (g.role != roleMain || g.epoch != gi.Epoch):
 		if g.role == roleMain {
 			g.stepDownLocked(command.Errorf(command.CodeNoMain, "group %d: epoch changed", g.id))

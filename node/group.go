@@ -69,6 +69,7 @@ type group struct {
 	links       map[uint16]*peerLink
 	lastAck     map[uint16]time.Time
 	frozen      uint64 // epoch of a planned promotion this main is frozen for (0: not frozen)
+	fencedBy    uint64 // highest epoch a sibling answered this main with
 	configSeq   uint64 // seq of the entry that starts pending config configVer
 	configVer   uint64
 	activated   uint64

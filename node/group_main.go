@@ -259,6 +259,7 @@ func (g *group) onAck(a *sibling.Ack) {
 	g.lastAck[a.From] = time.Now()
 	g.main.HandleAck(*a)
 	if e := g.main.Fenced(); e > 0 {
+		g.fencedBy = max(g.fencedBy, e)
 		g.log.Warn().Uint64("epoch", g.epoch).Uint64("fencedBy", e).Msg("a sibling holds a higher epoch; stepping down")
 		g.stepDownLocked(command.Errorf(command.CodeNoMain, "group %d: main was fenced by epoch %d", g.id, e))
 		return

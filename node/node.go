@@ -50,6 +50,7 @@ type Node struct {
 	ctrl        *ctrlClient
 	fwd         *forwarder
 	metrics     *metrics
+	subs        *subManager
 
 	connMu sync.Mutex
 	conns  map[*websocket.Conn]struct{} // node-to-node connections this node accepted
@@ -83,6 +84,7 @@ func New(cfg Config) (*Node, error) {
 		instance: ulid.Make().String(), groups: map[command.ServerID]*group{}, metrics: newMetrics(),
 		conns: map[*websocket.Conn]struct{}{}}
 	n.ids = command.NewIDGen(cfg.ID, rand.Reader)
+	n.subs = newSubManager(n)
 	if cfg.Store != nil {
 		n.store = cfg.Store
 	} else {
@@ -155,6 +157,8 @@ func (n *Node) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/internal/repl", n.serveRepl)
 	mux.HandleFunc("/v1/internal/fwd", n.serveFwd)
+	mux.HandleFunc("/v1/internal/feed", n.serveFeed)
+	mux.HandleFunc("/v1/internal/snapshot", n.serveSnapshot)
 	mux.HandleFunc("/v1/internal/seal", n.serveSeal)
 	mux.HandleFunc("/v1/internal/handover", n.serveHandover)
 	mux.Handle("/v1/internal/metrics", n.metrics.handler())
@@ -179,7 +183,7 @@ func (n *Node) Handler() http.Handler {
 
 // publish hands committed entries of group g, just applied, to subscriptions. It is called
 // in commit order with the group's lock held, so it must not block.
-func (n *Node) publish(g command.ServerID, applied []AppliedEffect) {}
+func (n *Node) publish(g command.ServerID, applied []AppliedEffect) { n.subs.publish(g, applied) }
 
 // Metrics returns the node's metrics registry handler (Prometheus text).
 func (n *Node) Metrics() http.Handler { return n.metrics.handler() }

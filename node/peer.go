@@ -47,6 +47,11 @@ func (g *group) syncLinks() {
 		if _, ok := g.links[id]; !ok {
 			l := &peerLink{g: g, node: id, kickCh: make(chan struct{}, 1), stop: make(chan struct{})}
 			g.links[id] = l
+			// A sibling counts as heard when replication to it starts, so a new main does not
+			// report "no quorum" before its first acks could arrive.
+			if _, ok := g.lastAck[id]; !ok {
+				g.lastAck[id] = time.Now()
+			}
 			go l.run()
 		}
 	}

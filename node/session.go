@@ -32,6 +32,7 @@ func (n *Node) newSession(forwarded bool) *Session {
 
 // Close ends the session.
 func (s *Session) Close() {
+	s.closeEvents()
 	if !s.forwarded {
 		s.n.fwd.closeSession(s.id)
 	}
@@ -46,6 +47,8 @@ func (s *Session) Start(ctx context.Context, req *command.Request, admin bool) f
 	case command.OpCreate, command.OpUpdate, command.OpPatch, command.OpDelete,
 		command.OpAcquireTicket, command.OpRenewTicket, command.OpReleaseTicket:
 		return s.write(ctx, req, admin)
+	case command.OpSubscribe, command.OpUnsubscribe:
+		return s.subscriptionOp(ctx, req)
 	case command.OpGet:
 		return s.get(ctx, req, admin)
 	case command.OpList:

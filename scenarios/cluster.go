@@ -154,6 +154,9 @@ func StartCluster(t testing.TB, o Options) *Cluster {
 }
 
 func (c *Cluster) stop() {
+	if c.dev == nil {
+		return
+	}
 	for _, p := range append(c.Controllers, c.Nodes...) {
 		_ = syscall.Kill(p.PID, syscall.SIGCONT)
 	}
@@ -171,7 +174,7 @@ func (c *Cluster) stop() {
 		<-done
 	}
 	if c.t.Failed() {
-		c.t.Logf("logs kept in %s", c.Dir)
+		keepLogs(c.t, c.Dir)
 		for _, f := range []string{"dev.out"} {
 			if b, err := os.ReadFile(filepath.Join(c.Dir, f)); err == nil {
 				c.t.Logf("%s:\n%s", f, tail(b, 4000))
@@ -325,4 +328,15 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// keepLogs copies a failed run's data directory (logs, cluster.json) out of the test's
+// temporary directory, which the testing package removes.
+func keepLogs(t testing.TB, dir string) {
+	dst := filepath.Join(os.TempDir(), "sibyl-failed-"+strings.ReplaceAll(t.Name(), "/", "-")+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	if err := exec.Command("cp", "-r", dir, dst).Run(); err != nil {
+		t.Logf("could not keep logs of %s: %v", dir, err)
+		return
+	}
+	t.Logf("logs kept in %s", dst)
 }

@@ -205,3 +205,54 @@ func TestPlannedPromote(t *testing.T) {
 	t.Logf("promote to node %d took %v; longest gap between acknowledged writes %v; ops %d, failed %d, lost %d, linearizable: yes",
 		target, took.Round(time.Millisecond), gap.Round(time.Millisecond), h.Len(), failed, lost)
 }
+
+// TestMainPartitionedFromSiblings: the main's links to its siblings are cut through the
+// proxies while it still reaches the controller (REPLICATION.md case 7, scenario A). It
+// reports no write quorum; after down-after a sibling is promoted; writes resume on it.
+// When the partition heals, the old main is fenced and rejoins as a sibling.
+func TestMainPartitionedFromSiblings(t *testing.T) {
+	pc := StartProxiedCluster(t, 4, Options{})
+	sg := pc.WaitVoting(1, 3)
+	main := int(*sg.Main)
+	var others []int
+	for id := 1; id <= 4; id++ {
+		if id != main {
+			others = append(others, id)
+		}
+	}
+	h := NewHistory()
+	ws, stop := startWriters(t, pc.Cluster, h, 1, 8, others)
+	waitFor(t, 20*time.Second, "100 writes", func() bool { return acked(ws) >= 100 })
+	cutAt := h.Now()
+	for _, o := range others {
+		pc.Partition(main, o)
+	}
+	var newMain uint16
+	waitFor(t, 20*time.Second, "a new main for group 1", func() bool {
+		st, err := pc.Status()
+		if err != nil {
+			return false
+		}
+		for _, g := range st.Groups {
+			if g.Server == 1 && g.Main != nil && int(*g.Main) != main {
+				newMain = *g.Main
+				return true
+			}
+		}
+		return false
+	})
+	promotedAfter := time.Duration(h.Now() - cutAt)
+	before := acked(ws)
+	waitFor(t, 20*time.Second, "200 writes on the new main", func() bool { return acked(ws) >= before+200 })
+	for _, o := range others {
+		pc.Heal(main, o)
+	}
+	before = acked(ws)
+	waitFor(t, 20*time.Second, "200 writes after healing", func() bool { return acked(ws) >= before+200 })
+	end := h.Now()
+	stop()
+	gap := longestGap(ws, cutAt-int64(time.Second), end)
+	lost := checkRun(t, pc.Cluster, h, ws, int(newMain))
+	t.Logf("main %d cut from its siblings: node %d promoted %v after the cut; longest gap %v; ops %d, lost %d, linearizable: yes",
+		main, newMain, promotedAfter.Round(time.Millisecond), gap.Round(time.Millisecond), h.Len(), lost)
+}

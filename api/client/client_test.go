@@ -19,7 +19,7 @@ import (
 
 type fakeBackend struct{ *fake.Backend }
 
-func (b fakeBackend) NewSession() api.Session { return b.Backend.NewSession() }
+func (b fakeBackend) NewSession(out api.Outbox) api.Session { return b.Backend.NewSession(out) }
 
 // node is one API server over a shared fake backend, like one node of a cluster.
 type node struct {

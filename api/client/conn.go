@@ -23,6 +23,7 @@ type conn struct {
 
 	mu      sync.Mutex
 	pending map[string]chan *wireReply
+	subs    map[string]func(frame []byte) // event handlers by subscription (request) id
 	nextID  uint64
 	err     error         // why the connection ended; set once
 	dead    chan struct{} // closed when the connection ended
@@ -40,11 +41,13 @@ type wireReply struct {
 	OK    bool            `json:"ok"`
 	Error *command.Error  `json:"error"`
 	Event string          `json:"event"`
+	Sub   string          `json:"sub"`
 	command.Reply
 }
 
 func newConn(ws *websocket.Conn, addr string) *conn {
-	c := &conn{ws: ws, addr: addr, pending: map[string]chan *wireReply{}, dead: make(chan struct{})}
+	c := &conn{ws: ws, addr: addr, pending: map[string]chan *wireReply{}, subs: map[string]func([]byte){},
+		dead: make(chan struct{})}
 	go c.readLoop()
 	return c
 }
@@ -86,9 +89,18 @@ func (c *conn) readLoop() {
 			return
 		}
 		var r wireReply
-		if json.Unmarshal(data, &r) != nil || r.Event != "" {
-			// Events are not dispatched yet (subscriptions come with the event stream);
-			// a frame that is not JSON cannot be matched to a request either.
+		if json.Unmarshal(data, &r) != nil {
+			continue // a frame that is not JSON cannot be matched to a request
+		}
+		if r.Event != "" {
+			// An event goes to its subscription's handler, which must not block: this
+			// loop also carries every reply of the connection.
+			c.mu.Lock()
+			h := c.subs[r.Sub]
+			c.mu.Unlock()
+			if h != nil {
+				h(data)
+			}
 			continue
 		}
 		var id string
@@ -107,31 +119,61 @@ func (c *conn) readLoop() {
 
 // roundTrip sends req and waits for its reply, the connection's end, ctx, or timeout.
 func (c *conn) roundTrip(ctx context.Context, req *command.Request, timeout time.Duration, maxFrame int) (*command.Reply, error) {
+	rep, _, err := c.send(ctx, req, timeout, maxFrame, nil)
+	return rep, err
+}
+
+// subscribe sends a subscribe request whose events go to onEvent (registered before the
+// request leaves, so none is missed) and returns the reply and the subscription's id.
+// On failure the handler is gone again.
+func (c *conn) subscribe(ctx context.Context, req *command.Request, timeout time.Duration, maxFrame int, onEvent func([]byte)) (*command.Reply, string, error) {
+	return c.send(ctx, req, timeout, maxFrame, onEvent)
+}
+
+// dropSub stops dispatching the events of subscription id.
+func (c *conn) dropSub(id string) {
+	c.mu.Lock()
+	delete(c.subs, id)
+	c.mu.Unlock()
+}
+
+// send sends req under a fresh id and waits for its reply, the connection's end, ctx, or
+// timeout. With onEvent, events of the subscription it opens go there.
+func (c *conn) send(ctx context.Context, req *command.Request, timeout time.Duration, maxFrame int, onEvent func([]byte)) (rep *command.Reply, id string, err error) {
 	ch := make(chan *wireReply, 1)
 	c.mu.Lock()
 	if c.err != nil {
 		c.mu.Unlock()
-		return nil, c.dropped()
+		return nil, "", c.dropped()
 	}
 	c.nextID++
-	id := strconv.FormatUint(c.nextID, 10)
+	id = strconv.FormatUint(c.nextID, 10)
 	c.pending[id] = ch
+	if onEvent != nil {
+		c.subs[id] = onEvent
+	}
 	c.mu.Unlock()
 	forget := func() {
 		c.mu.Lock()
 		delete(c.pending, id)
+		delete(c.subs, id)
 		c.mu.Unlock()
 	}
+	defer func() {
+		if err != nil && onEvent != nil {
+			c.dropSub(id)
+		}
+	}()
 
 	frame, err := json.Marshal(outFrame{ID: id, Request: req})
 	if err != nil {
 		forget()
-		return nil, command.Errorf(command.CodeBadRequest, "encoding %s request: %v", req.Op, err)
+		return nil, id, command.Errorf(command.CodeBadRequest, "encoding %s request: %v", req.Op, err)
 	}
 	if len(frame) > maxFrame {
 		// The server would answer too_large with "id": null, which cannot be matched.
 		forget()
-		return nil, command.Errorf(command.CodeTooLarge, "%s request is %d bytes, over the %d-byte frame limit", req.Op, len(frame), maxFrame)
+		return nil, id, command.Errorf(command.CodeTooLarge, "%s request is %d bytes, over the %d-byte frame limit", req.Op, len(frame), maxFrame)
 	}
 	deadline := time.Now().Add(timeout)
 	c.wmu.Lock()
@@ -140,27 +182,29 @@ func (c *conn) roundTrip(ctx context.Context, req *command.Request, timeout time
 	c.wmu.Unlock()
 	if err != nil {
 		c.fail(err)
-		return nil, c.dropped()
+		return nil, id, c.dropped()
 	}
 
 	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
 	select {
 	case r := <-ch:
-		return r.result(req.Op)
+		rep, err = r.result(req.Op)
+		return rep, id, err
 	case <-c.dead:
 		select {
 		case r := <-ch: // the reply won the race against the drop
-			return r.result(req.Op)
+			rep, err = r.result(req.Op)
+			return rep, id, err
 		default:
-			return nil, c.dropped()
+			return nil, id, c.dropped()
 		}
 	case <-timer.C:
 		forget()
-		return nil, command.Errorf(command.CodeTimeout, "no reply to %s from %s within %v", req.Op, c.addr, timeout)
+		return nil, id, command.Errorf(command.CodeTimeout, "no reply to %s from %s within %v", req.Op, c.addr, timeout)
 	case <-ctx.Done():
 		forget()
-		return nil, ctx.Err()
+		return nil, id, ctx.Err()
 	}
 }
 

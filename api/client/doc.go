@@ -22,5 +22,11 @@
 // seq it has seen per group and sends it as minSeq on sibling reads, so that reads never
 // go backwards across reconnects.
 //
-// Events of subscriptions are not delivered yet: frames with "event" are dropped.
+// Subscribe returns a Subscription whose Events channel carries one filter's events in
+// order. The connection's read loop hands events to the subscription without blocking
+// (it also carries every reply); the subscription buffers up to 4096 and, when its
+// consumer falls further behind, drops its server-side subscription and opens it again
+// from the last event it holds. It resumes the same way, from the last event's token,
+// after lagged and after its connection drops (on the next address), so the consumer
+// sees no gap and no repeat.
 package client

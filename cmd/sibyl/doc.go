@@ -23,8 +23,9 @@
 //   - dev --locations > 1 is refused for now: a controller has no flag naming other
 //     locations' controllers, so the locations would run as unrelated clusters. The port
 //     layout (layoutDev) already places several locations.
-//   - watch speaks the WebSocket protocol itself, because api/client does not dispatch
-//     events yet.
+//   - watch subscribes through api/client, so it resumes by itself (from the last event's
+//     token, on the next --addr node) after a disconnect or a lagged; it prints every
+//     frame (events and resync) as received, one compact JSON object per line.
 //   - bench records latencies in a fixed-size log-linear histogram (< 0.8 % error), so a
 //     long run needs no more memory than a short one; mixed alternates writes and reads
 //     deterministically.

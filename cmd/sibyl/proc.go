@@ -79,6 +79,7 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("node", "node --id N --http ADDR --data DIR --controllers ADDR,... [flags]", stderr)
 	id := fs.Uint("id", 0, "server ID 1..65535: names this node and its group (required)")
 	httpAddr := fs.String("http", "", "host:port to listen on and advertise (required)")
+	advertise := fs.String("advertise", "", "host:port other processes reach this node at, when not --http (a proxy, a NAT)")
 	dataDir := fs.String("data", "", "data directory (required)")
 	var controllers, tokens, adminTokens listFlag
 	fs.Var(&controllers, "controllers", "HTTP addresses of this location's controllers, host:port or http://host:port, comma-separated (required)")
@@ -117,7 +118,7 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	n, err := node.New(node.Config{
-		ID: command.ServerID(*id), HTTPAddr: *httpAddr, DataDir: *dataDir, Controllers: ctrlAddrs,
+		ID: command.ServerID(*id), HTTPAddr: advertised(*httpAddr, *advertise), DataDir: *dataDir, Controllers: ctrlAddrs,
 		Location: *loc, WriteTimeout: *writeTimeout, DownAfter: *downAfter, ClusterSecret: *secret,
 		Logger: log,
 	})
@@ -133,11 +134,12 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	return serveUntilSignal(log, ln, nodeMux(n, srv, apiMetrics), srv.Close, n.Close)
 }
 
-// nodeBackend adapts *node.Node to api.Backend: the node's NewSession returns its concrete
-// *node.Session, the interface wants an api.Session.
+// nodeBackend adapts *node.Node to api.Backend: the node's session constructors return its
+// concrete *node.Session, the interface wants an api.Session. A WebSocket connection's
+// session can subscribe (its events go out through the connection's Outbox).
 type nodeBackend struct{ *node.Node }
 
-func (b nodeBackend) NewSession() api.Session { return b.Node.NewSession() }
+func (b nodeBackend) NewSession(out api.Outbox) api.Session { return b.Node.NewEventSession(out) }
 
 // nodeMux is a node's one HTTP listener: node-to-node traffic under /v1/internal/, the
 // metrics of both the node and the API on /metrics, and the public API for the rest.
@@ -205,4 +207,12 @@ func serveUntilSignal(log zerolog.Logger, ln net.Listener, h http.Handler, befor
 	}
 	log.Info().Msg("stopped")
 	return code
+}
+
+// advertised is the address a node gives the directory: --advertise when set, else --http.
+func advertised(listen, advertise string) string {
+	if advertise != "" {
+		return advertise
+	}
+	return listen
 }

@@ -4,51 +4,32 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
-	"github.com/gorilla/websocket"
-
+	"github.com/sibylhq/sibyl/api/client"
 	"github.com/sibylhq/sibyl/command"
 )
 
-// The Go client does not dispatch events yet, so watch speaks the WebSocket protocol
-// itself: one subscribe request, then every event frame printed as it comes.
-
-// watchFrame is the part of a server frame watch looks at; the frame itself is printed.
-type watchFrame struct {
-	ID    *string         `json:"id"`
-	OK    bool            `json:"ok"`
-	Error *command.Error  `json:"error"`
-	Sub   string          `json:"sub"`
-	Event string          `json:"event"`
-	Token json.RawMessage `json:"token"`
-}
-
-// subscribeFrame is the subscribe request.
-type subscribeFrame struct {
-	ID     string          `json:"id"`
-	Op     string          `json:"op"`
-	RID    string          `json:"rid,omitempty"`
-	Server *int64          `json:"server,omitempty"`
-	Type   string          `json:"type,omitempty"`
-	From   json.RawMessage `json:"from,omitempty"`
-}
+// watch subscribes through the Go client, which resumes by itself (from the last event's
+// token) when its connection drops, on the next of the --addr nodes, or when the server
+// ends the subscription with lagged; so the lines printed have no gap and no repeat for as
+// long as the command runs.
 
 func runWatch(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("watch", "watch (--rid R | --server N | --type T) [--from TOKEN]", stderr)
-	addr := fs.String("addr", defaultAddr, "node to subscribe at, host:port")
+	addr := fs.String("addr", defaultAddr, "nodes to subscribe at, host:port (a comma-separated list is tried in order, and used on reconnects)")
 	token := fs.String("token", "", "bearer token")
 	rid := fs.String("rid", "", "events of this resource")
 	server := fs.Uint("server", 0, "events of this group")
 	typ := fs.String("type", "", "events of resources of this type, across groups")
 	from := fs.String("from", "", "resume token of the last event seen: continue right after it")
+	timeout := fs.Duration("timeout", 30*time.Second, "bound on connecting and subscribing")
 	pos, code, ok := parseOrExit(fs, args, stderr)
 	if !ok {
 		return code
@@ -56,7 +37,6 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	if len(pos) > 0 {
 		return usageError(fs, stderr, "unexpected arguments %q", pos)
 	}
-	req := subscribeFrame{ID: "watch", Op: command.OpSubscribe, RID: *rid, Type: *typ}
 	chosen := 0
 	for _, set := range []bool{*rid != "", *server != 0, *typ != ""} {
 		if set {
@@ -66,99 +46,61 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	if chosen != 1 {
 		return usageError(fs, stderr, "give exactly one of --rid, --server, --type")
 	}
-	if *server != 0 {
-		if *server > 65535 {
-			return usageError(fs, stderr, "--server %d: want 1..65535", *server)
-		}
-		s := int64(*server)
-		req.Server = &s
+	if *server > 65535 {
+		return usageError(fs, stderr, "--server %d: want 1..65535", *server)
 	}
-	if *from != "" {
-		// Tokens are opaque JSON values; a bare string on the command line is taken as a
-		// JSON string when it is not JSON itself.
-		if json.Valid([]byte(*from)) {
-			req.From = json.RawMessage(*from)
-		} else {
-			b, _ := json.Marshal(*from)
-			req.From = b
+	f := client.Filter{RID: *rid, Server: command.ServerID(*server), Type: *typ}
+	var addrs []string
+	for _, a := range strings.Split(*addr, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			addrs = append(addrs, a)
 		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := watch(ctx, *addr, *token, req, stdout, stderr); err != nil {
+	if err := watch(ctx, addrs, *token, *timeout, f, strings.Trim(*from, `"`), stdout, stderr); err != nil {
 		return printFailure(stderr, "watch", err)
 	}
 	return exitOK
 }
 
 // watch subscribes and prints events, one compact JSON object per line, until ctx ends
-// (nil) or the subscription or connection does (an error naming the last token, from
-// which the caller can resume).
-func watch(ctx context.Context, addr, token string, req subscribeFrame, stdout, stderr io.Writer) error {
-	u := addr
-	if !strings.Contains(u, "://") {
-		u = "ws://" + u + "/v1/ws"
-	}
-	h := http.Header{}
-	if token != "" {
-		h.Set("Authorization", "Bearer "+token)
-	}
-	ws, resp, err := websocket.DefaultDialer.DialContext(ctx, u, h)
-	if resp != nil {
-		resp.Body.Close()
-	}
+// (nil) or the subscription fails for good (an error naming the last token, from which
+// the caller can resume).
+func watch(ctx context.Context, addrs []string, token string, timeout time.Duration, f client.Filter, from string, stdout, stderr io.Writer) error {
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c, err := client.Dial(dctx, client.Options{Addrs: addrs, Token: token, RequestTimeout: timeout})
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", u, err)
+		return fmt.Errorf("connect to %s: %w", strings.Join(addrs, ","), err)
 	}
-	defer ws.Close()
-	go func() {
-		<-ctx.Done()
-		ws.Close() // unblocks ReadMessage
-	}()
-	frame, err := json.Marshal(req)
+	defer c.Close()
+	sub, err := c.Subscribe(dctx, f, from)
 	if err != nil {
-		return fmt.Errorf("encode subscribe request: %w", err)
+		return err
 	}
-	if err := ws.WriteMessage(websocket.TextMessage, frame); err != nil {
-		return fmt.Errorf("send subscribe to %s: %w", u, err)
-	}
-	last := string(req.From)
+	defer sub.Close()
+	fmt.Fprintf(stderr, "subscribed at %s; token %s\n", c.Addr(), sub.Token())
+	var line bytes.Buffer
 	for {
-		_, data, err := ws.ReadMessage()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("connection to %s ended (%v); resume with --from '%s'", u, err, last)
-		}
-		var f watchFrame
-		if err := json.Unmarshal(data, &f); err != nil {
-			return fmt.Errorf("server sent a frame that is not JSON: %q", truncate(string(data), 120))
-		}
-		switch {
-		case f.ID != nil && *f.ID == req.ID:
-			if !f.OK {
-				if f.Error == nil {
-					return errors.New("subscribe failed without an error object")
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-sub.Events():
+			if !ok {
+				if ctx.Err() != nil {
+					return nil
 				}
-				return f.Error // e.g. bad_request when the server does not support subscriptions
+				return fmt.Errorf("subscription ended (%v); resume with --from '%s'", sub.Err(), sub.Token())
 			}
-			last = string(f.Token)
-			fmt.Fprintf(stderr, "subscribed at %s; token %s\n", addr, f.Token)
-		case f.Sub == req.ID && f.Event != "":
-			var line bytes.Buffer
-			if err := json.Compact(&line, data); err != nil {
-				return fmt.Errorf("event frame: %w", err)
+			line.Reset()
+			if err := json.Compact(&line, ev.Raw); err != nil {
+				return fmt.Errorf("event frame is not JSON: %w", err)
 			}
-			fmt.Fprintf(stdout, "%s\n", line.Bytes())
-			if len(f.Token) > 0 {
-				last = string(f.Token)
+			line.WriteByte('\n')
+			if _, err := stdout.Write(line.Bytes()); err != nil {
+				return err
 			}
-			if f.Event == "lagged" {
-				return fmt.Errorf("subscription lagged (this reader was too slow) and ended; resume with --from '%s'", last)
-			}
-		case f.ID == nil && f.Error != nil:
-			return f.Error
 		}
 	}
 }

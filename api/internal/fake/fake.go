@@ -8,7 +8,6 @@ package fake
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -32,6 +31,8 @@ type Backend struct {
 	blocked   map[string]chan struct{}
 	waiting   map[string]int // gets held by Block, per rid
 	failures  map[string][]Failure
+	events    []logged            // every committed change, for subscriptions
+	listeners map[*Session]Outbox // sessions that may subscribe
 
 	healthy        atomic.Bool
 	sessionsOpened atomic.Int64
@@ -58,14 +59,22 @@ func New() *Backend {
 		blocked:   map[string]chan struct{}{},
 		waiting:   map[string]int{},
 		failures:  map[string][]Failure{},
+		listeners: map[*Session]Outbox{},
 	}
 	b.healthy.Store(true)
 	return b
 }
 
-func (b *Backend) NewSession() *Session {
+// NewSession opens a session; with an Outbox (a WebSocket connection) it may subscribe.
+func (b *Backend) NewSession(out Outbox) *Session {
 	b.sessionsOpened.Add(1)
-	return &Session{b: b}
+	s := &Session{b: b, subs: map[string]*fakeSub{}}
+	if out != nil {
+		b.mu.Lock()
+		b.listeners[s] = out
+		b.mu.Unlock()
+	}
+	return s
 }
 
 // Sessions reports how many sessions were opened and closed.
@@ -130,9 +139,19 @@ func (b *Backend) Count() int {
 }
 
 // Session implements api.Session.
-type Session struct{ b *Backend }
+type Session struct {
+	b    *Backend
+	mu   sync.Mutex
+	subs map[string]*fakeSub
+	open []*fakeSub // in subscribe order
+}
 
-func (s *Session) Close() { s.b.sessionsClosed.Add(1) }
+func (s *Session) Close() {
+	s.b.mu.Lock()
+	delete(s.b.listeners, s)
+	s.b.mu.Unlock()
+	s.b.sessionsClosed.Add(1)
+}
 
 // Start executes req at once (in arrival order, like a main would), except a get of a
 // blocked rid, which waits in the returned function.
@@ -146,6 +165,9 @@ func (s *Session) Start(ctx context.Context, req *command.Request, admin bool) f
 		b.failures[req.Op] = q[1:]
 	}
 	b.mu.Unlock()
+	if req.Op == command.OpSubscribe || req.Op == command.OpUnsubscribe {
+		return s.subscription(req)
+	}
 	if gate != nil && req.Op == command.OpGet {
 		return func() (*command.Reply, error) {
 			b.addWaiting(req.RID, 1)
@@ -213,13 +235,13 @@ func (b *Backend) execLocked(req *command.Request) (*command.Reply, error) {
 		if _, err := b.writable(req); err != nil {
 			return nil, err
 		}
+		old := b.resources[req.RID]
 		delete(b.resources, req.RID)
 		b.seq++
+		b.recordLocked("deleted", req.RID, old.Type, old.Version+1, nil)
 		return &command.Reply{Epoch: 1, Seq: b.seq}, nil
 	case command.OpList:
 		return b.list(req), nil
-	case command.OpSubscribe:
-		return &command.Reply{Token: fmt.Sprintf("t%d", b.seq)}, nil
 	case command.OpAcquireTicket, command.OpRenewTicket:
 		if _, err := b.find(req.RID); err != nil {
 			return nil, err
@@ -251,6 +273,7 @@ func (b *Backend) create(req *command.Request) (*command.Reply, error) {
 	}
 	b.resources[res.ID] = res
 	b.seq++
+	b.recordLocked("created", res.ID, res.Type, 1, clone(res))
 	return &command.Reply{Resource: clone(res), Epoch: 1, Seq: b.seq}, nil
 }
 
@@ -267,6 +290,7 @@ func (b *Backend) change(req *command.Request) (*command.Reply, error) {
 	res.Version++
 	res.Updated = time.Now().UTC()
 	b.seq++
+	b.recordLocked("updated", res.ID, res.Type, res.Version, clone(res))
 	return &command.Reply{Resource: clone(res), Epoch: 1, Seq: b.seq}, nil
 }
 
