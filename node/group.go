@@ -75,6 +75,7 @@ type group struct {
 	activated   uint64
 	kickPersist chan struct{}
 	stopMain    chan struct{}
+	tickets     *ticketTimers // expiry deadlines of live tickets (tickets.go)
 
 	// Sibling role.
 	follower *sibling.Follower

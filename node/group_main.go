@@ -35,6 +35,7 @@ func quorumOf(gi *command.GroupInfo) (sibling.Quorum, []uint16) {
 // barrier entry first; until it commits, entries inherited from older epochs are not known
 // committed (REPLICATION.md case 3). Call with g.mu held.
 func (g *group) becomeMain(gi *command.GroupInfo) error {
+	chosenAt := time.Now() // inherited tickets are re-armed from here (tickets.go)
 	m, err := g.gs.Meta()
 	if err != nil {
 		return err
@@ -56,6 +57,10 @@ func (g *group) becomeMain(gi *command.GroupInfo) error {
 			g.effects[e.Seq] = &eff
 			g.ov.add(e.Seq, &eff)
 		}
+	}
+	liveTickets, err := g.ov.liveTickets()
+	if err != nil {
+		return err
 	}
 	epochFirst := m.LastSeq + 1
 	history := append([]sibling.EpochStart(nil), m.EpochHistory...)
@@ -79,6 +84,7 @@ func (g *group) becomeMain(gi *command.GroupInfo) error {
 	g.links = map[uint16]*peerLink{}
 	g.kickPersist = make(chan struct{}, 1)
 	g.stopMain = make(chan struct{})
+	g.armInheritedTickets(liveTickets, chosenAt)
 	g.configVer, g.configSeq, g.activated = 0, 0, 0
 	if barrier {
 		seq := g.appendLocked(&command.Effect{Kind: command.EffectBarrier, At: time.Now().UTC()})
@@ -115,6 +121,7 @@ func (g *group) appendLocked(eff *command.Effect) uint64 {
 	g.unpersisted = append(g.unpersisted, e)
 	g.effects[seq] = eff
 	g.ov.add(seq, eff)
+	g.noteTicketEffect(eff)
 	return seq
 }
 
@@ -278,6 +285,7 @@ func (g *group) stepDownLocked(err *command.Error) {
 		return
 	}
 	close(g.stopMain)
+	g.stopTicketTimers()
 	for _, l := range g.links {
 		l.close()
 	}
@@ -318,7 +326,7 @@ func (g *group) submit(ctx context.Context, req *command.Request) (wait func() (
 	case out.Duplicate != nil:
 		d := out.Duplicate
 		w.seq = d.Seq
-		w.reply = &command.Reply{Resource: d.Resource, Epoch: d.Epoch, Seq: d.Seq, Duplicate: true}
+		w.reply = d.Reply() // with the ticket of a ticket op
 	default:
 		w.seq = g.appendLocked(out.Effect)
 		w.reply = out.Reply

@@ -31,6 +31,9 @@ type Config struct {
 	WriteTimeout time.Duration
 	// DownAfter is the failure-detection period; heartbeats go every DownAfter/4 (default 1 s).
 	DownAfter time.Duration
+	// MaxClockDrift is ρ, the declared bound on clock rate drift: the main expires a ticket
+	// ttl·(1+ρ) after granting it (default DefaultMaxClockDrift, 1e-3).
+	MaxClockDrift float64
 	// ClusterSecret, when set, must be presented by every node-to-node connection.
 	ClusterSecret string
 	Logger        zerolog.Logger
