@@ -120,7 +120,7 @@ func TestExecuteWrites(t *testing.T) {
 			out := h.ok(&req)
 			now := h.now.Add(-time.Millisecond).UTC()
 			if tt.data == "" {
-				want := &Effect{Kind: EffectDelete, RID: old.ID, Version: 2, At: now}
+				want := &Effect{Kind: EffectDelete, RID: old.ID, Version: 2, Type: old.Type, At: now}
 				if !reflect.DeepEqual(out.Effect, want) || out.Reply.Resource != nil {
 					t.Fatalf("effect %+v, reply %+v; want effect %+v and no resource", out.Effect, out.Reply, want)
 				}

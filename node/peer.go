@@ -139,7 +139,10 @@ func (l *peerLink) serve(conn *websocket.Conn) {
 			msgs = append(msgs, a)
 		}
 		if len(msgs) == 0 && (beat || g.main.Round() > l.sentRound || g.main.Commit() > l.sentCommit) {
-			msgs = append(msgs, g.main.Heartbeat(l.node))
+			// nil once a config change dropped this sibling; the link is closing then.
+			if hb := g.main.Heartbeat(l.node); hb != nil {
+				msgs = append(msgs, hb)
+			}
 		}
 		for _, m := range msgs {
 			l.sentRound, l.sentCommit = max(l.sentRound, m.Round), max(l.sentCommit, m.CommitSeq)
