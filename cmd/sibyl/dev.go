@@ -11,6 +11,8 @@ import (
 	"runtime"
 	"syscall"
 	"time"
+
+	"github.com/sibylhq/sibyl/node"
 )
 
 // readyTimeout bounds how long dev waits for the cluster to serve.
@@ -25,6 +27,7 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 	dataFlag := fs.String("data", "", "cluster directory: data dirs, logs and cluster.json (default: a new directory under the system temp dir)")
 	writeTimeout := fs.Duration("write-timeout", 5*time.Second, "passed to every node")
 	downAfter := fs.Duration("down-after", time.Second, "passed to every node and controller")
+	drift := fs.Float64("max-clock-drift", node.DefaultMaxClockDrift, "passed to every node")
 	logLevel := fs.String("log-level", "info", "log level of the children (debug, info, warn, error)")
 	if _, code, ok := parseOrExit(fs, args, stderr); !ok {
 		return code
@@ -52,7 +55,8 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sibyl dev: %v\n", err)
 		return exitFail
 	}
-	opts := devOptions{Exe: exe, Dir: dir, WriteTimeout: *writeTimeout, DownAfter: *downAfter, LogLevel: *logLevel}
+	opts := devOptions{Exe: exe, Dir: dir, WriteTimeout: *writeTimeout, DownAfter: *downAfter, LogLevel: *logLevel,
+		MaxClockDrift: *drift}
 	return runDevCluster(layout, opts, stdout, stderr)
 }
 

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sibylhq/sibyl/node"
 )
 
 // devHost is where dev runs every process.
@@ -110,6 +112,9 @@ type devOptions struct {
 	WriteTimeout time.Duration
 	DownAfter    time.Duration
 	LogLevel     string
+	// MaxClockDrift is passed to nodes only when it is not the nodes' default, so that the
+	// children's command lines name only what dev was told.
+	MaxClockDrift float64
 }
 
 // controllerArgs is the full command line (args[0] the executable) that starts c, or
@@ -129,7 +134,7 @@ func (l devLayout) controllerArgs(o devOptions, c devController) []string {
 func nodeName(n devNode) string { return "n" + strconv.Itoa(int(n.ID)) }
 
 func nodeArgs(o devOptions, n devNode) []string {
-	return []string{o.Exe, "node",
+	args := []string{o.Exe, "node",
 		"--id", strconv.Itoa(int(n.ID)), "--http", n.HTTP,
 		"--data", filepath.Join(o.Dir, nodeName(n)),
 		"--location", n.Location,
@@ -138,6 +143,10 @@ func nodeArgs(o devOptions, n devNode) []string {
 		"--down-after", o.DownAfter.String(),
 		"--log-level", o.LogLevel,
 	}
+	if o.MaxClockDrift != 0 && o.MaxClockDrift != node.DefaultMaxClockDrift {
+		args = append(args, "--max-clock-drift", strconv.FormatFloat(o.MaxClockDrift, 'g', -1, 64))
+	}
+	return args
 }
 
 // clusterFile is DIR/cluster.json (PROTOCOL.md §5). Scenarios and black-box tests read it

@@ -86,6 +86,7 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	loc := fs.String("location", "", "location name (default \"default\")")
 	writeTimeout := fs.Duration("write-timeout", 5*time.Second, "bound on a write from arrival to answer")
 	downAfter := fs.Duration("down-after", time.Second, "failure-detection period (heartbeats every down-after/4)")
+	drift := fs.Float64("max-clock-drift", node.DefaultMaxClockDrift, "ρ, the declared bound on clock rate drift: a ticket expires ttl·(1+ρ) after the main grants it")
 	fs.Var(&tokens, "token", "client token accepted from clients (repeatable; none and no admin token: everyone is admin)")
 	fs.Var(&adminTokens, "admin-token", "admin token (repeatable)")
 	secret := fs.String("cluster-secret", "", "secret nodes present to each other")
@@ -95,6 +96,9 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	}
 	if *id < 1 || *id > 65535 {
 		return usageError(fs, stderr, "--id %d: want a server ID in 1..65535", *id)
+	}
+	if !(*drift > 0 && *drift < 1) {
+		return usageError(fs, stderr, "--max-clock-drift %v: want a rate in (0, 1), e.g. 0.001", *drift)
 	}
 	if *httpAddr == "" || *dataDir == "" || len(controllers) == 0 {
 		return usageError(fs, stderr, "--http, --data and --controllers are required")
@@ -120,7 +124,7 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	n, err := node.New(node.Config{
 		ID: command.ServerID(*id), HTTPAddr: advertised(*httpAddr, *advertise), DataDir: *dataDir, Controllers: ctrlAddrs,
 		Location: *loc, WriteTimeout: *writeTimeout, DownAfter: *downAfter, ClusterSecret: *secret,
-		Logger: log,
+		MaxClockDrift: *drift, Logger: log,
 	})
 	if err != nil {
 		ln.Close()
