@@ -29,8 +29,9 @@ type Effect struct {
 	Resource *Resource  `json:"res,omitempty"`
 	// Version of the deleted resource's tombstone (EffectDelete).
 	Version uint64 `json:"v,omitempty"`
-	// Type of the deleted resource (EffectDelete). The committed layer forgets it with the
-	// resource, and a `type` subscription needs it to match the delete.
+	// Type of the deleted resource (EffectDelete), or of the resource whose ticket changes
+	// (EffectTicket). The committed layer forgets it with the resource, and a `type`
+	// subscription needs it to match the delete or the ticket event without a lookup.
 	Type string `json:"type,omitempty"`
 	// At is the main's wall time at execution (informational; never compared across nodes).
 	At time.Time `json:"at,omitempty"`

@@ -37,8 +37,9 @@ func (t TicketState) Info() *TicketInfo {
 }
 
 // TicketChange tells what an effect does to a ticket, for subscribers (the `ticket`
-// event: rid, and the live ticket or null). ok is false for effects that leave tickets
-// alone. A delete of a resource that had a live ticket ends that ticket too.
+// event: rid, and the live ticket or null; e.Type is the resource's type, for `type`
+// subscriptions). ok is false for effects that leave tickets alone. A delete of a
+// resource that had a live ticket ends that ticket too.
 func (e *Effect) TicketChange() (rid string, info *TicketInfo, ok bool) {
 	if e.Ticket == nil {
 		return "", nil, false
@@ -60,7 +61,16 @@ func ExpireTicket(v View, rid string, fence uint64, now time.Time) (*Effect, err
 	if !tk.Live || tk.Fence != fence {
 		return nil, nil
 	}
-	return &Effect{Kind: EffectTicket, RID: rid, Ticket: &TicketState{Fence: fence}, At: now.UTC()}, nil
+	res, _, err := v.Resource(rid)
+	if err != nil {
+		return nil, Errorf(CodeInternal, "reading rid %q: %v", rid, err)
+	}
+	if res == nil {
+		// A delete ends the live ticket with its resource, so this cannot be; if it were,
+		// there would be nothing left to expire.
+		return nil, nil
+	}
+	return &Effect{Kind: EffectTicket, RID: rid, Type: res.Type, Ticket: &TicketState{Fence: fence}, At: now.UTC()}, nil
 }
 
 // isTicketOp reports whether op is one of the three ticket ops.
@@ -105,7 +115,7 @@ func executeTicket(v View, req *Request, ctx ExecContext, hash string, now time.
 			next = TicketState{Fence: tk.Fence}
 		}
 	}
-	eff := &Effect{Kind: EffectTicket, RID: req.RID, Ticket: &next, At: now}
+	eff := &Effect{Kind: EffectTicket, RID: req.RID, Type: cur.Type, Ticket: &next, At: now}
 	reply := &Reply{Epoch: ctx.Epoch, Seq: ctx.Seq, Ticket: next.Info()}
 	if req.Key != "" {
 		eff.Dedupe = &DedupeRecord{Key: req.Key, Hash: hash, Op: req.Op, Epoch: ctx.Epoch, Seq: ctx.Seq,
@@ -140,6 +150,9 @@ func checkTicketEffect(e *Effect) *Error {
 		}
 		if e.Resource != nil || e.Version != 0 {
 			return Errorf(CodeInternal, "ticket effect on rid %q changes the resource", e.RID)
+		}
+		if checkType(e.Type) != nil {
+			return Errorf(CodeInternal, "ticket effect on rid %q lacks a valid resource type (%q)", e.RID, e.Type)
 		}
 		if t == nil {
 			return Errorf(CodeInternal, "ticket effect on rid %q carries no ticket", e.RID)

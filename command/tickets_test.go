@@ -46,7 +46,7 @@ func runTicketStory(t *testing.T, h *harness, rid string, steps []ticketStep) {
 			if !reflect.DeepEqual(out.Reply.Ticket, st.reply) {
 				t.Fatalf("%s: reply ticket %+v, want %+v", st.name, out.Reply.Ticket, st.reply)
 			}
-			if out.Effect.Kind != EffectTicket || out.Effect.RID != rid {
+			if out.Effect.Kind != EffectTicket || out.Effect.RID != rid || out.Effect.Type != before.Type {
 				t.Fatalf("%s: effect %+v", st.name, out.Effect)
 			}
 			after, _, _ := h.v.Resource(rid)
@@ -95,7 +95,7 @@ func TestTicketRules(t *testing.T) {
 		t.Fatalf("expiring a fence that is not live: %+v, %v", e, err)
 	}
 	e, err := ExpireTicket(h.v, r.ID, 2, h.now)
-	want := &Effect{Kind: EffectTicket, RID: r.ID, Ticket: &TicketState{Fence: 2}, At: h.now.UTC()}
+	want := &Effect{Kind: EffectTicket, RID: r.ID, Type: "doc", Ticket: &TicketState{Fence: 2}, At: h.now.UTC()}
 	if err != nil || !reflect.DeepEqual(e, want) {
 		t.Fatalf("ExpireTicket = %+v, %v; want %+v", e, err, want)
 	}
@@ -295,10 +295,10 @@ func TestTicketEffectCodec(t *testing.T) {
 	const rid = "3-01JDQ8T5Z8K3N2M4P6R8S0V2X4"
 	at := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	for _, e := range []*Effect{
-		{Kind: EffectTicket, RID: rid, Ticket: &TicketState{Fence: 1, Live: true, TTLMs: 30000}, At: at,
+		{Kind: EffectTicket, RID: rid, Type: "job", Ticket: &TicketState{Fence: 1, Live: true, TTLMs: 30000}, At: at,
 			Dedupe: &DedupeRecord{Key: "k", Hash: "h", Op: OpAcquireTicket, Epoch: 1, Seq: 2,
 				Ticket: &TicketInfo{Fence: 1, ExpiresMs: 30000}, At: at}},
-		{Kind: EffectTicket, RID: rid, Ticket: &TicketState{Fence: 9}, At: at},
+		{Kind: EffectTicket, RID: rid, Type: "job", Ticket: &TicketState{Fence: 9}, At: at},
 		{Kind: EffectDelete, RID: rid, Version: 3, Ticket: &TicketState{Fence: 9}, At: at},
 	} {
 		b, err := EncodeEffect(e)
@@ -312,15 +312,17 @@ func TestTicketEffectCodec(t *testing.T) {
 	}
 	res := `{"id":"` + rid + `","type":"t","version":1,"data":1,"created":"2025-01-01T00:00:00Z","updated":"2025-01-01T00:00:00Z"}`
 	for _, tt := range []struct{ in, msg string }{
-		{`{"k":6,"rid":"` + rid + `"}`, "carries no ticket"},
+		{`{"k":6,"type":"t","rid":"` + rid + `"}`, "carries no ticket"},
 		{`{"k":6,"tk":{"fence":1}}`, "effect of kind 6"},
-		{`{"k":6,"rid":"` + rid + `","res":` + res + `,"tk":{"fence":1}}`, "changes the resource"},
-		{`{"k":6,"rid":"` + rid + `","v":2,"tk":{"fence":1}}`, "changes the resource"},
-		{`{"k":6,"rid":"` + rid + `","tk":{"fence":0}}`, "malformed"},
-		{`{"k":6,"rid":"` + rid + `","tk":{"fence":1,"live":true}}`, "malformed"},
-		{`{"k":6,"rid":"` + rid + `","tk":{"fence":1,"ttlMs":5}}`, "malformed"},
-		{`{"k":6,"rid":"` + rid + `","tk":{"fence":1,"live":true,"ttlMs":-5}}`, "malformed"},
-		{`{"k":6,"rid":"` + rid + `","tk":{"fence":1,"bogus":1}}`, "unknown field"},
+		{`{"k":6,"rid":"` + rid + `","tk":{"fence":1}}`, "lacks a valid resource type"},
+		{`{"k":6,"type":"a b","rid":"` + rid + `","tk":{"fence":1}}`, "lacks a valid resource type"},
+		{`{"k":6,"type":"t","rid":"` + rid + `","res":` + res + `,"tk":{"fence":1}}`, "changes the resource"},
+		{`{"k":6,"type":"t","rid":"` + rid + `","v":2,"tk":{"fence":1}}`, "changes the resource"},
+		{`{"k":6,"type":"t","rid":"` + rid + `","tk":{"fence":0}}`, "malformed"},
+		{`{"k":6,"type":"t","rid":"` + rid + `","tk":{"fence":1,"live":true}}`, "malformed"},
+		{`{"k":6,"type":"t","rid":"` + rid + `","tk":{"fence":1,"ttlMs":5}}`, "malformed"},
+		{`{"k":6,"type":"t","rid":"` + rid + `","tk":{"fence":1,"live":true,"ttlMs":-5}}`, "malformed"},
+		{`{"k":6,"type":"t","rid":"` + rid + `","tk":{"fence":1,"bogus":1}}`, "unknown field"},
 		{`{"k":1,"rid":"` + rid + `","res":` + res + `,"tk":{"fence":1}}`, "carries a ticket"},
 		{`{"k":2,"rid":"` + rid + `","v":2,"tk":{"fence":1,"live":true,"ttlMs":5}}`, "leaves a live ticket"},
 		{`{"k":3,"tk":{"fence":1}}`, "carries a ticket"},

@@ -22,6 +22,10 @@
 //     directory; applyDirectory sets every group's role.
 //   - store*.go: the Store interface, with the bbolt store and an in-memory one that pass
 //     the same contract tests.
+//   - tickets.go: the main's ticket expiry. Ticket state is replicated like resources
+//     (the store's tickets bucket, the overlay's pending states); only the main turns a
+//     ticket's ttl into a deadline, on its monotonic clock, and writes the expiry as an
+//     entry. A new main re-arms inherited tickets from when it took the role.
 //
 // docs/write.md has the sequence diagram of a write.
 package node

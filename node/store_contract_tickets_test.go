@@ -14,7 +14,7 @@ import (
 
 // storeTicket is a committed ticket effect on rid at seq.
 func storeTicket(seq uint64, rid string, st command.TicketState) AppliedEffect {
-	return AppliedEffect{Seq: seq, Effect: command.Effect{Kind: command.EffectTicket, RID: rid, Ticket: &st, At: storeTestAt}}
+	return AppliedEffect{Seq: seq, Effect: command.Effect{Kind: command.EffectTicket, RID: rid, Type: "t", Ticket: &st, At: storeTestAt}}
 }
 
 func liveTicket(fence uint64, ttl int64) command.TicketState {
