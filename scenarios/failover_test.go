@@ -15,12 +15,17 @@ import (
 // startWriters starts n keyed writers on group g; writer i prefers node nodes[i%len] and
 // fails over to the others in order.
 func startWriters(t *testing.T, c *Cluster, h *History, g command.ServerID, n int, nodes []int) ([]*writer, func()) {
+	return startWritersFrom(t, c, h, g, n, nodes, 0)
+}
+
+// startWritersFrom is startWriters with client ids from base (distinct across groups).
+func startWritersFrom(t *testing.T, c *Cluster, h *History, g command.ServerID, n int, nodes []int, base int) ([]*writer, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var ws []*writer
 	done := make(chan struct{}, n)
 	for i := 0; i < n; i++ {
 		order := append([]int{nodes[i%len(nodes)]}, slices.DeleteFunc(slices.Clone(nodes), func(x int) bool { return x == nodes[i%len(nodes)] })...)
-		w := newWriter(t, i, c.Client(order...), g, h)
+		w := newWriter(t, base+i, c.Client(order...), g, h)
 		w.keyed, w.opTimeout = true, 10*time.Second
 		ws = append(ws, w)
 	}

@@ -98,10 +98,7 @@ func TestDrainUnderLoad(t *testing.T) {
 	var all []*writer
 	var stops []func()
 	for g := command.ServerID(1); g <= 5; g++ {
-		ws, stop := startWriters(t, c, h, g, 2, []int{1, 3, 4, 5})
-		for _, w := range ws {
-			w.id += int(g) * 10 // distinct client ids across groups
-		}
+		ws, stop := startWritersFrom(t, c, h, g, 2, []int{1, 3, 4, 5}, int(g)*10)
 		all = append(all, ws...)
 		stops = append(stops, stop)
 	}
