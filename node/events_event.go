@@ -18,9 +18,11 @@ const (
 	evCreated
 	evUpdated
 	evDeleted
+	// evTicket: the resource's ticket changed (acquire, renew, release, expiry).
+	evTicket
 )
 
-var eventNames = [...]string{"internal", "created", "updated", "deleted"}
+var eventNames = [...]string{"internal", "created", "updated", "deleted", "ticket"}
 
 // entryView is one committed entry as the fan-out looks at it, without allocating: the hub
 // builds an event from it only when some subscription matches.
@@ -30,12 +32,15 @@ type entryView struct {
 	rid     string
 	typ     string
 	version uint64
-	res     *command.Resource // entries of this node's copy
-	resJSON json.RawMessage   // entries from an upstream feed (already encoded)
+	res     *command.Resource   // entries of this node's copy
+	resJSON json.RawMessage     // entries from an upstream feed (already encoded)
+	ticket  *command.TicketInfo // evTicket: the live ticket, nil when none is
 }
 
 // viewOf reads an applied effect. A delete written before effects carried the type
-// matches no `type` subscription (it still reaches rid and server subscriptions).
+// matches no `type` subscription (it still reaches rid and server subscriptions). A delete
+// also ends the resource's ticket; its one event is `deleted` (two events at one position
+// could not both be resumed after).
 func viewOf(a *AppliedEffect) entryView {
 	v := entryView{pos: position{Epoch: a.Epoch, Seq: a.Seq}}
 	e := &a.Effect
@@ -50,6 +55,10 @@ func viewOf(a *AppliedEffect) entryView {
 		}
 	case command.EffectDelete:
 		v.kind, v.rid, v.typ, v.version = evDeleted, e.RID, e.Type, e.Version
+	case command.EffectTicket:
+		if rid, info, ok := e.TicketChange(); ok {
+			v.kind, v.rid, v.typ, v.ticket = evTicket, rid, e.Type, info
+		}
 	}
 	return v
 }
@@ -88,6 +97,14 @@ func (ev *event) encode() {
 		b = append(b, `","rid":`...)
 		b = appendJSONString(b, ev.rid)
 		switch ev.kind {
+		case evTicket:
+			b = append(b, `,"ticket":`...)
+			if ev.ticket == nil {
+				b = append(b, "null"...)
+			} else {
+				tk, _ := json.Marshal(ev.ticket) // two integers: cannot fail
+				b = append(b, tk...)
+			}
 		case evDeleted:
 			// Extra field: the tombstone's version, so that versions grow by one per event
 			// for deletes too.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -58,17 +59,18 @@ func puts(from, to uint64) []AppliedEffect {
 
 // frame is the part of an event frame the tests look at.
 type frame struct {
-	Sub      string            `json:"sub"`
-	Event    string            `json:"event"`
-	RID      string            `json:"rid"`
-	Epoch    uint64            `json:"epoch"`
-	Seq      uint64            `json:"seq"`
-	Token    string            `json:"token"`
-	Version  uint64            `json:"version"`
-	Resource *command.Resource `json:"resource"`
-	Final    bool              `json:"final"`
-	Server   uint16            `json:"server"`
-	Res      []json.RawMessage `json:"resources"`
+	Sub      string              `json:"sub"`
+	Event    string              `json:"event"`
+	RID      string              `json:"rid"`
+	Epoch    uint64              `json:"epoch"`
+	Seq      uint64              `json:"seq"`
+	Token    string              `json:"token"`
+	Version  uint64              `json:"version"`
+	Resource *command.Resource   `json:"resource"`
+	Final    bool                `json:"final"`
+	Ticket   *command.TicketInfo `json:"ticket"`
+	Server   uint16              `json:"server"`
+	Res      []json.RawMessage   `json:"resources"`
 }
 
 func decodeFrames(t testing.TB, raw []json.RawMessage) []frame {
@@ -200,6 +202,19 @@ func TestFanoutFiltersAndHold(t *testing.T) {
 	fs = decodeFrames(t, ss.frames(nil, 100))
 	if len(fs) != 2 || fs[0].Event != "deleted" || fs[0].Sub != "r" || fs[1].Sub != "e" || fs[1].Version != 2 {
 		t.Fatalf("deletes: %+v", fs)
+	}
+	// Ticket changes are events too: the live ticket, then null once released.
+	even := puts(4, 4)[0].Effect.RID
+	m.publish(1, []AppliedEffect{
+		{Epoch: 1, Seq: 9, Effect: command.Effect{Kind: command.EffectTicket, RID: even, Type: "even",
+			Ticket: &command.TicketState{Fence: 3, Live: true, TTLMs: 500}}},
+		{Epoch: 1, Seq: 10, Effect: command.Effect{Kind: command.EffectTicket, RID: even, Type: "even",
+			Ticket: &command.TicketState{Fence: 3}}}})
+	raw := ss.frames(nil, 100)
+	fs = decodeFrames(t, raw)
+	if len(fs) != 2 || fs[0].Event != "ticket" || fs[0].Ticket == nil || fs[0].Ticket.Fence != 3 || fs[1].Ticket != nil ||
+		!strings.Contains(string(raw[1]), `"ticket":null`) {
+		t.Fatalf("ticket events: %s", raw)
 	}
 }
 

@@ -44,10 +44,13 @@ type feedEntry struct {
 	T   string          `json:"t,omitempty"`
 	V   uint64          `json:"v,omitempty"`
 	Res json.RawMessage `json:"res,omitempty"`
+	// Tk is a ticket event's live ticket (absent: released or expired).
+	Tk *command.TicketInfo `json:"tk,omitempty"`
 }
 
 func (e *feedEntry) view() entryView {
-	return entryView{pos: position{Epoch: e.E, Seq: e.S}, kind: e.K, rid: e.RID, typ: e.T, version: e.V, resJSON: e.Res}
+	return entryView{pos: position{Epoch: e.E, Seq: e.S}, kind: e.K, rid: e.RID, typ: e.T, version: e.V, resJSON: e.Res,
+		ticket: e.Tk}
 }
 
 // serveFeed is the holder's side of a feed: ?group=G and either &current=1 (start at this
@@ -179,7 +182,7 @@ func (n *Node) serveFeed(w http.ResponseWriter, r *http.Request) {
 }
 
 func feedEntryOf(ev *event) feedEntry {
-	e := feedEntry{E: ev.pos.Epoch, S: ev.pos.Seq, K: ev.kind, RID: ev.rid, T: ev.typ, V: ev.version}
+	e := feedEntry{E: ev.pos.Epoch, S: ev.pos.Seq, K: ev.kind, RID: ev.rid, T: ev.typ, V: ev.version, Tk: ev.ticket}
 	if ev.kind == evCreated || ev.kind == evUpdated {
 		e.Res = ev.resourceJSON()
 	}

@@ -18,21 +18,23 @@ type Filter struct {
 }
 
 // Event is one event frame of a subscription (PROTOCOL.md §2): created, updated, deleted
-// (with Version, the tombstone's, as an extra), or resync (Resources of Server's group,
-// Final on the last page). Raw is the frame as received.
+// (with Version, the tombstone's, as an extra), ticket (Ticket nil: released or expired),
+// or resync (Resources of Server's group, Final on the last page). Raw is the frame as
+// received.
 type Event struct {
-	Sub       string             `json:"sub"`
-	Kind      string             `json:"event"`
-	RID       string             `json:"rid,omitempty"`
-	Resource  *command.Resource  `json:"resource,omitempty"`
-	Version   uint64             `json:"version,omitempty"`
-	Epoch     uint64             `json:"epoch,omitempty"`
-	Seq       uint64             `json:"seq,omitempty"`
-	Token     string             `json:"token,omitempty"`
-	Resources []command.Resource `json:"resources,omitempty"`
-	Final     bool               `json:"final,omitempty"`
-	Server    uint16             `json:"server,omitempty"`
-	Raw       json.RawMessage    `json:"-"`
+	Sub       string              `json:"sub"`
+	Kind      string              `json:"event"`
+	RID       string              `json:"rid,omitempty"`
+	Resource  *command.Resource   `json:"resource,omitempty"`
+	Version   uint64              `json:"version,omitempty"`
+	Ticket    *command.TicketInfo `json:"ticket,omitempty"`
+	Epoch     uint64              `json:"epoch,omitempty"`
+	Seq       uint64              `json:"seq,omitempty"`
+	Token     string              `json:"token,omitempty"`
+	Resources []command.Resource  `json:"resources,omitempty"`
+	Final     bool                `json:"final,omitempty"`
+	Server    uint16              `json:"server,omitempty"`
+	Raw       json.RawMessage     `json:"-"`
 }
 
 // maxPendingEvents bounds the events a subscription holds between the connection and
