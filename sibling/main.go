@@ -191,10 +191,12 @@ func (m *Main) Heartbeat(n uint16) *Append {
 	if !ok {
 		return nil
 	}
-	// A probing sibling is asked about the probe point; a known one about its match, which
-	// it holds whatever else is in flight.
+	// A probing sibling is asked about the probe point. A known one is asked about the last
+	// entry sent to it: on one ordered connection, appends sent earlier arrive first, so a
+	// refusal means they were lost, and the refusal's hint moves Next back to the gap.
+	// Asking only about Match would confirm the same prefix forever.
 	at := p.Match
-	if p.Probing {
+	if p.Probing || p.Next-1 > p.Match {
 		at = p.Next - 1
 	}
 	prevEpoch, ok := m.cfg.Log.EpochAt(at)
