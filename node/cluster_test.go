@@ -27,7 +27,7 @@ type fakeController struct {
 	addr    string
 }
 
-func newFakeController(t *testing.T, dir command.Directory) *fakeController {
+func newFakeController(t testing.TB, dir command.Directory) *fakeController {
 	f := &fakeController{dir: dir, changed: make(chan struct{}), reports: map[uint16]command.Heartbeat{}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -107,7 +107,7 @@ func (tn *testNode) stop() {
 	tn.n.Close()
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
