@@ -1,10 +1,15 @@
 package scenarios
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -128,6 +133,8 @@ func TestEventsAcrossMainCrash(t *testing.T) {
 	}
 	consumedMain := make(chan struct{})
 	go onMain.consume(subMain, consumedMain)
+	// And `sibyl watch`, on the main first too, printing one event per line.
+	watchLog, stopWatch := startWatch(t, c.Node(main).HTTP+","+c.Node(watchAt).HTTP)
 
 	ew := &eventWriters{}
 	var wg sync.WaitGroup
@@ -175,8 +182,13 @@ func TestEventsAcrossMainCrash(t *testing.T) {
 	waitFor(t, 30*time.Second, fmt.Sprintf("events up to seq %d", last), func() bool {
 		s, _ := log.maxSeq()
 		s2, _ := onMain.maxSeq()
-		return s >= last && s2 >= last
+		s3, _ := watchLog.maxSeq()
+		return s >= last && s2 >= last && s3 >= last
 	})
+	stopWatch()
+	if m, d, r, _ := checkEvents(t, watchLog.events, writes); m+d+r > 0 {
+		t.Errorf("sibyl watch: missing %d, duplicated %d, reordered %d", m, d, r)
+	}
 	sub2.Close()
 	<-consumed
 	subMain.Close()
@@ -203,12 +215,72 @@ func TestEventsAcrossMainCrash(t *testing.T) {
 	}
 	t.Logf("main %d killed (first write acknowledged %v later); subscriber on node %d, then node %d from event %d; "+
 		"acknowledged writes %d, failed or unknown %d; events %d by epoch %v (%d of writes committed without an answer): "+
-		"missing %d, duplicated %d, reordered %d; the subscriber on the killed main resumed by itself: %d events, all checked",
+		"missing %d, duplicated %d, reordered %d; the subscriber and `sibyl watch` on the killed main resumed by "+
+		"themselves: %d and %d events, all checked",
 		main, firstAfterKill.Round(time.Millisecond), watchAt, moveTo, firstPart, len(writes), ew.failed.Load(),
-		len(log.events), epochs, unacked, missing, duplicated, reordered, len(onMain.events))
+		len(log.events), epochs, unacked, missing, duplicated, reordered, len(onMain.events), len(watchLog.events))
 	if missing+duplicated+reordered > 0 {
 		t.Fatalf("events do not match the acknowledged writes: missing %d, duplicated %d, reordered %d", missing, duplicated, reordered)
 	}
+}
+
+// startWatch runs `sibyl watch --server 1` at addrs and collects the events it prints.
+func startWatch(t *testing.T, addrs string) (*eventLog, func()) {
+	cmd := exec.Command(sibylBin, "watch", "--server", "1", "--addr", addrs)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start sibyl watch: %v", err)
+	}
+	// Writes start only once it is subscribed: events before its start are not its own.
+	waitFor(t, 20*time.Second, "sibyl watch to subscribe", func() bool { return strings.Contains(stderr.String(), "subscribed at") })
+	l := &eventLog{}
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			var ev client.Event
+			if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+				t.Errorf("sibyl watch printed %q: %v", sc.Text(), err)
+				continue
+			}
+			ev.Raw = append(json.RawMessage(nil), sc.Bytes()...)
+			l.mu.Lock()
+			l.events = append(l.events, ev)
+			l.mu.Unlock()
+		}
+	}()
+	return l, func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		<-read
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("sibyl watch: %v\n%s", err, stderr.String())
+		}
+	}
+}
+
+// lockedBuffer is a child's stderr, read while it writes.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // checkEvents compares events with acknowledged writes. unacked counts events of writes
