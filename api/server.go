@@ -81,6 +81,9 @@ func NewServer(b Backend, opts Options) *Server {
 	s.upgrade = websocket.Upgrader{
 		ReadBufferSize:  4096,
 		WriteBufferSize: 4096,
+		// Idle connections (a subscriber waiting for events) hold no write buffer: it is
+		// taken from the pool for a write and given back after.
+		WriteBufferPool: &sync.Pool{},
 		// Any origin may connect: callers authenticate with bearer tokens (header or hello
 		// frame), never with cookies a browser would attach on its own, so a cross-site
 		// page gains nothing it could not get by connecting directly.

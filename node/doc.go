@@ -4,7 +4,8 @@
 //
 // Drive it with New (which opens the store, joins the location controller leader and
 // follows its directory), mount Handler on the node's listener under /v1/internal/ for
-// node-to-node traffic, and hand NewSession to the API server for each client connection.
+// node-to-node traffic, and hand NewEventSession (with the connection's Outbox, so that it
+// can subscribe) to the API server for each client connection.
 //
 // The pieces, in the order a write meets them:
 //
@@ -26,6 +27,10 @@
 //     (the store's tickets bucket, the overlay's pending states); only the main turns a
 //     ticket's ttl into a deadline, on its monotonic clock, and writes the expiry as an
 //     entry. A new main re-arms inherited tickets from when it took the role.
+//   - events_*.go: subscriptions. publish hands every applied entry to its group's hub,
+//     which fans events out to bounded per-subscription buffers the connection pulls from;
+//     groups this node holds no copy of come through one feed per group from a holder;
+//     resume tokens, catch-up from the log, resync and lagged. docs/events.md.
 //
 // docs/write.md has the sequence diagram of a write.
 package node

@@ -256,3 +256,26 @@ func TestFanoutTypeTokenAcrossGroups(t *testing.T) {
 		t.Fatalf("token now %+v: want group 2 at (4,11)", nt.Groups)
 	}
 }
+
+// A connection has at most maxSubsPerSession subscriptions; one more gets rate_limited,
+// and an id in use gets bad_request.
+func TestFanoutSubscriptionLimit(t *testing.T) {
+	m, _ := newFanoutManager(t)
+	ss := newSubSession(m, make(wakeChan, 1))
+	f := filter{kind: filterServer, group: 1}
+	for i := 0; i < maxSubsPerSession; i++ {
+		if err := ss.add(newSubscription(ss, fmt.Sprint(i), f, subBuffer)); err != nil {
+			t.Fatalf("subscription %d: %v", i, err)
+		}
+	}
+	if err := ss.add(newSubscription(ss, "one more", f, subBuffer)); err == nil || err.Code != command.CodeRateLimited {
+		t.Fatalf("subscription %d: %v, want rate_limited", maxSubsPerSession+1, err)
+	}
+	ss.get("0").end()
+	if err := ss.add(newSubscription(ss, "1", f, subBuffer)); err == nil || err.Code != command.CodeBadRequest {
+		t.Fatalf("an id in use: %v, want bad_request", err)
+	}
+	if err := ss.add(newSubscription(ss, "one more", f, subBuffer)); err != nil {
+		t.Fatalf("after an unsubscribe: %v", err)
+	}
+}

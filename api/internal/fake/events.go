@@ -56,16 +56,16 @@ func (b *Backend) recordLocked(kind, rid, typ string, version uint64, res *comma
 	}
 }
 
-// subscription answers subscribe and unsubscribe.
+// subscription answers subscribe and unsubscribe. Locks: b.mu before s.mu, as Events
+// takes them (the connection's writer calls Events while requests start).
 func (s *Session) subscription(req *command.Request) func() (*command.Reply, error) {
 	b := s.b
 	fail := func(err error) func() (*command.Reply, error) {
 		return func() (*command.Reply, error) { return nil, err }
 	}
 	b.mu.Lock()
-	_, listening := b.listeners[s]
-	b.mu.Unlock()
-	if !listening {
+	defer b.mu.Unlock()
+	if _, listening := b.listeners[s]; !listening {
 		return fail(command.Errorf(command.CodeBadRequest, "%s needs a WebSocket connection", req.Op))
 	}
 	s.mu.Lock()
@@ -91,20 +91,15 @@ func (s *Session) subscription(req *command.Request) func() (*command.Reply, err
 		return fail(command.Errorf(command.CodeBadRequest, "subscription %q is open already", req.Sub))
 	}
 	id, _ := json.Marshal(req.Sub)
-	sub := &fakeSub{id: req.Sub, idJSON: id, rid: req.RID, typ: req.Type, held: true}
-	b.mu.Lock()
-	sub.next = len(b.events)
+	sub := &fakeSub{id: req.Sub, idJSON: id, rid: req.RID, typ: req.Type, held: true, next: len(b.events)}
 	at := b.seq
 	if len(req.From) > 0 {
 		var tok string
-		seq, err := uint64(0), error(nil)
-		if json.Unmarshal(req.From, &tok) == nil && strings.HasPrefix(tok, "f") {
-			seq, err = strconv.ParseUint(tok[1:], 10, 64)
-		} else {
-			err = strconv.ErrSyntax
+		if json.Unmarshal(req.From, &tok) != nil || !strings.HasPrefix(tok, "f") {
+			return fail(command.Errorf(command.CodeBadRequest, "from %s is not a token", req.From))
 		}
+		seq, err := strconv.ParseUint(tok[1:], 10, 64)
 		if err != nil {
-			b.mu.Unlock()
 			return fail(command.Errorf(command.CodeBadRequest, "from %s is not a token", req.From))
 		}
 		at = seq
@@ -113,7 +108,6 @@ func (s *Session) subscription(req *command.Request) func() (*command.Reply, err
 			sub.next++
 		}
 	}
-	b.mu.Unlock()
 	s.subs[req.Sub] = sub
 	s.open = append(s.open, sub)
 	return func() (*command.Reply, error) { return &command.Reply{Token: token(at)}, nil }
