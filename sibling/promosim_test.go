@@ -26,6 +26,13 @@ import (
 
 var simSeed = flag.Int64("sim.seed", 0, "run only this promotion-simulation seed")
 var simRuns = flag.Int("sim.runs", 1500, "promotion-simulation schedules to run")
+var simTrace = flag.Bool("sim.trace", false, "log the promotion simulation's events")
+
+func (s *psim) tracef(format string, args ...any) {
+	if *simTrace {
+		s.t.Logf("[%d] "+format, append([]any{s.now}, args...)...)
+	}
+}
 
 const simCopies = 4
 
@@ -39,6 +46,7 @@ type pcopy struct {
 	f         *Follower
 	commit    uint64 // highest commit point this copy acted on
 	barrier   uint64 // main only: seq of its barrier
+	copyID    int    // changes when the copy's disk is lost
 }
 
 type pmsg struct {
@@ -74,7 +82,9 @@ type psim struct {
 	}
 	maxEp   uint64
 	net     []pmsg
-	cut     map[uint16]bool // partitioned from everyone
+	cut     map[uint16]bool    // partitioned from everyone
+	oneWay  map[[2]uint16]bool // from -> to messages dropped (asymmetric partition)
+	copyIDs map[uint16]int     // the copy ID the controller recorded for each voter
 	now     int64
 	ops     []porcupine.Operation
 	writes  []pendingWrite
@@ -120,6 +130,7 @@ func historyOf(l *MemLog) []EpochStart {
 
 func newPsim(t *testing.T, seed int64) *psim {
 	s := &psim{t: t, rng: rand.New(rand.NewSource(seed)), copies: map[uint16]*pcopy{}, cut: map[uint16]bool{},
+		oneWay: map[[2]uint16]bool{}, copyIDs: map[uint16]int{},
 		acked: map[uint64]uint64{}, ackedEp: map[uint64]uint64{}, opOf: map[uint64]int{}}
 	for id := uint16(1); id <= simCopies; id++ {
 		s.copies[id] = &pcopy{id: id, log: NewMemLog(), epoch: 1, up: true}
@@ -194,7 +205,7 @@ func (s *psim) follow(c *pcopy) {
 }
 
 func (s *psim) send(m pmsg) {
-	if s.cut[m.from] || s.cut[m.to] || s.rng.Float64() < 0.05 {
+	if s.cut[m.from] || s.cut[m.to] || s.oneWay[[2]uint16{m.from, m.to}] || s.rng.Float64() < 0.05 {
 		return
 	}
 	s.net = append(s.net, m)
@@ -229,7 +240,7 @@ func (s *psim) deliver() {
 	m := s.net[i]
 	s.net = slices.Delete(s.net, i, i+1)
 	c := s.copies[m.to]
-	if !c.up || s.cut[m.to] || s.cut[m.from] {
+	if !c.up || s.cut[m.to] || s.cut[m.from] || s.oneWay[[2]uint16{m.from, m.to}] {
 		return
 	}
 	if m.app != nil {
@@ -238,6 +249,14 @@ func (s *psim) deliver() {
 		}
 		st := c.f.Step(m.app, func(e uint64, main uint16) bool { return e == s.dir.epoch && main == s.dir.main })
 		if st.Violation != nil {
+			var held []string
+			for q := uint64(1); q <= c.log.Last(); q++ {
+				e, _ := c.log.EpochAt(q)
+				held = append(held, fmt.Sprintf("(%d,%d)", e, q))
+			}
+			s.t.Logf("message from %d: epoch %d main %d prev (%d,%d) %d entries commit %d; dir %+v", m.from, m.app.Epoch,
+				m.app.Main, m.app.PrevEpoch, m.app.PrevSeq, len(m.app.Entries), m.app.CommitSeq, s.dir)
+			s.t.Logf("copy %d epoch %d copyID %d (recorded %d) log %v", c.id, c.epoch, c.copyID, s.copyIDs[c.id], held)
 			s.t.Fatalf("copy %d: %v", c.id, st.Violation)
 		}
 		if st.Truncate > 0 {
@@ -256,6 +275,7 @@ func (s *psim) deliver() {
 	}
 	c.main.HandleAck(*m.ack)
 	if c.main.Fenced() > 0 {
+		s.tracef("main %d of epoch %d fenced by %d", c.id, c.main.Epoch(), c.main.Fenced())
 		c.main = nil
 		return
 	}
@@ -290,6 +310,22 @@ func (s *psim) afterCommit(c *pcopy) {
 	if c.main.Epoch() == s.dir.epoch && s.dir.main == c.id && s.dir.pending != nil && c.commit >= c.barrier {
 		s.dir.active, s.dir.pending = s.dir.pending, nil // the barrier committed: activate
 		c.main.SetQuorum(s.quorum(), nil)
+	}
+	// A copy that lost its disk counts again once it holds the main's committed log (it
+	// re-registers); until then its seal replies are not counted. What it holds is judged
+	// from its own log: the main's Match for it predates the loss.
+	if c.commit >= c.barrier {
+		for _, id := range peerIDs(c.main) {
+			x := s.copies[id]
+			if x.copyID == s.copyIDs[id] || x.log.Last() < c.commit {
+				continue
+			}
+			xe, _ := x.log.EpochAt(c.commit)
+			me, _ := c.log.EpochAt(c.commit)
+			if xe == me {
+				s.copyIDs[id] = x.copyID
+			}
+		}
 	}
 	kept := s.writes[:0]
 	for _, w := range s.writes {
@@ -338,14 +374,32 @@ func (s *psim) promote() {
 		last, lastE uint64
 	}
 	var sealed []report
-	for _, id := range others(s.dir.main) {
+	var voters []uint16
+	for _, cfg := range configs {
+		for _, v := range cfg {
+			if !slices.Contains(voters, v) {
+				voters = append(voters, v)
+			}
+		}
+	}
+	slices.Sort(voters)
+	for _, id := range voters {
 		c := s.copies[id]
+		// Like a node: a copy acting as main refuses; any other copy (a fenced main too) is
+		// sealed, and fsyncs the epoch before it replies.
 		if !c.up || s.cut[id] || c.main != nil || s.rng.Float64() < 0.1 {
 			continue
 		}
-		c.epoch = max(c.epoch, epoch) // fsynced before the reply
-		if c.f != nil {
-			c.f.Seal(epoch)
+		c.epoch = max(c.epoch, epoch)
+		if c.f == nil {
+			last := c.log.Last()
+			le, _ := c.log.EpochAt(last)
+			c.f = NewFollower(FollowerState{Group: 1, Self: c.id, Epoch: c.epoch, LastEpoch: le, LastSeq: last,
+				Commit: c.commit, History: historyOf(c.log), Log: c.log})
+		}
+		c.f.Seal(epoch)
+		if c.copyID != s.copyIDs[id] {
+			continue // another disk than the one that voted: it holds nothing it acked
 		}
 		le, _ := c.log.EpochAt(c.log.Last())
 		sealed = append(sealed, report{id: id, last: c.log.Last(), lastE: le})
@@ -358,6 +412,7 @@ func (s *psim) promote() {
 			}
 		}
 		if n < len(cfg)-(len(cfg)/2+1)+1 {
+			s.tracef("promotion %d abandoned: sealed %v, config %v", epoch, sealed, cfg)
 			return // too few seals: abandoned; the epoch stays used
 		}
 	}
@@ -368,12 +423,15 @@ func (s *psim) promote() {
 		}
 	}
 	s.dir.epoch, s.dir.main, s.dir.pending = epoch, best.id, others(best.id)
+	s.tracef("promotion %d chose %d (%d,%d) from %v; dir %+v", epoch, best.id, best.lastE, best.last, sealed, s.dir)
+	s.checkChosen("choose", best.id)
 	for _, c := range s.ordered() {
 		s.follow(c)
 	}
 }
 
 func (s *psim) crash(c *pcopy) {
+	s.tracef("crash %d (main %v, persisted %d, last %d)", c.id, c.main != nil, c.persisted, c.log.Last())
 	c.up = false
 	if c.main != nil {
 		c.log.Truncate(c.persisted + 1) // what was not fsynced is gone
@@ -389,6 +447,8 @@ func (s *psim) restart(c *pcopy) {
 		// sibling holds): the controller gives it a fresh one.
 		s.maxEp++
 		s.dir.epoch = s.maxEp
+		s.tracef("main %d restarted: epoch %d, log last %d", c.id, s.dir.epoch, c.log.Last())
+		s.checkChosen("restart", c.id)
 	}
 	for _, x := range s.ordered() {
 		s.follow(x)
@@ -468,7 +528,25 @@ func (s *psim) step() {
 	case r < 41: // partition a copy, or heal
 		id := uint16(1 + s.rng.Intn(simCopies))
 		s.cut[id] = !s.cut[id]
-	case r < 43: // promotion: the main died, or a false suspicion
+	case r < 42: // cut, or heal, one direction of one link
+		from, to := uint16(1+s.rng.Intn(simCopies)), uint16(1+s.rng.Intn(simCopies))
+		if from != to {
+			k := [2]uint16{from, to}
+			s.oneWay[k] = !s.oneWay[k]
+		}
+	case r < 43 && s.rng.Intn(4) == 0: // a sibling's disk is lost while it is down
+		// The fault model (PROTOCOL §2): fewer than W of the copies that acked a write lose
+		// their disks, so one copy at a time awaits re-registration.
+		c := s.copies[uint16(1+s.rng.Intn(simCopies))]
+		amnesiac := false
+		for _, x := range s.copies {
+			amnesiac = amnesiac || x.copyID != s.copyIDs[x.id]
+		}
+		if !c.up && c.id != s.dir.main && !amnesiac {
+			c.log, c.epoch, c.commit, c.copyID = NewMemLog(), 0, 0, c.copyID+1
+			s.tracef("disk of %d lost", c.id)
+		}
+	case r < 45: // promotion: the main died, or a false suspicion
 		if !s.copies[s.dir.main].up || s.rng.Intn(3) == 0 {
 			s.promote()
 		}
@@ -506,6 +584,27 @@ func (s *psim) abandon() {
 	s.reads = rkept
 }
 
+// checkChosen: a new main must hold every entry some copy has committed.
+func (s *psim) checkChosen(how string, id uint16) {
+	m := s.copies[id]
+	for _, c := range s.ordered() {
+		for q := uint64(1); q <= c.commit && q <= c.log.Last(); q++ {
+			ce, _ := c.log.EpochAt(q)
+			me, ok := m.log.EpochAt(q)
+			if !ok || me != ce {
+				var seals []string
+				for _, x := range s.ordered() {
+					le, _ := x.log.EpochAt(x.log.Last())
+					seals = append(seals, fmt.Sprintf("%d:epoch=%d last=(%d,%d) commit=%d copyID=%d/%d up=%v main=%v",
+						x.id, x.epoch, le, x.log.Last(), x.commit, x.copyID, s.copyIDs[x.id], x.up, x.main != nil))
+				}
+				s.t.Fatalf("%s made copy %d main in epoch %d without (%d,%d), committed on copy %d; dir %+v; copies %v",
+					how, id, s.dir.epoch, ce, q, c.id, s.dir, seals)
+			}
+		}
+	}
+}
+
 // checkLogs: equal (epoch, seq) means equal prefixes, and every acknowledged write stays in
 // the log of every copy whose commit point covers it.
 func (s *psim) checkLogs() {
@@ -541,7 +640,7 @@ func (s *psim) checkLogs() {
 
 // quiesce heals everything, restarts every copy and runs until the main has committed all.
 func (s *psim) quiesce() {
-	s.cut = map[uint16]bool{}
+	s.cut, s.oneWay = map[uint16]bool{}, map[[2]uint16]bool{}
 	for _, c := range s.ordered() {
 		if !c.up {
 			s.restart(c)
@@ -578,8 +677,9 @@ func (s *psim) quiesce() {
 			le, _ := c.log.EpochAt(c.log.Last())
 			s.t.Logf("copy %d up=%v epoch=%d last=(%d,%d) commit=%d main=%v follower=%v", c.id, c.up, c.epoch, le, c.log.Last(), c.commit, c.main != nil, c.f != nil)
 		}
+		s.t.Logf("dir %+v; recorded copy IDs %v", s.dir, s.copyIDs)
 		if m != nil {
-			s.t.Logf("dir %+v; main peers %+v quorum %+v", s.dir, m.main.Peers(), m.main.Quorum())
+			s.t.Logf("main peers %+v quorum %+v", m.main.Peers(), m.main.Quorum())
 		}
 		s.t.Fatalf("no progress after quiescence: main %v", m != nil)
 	}
