@@ -88,16 +88,11 @@ func (n *Node) serveFeed(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("node %d does not serve group %d from a copy", n.cfg.ID, g), http.StatusConflict)
 		return
 	}
-	conn, err := upgrader.Upgrade(w, r, nil)
-	if err != nil {
-		return
-	}
-	defer conn.Close()
-	untrack, ok := n.track(conn)
+	conn, release, ok := n.acceptInternal(w, r, 0)
 	if !ok {
 		return
 	}
-	defer untrack()
+	defer release()
 
 	wake := make(wakeChan, 1)
 	ss := newSubSession(n.subs, wake)

@@ -181,17 +181,11 @@ func (n *Node) serveFwd(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unauthorized", http.StatusUnauthorized)
 		return
 	}
-	conn, err := upgrader.Upgrade(w, r, nil)
-	if err != nil {
-		return
-	}
-	defer conn.Close()
-	untrack, ok := n.track(conn)
+	conn, release, ok := n.acceptInternal(w, r, 8<<20)
 	if !ok {
 		return
 	}
-	defer untrack()
-	conn.SetReadLimit(8 << 20)
+	defer release()
 	var wmu sync.Mutex
 	sessions := map[uint64]*Session{}
 	defer func() {

@@ -293,6 +293,25 @@ func (n *Node) track(c *websocket.Conn) (untrack func(), ok bool) {
 	}, true
 }
 
+// acceptInternal upgrades a node-to-node request to a WebSocket tracked until the returned
+// release is called (it closes the connection too). ok is false when nothing was accepted
+// (already answered, or the node is closing).
+func (n *Node) acceptInternal(w http.ResponseWriter, r *http.Request, readLimit int64) (conn *websocket.Conn, release func(), ok bool) {
+	conn, err := upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return nil, nil, false
+	}
+	untrack, ok := n.track(conn)
+	if !ok {
+		conn.Close()
+		return nil, nil, false
+	}
+	if readLimit > 0 {
+		conn.SetReadLimit(readLimit)
+	}
+	return conn, func() { untrack(); conn.Close() }, true
+}
+
 const secretHeader = "X-Sibyl-Secret"
 
 func (n *Node) internalHeader() http.Header {

@@ -178,17 +178,11 @@ func (n *Node) serveRepl(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unauthorized", http.StatusUnauthorized)
 		return
 	}
-	conn, err := upgrader.Upgrade(w, r, nil)
-	if err != nil {
-		return
-	}
-	defer conn.Close()
-	untrack, ok := n.track(conn)
+	conn, release, ok := n.acceptInternal(w, r, 64<<20)
 	if !ok {
 		return
 	}
-	defer untrack()
-	conn.SetReadLimit(64 << 20)
+	defer release()
 	// The link serves one group (named in the URL): while it is open the copy hears its
 	// main; when it breaks, the controller is told at once, so a crashed main is replaced
 	// without waiting for its heartbeats to time out.
