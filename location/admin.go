@@ -69,19 +69,11 @@ func (c *Controller) handleAdmin(w http.ResponseWriter, r *http.Request) {
 // whole log, all committed; then the new epoch with node as main (and the old main as a
 // voter of the new config) is committed; node writes its barrier.
 func (c *Controller) adminPromote(ctx context.Context, t *leaderTerm, req *command.Request) *command.Error {
-	server, node, perr := serverNode(req, true)
+	d, g, n, perr := c.groupAndNode(t, req)
 	if perr != nil {
 		return perr
 	}
-	d := c.directoryFor(t)
-	g := d.Group(server)
-	if g == nil {
-		return command.Errorf(command.CodeNotFound, "no group %d", server)
-	}
-	n := d.NodeByID(node)
-	if n == nil {
-		return command.Errorf(command.CodeNotFound, "no node %d", node)
-	}
+	server, node := g.Server, n.ID
 	if g.Main == node {
 		return nil
 	}

@@ -48,22 +48,33 @@ func serverNode(req *command.Request, needServer bool) (uint16, uint16, *command
 	return server, uint16(*req.Node), nil
 }
 
-// adminRegisterSibling adds node as a syncing sibling of group server and replies once it
-// votes.
-func (c *Controller) adminRegisterSibling(ctx context.Context, t *leaderTerm, req *command.Request) *command.Error {
+// groupAndNode reads an admin request's server and node and looks both up in the directory
+// (not_found for either unknown).
+func (c *Controller) groupAndNode(t *leaderTerm, req *command.Request) (command.Directory, *command.GroupInfo, *command.NodeInfo, *command.Error) {
 	server, node, err := serverNode(req, true)
 	if err != nil {
-		return err
+		return command.Directory{}, nil, nil, err
 	}
 	d := c.directoryFor(t)
 	g := d.Group(server)
 	if g == nil {
-		return command.Errorf(command.CodeNotFound, "no group %d", server)
+		return d, nil, nil, command.Errorf(command.CodeNotFound, "no group %d", server)
 	}
 	n := d.NodeByID(node)
 	if n == nil {
-		return command.Errorf(command.CodeNotFound, "no node %d", node)
+		return d, nil, nil, command.Errorf(command.CodeNotFound, "no node %d", node)
 	}
+	return d, g, n, nil
+}
+
+// adminRegisterSibling adds node as a syncing sibling of group server and replies once it
+// votes.
+func (c *Controller) adminRegisterSibling(ctx context.Context, t *leaderTerm, req *command.Request) *command.Error {
+	_, g, n, err := c.groupAndNode(t, req)
+	if err != nil {
+		return err
+	}
+	server, node := g.Server, n.ID
 	if g.Main == node || member(g, node) != nil {
 		return command.Errorf(command.CodeConflict, "node %d already holds a copy of group %d", node, server)
 	}
@@ -91,18 +102,11 @@ func (c *Controller) adminRegisterSibling(ctx context.Context, t *leaderTerm, re
 // adminRemoveSibling takes node out of group server, refusing when the remaining voters
 // that are up could not form a write quorum.
 func (c *Controller) adminRemoveSibling(ctx context.Context, t *leaderTerm, req *command.Request) *command.Error {
-	server, node, err := serverNode(req, true)
+	d, g, n, err := c.groupAndNode(t, req)
 	if err != nil {
 		return err
 	}
-	d := c.directoryFor(t)
-	g := d.Group(server)
-	if g == nil {
-		return command.Errorf(command.CodeNotFound, "no group %d", server)
-	}
-	if d.NodeByID(node) == nil {
-		return command.Errorf(command.CodeNotFound, "no node %d", node)
-	}
+	server, node := g.Server, n.ID
 	if g.Main == node {
 		return command.Errorf(command.CodeConflict, "node %d is the main of group %d; promote another first", node, server)
 	}
