@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
+	"strings"
 	"hash/fnv"
 	"strconv"
 
@@ -167,7 +168,11 @@ func decodeToken(s string) (token, error) {
 		return t, fmt.Errorf("token is %d bytes, over the %d-byte limit", len(s), maxTokenLen)
 	}
 	// Strict: the unused bits of the last character must be zero, so a token has one
-	// spelling.
+	// spelling. The decoder also skips '\r' and '\n' anywhere, which would give a token a
+	// second spelling: refuse them first.
+	if strings.ContainsAny(s, "\r\n") {
+		return t, fmt.Errorf("token has a line break")
+	}
 	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
 	if err != nil {
 		return t, fmt.Errorf("token is not base64url: %v", err)
