@@ -4,9 +4,9 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
-	"strings"
 	"hash/fnv"
 	"strconv"
+	"strings"
 
 	"github.com/sibylhq/sibyl/command"
 )
