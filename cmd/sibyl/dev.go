@@ -98,12 +98,13 @@ func runDevCluster(layout devLayout, opts devOptions, stdout, stderr io.Writer) 
 
 	fmt.Fprintf(stdout, "sibyl dev: cluster directory %s (logs: %s)\n", opts.Dir, filepath.Join(opts.Dir, "<name>.log"))
 	exits := make(chan childExit, len(layout.Controllers)+len(layout.Nodes))
+	env := childEnv(os.Environ(), len(layout.Controllers)+len(layout.Nodes), runtime.NumCPU())
 	var children []*child
 	var cf clusterFile
 	startedAt := time.Now()
 	for _, c := range layout.Controllers {
 		args := layout.controllerArgs(opts, c)
-		ch, err := startChild(c.ID, args, filepath.Join(opts.Dir, c.ID+".log"), exits)
+		ch, err := startChild(c.ID, args, env, filepath.Join(opts.Dir, c.ID+".log"), exits)
 		if err != nil {
 			fmt.Fprintf(stderr, "sibyl dev: %v\n", err)
 			stopChildren(children)
@@ -118,7 +119,7 @@ func runDevCluster(layout devLayout, opts devOptions, stdout, stderr io.Writer) 
 	for _, n := range layout.Nodes {
 		args := nodeArgs(opts, n)
 		name := nodeName(n)
-		ch, err := startChild(name, args, filepath.Join(opts.Dir, name+".log"), exits)
+		ch, err := startChild(name, args, env, filepath.Join(opts.Dir, name+".log"), exits)
 		if err != nil {
 			fmt.Fprintf(stderr, "sibyl dev: %v\n", err)
 			stopChildren(children)
