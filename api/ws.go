@@ -181,8 +181,10 @@ func (c *wsConn) handle(frame []byte, start time.Time) {
 			"more than %d requests outstanding on this connection", c.s.opts.MaxPendingPerConn), start)
 		return
 	}
-	if req.Op == command.OpSubscribe {
-		req.Sub = *id // the subscription's events carry the id of the request that opened it
+	if req.Op == command.OpSubscribe || req.Op == command.OpRegisterSibling {
+		// A subscription's events, and a registration's progress events, carry the id of
+		// the request that opened them.
+		req.Sub = *id
 	}
 	c.pending.Add(1)
 	c.inflight.Add(1)

@@ -48,6 +48,30 @@ type subSession struct {
 	subs   map[string]*subscription
 	ready  []*subscription
 	closed bool
+	// plain holds frames that belong to no subscription (an admin call's progress),
+	// sent ahead of subscription events; each closes its taken channel once pulled.
+	plain []plainFrame
+}
+
+type plainFrame struct {
+	frame json.RawMessage
+	taken chan struct{}
+}
+
+// push queues a frame outside any subscription and returns a channel closed once the
+// connection's writer has taken it.
+func (ss *subSession) push(frame json.RawMessage) <-chan struct{} {
+	taken := make(chan struct{})
+	ss.mu.Lock()
+	if ss.closed {
+		ss.mu.Unlock()
+		close(taken)
+		return taken
+	}
+	ss.plain = append(ss.plain, plainFrame{frame: frame, taken: taken})
+	ss.mu.Unlock()
+	ss.out.Wake()
+	return taken
 }
 
 func newSubSession(m *subManager, out Outbox) *subSession {
@@ -88,6 +112,10 @@ func (ss *subSession) remove(s *subscription) {
 func (ss *subSession) close() {
 	ss.mu.Lock()
 	ss.closed = true
+	for _, f := range ss.plain {
+		close(f.taken)
+	}
+	ss.plain = nil
 	subs := make([]*subscription, 0, len(ss.subs))
 	for _, s := range ss.subs {
 		subs = append(subs, s)
@@ -393,6 +421,15 @@ func (s *subscription) appendFrame(b []byte, it *qitem) []byte {
 
 // frames appends up to max client frames of ss to dst.
 func (ss *subSession) frames(dst []json.RawMessage, max int) []json.RawMessage {
+	ss.mu.Lock()
+	for len(ss.plain) > 0 && max > 0 {
+		f := ss.plain[0]
+		ss.plain = ss.plain[1:]
+		dst = append(dst, f.frame)
+		close(f.taken)
+		max--
+	}
+	ss.mu.Unlock()
 	ss.pull(max, func(s *subscription, it *qitem) {
 		dst = append(dst, s.appendFrame(make([]byte, 0, 256), it))
 	})

@@ -65,6 +65,9 @@ func (s *Session) Start(ctx context.Context, req *command.Request, admin bool) f
 		if !admin {
 			return failed(command.Errorf(command.CodeForbidden, "%s needs an admin token", req.Op))
 		}
+		if req.Op == command.OpRegisterSibling {
+			return s.registerWithProgress(ctx, req)
+		}
 		return func() (*command.Reply, error) { return s.n.ctrl.admin(ctx, req) }
 	}
 	return failed(command.Errorf(command.CodeBadRequest, "op %q is not supported by this server yet", req.Op))

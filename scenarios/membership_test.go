@@ -2,9 +2,13 @@ package scenarios
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/sibylhq/sibyl/command"
 )
 
@@ -50,9 +54,11 @@ func TestRegisterAndRemoveSibling(t *testing.T) {
 			extra = int64(id)
 		}
 	}
-	if err := adminCall(t, c, 1, command.OpRegisterSibling, 1, extra); err != nil {
-		t.Fatalf("registerSibling node %d: %v", extra, err)
+	phases := registerOverWS(t, c.Node(1).HTTP, 1, extra)
+	if len(phases) < 3 || phases[0] != "sync" || phases[len(phases)-1] != "active" || !slices.Contains(phases, "replay") {
+		t.Fatalf("registerSibling progress phases %v: want sync, replay..., active last", phases)
 	}
+	t.Logf("registerSibling of node %d: progress phases %v", extra, phases)
 	voting := 0
 	for _, s := range groupStatus(t, c, 1).Siblings {
 		if s.State == command.SiblingVoting {
@@ -138,4 +144,43 @@ func TestDrainUnderLoad(t *testing.T) {
 	}
 	lost := checkRun(t, c, h, all, 1)
 	t.Logf("drain of node 2 took %v; ops %d, failed %d, lost %d, linearizable: yes", took.Round(time.Millisecond), h.Len(), failed, lost)
+}
+
+// registerOverWS sends registerSibling on a raw WebSocket and returns the phases of the
+// progress events that came before the ok reply (PROTOCOL.md §3).
+func registerOverWS(t *testing.T, addr string, server, node int64) []string {
+	t.Helper()
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/v1/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	req := fmt.Sprintf(`{"id":"reg","op":"registerSibling","server":%d,"node":%d}`, server, node)
+	if err := ws.WriteMessage(websocket.TextMessage, []byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	var phases []string
+	for {
+		ws.SetReadDeadline(time.Now().Add(60 * time.Second))
+		var f struct {
+			ID    *string         `json:"id"`
+			OK    bool            `json:"ok"`
+			Error json.RawMessage `json:"error"`
+			Sub   string          `json:"sub"`
+			Event string          `json:"event"`
+			Phase string          `json:"phase"`
+		}
+		if err := ws.ReadJSON(&f); err != nil {
+			t.Fatalf("reading registerSibling frames: %v", err)
+		}
+		switch {
+		case f.Event == "progress" && f.Sub == "reg":
+			phases = append(phases, f.Phase)
+		case f.ID != nil && *f.ID == "reg":
+			if !f.OK {
+				t.Fatalf("registerSibling failed: %s", f.Error)
+			}
+			return phases
+		}
+	}
 }

@@ -1,0 +1,90 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/sibylhq/sibyl/command"
+)
+
+// progressEvent is registerSibling's progress frame (PROTOCOL.md §3): done and total count
+// bytes in the sync phase and entries in the replay phase.
+type progressEvent struct {
+	Sub      string `json:"sub"`
+	Event    string `json:"event"`
+	Phase    string `json:"phase"`
+	Done     uint64 `json:"done"`
+	Total    uint64 `json:"total"`
+	Recorded uint64 `json:"recorded"`
+}
+
+// registerWithProgress runs registerSibling at the controller and, on a connection that
+// can take events, reports its phases as the directory shows them: sync (a snapshot; none
+// is needed while the main's log holds the whole history, so it reports 0 of 0 bytes),
+// replay (the learner's position against the main's last seq), and active once the copy
+// votes, sent before the reply.
+func (s *Session) registerWithProgress(ctx context.Context, req *command.Request) func() (*command.Reply, error) {
+	ss := s.events()
+	if ss == nil || req.Sub == "" || req.Server == nil || req.Node == nil {
+		return func() (*command.Reply, error) { return s.n.ctrl.admin(ctx, req) }
+	}
+	type result struct {
+		reply *command.Reply
+		err   error
+	}
+	done := make(chan result, 1)
+	go func() {
+		r, err := s.n.ctrl.admin(ctx, req)
+		done <- result{r, err}
+	}()
+	emit := func(phase string, d, total uint64) <-chan struct{} {
+		b, _ := json.Marshal(progressEvent{Sub: req.Sub, Event: "progress", Phase: phase, Done: d, Total: total, Recorded: total - d})
+		return ss.push(b)
+	}
+	server, node := uint16(*req.Server), uint16(*req.Node)
+	return func() (*command.Reply, error) {
+		emit("sync", 0, 0)
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		var last struct{ done, total uint64 }
+		replayed := false
+		for {
+			select {
+			case r := <-done:
+				if r.err != nil {
+					return nil, r.err
+				}
+				if !replayed {
+					emit("replay", last.total, last.total)
+				}
+				taken := emit("active", last.total, last.total)
+				select { // the reply follows the active frame
+				case <-taken:
+				case <-time.After(time.Second):
+				}
+				return r.reply, nil
+			case <-tick.C:
+			}
+			st, err := s.n.ctrl.status(ctx)
+			if err != nil {
+				continue
+			}
+			for _, g := range st.Groups {
+				if g.Server != server {
+					continue
+				}
+				for _, sib := range g.Siblings {
+					if sib.Node != node {
+						continue
+					}
+					d := g.Seq - min(sib.LagSeq, g.Seq)
+					if !replayed || d != last.done || g.Seq != last.total {
+						last.done, last.total, replayed = d, g.Seq, true
+						emit("replay", d, g.Seq)
+					}
+				}
+			}
+		}
+	}
+}
