@@ -299,9 +299,9 @@ func (c *Controller) seal(t *leaderTerm, g *command.GroupInfo, req command.SealR
 				c.log.Debug().Err(a.err).Uint16("group", g.Server).Msg("seal not accepted")
 				continue
 			}
-			if m := member(g, a.reply.Node); m != nil && m.CopyID != "" && m.CopyID != a.reply.CopyID {
+			if !sameCopy(g, a.reply) {
 				// Another disk than the one that voted: it holds nothing it acked.
-				c.log.Warn().Uint16("node", a.reply.Node).Str("copy", a.reply.CopyID).Str("recorded", m.CopyID).
+				c.log.Warn().Uint16("node", a.reply.Node).Str("copy", a.reply.CopyID).Str("recorded", member(g, a.reply.Node).CopyID).
 					Msg("seal reply from a copy with another ID; not counted")
 				continue
 			}
@@ -314,6 +314,13 @@ func (c *Controller) seal(t *leaderTerm, g *command.GroupInfo, req command.SealR
 		}
 	}
 	return replies
+}
+
+// sameCopy: the reply comes from the copy the directory recorded when it became voting (or
+// none was recorded). A copy that lost its disk reports a new ID and is not counted.
+func sameCopy(g *command.GroupInfo, r command.SealReply) bool {
+	m := member(g, r.Node)
+	return m == nil || m.CopyID == "" || m.CopyID == r.CopyID
 }
 
 func member(g *command.GroupInfo, node uint16) *command.Member {
