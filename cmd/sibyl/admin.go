@@ -98,6 +98,9 @@ func runAdminOp(a adminOp, args []string, stdout, stderr io.Writer) int {
 		s := int64(*server)
 		req.Server = &s
 	}
+	if a.op == command.OpRegisterSibling {
+		return runWithProgress(cf, "admin "+a.name, req, stdout, stderr)
+	}
 	// Sent once: an admin op is not idempotent, so a retry after an unknown outcome is
 	// the operator's decision.
 	return call(cf, "admin "+a.name, stdout, stderr, func(ctx context.Context, c *client.Client) (adminOutput, error) {
