@@ -91,7 +91,7 @@ func newGroup(n *Node, id command.ServerID, gs GroupStore) (*group, error) {
 		changed: make(chan struct{}), commit: m.CommitSeq, applied: m.Applied, copyID: m.CopyID, epoch: m.Epoch}
 	// Boot recovery: apply what was committed but not yet applied before a restart.
 	if m.Applied < m.CommitSeq {
-		if err := g.applyRange(m.Applied+1, m.CommitSeq, nil); err != nil {
+		if err := g.applyRange(m.Applied+1, m.CommitSeq); err != nil {
 			return nil, err
 		}
 	}
@@ -99,7 +99,7 @@ func newGroup(n *Node, id command.ServerID, gs GroupStore) (*group, error) {
 }
 
 // applyRange applies committed entries from..to to the committed layer (used at boot).
-func (g *group) applyRange(from, to uint64, _ []sibling.Entry) error {
+func (g *group) applyRange(from, to uint64) error {
 	var b Batch
 	for s := from; s <= to; {
 		es, err := g.gs.Entries(s, to, 4<<20)
