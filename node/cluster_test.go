@@ -23,25 +23,42 @@ type fakeController struct {
 	dir     command.Directory
 	changed chan struct{}
 	reports map[uint16]command.Heartbeat
+	joined  map[uint16]bool
 	srv     *http.Server
 	addr    string
 }
 
 func newFakeController(t testing.TB, dir command.Directory) *fakeController {
-	f := &fakeController{dir: dir, changed: make(chan struct{}), reports: map[uint16]command.Heartbeat{}}
+	f := &fakeController{dir: dir, changed: make(chan struct{}), reports: map[uint16]command.Heartbeat{},
+		joined: map[uint16]bool{}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.addr = ln.Addr().String()
 	mux := http.NewServeMux()
-	mux.HandleFunc("/v1/internal/join", func(w http.ResponseWriter, r *http.Request) { f.reply(w) })
+	mux.HandleFunc("/v1/internal/join", func(w http.ResponseWriter, r *http.Request) {
+		var jr command.JoinRequest
+		_ = json.NewDecoder(r.Body).Decode(&jr)
+		f.mu.Lock()
+		f.joined[jr.ID] = true
+		f.mu.Unlock()
+		f.reply(w)
+	})
 	mux.HandleFunc("/v1/internal/heartbeat", func(w http.ResponseWriter, r *http.Request) {
 		var hb command.Heartbeat
 		_ = json.NewDecoder(r.Body).Decode(&hb)
 		f.mu.Lock()
-		f.reports[hb.Node] = hb
+		known := f.joined[hb.Node]
+		if known {
+			f.reports[hb.Node] = hb
+		}
 		f.mu.Unlock()
+		if !known {
+			w.WriteHeader(http.StatusNotFound)
+			_ = json.NewEncoder(w).Encode(map[string]*command.Error{"error": command.Errorf(command.CodeNotFound, "node %d has not joined", hb.Node)})
+			return
+		}
 		f.reply(w)
 	})
 	mux.HandleFunc("/v1/internal/directory", func(w http.ResponseWriter, r *http.Request) {
@@ -320,5 +337,20 @@ func TestClusterMainRestartsInNewEpoch(t *testing.T) {
 			defer g.mu.Unlock()
 			return g.follower != nil && g.follower.Epoch() == 2 && g.applied >= got.Seq
 		})
+	}
+}
+
+// A controller that lost a node's record (its state was reset) refuses the node's
+// heartbeats; the node joins again instead of heartbeating into a refusal forever.
+func TestClusterRejoinsWhenTheControllerForgetsIt(t *testing.T) {
+	fc, nodes := testCluster(t)
+	for _, tn := range nodes {
+		waitUntil(t, 5*time.Second, "first join", func() bool { return tn.n.joins.Load() >= 1 })
+	}
+	fc.mu.Lock()
+	fc.joined = map[uint16]bool{}
+	fc.mu.Unlock()
+	for _, tn := range nodes {
+		waitUntil(t, 5*time.Second, "a join after the controller forgot the node", func() bool { return tn.n.joins.Load() >= 2 })
 	}
 }

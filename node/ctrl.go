@@ -149,28 +149,37 @@ func (c *ctrlClient) status(ctx context.Context) (*command.Status, error) {
 	return &st, nil
 }
 
-// run joins the controller leader, then keeps heartbeating and following the directory.
-func (n *Node) run() {
-	defer n.wg.Done()
-	join := command.JoinRequest{ID: uint16(n.cfg.ID), Addr: n.cfg.HTTPAddr, Location: n.cfg.Location,
+// join registers this process with the controller leader, retrying until it succeeds or
+// the node closes (false).
+func (n *Node) join() bool {
+	req := command.JoinRequest{ID: uint16(n.cfg.ID), Addr: n.cfg.HTTPAddr, Location: n.cfg.Location,
 		Instance: n.instance, Incarnation: n.incarnation}
 	for {
 		var d command.Directory
-		err := n.ctrl.do(n.ctx, http.MethodPost, "/v1/internal/join", join, &d)
+		err := n.ctrl.do(n.ctx, http.MethodPost, "/v1/internal/join", req, &d)
 		if err == nil {
 			n.applyDirectory(&d)
 			n.mu.Lock()
 			n.joined = true
 			n.mu.Unlock()
+			n.joins.Add(1)
 			n.log.Info().Uint64("index", d.Index).Msg("joined the location controller")
-			break
+			return true
 		}
 		n.log.Debug().Err(err).Msg("join failed; retrying")
 		select {
 		case <-n.ctx.Done():
-			return
+			return false
 		case <-time.After(200 * time.Millisecond):
 		}
+	}
+}
+
+// run joins the controller leader, then keeps heartbeating and following the directory.
+func (n *Node) run() {
+	defer n.wg.Done()
+	if !n.join() {
+		return
 	}
 	n.wg.Add(1)
 	go n.watchLoop()
@@ -202,6 +211,13 @@ func (n *Node) heartbeat() {
 	defer cancel()
 	var d command.Directory
 	if err := n.ctrl.do(ctx, http.MethodPost, "/v1/internal/heartbeat", hb, &d); err != nil {
+		// The leader does not know this node, or knows another instance of it (its state
+		// was restored or reset): join again rather than heartbeat into a refusal forever.
+		if c := command.CodeOf(err); c == command.CodeNotFound || c == command.CodeConflict {
+			n.log.Warn().Err(err).Msg("the controller does not know this node as it is; joining again")
+			n.join()
+			return
+		}
 		n.log.Debug().Err(err).Msg("heartbeat failed")
 		return
 	}

@@ -50,6 +50,7 @@ type Node struct {
 	incarnation uint64
 	generation  atomic.Uint64
 	ids         *command.IDGen
+	joins       atomic.Int64 // successful joins (a restart of the controllers' state forces another)
 	ctrl        *ctrlClient
 	fwd         *forwarder
 	metrics     *metrics
