@@ -20,7 +20,14 @@
 //   - group_sibling.go: the sibling role. Frames from the main are stepped through
 //     sibling.Follower and made durable in one write per batch before they are acked.
 //   - ctrl.go: join, heartbeats with each copy's position, and a long poll of the
-//     directory; applyDirectory sets every group's role.
+//     directory; applyDirectory sets every group's role. A stream from the main that
+//     breaks is reported to the controller at once (peer.go), so a crashed main is
+//     replaced without waiting for heartbeats to time out.
+//   - seal.go: a promotion's seal: the copy fsyncs the new epoch before it answers with
+//     its last entry, commit point and copy ID, and refuses the old main from then on.
+//   - handover.go: a planned promotion: the main freezes (executes nothing) until the
+//     target holds everything, committed; writes that waited go to the new main.
+//   - admin_progress.go: registerSibling's progress events on the caller's connection.
 //   - store*.go: the Store interface, with the bbolt store and an in-memory one that pass
 //     the same contract tests.
 //   - tickets.go: the main's ticket expiry. Ticket state is replicated like resources
@@ -32,5 +39,5 @@
 //     groups this node holds no copy of come through one feed per group from a holder;
 //     resume tokens, catch-up from the log, resync and lagged. docs/events.md.
 //
-// docs/write.md has the sequence diagram of a write.
+// docs/ has the sequence diagrams of a write, a promotion and a sibling registration.
 package node
