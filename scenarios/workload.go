@@ -35,6 +35,7 @@ type writer struct {
 	opTimeout time.Duration
 	mu        sync.Mutex
 	ackTimes  []int64  // history times of acknowledgements
+	ackCalls  []int64  // history times the acknowledged writes were sent
 	ackEpochs []uint64 // the epoch each acknowledged write names
 	ackDup    []bool   // whether the acknowledgement was a duplicate answer (first result)
 }
@@ -79,6 +80,7 @@ func (w *writer) step(ctx context.Context) command.Code {
 		w.h.Write(w.id, w.rid, val, call, r.Resource.Version, false)
 		w.mu.Lock()
 		w.ackTimes = append(w.ackTimes, w.h.Now())
+		w.ackCalls = append(w.ackCalls, call)
 		w.ackEpochs = append(w.ackEpochs, r.Epoch)
 		w.ackDup = append(w.ackDup, r.Duplicate)
 		w.mu.Unlock()
