@@ -20,13 +20,29 @@ type ProxiedCluster struct {
 	Proxies map[int]*Proxy // node id -> the proxy in front of it
 }
 
-func freePort(t testing.TB) string {
+// portReservations hands out loopback ports and keeps each one bound until release, so
+// that no later allocation in the same cluster (a proxy's own listener, say) gets a port
+// already promised to a process that has not started yet.
+type portReservations struct {
+	t   testing.TB
+	lns []net.Listener
+}
+
+func (r *portReservations) port() string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		r.t.Fatal(err)
 	}
-	defer ln.Close()
+	r.lns = append(r.lns, ln)
 	return ln.Addr().String()
+}
+
+// release frees every reserved port, just before the processes that use them start.
+func (r *portReservations) release() {
+	for _, ln := range r.lns {
+		ln.Close()
+	}
+	r.lns = nil
 }
 
 // StartProxiedCluster starts 3 controllers and n nodes.
@@ -39,15 +55,29 @@ func StartProxiedCluster(t testing.TB, n int, o Options) *ProxiedCluster {
 		o.DownAfter = time.Second
 	}
 	pc := &ProxiedCluster{Cluster: &Cluster{t: t, Dir: t.TempDir()}, Proxies: map[int]*Proxy{}}
+	res := &portReservations{t: t}
+	defer res.release()
 	var peers, ctrlHTTP []string
 	type ctl struct{ id, http, raft string }
 	var ctls []ctl
 	for i := 1; i <= 3; i++ {
-		c := ctl{id: fmt.Sprintf("c%d", i), http: freePort(t), raft: freePort(t)}
+		c := ctl{id: fmt.Sprintf("c%d", i), http: res.port(), raft: res.port()}
 		ctls = append(ctls, c)
 		peers = append(peers, c.id+"="+c.raft)
 		ctrlHTTP = append(ctrlHTTP, c.http)
 	}
+	// Every port and proxy is allocated before any is released.
+	listens := map[int]string{}
+	for id := 1; id <= n; id++ {
+		listens[id] = res.port()
+		px, err := NewProxy(listens[id])
+		if err != nil {
+			t.Fatal(err)
+		}
+		pc.Proxies[id] = px
+		t.Cleanup(px.Close)
+	}
+	res.release()
 	for _, c := range ctls {
 		args := []string{sibylBin, "location", "--id", c.id, "--http", c.http, "--raft", c.raft,
 			"--data", filepath.Join(pc.Dir, c.id), "--peers", strings.Join(peers, ","), "--location", "loc1",
@@ -55,14 +85,8 @@ func StartProxiedCluster(t testing.TB, n int, o Options) *ProxiedCluster {
 		pc.Controllers = append(pc.Controllers, pc.spawn(c.id, c.http, args))
 	}
 	for id := 1; id <= n; id++ {
-		listen := freePort(t)
-		px, err := NewProxy(listen)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pc.Proxies[id] = px
-		t.Cleanup(px.Close)
-		args := []string{sibylBin, "node", "--id", strconv.Itoa(id), "--http", listen, "--advertise", px.Addr(),
+		px := pc.Proxies[id]
+		args := []string{sibylBin, "node", "--id", strconv.Itoa(id), "--http", listens[id], "--advertise", px.Addr(),
 			"--data", filepath.Join(pc.Dir, fmt.Sprintf("n%d", id)), "--controllers", strings.Join(ctrlHTTP, ","),
 			"--location", "loc1", "--write-timeout", o.WriteTimeout.String(), "--down-after", o.DownAfter.String()}
 		p := pc.spawn(strconv.Itoa(id), px.Addr(), args)

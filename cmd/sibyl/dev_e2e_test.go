@@ -57,7 +57,7 @@ func freeBase(t *testing.T, nodes, controllers int) int {
 	rng := rand.New(rand.NewPCG(seed, 0x51b71))
 	t.Logf("port seed %d", seed)
 	for attempt := 0; attempt < 50; attempt++ {
-		base := 20000 + 200*rng.IntN(200) // up to 59800+100+nodes
+		base := 10000 + 200*rng.IntN(110) // below the ephemeral range: up to 31800+100+nodes
 		var ports []int
 		for i := 1; i <= controllers; i++ {
 			ports = append(ports, base+i, base+raftPortOffset+i)
