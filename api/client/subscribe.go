@@ -170,20 +170,18 @@ func (s *Subscription) onFrame(st *stream, frame []byte) {
 	}
 	switch {
 	case ev.Kind == "lagged":
-		// The server ended it; its token is the last event it sent, which we have.
+		// The server ended it; its token is the last event it sent, which is queued here
+		// and moves the token when the consumer takes it.
 		st.ended = true
-		if ev.Token != "" {
-			s.accepted = ev.Token
-		}
 	case len(s.q) >= maxPendingEvents:
 		st.ended = true // dropped; resubscribed from accepted once the consumer caught up
 		go st.cn.roundTrip(context.Background(), &command.Request{Op: command.OpUnsubscribe, Sub: st.id},
 			s.c.opts.RequestTimeout, s.c.opts.MaxFrameBytes)
 	default:
+		// The token moves only when the consumer takes the event (run): an event received
+		// but not handed over when the subscription is closed must not be skipped by a
+		// resume from Token().
 		s.q = append(s.q, ev)
-		if ev.Token != "" {
-			s.accepted = ev.Token
-		}
 	}
 	select {
 	case s.signal <- struct{}{}:
@@ -209,6 +207,11 @@ func (s *Subscription) run() {
 			s.mu.Unlock()
 			select {
 			case s.events <- ev:
+				if ev.Token != "" {
+					s.mu.Lock()
+					s.accepted = ev.Token
+					s.mu.Unlock()
+				}
 				continue
 			case <-s.done:
 				return

@@ -127,3 +127,47 @@ func TestSubscribeSlowConsumerLosesNothing(t *testing.T) {
 		want++
 	}
 }
+
+// Token names the last event handed to the consumer (into Events), not the last one
+// received: an event the client still held when the subscription was closed (Events was
+// full) comes again when the subscription is resumed from Token, so a consumer moving its
+// subscription to another node loses nothing.
+func TestSubscribeTokenCountsOnlyHandedOverEvents(t *testing.T) {
+	fb := fake.New()
+	n := startNode(t, fb, api.Options{})
+	c := dial(t, Options{Addrs: []string{n.addr()}})
+	sub, err := c.Subscribe(testCtx(t), Filter{Type: "doc"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const total = 40 // more than Events holds, so the client holds some when closed
+	seqs := creates(t, c, total)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		sub.mu.Lock()
+		held := len(sub.q)
+		sub.mu.Unlock()
+		if held > 0 && len(sub.Events()) == cap(sub.Events()) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	sub.Close()
+	var got []uint64
+	for ev := range sub.Events() { // a consumer drains what was handed over
+		got = append(got, ev.Seq)
+	}
+	resumed, err := c.Subscribe(testCtx(t), Filter{Type: "doc"}, sub.Token())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resumed.Close()
+	for len(got) < total {
+		got = append(got, next(t, resumed).Seq)
+	}
+	for i, want := range seqs {
+		if got[i] != want {
+			t.Fatalf("event %d at seq %d, want %d: closing and resuming from Token skipped or repeated events", i, got[i], want)
+		}
+	}
+}
