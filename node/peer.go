@@ -174,10 +174,6 @@ var upgrader = websocket.Upgrader{ReadBufferSize: 64 << 10, WriteBufferSize: 64 
 // serveRepl is the sibling side of replication links: it reads Append frames, hands every
 // batch that arrived together to the group (one fsync), and writes the acks back.
 func (n *Node) serveRepl(w http.ResponseWriter, r *http.Request) {
-	if !n.internalAuthorized(r) {
-		http.Error(w, "unauthorized", http.StatusUnauthorized)
-		return
-	}
 	conn, release, ok := n.acceptInternal(w, r, 64<<20)
 	if !ok {
 		return
