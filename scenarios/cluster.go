@@ -305,6 +305,36 @@ func (c *Cluster) WaitVoting(g uint16, n int) command.StatusGroup {
 	return out
 }
 
+// WaitNewMain waits until group g's main is another node than old, and returns the new
+// main and its epoch.
+func (c *Cluster) WaitNewMain(g uint16, old int) (main uint16, epoch uint64) {
+	waitFor(c.t, 20*time.Second, fmt.Sprintf("a new main for group %d", g), func() bool {
+		st, err := c.Status()
+		if err != nil {
+			return false
+		}
+		for _, sg := range st.Groups {
+			if sg.Server == g && sg.Main != nil && int(*sg.Main) != old {
+				main, epoch = *sg.Main, sg.Epoch
+				return true
+			}
+		}
+		return false
+	})
+	return main, epoch
+}
+
+// othersThan lists the node IDs 1..n except one.
+func othersThan(except, n int) []int {
+	var out []int
+	for id := 1; id <= n; id++ {
+		if id != except {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
 // Client connects to the given nodes (in order of preference).
 func (c *Cluster) Client(nodes ...int) *client.Client {
 	var addrs []string

@@ -114,12 +114,7 @@ func TestFrozenMainIsFenced(t *testing.T) {
 	c := StartCluster(t, Options{Nodes: 4})
 	sg := c.WaitVoting(1, 3)
 	main := int(*sg.Main)
-	var others []int
-	for id := 1; id <= 4; id++ {
-		if id != main {
-			others = append(others, id)
-		}
-	}
+	others := othersThan(main, 4)
 	h := NewHistory()
 	ws, stop := startWriters(t, c, h, 1, 8, others)
 	// One more writer talks to the old main only, so it is the one a fenced main could fool.
@@ -129,21 +124,7 @@ func TestFrozenMainIsFenced(t *testing.T) {
 	go func() { direct.run(ctx); close(directDone) }()
 	waitFor(t, 20*time.Second, "100 writes", func() bool { return acked(ws) >= 100 })
 	c.Stop(c.Node(main))
-	var newEpoch uint64
-	var newMain uint16
-	waitFor(t, 20*time.Second, "a new main for group 1", func() bool {
-		st, err := c.Status()
-		if err != nil {
-			return false
-		}
-		for _, g := range st.Groups {
-			if g.Server == 1 && g.Main != nil && int(*g.Main) != main {
-				newEpoch, newMain = g.Epoch, *g.Main
-				return true
-			}
-		}
-		return false
-	})
+	newMain, newEpoch := c.WaitNewMain(1, main)
 	promotedAt := h.Now()
 	before := acked(ws)
 	waitFor(t, 20*time.Second, "200 writes on the new main", func() bool { return acked(ws) >= before+200 })
@@ -223,12 +204,7 @@ func TestMainPartitionedFromSiblings(t *testing.T) {
 	pc := StartProxiedCluster(t, 4, Options{})
 	sg := pc.WaitVoting(1, 3)
 	main := int(*sg.Main)
-	var others []int
-	for id := 1; id <= 4; id++ {
-		if id != main {
-			others = append(others, id)
-		}
-	}
+	others := othersThan(main, 4)
 	h := NewHistory()
 	ws, stop := startWriters(t, pc.Cluster, h, 1, 8, others)
 	waitFor(t, 20*time.Second, "100 writes", func() bool { return acked(ws) >= 100 })
@@ -236,20 +212,7 @@ func TestMainPartitionedFromSiblings(t *testing.T) {
 	for _, o := range others {
 		pc.Partition(main, o)
 	}
-	var newMain uint16
-	waitFor(t, 20*time.Second, "a new main for group 1", func() bool {
-		st, err := pc.Status()
-		if err != nil {
-			return false
-		}
-		for _, g := range st.Groups {
-			if g.Server == 1 && g.Main != nil && int(*g.Main) != main {
-				newMain = *g.Main
-				return true
-			}
-		}
-		return false
-	})
+	newMain, _ := pc.WaitNewMain(1, main)
 	promotedAfter := time.Duration(h.Now() - cutAt)
 	before := acked(ws)
 	waitFor(t, 20*time.Second, "200 writes on the new main", func() bool { return acked(ws) >= before+200 })
