@@ -71,6 +71,10 @@ func checkEffect(e *Effect) *Error {
 			return Errorf(CodeInternal, "effect of kind %d names a resource", e.Kind)
 		}
 	case EffectTicket:
+	case EffectVacuum:
+		if e.Vacuum == nil || e.RID != "" || e.Resource != nil || e.Dedupe != nil || e.Ticket != nil {
+			return Errorf(CodeInternal, "vacuum effect needs its bounds and names nothing else")
+		}
 	default:
 		return Errorf(CodeInternal, "unknown effect kind %d", e.Kind)
 	}

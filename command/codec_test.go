@@ -54,7 +54,7 @@ func TestDecodeEffectRefuses(t *testing.T) {
 		{`{"k":3} {"k":3}`, "data after the effect"},
 		{`{"k":3,"extra":1}`, "unknown field"},
 		{`{"k":0}`, "unknown effect kind 0"},
-		{`{"k":7}`, "unknown effect kind 7"},
+		{`{"k":99}`, "unknown effect kind 99"},
 		{`{"k":1,"rid":"` + rid + `"}`, "stores no resource"},
 		{`{"k":1,"rid":"4-01JDQ8T5Z8K3N2M4P6R8S0V2X4","res":` + res + `}`, "stores resource"},
 		{`{"k":1,"rid":"3-x","res":` + res + `}`, `rid "3-x"`},

@@ -19,6 +19,9 @@ const (
 	// EffectTicket stores Ticket as the new ticket state of RID (acquire, renew, release,
 	// and the main's expiry); the resource itself does not change.
 	EffectTicket
+	// EffectVacuum drops old tombstones and dedupe records (Vacuum says which). It is a
+	// log entry so that every copy drops the same records at the same position.
+	EffectVacuum
 )
 
 // Effect is the deterministic result of executing one command: what every copy applies,
@@ -42,6 +45,18 @@ type Effect struct {
 	// Ticket is RID's ticket state after the entry (EffectTicket; on EffectDelete, the end
 	// of the ticket that was live on the deleted resource).
 	Ticket *TicketState `json:"tk,omitempty"`
+	// Vacuum says what an EffectVacuum entry drops.
+	Vacuum *Vacuum `json:"vac,omitempty"`
+}
+
+// Vacuum is what one vacuum entry drops from the committed layer: tombstones of deletes
+// committed at or below seq Through and made before TombstonesBefore, and dedupe records
+// made before DedupeBefore. The main chooses Through no higher than the position every
+// copy it replicates to holds, so no copy that still needs a tombstone loses it.
+type Vacuum struct {
+	Through          uint64    `json:"through"`
+	TombstonesBefore time.Time `json:"tsBefore"`
+	DedupeBefore     time.Time `json:"ddBefore"`
 }
 
 // DedupeRecord is what an idempotency key maps to: the hash of the first request and its
@@ -63,4 +78,6 @@ type Tombstone struct {
 	RID     string    `json:"rid"`
 	Version uint64    `json:"v"`
 	At      time.Time `json:"at"`
+	// Seq is the seq of the delete's log entry (vacuum drops by it).
+	Seq uint64 `json:"seq,omitempty"`
 }

@@ -3,6 +3,7 @@ package node
 import (
 	"github.com/sibylhq/sibyl/command"
 	"github.com/sibylhq/sibyl/sibling"
+	resync "github.com/sibylhq/sibyl/sync"
 )
 
 // Store is a node's durable state: for every group it holds a copy of, the command log and
@@ -38,10 +39,13 @@ type Meta struct {
 	CopyID string
 	// EpochHistory: epoch -> first seq written in it, ascending by epoch.
 	EpochHistory []sibling.EpochStart
+	// Resyncing: the copy is being rebuilt from a snapshot and holds nothing usable; it
+	// reports no position, counts in no quorum and serves nothing until it is installed.
+	Resyncing bool
 }
 
 // Batch is one atomic, durable change of a group's copy. Write applies its parts in this
-// order: Truncate, Append, Apply, then the meta fields. When Write returns nil, everything in
+// order: Truncate, Append, Apply, Compact, then the meta fields. When Write returns nil, everything in
 // the batch is fsynced.
 type Batch struct {
 	// Epoch, if above the stored one, becomes the copy's epoch.
@@ -58,6 +62,10 @@ type Batch struct {
 	Apply []AppliedEffect
 	// CommitSeq, if above the stored one, becomes CommitSeq.
 	CommitSeq uint64
+	// Compact, if at or above FirstSeq, removes every log entry with seq <= Compact and
+	// makes FirstSeq Compact+1 (after Apply; it must not pass Applied). The epoch history
+	// is kept, so the copy still knows the epoch of every seq it held.
+	Compact uint64
 }
 
 // AppliedEffect is a committed entry's effect, decoded. Epoch is the entry's epoch (the
@@ -87,4 +95,12 @@ type GroupStore interface {
 	Ticket(rid string) (command.TicketState, error)
 	// LiveTickets returns every committed live ticket, ascending by rid.
 	LiveTickets() ([]LiveTicket, error)
+
+	// Snapshot opens a consistent read of the committed layer (store_snapshot.go).
+	Snapshot(id uint64) (*Snapshot, error)
+	// BeginResync, WriteResync and FinishResync rebuild the copy from a snapshot; they are
+	// the resync.Sink of the copy.
+	BeginResync(h resync.Header) (resync.Position, error)
+	WriteResync(recs []resync.Record) error
+	FinishResync(h resync.Header) error
 }

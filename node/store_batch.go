@@ -23,6 +23,8 @@ type batchPlan struct {
 	addEpochs  []sibling.EpochStart
 	entries    []sibling.Entry
 	ops        []storeOp
+	// compactFrom..compactTo are log seqs to delete from the front (0, 0: none).
+	compactFrom, compactTo uint64
 }
 
 // maxStoreKeySize is bbolt's limit on a key. Checking it while planning keeps the memory
@@ -36,11 +38,13 @@ func checkKey(what, key string) error {
 	return nil
 }
 
-// storeOp is one change to the committed layer; val == nil deletes key.
+// storeOp is one change to the committed layer; val == nil deletes key. An op with vacuum
+// set instead drops what the vacuum entry names, at its place among the batch's ops.
 type storeOp struct {
 	bucket func(*groupBuckets) storeKV
 	key    []byte
 	val    []byte
+	vacuum *command.Vacuum
 }
 
 func resourcesOf(bk *groupBuckets) storeKV  { return bk.resources }
@@ -52,6 +56,9 @@ func ticketsOf(bk *groupBuckets) storeKV    { return bk.tickets }
 // Append, CommitSeq, Apply, Epoch) and returns what to change. Apply is checked against the
 // CommitSeq this same batch sets, so that one batch can append, commit and apply.
 func planBatch(m Meta, b *Batch) (*batchPlan, error) {
+	if m.Resyncing {
+		return nil, fmt.Errorf("the copy is being resynced from a snapshot; only the resync writes to it")
+	}
 	p := &batchPlan{meta: m}
 	nm := &p.meta
 	history := slices.Clone(m.EpochHistory)
@@ -83,10 +90,14 @@ func planBatch(m Meta, b *Batch) (*batchPlan, error) {
 			return nil, fmt.Errorf("append seq %d does not follow last seq %d", e.Seq, nm.LastSeq)
 		case i == 0 && nm.LastSeq < nm.FirstSeq && e.Seq < nm.FirstSeq:
 			return nil, fmt.Errorf("append seq %d is below first seq %d of the empty log", e.Seq, nm.FirstSeq)
+		case i == 0 && nm.LastSeq > 0 && e.Seq != nm.LastSeq+1:
+			// A log compacted (or installed from a snapshot) up to its last entry is empty
+			// but still continues at LastSeq+1.
+			return nil, fmt.Errorf("append seq %d does not follow last seq %d", e.Seq, nm.LastSeq)
 		case e.Epoch < prevEpoch:
 			return nil, fmt.Errorf("append seq %d has epoch %d, below epoch %d of the entry before it", e.Seq, e.Epoch, prevEpoch)
 		}
-		if i == 0 && nm.LastSeq < nm.FirstSeq {
+		if i == 0 && nm.LastSeq == 0 && nm.LastSeq < nm.FirstSeq {
 			// An empty log may start anywhere at or above FirstSeq; FirstSeq stays "the
 			// first seq still in the log".
 			nm.FirstSeq = e.Seq
@@ -116,12 +127,22 @@ func planBatch(m Meta, b *Batch) (*batchPlan, error) {
 		if a.Seq > nm.CommitSeq {
 			return nil, fmt.Errorf("apply seq %d is beyond commit seq %d", a.Seq, nm.CommitSeq)
 		}
-		ops, err := effectStoreOps(&a.Effect)
+		ops, err := effectStoreOps(a.Seq, &a.Effect)
 		if err != nil {
 			return nil, fmt.Errorf("apply seq %d: %w", a.Seq, err)
 		}
 		p.ops = append(p.ops, ops...)
 		nm.Applied = a.Seq
+	}
+
+	if b.Compact > 0 {
+		if b.Compact > nm.Applied {
+			return nil, fmt.Errorf("compact through seq %d is above applied seq %d", b.Compact, nm.Applied)
+		}
+		if b.Compact >= nm.FirstSeq {
+			p.compactFrom, p.compactTo = nm.FirstSeq, b.Compact
+			nm.FirstSeq = b.Compact + 1
+		}
 	}
 
 	nm.Epoch = max(nm.Epoch, b.Epoch)
@@ -130,8 +151,8 @@ func planBatch(m Meta, b *Batch) (*batchPlan, error) {
 	return p, nil
 }
 
-// effectStoreOps turns one committed effect into changes of the committed layer.
-func effectStoreOps(e *command.Effect) ([]storeOp, error) {
+// effectStoreOps turns the committed effect of entry seq into changes of the committed layer.
+func effectStoreOps(seq uint64, e *command.Effect) ([]storeOp, error) {
 	var ops []storeOp
 	switch e.Kind {
 	case command.EffectPut:
@@ -150,7 +171,7 @@ func effectStoreOps(e *command.Effect) ([]storeOp, error) {
 		}
 		// A put never follows a delete of the same rid (rids are not reused), but if one
 		// did, the tombstone must go so that Resource answers one state, not two.
-		ops = append(ops, storeOp{resourcesOf, []byte(e.RID), v}, storeOp{tombstonesOf, []byte(e.RID), nil})
+		ops = append(ops, storeOp{bucket: resourcesOf, key: []byte(e.RID), val: v}, storeOp{bucket: tombstonesOf, key: []byte(e.RID), val: nil})
 	case command.EffectDelete:
 		if e.RID == "" {
 			return nil, fmt.Errorf("delete effect has no rid")
@@ -158,13 +179,18 @@ func effectStoreOps(e *command.Effect) ([]storeOp, error) {
 		if err := checkKey("rid", e.RID); err != nil {
 			return nil, err
 		}
-		v, err := json.Marshal(command.Tombstone{RID: e.RID, Version: e.Version, At: e.At})
+		v, err := json.Marshal(command.Tombstone{RID: e.RID, Version: e.Version, At: e.At, Seq: seq})
 		if err != nil {
 			return nil, fmt.Errorf("encode tombstone %q: %w", e.RID, err)
 		}
-		ops = append(ops, storeOp{resourcesOf, []byte(e.RID), nil}, storeOp{tombstonesOf, []byte(e.RID), v})
+		ops = append(ops, storeOp{bucket: resourcesOf, key: []byte(e.RID), val: nil}, storeOp{bucket: tombstonesOf, key: []byte(e.RID), val: v})
 	case command.EffectBarrier, command.EffectConfig, command.EffectNoop:
 		// No resource changes; Applied still advances.
+	case command.EffectVacuum:
+		if e.Vacuum == nil {
+			return nil, fmt.Errorf("vacuum effect carries no bounds")
+		}
+		ops = append(ops, storeOp{vacuum: e.Vacuum})
 	case command.EffectTicket:
 		if e.Ticket == nil {
 			return nil, fmt.Errorf("ticket effect on rid %q carries no ticket", e.RID)
@@ -190,7 +216,7 @@ func effectStoreOps(e *command.Effect) ([]storeOp, error) {
 		if err != nil {
 			return nil, fmt.Errorf("encode dedupe record %q: %w", e.Dedupe.Key, err)
 		}
-		ops = append(ops, storeOp{dedupeOf, []byte(e.Dedupe.Key), v})
+		ops = append(ops, storeOp{bucket: dedupeOf, key: []byte(e.Dedupe.Key), val: v})
 	}
 	return ops, nil
 }
@@ -230,6 +256,12 @@ func (p *batchPlan) execute(bk *groupBuckets) error {
 		}
 	}
 	for _, op := range p.ops {
+		if op.vacuum != nil {
+			if err := vacuum(bk, op.vacuum); err != nil {
+				return err
+			}
+			continue
+		}
 		b := op.bucket(bk)
 		var err error
 		if op.val == nil {
@@ -241,5 +273,53 @@ func (p *batchPlan) execute(bk *groupBuckets) error {
 			return fmt.Errorf("apply to key %q: %w", op.key, err)
 		}
 	}
+	for seq := p.compactFrom; p.compactTo > 0 && seq <= p.compactTo; seq++ {
+		if err := bk.log.del(beU64(seq)); err != nil {
+			return fmt.Errorf("compact log at seq %d: %w", seq, err)
+		}
+	}
 	return writeGroupMeta(bk, &p.meta)
+}
+
+// vacuum drops the tombstones and dedupe records v names.
+func vacuum(bk *groupBuckets, v *command.Vacuum) error {
+	var doomed [][]byte
+	err := bk.tombstones.each(nil, func(k, val []byte) (bool, error) {
+		var ts command.Tombstone
+		if err := json.Unmarshal(val, &ts); err != nil {
+			return false, fmt.Errorf("vacuum: decode tombstone %q: %w", k, err)
+		}
+		if ts.Seq <= v.Through && ts.At.Before(v.TombstonesBefore) {
+			doomed = append(doomed, append([]byte(nil), k...))
+		}
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range doomed {
+		if err := bk.tombstones.del(k); err != nil {
+			return fmt.Errorf("vacuum tombstone %q: %w", k, err)
+		}
+	}
+	doomed = doomed[:0]
+	err = bk.dedupe.each(nil, func(k, val []byte) (bool, error) {
+		var rec command.DedupeRecord
+		if err := json.Unmarshal(val, &rec); err != nil {
+			return false, fmt.Errorf("vacuum: decode dedupe record %q: %w", k, err)
+		}
+		if rec.At.Before(v.DedupeBefore) {
+			doomed = append(doomed, append([]byte(nil), k...))
+		}
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range doomed {
+		if err := bk.dedupe.del(k); err != nil {
+			return fmt.Errorf("vacuum dedupe record %q: %w", k, err)
+		}
+	}
+	return nil
 }

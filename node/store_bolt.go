@@ -156,7 +156,41 @@ func (bg boltGroup) run(tx *bolt.Tx, fn func(*groupBuckets) error) error {
 	if err != nil {
 		return err
 	}
+	if tx.Writable() {
+		bk.reset = func(i int) (storeKV, error) {
+			name := []byte(subBucketNames[i])
+			if err := top.DeleteBucket(name); err != nil {
+				return nil, fmt.Errorf("reset bucket %s: %w", name, err)
+			}
+			b, err := top.CreateBucket(name)
+			if err != nil {
+				return nil, fmt.Errorf("reset bucket %s: %w", name, err)
+			}
+			return boltKV{b}, nil
+		}
+	}
 	return fn(bk)
+}
+
+// snapshot holds a bbolt read transaction open: bbolt keeps every page it sees alive
+// (writers allocate elsewhere) until it is rolled back.
+// Its size is the file's: counting the group's own bytes would read all of it twice.
+func (bg boltGroup) snapshot() (*groupBuckets, uint64, func(), error) {
+	tx, err := bg.db.Begin(false)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	top := tx.Bucket(bg.name)
+	if top == nil {
+		tx.Rollback()
+		return nil, 0, nil, ErrNoCopy
+	}
+	bk, err := boltBuckets(top)
+	if err != nil {
+		tx.Rollback()
+		return nil, 0, nil, err
+	}
+	return bk, uint64(tx.Size()), func() { tx.Rollback() }, nil
 }
 
 func boltBuckets(top *bolt.Bucket) (*groupBuckets, error) {

@@ -36,6 +36,10 @@ func storeContractTests(t *testing.T, open func(t *testing.T) Store) {
 		{"ConcurrentReadersSeeWholeBatches", testStoreConcurrentReaders},
 		{"Tickets", testStoreTickets},
 		{"InvalidTicketBatchChangesNothing", testStoreInvalidTicketBatches},
+		{"Compact", testStoreCompact},
+		{"Vacuum", testStoreVacuum},
+		{"SnapshotResync", testStoreSnapshotResync},
+		{"ResyncResumeAndCrash", testStoreResyncResumeAndCrash},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -265,7 +269,7 @@ func testStoreApply(t *testing.T, s Store) {
 		t.Errorf("meta after applying 1..4 = %+v", m)
 	}
 	res, ts, err := gs.Resource("1-A")
-	if err != nil || res != nil || !reflect.DeepEqual(ts, &command.Tombstone{RID: "1-A", Version: 2, At: storeTestAt}) {
+	if err != nil || res != nil || !reflect.DeepEqual(ts, &command.Tombstone{RID: "1-A", Version: 2, At: storeTestAt, Seq: 3}) {
 		t.Errorf("Resource(1-A) after delete = %v, %+v, %v; want its tombstone version 2", res, ts, err)
 	}
 	res, ts, err = gs.Resource("1-B")

@@ -44,6 +44,9 @@ type storeKV interface {
 //	tickets    rid -> JSON command.TicketState (the fence counter and the live ticket)
 type groupBuckets struct {
 	log, meta, epochs, resources, tombstones, dedupe, tickets storeKV
+	// reset empties sub-bucket i (subBucketNames order) in the current update
+	// transaction and returns it afresh; bbolt frees the pages at once.
+	reset func(i int) (storeKV, error)
 }
 
 // subBucketNames lists the buckets in groupBuckets order; bbolt names its sub-buckets so.
@@ -56,6 +59,10 @@ var subBucketNames = []string{"log", "meta", "epochs", "resources", "tombstones"
 type groupTxns interface {
 	view(fn func(*groupBuckets) error) error
 	update(fn func(*groupBuckets) error) error
+	// snapshot opens a read-only view that stays consistent until release is called,
+	// however long that is and whatever is written meanwhile. size estimates the bytes
+	// of the view from above, cheaply (0: unknown).
+	snapshot() (bk *groupBuckets, size uint64, release func(), err error)
 }
 
 // Meta keys. LastEpoch is not stored: it is the epoch of LastSeq in the epoch history,
@@ -121,6 +128,7 @@ func readGroupMeta(bk *groupBuckets) (Meta, error) {
 		*f.dst = n
 	}
 	m.CopyID = string(bk.meta.get(metaKeyCopyID))
+	m.Resyncing = bk.meta.get(metaKeyResyncID) != nil
 	err := bk.epochs.each(nil, func(k, v []byte) (bool, error) {
 		e, err := decodeU64("epoch history key", k)
 		if err != nil {

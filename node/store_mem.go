@@ -115,7 +115,33 @@ func (t memTxns) run(fn func(*groupBuckets) error) error {
 	if g == nil {
 		return ErrNoCopy
 	}
-	return fn(g.groupBuckets())
+	bk := g.groupBuckets()
+	bk.reset = func(i int) (storeKV, error) {
+		g.buckets[i] = memBucket{}
+		return &g.buckets[i], nil
+	}
+	return fn(bk)
+}
+
+// snapshot copies the group: the memory store has no multi-version pages to hold.
+func (t memTxns) snapshot() (*groupBuckets, uint64, func(), error) {
+	t.s.mu.RLock()
+	defer t.s.mu.RUnlock()
+	if t.s.closed {
+		return nil, 0, nil, errMemClosed
+	}
+	g := t.s.groups[t.g]
+	if g == nil {
+		return nil, 0, nil, ErrNoCopy
+	}
+	cp := &memGroup{}
+	for i, b := range g.buckets {
+		cp.buckets[i] = memBucket{keys: slices.Clone(b.keys), vals: make(map[string][]byte, len(b.vals))}
+		for k, v := range b.vals {
+			cp.buckets[i].vals[k] = v // stored values are never mutated in place
+		}
+	}
+	return cp.groupBuckets(), 0, func() {}, nil
 }
 
 // memBucket is an ordered map: values by key plus the keys kept sorted. Inserting in the
