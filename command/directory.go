@@ -218,6 +218,9 @@ type GroupReport struct {
 	CopyID    string            `json:"copyId"`
 	Siblings  []SiblingProgress `json:"siblings,omitempty"`
 	Activated uint64            `json:"activated,omitempty"`
+	// Resyncing: the copy is being rebuilt from a snapshot; it reports no position and
+	// counts in no quorum until it is whole again.
+	Resyncing bool `json:"resyncing,omitempty"`
 }
 
 // SiblingProgress is the main's view of one sibling: the highest seq it acked in the main's

@@ -137,6 +137,12 @@ func freeAddr(t testing.TB) string {
 // their node as main and no siblings.
 func testCluster(t *testing.T) (*fakeController, []*testNode) {
 	t.Helper()
+	return testClusterWith(t, nil)
+}
+
+// testClusterWith is testCluster with each node's config passed through tune first.
+func testClusterWith(t *testing.T, tune func(*Config)) (*fakeController, []*testNode) {
+	t.Helper()
 	dir := command.Directory{Index: 1}
 	addrs := map[uint16]string{}
 	for id := uint16(1); id <= 4; id++ {
@@ -155,9 +161,13 @@ func testCluster(t *testing.T) (*fakeController, []*testNode) {
 	base := t.TempDir()
 	var nodes []*testNode
 	for id := uint16(1); id <= 4; id++ {
-		nodes = append(nodes, startTestNode(t, Config{ID: command.ServerID(id), HTTPAddr: addrs[id],
+		cfg := Config{ID: command.ServerID(id), HTTPAddr: addrs[id],
 			DataDir: filepath.Join(base, strconv.Itoa(int(id))), Controllers: []string{fc.addr},
-			WriteTimeout: 700 * time.Millisecond, DownAfter: 400 * time.Millisecond, Logger: testLogger()}))
+			WriteTimeout: 700 * time.Millisecond, DownAfter: 400 * time.Millisecond, Logger: testLogger()}
+		if tune != nil {
+			tune(&cfg)
+		}
+		nodes = append(nodes, startTestNode(t, cfg))
 	}
 	t.Cleanup(func() {
 		for _, n := range nodes {

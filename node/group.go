@@ -57,6 +57,9 @@ type group struct {
 	streamUp  int
 	// sealed is the highest epoch this copy was sealed at.
 	sealed uint64
+	// resyncing: the copy is being (or was being) rebuilt from a snapshot and holds
+	// nothing usable; receiving: a transfer is running now (resync_recv.go).
+	resyncing, receiving bool
 
 	// Main role.
 	main        *sibling.Main
@@ -76,6 +79,8 @@ type group struct {
 	kickPersist chan struct{}
 	stopMain    chan struct{}
 	tickets     *ticketTimers // expiry deadlines of live tickets (tickets.go)
+	snapshots   map[uint16]*snapshotTransfer // snapshots being sent to siblings (resync_send.go)
+	vacuumedAt  uint64                       // commit point when the last vacuum entry was written
 
 	// Sibling role.
 	follower *sibling.Follower
@@ -89,6 +94,15 @@ func newGroup(n *Node, id command.ServerID, gs GroupStore) (*group, error) {
 	}
 	g := &group{n: n, id: id, gs: gs, log: n.log.With().Uint16("group", uint16(id)).Logger(),
 		changed: make(chan struct{}), commit: m.CommitSeq, applied: m.Applied, copyID: m.CopyID, epoch: m.Epoch}
+	if m.Resyncing {
+		// A resync was cut short by a crash: what the copy holds is neither the old copy
+		// nor the snapshot, so it starts over as a new, empty copy (REPLICATION.md case 12C).
+		g.resyncing = true
+		if err := g.dropResync(); err != nil {
+			return nil, err
+		}
+		return g, nil
+	}
 	// Boot recovery: apply what was committed but not yet applied before a restart.
 	if m.Applied < m.CommitSeq {
 		if err := g.applyRange(m.Applied+1, m.CommitSeq); err != nil {
@@ -183,6 +197,11 @@ func (g *group) report() command.GroupReport {
 	defer g.mu.Unlock()
 	r := command.GroupReport{Server: uint16(g.id), Role: g.role.String(), Epoch: g.epoch, CommitSeq: g.commit,
 		Applied: g.applied, CopyID: g.copyID}
+	if g.resyncing {
+		// No position: a copy being rebuilt holds nothing it could vouch for.
+		r.CommitSeq, r.Applied, r.Resyncing = 0, 0, true
+		return r
+	}
 	switch g.role {
 	case roleMain:
 		r.LastSeq = g.main.LastSeq()

@@ -82,6 +82,7 @@ func (g *group) becomeMain(gi *command.GroupInfo) error {
 	g.role, g.epoch = roleMain, gi.Epoch
 	g.lastAck = map[uint16]time.Time{}
 	g.links = map[uint16]*peerLink{}
+	g.snapshots = map[uint16]*snapshotTransfer{}
 	g.kickPersist = make(chan struct{}, 1)
 	g.stopMain = make(chan struct{})
 	g.armInheritedTickets(liveTickets, chosenAt)
@@ -98,6 +99,7 @@ func (g *group) becomeMain(gi *command.GroupInfo) error {
 	}
 	g.syncLinks()
 	go g.persistLoop(g.stopMain, g.kickPersist)
+	go g.vacuumLoop(g.stopMain)
 	g.kick()
 	g.broadcast()
 	g.log.Info().Uint64("epoch", gi.Epoch).Uint64("lastSeq", m.LastSeq).Uint64("commit", m.CommitSeq).
@@ -197,8 +199,9 @@ func (g *group) persistLoop(stop chan struct{}, kick chan struct{}) {
 		if len(b.Apply) > 0 {
 			b.CommitSeq = b.Apply[len(b.Apply)-1].Seq
 		}
+		b.Compact = g.compactStep(g.tail)
 		g.mu.Unlock()
-		if b.Epoch == 0 && len(b.Append) == 0 && len(b.Apply) == 0 {
+		if b.Epoch == 0 && len(b.Append) == 0 && len(b.Apply) == 0 && b.Compact == 0 {
 			continue
 		}
 		start := time.Now()
@@ -286,6 +289,7 @@ func (g *group) stepDownLocked(err *command.Error) {
 	}
 	close(g.stopMain)
 	g.stopTicketTimers()
+	g.closeSnapshots()
 	for _, l := range g.links {
 		l.close()
 	}

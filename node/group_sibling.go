@@ -34,6 +34,9 @@ func (g *group) handleAppends(msgs []*sibling.Append) []*sibling.Ack {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	acks := make([]*sibling.Ack, 0, len(msgs))
+	if g.resyncing && !g.receiving && g.resyncAbandoned(msgs) {
+		return nil
+	}
 	if g.role != roleSibling {
 		// Not following a main (yet, or any more): say nothing rather than describe a log
 		// this copy does not stand behind. The main probes again on its next heartbeat.
@@ -116,6 +119,9 @@ func (g *group) writeSiblingBatch(b *Batch, appended map[uint64]sibling.Entry) b
 	if b.Epoch == 0 && b.Truncate == 0 && len(b.Append) == 0 && b.CommitSeq <= g.commit {
 		return true
 	}
+	if b.Truncate == 0 {
+		b.Compact = g.compactStep(g.ftail)
+	}
 	start := time.Now()
 	if err := g.gs.Write(b); err != nil {
 		g.log.Error().Err(err).Msg("log write failed; this copy stops serving the group")
@@ -140,10 +146,12 @@ func (g *group) writeSiblingBatch(b *Batch, appended map[uint64]sibling.Entry) b
 func (g *group) siblingRead(ctx context.Context, floor uint64) (uint64, error) {
 	var at uint64
 	err := g.waitFor(ctx, func() (bool, error) {
-		switch g.role {
-		case roleMain:
+		switch {
+		case g.resyncing:
+			return false, command.Errorf(command.CodeUnavailable, "group %d: this copy is being rebuilt from a snapshot", g.id)
+		case g.role == roleMain:
 			at = g.applied
-		case roleSibling:
+		case g.role == roleSibling:
 			if time.Since(g.lastHeard) > g.n.cfg.DownAfter {
 				return false, command.Errorf(command.CodeUnavailable, "group %d: this copy has not heard its main recently", g.id)
 			}

@@ -12,6 +12,9 @@ type metrics struct {
 	commits prometheus.Counter
 	fsync   prometheus.Histogram
 	batch   prometheus.Histogram
+	// snapshotBytes counts bytes of snapshots this node sent as main.
+	snapshotBytes prometheus.Counter
+	compacted     prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -22,8 +25,12 @@ func newMetrics() *metrics {
 			Help: "Duration of one durable log write (one fsync).", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 14)}),
 		batch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sibyl_node_log_write_entries",
 			Help: "Entries appended per durable log write (group commit).", Buckets: prometheus.ExponentialBuckets(1, 2, 12)}),
+		snapshotBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "sibyl_node_snapshot_sent_bytes_total",
+			Help: "Bytes of snapshots sent to siblings that were behind the log's horizon."}),
+		compacted: prometheus.NewCounter(prometheus.CounterOpts{Name: "sibyl_node_log_compacted_entries_total",
+			Help: "Log entries removed by compaction."}),
 	}
-	m.reg.MustRegister(m.commits, m.fsync, m.batch, prometheus.NewGoCollector())
+	m.reg.MustRegister(m.commits, m.fsync, m.batch, m.snapshotBytes, m.compacted, prometheus.NewGoCollector())
 	return m
 }
 

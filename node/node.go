@@ -39,6 +39,17 @@ type Config struct {
 	Logger        zerolog.Logger
 	// Store, when set, is used instead of DataDir/sibyl.db (tests).
 	Store Store
+	// SyncRate caps a snapshot transfer to a sibling, in bytes per second (0: no cap).
+	SyncRate int64
+	// LogKeep is how many applied entries a copy keeps behind its applied seq (default
+	// 10,000); a main keeps more for a sibling that lags, up to LogKeepMax (default
+	// 1,000,000), past which the sibling is rebuilt from a snapshot instead.
+	LogKeep, LogKeepMax uint64
+	// VacuumEvery is how often a main writes a vacuum entry (default 30 s); tombstones and
+	// dedupe records older than TombstoneRetention and DedupeRetention (default 10 min
+	// each) go with it.
+	VacuumEvery                         time.Duration
+	TombstoneRetention, DedupeRetention time.Duration
 }
 
 // Node is one running node.
@@ -83,6 +94,21 @@ func New(cfg Config) (*Node, error) {
 	}
 	if cfg.Location == "" {
 		cfg.Location = "default"
+	}
+	if cfg.LogKeep == 0 {
+		cfg.LogKeep = 10_000
+	}
+	if cfg.LogKeepMax < cfg.LogKeep {
+		cfg.LogKeepMax = max(cfg.LogKeep, 1_000_000)
+	}
+	if cfg.VacuumEvery <= 0 {
+		cfg.VacuumEvery = 30 * time.Second
+	}
+	if cfg.TombstoneRetention <= 0 {
+		cfg.TombstoneRetention = 10 * time.Minute
+	}
+	if cfg.DedupeRetention <= 0 {
+		cfg.DedupeRetention = 10 * time.Minute
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With().Uint16("node", uint16(cfg.ID)).Logger(),
 		instance: ulid.Make().String(), groups: map[command.ServerID]*group{}, metrics: newMetrics(),
@@ -161,6 +187,7 @@ func bumpIncarnation(path string) (uint64, error) {
 func (n *Node) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/internal/repl", n.serveRepl)
+	mux.HandleFunc("/v1/internal/resync", n.serveResync)
 	mux.HandleFunc("/v1/internal/fwd", n.serveFwd)
 	mux.HandleFunc("/v1/internal/feed", n.serveFeed)
 	mux.HandleFunc("/v1/internal/snapshot", n.serveSnapshot)

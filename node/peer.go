@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 	"sync"
@@ -129,6 +130,10 @@ func (l *peerLink) serve(conn *websocket.Conn) {
 		var msgs []*sibling.Append
 		for {
 			a, err := g.main.NextAppend(l.node)
+			if errors.Is(err, sibling.ErrNeedSnapshot) {
+				l.startSnapshot()
+				break
+			}
 			if err != nil {
 				g.log.Error().Err(err).Uint16("sibling", l.node).Msg("cannot build append")
 				break

@@ -40,6 +40,9 @@ func (g *group) seal(req *command.SealRequest) (command.SealReply, int, string) 
 	if g.role == roleMain {
 		return out, http.StatusConflict, "this node is the group's main"
 	}
+	if g.resyncing {
+		return out, http.StatusConflict, "this copy is being rebuilt from a snapshot and holds nothing to report"
+	}
 	if req.Auto && g.streamUp > 0 && time.Since(g.lastHeard) < g.n.cfg.DownAfter {
 		return out, http.StatusConflict, "this copy still hears the main"
 	}

@@ -17,7 +17,7 @@ var ErrNoCopy = errors.New("no copy of this group")
 
 // ErrCompacted is returned by Entries when part of the range is below the log's FirstSeq:
 // the caller needs a snapshot, not entries.
-var ErrCompacted = errors.New("entries compacted")
+var ErrCompacted = sibling.ErrCompacted
 
 // storeKV is one ordered bucket of a group's copy, seen inside one transaction. bbolt buckets
 // and the memory store's sorted maps both implement it, so that every rule about what a

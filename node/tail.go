@@ -25,8 +25,8 @@ func (l *tailLog) EpochAt(seq uint64) (uint64, bool) {
 	if seq == 0 {
 		return 0, true
 	}
-	if seq > l.last || seq < l.first {
-		return 0, false
+	if seq > l.last || seq+1 < l.first {
+		return 0, false // the entry before the first one kept is still known by its epoch
 	}
 	var e uint64
 	for _, h := range l.history {

@@ -34,7 +34,7 @@ func (l *MemLog) EpochAt(seq uint64) (uint64, bool) {
 
 func (l *MemLog) Entries(from, to uint64, maxBytes int) ([]Entry, error) {
 	if from < l.first {
-		return nil, fmt.Errorf("entries from %d: log starts at %d", from, l.first)
+		return nil, fmt.Errorf("entries from %d: log starts at %d: %w", from, l.first, ErrCompacted)
 	}
 	var out []Entry
 	size := 0
@@ -70,5 +70,13 @@ func (l *MemLog) Truncate(from uint64) {
 	}
 	if n := from - l.first; n < uint64(len(l.entries)) {
 		l.entries = l.entries[:n]
+	}
+}
+
+// Compact drops every entry with seq <= through.
+func (l *MemLog) Compact(through uint64) {
+	for l.first <= through && len(l.entries) > 0 {
+		l.entries = l.entries[1:]
+		l.first++
 	}
 }

@@ -1,6 +1,16 @@
 package sibling
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrNeedSnapshot is returned (wrapped) by NextAppend when a sibling needs entries the
+// main's log no longer holds: it must be rebuilt from a snapshot (SnapshotDone ends that).
+var ErrNeedSnapshot = errors.New("sibling needs a snapshot")
+
+// ErrCompacted is what a Log returns (wrapped) for entries below its compaction horizon.
+var ErrCompacted = errors.New("entries compacted")
 
 // MainConfig starts a Main. Last* and Commit describe the main's log when it takes over;
 // EpochFirst is the seq of its barrier, the first entry of Epoch (entries below it are of
@@ -37,6 +47,9 @@ type Progress struct {
 	// AckedRound is the highest read round the sibling answered in the main's epoch.
 	AckedRound uint64
 	Learner    bool
+	// Snapshot: the sibling is being rebuilt from a snapshot; no entries go to it until
+	// SnapshotDone, and its acks only answer read rounds.
+	Snapshot bool
 }
 
 // Main is the main side of a group's replication. It is not safe for concurrent use.
@@ -147,15 +160,21 @@ func (m *Main) Persisted(seq uint64) {
 // restarted main a new epoch, and its barrier supersedes the lost tail.
 func (m *Main) NextAppend(n uint16) (*Append, error) {
 	p, ok := m.peers[n]
-	if !ok || p.Next > m.lastSeq || (p.Probing && p.Inflight > 0) || p.Inflight >= m.cfg.Window {
+	if !ok || p.Snapshot || p.Next > m.lastSeq || (p.Probing && p.Inflight > 0) || p.Inflight >= m.cfg.Window {
 		return nil, nil
 	}
 	prevSeq := p.Next - 1
 	prevEpoch, ok := m.cfg.Log.EpochAt(prevSeq)
 	if !ok {
-		return nil, fmt.Errorf("group %d: sibling %d needs seq %d, which the main's log no longer holds", m.cfg.Group, n, prevSeq)
+		// Below the horizon: the log was compacted past what the sibling holds.
+		p.Snapshot, p.Inflight = true, 0
+		return nil, fmt.Errorf("group %d: sibling %d needs seq %d, which the main's log no longer holds: %w", m.cfg.Group, n, prevSeq, ErrNeedSnapshot)
 	}
 	entries, err := m.cfg.Log.Entries(p.Next, m.lastSeq, m.cfg.MaxBytes)
+	if errors.Is(err, ErrCompacted) {
+		p.Snapshot, p.Inflight = true, 0
+		return nil, fmt.Errorf("group %d: entries for sibling %d: %w (%w)", m.cfg.Group, n, ErrNeedSnapshot, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("group %d: entries for sibling %d: %w", m.cfg.Group, n, err)
 	}
@@ -170,10 +189,26 @@ func (m *Main) NextAppend(n uint16) (*Append, error) {
 	return msg, nil
 }
 
+// SnapshotDone records that sibling n installed a snapshot at seq: it is probed from there.
+// With ok false the transfer failed, and the next NextAppend decides again.
+func (m *Main) SnapshotDone(n uint16, seq uint64, ok bool) {
+	p, found := m.peers[n]
+	if !found || !p.Snapshot {
+		return
+	}
+	p.Snapshot, p.Probing, p.Inflight = false, true, 0
+	if ok {
+		// The snapshot is the main's committed prefix up to seq: the sibling now holds a
+		// prefix that matches, and compaction must not pass it before the first append.
+		p.Match = max(p.Match, seq)
+		p.Next = p.Match + 1
+	}
+}
+
 // ResetPeer forgets what is in flight to sibling n (its connection was lost) and probes it
 // again from just after what it is known to hold.
 func (m *Main) ResetPeer(n uint16) {
-	if p, ok := m.peers[n]; ok {
+	if p, ok := m.peers[n]; ok && !p.Snapshot {
 		p.Probing, p.Inflight, p.Next = true, 0, p.Match+1
 		if p.Match == 0 {
 			p.Next = m.persisted + 1
@@ -190,6 +225,9 @@ func (m *Main) Heartbeat(n uint16) *Append {
 	p, ok := m.peers[n]
 	if !ok {
 		return nil
+	}
+	if p.Snapshot {
+		return m.message(0, 0, nil) // the empty prefix: it only carries the read round
 	}
 	// A probing sibling is asked about the probe point. A known one is asked about the last
 	// entry sent to it: on one ordered connection, appends sent earlier arrive first, so a
@@ -236,6 +274,9 @@ func (m *Main) HandleAck(a Ack) bool {
 	}
 	if a.Round > p.AckedRound {
 		p.AckedRound = a.Round
+	}
+	if p.Snapshot {
+		return false
 	}
 	if a.OK {
 		if a.Seq > p.Match {

@@ -1,0 +1,99 @@
+package node
+
+import (
+	"time"
+
+	"github.com/sibylhq/sibyl/command"
+)
+
+// Compaction and vacuum keep a copy's log, tombstones and dedupe records bounded
+// (REPLICATION.md case 12).
+//
+// Every copy drops applied log entries more than LogKeep behind its applied seq, a few
+// thousand per durable write, in the same transaction as the write (no extra fsync). A main
+// keeps more for a sibling that lags (its Match), but never more than LogKeepMax: a sibling
+// further behind is rebuilt from a snapshot instead, so one copy that is down cannot make
+// the log grow without bound. A snapshot being sent pins the log after its seq, so the
+// sibling can continue from it. The epoch history is never compacted.
+//
+// Vacuum is a log entry the main writes every VacuumEvery: every copy applies it at the same
+// position, so all drop the same records (case 12D).
+
+const (
+	compactMin   = 1024 // fewer entries than this are not worth a compaction step
+	compactBatch = 4096 // at most this many entries are removed per durable write
+)
+
+// compactStep returns the seq to compact through with the next write (0: none) and moves
+// the log's horizon there, so no append is built from entries about to go. Call with
+// g.mu held; tl is the role's tail log.
+func (g *group) compactStep(tl *tailLog) uint64 {
+	keep := g.n.cfg.LogKeep
+	if tl == nil || g.applied <= keep {
+		return 0
+	}
+	target := g.applied - keep
+	if g.role == roleMain && g.main != nil {
+		var floor uint64
+		if g.applied > g.n.cfg.LogKeepMax {
+			floor = g.applied - g.n.cfg.LogKeepMax
+		}
+		for _, p := range g.main.Peers() {
+			if !p.Snapshot && p.Match < target {
+				target = max(p.Match, floor)
+			}
+		}
+		if pin := g.snapshotPin(); pin > 0 && pin < target {
+			target = pin
+		}
+	}
+	if target < tl.first || target-tl.first+1 < compactMin {
+		return 0
+	}
+	target = min(target, tl.first+compactBatch-1)
+	g.n.metrics.compacted.Add(float64(target - tl.first + 1))
+	tl.first = target + 1
+	tl.forget(tl.first)
+	return target
+}
+
+// vacuumLoop writes a vacuum entry every VacuumEvery while the group is written to.
+func (g *group) vacuumLoop(stop chan struct{}) {
+	t := time.NewTicker(g.n.cfg.VacuumEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		g.mu.Lock()
+		if g.role == roleMain && g.stopMain == stop {
+			g.vacuumLocked(time.Now())
+		}
+		g.mu.Unlock()
+	}
+}
+
+// vacuumLocked appends a vacuum entry, unless nothing was committed since the last one or
+// the main is frozen for a hand-over. Tombstones go only for deletes every sibling the
+// main replicates to holds (stale copies are not replicated to; a copy being rebuilt gets
+// the vacuumed state in its snapshot). Call with g.mu held.
+func (g *group) vacuumLocked(now time.Time) {
+	if g.frozen != 0 || g.commit <= g.vacuumedAt || !g.barrierCommitted() {
+		return
+	}
+	through := g.commit
+	for _, p := range g.main.Peers() {
+		if !p.Snapshot {
+			through = min(through, p.Match)
+		}
+	}
+	g.appendLocked(&command.Effect{Kind: command.EffectVacuum, At: now.UTC(), Vacuum: &command.Vacuum{
+		Through:          through,
+		TombstonesBefore: now.Add(-g.n.cfg.TombstoneRetention).UTC(),
+		DedupeBefore:     now.Add(-g.n.cfg.DedupeRetention).UTC(),
+	}})
+	g.vacuumedAt = g.main.LastSeq()
+	g.kick()
+}

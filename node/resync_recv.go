@@ -1,0 +1,159 @@
+package node
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/sibling"
+	resync "github.com/sibylhq/sibyl/sync"
+)
+
+// serveResync is the sibling side of a snapshot transfer: the directory's main of the
+// group, in the directory's epoch, rebuilds this copy. While it runs, the copy is
+// resyncing: it answers no appends, reports no position, refuses seals and serves no
+// reads, and so counts nowhere (REPLICATION.md case 12).
+func (n *Node) serveResync(w http.ResponseWriter, r *http.Request) {
+	gid, err := strconv.ParseUint(r.URL.Query().Get("group"), 10, 16)
+	if err != nil || gid == 0 {
+		http.Error(w, "bad group", http.StatusBadRequest)
+		return
+	}
+	g := n.localGroup(command.ServerID(gid))
+	if g == nil {
+		http.Error(w, "no copy of this group here", http.StatusNotFound)
+		return
+	}
+	conn, release, ok := n.acceptInternal(w, r, resync.MaxRecordBytes*2+1<<20)
+	if !ok {
+		return
+	}
+	defer release()
+	if !g.beginResync() {
+		return
+	}
+	h, st, err := resync.Receive(n.ctx, wsFrames{conn}, groupSink{g.gs}, resync.ReceiveOptions{
+		Accept: g.acceptSnapshot})
+	g.endResync(h, err)
+	if err == nil {
+		g.log.Info().Uint64("seq", h.Seq).Uint64("records", st.Records).Bool("resumed", st.Resumed).
+			Dur("took", st.Elapsed).Msg("copy rebuilt from a snapshot")
+	}
+}
+
+// beginResync claims the copy for a transfer; false if one is already running.
+func (g *group) beginResync() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.receiving {
+		return false
+	}
+	g.receiving = true
+	return true
+}
+
+// acceptSnapshot admits only the main the directory names, in its epoch, not below this
+// copy's, and only on a copy that is a sibling (never the main's own copy).
+func (g *group) acceptSnapshot(h resync.Header) error {
+	gi := g.n.directoryGroup(g.id)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case h.Group != uint16(g.id):
+		return fmt.Errorf("snapshot of group %d offered for group %d", h.Group, g.id)
+	case gi == nil || gi.Main != h.Main || gi.Epoch != h.Epoch:
+		return fmt.Errorf("node %d in epoch %d is not the directory's main of group %d", h.Main, h.Epoch, g.id)
+	case g.role == roleMain:
+		return fmt.Errorf("this copy is the group's main")
+	case h.Epoch < g.epoch || h.Epoch < g.sealed:
+		return fmt.Errorf("epoch %d is below this copy's epoch %d", h.Epoch, max(g.epoch, g.sealed))
+	}
+	// From here on the copy is being rebuilt: it stops following and counts nowhere.
+	g.role, g.resyncing = roleNone, true
+	g.follower, g.ftail = nil, nil
+	g.broadcast()
+	return nil
+}
+
+// endResync follows a transfer: an installed snapshot makes the copy whole at its seq and
+// it follows its main again; a failed one leaves it resyncing until the main resumes.
+func (g *group) endResync(h resync.Header, err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.receiving = false
+	if err != nil {
+		g.log.Warn().Err(err).Msg("snapshot transfer failed")
+		return
+	}
+	g.resyncing = false
+	g.commit, g.applied = h.Seq, h.Seq
+	gi := g.n.directoryGroup(g.id)
+	if gi == nil {
+		return
+	}
+	self := uint16(g.n.cfg.ID)
+	for _, m := range gi.Siblings {
+		if m.Node == self {
+			if err := g.becomeSibling(gi); err != nil {
+				g.log.Error().Err(err).Msg("cannot follow the main after a resync")
+			}
+			return
+		}
+	}
+}
+
+// dropResync starts a copy that was found resyncing outside a transfer (after a crash, or
+// when its main changed) over as a new, empty copy: it holds nothing it acknowledged, so
+// it must not carry the old copy ID either. Call with g.mu held.
+func (g *group) dropResync() error {
+	if err := g.n.store.DropGroup(g.id); err != nil {
+		return err
+	}
+	gs, err := g.n.store.Group(g.id)
+	if err != nil {
+		return err
+	}
+	// The epoch is not the copy's but the node's promise never to follow an older main.
+	if epoch := max(g.epoch, g.sealed); epoch > 0 {
+		if err := gs.Write(&Batch{Epoch: epoch}); err != nil {
+			return err
+		}
+	}
+	m, err := gs.Meta()
+	if err != nil {
+		return err
+	}
+	g.log.Warn().Str("oldCopy", g.copyID).Str("copy", m.CopyID).Msg("abandoned an unfinished resync; the copy starts empty")
+	g.gs, g.copyID, g.commit, g.applied, g.resyncing = gs, m.CopyID, 0, 0, false
+	return nil
+}
+
+
+// resyncAbandoned handles appends that reach a copy left resyncing by a failed transfer. A
+// main that still means to resume sends only empty appends at the empty prefix; anything
+// else means no snapshot is coming (the main changed, or its log reaches back far enough),
+// so the copy starts over empty and follows the main from its log. It reports whether the
+// appends must be ignored. Call with g.mu held.
+func (g *group) resyncAbandoned(msgs []*sibling.Append) bool {
+	waiting := true
+	for _, m := range msgs {
+		waiting = waiting && m.PrevSeq == 0 && len(m.Entries) == 0
+	}
+	if waiting {
+		return true
+	}
+	if err := g.dropResync(); err != nil {
+		g.log.Error().Err(err).Msg("cannot drop an unfinished resync")
+		return true
+	}
+	gi := g.n.directoryGroup(g.id)
+	if gi == nil {
+		return true
+	}
+	if err := g.becomeSibling(gi); err != nil {
+		g.log.Error().Err(err).Msg("cannot follow the main")
+		return true
+	}
+	return false
+}

@@ -1,0 +1,164 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/gorilla/websocket"
+	resync "github.com/sibylhq/sibyl/sync"
+)
+
+// A main rebuilds a sibling from a snapshot when the sibling needs entries below the
+// main's compaction horizon (sibling.ErrNeedSnapshot). The link to that sibling opens a
+// second connection, /v1/internal/resync, and streams a Snapshot over it with resync.Send,
+// while the replication connection keeps carrying heartbeats. The snapshot stays open for
+// snapshotIdle after a failed transfer so that a new connection resumes it; its seq pins
+// the log (compaction keeps every entry after it) so the sibling can continue from it.
+
+// snapshotIdle is how long a main keeps a snapshot after a failed transfer for a resume.
+const snapshotIdle = 30 * time.Second
+
+// wsFrames adapts a WebSocket to resync.Conn.
+type wsFrames struct{ c *websocket.Conn }
+
+func (w wsFrames) WriteFrame(b []byte) error {
+	w.c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	return w.c.WriteMessage(websocket.BinaryMessage, b)
+}
+
+func (w wsFrames) ReadFrame(timeout time.Duration) ([]byte, error) {
+	w.c.SetReadDeadline(time.Now().Add(timeout))
+	_, b, err := w.c.ReadMessage()
+	return b, err
+}
+
+// snapshotTransfer is a link's snapshot under way (or kept for a resume).
+type snapshotTransfer struct {
+	snap    *Snapshot
+	running bool
+	failed  time.Time // when the last attempt failed (zero while none failed)
+	done    resync.Progress
+}
+
+// startSnapshot starts (or resumes) streaming a snapshot to the link's sibling, unless one
+// is already running. Call with g.mu held.
+func (l *peerLink) startSnapshot() {
+	g := l.g
+	t := g.snapshots[l.node]
+	if t != nil && t.running {
+		return
+	}
+	if t != nil && time.Since(t.failed) > snapshotIdle {
+		t.snap.Close()
+		t = nil
+	}
+	if t == nil {
+		var id [8]byte
+		rand.Read(id[:])
+		snap, err := g.gs.Snapshot(binary.BigEndian.Uint64(id[:]) | 1)
+		if err != nil {
+			g.log.Error().Err(err).Uint16("sibling", l.node).Msg("cannot open a snapshot")
+			g.main.SnapshotDone(l.node, 0, false)
+			return
+		}
+		snap.SetSender(g.epoch, uint16(g.n.cfg.ID))
+		t = &snapshotTransfer{snap: snap}
+		g.snapshots[l.node] = t
+		h := snap.Header()
+		g.log.Info().Uint16("sibling", l.node).Uint64("seq", h.Seq).Hex("id", binary.BigEndian.AppendUint64(nil, h.ID)).
+			Msg("sibling is behind the log's horizon; sending a snapshot")
+	}
+	t.running = true
+	go l.sendSnapshot(t)
+}
+
+func (l *peerLink) sendSnapshot(t *snapshotTransfer) {
+	g := l.g
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-l.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	h := t.snap.Header()
+	start := time.Now()
+	st, err := l.streamSnapshot(ctx, t)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	t.running = false
+	if g.snapshots[l.node] != t {
+		return // the role ended meanwhile and closed it
+	}
+	ok := err == nil
+	if ok {
+		delete(g.snapshots, l.node)
+		t.snap.Close()
+		g.log.Info().Uint16("sibling", l.node).Uint64("seq", h.Seq).Uint64("records", st.Records).
+			Uint64("bytes", st.Bytes).Bool("resumed", st.Resumed).Dur("took", time.Since(start)).
+			Float64("MBps", float64(st.Bytes)/1e6/max(time.Since(start).Seconds(), 1e-9)).Msg("snapshot installed")
+		g.n.metrics.snapshotBytes.Add(float64(st.Bytes))
+	} else {
+		t.failed = time.Now()
+		g.log.Warn().Err(err).Uint16("sibling", l.node).Uint64("records", st.Records).Msg("snapshot transfer failed; it resumes on the next attempt")
+	}
+	if g.main != nil {
+		g.main.SnapshotDone(l.node, h.Seq, ok)
+	}
+	if !ok {
+		// Retry after a pause, not at once: the sibling may be down.
+		time.AfterFunc(time.Second, l.wake)
+		return
+	}
+	l.wake()
+}
+
+func (l *peerLink) streamSnapshot(ctx context.Context, t *snapshotTransfer) (resync.Stats, error) {
+	g := l.g
+	addr := g.n.nodeAddr(l.node)
+	if addr == "" {
+		return resync.Stats{}, errors.New("sibling's address is unknown")
+	}
+	u := "ws://" + addr + "/v1/internal/resync?group=" + strconv.Itoa(int(g.id)) + "&from=" + strconv.Itoa(int(g.n.cfg.ID))
+	d := websocket.Dialer{HandshakeTimeout: g.n.cfg.DownAfter, WriteBufferSize: 256 << 10}
+	conn, _, err := d.DialContext(ctx, u, g.n.internalHeader())
+	if err != nil {
+		return resync.Stats{}, err
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	return resync.Send(ctx, wsFrames{conn}, t.snap, resync.SendOptions{Rate: g.n.cfg.SyncRate,
+		Progress: func(p resync.Progress) {
+			g.mu.Lock()
+			t.done = p
+			g.mu.Unlock()
+		}})
+}
+
+// closeSnapshots ends every snapshot the main holds (its role is over). Call with g.mu held.
+func (g *group) closeSnapshots() {
+	for n, t := range g.snapshots {
+		t.snap.Close()
+		delete(g.snapshots, n)
+	}
+}
+
+// snapshotPin is the lowest seq a snapshot being sent was taken at (0: none): compaction
+// keeps the entries after it so the sibling can continue from it. Call with g.mu held.
+func (g *group) snapshotPin() uint64 {
+	var pin uint64
+	for _, t := range g.snapshots {
+		if s := t.snap.Header().Seq; pin == 0 || s < pin {
+			pin = s
+		}
+	}
+	return pin
+}
+

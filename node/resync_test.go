@@ -1,0 +1,140 @@
+package node
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/sibylhq/sibyl/command"
+)
+
+// storeView is a copy's committed resources, for comparing copies.
+func storeView(t *testing.T, gs GroupStore) map[string]uint64 {
+	t.Helper()
+	live, err := gs.List("", "", 0)
+	if err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	out := map[string]uint64{}
+	for _, r := range live {
+		out[r.ID] = r.Version
+	}
+	return out
+}
+
+// A sibling that was away while the main compacted its log past it and vacuumed the
+// tombstones of what was deleted meanwhile (REPLICATION.md case 12 A and B) comes back
+// with its old records. It must not serve them, must be rebuilt from a snapshot rather than
+// merged, and must end with exactly the main's resources: no deleted one resurrected, no
+// stale version.
+func TestClusterCopyBehindHorizonIsRebuiltFromSnapshot(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 12))
+	fc, nodes := testClusterWith(t, func(c *Config) {
+		c.LogKeep, c.LogKeepMax = 50, 100
+		c.VacuumEvery, c.TombstoneRetention, c.DedupeRetention = 50*time.Millisecond, time.Nanosecond, time.Hour
+	})
+	s := nodes[0].n.NewSession()
+	defer s.Close()
+	write := func(req command.Request) *command.Reply {
+		t.Helper()
+		var r *command.Reply
+		waitUntil(t, 5*time.Second, req.Op, func() bool {
+			var err error
+			r, err = do(t, s, req)
+			return err == nil || command.CodeOf(err) == command.CodeNotFound
+		})
+		return r
+	}
+	var rids []string
+	for i := 0; i < 200; i++ {
+		r := write(command.Request{Op: command.OpCreate, Type: "t", Data: json.RawMessage(`0`), Server: i64(1)})
+		rids = append(rids, r.Resource.ID)
+	}
+	g4 := nodes[3].n.localGroup(1)
+	var old map[string]uint64
+	waitUntil(t, 5*time.Second, "node 4 holds every create", func() bool {
+		old = storeView(t, g4.gs)
+		return len(old) == 200
+	})
+
+	// Node 4 goes away and is dropped from the group (as a stale copy is).
+	nodes[3].stop()
+	fc.update(func(d *command.Directory) {
+		gi := &d.Groups[0]
+		gi.Active = command.Config{Version: 2, Voters: []uint16{2, 3}}
+		gi.Siblings = gi.Siblings[:2]
+	})
+	rng.Shuffle(len(rids), func(i, j int) { rids[i], rids[j] = rids[j], rids[i] })
+	deleted := rids[:60]
+	for _, rid := range deleted {
+		write(command.Request{Op: command.OpDelete, RID: rid})
+	}
+	for i := 0; i < 1500; i++ {
+		write(command.Request{Op: command.OpUpdate, RID: rids[60+rng.IntN(len(rids)-60)], Data: json.RawMessage(fmt.Sprint(i))})
+	}
+	g1 := nodes[0].n.localGroup(1)
+	waitUntil(t, 5*time.Second, "compaction past node 4 and a vacuum of the tombstones", func() bool {
+		m, err := g1.gs.Meta()
+		if err != nil || m.FirstSeq <= 300 {
+			return false
+		}
+		_, ts, _ := g1.gs.Resource(deleted[0])
+		return ts == nil
+	})
+
+	// Node 4 returns with its old copy: it serves none of it while it is not in the group.
+	nodes[3] = startTestNode(t, nodes[3].cfg)
+	g4 = nodes[3].n.localGroup(1)
+	if got := storeView(t, g4.gs); !reflect.DeepEqual(got, old) {
+		t.Fatal("node 4's copy changed while it was away")
+	}
+	s4 := nodes[3].n.NewSession()
+	defer s4.Close()
+	waitUntil(t, 5*time.Second, "node 4 joined", nodes[3].n.Healthy)
+	if r, err := do(t, s4, command.Request{Op: command.OpGet, RID: deleted[0], Consistency: command.SiblingRead}); err == nil && r.Resource != nil {
+		t.Fatalf("a sibling read on node 4 of deleted %s answered version %d", deleted[0], r.Resource.Version)
+	}
+
+	// Registered again as a learner: it is behind the horizon, so it gets a snapshot.
+	fc.update(func(d *command.Directory) {
+		d.Groups[0].Siblings = append(d.Groups[0].Siblings, command.Member{Node: 4, State: command.SiblingSyncing})
+	})
+	for i := 0; i < 50; i++ { // writes go on during the transfer
+		write(command.Request{Op: command.OpUpdate, RID: rids[60+rng.IntN(len(rids)-60)], Data: json.RawMessage(`"during"`)})
+	}
+	waitUntil(t, 10*time.Second, "node 4 caught up with the main", func() bool {
+		g4.mu.Lock()
+		a, resyncing := g4.applied, g4.resyncing
+		g4.mu.Unlock()
+		g1.mu.Lock()
+		c := g1.applied
+		g1.mu.Unlock()
+		return !resyncing && a == c
+	})
+	m4, err := g4.gs.Meta()
+	if err != nil || m4.FirstSeq <= 300 {
+		t.Fatalf("node 4's log starts at %d (%v); it should have been rebuilt from a snapshot", m4.FirstSeq, err)
+	}
+	want, got := storeView(t, g1.gs), storeView(t, g4.gs)
+	if !reflect.DeepEqual(got, want) {
+		var zombies []string
+		for rid := range got {
+			if _, ok := want[rid]; !ok {
+				zombies = append(zombies, rid)
+			}
+		}
+		slices.Sort(zombies)
+		t.Fatalf("node 4 holds %d resources, the main %d; resurrected: %v", len(got), len(want), zombies)
+	}
+	for _, rid := range deleted {
+		if res, _, _ := g4.gs.Resource(rid); res != nil {
+			t.Fatalf("deleted %s is alive on node 4", rid)
+		}
+	}
+}
