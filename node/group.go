@@ -78,7 +78,7 @@ type group struct {
 	activated   uint64
 	kickPersist chan struct{}
 	stopMain    chan struct{}
-	tickets     *ticketTimers // expiry deadlines of live tickets (tickets.go)
+	tickets     *ticketTimers                // expiry deadlines of live tickets (tickets.go)
 	snapshots   map[uint16]*snapshotTransfer // snapshots being sent to siblings (resync_send.go)
 	vacuumedAt  uint64                       // commit point when the last vacuum entry was written
 

@@ -129,7 +129,6 @@ func (g *group) dropResync() error {
 	return nil
 }
 
-
 // resyncAbandoned handles appends that reach a copy left resyncing by a failed transfer. A
 // main that still means to resume sends only empty appends at the empty prefix; anything
 // else means no snapshot is coming (the main changed, or its log reaches back far enough),

@@ -161,4 +161,3 @@ func (g *group) snapshotPin() uint64 {
 	}
 	return pin
 }
-

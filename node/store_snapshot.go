@@ -250,6 +250,5 @@ func (s *groupStore) FinishResync(h resync.Header) error {
 type groupSink struct{ gs GroupStore }
 
 func (k groupSink) Begin(h resync.Header) (resync.Position, error) { return k.gs.BeginResync(h) }
-func (k groupSink) Write(recs []resync.Record) error                { return k.gs.WriteResync(recs) }
-func (k groupSink) Finish(h resync.Header) error                    { return k.gs.FinishResync(h) }
-
+func (k groupSink) Write(recs []resync.Record) error               { return k.gs.WriteResync(recs) }
+func (k groupSink) Finish(h resync.Header) error                   { return k.gs.FinishResync(h) }
