@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -29,6 +30,7 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 	downAfter := fs.Duration("down-after", time.Second, "passed to every node and controller")
 	drift := fs.Float64("max-clock-drift", node.DefaultMaxClockDrift, "passed to every node")
 	logLevel := fs.String("log-level", "info", "log level of the children (debug, info, warn, error)")
+	nodeFlags := fs.String("node-flags", "", "extra flags for every node, space-separated (e.g. \"--log-keep 1000 --sync-rate 0\")")
 	if _, code, ok := parseOrExit(fs, args, stderr); !ok {
 		return code
 	}
@@ -56,7 +58,7 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	opts := devOptions{Exe: exe, Dir: dir, WriteTimeout: *writeTimeout, DownAfter: *downAfter, LogLevel: *logLevel,
-		MaxClockDrift: *drift}
+		MaxClockDrift: *drift, NodeFlags: strings.Fields(*nodeFlags)}
 	return runDevCluster(layout, opts, stdout, stderr)
 }
 

@@ -115,6 +115,8 @@ type devOptions struct {
 	// MaxClockDrift is passed to nodes only when it is not the nodes' default, so that the
 	// children's command lines name only what dev was told.
 	MaxClockDrift float64
+	// NodeFlags are appended to every node's command line.
+	NodeFlags []string
 }
 
 // controllerArgs is the full command line (args[0] the executable) that starts c, or
@@ -146,7 +148,7 @@ func nodeArgs(o devOptions, n devNode) []string {
 	if o.MaxClockDrift != 0 && o.MaxClockDrift != node.DefaultMaxClockDrift {
 		args = append(args, "--max-clock-drift", strconv.FormatFloat(o.MaxClockDrift, 'g', -1, 64))
 	}
-	return args
+	return append(args, o.NodeFlags...)
 }
 
 // clusterFile is DIR/cluster.json (PROTOCOL.md §5). Scenarios and black-box tests read it

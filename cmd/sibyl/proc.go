@@ -91,6 +91,12 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&adminTokens, "admin-token", "admin token (repeatable)")
 	secret := fs.String("cluster-secret", "", "secret nodes present to each other")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	syncRate := fs.Int64("sync-rate", 100<<20, "cap on a snapshot sent to a sibling, bytes per second (0: none)")
+	logKeep := fs.Uint64("log-keep", 10_000, "applied log entries every copy keeps")
+	logKeepMax := fs.Uint64("log-keep-max", 1_000_000, "applied entries a main keeps for a lagging sibling before it must be rebuilt from a snapshot")
+	vacuumEvery := fs.Duration("vacuum-every", 30*time.Second, "how often a main writes a vacuum entry")
+	tombstoneRetention := fs.Duration("tombstone-retention", 10*time.Minute, "age after which a tombstone every copy holds is vacuumed")
+	dedupeRetention := fs.Duration("dedupe-retention", 10*time.Minute, "age after which an idempotency key is forgotten")
 	if _, code, ok := parseOrExit(fs, args, stderr); !ok {
 		return code
 	}
@@ -124,7 +130,8 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	n, err := node.New(node.Config{
 		ID: command.ServerID(*id), HTTPAddr: advertised(*httpAddr, *advertise), DataDir: *dataDir, Controllers: ctrlAddrs,
 		Location: *loc, WriteTimeout: *writeTimeout, DownAfter: *downAfter, ClusterSecret: *secret,
-		MaxClockDrift: *drift, Logger: log,
+		MaxClockDrift: *drift, Logger: log, SyncRate: *syncRate, LogKeep: *logKeep, LogKeepMax: *logKeepMax,
+		VacuumEvery: *vacuumEvery, TombstoneRetention: *tombstoneRetention, DedupeRetention: *dedupeRetention,
 	})
 	if err != nil {
 		ln.Close()
