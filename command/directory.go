@@ -14,6 +14,10 @@ const (
 const (
 	SiblingSyncing = "syncing"
 	SiblingVoting  = "voting"
+	// SiblingStale: a copy unreachable past copy-timeout, demoted by a config change. It
+	// counts nowhere, is not replicated to, and is wiped and registered again when its node
+	// returns (REPLICATION.md case 12). Status shows it as syncing with "stale": true.
+	SiblingStale = "stale"
 )
 
 // NodeInfo is what the directory knows of one node.

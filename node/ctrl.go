@@ -308,9 +308,13 @@ func (n *Node) applyDirectory(d *command.Directory) {
 func (g *group) follow(gi *command.GroupInfo, self uint16) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	isSibling := false
+	isSibling, stale := false, false
 	for _, m := range gi.Siblings {
-		isSibling = isSibling || m.Node == self
+		if m.Node == self && m.State == command.SiblingStale {
+			stale = true
+			g.retireStale(m.CopyID)
+		}
+		isSibling = isSibling || (m.Node == self && !stale)
 	}
 	var err error
 	switch {

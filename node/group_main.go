@@ -24,7 +24,8 @@ func quorumOf(gi *command.GroupInfo) (sibling.Quorum, []uint16) {
 	}
 	var learners []uint16
 	for _, m := range gi.Siblings {
-		if !voting[m.Node] {
+		// A stale copy is neither: the main sends it nothing until it is registered again.
+		if !voting[m.Node] && m.State != command.SiblingStale {
 			learners = append(learners, m.Node)
 		}
 	}

@@ -43,6 +43,8 @@ type Options struct {
 	Nodes, Controllers int
 	WriteTimeout       time.Duration
 	DownAfter          time.Duration
+	// NodeFlags are extra flags for every node (dev --node-flags).
+	NodeFlags string
 }
 
 // Cluster is a running `sibyl dev` cluster.
@@ -128,7 +130,7 @@ func StartCluster(t testing.TB, o Options) *Cluster {
 	c := &Cluster{t: t, Dir: t.TempDir()}
 	c.dev = exec.Command(sibylBin, "dev", "--nodes", strconv.Itoa(o.Nodes), "--controllers", strconv.Itoa(o.Controllers),
 		"--base-port", strconv.Itoa(base), "--data", c.Dir, "--write-timeout", o.WriteTimeout.String(),
-		"--down-after", o.DownAfter.String(), "--log-level", "info")
+		"--down-after", o.DownAfter.String(), "--log-level", "info", "--node-flags", o.NodeFlags)
 	logf, err := os.Create(filepath.Join(c.Dir, "dev.out"))
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package scenarios
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"testing"
@@ -147,8 +146,23 @@ func TestDrainUnderLoad(t *testing.T) {
 }
 
 // registerOverWS sends registerSibling on a raw WebSocket and returns the phases of the
-// progress events that came before the ok reply (PROTOCOL.md §3).
+// progress events that came before the ok reply (PROTOCOL.md §3). A retryable refusal
+// (a controller leader change, say) is retried, as an operator would.
 func registerOverWS(t *testing.T, addr string, server, node int64) []string {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		phases, err := registerOnce(t, addr, server, node)
+		if err == nil {
+			return phases
+		}
+		if !err.Retryable || attempt == 5 {
+			t.Fatalf("registerSibling failed: %v", err)
+		}
+		t.Logf("registerSibling attempt %d: %v; retrying", attempt, err)
+	}
+}
+
+func registerOnce(t *testing.T, addr string, server, node int64) ([]string, *command.Error) {
 	t.Helper()
 	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/v1/ws", nil)
 	if err != nil {
@@ -163,12 +177,12 @@ func registerOverWS(t *testing.T, addr string, server, node int64) []string {
 	for {
 		ws.SetReadDeadline(time.Now().Add(60 * time.Second))
 		var f struct {
-			ID    *string         `json:"id"`
-			OK    bool            `json:"ok"`
-			Error json.RawMessage `json:"error"`
-			Sub   string          `json:"sub"`
-			Event string          `json:"event"`
-			Phase string          `json:"phase"`
+			ID    *string        `json:"id"`
+			OK    bool           `json:"ok"`
+			Error *command.Error `json:"error"`
+			Sub   string         `json:"sub"`
+			Event string         `json:"event"`
+			Phase string         `json:"phase"`
 		}
 		if err := ws.ReadJSON(&f); err != nil {
 			t.Fatalf("reading registerSibling frames: %v", err)
@@ -178,9 +192,12 @@ func registerOverWS(t *testing.T, addr string, server, node int64) []string {
 			phases = append(phases, f.Phase)
 		case f.ID != nil && *f.ID == "reg":
 			if !f.OK {
-				t.Fatalf("registerSibling failed: %s", f.Error)
+				if f.Error == nil {
+					f.Error = command.Errorf(command.CodeInternal, "refused without an error")
+				}
+				return phases, f.Error
 			}
-			return phases
+			return phases, nil
 		}
 	}
 }
