@@ -1,0 +1,70 @@
+package location
+
+import "testing"
+
+// Case 5, rule "An epoch number is never reused for a different main", and invariant 1
+// ("At most one node acts as main for each (group, epoch)"): a main that restarts (a join
+// with a higher incarnation) is given a fresh epoch. While a promotion attempt is open its
+// epoch is already consumed, so the restarted main must not get that epoch: otherwise the
+// attempt's choice later names a second main of the same epoch (or moves the epoch back).
+func TestCase5_RestartedMainNeverTakesAnOpenAttemptsEpoch(t *testing.T) {
+	f, idx := threeVoters(t)
+	apply := func(c dirCommand) error {
+		err := applyAt(t, f, idx, c)
+		idx++
+		return err
+	}
+	if err := apply(beginPromotion{Server: 1, Epoch: 2, From: 1}); err != nil {
+		t.Fatal(err)
+	}
+	// Node 1, the main being replaced, restarts and joins while the seals are out.
+	rejoin := join(1)
+	rejoin.Instance, rejoin.Incarnation = "inst-2", 2
+	if err := apply(rejoin); err != nil {
+		t.Fatal(err)
+	}
+	g, _ := f.group(1)
+	mains := map[uint64]uint16{g.Epoch: g.Main}
+	if g.Epoch == 2 {
+		t.Errorf("the restarted main 1 was given epoch 2, the open attempt's epoch")
+	}
+	// The attempt's choice must not name another main for an epoch that already has one,
+	// nor move the group's epoch back.
+	before := g.Epoch
+	if err := apply(choosePromotion{Server: 1, Epoch: 2, Main: nA}); err == nil {
+		g, _ = f.group(1)
+		if m, ok := mains[g.Epoch]; ok && m != g.Main {
+			t.Fatalf("epoch %d has two mains: %d (after its restart) and %d (chosen)", g.Epoch, m, g.Main)
+		}
+		if g.Epoch < before {
+			t.Fatalf("choosing attempt 2 moved the group's epoch back from %d to %d", before, g.Epoch)
+		}
+	}
+	g, _ = f.group(1)
+	if n := g.NextEpoch(); n <= 2 {
+		t.Fatalf("next epoch %d: epoch 2 would be reused", n)
+	}
+}
+
+// The same rule after an abandoned attempt: its epoch stays consumed, so a main that
+// restarts afterwards takes the epoch after it (PROTOCOL: "epochs may skip numbers").
+func TestCase5_RestartedMainSkipsAnAbandonedEpoch(t *testing.T) {
+	f, idx := threeVoters(t)
+	for _, c := range []dirCommand{
+		beginPromotion{Server: 1, Epoch: 2, From: 1},
+		abandonPromotion{Server: 1, Epoch: 2},
+	} {
+		if err := applyAt(t, f, idx, c); err != nil {
+			t.Fatal(err)
+		}
+		idx++
+	}
+	rejoin := join(1)
+	rejoin.Instance, rejoin.Incarnation = "inst-2", 2
+	if err := applyAt(t, f, idx, rejoin); err != nil {
+		t.Fatal(err)
+	}
+	if g, _ := f.group(1); g.Epoch != 3 || g.Main != 1 {
+		t.Fatalf("after the restart: epoch %d main %d, want epoch 3 (2 was consumed by the abandoned attempt) and main 1", g.Epoch, g.Main)
+	}
+}
