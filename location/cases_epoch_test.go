@@ -68,3 +68,29 @@ func TestCase5_RestartedMainSkipsAnAbandonedEpoch(t *testing.T) {
 		t.Fatalf("after the restart: epoch %d main %d, want epoch 3 (2 was consumed by the abandoned attempt) and main 1", g.Epoch, g.Main)
 	}
 }
+
+// Case 5 scenario C: "B reports (e,105), but (e,104..105) were not yet fsynced. B is chosen,
+// crashes, and reboots with (e,103). It carries on as main of e+1 and writes (e+1,104)."
+// The rule: a chosen main that restarts is given a new epoch, so whatever it writes after
+// the restart can never be mistaken for what it sent before.
+func TestCase5C_RestartedChosenMainGetsANewEpoch(t *testing.T) {
+	f, idx := threeVoters(t)
+	for _, c := range []dirCommand{
+		join(nA), // A's record, incarnation 1 (threeVoters joined it already; same process)
+		beginPromotion{Server: 1, Epoch: 2, From: 1},
+		choosePromotion{Server: 1, Epoch: 2, Main: nA},
+	} {
+		if err := applyAt(t, f, idx, c); err != nil {
+			t.Fatalf("%s: %v", c.kind(), err)
+		}
+		idx++
+	}
+	rejoin := join(nA)
+	rejoin.Instance, rejoin.Incarnation = "inst-A2", 2
+	if err := applyAt(t, f, idx, rejoin); err != nil {
+		t.Fatal(err)
+	}
+	if g, _ := f.group(1); g.Main != nA || g.Epoch != 3 {
+		t.Fatalf("after the chosen main restarted: main %d epoch %d, want main A in epoch 3", g.Main, g.Epoch)
+	}
+}
