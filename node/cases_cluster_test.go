@@ -119,8 +119,14 @@ func createIn1(t *testing.T, s *Session, data string) *command.Reply {
 // promote1 makes the fake controller commit epoch e of group 1 with main and the given
 // voters (active); the old main and any other listed nodes are learners.
 func promote1(fc *fakeController, epoch uint64, main uint16, voters []uint16, learners ...uint16) {
+	setGroup(fc, 1, epoch, main, voters, learners...)
+}
+
+// setGroup makes the fake controller commit epoch e of group server with main, the given
+// voters (active) and learners.
+func setGroup(fc *fakeController, server uint16, epoch uint64, main uint16, voters []uint16, learners ...uint16) {
 	fc.update(func(d *command.Directory) {
-		g := &d.Groups[0]
+		g := &d.Groups[server-1]
 		g.Epoch, g.Main = epoch, main
 		g.Active = command.Config{Version: g.Active.Version + 1, Voters: voters}
 		g.Pending = nil
@@ -134,9 +140,11 @@ func promote1(fc *fakeController, epoch uint64, main uint16, voters []uint16, le
 	})
 }
 
-// lastSeqOf1 is node tn's last log seq of group 1 (as a main or a sibling).
-func lastSeqOf1(tn *testNode) uint64 {
-	g := tn.n.localGroup(1)
+func lastSeqOf1(tn *testNode) uint64 { return lastSeqOf(tn, 1) }
+
+// lastSeqOf is node tn's last log seq of group gid (as a main or a sibling), 0 without a copy.
+func lastSeqOf(tn *testNode, gid command.ServerID) uint64 {
+	g := tn.n.localGroup(gid)
 	if g == nil {
 		return 0
 	}
@@ -152,8 +160,13 @@ func lastSeqOf1(tn *testNode) uint64 {
 	return 0
 }
 
-func appliedOf1(tn *testNode) uint64 {
-	g := tn.n.localGroup(1)
+func appliedOf1(tn *testNode) uint64 { return appliedOf(tn, 1) }
+
+func appliedOf(tn *testNode, gid command.ServerID) uint64 {
+	g := tn.n.localGroup(gid)
+	if g == nil {
+		return 0
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.applied
