@@ -106,9 +106,16 @@ func (c joinNode) applyTo(s *dirState) error {
 			// (it sends while its own fsync is in flight). It never continues in the epoch it
 			// had: a fresh epoch makes whatever it writes next distinct from anything a
 			// sibling holds of the old one.
+			// The fresh epoch is the group's next unused one: an open promotion attempt has
+			// consumed its epoch already (seals of it may be out), so the restarted main
+			// takes the one after it, and the attempt is abandoned (REPLICATION.md case 5:
+			// an epoch is never reused for a different main).
 			for _, g := range s.Groups {
 				if g.Main == c.ID {
-					g.Epoch++
+					if g.Promotion != nil && g.Promotion.Phase == command.PromotionSealing {
+						g.Promotion.Phase = command.PromotionAbandoned
+					}
+					g.Epoch = g.NextEpoch()
 				}
 			}
 		}

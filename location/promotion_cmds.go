@@ -79,6 +79,10 @@ func (c choosePromotion) applyTo(s *dirState) error {
 	if p == nil || p.Epoch != c.Epoch || p.Phase != command.PromotionSealing {
 		return refuse("choosePromotion of group %d: attempt %d is not open", c.Server, c.Epoch)
 	}
+	if c.Epoch <= g.Epoch {
+		// Another main holds this epoch or a later one already; the attempt is stale.
+		return refuse("choosePromotion of group %d: epoch %d is not above the group's epoch %d", c.Server, c.Epoch, g.Epoch)
+	}
 	if !slices.Contains(g.Voters(), c.Main) {
 		return refuse("choosePromotion of group %d: node %d is not a voting sibling", c.Server, c.Main)
 	}

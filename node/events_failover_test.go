@@ -18,7 +18,7 @@ func serverToken(g command.ServerID, pos position) json.RawMessage {
 // A token ahead of a copy's commit point waits there (REPLICATION.md case 11 C): node 4
 // restarts behind the main, takes a token of the main's latest event, and delivers exactly
 // the events after it once it has caught up, neither a resync nor its own position.
-func TestEventsTokenAheadWaits(t *testing.T) {
+func TestCase11C_TokenAheadOfTheCopyWaits(t *testing.T) {
 	_, nodes := testCluster(t)
 	s1 := nodes[0].n.NewSession()
 	defer s1.Close()

@@ -1,0 +1,250 @@
+package location
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sibylhq/sibyl/command"
+)
+
+// sealingNode is a fakeNode that also answers seals on its own HTTP listener, and records
+// every (epoch, main) of its group that the directories it receives show.
+type sealingNode struct {
+	*fakeNode
+	addr string
+	srv  *http.Server
+
+	mu     sync.Mutex
+	seals  []command.SealRequest
+	block  bool          // hold every seal until the caller goes away or release closes
+	first  chan struct{} // closed at the first held seal
+	once   sync.Once
+	seen   map[uint16]map[uint64]uint16 // server -> epoch -> main, as the directory showed it
+	twoErr error                        // the first (group, epoch) seen with two mains
+}
+
+func newSealingNode(t *testing.T, id uint16, ctls []string) *sealingNode {
+	ln := listen(t, "127.0.0.1:0")
+	n := &sealingNode{fakeNode: &fakeNode{id: id, instance: fmt.Sprintf("inst-%d", id), ctls: ctls},
+		addr: ln.Addr().String(), first: make(chan struct{}), seen: map[uint16]map[uint64]uint16{}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/v1/internal/seal", n.serveSeal)
+	n.srv = &http.Server{Handler: mux}
+	go func() { _ = n.srv.Serve(ln) }()
+	t.Cleanup(func() { _ = n.srv.Close() })
+	return n
+}
+
+func (n *sealingNode) serveSeal(w http.ResponseWriter, r *http.Request) {
+	var req command.SealRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	n.mu.Lock()
+	n.seals = append(n.seals, req)
+	block := n.block
+	n.mu.Unlock()
+	if block {
+		n.once.Do(func() { close(n.first) })
+		<-r.Context().Done() // the controller that sent it went away
+		return
+	}
+	_ = json.NewEncoder(w).Encode(command.SealReply{Node: n.id, LastEpoch: 1, LastSeq: fakeLastSeq - 5,
+		CommitSeq: fakeLastSeq - 5, CopyID: copyName(req.Server, n.id)})
+}
+
+func (n *sealingNode) join() error {
+	_, err := n.send(pathJoin, command.JoinRequest{ID: n.id, Addr: n.addr, Instance: n.instance, Incarnation: 1})
+	return err
+}
+
+// observe records the (epoch, main) of every group in the node's latest directory.
+func (n *sealingNode) observe() {
+	n.fakeNode.mu.Lock()
+	d := n.dir
+	n.fakeNode.mu.Unlock()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, g := range d.Groups {
+		if g.Main == 0 {
+			continue
+		}
+		byEpoch := n.seen[g.Server]
+		if byEpoch == nil {
+			byEpoch = map[uint64]uint16{}
+			n.seen[g.Server] = byEpoch
+		}
+		if m, ok := byEpoch[g.Epoch]; ok && m != g.Main && n.twoErr == nil {
+			n.twoErr = fmt.Errorf("group %d epoch %d had main %d and then main %d", g.Server, g.Epoch, m, g.Main)
+		}
+		byEpoch[g.Epoch] = g.Main
+	}
+}
+
+func (n *sealingNode) run(stop <-chan struct{}, done *sync.WaitGroup) {
+	defer done.Done()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+			if n.heartbeat() == nil {
+				n.observe()
+			}
+		}
+	}
+}
+
+func (n *sealingNode) sealEpochs() map[uint64]int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := map[uint64]int{}
+	for _, s := range n.seals {
+		out[s.Epoch]++
+	}
+	return out
+}
+
+// Case 5 (rule "A controller that becomes leader calls raft Barrier(), reads the record, and
+// resumes from it. If no main is committed for the attempt, it abandons that epoch and
+// starts a new attempt at the next one"), with a real raft cluster: the leader commits
+// beginPromotion and sends its seals; it is shut down before any seal answers. The new
+// leader must abandon (or finish) that attempt, never reuse its epoch, and no epoch may ever
+// have two mains.
+func TestCase5_LeaderChangeDuringPromotion(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	tc.leader(10 * time.Second)
+	var nodes []*sealingNode
+	for i := uint16(1); i <= 4; i++ {
+		n := newSealingNode(t, i, tc.httpAddrs())
+		eventuallyOK(t, 10*time.Second, fmt.Sprintf("node %d joined", i), n.join)
+		nodes = append(nodes, n)
+	}
+	stops := map[uint16]chan struct{}{}
+	var beating sync.WaitGroup
+	for _, n := range nodes {
+		stops[n.id] = make(chan struct{})
+		beating.Add(1)
+		go n.run(stops[n.id], &beating)
+	}
+	stopped := map[uint16]bool{}
+	stopNode := func(id uint16) {
+		if !stopped[id] {
+			stopped[id] = true
+			close(stops[id])
+		}
+	}
+	t.Cleanup(func() {
+		for _, n := range nodes {
+			stopNode(n.id)
+		}
+		beating.Wait()
+	})
+	eventuallyOK(t, 30*time.Second, "every group at 3 voting siblings", func() error {
+		d, err := tc.directory()
+		if err != nil {
+			return err
+		}
+		if !converged(d, 4) {
+			return fmt.Errorf("not converged")
+		}
+		return nil
+	})
+	d, err := tc.directory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g1 := d.Group(1)
+	if g1 == nil || g1.Main != 1 || g1.Epoch != 1 {
+		t.Fatalf("group 1 before the failure: %+v", g1)
+	}
+	attempt := g1.NextEpoch()
+	for _, n := range nodes {
+		n.mu.Lock()
+		n.block = true
+		n.mu.Unlock()
+	}
+
+	// Node 1, main of group 1, goes silent; the leader opens an attempt and sends seals.
+	lead := tc.leader(10 * time.Second)
+	stopNode(1)
+	var held *sealingNode
+	select {
+	case <-nodes[1].first:
+		held = nodes[1]
+	case <-nodes[2].first:
+		held = nodes[2]
+	case <-nodes[3].first:
+		held = nodes[3]
+	case <-time.After(20 * time.Second):
+		t.Fatal("no seal reached a sibling of group 1")
+	}
+	// A seal is sent only after beginPromotion committed.
+	ld := lead.c.Directory()
+	if p := ld.Group(1).Promotion; p == nil || p.Epoch != attempt || p.Phase != command.PromotionSealing {
+		t.Fatalf("seal of node %d arrived, leader's record %+v, want attempt %d sealing", held.id, p, attempt)
+	}
+	t.Logf("attempt %d sealing on leader %s; shutting it down", attempt, lead.id)
+	tc.stop(lead.id)
+	for _, n := range nodes {
+		n.mu.Lock()
+		n.block = false
+		n.mu.Unlock()
+	}
+
+	// The new leader resumes from the record: the attempt ends (abandoned or chosen) and
+	// group 1 gets a main other than node 1, in an epoch above every attempt.
+	var final *command.GroupInfo
+	eventuallyOK(t, 30*time.Second, "group 1 promoted by the new leader", func() error {
+		d, err := tc.directory()
+		if err != nil {
+			return err
+		}
+		g := d.Group(1)
+		if g.Main == 1 || g.Promotion == nil || g.Promotion.Phase != command.PromotionChosen {
+			return fmt.Errorf("group 1: main %d promotion %+v", g.Main, g.Promotion)
+		}
+		final = g
+		return nil
+	})
+	newLead := tc.leader(10 * time.Second)
+	t.Logf("new leader %s: group 1 epoch %d main %d", newLead.id, final.Epoch, final.Main)
+	if final.Epoch < attempt {
+		t.Fatalf("group 1 at epoch %d, below the attempt %d", final.Epoch, attempt)
+	}
+	// Seals of the interrupted attempt came only from the old leader: the new one sealed at a
+	// fresh epoch unless it finished that very attempt.
+	for _, n := range nodes[1:] {
+		for e, count := range n.sealEpochs() {
+			if e < attempt {
+				t.Fatalf("node %d got a seal at epoch %d, below the attempt %d", n.id, e, attempt)
+			}
+			if e == attempt && final.Epoch != attempt && count > 1 {
+				t.Fatalf("node %d was sealed %d times at the abandoned epoch %d: the epoch was reused", n.id, count, attempt)
+			}
+		}
+	}
+	// No epoch ever had two mains, and the abandoned epoch never had a main at all.
+	for _, n := range nodes[1:] {
+		n.observe()
+		n.mu.Lock()
+		err, seen := n.twoErr, n.seen[1]
+		n.mu.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m, ok := seen[attempt]; ok && final.Epoch != attempt {
+			t.Fatalf("node %d saw main %d in epoch %d, which was abandoned", n.id, m, attempt)
+		}
+		if m, ok := seen[final.Epoch]; ok && m != final.Main {
+			t.Fatalf("node %d saw main %d in epoch %d, chosen for %d", n.id, m, final.Epoch, final.Main)
+		}
+	}
+}
