@@ -49,14 +49,15 @@ type Effect struct {
 	Vacuum *Vacuum `json:"vac,omitempty"`
 }
 
-// Vacuum is what one vacuum entry drops from the committed layer: tombstones of deletes
-// committed at or below seq Through and made before TombstonesBefore, and dedupe records
-// made before DedupeBefore. The main chooses Through no higher than the position every
-// copy it replicates to holds, so no copy that still needs a tombstone loses it.
+// Vacuum is what one vacuum entry drops from the committed layer: tombstones of deletes at
+// or below seq Tombstones, and dedupe records of entries at or below seq Dedupe. Bounds are
+// seqs, not times, so every copy drops the same records whatever its clock. The main picks
+// them by its own monotonic clock: a seq is old enough once the main has seen it for the
+// retention (a new main counts inherited entries from its promotion), and tombstones go
+// only for deletes every copy it replicates to holds.
 type Vacuum struct {
-	Through          uint64    `json:"through"`
-	TombstonesBefore time.Time `json:"tsBefore"`
-	DedupeBefore     time.Time `json:"ddBefore"`
+	Tombstones uint64 `json:"ts"`
+	Dedupe     uint64 `json:"dd"`
 }
 
 // DedupeRecord is what an idempotency key maps to: the hash of the first request and its

@@ -75,25 +75,58 @@ func (g *group) vacuumLoop(stop chan struct{}) {
 	}
 }
 
-// vacuumLocked appends a vacuum entry, unless nothing was committed since the last one or
-// the main is frozen for a hand-over. Tombstones go only for deletes every sibling the
-// main replicates to holds (stale copies are not replicated to; a copy being rebuilt gets
-// the vacuumed state in its snapshot). Call with g.mu held.
-func (g *group) vacuumLocked(now time.Time) {
-	if g.frozen != 0 || g.commit <= g.vacuumedAt || !g.barrierCommitted() {
-		return
+// seqMark says the main had assigned up to seq at monotonic time at.
+type seqMark struct {
+	seq uint64
+	at  time.Time
+}
+
+// markSeqs records the main's last seq now; the first mark of a main is taken when it
+// becomes main, so everything it inherited counts as new from then (REPLICATION.md case
+// 9D). Call with g.mu held.
+func (g *group) markSeqs(now time.Time) {
+	g.marks = append(g.marks, seqMark{seq: g.main.LastSeq(), at: now})
+	// Keep the newest mark at least as old as the longest retention, and all after it.
+	longest := max(g.n.cfg.TombstoneRetention, g.n.cfg.DedupeRetention)
+	i := 0
+	for i+1 < len(g.marks) && now.Sub(g.marks[i+1].at) >= longest {
+		i++
 	}
-	through := g.commit
-	for _, p := range g.main.Peers() {
-		if !p.Snapshot {
-			through = min(through, p.Match)
+	g.marks = g.marks[i:]
+}
+
+// seenFor returns the highest seq the main has known for at least d (0: none yet).
+func (g *group) seenFor(d time.Duration, now time.Time) uint64 {
+	var s uint64
+	for _, m := range g.marks {
+		if now.Sub(m.at) >= d {
+			s = m.seq
 		}
 	}
-	g.appendLocked(&command.Effect{Kind: command.EffectVacuum, At: now.UTC(), Vacuum: &command.Vacuum{
-		Through:          through,
-		TombstonesBefore: now.Add(-g.n.cfg.TombstoneRetention).UTC(),
-		DedupeBefore:     now.Add(-g.n.cfg.DedupeRetention).UTC(),
-	}})
-	g.vacuumedAt = g.main.LastSeq()
+	return s
+}
+
+// vacuumLocked appends a vacuum entry when it would drop anything new, unless the main is
+// frozen for a hand-over. Tombstones go only for deletes every sibling the main replicates
+// to holds (stale copies are not replicated to; a copy being rebuilt gets the vacuumed
+// state in its snapshot). Call with g.mu held.
+func (g *group) vacuumLocked(now time.Time) {
+	g.markSeqs(now)
+	if g.frozen != 0 || !g.barrierCommitted() {
+		return
+	}
+	ts := min(g.commit, g.seenFor(g.n.cfg.TombstoneRetention, now))
+	for _, p := range g.main.Peers() {
+		if !p.Snapshot {
+			ts = min(ts, p.Match)
+		}
+	}
+	dd := min(g.commit, g.seenFor(g.n.cfg.DedupeRetention, now))
+	if ts <= g.vacuumed.Tombstones && dd <= g.vacuumed.Dedupe {
+		return
+	}
+	v := command.Vacuum{Tombstones: max(ts, g.vacuumed.Tombstones), Dedupe: max(dd, g.vacuumed.Dedupe)}
+	g.appendLocked(&command.Effect{Kind: command.EffectVacuum, At: now.UTC(), Vacuum: &v})
+	g.vacuumed = v
 	g.kick()
 }

@@ -80,7 +80,8 @@ type group struct {
 	stopMain    chan struct{}
 	tickets     *ticketTimers                // expiry deadlines of live tickets (tickets.go)
 	snapshots   map[uint16]*snapshotTransfer // snapshots being sent to siblings (resync_send.go)
-	vacuumedAt  uint64                       // commit point when the last vacuum entry was written
+	vacuumed    command.Vacuum               // bounds of the last vacuum entry this main wrote
+	marks       []seqMark                    // the main's seqs by monotonic time (compact.go)
 
 	// Sibling role.
 	follower *sibling.Follower

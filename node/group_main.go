@@ -84,6 +84,7 @@ func (g *group) becomeMain(gi *command.GroupInfo) error {
 	g.lastAck = map[uint16]time.Time{}
 	g.links = map[uint16]*peerLink{}
 	g.snapshots = map[uint16]*snapshotTransfer{}
+	g.vacuumed, g.marks = command.Vacuum{}, []seqMark{{seq: m.LastSeq, at: time.Now()}}
 	g.kickPersist = make(chan struct{}, 1)
 	g.stopMain = make(chan struct{})
 	g.armInheritedTickets(liveTickets, chosenAt)

@@ -289,7 +289,7 @@ func vacuum(bk *groupBuckets, v *command.Vacuum) error {
 		if err := json.Unmarshal(val, &ts); err != nil {
 			return false, fmt.Errorf("vacuum: decode tombstone %q: %w", k, err)
 		}
-		if ts.Seq <= v.Through && ts.At.Before(v.TombstonesBefore) {
+		if ts.Seq <= v.Tombstones {
 			doomed = append(doomed, append([]byte(nil), k...))
 		}
 		return true, nil
@@ -308,7 +308,7 @@ func vacuum(bk *groupBuckets, v *command.Vacuum) error {
 		if err := json.Unmarshal(val, &rec); err != nil {
 			return false, fmt.Errorf("vacuum: decode dedupe record %q: %w", k, err)
 		}
-		if rec.At.Before(v.DedupeBefore) {
+		if rec.Seq <= v.Dedupe {
 			doomed = append(doomed, append([]byte(nil), k...))
 		}
 		return true, nil

@@ -68,15 +68,15 @@ func testStoreVacuum(t *testing.T, s Store) {
 		return a
 	}
 	vac := AppliedEffect{Seq: 6, Effect: command.Effect{Kind: command.EffectVacuum, Vacuum: &command.Vacuum{
-		Through: 2, TombstonesBefore: recent, DedupeBefore: recent}}}
+		Tombstones: 2, Dedupe: 4}}}
 	storeWrite(t, gs, &Batch{Append: storeEntries(1, 1, 7), CommitSeq: 7, Apply: []AppliedEffect{
-		del(1, "1-A", old),    // old and at or below Through: dropped
-		del(2, "1-B", recent), // not older than TombstonesBefore: kept
-		del(3, "1-C", old),    // above Through: kept
+		del(1, "1-A", old),    // at or below the bound: dropped
+		del(2, "1-B", recent), // at the bound: dropped (bounds are seqs, never times)
+		del(3, "1-C", old),    // above the bound: kept
 		keyed(4, "k-old", old), keyed(5, "k-new", recent), vac,
 		del(7, "1-D", old), // after the vacuum entry: kept
 	}})
-	want := map[string]bool{"1-A": false, "1-B": true, "1-C": true, "1-D": true}
+	want := map[string]bool{"1-A": false, "1-B": false, "1-C": true, "1-D": true}
 	for rid, kept := range want {
 		_, ts, err := gs.Resource(rid)
 		if err != nil || (ts != nil) != kept {
