@@ -192,23 +192,9 @@ func (c activate) applyTo(s *dirState) error {
 	if g.Promotion != nil && g.Promotion.Phase == command.PromotionChosen {
 		g.Promotion = nil
 	}
-	// A voter the new config leaves out was removed (removeSibling, drain): its copy is no
-	// longer part of the group.
-	g.Siblings = slices.DeleteFunc(g.Siblings, func(m command.Member) bool {
-		return m.State == command.SiblingVoting && !slices.Contains(g.Active.Voters, m.Node)
-	})
-	for i := range g.Siblings {
-		m := &g.Siblings[i]
-		if m.State == command.SiblingVoting || !slices.Contains(g.Active.Voters, m.Node) {
-			continue
-		}
-		m.State = command.SiblingVoting
-		for _, id := range c.CopyIDs {
-			if id.Node == m.Node {
-				m.CopyID = id.CopyID
-			}
-		}
-	}
+	// A voter the new config leaves out was removed (removeSibling, drain) and leaves the
+	// group, unless a demote marked it (stale_cmds.go).
+	settleMembers(g, c.CopyIDs)
 	return nil
 }
 
@@ -278,6 +264,14 @@ func decodeCommand(data []byte) (dirCommand, error) {
 		c = v
 	case kindAbandonPromotion:
 		var v abandonPromotion
+		err = json.Unmarshal(env.Body, &v)
+		c = v
+	case kindDemote:
+		var v demote
+		err = json.Unmarshal(env.Body, &v)
+		c = v
+	case kindReviveStale:
+		var v reviveStale
 		err = json.Unmarshal(env.Body, &v)
 		c = v
 	default:

@@ -210,6 +210,7 @@ func TestCommandEncodingRoundTrip(t *testing.T) {
 		registerController{Controller: controllerRecord{ID: "c1", HTTPAddr: "h", RaftAddr: "r", Location: "l"}},
 		join(4), addLearner{Server: 1, Node: 2}, proposeVoter{Server: 1, Node: 2},
 		activate{Server: 1, Version: 2, CopyIDs: []copyID{{Node: 2, CopyID: "x"}}},
+		demote{Server: 1, Nodes: []uint16{2, 3}, To: command.SiblingStale}, reviveStale{Server: 1, Node: 2},
 	}
 	for _, c := range cmds {
 		data, err := encodeCommand(c)

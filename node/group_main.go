@@ -24,7 +24,8 @@ func quorumOf(gi *command.GroupInfo) (sibling.Quorum, []uint16) {
 	}
 	var learners []uint16
 	for _, m := range gi.Siblings {
-		if !voting[m.Node] {
+		// Only syncing members are learners: a stale copy (command.SiblingStale) gets nothing.
+		if !voting[m.Node] && m.State == command.SiblingSyncing {
 			learners = append(learners, m.Node)
 		}
 	}

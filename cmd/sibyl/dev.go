@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sibylhq/sibyl/location"
 	"github.com/sibylhq/sibyl/node"
 )
 
@@ -27,6 +28,7 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 	dataFlag := fs.String("data", "", "cluster directory: data dirs, logs and cluster.json (default: a new directory under the system temp dir)")
 	writeTimeout := fs.Duration("write-timeout", 5*time.Second, "passed to every node")
 	downAfter := fs.Duration("down-after", time.Second, "passed to every node and controller")
+	copyTimeout := fs.Duration("copy-timeout", location.DefaultCopyTimeout, "passed to every controller")
 	drift := fs.Float64("max-clock-drift", node.DefaultMaxClockDrift, "passed to every node")
 	logLevel := fs.String("log-level", "info", "log level of the children (debug, info, warn, error)")
 	if _, code, ok := parseOrExit(fs, args, stderr); !ok {
@@ -56,7 +58,7 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	opts := devOptions{Exe: exe, Dir: dir, WriteTimeout: *writeTimeout, DownAfter: *downAfter, LogLevel: *logLevel,
-		MaxClockDrift: *drift}
+		MaxClockDrift: *drift, CopyTimeout: *copyTimeout}
 	return runDevCluster(layout, opts, stdout, stderr)
 }
 
