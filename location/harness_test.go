@@ -84,6 +84,7 @@ type testCluster struct {
 	peers map[string]string
 	ctls  map[string]*testCtl
 	ids   []string
+	opts  []func(*Config) // applied to every controller's Config at each start
 }
 
 const testDownAfter = 600 * time.Millisecond
@@ -103,9 +104,9 @@ func listen(t *testing.T, addr string) net.Listener {
 	return nil
 }
 
-// newTestCluster starts n controllers bootstrapped as one location.
-func newTestCluster(t *testing.T, n int) *testCluster {
-	tc := &testCluster{t: t, log: newTestLogger(t), peers: map[string]string{}, ctls: map[string]*testCtl{}}
+// newTestCluster starts n controllers bootstrapped as one location; opts adjust their Config.
+func newTestCluster(t *testing.T, n int, opts ...func(*Config)) *testCluster {
+	tc := &testCluster{t: t, log: newTestLogger(t), peers: map[string]string{}, ctls: map[string]*testCtl{}, opts: opts}
 	base := t.TempDir()
 	raftLns := map[string]net.Listener{}
 	for i := 1; i <= n; i++ {
@@ -132,12 +133,16 @@ func (tc *testCluster) start(id string, raftLn, httpLn net.Listener) {
 	tc.t.Helper()
 	x := tc.ctls[id]
 	x.httpAddr = httpLn.Addr().String()
-	c, err := New(Config{
+	cfg := Config{
 		ID: id, HTTPAddr: x.httpAddr, RaftAddr: x.raftAddr, RaftListener: raftLn, DataDir: x.dir,
 		Peers: tc.peers, DownAfter: testDownAfter, LongPoll: time.Second, Logger: tc.log,
 		// Other test binaries may load the host; a longer raft timeout keeps leadership steady.
 		RaftTimeout: time.Second,
-	})
+	}
+	for _, o := range tc.opts {
+		o(&cfg)
+	}
+	c, err := New(cfg)
 	if err != nil {
 		tc.t.Fatalf("start controller %s: %v", id, err)
 	}
@@ -266,6 +271,7 @@ type fakeNode struct {
 	target string // controller address to try first
 	gen    uint64
 	dir    command.Directory
+	disk   string // suffix of the copy IDs this node reports: change it to simulate a wiped disk
 }
 
 const fakeLastSeq = 1000
@@ -314,7 +320,7 @@ func (n *fakeNode) heartbeat() error {
 	for _, g := range n.dir.Groups {
 		if g.Main == n.id {
 			rep := command.GroupReport{Server: g.Server, Role: command.RoleMain, Epoch: g.Epoch, LastEpoch: g.Epoch,
-				LastSeq: fakeLastSeq, CommitSeq: fakeLastSeq, Applied: fakeLastSeq, CopyID: copyName(g.Server, n.id), Activated: g.Active.Version}
+				LastSeq: fakeLastSeq, CommitSeq: fakeLastSeq, Applied: fakeLastSeq, CopyID: copyName(g.Server, n.id) + n.disk, Activated: g.Active.Version}
 			if g.Pending != nil {
 				rep.Activated = g.Pending.Version
 			}
@@ -324,7 +330,7 @@ func (n *fakeNode) heartbeat() error {
 			hb.Groups = append(hb.Groups, rep)
 		} else if siblingIndex(&g, n.id) >= 0 {
 			hb.Groups = append(hb.Groups, command.GroupReport{Server: g.Server, Role: command.RoleSibling, Epoch: g.Epoch,
-				LastEpoch: g.Epoch, LastSeq: fakeLastSeq - 5, CommitSeq: fakeLastSeq - 5, Applied: fakeLastSeq - 5, CopyID: copyName(g.Server, n.id)})
+				LastEpoch: g.Epoch, LastSeq: fakeLastSeq - 5, CommitSeq: fakeLastSeq - 5, Applied: fakeLastSeq - 5, CopyID: copyName(g.Server, n.id) + n.disk})
 		}
 	}
 	n.mu.Unlock()
