@@ -121,3 +121,55 @@ func TestClusterStaleCopyDemotedAndRebuilt(t *testing.T) {
 		return nil
 	})
 }
+
+// With real raft (REPLICATION.md case 5 D): a voting node that comes back with another
+// disk (new copy IDs) is demoted to a learner by a committed config change, and votes again
+// with the new copy IDs.
+func TestClusterAmnesiacCopyDemotedThenVotesAgain(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	tc.leader(10 * time.Second)
+	var nodes []*fakeNode
+	for i := uint16(1); i <= 4; i++ {
+		n := &fakeNode{id: i, instance: fmt.Sprintf("inst-%d", i), ctls: tc.httpAddrs()}
+		eventuallyOK(t, 10*time.Second, fmt.Sprintf("node %d joined", i), n.join)
+		nodes = append(nodes, n)
+	}
+	stop := make(chan struct{})
+	var beating sync.WaitGroup
+	t.Cleanup(func() { close(stop); beating.Wait() })
+	for _, n := range nodes {
+		beating.Add(1)
+		go n.run(stop, &beating)
+	}
+	eventuallyOK(t, 30*time.Second, "every group at 3 voting siblings", func() error {
+		d, err := tc.directory()
+		if err != nil {
+			return err
+		}
+		if !converged(d, 4) {
+			return fmt.Errorf("not converged: %+v", d.Groups)
+		}
+		return nil
+	})
+	// Group 1's voter 2 loses its disk: it reports new copy IDs from now on.
+	nodes[1].mu.Lock()
+	nodes[1].disk = "-new-disk"
+	nodes[1].mu.Unlock()
+	// It ends voting again, recorded with its new copy ...
+	eventuallyOK(t, 30*time.Second, "node 2 voting again with its new copy", func() error {
+		d, err := tc.directory()
+		if err != nil {
+			return err
+		}
+		g := d.Group(1)
+		m := member(g, 2)
+		if m == nil || m.State != command.SiblingVoting || m.CopyID != copyName(1, 2)+"-new-disk" || g.Pending != nil {
+			return fmt.Errorf("group 1: %+v", g)
+		}
+		return nil
+	})
+	// ... only by way of a committed demotion (the pending phase may be too short to watch).
+	if n := tc.currentLeader().c.fsm.commandCounts()[[2]string{kindDemote, "ok"}]; n == 0 {
+		t.Fatal("node 2 votes with a new copy ID but no demote command was applied")
+	}
+}
