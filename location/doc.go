@@ -49,8 +49,14 @@
 //   - POST /v1/internal/join, command.JoinRequest -> command.Directory. Applies joinNode;
 //     the first join of a node creates its group {main: node, epoch 1, active config
 //     version 1 with no voters}. An empty location means the controller's; another
-//     location is 400. A join with an older incarnation than recorded, or a second
-//     instance for the same incarnation, is 409 conflict. The node counts as up from now.
+//     location is 400. A join from the recorded instance changes nothing (a retry). A join
+//     from another instance is a restart: a main's group moves to a new epoch. When its
+//     incarnation is not above the recorded one, its data directory was wiped or replaced:
+//     the directory records (and answers, in NodeInfo.Incarnation) the recorded
+//     incarnation + 1, which the node adopts; a group it was main of that has voters loses
+//     its main (Main 0, the node becomes a syncing learner) and is promoted among its
+//     voters, as an empty copy must never act as main over siblings that hold the log. The
+//     node counts as up from now.
 //   - POST /v1/internal/heartbeat, command.Heartbeat -> command.Directory. 404 if the node
 //     never joined, 409 if instance/incarnation differ from the directory's (join first).
 //     A heartbeat with a lower generation than one already seen is not recorded but still

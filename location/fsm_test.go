@@ -119,8 +119,6 @@ func TestFSMRefusals(t *testing.T) {
 		{"controller without address", registerController{Controller: controllerRecord{ID: "c2"}}},
 		{"join id 0", joinNode{Addr: "a", Location: "default", Instance: "i"}},
 		{"join without instance", joinNode{ID: 9, Addr: "a", Location: "default"}},
-		{"join older incarnation", joinNode{ID: 1, Addr: "a", Location: "default", Instance: "old", Incarnation: 0}},
-		{"join same incarnation other instance", joinNode{ID: 1, Addr: "a", Location: "default", Instance: "other", Incarnation: 1}},
 		{"learner in unknown group", addLearner{Server: 7, Node: 2}},
 		{"unknown learner", addLearner{Server: 2, Node: 7}},
 		{"main as learner", addLearner{Server: 2, Node: 2}},

@@ -272,6 +272,7 @@ type fakeNode struct {
 	gen    uint64
 	dir    command.Directory
 	disk   string // suffix of the copy IDs this node reports: change it to simulate a wiped disk
+	inc    uint64 // incarnation (1 when zero); raised to the one the controller records for it
 }
 
 const fakeLastSeq = 1000
@@ -308,15 +309,29 @@ func (n *fakeNode) send(path string, in any) (command.Directory, error) {
 	return d, last
 }
 
+func (n *fakeNode) incarnation() uint64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return max(n.inc, 1)
+}
+
 func (n *fakeNode) join() error {
-	_, err := n.send(pathJoin, command.JoinRequest{ID: n.id, Addr: fmt.Sprintf("127.0.0.1:%d", 9000+int(n.id)), Instance: n.instance, Incarnation: 1})
+	d, err := n.send(pathJoin, command.JoinRequest{ID: n.id, Addr: fmt.Sprintf("127.0.0.1:%d", 9000+int(n.id)), Instance: n.instance, Incarnation: n.incarnation()})
+	if err == nil {
+		// As node/ctrl.go's adoptIncarnation does.
+		if me := d.NodeByID(n.id); me != nil && me.Instance == n.instance {
+			n.mu.Lock()
+			n.inc = max(n.inc, me.Incarnation)
+			n.mu.Unlock()
+		}
+	}
 	return err
 }
 
 func (n *fakeNode) heartbeat() error {
 	n.mu.Lock()
 	n.gen++
-	hb := command.Heartbeat{Node: n.id, Instance: n.instance, Incarnation: 1, Generation: n.gen}
+	hb := command.Heartbeat{Node: n.id, Instance: n.instance, Incarnation: max(n.inc, 1), Generation: n.gen}
 	for _, g := range n.dir.Groups {
 		if g.Main == n.id {
 			rep := command.GroupReport{Server: g.Server, Role: command.RoleMain, Epoch: g.Epoch, LastEpoch: g.Epoch,

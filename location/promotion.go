@@ -118,14 +118,16 @@ func (c *Controller) planPromotions(t *leaderTerm, d command.Directory, reports 
 			c.proposeLogged(abandonPromotion{Server: g.Server, Epoch: g.Promotion.Epoch})
 			continue
 		}
-		if g.Main == 0 || len(g.Active.Voters) == 0 {
+		if len(g.Active.Voters) == 0 {
 			continue
 		}
 		// A main that is alive but cannot reach a write quorum (its replication links are
 		// cut, or its siblings' answers do not reach it) is as useless as a dead one; its own
 		// report is the evidence, so siblings that still hear it may be sealed (not auto).
-		auto := true
-		failed := c.mainFailed(t, &d, g.Main)
+		// A group without a main (its main came back with a wiped disk) needs one; no
+		// sibling hears a main to refuse an automatic seal for.
+		auto := g.Main != 0
+		failed := g.Main == 0 || c.mainFailed(t, &d, g.Main)
 		if !failed {
 			// The main is to blame only if its voters are demonstrably alive (they heartbeat
 			// this controller now): frozen or dead siblings also leave a main without quorum,
