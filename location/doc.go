@@ -116,4 +116,10 @@
 //     group at all, is revived (reviveStale) as a syncing learner. registerSibling on a node
 //     whose copy is stale does the same instead of answering conflict. A learner is never
 //     proposed as a voter while its node reports StaleCopyID or Resyncing.
+//
+// A promotion's chosen main must commit its epoch barrier within DownAfter (REPLICATION.md
+// case 7): the barrier activates the promotion's pending config, so the leader watches for
+// the main's report of that config (GroupReport.Activated >= the pending version). A main
+// still waiting after DownAfter from when the leader first saw the choice is treated as
+// down, and a fresh (non-auto) promotion may start, subject to the usual backoff.
 package location
