@@ -27,6 +27,8 @@ func TestBarrierOverdue(t *testing.T) {
 	activated.Pending, activated.Promotion = nil, nil
 	otherMain := chosen()
 	otherMain.Main = 7 // a later change moved the main: not this attempt's business
+	restarted := chosen()
+	restarted.Epoch = 4 // the chosen main restarted (joinNode): it owes a barrier in epoch 4
 	sealing := chosen()
 	sealing.Promotion = &command.Promotion{Epoch: 4, Phase: command.PromotionSealing, From: 2}
 	cases := []struct {
@@ -42,6 +44,8 @@ func TestBarrierOverdue(t *testing.T) {
 		{name: "barrier committed (the main reports the config activated)", g: chosen(), reports: report(3, 5), now: late},
 		{name: "a report from an older epoch does not count", g: chosen(), reports: report(2, 5), now: late, want: true},
 		{name: "config activated", g: activated, reports: reportSet{}, now: late},
+		{name: "the chosen main restarted into a new epoch", g: restarted, reports: report(3, 5), now: late, want: true},
+		{name: "the restarted main committed its barrier", g: restarted, reports: report(4, 5), now: late},
 		{name: "main moved since", g: otherMain, reports: reportSet{}, now: late},
 		{name: "another attempt is sealing", g: sealing, reports: reportSet{}, now: late},
 	}

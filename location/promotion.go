@@ -44,8 +44,8 @@ func newPromotions() *promotions {
 		dead: map[uint16]time.Time{}, useless: map[uint16]time.Time{}, chosen: map[uint16]chosenAt{}}
 }
 
-// chosenSince returns when this term first saw attempt epoch of group g chosen and waiting
-// for its barrier (now, the first time it is asked).
+// chosenSince returns when this term first saw group g's chosen main waiting for its
+// barrier in epoch (now, the first time it is asked).
 func (p *promotions) chosenSince(g uint16, epoch uint64, now time.Time) time.Time {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -59,10 +59,11 @@ func (p *promotions) chosenSince(g uint16, epoch uint64, now time.Time) time.Tim
 // awaitingBarrier reports whether g's main was chosen by a promotion whose config it has
 // not yet activated: its epoch barrier has not committed (REPLICATION.md case 3, rule 2 of
 // case 1). The main's current report showing the config activated counts as committed,
-// before the activate command lands.
+// before the activate command lands. A chosen main that restarted is in a later epoch than
+// the attempt's (joinNode) and still owes a barrier in it.
 func awaitingBarrier(g *command.GroupInfo, reports reportSet) bool {
 	p := g.Promotion
-	if p == nil || p.Phase != command.PromotionChosen || p.Chosen != g.Main || p.Epoch != g.Epoch || g.Pending == nil {
+	if p == nil || p.Phase != command.PromotionChosen || p.Chosen != g.Main || p.Epoch > g.Epoch || g.Pending == nil {
 		return false
 	}
 	rep, ok := mainReport(g, reports)
@@ -171,7 +172,7 @@ func (c *Controller) planPromotions(t *leaderTerm, d command.Directory, reports 
 		if !failed && awaitingBarrier(&g, reports) {
 			// A chosen main is alive but its barrier did not commit in time (cut off from
 			// its new config, or stuck): its siblings may still hear it, so seal non-auto.
-			since := t.promo.chosenSince(g.Server, g.Promotion.Epoch, c.now())
+			since := t.promo.chosenSince(g.Server, g.Epoch, c.now())
 			if barrierOverdue(&g, reports, since, c.now(), c.cfg.DownAfter) {
 				c.log.Warn().Uint16("group", g.Server).Uint64("epoch", g.Epoch).Uint16("main", g.Main).
 					Dur("waited", c.now().Sub(since)).Msg("the chosen main's barrier did not commit within down-after; treating it as down")
