@@ -10,7 +10,13 @@ const (
 	NodeSpare = "spare"
 )
 
-// Sibling states.
+// Sibling states. A syncing sibling is a learner: it receives the log but is never counted
+// in a quorum and never chosen. A voting sibling is in the group's config. A stale sibling
+// is a copy demoted after its node did not report it for copy-timeout (REPLICATION.md case
+// 12): it is in no config, the main does not replicate to it, compaction and vacuuming do
+// not wait for it, and it serves nothing. Its node must resync it from a snapshot (record
+// resyncing, wipe, start a fresh copy with a new copy ID); the controller then makes it
+// syncing again.
 const (
 	SiblingSyncing = "syncing"
 	SiblingVoting  = "voting"
@@ -36,6 +42,17 @@ type Member struct {
 	Node   uint16 `json:"node"`
 	State  string `json:"state"`
 	CopyID string `json:"copyId,omitempty"`
+	// StaleCopyID is the copy ID the member had when it was demoted to stale. It stays set
+	// while the member is stale and after it returns to syncing, until it votes again with a
+	// new copy. A node whose copy of the group still has this ID holds the old, stale data:
+	// it must resync (record resyncing, wipe, make a fresh copy with a new ID) before it
+	// takes any role in the group; the controller never proposes such a copy as a voter.
+	StaleCopyID string `json:"staleCopyId,omitempty"`
+	// Demote is set on a voting member that the pending config leaves out without removing
+	// it: the state it takes (SiblingStale or SiblingSyncing) when that config is activated.
+	// Until then it is still a voter of the active config (joint quorum, REPLICATION.md
+	// case 1).
+	Demote string `json:"demote,omitempty"`
 }
 
 // Config is a versioned voting set of a group. Voters never include the main.
@@ -222,8 +239,9 @@ type GroupReport struct {
 	CopyID    string            `json:"copyId"`
 	Siblings  []SiblingProgress `json:"siblings,omitempty"`
 	Activated uint64            `json:"activated,omitempty"`
-	// Resyncing: the copy is being rebuilt from a snapshot; it reports no position and
-	// counts in no quorum until it is whole again.
+	// Resyncing is true while the copy is being rebuilt from a snapshot (after it was
+	// wiped: stale, below the horizon, or divergence point not found). Such a copy has a
+	// new CopyID, reports position 0 until the snapshot is in, and counts nowhere.
 	Resyncing bool `json:"resyncing,omitempty"`
 }
 

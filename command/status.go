@@ -39,9 +39,16 @@ type StatusGroup struct {
 	Warning  string          `json:"warning,omitempty"`
 }
 
+// StatusSibling is one sibling in a StatusGroup. State keeps PROTOCOL's enum ("syncing" or
+// "voting"): a stale copy shows as "syncing" with Stale set.
 type StatusSibling struct {
 	Node   uint16 `json:"node"`
 	State  string `json:"state"`
 	LagSeq uint64 `json:"lagSeq"`
-	Stale  bool   `json:"stale,omitempty"`
+	// Stale: the copy was demoted after copy-timeout without a report; it counts nowhere
+	// and must resync from a snapshot.
+	Stale bool `json:"stale,omitempty"`
+	// Unreachable: a voting copy not reported for copy-timeout that stays voting because
+	// demoting it would leave the group's write quorum impossible.
+	Unreachable bool `json:"unreachable,omitempty"`
 }

@@ -43,7 +43,7 @@ func promotedReports(g command.GroupInfo, activated bool, progress ...command.Si
 func runPlan(t *testing.T, f *fsm, idx *uint64, server uint16, reports reportSet) []dirCommand {
 	t.Helper()
 	var applied []dirCommand
-	for _, c := range planRound(upDirectory(f), reports) {
+	for _, c := range planRound(upDirectory(f), reports, nil) {
 		switch v := c.(type) {
 		case proposeVoter:
 			if v.Server != server {
@@ -195,7 +195,7 @@ func TestCase14A_TwoVotersAreWarnedInStatus(t *testing.T) {
 // Case 14 (f): "A process whose clock stepped back produces instances that sort earlier, and
 // its ads are ignored until the old ad's TTL runs out." Fix: order by (incarnation,
 // generation); the instance ULID is identity only. A restart with a higher incarnation
-// replaces the record even when its instance sorts lower, a lower incarnation never does,
+// replaces the record even when its instance sorts lower, the recorded incarnation never decreases,
 // and a heartbeat of a lower generation is not recorded.
 func TestCase14F_RecordsOrderedByIncarnationNotInstance(t *testing.T) {
 	f := newFSM()
@@ -209,17 +209,24 @@ func TestCase14F_RecordsOrderedByIncarnationNotInstance(t *testing.T) {
 	if n := st.Nodes[7]; n.Instance != back.Instance || n.Addr != back.Addr || n.Incarnation != 2 {
 		t.Fatalf("record after a restart with an earlier-sorting instance: %+v, want the new process", n)
 	}
-	// The old process (a delayed join) never overwrites the newer one, whatever its ULID.
-	if err := applyAt(t, f, idx, first); err == nil {
-		t.Fatal("a join of incarnation 1 replaced incarnation 2")
+	// A join of another instance with a lower incarnation is taken for a node whose data
+	// directory was wiped: it is recorded above the recorded incarnation, never below, so
+	// the record's order only grows whatever the ULIDs say.
+	if err := applyAt(t, f, idx, first); err != nil {
+		t.Fatalf("join of a lower incarnation from another instance: %v", err)
+	}
+	idx++
+	st, _ = f.view()
+	if n := st.Nodes[7]; n.Incarnation != 3 {
+		t.Fatalf("record after a join of incarnation 1 over 2: incarnation %d, want 3", n.Incarnation)
 	}
 	// Heartbeats of one process are ordered by generation.
 	now := time.Unix(1700000000, 0)
 	term := newLeaderTerm(now)
-	if !term.noteHeartbeat(command.Heartbeat{Node: 7, Instance: back.Instance, Incarnation: 2, Generation: 5}, now) {
+	if !term.noteHeartbeat(command.Heartbeat{Node: 7, Instance: first.Instance, Incarnation: 3, Generation: 5}, now) {
 		t.Fatal("first heartbeat not recorded")
 	}
-	if term.noteHeartbeat(command.Heartbeat{Node: 7, Instance: back.Instance, Incarnation: 2, Generation: 4}, now) {
+	if term.noteHeartbeat(command.Heartbeat{Node: 7, Instance: first.Instance, Incarnation: 3, Generation: 4}, now) {
 		t.Fatal("a heartbeat of a lower generation was recorded")
 	}
 }

@@ -92,34 +92,37 @@ func (c joinNode) applyTo(s *dirState) error {
 			c.ID, c.Addr, c.Location, c.Instance)
 	}
 	if old, ok := s.Nodes[c.ID]; ok {
-		// A join from an older process must not overwrite the record of a newer one: the
-		// incarnation only grows, and one incarnation has exactly one instance.
-		if c.Incarnation < old.Incarnation {
-			return refuse("joinNode %d: incarnation %d is older than the recorded %d", c.ID, c.Incarnation, old.Incarnation)
-		}
-		if c.Incarnation == old.Incarnation && c.Instance != old.Instance {
-			return refuse("joinNode %d: incarnation %d already belongs to instance %s, not %s",
-				c.ID, c.Incarnation, old.Instance, c.Instance)
-		}
-		if c.Incarnation > old.Incarnation {
-			// A main that restarted may have lost entries it had already sent to siblings
-			// (it sends while its own fsync is in flight). It never continues in the epoch it
-			// had: a fresh epoch makes whatever it writes next distinct from anything a
-			// sibling holds of the old one.
-			// The fresh epoch is the group's next unused one: an open promotion attempt has
-			// consumed its epoch already (seals of it may be out), so the restarted main
-			// takes the one after it, and the attempt is abandoned (REPLICATION.md case 5:
-			// an epoch is never reused for a different main).
-			for _, g := range s.Groups {
-				if g.Main == c.ID {
-					if g.Promotion != nil && g.Promotion.Phase == command.PromotionSealing {
-						g.Promotion.Phase = command.PromotionAbandoned
-					}
-					g.Epoch = g.NextEpoch()
+		inc, restarted, wiped := joinIncarnation(old, c)
+		if restarted {
+			for _, g := range s.sortedGroupPtrs() {
+				if g.Main != c.ID {
+					continue
 				}
+				if wiped && len(g.Voters()) > 0 {
+					// Its copy is gone with its data directory: as main it would write a
+					// barrier at seq 1 over the siblings' committed entries. The group has
+					// no main until a promotion among its voters; the node is a learner.
+					g.Main = 0
+					if siblingIndex(g, c.ID) < 0 {
+						g.Siblings = append(g.Siblings, command.Member{Node: c.ID, State: command.SiblingSyncing})
+					}
+					continue
+				}
+				// A main that restarted may have lost entries it had already sent to
+				// siblings (it sends while its own fsync is in flight). It never continues
+				// in the epoch it had: a fresh epoch makes whatever it writes next distinct
+				// from anything a sibling holds of the old one. The fresh epoch is the
+				// group's next unused one: an open promotion attempt has consumed its epoch
+				// already (seals of it may be out), so the restarted main takes the one after
+				// it, and the attempt is abandoned (REPLICATION.md case 5: an epoch is never
+				// reused for a different main).
+				if g.Promotion != nil && g.Promotion.Phase == command.PromotionSealing {
+					g.Promotion.Phase = command.PromotionAbandoned
+				}
+				g.Epoch = g.NextEpoch()
 			}
 		}
-		old.Addr, old.Location, old.Instance, old.Incarnation = c.Addr, c.Location, c.Instance, c.Incarnation
+		old.Addr, old.Location, old.Instance, old.Incarnation = c.Addr, c.Location, c.Instance, inc
 		s.Nodes[c.ID] = old
 	} else {
 		s.Nodes[c.ID] = nodeRecord{ID: c.ID, Addr: c.Addr, Location: c.Location, Instance: c.Instance, Incarnation: c.Incarnation}
@@ -132,6 +135,22 @@ func (c joinNode) applyTo(s *dirState) error {
 		}
 	}
 	return nil
+}
+
+// joinIncarnation decides the incarnation recorded for join c of a known node. The same
+// instance (one process: a retried join, or a join after it adopted the recorded
+// incarnation) changes nothing. Another instance is a restart; when its incarnation is not
+// above the recorded one, its incarnation counter did not survive, so its data directory
+// was wiped or replaced (wiped): it gets the recorded incarnation + 1, which the node
+// adopts from the directory it is answered (NodeInfo.Incarnation).
+func joinIncarnation(old nodeRecord, c joinNode) (inc uint64, restarted, wiped bool) {
+	if c.Instance == old.Instance {
+		return max(old.Incarnation, c.Incarnation), false, false
+	}
+	if c.Incarnation <= old.Incarnation {
+		return old.Incarnation + 1, true, true
+	}
+	return c.Incarnation, true, false
 }
 
 func (c addLearner) applyTo(s *dirState) error {
@@ -199,23 +218,9 @@ func (c activate) applyTo(s *dirState) error {
 	if g.Promotion != nil && g.Promotion.Phase == command.PromotionChosen {
 		g.Promotion = nil
 	}
-	// A voter the new config leaves out was removed (removeSibling, drain): its copy is no
-	// longer part of the group.
-	g.Siblings = slices.DeleteFunc(g.Siblings, func(m command.Member) bool {
-		return m.State == command.SiblingVoting && !slices.Contains(g.Active.Voters, m.Node)
-	})
-	for i := range g.Siblings {
-		m := &g.Siblings[i]
-		if m.State == command.SiblingVoting || !slices.Contains(g.Active.Voters, m.Node) {
-			continue
-		}
-		m.State = command.SiblingVoting
-		for _, id := range c.CopyIDs {
-			if id.Node == m.Node {
-				m.CopyID = id.CopyID
-			}
-		}
-	}
+	// A voter the new config leaves out was removed (removeSibling, drain) and leaves the
+	// group, unless a demote marked it (stale_cmds.go).
+	settleMembers(g, c.CopyIDs)
 	return nil
 }
 
@@ -285,6 +290,14 @@ func decodeCommand(data []byte) (dirCommand, error) {
 		c = v
 	case kindAbandonPromotion:
 		var v abandonPromotion
+		err = json.Unmarshal(env.Body, &v)
+		c = v
+	case kindDemote:
+		var v demote
+		err = json.Unmarshal(env.Body, &v)
+		c = v
+	case kindReviveStale:
+		var v reviveStale
 		err = json.Unmarshal(env.Body, &v)
 		c = v
 	default:

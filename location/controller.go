@@ -28,7 +28,11 @@ type Config struct {
 	Location string            // location name, "default" if empty
 	// DownAfter is how long a node may be silent before it is marked down (default 1 s).
 	DownAfter time.Duration
-	Logger    zerolog.Logger
+	// CopyTimeout is how long a voting copy may go unreported by its node's heartbeats
+	// before it is demoted to stale (default DefaultCopyTimeout, 10 minutes). Shorter values
+	// are allowed (tests) but undercut the idempotency retention; New logs a warning.
+	CopyTimeout time.Duration
+	Logger      zerolog.Logger
 
 	// RaftListener, when set, is used for the raft transport instead of listening on
 	// RaftAddr (an empty RaftAddr then becomes the listener's address). The controller
@@ -83,6 +87,9 @@ func New(cfg Config) (*Controller, error) {
 	if cfg.DownAfter <= 0 {
 		cfg.DownAfter = defaultDownAfter
 	}
+	if cfg.CopyTimeout <= 0 {
+		cfg.CopyTimeout = DefaultCopyTimeout
+	}
 	if cfg.LongPoll <= 0 {
 		cfg.LongPoll = defaultLongPoll
 	}
@@ -116,6 +123,10 @@ func New(cfg Config) (*Controller, error) {
 	cfg.Peers = peers
 
 	log := cfg.Logger.With().Str("controller", cfg.ID).Str("location", cfg.Location).Logger()
+	if cfg.CopyTimeout < DefaultCopyTimeout {
+		log.Warn().Dur("copyTimeout", cfg.CopyTimeout).Dur("idempotencyRetention", DefaultCopyTimeout).
+			Msg("copy-timeout is below the idempotency retention: a copy demoted that early may miss keys it must dedupe")
+	}
 	f := newFSM()
 	rn, err := openRaft(raftSetup{
 		ID: cfg.ID, RaftAddr: cfg.RaftAddr, Listener: ln, Peers: peers, DataDir: cfg.DataDir,

@@ -105,6 +105,17 @@ func (s *dirState) sortedGroups() []command.GroupInfo {
 	return out
 }
 
+// sortedGroupPtrs returns the state's own group records ordered by server ID, for commands
+// that change several groups (map order must not matter).
+func (s *dirState) sortedGroupPtrs() []*command.GroupInfo {
+	out := make([]*command.GroupInfo, 0, len(s.Groups))
+	for _, g := range s.Groups {
+		out = append(out, g)
+	}
+	slices.SortFunc(out, func(a, b *command.GroupInfo) int { return int(a.Server) - int(b.Server) })
+	return out
+}
+
 // clone deep-copies the whole state.
 func (s *dirState) clone() *dirState {
 	out := newDirState()

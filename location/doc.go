@@ -49,8 +49,14 @@
 //   - POST /v1/internal/join, command.JoinRequest -> command.Directory. Applies joinNode;
 //     the first join of a node creates its group {main: node, epoch 1, active config
 //     version 1 with no voters}. An empty location means the controller's; another
-//     location is 400. A join with an older incarnation than recorded, or a second
-//     instance for the same incarnation, is 409 conflict. The node counts as up from now.
+//     location is 400. A join from the recorded instance changes nothing (a retry). A join
+//     from another instance is a restart: a main's group moves to a new epoch. When its
+//     incarnation is not above the recorded one, its data directory was wiped or replaced:
+//     the directory records (and answers, in NodeInfo.Incarnation) the recorded
+//     incarnation + 1, which the node adopts; a group it was main of that has voters loses
+//     its main (Main 0, the node becomes a syncing learner) and is promoted among its
+//     voters, as an empty copy must never act as main over siblings that hold the log. The
+//     node counts as up from now.
 //   - POST /v1/internal/heartbeat, command.Heartbeat -> command.Directory. 404 if the node
 //     never joined, 409 if instance/incarnation differ from the directory's (join first).
 //     A heartbeat with a lower generation than one already seen is not recorded but still
@@ -86,6 +92,34 @@
 // proposed as a voter when no config is pending (a pending config = active voters + it,
 // version + 1). When the main reports Activated >= the pending version, the pending config
 // becomes active and its new voters are "voting", with the copy IDs they reported. Siblings
-// are never removed here; promotion, seal, removal, drain and cross-location ads are later
-// work and fit as further commands and planners.
+// are never removed here.
+//
+// Demotions (stale.go, stale_cmds.go; REPLICATION.md cases 5 D and 12) are config changes
+// too, planned before proposeVoter when no config is pending:
+//
+//   - A voter whose node reports the group with another copy ID than the recorded one lost
+//     its disk: demote{To: syncing} commits a pending config without it, whatever that does
+//     to W. On activation it is a learner with no copy ID and votes again, with its new
+//     copy ID, through the usual catch-up.
+//   - A voter whose node's heartbeats have not reported the group for Config.CopyTimeout
+//     (--copy-timeout, default 10 min; the clock is the leader's memory and starts at the
+//     start of its term, so a new leader demotes nobody before watching for that long) is
+//     demoted with demote{To: stale}, all such voters of a group at once, unless the voters
+//     left up and reporting could not form W of the active config or of the config without
+//     them (or the main is down): then they stay voting and /v1/status flags each with
+//     "unreachable": true and a group warning. Until activation a demoted voter is still a
+//     voter of the active config (joint quorum); Member.Demote records where it goes.
+//   - On activation a stale member keeps its old copy ID as Member.StaleCopyID. The main
+//     does not replicate to it; /v1/status shows it as "syncing" with "stale": true.
+//   - A stale member whose node is up and reports the group with a copy ID other than
+//     StaleCopyID (a resyncing report, when none was recorded), or heartbeats without the
+//     group at all, is revived (reviveStale) as a syncing learner. registerSibling on a node
+//     whose copy is stale does the same instead of answering conflict. A learner is never
+//     proposed as a voter while its node reports StaleCopyID or Resyncing.
+//
+// A promotion's chosen main must commit its epoch barrier within DownAfter (REPLICATION.md
+// case 7): the barrier activates the promotion's pending config, so the leader watches for
+// the main's report of that config (GroupReport.Activated >= the pending version). A main
+// still waiting after DownAfter from when the leader first saw the choice is treated as
+// down, and a fresh (non-auto) promotion may start, subject to the usual backoff.
 package location

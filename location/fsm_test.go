@@ -119,8 +119,6 @@ func TestFSMRefusals(t *testing.T) {
 		{"controller without address", registerController{Controller: controllerRecord{ID: "c2"}}},
 		{"join id 0", joinNode{Addr: "a", Location: "default", Instance: "i"}},
 		{"join without instance", joinNode{ID: 9, Addr: "a", Location: "default"}},
-		{"join older incarnation", joinNode{ID: 1, Addr: "a", Location: "default", Instance: "old", Incarnation: 0}},
-		{"join same incarnation other instance", joinNode{ID: 1, Addr: "a", Location: "default", Instance: "other", Incarnation: 1}},
 		{"learner in unknown group", addLearner{Server: 7, Node: 2}},
 		{"unknown learner", addLearner{Server: 2, Node: 7}},
 		{"main as learner", addLearner{Server: 2, Node: 2}},
@@ -210,6 +208,7 @@ func TestCommandEncodingRoundTrip(t *testing.T) {
 		registerController{Controller: controllerRecord{ID: "c1", HTTPAddr: "h", RaftAddr: "r", Location: "l"}},
 		join(4), addLearner{Server: 1, Node: 2}, proposeVoter{Server: 1, Node: 2},
 		activate{Server: 1, Version: 2, CopyIDs: []copyID{{Node: 2, CopyID: "x"}}},
+		demote{Server: 1, Nodes: []uint16{2, 3}, To: command.SiblingStale}, reviveStale{Server: 1, Node: 2},
 	}
 	for _, c := range cmds {
 		data, err := encodeCommand(c)

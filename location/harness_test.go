@@ -84,6 +84,7 @@ type testCluster struct {
 	peers map[string]string
 	ctls  map[string]*testCtl
 	ids   []string
+	opts  []func(*Config) // applied to every controller's Config at each start
 }
 
 const testDownAfter = 600 * time.Millisecond
@@ -103,9 +104,9 @@ func listen(t *testing.T, addr string) net.Listener {
 	return nil
 }
 
-// newTestCluster starts n controllers bootstrapped as one location.
-func newTestCluster(t *testing.T, n int) *testCluster {
-	tc := &testCluster{t: t, log: newTestLogger(t), peers: map[string]string{}, ctls: map[string]*testCtl{}}
+// newTestCluster starts n controllers bootstrapped as one location; opts adjust their Config.
+func newTestCluster(t *testing.T, n int, opts ...func(*Config)) *testCluster {
+	tc := &testCluster{t: t, log: newTestLogger(t), peers: map[string]string{}, ctls: map[string]*testCtl{}, opts: opts}
 	base := t.TempDir()
 	raftLns := map[string]net.Listener{}
 	for i := 1; i <= n; i++ {
@@ -132,12 +133,16 @@ func (tc *testCluster) start(id string, raftLn, httpLn net.Listener) {
 	tc.t.Helper()
 	x := tc.ctls[id]
 	x.httpAddr = httpLn.Addr().String()
-	c, err := New(Config{
+	cfg := Config{
 		ID: id, HTTPAddr: x.httpAddr, RaftAddr: x.raftAddr, RaftListener: raftLn, DataDir: x.dir,
 		Peers: tc.peers, DownAfter: testDownAfter, LongPoll: time.Second, Logger: tc.log,
 		// Other test binaries may load the host; a longer raft timeout keeps leadership steady.
 		RaftTimeout: time.Second,
-	})
+	}
+	for _, o := range tc.opts {
+		o(&cfg)
+	}
+	c, err := New(cfg)
 	if err != nil {
 		tc.t.Fatalf("start controller %s: %v", id, err)
 	}
@@ -266,6 +271,8 @@ type fakeNode struct {
 	target string // controller address to try first
 	gen    uint64
 	dir    command.Directory
+	disk   string // suffix of the copy IDs this node reports: change it to simulate a wiped disk
+	inc    uint64 // incarnation (1 when zero); raised to the one the controller records for it
 }
 
 const fakeLastSeq = 1000
@@ -302,19 +309,33 @@ func (n *fakeNode) send(path string, in any) (command.Directory, error) {
 	return d, last
 }
 
+func (n *fakeNode) incarnation() uint64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return max(n.inc, 1)
+}
+
 func (n *fakeNode) join() error {
-	_, err := n.send(pathJoin, command.JoinRequest{ID: n.id, Addr: fmt.Sprintf("127.0.0.1:%d", 9000+int(n.id)), Instance: n.instance, Incarnation: 1})
+	d, err := n.send(pathJoin, command.JoinRequest{ID: n.id, Addr: fmt.Sprintf("127.0.0.1:%d", 9000+int(n.id)), Instance: n.instance, Incarnation: n.incarnation()})
+	if err == nil {
+		// As node/ctrl.go's adoptIncarnation does.
+		if me := d.NodeByID(n.id); me != nil && me.Instance == n.instance {
+			n.mu.Lock()
+			n.inc = max(n.inc, me.Incarnation)
+			n.mu.Unlock()
+		}
+	}
 	return err
 }
 
 func (n *fakeNode) heartbeat() error {
 	n.mu.Lock()
 	n.gen++
-	hb := command.Heartbeat{Node: n.id, Instance: n.instance, Incarnation: 1, Generation: n.gen}
+	hb := command.Heartbeat{Node: n.id, Instance: n.instance, Incarnation: max(n.inc, 1), Generation: n.gen}
 	for _, g := range n.dir.Groups {
 		if g.Main == n.id {
 			rep := command.GroupReport{Server: g.Server, Role: command.RoleMain, Epoch: g.Epoch, LastEpoch: g.Epoch,
-				LastSeq: fakeLastSeq, CommitSeq: fakeLastSeq, Applied: fakeLastSeq, CopyID: copyName(g.Server, n.id), Activated: g.Active.Version}
+				LastSeq: fakeLastSeq, CommitSeq: fakeLastSeq, Applied: fakeLastSeq, CopyID: copyName(g.Server, n.id) + n.disk, Activated: g.Active.Version}
 			if g.Pending != nil {
 				rep.Activated = g.Pending.Version
 			}
@@ -324,7 +345,7 @@ func (n *fakeNode) heartbeat() error {
 			hb.Groups = append(hb.Groups, rep)
 		} else if siblingIndex(&g, n.id) >= 0 {
 			hb.Groups = append(hb.Groups, command.GroupReport{Server: g.Server, Role: command.RoleSibling, Epoch: g.Epoch,
-				LastEpoch: g.Epoch, LastSeq: fakeLastSeq - 5, CommitSeq: fakeLastSeq - 5, Applied: fakeLastSeq - 5, CopyID: copyName(g.Server, n.id)})
+				LastEpoch: g.Epoch, LastSeq: fakeLastSeq - 5, CommitSeq: fakeLastSeq - 5, Applied: fakeLastSeq - 5, CopyID: copyName(g.Server, n.id) + n.disk})
 		}
 	}
 	n.mu.Unlock()

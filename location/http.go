@@ -159,7 +159,13 @@ func (c *Controller) handleJoin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t.noteJoin(req.ID, c.now())
-	c.log.Info().Uint16("node", req.ID).Str("addr", req.Addr).Str("instance", req.Instance).
+	e := c.log.Info()
+	if rec, ok := c.fsm.node(req.ID); ok && rec.Instance == req.Instance && rec.Incarnation != req.Incarnation {
+		// Its incarnation counter did not survive (joinIncarnation): the data directory was
+		// wiped or replaced. The node adopts the recorded incarnation from the answer.
+		e = c.log.Warn().Uint64("recorded", rec.Incarnation).Str("why", "incarnation not above the recorded one: data directory wiped or replaced")
+	}
+	e.Uint16("node", req.ID).Str("addr", req.Addr).Str("instance", req.Instance).
 		Uint64("incarnation", req.Incarnation).Msg("node joined")
 	t.requestRound()
 	writeJSON(w, http.StatusOK, c.directoryFor(t))

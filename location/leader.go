@@ -21,6 +21,8 @@ type leaderTerm struct {
 	mu      sync.Mutex
 	seen    map[uint16]liveness
 	reports map[uint16]map[uint16]command.GroupReport // node -> server -> latest report
+	// copySeen is when a heartbeat last reported each copy, by {node, server}.
+	copySeen map[[2]uint16]time.Time
 
 	verifyMu   sync.Mutex
 	verifiedAt time.Time
@@ -46,8 +48,9 @@ func newLeaderTerm(now time.Time) *leaderTerm {
 		kick:  make(chan struct{}, 1),
 		seen:  map[uint16]liveness{},
 
-		reports: map[uint16]map[uint16]command.GroupReport{},
-		promo:   newPromotions(),
+		reports:  map[uint16]map[uint16]command.GroupReport{},
+		copySeen: map[[2]uint16]time.Time{},
+		promo:    newPromotions(),
 	}
 }
 
@@ -141,6 +144,7 @@ func (t *leaderTerm) noteHeartbeat(hb command.Heartbeat, now time.Time) bool {
 	reps := make(map[uint16]command.GroupReport, len(hb.Groups))
 	for _, g := range hb.Groups {
 		reps[g.Server] = g
+		t.copySeen[[2]uint16{hb.Node, g.Server}] = now
 	}
 	t.reports[hb.Node] = reps
 	return true

@@ -75,7 +75,12 @@ func (c *Controller) adminRegisterSibling(ctx context.Context, t *leaderTerm, re
 		return err
 	}
 	server, node := g.Server, n.ID
-	if g.Main == node || member(g, node) != nil {
+	// A stale copy does not count as one (REPLICATION.md case 12 D): registering its node
+	// again makes it a learner; the node wipes the old copy (its ID is the member's
+	// StaleCopyID) and syncs a fresh one.
+	m := member(g, node)
+	stale := m != nil && m.State == command.SiblingStale
+	if g.Main == node || (m != nil && !stale) {
 		return command.Errorf(command.CodeConflict, "node %d already holds a copy of group %d", node, server)
 	}
 	if n.State == command.NodeDown {
@@ -89,7 +94,11 @@ func (c *Controller) adminRegisterSibling(ctx context.Context, t *leaderTerm, re
 	if e := c.proposeLogged(setManaged{Server: server}); e != nil {
 		return command.Errorf(command.CodeUnavailable, "register node %d: %v", node, e)
 	}
-	if e := c.proposeLogged(addLearner{Server: server, Node: node}); e != nil {
+	var add dirCommand = addLearner{Server: server, Node: node}
+	if stale {
+		add = reviveStale{Server: server, Node: node}
+	}
+	if e := c.proposeLogged(add); e != nil {
 		return command.Errorf(command.CodeConflict, "register node %d in group %d: %v", node, server, e)
 	}
 	c.log.Info().Uint16("group", server).Uint16("node", node).Msg("registerSibling: syncing")

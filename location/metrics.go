@@ -116,7 +116,7 @@ func (cc *controllerCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(cc.groups, float64(len(st.Groups)))
 	gauge(cc.pending, float64(pending))
-	for _, s := range []string{command.SiblingSyncing, command.SiblingVoting} {
+	for _, s := range []string{command.SiblingSyncing, command.SiblingVoting, command.SiblingStale} {
 		gauge(cc.siblings, float64(siblings[s]), s)
 	}
 	for k, v := range c.fsm.commandCounts() {

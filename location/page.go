@@ -22,7 +22,7 @@ table { border-collapse: collapse; }
 th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; }
 th { background: #f3f3f3; }
 .up, .voting { color: #17702a; } .down { color: #b00020; font-weight: bold; }
-.syncing, .spare { color: #9a6400; } .warn { color: #b00020; }
+.syncing, .spare { color: #9a6400; } .warn, .unreachable { color: #b00020; } .stale { color: #777; }
 #err { color: #b00020; }
 </style>
 </head>
@@ -56,7 +56,9 @@ function render(s) {
   }));
   table("groups", ["server", "main", "epoch", "seq", "siblings (node state lag)", "warning"], s.groups.map(function (g) {
     var sib = g.siblings.map(function (x) {
-      return "<span class=\"" + esc(x.state) + "\">" + esc(x.node) + " " + esc(x.state) + " " + esc(x.lagSeq) + "</span>";
+      var st = x.stale ? "stale" : x.unreachable ? "unreachable" : x.state;
+      return "<span class=\"" + esc(st) + "\">" + esc(x.node) + " " + esc(x.state) + (x.stale ? " (stale)" : "") +
+        (x.unreachable ? " (unreachable)" : "") + " " + esc(x.lagSeq) + "</span>";
     }).join("<br>");
     return "<tr><td>" + esc(g.server) + "</td><td>" + (g.main === null ? "<span class=\"down\">none</span>" : esc(g.main)) +
       "</td><td>" + esc(g.epoch) + "</td><td>" + esc(g.seq) + "</td><td>" + sib +

@@ -30,11 +30,52 @@ type promotions struct {
 	fails   map[uint16]int       // group -> consecutive failed attempts
 	dead    map[uint16]time.Time // node -> when a probe found nothing listening
 	useless map[uint16]time.Time // group -> since when its main reports no write quorum
+	chosen  map[uint16]chosenAt  // group -> when this term first saw its open choice
+}
+
+// chosenAt is when the leader first saw a group's chosen, not yet activated, attempt.
+type chosenAt struct {
+	epoch uint64
+	since time.Time
 }
 
 func newPromotions() *promotions {
 	return &promotions{running: map[uint16]bool{}, next: map[uint16]time.Time{}, fails: map[uint16]int{},
-		dead: map[uint16]time.Time{}, useless: map[uint16]time.Time{}}
+		dead: map[uint16]time.Time{}, useless: map[uint16]time.Time{}, chosen: map[uint16]chosenAt{}}
+}
+
+// chosenSince returns when this term first saw group g's chosen main waiting for its
+// barrier in epoch (now, the first time it is asked).
+func (p *promotions) chosenSince(g uint16, epoch uint64, now time.Time) time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.chosen[g]; ok && c.epoch == epoch {
+		return c.since
+	}
+	p.chosen[g] = chosenAt{epoch: epoch, since: now}
+	return now
+}
+
+// awaitingBarrier reports whether g's main was chosen by a promotion whose config it has
+// not yet activated: its epoch barrier has not committed (REPLICATION.md case 3, rule 2 of
+// case 1). The main's current report showing the config activated counts as committed,
+// before the activate command lands. A chosen main that restarted is in a later epoch than
+// the attempt's (joinNode) and still owes a barrier in it.
+func awaitingBarrier(g *command.GroupInfo, reports reportSet) bool {
+	p := g.Promotion
+	if p == nil || p.Phase != command.PromotionChosen || p.Chosen != g.Main || p.Epoch > g.Epoch || g.Pending == nil {
+		return false
+	}
+	rep, ok := mainReport(g, reports)
+	return !ok || rep.Activated < g.Pending.Version
+}
+
+// barrierOverdue: g's main was chosen by a promotion (first seen by this term at since)
+// and its barrier has not committed within downAfter: it is treated as down, so a fresh
+// promotion may start (REPLICATION.md case 7). A new leader counts from its first look, so
+// it never replaces a main the moment it takes over.
+func barrierOverdue(g *command.GroupInfo, reports reportSet, since, now time.Time, downAfter time.Duration) bool {
+	return awaitingBarrier(g, reports) && now.Sub(since) > downAfter
 }
 
 // markDead records that node's listener refused a connection at now: the process is gone.
@@ -118,14 +159,26 @@ func (c *Controller) planPromotions(t *leaderTerm, d command.Directory, reports 
 			c.proposeLogged(abandonPromotion{Server: g.Server, Epoch: g.Promotion.Epoch})
 			continue
 		}
-		if g.Main == 0 || len(g.Active.Voters) == 0 {
+		if len(g.Active.Voters) == 0 {
 			continue
 		}
 		// A main that is alive but cannot reach a write quorum (its replication links are
 		// cut, or its siblings' answers do not reach it) is as useless as a dead one; its own
 		// report is the evidence, so siblings that still hear it may be sealed (not auto).
-		auto := true
-		failed := c.mainFailed(t, &d, g.Main)
+		// A group without a main (its main came back with a wiped disk) needs one; no
+		// sibling hears a main to refuse an automatic seal for.
+		auto := g.Main != 0
+		failed := g.Main == 0 || c.mainFailed(t, &d, g.Main)
+		if !failed && awaitingBarrier(&g, reports) {
+			// A chosen main is alive but its barrier did not commit in time (cut off from
+			// its new config, or stuck): its siblings may still hear it, so seal non-auto.
+			since := t.promo.chosenSince(g.Server, g.Epoch, c.now())
+			if barrierOverdue(&g, reports, since, c.now(), c.cfg.DownAfter) {
+				c.log.Warn().Uint16("group", g.Server).Uint64("epoch", g.Epoch).Uint16("main", g.Main).
+					Dur("waited", c.now().Sub(since)).Msg("the chosen main's barrier did not commit within down-after; treating it as down")
+				failed, auto = true, false
+			}
+		}
 		if !failed {
 			// The main is to blame only if its voters are demonstrably alive (they heartbeat
 			// this controller now): frozen or dead siblings also leave a main without quorum,

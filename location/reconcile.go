@@ -24,9 +24,11 @@ const (
 )
 
 // planRound returns the commands of one reconcile round, in the order to apply them:
-// per group (by server ID) at most one config command (activate, else proposeVoter) and at
-// most one addLearner. It never removes a sibling.
-func planRound(d command.Directory, reports reportSet) []dirCommand {
+// per group (by server ID) at most one config command (activate, else a demotion of
+// amnesiac or silent voters, else proposeVoter), the revivals of rebuilt stale copies, and
+// at most one addLearner. It never removes a sibling. silent says which copies went
+// unreported for copy-timeout (nil: none).
+func planRound(d command.Directory, reports reportSet, silent silentFunc) []dirCommand {
 	up := map[uint16]bool{}
 	var eligible []uint16 // up and not spare, by ID
 	for _, n := range d.Nodes {
@@ -44,9 +46,10 @@ func planRound(d command.Directory, reports reportSet) []dirCommand {
 		if g.Main == 0 || !up[g.Main] {
 			continue // no main to replicate from; promotion is not this loop's business
 		}
-		if c := planConfig(g, up, reports); c != nil {
+		if c := planConfig(g, up, reports, silent); c != nil {
 			out = append(out, c)
 		}
+		out = append(out, planRevivals(g, up, reports)...)
 		if len(g.Siblings) < target && !g.Managed {
 			if node, ok := pickLearner(g, eligible, copies); ok {
 				copies[node]++
@@ -68,8 +71,12 @@ func mainReport(g *command.GroupInfo, reports reportSet) (command.GroupReport, b
 }
 
 // planConfig returns the group's next config step: activate the pending config once the
-// main committed an entry under it, or propose the first caught-up learner as a voter.
-func planConfig(g *command.GroupInfo, up map[uint16]bool, reports reportSet) dirCommand {
+// main committed an entry under it; else demote amnesiac or silent voters (stale.go); else
+// propose the first caught-up learner with a fresh copy as a voter.
+func planConfig(g *command.GroupInfo, up map[uint16]bool, reports reportSet, silent silentFunc) dirCommand {
+	if c, _ := planDemotion(g, up, reports, silent); c != nil {
+		return c
+	}
 	rep, ok := mainReport(g, reports)
 	if !ok {
 		return nil
@@ -90,7 +97,7 @@ func planConfig(g *command.GroupInfo, up map[uint16]bool, reports reportSet) dir
 		return act
 	}
 	for _, m := range g.Siblings {
-		if m.State == command.SiblingSyncing && up[m.Node] && caughtUp(rep, m.Node) {
+		if m.State == command.SiblingSyncing && up[m.Node] && caughtUp(rep, m.Node) && freshCopy(g, m, reports) {
 			return proposeVoter{Server: g.Server, Node: m.Node}
 		}
 	}
@@ -129,7 +136,7 @@ func (c *Controller) reconcile(t *leaderTerm) {
 	d := c.directoryFor(t)
 	reports := t.snapshotReports()
 	c.planPromotions(t, d, reports)
-	for _, cmd := range planRound(d, reports) {
+	for _, cmd := range planRound(d, reports, t.copyClock(c.now(), c.cfg.CopyTimeout)) {
 		select {
 		case <-t.stop:
 			return
@@ -163,6 +170,16 @@ func (c *Controller) logApplied(cmd dirCommand) {
 			e = e.Uint64("version", g.Pending.Version).Interface("voters", g.Pending.Voters)
 		}
 		e.Msg("config proposed")
+	case demote:
+		e := c.log.Warn()
+		if v.To == command.SiblingSyncing {
+			e = e.Str("reason", "the copy reports another copy ID: its disk was lost")
+		} else {
+			e = e.Str("reason", "the copy was not reported for copy-timeout").Dur("copyTimeout", c.cfg.CopyTimeout)
+		}
+		e.Uint16("group", v.Server).Interface("nodes", v.Nodes).Str("to", v.To).Msg("voters demoted: config proposed")
+	case reviveStale:
+		c.log.Info().Uint16("group", v.Server).Uint16("node", v.Node).Msg("stale copy rebuilt: learner again")
 	case activate:
 		e := c.log.Info().Uint16("group", v.Server).Uint64("version", v.Version)
 		if g, ok := c.fsm.group(v.Server); ok {

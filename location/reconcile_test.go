@@ -26,7 +26,7 @@ func dir(n int, down ...uint16) command.Directory {
 }
 
 func TestPlanAddsOneLearnerPerGroupSpreadingCopies(t *testing.T) {
-	got := planRound(dir(4), reportSet{})
+	got := planRound(dir(4), reportSet{}, nil)
 	// Copies start at 1 per node (its own group); each pick raises the count, so the
 	// learners spread: group 1 gets 2, group 2 gets 1, group 3 gets 4, group 4 gets 3.
 	want := []dirCommand{
@@ -45,19 +45,19 @@ func TestPlanTargetFollowsUpNodes(t *testing.T) {
 	// no copies.
 	d := dir(3, 3)
 	d.Groups[0].Siblings = []command.Member{{Node: 2, State: command.SiblingSyncing}}
-	got := planRound(d, reportSet{})
+	got := planRound(d, reportSet{}, nil)
 	want := []dirCommand{addLearner{Server: 2, Node: 1}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("plan %+v, want %+v", got, want)
 	}
 	// A single node has nothing to replicate to.
-	if got := planRound(dir(1), reportSet{}); len(got) != 0 {
+	if got := planRound(dir(1), reportSet{}, nil); len(got) != 0 {
 		t.Fatalf("single node plan %+v", got)
 	}
 	// Spare nodes neither count nor receive copies.
 	d = dir(3)
 	d.Nodes[2].State = command.NodeSpare
-	got = planRound(d, reportSet{})
+	got = planRound(d, reportSet{}, nil)
 	want = []dirCommand{addLearner{Server: 1, Node: 2}, addLearner{Server: 2, Node: 1}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("plan with a spare %+v, want %+v", got, want)
@@ -76,20 +76,20 @@ func TestPlanProposesCaughtUpLearner(t *testing.T) {
 		1: {1: mainRep(1, 1000, 1, command.SiblingProgress{Node: 2, Seq: 936, Recent: true})},
 		2: {2: mainRep(2, 1000, 1, command.SiblingProgress{Node: 1, Seq: 935, Recent: true})},
 	}
-	got := planRound(d, reports)
+	got := planRound(d, reports, nil)
 	want := []dirCommand{proposeVoter{Server: 1, Node: 2}} // group 2's learner is 65 behind
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("plan %+v, want %+v", got, want)
 	}
 	// Not recent, or a report from another epoch or role, proposes nothing.
 	reports[1] = map[uint16]command.GroupReport{1: mainRep(1, 1000, 1, command.SiblingProgress{Node: 2, Seq: 1000})}
-	if got := planRound(d, reports); len(got) != 0 {
+	if got := planRound(d, reports, nil); len(got) != 0 {
 		t.Fatalf("plan for a silent learner %+v", got)
 	}
 	stale := mainRep(1, 1000, 1, command.SiblingProgress{Node: 2, Seq: 1000, Recent: true})
 	stale.Epoch = 0
 	reports[1] = map[uint16]command.GroupReport{1: stale}
-	if got := planRound(d, reports); len(got) != 0 {
+	if got := planRound(d, reports, nil); len(got) != 0 {
 		t.Fatalf("plan from a stale-epoch report %+v", got)
 	}
 }
@@ -105,11 +105,11 @@ func TestPlanActivatesAndRecordsCopyIDs(t *testing.T) {
 	}
 	sib := command.GroupReport{Server: 1, Role: command.RoleSibling, Epoch: 1, CopyID: "copy-3"}
 	reports := reportSet{1: {1: mainRep(1, 10, 2, command.SiblingProgress{Node: 3, Seq: 10, Recent: true})}, 3: {1: sib}}
-	if got := planRound(d, reports); len(got) != 0 {
+	if got := planRound(d, reports, nil); len(got) != 0 {
 		t.Fatalf("plan before activation %+v (pending blocks another proposal)", got)
 	}
 	reports[1] = map[uint16]command.GroupReport{1: mainRep(1, 10, 3)}
-	got := planRound(d, reports)
+	got := planRound(d, reports, nil)
 	want := []dirCommand{activate{Server: 1, Version: 3, CopyIDs: []copyID{{Node: 3, CopyID: "copy-3"}}}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("plan %+v, want %+v", got, want)
@@ -141,7 +141,7 @@ func TestPlanConvergesThroughFSM(t *testing.T) {
 			}
 			reports[g.Main] = map[uint16]command.GroupReport{g.Server: rep}
 		}
-		for _, c := range planRound(d, reports) {
+		for _, c := range planRound(d, reports, nil) {
 			if err := applyAt(t, f, idx, c); err != nil {
 				t.Fatalf("round %d: %s refused: %v", round, c.kind(), err)
 			}

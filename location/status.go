@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/sibylhq/sibyl/command"
@@ -24,6 +25,7 @@ type statusInput struct {
 	leader    string // raft ID of the leader, "" if none
 	nodeState func(nodeRecord) (string, uint64)
 	reports   reportSet
+	silent    silentFunc // copies unreported for copy-timeout (the leader's clock); nil: none
 }
 
 // twoVotersWarning is set on a group with exactly two voting siblings.
@@ -60,8 +62,10 @@ func buildStatus(in statusInput) command.Status {
 		loc.Controllers = append(loc.Controllers, c.ID)
 	}
 
+	up := map[uint16]bool{}
 	for _, n := range in.st.sortedNodes() {
 		state, gen := in.nodeState(n)
+		up[n.ID] = state == command.NodeUp
 		out.Nodes = append(out.Nodes, command.StatusNode{
 			ID: n.ID, Addr: n.Addr, Location: n.Location, State: state, Instance: n.Instance, Generation: gen,
 		})
@@ -77,18 +81,30 @@ func buildStatus(in statusInput) command.Status {
 		if hasMain {
 			sg.Seq = mainRep.LastSeq
 		}
+		_, blocked := planDemotion(&g, up, in.reports, in.silent)
 		voting := 0
+		var warnings []string
 		for _, m := range g.Siblings {
 			if m.State == command.SiblingVoting {
 				voting++
 			}
-			sg.Siblings = append(sg.Siblings, command.StatusSibling{
+			ss := command.StatusSibling{
 				Node: m.Node, State: m.State, LagSeq: siblingLag(g.Server, m.Node, sg.Seq, mainRep, in.reports),
-			})
+			}
+			if m.State == command.SiblingStale {
+				// PROTOCOL's enum has no "stale": it is a syncing copy with the extra flag.
+				ss.State, ss.Stale = command.SiblingSyncing, true
+			}
+			if slices.Contains(blocked, m.Node) {
+				ss.Unreachable = true
+				warnings = append(warnings, fmt.Sprintf("the copy on node %d was not reported for copy-timeout but stays voting: demoting it would leave no write quorum", m.Node))
+			}
+			sg.Siblings = append(sg.Siblings, ss)
 		}
 		if voting == 2 {
-			sg.Warning = twoVotersWarning
+			warnings = append(warnings, twoVotersWarning)
 		}
+		sg.Warning = strings.Join(warnings, "; ")
 		out.Groups = append(out.Groups, sg)
 	}
 	return out
@@ -140,6 +156,7 @@ func (c *Controller) localStatus() command.Status {
 		now := c.now()
 		in.nodeState = func(n nodeRecord) (string, uint64) { return t.nodeState(n, now, c.cfg.DownAfter) }
 		in.reports = t.snapshotReports()
+		in.silent = t.copyClock(now, c.cfg.CopyTimeout)
 	}
 	return buildStatus(in)
 }

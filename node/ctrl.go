@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -158,6 +159,7 @@ func (n *Node) join() bool {
 		var d command.Directory
 		err := n.ctrl.do(n.ctx, http.MethodPost, "/v1/internal/join", req, &d)
 		if err == nil {
+			n.adoptIncarnation(&d)
 			n.applyDirectory(&d)
 			n.mu.Lock()
 			n.joined = true
@@ -171,6 +173,26 @@ func (n *Node) join() bool {
 		case <-n.ctx.Done():
 			return false
 		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// adoptIncarnation takes the incarnation the controller recorded for this process when it
+// is above the node's own: a node whose data directory was wiped starts again at 1, and
+// the controller answers its join with the recorded incarnation + 1. The node heartbeats
+// with it from now on and persists it, so its next start counts up from there. Called only
+// from the run goroutine, which alone reads n.incarnation after New.
+func (n *Node) adoptIncarnation(d *command.Directory) {
+	me := d.NodeByID(uint16(n.cfg.ID))
+	if me == nil || me.Instance != n.instance || me.Incarnation <= n.incarnation {
+		return
+	}
+	n.log.Warn().Uint64("incarnation", n.incarnation).Uint64("recorded", me.Incarnation).
+		Msg("the controller knew a later incarnation of this node (its data directory was replaced); adopting it")
+	n.incarnation = me.Incarnation
+	if n.cfg.Store == nil && n.cfg.DataDir != "" {
+		if err := writeIncarnation(filepath.Join(n.cfg.DataDir, "incarnation"), n.incarnation); err != nil {
+			n.log.Error().Err(err).Msg("cannot persist the adopted incarnation")
 		}
 	}
 }
@@ -310,11 +332,14 @@ func (g *group) follow(gi *command.GroupInfo, self uint16) {
 	defer g.mu.Unlock()
 	isSibling, stale := false, false
 	for _, m := range gi.Siblings {
-		if m.Node == self && m.State == command.SiblingStale {
-			stale = true
-			g.retireStale(m.CopyID)
+		if m.Node != self {
+			continue
 		}
-		isSibling = isSibling || (m.Node == self && !stale)
+		stale = m.State == command.SiblingStale
+		if stale || (m.StaleCopyID != "" && m.StaleCopyID == g.copyID) {
+			g.retireStale(m.StaleCopyID)
+		}
+		isSibling = !stale
 	}
 	var err error
 	switch {

@@ -192,7 +192,8 @@ func (m *subManager) holders(g command.ServerID) []string {
 		ids = append(ids, gi.Main)
 	}
 	for _, s := range gi.Siblings {
-		if s.Node != self && s.Node != gi.Main {
+		// A stale copy serves nothing; it may not even hold the group any more.
+		if s.Node != self && s.Node != gi.Main && s.State != command.SiblingStale {
 			ids = append(ids, s.Node)
 		}
 	}

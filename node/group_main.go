@@ -24,8 +24,8 @@ func quorumOf(gi *command.GroupInfo) (sibling.Quorum, []uint16) {
 	}
 	var learners []uint16
 	for _, m := range gi.Siblings {
-		// A stale copy is neither: the main sends it nothing until it is registered again.
-		if !voting[m.Node] && m.State != command.SiblingStale {
+		// Only syncing members are learners: a stale copy (command.SiblingStale) gets nothing.
+		if !voting[m.Node] && m.State == command.SiblingSyncing {
 			learners = append(learners, m.Node)
 		}
 	}

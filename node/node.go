@@ -150,10 +150,11 @@ func New(cfg Config) (*Node, error) {
 	n.fwd = newForwarder(n)
 	n.ctrl = newCtrlClient(cfg.Controllers, n.log)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
-	n.wg.Add(1)
-	go n.run()
+	// Logged before run starts: run may adopt another incarnation (adoptIncarnation).
 	n.log.Info().Str("addr", cfg.HTTPAddr).Str("instance", n.instance).Uint64("incarnation", n.incarnation).
 		Int("groups", len(held)).Msg("node started")
+	n.wg.Add(1)
+	go n.run()
 	return n, nil
 }
 
@@ -165,21 +166,29 @@ func bumpIncarnation(path string) (uint64, error) {
 		inc, _ = strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
 	}
 	inc++
+	return inc, writeIncarnation(path, inc)
+}
+
+// writeIncarnation stores inc at path durably (write to a temporary file, fsync, rename).
+func writeIncarnation(path string, inc uint64) error {
 	tmp := path + ".tmp"
 	f, err := os.Create(tmp)
 	if err != nil {
-		return 0, err
+		return fmt.Errorf("write incarnation %d to %s: %w", inc, tmp, err)
 	}
 	if _, err := fmt.Fprintln(f, inc); err != nil {
 		f.Close()
-		return 0, err
+		return fmt.Errorf("write incarnation %d to %s: %w", inc, tmp, err)
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		return 0, err
+		return fmt.Errorf("sync incarnation file %s: %w", tmp, err)
 	}
 	f.Close()
-	return inc, os.Rename(tmp, path)
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("rename %s to %s: %w", tmp, path, err)
+	}
+	return nil
 }
 
 // Handler serves the node-to-node endpoints under /v1/internal/, all behind the cluster

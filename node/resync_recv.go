@@ -158,16 +158,16 @@ func (g *group) resyncAbandoned(msgs []*sibling.Append) bool {
 }
 
 // retireStale follows the directory's demotion of this copy to stale: it serves nothing,
-// and a copy still holding the data it had when it was demoted (recorded is the copy ID the
-// directory knows it by) is wiped at once and starts over empty with a new copy ID, so
+// and a copy still holding the data it had when it was demoted (staleID is the copy ID the
+// directory recorded then) is wiped at once and starts over empty with a new copy ID, so
 // that nothing of it can ever be read or merged again (REPLICATION.md case 12 B). The
 // controller registers the empty copy again. Call with g.mu held.
-func (g *group) retireStale(recorded string) {
+func (g *group) retireStale(staleID string) {
 	if g.role == roleSibling {
 		g.role, g.follower, g.ftail = roleNone, nil, nil
 		g.broadcast()
 	}
-	if g.role == roleMain || g.receiving || (recorded != "" && recorded != g.copyID) || (recorded == "" && g.applied == 0 && !g.resyncing) {
+	if g.role == roleMain || g.receiving || (staleID != "" && staleID != g.copyID) || (staleID == "" && g.applied == 0 && !g.resyncing) {
 		return
 	}
 	g.log.Warn().Str("copy", g.copyID).Msg("this copy was demoted to stale; wiping it")

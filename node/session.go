@@ -107,6 +107,17 @@ func (s *Session) route(ctx context.Context, gid command.ServerID, req *command.
 		return local(g)
 	}
 	if s.forwarded {
+		// The sender's directory names this node main; this node may not have applied that
+		// directory yet (a planned hand-over releases its waiting writes the moment the
+		// old main learns of it). Wait a little for the role rather than bounce the write.
+		if g := s.n.localGroup(gid); g != nil {
+			wctx, cancel := context.WithTimeout(ctx, s.n.cfg.DownAfter)
+			err := g.waitFor(wctx, func() (bool, error) { return g.role == roleMain, nil })
+			cancel()
+			if err == nil {
+				return local(g)
+			}
+		}
 		return failed(command.Errorf(command.CodeNoMain, "node %d is not the main of group %d", s.n.cfg.ID, gid))
 	}
 	gi := s.n.directoryGroup(gid)

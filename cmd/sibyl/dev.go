@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sibylhq/sibyl/location"
 	"github.com/sibylhq/sibyl/node"
 )
 
@@ -28,6 +29,7 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 	dataFlag := fs.String("data", "", "cluster directory: data dirs, logs and cluster.json (default: a new directory under the system temp dir)")
 	writeTimeout := fs.Duration("write-timeout", 5*time.Second, "passed to every node")
 	downAfter := fs.Duration("down-after", time.Second, "passed to every node and controller")
+	copyTimeout := fs.Duration("copy-timeout", location.DefaultCopyTimeout, "passed to every controller")
 	drift := fs.Float64("max-clock-drift", node.DefaultMaxClockDrift, "passed to every node")
 	logLevel := fs.String("log-level", "info", "log level of the children (debug, info, warn, error)")
 	nodeFlags := fs.String("node-flags", "", "extra flags for every node, space-separated (e.g. \"--log-keep 1000 --sync-rate 0\")")
@@ -58,7 +60,7 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	opts := devOptions{Exe: exe, Dir: dir, WriteTimeout: *writeTimeout, DownAfter: *downAfter, LogLevel: *logLevel,
-		MaxClockDrift: *drift, NodeFlags: strings.Fields(*nodeFlags)}
+		MaxClockDrift: *drift, NodeFlags: strings.Fields(*nodeFlags), CopyTimeout: *copyTimeout}
 	return runDevCluster(layout, opts, stdout, stderr)
 }
 

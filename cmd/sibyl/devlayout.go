@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sibylhq/sibyl/location"
 	"github.com/sibylhq/sibyl/node"
 )
 
@@ -117,12 +118,14 @@ type devOptions struct {
 	MaxClockDrift float64
 	// NodeFlags are appended to every node's command line.
 	NodeFlags []string
+	// CopyTimeout is passed to controllers only when it is not their default.
+	CopyTimeout time.Duration
 }
 
 // controllerArgs is the full command line (args[0] the executable) that starts c, or
 // starts it again on its own data after a crash.
 func (l devLayout) controllerArgs(o devOptions, c devController) []string {
-	return []string{o.Exe, "location",
+	args := []string{o.Exe, "location",
 		"--id", c.ID, "--http", c.HTTP, "--raft", c.Raft,
 		"--data", filepath.Join(o.Dir, c.ID),
 		"--peers", formatPeers(l.peersOf(c)),
@@ -130,6 +133,10 @@ func (l devLayout) controllerArgs(o devOptions, c devController) []string {
 		"--down-after", o.DownAfter.String(),
 		"--log-level", o.LogLevel,
 	}
+	if o.CopyTimeout != 0 && o.CopyTimeout != location.DefaultCopyTimeout {
+		args = append(args, "--copy-timeout", o.CopyTimeout.String())
+	}
+	return args
 }
 
 // nodeName is a node's name in dev's directory: its data dir and log file.

@@ -42,3 +42,38 @@ func TestMaxClockDriftFlag(t *testing.T) {
 		}
 	}
 }
+
+// --copy-timeout reaches dev's controllers only when it differs from their default, and the
+// location command refuses a value that is not positive.
+func TestCopyTimeoutFlag(t *testing.T) {
+	l, err := layoutDev(7700, 1, 1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := devOptions{Exe: "/bin/sibyl", Dir: "/d", WriteTimeout: time.Second, DownAfter: time.Second, LogLevel: "info"}
+	for _, tc := range []struct {
+		timeout time.Duration
+		want    []string
+	}{
+		{0, nil},
+		{10 * time.Minute, nil},
+		{30 * time.Second, []string{"--copy-timeout", "30s"}},
+	} {
+		o.CopyTimeout = tc.timeout
+		args := l.controllerArgs(o, l.Controllers[0])
+		i := slices.Index(args, "--copy-timeout")
+		switch {
+		case tc.want == nil && i >= 0:
+			t.Errorf("copy-timeout %v: controller args %q name the default", tc.timeout, args)
+		case tc.want != nil && (i < 0 || !slices.Equal(args[i:i+2], tc.want)):
+			t.Errorf("copy-timeout %v: controller args %q lack %q", tc.timeout, args, tc.want)
+		}
+	}
+	for _, bad := range []string{"0s", "-1m"} {
+		var out bytes.Buffer
+		code := run([]string{"location", "--id", "c1", "--http", "x:1", "--raft", "x:2", "--data", "d", "--copy-timeout", bad}, &out, &out)
+		if code != exitUsage || !strings.Contains(out.String(), "--copy-timeout") {
+			t.Errorf("--copy-timeout %s: exit %d, output:\n%s", bad, code, out.String())
+		}
+	}
+}

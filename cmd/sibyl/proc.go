@@ -34,12 +34,17 @@ func runLocation(args []string, stdout, stderr io.Writer) int {
 	peersFlag := fs.String("peers", "", "every controller of this location as ID=RAFTADDR,..., this one included (default: this one alone)")
 	loc := fs.String("location", "", "location name (default \"default\")")
 	downAfter := fs.Duration("down-after", time.Second, "silence after which a node is marked down")
+	copyTimeout := fs.Duration("copy-timeout", location.DefaultCopyTimeout,
+		"how long a voting copy may go unreported before it is demoted to stale (below 10m undercuts the idempotency retention: warned)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if _, code, ok := parseOrExit(fs, args, stderr); !ok {
 		return code
 	}
 	if *id == "" || *httpAddr == "" || *raftAddr == "" || *dataDir == "" {
 		return usageError(fs, stderr, "--id, --http, --raft and --data are required")
+	}
+	if *copyTimeout <= 0 {
+		return usageError(fs, stderr, "--copy-timeout %v: must be positive", *copyTimeout)
 	}
 	peers, err := parsePeers(*peersFlag)
 	if err != nil {
@@ -65,7 +70,7 @@ func runLocation(args []string, stdout, stderr io.Writer) int {
 	}
 	c, err := location.New(location.Config{
 		ID: *id, HTTPAddr: *httpAddr, RaftAddr: *raftAddr, DataDir: *dataDir, Peers: peers,
-		Location: *loc, DownAfter: *downAfter, Logger: log,
+		Location: *loc, DownAfter: *downAfter, CopyTimeout: *copyTimeout, Logger: log,
 	})
 	if err != nil {
 		ln.Close()

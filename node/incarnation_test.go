@@ -1,0 +1,42 @@
+package node
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/sibylhq/sibyl/command"
+)
+
+// A node whose data directory was wiped adopts the higher incarnation the controller
+// recorded for its instance, and persists it so its next start counts from there.
+func TestAdoptIncarnation(t *testing.T) {
+	dir := t.TempDir()
+	inc, err := bumpIncarnation(filepath.Join(dir, "incarnation"))
+	if err != nil || inc != 1 {
+		t.Fatalf("first incarnation %d, %v", inc, err)
+	}
+	n := &Node{cfg: Config{ID: 3, DataDir: dir}, instance: "me", incarnation: inc, log: zerolog.Nop()}
+	dirWith := func(instance string, inc uint64) *command.Directory {
+		return &command.Directory{Nodes: []command.NodeInfo{{ID: 3, Instance: instance, Incarnation: inc}}}
+	}
+	n.adoptIncarnation(dirWith("someone-else", 9))
+	n.adoptIncarnation(dirWith("me", 1))
+	if n.incarnation != 1 {
+		t.Fatalf("adopted %d from another instance or an equal incarnation", n.incarnation)
+	}
+	n.adoptIncarnation(dirWith("me", 7))
+	if n.incarnation != 7 {
+		t.Fatalf("incarnation %d, want the recorded 7", n.incarnation)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "incarnation"))
+	if err != nil || strings.TrimSpace(string(b)) != "7" {
+		t.Fatalf("persisted incarnation %q, %v; want 7", b, err)
+	}
+	if inc, err := bumpIncarnation(filepath.Join(dir, "incarnation")); err != nil || inc != 8 {
+		t.Fatalf("next start's incarnation %d, %v; want 8", inc, err)
+	}
+}
