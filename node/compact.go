@@ -1,6 +1,7 @@
 package node
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/sibylhq/sibyl/command"
@@ -128,5 +129,6 @@ func (g *group) vacuumLocked(now time.Time) {
 	v := command.Vacuum{Tombstones: max(ts, g.vacuumed.Tombstones), Dedupe: max(dd, g.vacuumed.Dedupe)}
 	g.appendLocked(&command.Effect{Kind: command.EffectVacuum, At: now.UTC(), Vacuum: &v})
 	g.vacuumed = v
+	g.n.metrics.vacuumed.WithLabelValues(strconv.Itoa(int(g.id))).Set(float64(v.Tombstones))
 	g.kick()
 }

@@ -15,6 +15,8 @@ type metrics struct {
 	// snapshotBytes counts bytes of snapshots this node sent as main.
 	snapshotBytes prometheus.Counter
 	compacted     prometheus.Counter
+	// vacuumed is the tombstone bound of the last vacuum entry a main wrote, by group.
+	vacuumed *prometheus.GaugeVec
 }
 
 func newMetrics() *metrics {
@@ -30,7 +32,9 @@ func newMetrics() *metrics {
 		compacted: prometheus.NewCounter(prometheus.CounterOpts{Name: "sibyl_node_log_compacted_entries_total",
 			Help: "Log entries removed by compaction."}),
 	}
-	m.reg.MustRegister(m.commits, m.fsync, m.batch, m.snapshotBytes, m.compacted, prometheus.NewGoCollector())
+	m.vacuumed = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sibyl_node_vacuum_tombstones_through",
+		Help: "Seq at or below which the last vacuum entry this node wrote as main drops tombstones."}, []string{"group"})
+	m.reg.MustRegister(m.commits, m.fsync, m.batch, m.snapshotBytes, m.compacted, m.vacuumed, prometheus.NewGoCollector())
 	return m
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand"
 	"net"
 	"net/http"
@@ -45,6 +46,8 @@ type Options struct {
 	DownAfter          time.Duration
 	// NodeFlags are extra flags for every node (dev --node-flags).
 	NodeFlags string
+	// CopyTimeout, when set, is the controllers' --copy-timeout.
+	CopyTimeout time.Duration
 }
 
 // Cluster is a running `sibyl dev` cluster.
@@ -131,6 +134,9 @@ func StartCluster(t testing.TB, o Options) *Cluster {
 	c.dev = exec.Command(sibylBin, "dev", "--nodes", strconv.Itoa(o.Nodes), "--controllers", strconv.Itoa(o.Controllers),
 		"--base-port", strconv.Itoa(base), "--data", c.Dir, "--write-timeout", o.WriteTimeout.String(),
 		"--down-after", o.DownAfter.String(), "--log-level", "info", "--node-flags", o.NodeFlags)
+	if o.CopyTimeout > 0 {
+		c.dev.Args = append(c.dev.Args, "--copy-timeout", o.CopyTimeout.String())
+	}
 	logf, err := os.Create(filepath.Join(c.Dir, "dev.out"))
 	if err != nil {
 		t.Fatal(err)
@@ -373,4 +379,39 @@ func keepLogs(t testing.TB, dir string) {
 		return
 	}
 	t.Logf("logs kept in %s", dst)
+}
+
+// Metric returns the value of the unlabelled Prometheus sample name on node id's /metrics.
+func (c *Cluster) Metric(id int, name string) float64 {
+	c.t.Helper()
+	resp, err := http.Get("http://" + c.Node(id).HTTP + "/metrics")
+	if err != nil {
+		c.t.Fatalf("metrics of node %d: %v", id, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				c.t.Fatalf("metric %s of node %d: %q", name, id, v)
+			}
+			return f
+		}
+	}
+	c.t.Fatalf("node %d has no metric %s", id, name)
+	return 0
+}
+
+// WaitServing waits until node id answers /healthz with 200 (it joined its controller).
+func (c *Cluster) WaitServing(id int) {
+	c.t.Helper()
+	waitFor(c.t, 30*time.Second, fmt.Sprintf("node %d serving", id), func() bool {
+		resp, err := http.Get("http://" + c.Node(id).HTTP + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 }

@@ -126,6 +126,14 @@ func TestRegisterSiblingUnder20kResources(t *testing.T) {
 	if !slices.Contains(phases, "sync") || phases[len(phases)-1] != "active" {
 		t.Fatalf("progress phases %v", phases)
 	}
+	// The main's log was compacted far below where the new copy started, so it was built
+	// from a snapshot, not from the log.
+	sent := c.Metric(int(*sg.Main), "sibyl_node_snapshot_sent_bytes_total")
+	compacted := c.Metric(int(*sg.Main), "sibyl_node_log_compacted_entries_total")
+	t.Logf("main sent %.1f MB of snapshot; it had compacted %.0f log entries", sent/1e6, compacted)
+	if sent < float64(n)*1024 {
+		t.Fatalf("main sent %.0f bytes of snapshot for %d resources of 1 KiB", sent, n)
+	}
 
 	// Every resource on the new copy equals the main's.
 	main := c.Client(int(*sg.Main))
