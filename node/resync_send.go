@@ -1,11 +1,13 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -22,6 +24,9 @@ import (
 // snapshotIdle is how long a main keeps a snapshot after a failed transfer for a resume.
 const snapshotIdle = 30 * time.Second
 
+// snapshotDialer writes a chunk in few large socket writes rather than many small ones.
+var snapshotDialer = websocket.Dialer{WriteBufferSize: 256 << 10}
+
 // wsFrames adapts a WebSocket to resync.Conn.
 type wsFrames struct{ c *websocket.Conn }
 
@@ -32,9 +37,26 @@ func (w wsFrames) WriteFrame(b []byte) error {
 
 func (w wsFrames) ReadFrame(timeout time.Duration) ([]byte, error) {
 	w.c.SetReadDeadline(time.Now().Add(timeout))
-	_, b, err := w.c.ReadMessage()
-	return b, err
+	_, r, err := w.c.NextReader()
+	if err != nil {
+		return nil, err
+	}
+	// One buffer per frame (records alias it), reused once the receiver released it.
+	b, _ := framePool.Get().([]byte)
+	buf := bytes.NewBuffer(b[:0])
+	_, err = buf.ReadFrom(r)
+	return buf.Bytes(), err
 }
+
+// Release implements resync.Releaser.
+func (wsFrames) Release(b []byte) {
+	if cap(b) >= 1<<20 && cap(b) <= 4<<20 {
+		framePool.Put(b[:0])
+	}
+}
+
+// framePool holds chunk-sized read buffers.
+var framePool = sync.Pool{New: func() any { return make([]byte, 0, 1<<20+64<<10) }}
 
 // snapshotTransfer is a link's snapshot under way (or kept for a resume).
 type snapshotTransfer struct {
@@ -126,7 +148,8 @@ func (l *peerLink) streamSnapshot(ctx context.Context, t *snapshotTransfer) (res
 		return resync.Stats{}, errors.New("sibling's address is unknown")
 	}
 	u := "ws://" + addr + "/v1/internal/resync?group=" + strconv.Itoa(int(g.id)) + "&from=" + strconv.Itoa(int(g.n.cfg.ID))
-	d := websocket.Dialer{HandshakeTimeout: g.n.cfg.DownAfter, WriteBufferSize: 256 << 10}
+	d := snapshotDialer
+	d.HandshakeTimeout = g.n.cfg.DownAfter
 	conn, _, err := d.DialContext(ctx, u, g.n.internalHeader())
 	if err != nil {
 		return resync.Stats{}, err

@@ -19,8 +19,16 @@ func OpenBolt(path string) (Store, error) {
 		Timeout: 5 * time.Second,
 		// Address space only on Linux; with it, read transactions do not block a write
 		// transaction that grows the file up to this size.
-		InitialMmapSize: 256 << 20,
-		FreelistType:    bolt.FreelistMapType,
+		//
+		// 8 GiB: a snapshot holds a read transaction for as long as its transfer lasts, and
+		// a writer that must remap the file waits for every reader; mapping ahead keeps
+		// foreground writes from stalling behind a snapshot.
+		InitialMmapSize: 8 << 30,
+		// 16 KiB pages (new files only; an existing file keeps its own): bbolt writes each
+		// dirty page with its own pwrite, and a snapshot being installed writes every page.
+		// Measured with 1 GiB snapshots: 182 -> 222 MB/s; group-commit writes unchanged.
+		PageSize:     16 << 10,
+		FreelistType: bolt.FreelistMapType,
 		// The freelist is rebuilt by a scan on open instead of being written at every
 		// commit: one page less per group commit, a slower open.
 		NoFreelistSync: true,
@@ -207,6 +215,11 @@ func boltBuckets(top *bolt.Bucket) (*groupBuckets, error) {
 }
 
 type boltKV struct{ b *bolt.Bucket }
+
+// packFull makes the bucket fill its pages before splitting them, for keys that arrive in
+// ascending order (a snapshot): bbolt's default of half-full pages would write twice the
+// pages and leave them half empty.
+func (k boltKV) packFull() { k.b.FillPercent = 1.0 }
 
 func (k boltKV) get(key []byte) []byte   { return k.b.Get(key) }
 func (k boltKV) put(key, v []byte) error { return k.b.Put(key, v) }

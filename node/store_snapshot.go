@@ -75,7 +75,8 @@ func (sn *Snapshot) Header() resync.Header { return sn.hdr }
 // SetSender stamps the main's epoch and ID on the header.
 func (sn *Snapshot) SetSender(epoch uint64, main uint16) { sn.hdr.Epoch, sn.hdr.Main = epoch, main }
 
-// Read implements resync.Source.
+// Read implements resync.Source. The records alias the read transaction's pages: they are
+// valid until Close, and must not be modified.
 func (sn *Snapshot) Read(after resync.Position, maxBytes, maxRecords int) ([]resync.Record, error) {
 	sn.mu.Lock()
 	defer sn.mu.Unlock()
@@ -100,7 +101,7 @@ func (sn *Snapshot) Read(after resync.Position, maxBytes, maxRecords int) ([]res
 				return false, nil
 			}
 			size += len(k) + len(v)
-			out = append(out, resync.Record{Bucket: b.num, Key: append([]byte(nil), k...), Value: append([]byte(nil), v...)})
+			out = append(out, resync.Record{Bucket: b.num, Key: k, Value: v})
 			return true, nil
 		})
 		if err != nil {
@@ -188,6 +189,9 @@ func (s *groupStore) WriteResync(recs []resync.Record) error {
 			kv, err := snapshotBucket(bk, r.Bucket)
 			if err != nil {
 				return err
+			}
+			if p, ok := kv.(interface{ packFull() }); ok {
+				p.packFull()
 			}
 			if err := checkKey("snapshot key", string(r.Key)); err != nil {
 				return err

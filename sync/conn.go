@@ -9,7 +9,9 @@ import (
 )
 
 // Conn is an ordered, reliable, framed connection (a WebSocket in node/, Pipe in tests).
-// WriteFrame may be called from one goroutine and ReadFrame from another.
+// WriteFrame may be called from one goroutine and ReadFrame from another. WriteFrame must
+// not keep b after it returns; every frame ReadFrame returns must be a buffer of its own,
+// since decoded records alias it.
 type Conn interface {
 	WriteFrame(b []byte) error
 	// ReadFrame returns the next frame, or an error wrapping os.ErrDeadlineExceeded when

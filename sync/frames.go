@@ -210,7 +210,7 @@ func (d *decoder) bytes(what string, limit int) []byte {
 		d.fail("decode %s: length %d exceeds the frame or the limit %d", what, n, limit)
 		return nil
 	}
-	v := append([]byte(nil), d.b[:n]...)
+	v := d.b[:n:n] // aliases the frame: each frame has its own buffer (Conn contract)
 	d.b = d.b[n:]
 	return v
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -78,31 +79,64 @@ func receive(ctx context.Context, c Conn, sink Sink, opt ReceiveOptions) (Header
 	if err := c.WriteFrame(marshalResume(nil, &resume{id: h.ID, after: after})); err != nil {
 		return h, st, err
 	}
+	// Chunks that arrived together are written in one Sink.Write (one durable write for
+	// several chunks, as a log's group commit), then acknowledged one by one.
+	frames, stop := readAhead(ctx, c, opt.StallTimeout)
+	defer stop()
 	var n uint64
 	var buf []byte
+	var next *frameResult
 	for {
-		f, err := readFrame(ctx, c, opt.StallTimeout)
-		if err != nil {
-			return h, st, err
+		fr := next
+		next = nil
+		if fr == nil {
+			fr = <-frames
 		}
-		switch f := f.(type) {
+		if fr.err != nil {
+			return h, st, fr.err
+		}
+		switch f := fr.f.(type) {
 		case *chunk:
-			if f.id != h.ID || f.n != n+1 {
-				return h, st, &AbortError{Code: AbortProtocol, Msg: fmt.Sprintf("want chunk %d of snapshot %x, got chunk %d of %x", n+1, h.ID, f.n, f.id)}
+			var recs []Record
+			raws := [][]byte{fr.raw}
+			first := n + 1
+			for {
+				if f.id != h.ID || f.n != n+1 {
+					return h, st, &AbortError{Code: AbortProtocol, Msg: fmt.Sprintf("want chunk %d of snapshot %x, got chunk %d of %x", n+1, h.ID, f.n, f.id)}
+				}
+				if err := checkOrder(after, f.recs); err != nil {
+					return h, st, &AbortError{Code: AbortProtocol, Msg: err.Error()}
+				}
+				recs = append(recs, f.recs...)
+				after = PositionOf(f.recs[len(f.recs)-1])
+				n++
+				more, ok := tryNext(frames)
+				if !ok {
+					break
+				}
+				if c, isChunk := more.f.(*chunk); isChunk && more.err == nil && len(recs) < MaxChunkRecords*4 {
+					f = c
+					raws = append(raws, more.raw)
+					continue
+				}
+				next = more
+				break
 			}
-			if err := checkOrder(after, f.recs); err != nil {
-				return h, st, &AbortError{Code: AbortProtocol, Msg: err.Error()}
+			if err := sink.Write(recs); err != nil {
+				return h, st, &AbortError{Code: AbortStore, Msg: fmt.Sprintf("write chunks %d..%d of snapshot %x: %v", first, n, h.ID, err)}
 			}
-			if err := sink.Write(f.recs); err != nil {
-				return h, st, &AbortError{Code: AbortStore, Msg: fmt.Sprintf("write chunk %d of snapshot %x: %v", f.n, h.ID, err)}
+			st.Chunks += n - first + 1
+			st.Records += uint64(len(recs))
+			if r, ok := c.(Releaser); ok {
+				for _, b := range raws {
+					r.Release(b)
+				}
 			}
-			after = PositionOf(f.recs[len(f.recs)-1])
-			n++
-			st.Chunks++
-			st.Records += uint64(len(f.recs))
-			buf = marshalChunkAck(buf[:0], &chunkAck{id: h.ID, n: n})
-			if err := c.WriteFrame(buf); err != nil {
-				return h, st, err
+			for k := first; k <= n; k++ {
+				buf = marshalChunkAck(buf[:0], &chunkAck{id: h.ID, n: k})
+				if err := c.WriteFrame(buf); err != nil {
+					return h, st, err
+				}
 			}
 		case *doneFrame:
 			if f.id != h.ID {
@@ -116,6 +150,51 @@ func receive(ctx context.Context, c Conn, sink Sink, opt ReceiveOptions) (Header
 		default:
 			return h, st, &AbortError{Code: AbortProtocol, Msg: fmt.Sprintf("unexpected %T during snapshot %x", f, h.ID)}
 		}
+	}
+}
+
+// frameResult is one frame read ahead (raw is its buffer), or the error that ended reading.
+type frameResult struct {
+	f   any
+	raw []byte
+	err error
+}
+
+// Releaser is an optional part of a Conn: Release(b) says a frame ReadFrame returned is no
+// longer referenced, so its buffer may be reused.
+type Releaser interface {
+	Release(b []byte)
+}
+
+// readAhead reads frames on its own goroutine until an error, so that chunks queue while
+// the sink writes. stop ends it (the connection's close ends a read in progress).
+func readAhead(ctx context.Context, c Conn, stall time.Duration) (<-chan *frameResult, func()) {
+	out := make(chan *frameResult, 16)
+	done := make(chan struct{})
+	go func() {
+		for {
+			raw, f, err := readRaw(ctx, c, stall)
+			select {
+			case out <- &frameResult{f: f, raw: raw, err: err}:
+			case <-done:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	return out, func() { once.Do(func() { close(done) }) }
+}
+
+// tryNext returns a frame that is already there, without waiting.
+func tryNext(frames <-chan *frameResult) (*frameResult, bool) {
+	select {
+	case fr := <-frames:
+		return fr, true
+	default:
+		return nil, false
 	}
 }
 

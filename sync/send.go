@@ -29,9 +29,9 @@ type Progress struct {
 
 // SendOptions bound a transfer. Zero values take the defaults in brackets.
 type SendOptions struct {
-	ChunkBytes   int           // data per chunk [256 KiB]
+	ChunkBytes   int           // data per chunk [1 MiB]
 	ChunkRecords int           // records per chunk [4096]
-	Window       int           // unacknowledged chunks [4]
+	Window       int           // unacknowledged chunks [8]
 	Rate         int64         // bytes per second, 0 unlimited
 	StallTimeout time.Duration // longest wait for an answer [10 s]
 	Clock        Clock         // [WallClock]
@@ -41,13 +41,13 @@ type SendOptions struct {
 
 func (o *SendOptions) defaults() {
 	if o.ChunkBytes <= 0 {
-		o.ChunkBytes = 256 << 10
+		o.ChunkBytes = 1 << 20
 	}
 	if o.ChunkRecords <= 0 || o.ChunkRecords > MaxChunkRecords {
 		o.ChunkRecords = 4096
 	}
 	if o.Window <= 0 {
-		o.Window = 4
+		o.Window = 8
 	}
 	if o.StallTimeout <= 0 {
 		o.StallTimeout = 10 * time.Second
@@ -187,22 +187,28 @@ func (s *sender) read(ctx context.Context) (any, error) {
 }
 
 func readFrame(ctx context.Context, c Conn, stall time.Duration) (any, error) {
+	_, f, err := readRaw(ctx, c, stall)
+	return f, err
+}
+
+// readRaw reads and decodes one frame, returning its buffer too.
+func readRaw(ctx context.Context, c Conn, stall time.Duration) ([]byte, any, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, &AbortError{Code: AbortCanceled, Msg: err.Error()}
+		return nil, nil, &AbortError{Code: AbortCanceled, Msg: err.Error()}
 	}
 	b, err := c.ReadFrame(stall)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return nil, &AbortError{Code: AbortStalled, Msg: fmt.Sprintf("%v (%s)", ErrStalled, stall)}
+		return nil, nil, &AbortError{Code: AbortStalled, Msg: fmt.Sprintf("%v (%s)", ErrStalled, stall)}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read frame: %w", err)
+		return nil, nil, fmt.Errorf("read frame: %w", err)
 	}
 	f, err := decodeFrame(b)
 	if err != nil {
-		return nil, &AbortError{Code: AbortProtocol, Msg: err.Error()}
+		return nil, nil, &AbortError{Code: AbortProtocol, Msg: err.Error()}
 	}
 	if ae, ok := f.(*AbortError); ok {
-		return nil, ae
+		return nil, nil, ae
 	}
-	return f, nil
+	return b, f, nil
 }
