@@ -5,17 +5,19 @@ import (
 	"time"
 )
 
-// limiter is a token bucket in bytes: up to one second of rate may accumulate, so a
-// transfer that was waiting on acks does not burst more than that.
+// limiter is a token bucket in bytes holding at most a tenth of a second of rate, so a
+// transfer (or its start) never bursts more than that past the cap.
 type limiter struct {
 	rate   float64 // bytes per second; 0: unlimited
+	burst  float64
 	tokens float64
 	last   time.Time
 	clock  Clock
 }
 
 func newLimiter(bytesPerSec int64, clock Clock) *limiter {
-	return &limiter{rate: float64(bytesPerSec), tokens: float64(bytesPerSec), last: clock.Now(), clock: clock}
+	burst := float64(bytesPerSec) / 10
+	return &limiter{rate: float64(bytesPerSec), burst: burst, tokens: burst, last: clock.Now(), clock: clock}
 }
 
 // wait takes n bytes' worth of tokens, sleeping until they are there.
@@ -24,7 +26,7 @@ func (l *limiter) wait(ctx context.Context, n int) error {
 		return nil
 	}
 	now := l.clock.Now()
-	l.tokens = min(l.rate, l.tokens+now.Sub(l.last).Seconds()*l.rate)
+	l.tokens = min(l.burst, l.tokens+now.Sub(l.last).Seconds()*l.rate)
 	l.last = now
 	l.tokens -= float64(n)
 	if l.tokens >= 0 {
