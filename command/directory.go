@@ -251,4 +251,8 @@ type SiblingProgress struct {
 	Node   uint16 `json:"node"`
 	Seq    uint64 `json:"seq"`
 	Recent bool   `json:"recent"`
+	// SyncDone and SyncTotal: bytes of a snapshot being sent to the sibling (the total is
+	// an estimate); both 0 when none is.
+	SyncDone  uint64 `json:"syncDone,omitempty"`
+	SyncTotal uint64 `json:"syncTotal,omitempty"`
 }

@@ -51,4 +51,8 @@ type StatusSibling struct {
 	// Unreachable: a voting copy not reported for copy-timeout that stays voting because
 	// demoting it would leave the group's write quorum impossible.
 	Unreachable bool `json:"unreachable,omitempty"`
+	// SyncDone and SyncTotal: bytes of the snapshot the main is sending the copy (the total
+	// is an estimate); absent when none is (DESIGN "Sibling registration").
+	SyncDone  uint64 `json:"syncDone,omitempty"`
+	SyncTotal uint64 `json:"syncTotal,omitempty"`
 }

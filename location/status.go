@@ -91,6 +91,11 @@ func buildStatus(in statusInput) command.Status {
 			ss := command.StatusSibling{
 				Node: m.Node, State: m.State, LagSeq: siblingLag(g.Server, m.Node, sg.Seq, mainRep, in.reports),
 			}
+			for _, p := range mainRep.Siblings {
+				if p.Node == m.Node {
+					ss.SyncDone, ss.SyncTotal = p.SyncDone, p.SyncTotal
+				}
+			}
 			if m.State == command.SiblingStale {
 				// PROTOCOL's enum has no "stale": it is a syncing copy with the extra flag.
 				ss.State, ss.Stale = command.SiblingSyncing, true

@@ -20,9 +20,10 @@ type progressEvent struct {
 }
 
 // registerWithProgress runs registerSibling at the controller and, on a connection that
-// can take events, reports its phases as the directory shows them: sync (a snapshot; none
-// is needed while the main's log holds the whole history, so it reports 0 of 0 bytes),
-// replay (the learner's position against the main's last seq), and active once the copy
+// can take events, reports its phases as the directory shows them: sync (bytes of the
+// snapshot the main sends when the copy starts below its log's horizon; 0 of 0 when the
+// log reaches back far enough), replay (the learner's position against the main's last
+// seq), and active once the copy
 // votes, sent before the reply.
 func (s *Session) registerWithProgress(ctx context.Context, req *command.Request) func() (*command.Reply, error) {
 	ss := s.events()
@@ -38,16 +39,18 @@ func (s *Session) registerWithProgress(ctx context.Context, req *command.Request
 		r, err := s.n.ctrl.admin(ctx, req)
 		done <- result{r, err}
 	}()
-	emit := func(phase string, d, total uint64) <-chan struct{} {
-		b, _ := json.Marshal(progressEvent{Sub: req.Sub, Event: "progress", Phase: phase, Done: d, Total: total, Recorded: total - d})
+	emitRecorded := func(phase string, d, total, recorded uint64) <-chan struct{} {
+		b, _ := json.Marshal(progressEvent{Sub: req.Sub, Event: "progress", Phase: phase, Done: d, Total: total, Recorded: recorded})
 		return ss.push(b)
 	}
+	emit := func(phase string, d, total uint64) <-chan struct{} { return emitRecorded(phase, d, total, total-d) }
 	server, node := uint16(*req.Server), uint16(*req.Node)
 	return func() (*command.Reply, error) {
 		emit("sync", 0, 0)
 		tick := time.NewTicker(200 * time.Millisecond)
 		defer tick.Stop()
 		var last struct{ done, total uint64 }
+		var synced struct{ done, total uint64 }
 		replayed := false
 		for {
 			select {
@@ -76,6 +79,15 @@ func (s *Session) registerWithProgress(ctx context.Context, req *command.Request
 				}
 				for _, sib := range g.Siblings {
 					if sib.Node != node {
+						continue
+					}
+					if sib.SyncTotal > 0 {
+						// A snapshot is on its way: bytes sent of (about) the total; the
+						// entries logged meanwhile are recorded for the replay.
+						if sib.SyncDone != synced.done || sib.SyncTotal != synced.total {
+							synced.done, synced.total = sib.SyncDone, sib.SyncTotal
+							emitRecorded("sync", sib.SyncDone, sib.SyncTotal, sib.LagSeq)
+						}
 						continue
 					}
 					d := g.Seq - min(sib.LagSeq, g.Seq)

@@ -210,8 +210,11 @@ func (g *group) report() command.GroupReport {
 		r.Activated = g.activated
 		now := time.Now()
 		for id, p := range g.main.Peers() {
-			r.Siblings = append(r.Siblings, command.SiblingProgress{Node: id, Seq: p.Match,
-				Recent: now.Sub(g.lastAck[id]) < g.n.cfg.DownAfter})
+			sp := command.SiblingProgress{Node: id, Seq: p.Match, Recent: now.Sub(g.lastAck[id]) < g.n.cfg.DownAfter}
+			if t := g.snapshots[id]; t != nil && p.Snapshot {
+				sp.SyncDone, sp.SyncTotal = t.done.Bytes, max(t.snap.Header().Bytes, t.done.Bytes)
+			}
+			r.Siblings = append(r.Siblings, sp)
 		}
 	case roleSibling:
 		r.LastEpoch, r.LastSeq = g.follower.Last()
