@@ -123,7 +123,11 @@ func (g *group) vacuumLocked(now time.Time) {
 		}
 	}
 	dd := min(g.commit, g.seenFor(g.n.cfg.DedupeRetention, now))
-	if ts <= g.vacuumed.Tombstones && dd <= g.vacuumed.Dedupe {
+	// Only when the new bounds reach a delete or a keyed write not yet covered: an idle
+	// group writes no vacuum entries.
+	newTs := ts > g.vacuumed.Tombstones && g.droppable > g.vacuumed.Tombstones
+	newDd := dd > g.vacuumed.Dedupe && g.droppable > g.vacuumed.Dedupe
+	if !newTs && !newDd {
 		return
 	}
 	v := command.Vacuum{Tombstones: max(ts, g.vacuumed.Tombstones), Dedupe: max(dd, g.vacuumed.Dedupe)}

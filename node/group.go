@@ -82,6 +82,7 @@ type group struct {
 	snapshots   map[uint16]*snapshotTransfer // snapshots being sent to siblings (resync_send.go)
 	vacuumed    command.Vacuum               // bounds of the last vacuum entry this main wrote
 	marks       []seqMark                    // the main's seqs by monotonic time (compact.go)
+	droppable   uint64                       // highest seq of a delete or a keyed write (compact.go)
 
 	// Sibling role.
 	follower *sibling.Follower

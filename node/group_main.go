@@ -85,6 +85,7 @@ func (g *group) becomeMain(gi *command.GroupInfo) error {
 	g.links = map[uint16]*peerLink{}
 	g.snapshots = map[uint16]*snapshotTransfer{}
 	g.vacuumed, g.marks = command.Vacuum{}, []seqMark{{seq: m.LastSeq, at: time.Now()}}
+	g.droppable = m.LastSeq // whatever it inherited may hold tombstones and keys
 	g.kickPersist = make(chan struct{}, 1)
 	g.stopMain = make(chan struct{})
 	g.armInheritedTickets(liveTickets, chosenAt)
@@ -125,6 +126,9 @@ func (g *group) appendLocked(eff *command.Effect) uint64 {
 	g.unpersisted = append(g.unpersisted, e)
 	g.effects[seq] = eff
 	g.ov.add(seq, eff)
+	if eff.Kind == command.EffectDelete || eff.Dedupe != nil {
+		g.droppable = seq
+	}
 	g.noteTicketEffect(eff)
 	return seq
 }
