@@ -128,8 +128,16 @@ func TestRegisterSiblingUnder20kResources(t *testing.T) {
 	t.Logf("writers' p99: before %v (%d writes), during %v (%d writes), after, with 4 siblings, %v (%d writes); lost %d, linearizable: yes",
 		p99Before.Round(time.Microsecond), nBefore, p99During.Round(time.Microsecond), nDuring,
 		p99After.Round(time.Microsecond), nAfter, lost)
-	if len(phases) < 3 || phases[0] != "sync" || phases[1] != "sync" || phases[len(phases)-1] != "active" {
-		t.Fatalf("progress phases %v: want the snapshot's sync progress, then replay, active last", phases)
+	// Phases may repeat (a status poll can see the learner before its snapshot starts), but
+	// the snapshot's byte progress must show, and active comes last.
+	syncs := 0
+	for _, p := range phases {
+		if p == "sync" {
+			syncs++
+		}
+	}
+	if syncs < 2 || phases[0] != "sync" || !slices.Contains(phases, "replay") || phases[len(phases)-1] != "active" {
+		t.Fatalf("progress phases %v: want the snapshot's sync progress, replay, active last", phases)
 	}
 	// The main's log was compacted far below where the new copy started, so it was built
 	// from a snapshot, not from the log.
