@@ -35,7 +35,7 @@ func vacuumEntries(t *testing.T, gs GroupStore) (n int, last command.Vacuum) {
 // The main vacuums tombstones and keys once they are older than the retention by its
 // monotonic clock, at the same position on every copy, and writes no vacuum entries while
 // the group has nothing new to drop.
-func TestVacuumDropsOnlyWhatIsOldAndStopsWhenIdle(t *testing.T) {
+func TestCase12D_VacuumIsAnEntryOldEnoughAndQuietWhenIdle(t *testing.T) {
 	_, nodes := testClusterWith(t, func(c *Config) {
 		c.VacuumEvery, c.TombstoneRetention, c.DedupeRetention = 20*time.Millisecond, 300*time.Millisecond, time.Hour
 	})

@@ -31,7 +31,7 @@ func storeView(t *testing.T, gs GroupStore) map[string]uint64 {
 // with its old records. It must not serve them, must be rebuilt from a snapshot rather than
 // merged, and must end with exactly the main's resources: no deleted one resurrected, no
 // stale version.
-func TestClusterCopyBehindHorizonIsRebuiltFromSnapshot(t *testing.T) {
+func TestCase12AB_CopyBehindHorizonIsRebuiltNotMerged(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 12))
@@ -136,5 +136,55 @@ func TestClusterCopyBehindHorizonIsRebuiltFromSnapshot(t *testing.T) {
 		if res, _, _ := g4.gs.Resource(rid); res != nil {
 			t.Fatalf("deleted %s is alive on node 4", rid)
 		}
+	}
+}
+
+// Case 12 scenario C: "D wipes its group buckets, loads half a snapshot, and crashes. On
+// boot its meta reports an (epoch, seq) and D is counted as voting, although it holds
+// nothing it acked." The rule: the resync is recorded first; a copy found resyncing on
+// boot holds nothing usable, reports no position, and starts over as a new copy.
+func TestCase12C_CrashInTheMiddleOfAResync(t *testing.T) {
+	st, err := OpenBolt(t.TempDir() + "/sibyl.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	src, _ := st.Group(2)
+	storeFill(t, src, 1, 100)
+	snap, err := src.(*groupStore).Snapshot(9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Close()
+	gs, _ := st.Group(1)
+	storeWrite(t, gs, &Batch{Epoch: 3, Append: storeEntries(3, 1, 40), CommitSeq: 40})
+	before, _ := gs.Meta()
+	if _, err := gs.BeginResync(snap.Header()); err != nil {
+		t.Fatal(err)
+	}
+	recs, _ := snap.Read(nil, 1<<20, 30)
+	if err := gs.WriteResync(recs); err != nil {
+		t.Fatal(err)
+	}
+	// "Crash": a node boots on this store.
+	n := &Node{cfg: Config{ID: 5}, store: st, log: testLogger(), metrics: newMetrics()}
+	g, err := newGroup(n, 1, gs)
+	if err != nil {
+		t.Fatalf("boot with a copy in the middle of a resync: %v", err)
+	}
+	r := g.report()
+	m, _ := g.gs.Meta()
+	switch {
+	case m.Resyncing || m.LastSeq != 0 || m.CommitSeq != 0 || m.Applied != 0:
+		t.Fatalf("copy after boot: %+v; want empty and not resyncing", m)
+	case m.CopyID == before.CopyID || r.CopyID != m.CopyID:
+		t.Fatalf("copy ID after boot %q (report %q), before %q: a half-rebuilt copy must not keep its identity", m.CopyID, r.CopyID, before.CopyID)
+	case m.Epoch < 3:
+		t.Fatalf("epoch after boot %d, below the copy's epoch 3", m.Epoch)
+	case r.LastSeq != 0 || r.CommitSeq != 0:
+		t.Fatalf("report after boot %+v: a new copy reports no position", r)
+	}
+	if live, _ := g.gs.List("", "", 0); len(live) != 0 {
+		t.Fatalf("%d resources of the half snapshot survived the boot", len(live))
 	}
 }
