@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -187,4 +188,91 @@ func TestCase12C_CrashInTheMiddleOfAResync(t *testing.T) {
 	if live, _ := g.gs.List("", "", 0); len(live) != 0 {
 		t.Fatalf("%d resources of the half snapshot survived the boot", len(live))
 	}
+}
+
+// A snapshot transfer cut by a broken connection continues from the copy's durable
+// position when the main offers the same snapshot again, instead of starting over.
+func TestSnapshotTransferResumesAfterABrokenConnection(t *testing.T) {
+	fc, nodes := testClusterWith(t, func(c *Config) {
+		c.LogKeep, c.LogKeepMax = 50, 100
+		c.SyncRate = 400 << 10 // about 2.5 s for the snapshot below, in 40 KiB chunks
+	})
+	s := nodes[0].n.NewSession()
+	defer s.Close()
+	nodes[3].stop()
+	fc.update(func(d *command.Directory) {
+		gi := &d.Groups[0]
+		gi.Active = command.Config{Version: 2, Voters: []uint16{2, 3}}
+		gi.Siblings = gi.Siblings[:2]
+	})
+	payload, _ := json.Marshal(strings.Repeat("p", 700))
+	const n = 1200 // past compaction's minimum step of 1,024 entries
+	for i := 0; i < n; i++ {
+		waitUntil(t, 5*time.Second, "create", func() bool {
+			_, err := do(t, s, command.Request{Op: command.OpCreate, Type: "t", Data: payload, Server: i64(1)})
+			return err == nil
+		})
+	}
+	g1 := nodes[0].n.localGroup(1)
+	waitUntil(t, 5*time.Second, "compaction", func() bool {
+		m, _ := g1.gs.Meta()
+		return m.FirstSeq > 1000
+	})
+
+	nodes[3] = startTestNode(t, nodes[3].cfg)
+	n4 := nodes[3].n
+	g4 := n4.localGroup(1)
+	fc.update(func(d *command.Directory) {
+		d.Groups[0].Siblings = append(d.Groups[0].Siblings, command.Member{Node: 4, State: command.SiblingSyncing})
+	})
+	waitUntil(t, 10*time.Second, "part of the snapshot on node 4", func() bool {
+		live, _ := g4.gs.List("", "", 0)
+		return len(live) >= 100
+	})
+	// Cut every node-to-node connection node 4 accepted, the snapshot's among them.
+	n4.connMu.Lock()
+	for c := range n4.conns {
+		c.Close()
+	}
+	n4.connMu.Unlock()
+	waitUntil(t, 20*time.Second, "node 4 rebuilt", func() bool {
+		g4.mu.Lock()
+		defer g4.mu.Unlock()
+		return !g4.resyncing && !g4.receiving && g4.role == roleSibling && g4.applied >= n
+	})
+	want := storeView(t, g1.gs)
+	if len(want) != n {
+		t.Fatalf("the main holds %d resources, want %d", len(want), n)
+	}
+	if got := storeView(t, g4.gs); !reflect.DeepEqual(got, want) {
+		t.Fatalf("node 4 holds %d resources, the main %d", len(got), len(want))
+	}
+	resumes := metricValue(t, n4, "sibyl_node_snapshot_resumes_total")
+	records := metricValue(t, n4, "sibyl_node_snapshot_received_records_total")
+	t.Logf("node 4: %v resumed transfers, %v records received for %d resources", resumes, records, len(want))
+	if resumes < 1 || records >= float64(len(want))*3/2 {
+		t.Fatalf("after a broken transfer: %v resumes and %v records received for %d resources; want a resume, not a restart",
+			resumes, records, len(want))
+	}
+}
+
+// metricValue returns the value of node n's unlabelled counter or gauge name.
+func metricValue(t *testing.T, n *Node, name string) float64 {
+	t.Helper()
+	mfs, err := n.metrics.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name || len(mf.GetMetric()) == 0 {
+			continue
+		}
+		m := mf.GetMetric()[0]
+		if c := m.GetCounter(); c != nil {
+			return c.GetValue()
+		}
+		return m.GetGauge().GetValue()
+	}
+	t.Fatalf("node %d has no metric %s", n.cfg.ID, name)
+	return 0
 }

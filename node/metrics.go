@@ -17,6 +17,10 @@ type metrics struct {
 	compacted     prometheus.Counter
 	// vacuumed is the tombstone bound of the last vacuum entry a main wrote, by group.
 	vacuumed *prometheus.GaugeVec
+	// snapshotRecords counts snapshot records this node installed as a sibling;
+	// snapshotResumes the transfers that continued one cut short.
+	snapshotRecords prometheus.Counter
+	snapshotResumes prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -34,7 +38,12 @@ func newMetrics() *metrics {
 	}
 	m.vacuumed = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sibyl_node_vacuum_tombstones_through",
 		Help: "Seq at or below which the last vacuum entry this node wrote as main drops tombstones."}, []string{"group"})
-	m.reg.MustRegister(m.commits, m.fsync, m.batch, m.snapshotBytes, m.compacted, m.vacuumed, prometheus.NewGoCollector())
+	m.snapshotRecords = prometheus.NewCounter(prometheus.CounterOpts{Name: "sibyl_node_snapshot_received_records_total",
+		Help: "Snapshot records this node wrote while its copy was rebuilt."})
+	m.snapshotResumes = prometheus.NewCounter(prometheus.CounterOpts{Name: "sibyl_node_snapshot_resumes_total",
+		Help: "Snapshot transfers that continued from the position an earlier, broken one reached."})
+	m.reg.MustRegister(m.commits, m.fsync, m.batch, m.snapshotBytes, m.compacted, m.vacuumed,
+		m.snapshotRecords, m.snapshotResumes, prometheus.NewGoCollector())
 	return m
 }
 

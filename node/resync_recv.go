@@ -35,6 +35,10 @@ func (n *Node) serveResync(w http.ResponseWriter, r *http.Request) {
 	}
 	h, st, err := resync.Receive(n.ctx, wsFrames{conn}, groupSink{g.gs}, resync.ReceiveOptions{
 		Accept: g.acceptSnapshot})
+	n.metrics.snapshotRecords.Add(float64(st.Records))
+	if st.Resumed {
+		n.metrics.snapshotResumes.Inc()
+	}
 	g.endResync(h, err)
 	if err == nil {
 		g.log.Info().Uint64("seq", h.Seq).Uint64("records", st.Records).Bool("resumed", st.Resumed).

@@ -157,7 +157,13 @@ func (l *peerLink) streamSnapshot(ctx context.Context, t *snapshotTransfer) (res
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	return resync.Send(ctx, wsFrames{conn}, t.snap, resync.SendOptions{Rate: g.n.cfg.SyncRate,
+	// Under a rate cap a chunk is at most the cap's burst (a tenth of a second of rate), so
+	// the transfer moves, and can resume, in steps of that size.
+	chunk := 0
+	if r := g.n.cfg.SyncRate; r > 0 {
+		chunk = int(min(max(r/10, 16<<10), 1<<20))
+	}
+	return resync.Send(ctx, wsFrames{conn}, t.snap, resync.SendOptions{Rate: g.n.cfg.SyncRate, ChunkBytes: chunk,
 		Progress: func(p resync.Progress) {
 			g.mu.Lock()
 			t.done = p
