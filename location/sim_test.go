@@ -104,7 +104,7 @@ type simMsg struct {
 }
 
 type sim struct {
-	t     *testing.T
+	t     simT
 	seed  int64
 	rng   *rand.Rand
 	now   time.Duration
@@ -180,7 +180,7 @@ func groupString(g *command.GroupInfo) string {
 	return fmt.Sprintf("epoch %d main %d siblings %v active %v pending %s promotion %s", g.Epoch, g.Main, g.Siblings, g.Active, p, pr)
 }
 
-func newSim(t *testing.T, seed int64, mutation string) *sim {
+func newSim(t simT, seed int64, mutation string) *sim {
 	s := &sim{t: t, seed: seed, rng: rand.New(rand.NewSource(seed)), fsm: newFSM(), mutation: mutation,
 		cut: map[uint16]bool{}, oneWay: map[[2]uint16]bool{}, ctrlCut: map[uint16]bool{}, replCut: map[uint16]bool{}}
 	s.chk = newChecker(s)
@@ -450,7 +450,7 @@ func (s *sim) heal() {
 	s.cut, s.oneWay, s.ctrlCut, s.replCut = map[uint16]bool{}, map[[2]uint16]bool{}, map[uint16]bool{}, map[uint16]bool{}
 }
 
-func runSim(t *testing.T, seed int64, mutation string) simStats {
+func runSim(t simT, seed int64, mutation string) simStats {
 	s := newSim(t, seed, mutation)
 	for i := 0; i < simSteps; i++ {
 		s.step(true)
@@ -532,3 +532,65 @@ func TestSimulation(t *testing.T) {
 		total.schedules, time.Since(start).Round(time.Millisecond), total.ops, total.acked, total.promotions, total.abandoned,
 		total.leaderChanges, total.lost, total.nonLinear, total.stuck)
 }
+
+// simT is what the simulation needs of a *testing.T; mutation runs use mutantT.
+type simT interface {
+	Helper()
+	Log(args ...any)
+	Logf(format string, args ...any)
+	Fatalf(format string, args ...any)
+}
+
+// mutantT records the first failed check of a schedule and stops it.
+type mutantT struct{ msg string }
+
+type mutantFailure struct{}
+
+func (*mutantT) Helper()             {}
+func (*mutantT) Log(...any)          {}
+func (*mutantT) Logf(string, ...any) {}
+func (m *mutantT) Fatalf(format string, args ...any) {
+	m.msg = fmt.Sprintf(format, args...)
+	panic(mutantFailure{})
+}
+
+// caughtAt runs schedule seed with a deliberate bug and returns the check it failed, or "".
+func caughtAt(seed int64, mutation string) (msg string) {
+	mt := &mutantT{}
+	defer func() {
+		if r := recover(); r != nil {
+			if _, ok := r.(mutantFailure); !ok {
+				panic(r)
+			}
+			msg = mt.msg
+		}
+	}()
+	runSim(mt, seed, mutation)
+	return ""
+}
+
+// runMutation: some schedule must fail a check with the bug in: seed known first (the one
+// that caught it when the test was written), else one of the first runs (the schedules
+// change whenever the simulation does).
+func runMutation(t *testing.T, mutation string, known int64, runs int) {
+	if msg := caughtAt(known, mutation); msg != "" {
+		t.Logf("mutation %q caught at seed %d: %s", mutation, known, msg)
+		return
+	}
+	for seed := int64(1); seed <= int64(runs); seed++ {
+		if msg := caughtAt(seed, mutation); msg != "" {
+			t.Logf("mutation %q caught at seed %d: %s", mutation, seed, msg)
+			return
+		}
+	}
+	t.Fatalf("mutation %q passed %d schedules: the checks cannot see it", mutation, runs)
+}
+
+// Choosing the sealed sibling with the lowest last entry instead of the highest loses
+// committed entries: at seed 4 a sibling is asked to truncate below its commit point.
+func TestSimulationMutationLowestLast(t *testing.T) { runMutation(t, "lowest-last", 4, 300) }
+
+// Counting the seal of a copy that lost its disk (another copy ID than the one that
+// voted) lets a promotion choose a copy without the committed entries: at seed 685 a
+// sibling is asked to truncate below its commit point.
+func TestSimulationMutationAmnesiacSeal(t *testing.T) { runMutation(t, "amnesiac-seal", 685, 2000) }
