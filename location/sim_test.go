@@ -520,9 +520,13 @@ func simSeeds() []int64 {
 func TestSimulation(t *testing.T) {
 	start := time.Now()
 	var total simStats
+	var stuck []int64
 	for _, seed := range simSeeds() {
 		var st simStats
 		ok := t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { st = runSim(t, seed, "") })
+		if st.stuck > 0 {
+			stuck = append(stuck, seed)
+		}
 		if !ok {
 			t.Fatalf("schedule failed; replay with: go test ./location -run 'TestSimulation$' -sim.seed=%d -sim.trace", seed)
 		}
@@ -531,6 +535,9 @@ func TestSimulation(t *testing.T) {
 	t.Logf("%d schedules in %v: %d operations, %d acknowledged writes, %d promotions (%d attempts abandoned), %d controller leader changes, %d lost writes, %d linearizability violations; %d schedules stuck after healing until every node restarted",
 		total.schedules, time.Since(start).Round(time.Millisecond), total.ops, total.acked, total.promotions, total.abandoned,
 		total.leaderChanges, total.lost, total.nonLinear, total.stuck)
+	if len(stuck) > 0 {
+		t.Logf("stuck until restarted: seeds %v", stuck)
+	}
 }
 
 // simT is what the simulation needs of a *testing.T; mutation runs use mutantT.
@@ -594,3 +601,25 @@ func TestSimulationMutationLowestLast(t *testing.T) { runMutation(t, "lowest-las
 // voted) lets a promotion choose a copy without the committed entries: at seed 685 a
 // sibling is asked to truncate below its commit point.
 func TestSimulationMutationAmnesiacSeal(t *testing.T) { runMutation(t, "amnesiac-seal", 685, 2000) }
+
+// A liveness bug the simulation found (REPLICATION.md invariant 15), left open: seeds 30,
+// 138 and 682 of TestSimulation stay without a main after every fault healed, until every
+// node restarts. In seed 138 node 2 loses its disk while down; promotions shrink the
+// configs until node 2 is the only voter of the pending config {6 [2]}. Its seal replies
+// carry a new copy ID, so they are not counted (rightly), and no attempt can cover R of
+// that config: every attempt is abandoned. Each attempt's seals fence the live main (node
+// 4, epoch 5), which then waits for a promotion (node's follow: its epoch is below
+// fencedBy) that can never succeed. The amnesiac voter is not demoted either, because
+// planDemotion waits while a config is pending, and the pending config is never activated
+// because the main no longer acts. Only a restart of the main (joinNode gives it a fresh
+// epoch) ends it. A fix needs a design decision: e.g. give a live main that was fenced by
+// an abandoned attempt a fresh epoch (as joinNode does for a restarted main), or let an
+// amnesia demotion replace a pending config no seal can cover.
+func TestSimulationStuckAfterAbandonedAttempt(t *testing.T) {
+	t.Skip("known liveness bug: an amnesiac sole voter of the pending config blocks every promotion; see the comment")
+	for _, seed := range []int64{30, 138, 682} {
+		if st := runSim(t, seed, ""); st.stuck > 0 {
+			t.Errorf("seed %d: no main after the faults healed, until every node restarted", seed)
+		}
+	}
+}
