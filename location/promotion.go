@@ -151,12 +151,47 @@ func (p *promotions) finish(g uint16, ok bool, now time.Time, downAfter time.Dur
 
 // planPromotions runs in every reconcile round of the leader.
 func (c *Controller) planPromotions(t *leaderTerm, d command.Directory, reports reportSet) {
+	for _, a := range planPromotionActions(t, d, reports, c.now(), c.cfg.DownAfter) {
+		g := a.group
+		if a.abandon {
+			c.proposeLogged(abandonPromotion{Server: g.Server, Epoch: g.Promotion.Epoch})
+			continue
+		}
+		if a.overdue > 0 {
+			c.log.Warn().Uint16("group", g.Server).Uint64("epoch", g.Epoch).Uint16("main", g.Main).
+				Dur("waited", a.overdue).Msg("the chosen main's barrier did not commit within down-after; treating it as down")
+		}
+		if !a.start {
+			continue
+		}
+		c.wg.Add(1)
+		go c.promote(t, g, a.auto)
+	}
+}
+
+// promotionAction is what one reconcile round of leader term t does about one group's
+// promotion: abandon an open attempt no attempt of this term runs, or start one (already
+// claimed with tryStart; the caller runs it and calls finish). overdue, when set, is how
+// long a chosen main has waited for its barrier beyond which it is treated as down.
+type promotionAction struct {
+	group   command.GroupInfo
+	abandon bool
+	start   bool
+	auto    bool
+	overdue time.Duration
+}
+
+// planPromotionActions is the leader's promotion planning for one round, a function of the
+// directory, the nodes' reports, the term's memory and the leader's clock (now), so that
+// the seeded simulation runs the same decisions without raft, HTTP or goroutines.
+func planPromotionActions(t *leaderTerm, d command.Directory, reports reportSet, now time.Time, downAfter time.Duration) []promotionAction {
+	var out []promotionAction
 	for i := range d.Groups {
 		g := d.Groups[i]
 		if g.Promotion != nil && g.Promotion.Phase == command.PromotionSealing && !t.promo.isRunning(g.Server) {
 			// Opened by an earlier leader (or an attempt that died with its goroutine):
 			// nothing committed a choice, so abandon it; its epoch stays consumed.
-			c.proposeLogged(abandonPromotion{Server: g.Server, Epoch: g.Promotion.Epoch})
+			out = append(out, promotionAction{group: g, abandon: true})
 			continue
 		}
 		if len(g.Active.Voters) == 0 {
@@ -168,14 +203,14 @@ func (c *Controller) planPromotions(t *leaderTerm, d command.Directory, reports 
 		// A group without a main (its main came back with a wiped disk) needs one; no
 		// sibling hears a main to refuse an automatic seal for.
 		auto := g.Main != 0
-		failed := g.Main == 0 || c.mainFailed(t, &d, g.Main)
+		failed := g.Main == 0 || mainFailed(t, &d, g.Main)
+		var overdue time.Duration
 		if !failed && awaitingBarrier(&g, reports) {
 			// A chosen main is alive but its barrier did not commit in time (cut off from
 			// its new config, or stuck): its siblings may still hear it, so seal non-auto.
-			since := t.promo.chosenSince(g.Server, g.Epoch, c.now())
-			if barrierOverdue(&g, reports, since, c.now(), c.cfg.DownAfter) {
-				c.log.Warn().Uint16("group", g.Server).Uint64("epoch", g.Epoch).Uint16("main", g.Main).
-					Dur("waited", c.now().Sub(since)).Msg("the chosen main's barrier did not commit within down-after; treating it as down")
+			since := t.promo.chosenSince(g.Server, g.Epoch, now)
+			if barrierOverdue(&g, reports, since, now, downAfter) {
+				overdue = now.Sub(since)
 				failed, auto = true, false
 			}
 		}
@@ -184,27 +219,28 @@ func (c *Controller) planPromotions(t *leaderTerm, d command.Directory, reports 
 			// this controller now): frozen or dead siblings also leave a main without quorum,
 			// and replacing it would not help. The timer runs only while that holds, so a
 			// report written before the siblings came back does not count.
-			noQuorum, silent := c.noQuorum(&g, reports)
-			fresh := c.votersFresh(t, &g)
-			useless := t.promo.uselessFor(g.Server, fresh && (noQuorum || silent), c.now())
-			if (noQuorum && useless >= c.cfg.DownAfter/2) || (silent && useless >= c.cfg.DownAfter) {
+			noQuorum, silent := mainNoQuorum(&g, reports)
+			fresh := votersFresh(t, &g, now, downAfter)
+			useless := t.promo.uselessFor(g.Server, fresh && (noQuorum || silent), now)
+			if (noQuorum && useless >= downAfter/2) || (silent && useless >= downAfter) {
 				failed, auto = true, false
 			}
 		}
+		a := promotionAction{group: g, auto: auto, overdue: overdue}
 		// Sealing fewer than R voters of a config cannot succeed, and every seal it does
 		// place fences the current main: wait until enough voters are up.
-		if !failed || !sealable(&g, &d) || !t.promo.tryStart(g.Server, c.now()) {
-			continue
+		a.start = failed && sealable(&g, &d) && t.promo.tryStart(g.Server, now)
+		if a.start || overdue > 0 {
+			out = append(out, a)
 		}
-		c.wg.Add(1)
-		go c.promote(t, g, auto)
 	}
+	return out
 }
 
 // noQuorum reads the main's latest report: noQuorum when fewer than a majority of the
 // active voters answered it within down-after; silent when the main's node sends no report
 // as main of the group's epoch.
-func (c *Controller) noQuorum(g *command.GroupInfo, reports reportSet) (noQuorum, silent bool) {
+func mainNoQuorum(g *command.GroupInfo, reports reportSet) (noQuorum, silent bool) {
 	rep, ok := mainReport(g, reports)
 	if !ok {
 		_, heard := reports[g.Main]
@@ -220,8 +256,7 @@ func (c *Controller) noQuorum(g *command.GroupInfo, reports reportSet) (noQuorum
 }
 
 // votersFresh: at least R voters of every config in use heartbeated within down-after/2.
-func (c *Controller) votersFresh(t *leaderTerm, g *command.GroupInfo) bool {
-	now := c.now()
+func votersFresh(t *leaderTerm, g *command.GroupInfo, now time.Time, downAfter time.Duration) bool {
 	configs := []command.Config{g.Active}
 	if g.Pending != nil {
 		configs = append(configs, *g.Pending)
@@ -229,7 +264,7 @@ func (c *Controller) votersFresh(t *leaderTerm, g *command.GroupInfo) bool {
 	for _, cfg := range configs {
 		s, fresh := len(cfg.Voters), 0
 		for _, v := range cfg.Voters {
-			if t.heardWithin(v, now, c.cfg.DownAfter/2) {
+			if t.heardWithin(v, now, downAfter/2) {
 				fresh++
 			}
 		}
@@ -262,7 +297,7 @@ func sealable(g *command.GroupInfo, d *command.Directory) bool {
 }
 
 // mainFailed: the main's heartbeats stopped for down-after, or a probe found its process gone.
-func (c *Controller) mainFailed(t *leaderTerm, d *command.Directory, main uint16) bool {
+func mainFailed(t *leaderTerm, d *command.Directory, main uint16) bool {
 	if n := d.NodeByID(main); n != nil && n.State == command.NodeDown {
 		return true
 	}
@@ -282,18 +317,29 @@ func (c *Controller) promote(t *leaderTerm, g command.GroupInfo, auto bool) {
 	log := c.log.With().Uint16("group", g.Server).Uint64("epoch", epoch).Uint16("from", g.Main).Logger()
 	log.Info().Msg("promotion: sealing")
 	replies := c.seal(t, &g, command.SealRequest{Server: g.Server, Epoch: epoch, From: g.Main, Auto: auto})
-	if !sealsCover(&g, replies) {
+	cmd, chosen := decidePromotion(&g, epoch, replies)
+	if _, abandon := cmd.(abandonPromotion); abandon {
 		log.Warn().Int("sealed", len(replies)).Msg("promotion: too few siblings sealed; abandoning the attempt")
-		_ = c.proposeLogged(abandonPromotion{Server: g.Server, Epoch: epoch})
+		_ = c.proposeLogged(cmd)
 		return
 	}
-	chosen := chooseMain(replies)
-	if err := c.proposeLogged(choosePromotion{Server: g.Server, Epoch: epoch, Main: chosen.Node}); err != nil {
+	if err := c.proposeLogged(cmd); err != nil {
 		return
 	}
 	ok = true
 	log.Info().Uint16("main", chosen.Node).Uint64("lastEpoch", chosen.LastEpoch).Uint64("lastSeq", chosen.LastSeq).
 		Dur("took", c.now().Sub(start)).Msg("promotion: new main chosen")
+}
+
+// decidePromotion is the end of attempt epoch on g once its seals are collected: abandon
+// it when the seals do not cover R voters of every config in use, else choose the sealed
+// sibling with the highest last entry (returned as chosen).
+func decidePromotion(g *command.GroupInfo, epoch uint64, replies map[uint16]command.SealReply) (cmd dirCommand, chosen command.SealReply) {
+	if !sealsCover(g, replies) {
+		return abandonPromotion{Server: g.Server, Epoch: epoch}, command.SealReply{}
+	}
+	chosen = chooseMain(replies)
+	return choosePromotion{Server: g.Server, Epoch: epoch, Main: chosen.Node}, chosen
 }
 
 // proposeLogged commits cmd through raft, logging a refusal or failure.
@@ -352,14 +398,13 @@ func (c *Controller) seal(t *leaderTerm, g *command.GroupInfo, req command.SealR
 				c.log.Debug().Err(a.err).Uint16("group", g.Server).Msg("seal not accepted")
 				continue
 			}
-			if !sameCopy(g, a.reply) {
-				// Another disk than the one that voted: it holds nothing it acked.
+			counted, complete := addSeal(g, replies, a.reply, len(voters))
+			if !counted {
 				c.log.Warn().Uint16("node", a.reply.Node).Str("copy", a.reply.CopyID).Str("recorded", member(g, a.reply.Node).CopyID).
 					Msg("seal reply from a copy with another ID; not counted")
 				continue
 			}
-			replies[a.reply.Node] = a.reply
-			if sealsCover(g, replies) && len(replies) == len(voters) {
+			if complete {
 				return replies
 			}
 		case <-ctx.Done():
@@ -367,6 +412,17 @@ func (c *Controller) seal(t *leaderTerm, g *command.GroupInfo, req command.SealR
 		}
 	}
 	return replies
+}
+
+// addSeal counts seal reply r in replies, unless it comes from another copy than the one
+// the directory recorded (its disk was lost: it holds nothing it acked). complete: every
+// one of the voters answered and the seals cover every config in use.
+func addSeal(g *command.GroupInfo, replies map[uint16]command.SealReply, r command.SealReply, voters int) (counted, complete bool) {
+	if !sameCopy(g, r) {
+		return false, false
+	}
+	replies[r.Node] = r
+	return true, sealsCover(g, replies) && len(replies) == voters
 }
 
 // sameCopy: the reply comes from the copy the directory recorded when it became voting (or

@@ -1,0 +1,503 @@
+package location
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+
+	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/sibling"
+)
+
+// The simulation's clients and its oracle: every invariant of REPLICATION.md the
+// simulation can observe is checked as the schedule runs and at its end.
+//
+//	1  unique main per epoch, in the directory and among the nodes acting as main; an
+//	   epoch is never reused (the directory's epochs never go back)
+//	2  log matching: an (epoch, seq) names one entry everywhere (never re-stamped), and
+//	   copies holding it agree on everything before it
+//	3  committed prefix stable: whatever a copy commits (acks, read indexes) agrees with
+//	   the one committed history; no acknowledged write is lost
+//	5  commit points never go back, in memory or on disk, and never truncate
+//	7  durable epochs never go back (but for a lost disk); no entry of a lower epoch is
+//	   accepted
+//	8  after the seal quorum of epoch E completes, a main of an older epoch acknowledges
+//	   only writes it assigned before, held by a sealed copy, and answers only reads that
+//	   arrived before (seal intersection, invariant 4)
+//	9  porcupine: the client history is linearizable
+//	14 configs: a main counts only committed configs; a choice is made from seals that
+//	   cover every unactivated config; learners are never chosen
+
+const openReturn = int64(1) << 62
+
+type simInput struct {
+	Write bool
+	Value uint64
+}
+
+type simOutput struct{ Value uint64 }
+
+// simModel is a single register (copied from sibling/promosim_test.go).
+var simModel = porcupine.Model{
+	Init: func() interface{} { return uint64(0) },
+	Step: func(state, input, output interface{}) (bool, interface{}) {
+		in := input.(simInput)
+		if in.Write {
+			return true, in.Value
+		}
+		return output.(simOutput).Value == state.(uint64), state
+	},
+}
+
+type pendingWrite struct {
+	client   int
+	op       int
+	node     uint16
+	epoch    uint64
+	seq      uint64
+	assigned time.Duration
+}
+
+type pendingRead struct {
+	op      int
+	node    uint16
+	epoch   uint64
+	round   uint64
+	index   uint64
+	arrived time.Duration
+}
+
+type sealQuorum struct {
+	epoch uint64
+	at    time.Duration
+	nodes []uint16
+}
+
+type simChecker struct {
+	s        *sim
+	clock    int64
+	ops      []porcupine.Operation
+	writes   []pendingWrite
+	reads    []pendingRead
+	busy     [simWriters + 1]bool
+	nextW    uint64
+	opOf     map[uint64]int       // write id -> its operation while open
+	acked    map[uint64][2]uint64 // write id -> (epoch, seq) acknowledged
+	entries  map[[2]uint64]string // (epoch, seq) -> data: an entry's identity
+	ledger   map[uint64]uint64    // seq -> epoch of the committed history
+	mainOf   map[uint64]uint16    // epoch -> the node that acted as main
+	dirMain  map[uint64]uint16    // epoch -> the directory's main
+	configs  map[uint64][]uint16  // committed config versions
+	checked  map[uint16]uint64    // node -> commit point checked against the ledger
+	epochs   map[uint16]uint64    // node -> durable epoch last seen
+	sealLog  map[[2]uint64][]uint64
+	quorums  []sealQuorum
+	choices  map[uint64]map[uint16]command.SealReply
+	lostDisk map[uint16]bool
+	maxEpoch uint64
+}
+
+func newChecker(s *sim) *simChecker {
+	return &simChecker{s: s, opOf: map[uint64]int{}, acked: map[uint64][2]uint64{}, entries: map[[2]uint64]string{},
+		ledger: map[uint64]uint64{}, mainOf: map[uint64]uint16{}, dirMain: map[uint64]uint16{}, configs: map[uint64][]uint16{},
+		checked: map[uint16]uint64{}, epochs: map[uint16]uint64{}, sealLog: map[[2]uint64][]uint64{},
+		choices: map[uint64]map[uint16]command.SealReply{}, lostDisk: map[uint16]bool{}}
+}
+
+func epochsOf(l *sibling.MemLog) []uint64 {
+	out := make([]uint64, l.Last()+1)
+	for q := uint64(1); q <= l.Last(); q++ {
+		out[q], _ = l.EpochAt(q)
+	}
+	return out
+}
+
+func entryData(l *sibling.MemLog, q uint64) (sibling.Entry, bool) {
+	es, _ := l.Entries(q, q, 1<<20)
+	if len(es) != 1 {
+		return sibling.Entry{}, false
+	}
+	return es[0], true
+}
+
+func writeID(data []byte) uint64 {
+	if len(data) < 2 || data[0] != 'w' {
+		return 0
+	}
+	v, _ := strconv.ParseUint(string(data[1:]), 10, 64)
+	return v
+}
+
+// clientStep may start a write or a linearizable read at the node a random live node
+// names as main.
+func (c *simChecker) clientStep() {
+	s := c.s
+	var live []*simNode
+	for _, n := range s.nodes {
+		if n.up && n.dir != nil {
+			live = append(live, n)
+		}
+	}
+	if len(live) == 0 {
+		return
+	}
+	for client := 0; client <= simWriters; client++ {
+		if c.busy[client] || s.rng.Float64() > 0.04 {
+			continue
+		}
+		mid := live[s.rng.Intn(len(live))].dir.Main
+		if mid == 0 {
+			continue
+		}
+		target := s.node(mid)
+		if !target.up || target.role != roleMainSim {
+			continue // no_main: nothing happened
+		}
+		c.clock++
+		if client < simWriters {
+			c.nextW++
+			seq := target.appendEntry("w" + strconv.FormatUint(c.nextW, 10))
+			c.ops = append(c.ops, porcupine.Operation{ClientId: client, Input: simInput{Write: true, Value: c.nextW},
+				Call: c.clock, Output: simOutput{}, Return: openReturn})
+			c.opOf[c.nextW] = len(c.ops) - 1
+			c.writes = append(c.writes, pendingWrite{client: client, op: len(c.ops) - 1, node: target.id, epoch: target.roleEpoch,
+				seq: seq, assigned: s.now})
+			target.pump()
+		} else {
+			c.ops = append(c.ops, porcupine.Operation{ClientId: client, Input: simInput{}, Call: c.clock, Return: -1})
+			c.reads = append(c.reads, pendingRead{op: len(c.ops) - 1, node: target.id, epoch: target.roleEpoch,
+				round: target.main.ReadRound(), index: target.main.Commit(), arrived: s.now})
+			target.heartbeats()
+		}
+		c.busy[client] = true
+		c.resolve(target)
+	}
+}
+
+func (n *simNode) barrierCommitted() bool {
+	for q := uint64(1); q <= n.log.Last(); q++ {
+		if e, _ := n.log.EpochAt(q); e == n.roleEpoch {
+			return n.memCommit >= q
+		}
+	}
+	return false
+}
+
+// resolve answers the requests waiting at main n.
+func (c *simChecker) resolve(n *simNode) {
+	if n.role != roleMainSim {
+		return
+	}
+	kept := c.writes[:0]
+	for _, w := range c.writes {
+		if w.node != n.id || w.epoch != n.roleEpoch || w.seq > n.memCommit {
+			kept = append(kept, w)
+			continue
+		}
+		c.busy[w.client] = false
+		id := c.ops[w.op].Input.(simInput).Value
+		c.acked[id] = [2]uint64{w.epoch, w.seq}
+		c.s.stats.acked++
+		c.fencedCheck(w.epoch, fmt.Sprintf("write %d at (%d,%d)", id, w.epoch, w.seq), w.assigned, w.seq)
+	}
+	c.writes = kept
+	rkept := c.reads[:0]
+	for _, r := range c.reads {
+		if r.node != n.id || r.epoch != n.roleEpoch || !n.main.RoundConfirmed(r.round) || n.memCommit < r.index || !n.barrierCommitted() {
+			rkept = append(rkept, r)
+			continue
+		}
+		val := uint64(0)
+		for q := n.memCommit; q >= 1; q-- {
+			if e, ok := entryData(n.log, q); ok && writeID(e.Data) != 0 {
+				val = writeID(e.Data)
+				break
+			}
+		}
+		c.fencedCheck(r.epoch, fmt.Sprintf("read at main %d", n.id), r.arrived, 0)
+		c.clock++
+		c.ops[r.op].Output, c.ops[r.op].Return = simOutput{Value: val}, c.clock
+		c.busy[simWriters] = false
+	}
+	c.reads = rkept
+}
+
+// fencedCheck is invariant 8 (and 4) for an answer by a main of epoch e.
+func (c *simChecker) fencedCheck(e uint64, what string, since time.Duration, seq uint64) {
+	for _, q := range c.quorums {
+		if q.epoch <= e {
+			continue
+		}
+		if since > q.at {
+			c.s.fatalf("%s by the main of epoch %d, which arrived after the seal quorum of epoch %d completed at %v (invariant 8)", what, e, q.epoch, q.at)
+		}
+		if seq == 0 {
+			continue
+		}
+		held := false
+		for _, nd := range q.nodes {
+			l := c.sealLog[[2]uint64{q.epoch, uint64(nd)}]
+			held = held || (uint64(len(l)) > seq && l[seq] == e)
+		}
+		if !held {
+			c.s.fatalf("%s acknowledged after the seal quorum of epoch %d (%v), and no sealed copy held it (invariants 4, 8)", what, q.epoch, q.nodes)
+		}
+	}
+}
+
+// steppedDown fails the requests waiting at n: the client hears "outcome unknown".
+func (c *simChecker) steppedDown(n *simNode) {
+	kept := c.writes[:0]
+	for _, w := range c.writes {
+		if w.node == n.id {
+			c.busy[w.client] = false
+			continue
+		}
+		kept = append(kept, w)
+	}
+	c.writes = kept
+	rkept := c.reads[:0]
+	for _, r := range c.reads {
+		if r.node == n.id {
+			c.busy[simWriters] = false
+			continue
+		}
+		rkept = append(rkept, r)
+	}
+	c.reads = rkept
+}
+
+// committed: main n's commit point moved from prev to now. A write takes effect when its
+// entry commits, whichever main commits it (its client may never hear).
+func (c *simChecker) committed(n *simNode, prev, now uint64) {
+	for q := prev + 1; q <= now; q++ {
+		e, ok := entryData(n.log, q)
+		if !ok {
+			c.s.fatalf("main %d committed seq %d beyond its log", n.id, q)
+		}
+		c.ledgerCheck(n, q, e.Epoch)
+		if op, ok := c.opOf[writeID(e.Data)]; ok {
+			c.clock++
+			c.ops[op].Return = c.clock
+			delete(c.opOf, writeID(e.Data))
+		}
+	}
+}
+
+func (c *simChecker) ledgerCheck(n *simNode, q, e uint64) {
+	if le, ok := c.ledger[q]; ok && le != e {
+		c.s.fatalf("node %d commits (%d,%d), but (%d,%d) was committed before (invariant 3)", n.id, e, q, le, q)
+	}
+	c.ledger[q] = e
+}
+
+func (c *simChecker) siblingCommitted(n *simNode) {}
+
+// entryWritten: a main wrote (e, seq); the pair must be new (never re-stamped).
+func (c *simChecker) entryWritten(n *simNode, e, seq uint64, data string) {
+	k := [2]uint64{e, seq}
+	if old, ok := c.entries[k]; ok {
+		c.s.fatalf("node %d writes (%d,%d) %q, which already names %q (invariants 1, 2)", n.id, e, seq, data, old)
+	}
+	c.entries[k] = data
+}
+
+func (c *simChecker) becameMain(n *simNode, e uint64) {
+	if m, ok := c.mainOf[e]; ok && m != n.id {
+		c.s.fatalf("node %d acts as main of epoch %d, which node %d acted as main of (invariant 1)", n.id, e, m)
+	}
+	c.mainOf[e] = n.id
+	for _, set := range n.main.Quorum().Sets {
+		c.configCheck(n, set)
+	}
+}
+
+func (c *simChecker) configCheck(n *simNode, set []uint16) {
+	for _, v := range c.configs {
+		if slices.Equal(v, set) {
+			return
+		}
+	}
+	c.s.fatalf("main %d counts the voting set %v, which no committed config holds (invariant 14)", n.id, set)
+}
+
+func (c *simChecker) epochDurable(n *simNode, e uint64) {
+	if e < n.epoch {
+		c.s.fatalf("node %d's durable epoch would go back from %d to %d (invariant 7)", n.id, n.epoch, e)
+	}
+}
+
+func (c *simChecker) sealed(n *simNode, epoch uint64) {
+	c.sealLog[[2]uint64{epoch, uint64(n.id)}] = epochsOf(n.log)
+}
+
+func (c *simChecker) sealQuorum(a *simAttempt) {
+	c.quorums = append(c.quorums, sealQuorum{epoch: a.epoch, at: c.s.now, nodes: sortedKeys(a.replies)})
+}
+
+func (c *simChecker) choosing(a *simAttempt, cmd choosePromotion) {
+	c.choices[a.epoch] = a.replies
+}
+
+func (c *simChecker) wiped(n *simNode) {
+	c.checked[n.id] = 0
+	c.epochs[n.id] = 0
+	c.lostDisk[n.id] = true
+}
+
+// mayLoseDisk: the fault model (PROTOCOL §2, contract point 14e): fewer than W of the copies
+// that acknowledged a write lose their disks. One copy at a time, while every config has W >= 2.
+func (c *simChecker) mayLoseDisk(n *simNode) bool {
+	for _, l := range c.lostDisk {
+		if l {
+			return false
+		}
+	}
+	g := c.s.group()
+	if g == nil || len(g.Active.Voters) < 2 || (g.Pending != nil && len(g.Pending.Voters) < 2) {
+		return false
+	}
+	return true
+}
+
+// directoryChanged checks a command the FSM accepted against the state before it.
+func (c *simChecker) directoryChanged(before *command.GroupInfo, cmd dirCommand) {
+	g := c.s.group()
+	if g.Epoch < before.Epoch || g.NextEpoch() < before.NextEpoch() {
+		c.s.fatalf("%s moved the group's epoch back: %s -> %s (invariant 1)", cmd.kind(), groupString(before), groupString(g))
+	}
+	if g.Main != 0 {
+		if m, ok := c.dirMain[g.Epoch]; ok && m != g.Main {
+			c.s.fatalf("%s made node %d main of epoch %d, which node %d was main of (invariant 1)", cmd.kind(), g.Main, g.Epoch, m)
+		}
+		c.dirMain[g.Epoch] = g.Main
+	}
+	c.configs[g.Active.Version] = slices.Clone(g.Active.Voters)
+	if g.Pending != nil {
+		if old, ok := c.configs[g.Pending.Version]; ok && !slices.Equal(old, g.Pending.Voters) {
+			c.s.fatalf("config version %d committed twice: %v and %v (invariant 14)", g.Pending.Version, old, g.Pending.Voters)
+		}
+		c.configs[g.Pending.Version] = slices.Clone(g.Pending.Voters)
+	}
+	if ch, ok := cmd.(choosePromotion); ok {
+		replies := c.choices[ch.Epoch]
+		if !sealsCover(before, replies) {
+			c.s.fatalf("choosePromotion %d: the seals %v do not cover R of every unactivated config of %s (invariant 14)",
+				ch.Epoch, sortedKeys(replies), groupString(before))
+		}
+		// A learner is a copy in no config in use. (An old main stays a voter of the active
+		// config, as a syncing member, until the promotion's config is activated.)
+		if !slices.Contains(before.Voters(), ch.Main) {
+			c.s.fatalf("choosePromotion %d chose learner %d (invariant 14)", ch.Epoch, ch.Main)
+		}
+	}
+	// A copy that lost its disk counts again once it votes with its new copy ID.
+	for _, m := range g.Siblings {
+		if nd := c.s.node(m.Node); m.State == command.SiblingVoting && m.CopyID == nd.copyIDString() {
+			c.lostDisk[m.Node] = false
+		}
+	}
+}
+
+func (n *simNode) lostDisk() bool { return n.s.chk.lostDisk[n.id] }
+
+// checkCopies runs after every step: entry identity and log matching, commit points
+// against the committed history, durable epochs.
+func (c *simChecker) checkCopies() {
+	s := c.s
+	for _, n := range s.nodes {
+		if n.epoch < c.epochs[n.id] {
+			s.fatalf("node %d's durable epoch went back from %d to %d (invariant 7)", n.id, c.epochs[n.id], n.epoch)
+		}
+		c.epochs[n.id] = n.epoch
+		if n.commit > n.log.Last() {
+			s.fatalf("node %d's commit point %d is beyond its log (%d) (invariant 5)", n.id, n.commit, n.log.Last())
+		}
+		if c.checked[n.id] > n.commit {
+			c.checked[n.id] = 0 // a wiped copy starts over
+		}
+		for q := c.checked[n.id] + 1; q <= n.commit; q++ {
+			e, _ := n.log.EpochAt(q)
+			c.ledgerCheck(n, q, e)
+		}
+		c.checked[n.id] = n.commit
+		// Entries must be the ones their main wrote (never re-stamped). Only the tail can
+		// have changed since the last step; checking the last few is enough with the rest
+		// covered when they were appended.
+		for q := n.log.Last(); q >= 1 && q+8 > n.log.Last(); q-- {
+			e, _ := entryData(n.log, q)
+			if d, ok := c.entries[[2]uint64{e.Epoch, q}]; !ok || d != string(e.Data) {
+				s.fatalf("node %d holds (%d,%d) %q, which its main wrote as %q (invariant 2)", n.id, e.Epoch, q, e.Data, d)
+			}
+		}
+	}
+}
+
+// logMatching checks invariant 2 across every pair of copies.
+func (c *simChecker) logMatching() {
+	s := c.s
+	for i, a := range s.nodes {
+		for _, b := range s.nodes[i+1:] {
+			match := false
+			for q := min(a.log.Last(), b.log.Last()); q >= 1; q-- {
+				ea, _ := a.log.EpochAt(q)
+				eb, _ := b.log.EpochAt(q)
+				if ea == eb {
+					match = true
+				} else if match {
+					s.fatalf("log matching: nodes %d and %d agree at a later seq but differ at %d (%d vs %d) (invariant 2)", a.id, b.id, q, ea, eb)
+				}
+			}
+		}
+	}
+}
+
+// final: after quiescence, every acknowledged write is in the main's committed log, and the
+// history is linearizable.
+func (c *simChecker) final() {
+	s := c.s
+	c.logMatching()
+	g := s.group()
+	m := s.node(g.Main)
+	for _, id := range sortedWrites(c.acked) {
+		at := c.acked[id]
+		e, ok := entryData(m.log, at[1])
+		if !ok || e.Epoch != at[0] || writeID(e.Data) != id || at[1] > m.memCommit {
+			s.stats.lost++
+			s.fatalf("acknowledged write %d at (%d,%d) is not in the final committed log of main %d (invariant 3)", id, at[0], at[1], m.id)
+		}
+	}
+	var history []porcupine.Operation
+	for _, op := range c.ops {
+		if op.Return == -1 || op.Return == openReturn {
+			continue // a read that never completed, or a write whose entry never committed
+		}
+		history = append(history, op)
+	}
+	s.stats.ops += len(history)
+	switch porcupine.CheckOperationsTimeout(simModel, history, 20*time.Second) {
+	case porcupine.Illegal:
+		s.stats.nonLinear++
+		var b strings.Builder
+		for _, op := range history {
+			fmt.Fprintf(&b, "\n  client %d %+v -> %+v [%d, %d]", op.ClientId, op.Input, op.Output, op.Call, op.Return)
+		}
+		s.t.Log(b.String())
+		s.fatalf("history of %d operations is not linearizable (invariant 9)", len(history))
+	case porcupine.Unknown:
+		s.fatalf("linearizability check of %d operations timed out", len(history))
+	}
+}
+
+func sortedWrites(m map[uint64][2]uint64) []uint64 {
+	out := make([]uint64, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}

@@ -1,0 +1,625 @@
+package location
+
+import (
+	"flag"
+	"fmt"
+	"math/rand"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/sibling"
+)
+
+// A seeded simulation of one group (server 1) across promotions, driving the real code:
+//
+//   - the directory is the real FSM (fsm.Apply of encoded dirCommands, in log order); a
+//     deterministic stand-in for raft commits proposals after a random delay and, at a
+//     controller leader change, commits a prefix of the in-flight ones and drops the rest;
+//   - the controller leader is a real leaderTerm (liveness, reports, backoff) whose rounds
+//     run the real planning (planPromotionActions, planRound) and whose promotion attempts
+//     run the real procedure step by step: beginPromotion committed, seals sent, replies
+//     counted with addSeal, the outcome from decidePromotion committed; a leader change at
+//     any point ends the term's attempts, and the next leader abandons what stays open;
+//   - each node runs the real replication cores (sibling.Main, sibling.Follower over a
+//     sibling.MemLog) with a node stand-in modelled on node/ (follow, becomeMain with its
+//     barrier and config entries, activation reports, seals, heartbeats);
+//   - every process has a clock with its own offset and rate drift, and offset steps;
+//   - the network loses, duplicates and reorders messages, with partitions of a node, of one
+//     direction of a link, of a node from the controllers only, or of its replication links
+//     only; nodes crash (a main loses its unfsynced tail), restart, and lose their disks.
+//
+// Clients write and read (linearizable) through whichever node acts as main. Every schedule
+// is checked against the invariants of REPLICATION.md (see sim_check_test.go) and porcupine.
+// A failure prints its seed; -sim.seed=N replays it, -sim.trace logs its events.
+
+var (
+	simSeed  = flag.Int64("sim.seed", 0, "run only this seed of the directory+replication simulation")
+	simRuns  = flag.Int("sim.runs", 1000, "schedules of the directory+replication simulation to run")
+	simTrace = flag.Bool("sim.trace", false, "log the simulation's events")
+)
+
+const (
+	simGroup     = uint16(1)
+	simDownAfter = 100 * time.Millisecond
+	simCopyTO    = 15 * simDownAfter
+	simRoundTick = 10 * time.Millisecond // the leader's reconcile period (reconcileEvery, scaled)
+	simCtrls     = 3
+	simWriters   = 3
+	simSteps     = 2500 // steps of faults and load, 1 ms of simulated time each
+	simQuiesce   = 6000 // steps of healing at most
+)
+
+var simStart = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// simClock is a process's clock: an offset (unbounded) and a rate drift (bounded).
+type simClock struct {
+	offset time.Duration
+	drift  float64
+}
+
+func (c *simClock) at(real time.Duration) time.Time {
+	return simStart.Add(c.offset + time.Duration(float64(real)*(1+c.drift)))
+}
+
+func (s *sim) newClock() simClock {
+	return simClock{offset: time.Duration(s.rng.Int63n(int64(2*time.Hour))) - time.Hour, drift: (s.rng.Float64()*2 - 1) * 0.02}
+}
+
+// Endpoints: nodes are 1..n, controllers ctrlBase+i.
+const ctrlBase = 100
+
+type msgKind int
+
+const (
+	mAppend msgKind = iota
+	mAck
+	mHeartbeat // node -> controller
+	mHBReply   // controller -> node: the directory, or "join first"
+	mJoin
+	mDir // controller -> node: the directory (long poll)
+	mSeal
+	mSealReply
+)
+
+type simMsg struct {
+	kind     msgKind
+	from, to uint16
+	at       time.Duration // delivery time
+	app      *sibling.Append
+	ack      *sibling.Ack
+	hb       *command.Heartbeat
+	join     *command.JoinRequest
+	dir      *command.GroupInfo
+	dirIdx   uint64
+	rejoin   bool
+	seal     *command.SealRequest
+	reply    *command.SealReply
+	sealErr  int // 0 ok, 1 still hears (retry), 2 refused otherwise
+	attempt  *simAttempt
+	sealedAt uint64
+}
+
+type sim struct {
+	t     simT
+	seed  int64
+	rng   *rand.Rand
+	now   time.Duration
+	nodes []*simNode // index id-1
+	net   []*simMsg
+	// faults
+	cut     map[uint16]bool    // a node cut from everything
+	oneWay  map[[2]uint16]bool // from -> to dropped
+	ctrlCut map[uint16]bool    // a node cut from the controllers only
+	replCut map[uint16]bool    // a node's replication links cut
+	// controllers and the raft stand-in
+	fsm       *fsm
+	index     uint64
+	inflight  []*proposal
+	ctrlClock [simCtrls]simClock
+	term      *simTerm
+	terms     int
+	electAt   time.Duration // no leader until then
+	mutation  string        // a deliberate bug, for the mutation tests
+	// clients and checks
+	chk   *simChecker
+	stats simStats
+}
+
+type simStats struct {
+	schedules, ops, acked, promotions, abandoned, leaderChanges, lost, nonLinear, stuck int
+}
+
+func (st *simStats) add(o simStats) {
+	st.schedules += o.schedules
+	st.ops += o.ops
+	st.acked += o.acked
+	st.promotions += o.promotions
+	st.abandoned += o.abandoned
+	st.leaderChanges += o.leaderChanges
+	st.lost += o.lost
+	st.nonLinear += o.nonLinear
+	st.stuck += o.stuck
+}
+
+func (s *sim) tracef(format string, args ...any) {
+	if *simTrace {
+		s.t.Logf("%8.3fms "+format, append([]any{float64(s.now) / float64(time.Millisecond)}, args...)...)
+	}
+}
+
+func (s *sim) fatalf(format string, args ...any) {
+	s.t.Helper()
+	s.dump()
+	s.t.Fatalf("seed %d at %v: "+format, append([]any{s.seed, s.now}, args...)...)
+}
+
+func (s *sim) dump() {
+	g := s.group()
+	s.t.Logf("directory: %+v", groupString(g))
+	for _, n := range s.nodes {
+		s.t.Logf("node %d: %s", n.id, n.String())
+	}
+}
+
+func groupString(g *command.GroupInfo) string {
+	if g == nil {
+		return "<none>"
+	}
+	p := "none"
+	if g.Pending != nil {
+		p = fmt.Sprint(*g.Pending)
+	}
+	pr := "none"
+	if g.Promotion != nil {
+		pr = fmt.Sprint(*g.Promotion)
+	}
+	return fmt.Sprintf("epoch %d main %d siblings %v active %v pending %s promotion %s", g.Epoch, g.Main, g.Siblings, g.Active, p, pr)
+}
+
+func newSim(t simT, seed int64, mutation string) *sim {
+	s := &sim{t: t, seed: seed, rng: rand.New(rand.NewSource(seed)), fsm: newFSM(), mutation: mutation,
+		cut: map[uint16]bool{}, oneWay: map[[2]uint16]bool{}, ctrlCut: map[uint16]bool{}, replCut: map[uint16]bool{}}
+	s.chk = newChecker(s)
+	for i := range s.ctrlClock {
+		s.ctrlClock[i] = s.newClock()
+	}
+	n := 4 + s.rng.Intn(2)
+	for id := uint16(1); id <= uint16(n); id++ {
+		s.nodes = append(s.nodes, newSimNode(s, id))
+	}
+	s.elect(0)
+	// Every node joins (through the leader, like the real join); node 1's group is the one
+	// simulated. The reconcile rounds add learners and make them voters, one config change
+	// at a time, so the group grows from S=0 through the real registration path.
+	for _, nd := range s.nodes {
+		nd.up = true
+		nd.sendJoin()
+	}
+	return s
+}
+
+// group returns the FSM's record of the simulated group (the FSM's own: read only).
+func (s *sim) group() *command.GroupInfo { return s.fsm.st.Groups[simGroup] }
+
+func (s *sim) node(id uint16) *simNode { return s.nodes[id-1] }
+
+func isCtrl(id uint16) bool { return id > ctrlBase }
+
+// blocked: a partition drops messages from -> to.
+func (s *sim) blocked(from, to uint16) bool {
+	if s.cut[from] || s.cut[to] || s.oneWay[[2]uint16{from, to}] {
+		return true
+	}
+	if isCtrl(from) != isCtrl(to) {
+		nd := from
+		if isCtrl(from) {
+			nd = to
+		}
+		return s.ctrlCut[nd]
+	}
+	return !isCtrl(from) && (s.replCut[from] || s.replCut[to])
+}
+
+// send puts m on the network: lost with 4%, duplicated with 3%, delayed 0.2-8 ms (so
+// reordered).
+func (s *sim) send(m *simMsg) {
+	if s.blocked(m.from, m.to) || s.rng.Float64() < 0.04 {
+		return
+	}
+	m.at = s.now + time.Duration(200+s.rng.Intn(7800))*time.Microsecond
+	s.net = append(s.net, m)
+	if s.rng.Float64() < 0.03 {
+		d := *m
+		d.at = s.now + time.Duration(200+s.rng.Intn(12000))*time.Microsecond
+		s.net = append(s.net, &d)
+	}
+}
+
+// deliverDue delivers every message whose time has come, in time order (ties by position).
+func (s *sim) deliverDue() {
+	for {
+		best := -1
+		for i, m := range s.net {
+			if m.at <= s.now && (best < 0 || m.at < s.net[best].at) {
+				best = i
+			}
+		}
+		if best < 0 {
+			return
+		}
+		m := s.net[best]
+		s.net = slices.Delete(s.net, best, best+1)
+		if s.blocked(m.from, m.to) {
+			continue
+		}
+		if isCtrl(m.to) {
+			s.ctrlReceive(m)
+		} else {
+			s.node(m.to).receive(m)
+		}
+	}
+}
+
+// proposal is a command submitted to the raft stand-in.
+type proposal struct {
+	cmd      dirCommand
+	term     *simTerm
+	commitAt time.Duration
+	done     bool
+	err      error
+	then     func(err error) // called when it commits or fails (nil: nothing)
+}
+
+var errSimNotLeader = fmt.Errorf("not the leader")
+
+// propose submits cmd for the leader of term t; it commits 0.5-3 ms later unless the term
+// ends first.
+func (s *sim) propose(t *simTerm, cmd dirCommand, then func(error)) *proposal {
+	p := &proposal{cmd: cmd, term: t, commitAt: s.now + time.Duration(500+s.rng.Intn(2500))*time.Microsecond, then: then}
+	if t != s.term {
+		p.done, p.err = true, errSimNotLeader
+		if then != nil {
+			then(p.err)
+		}
+		return p
+	}
+	s.inflight = append(s.inflight, p)
+	return p
+}
+
+// commitDue commits the in-flight proposals whose time has come, in log order.
+func (s *sim) commitDue() {
+	for len(s.inflight) > 0 && s.inflight[0].commitAt <= s.now {
+		p := s.inflight[0]
+		s.inflight = s.inflight[1:]
+		s.apply(p)
+	}
+}
+
+// apply runs p's command through the real FSM.
+func (s *sim) apply(p *proposal) {
+	data, err := encodeCommand(p.cmd)
+	if err != nil {
+		s.fatalf("encode %T: %v", p.cmd, err)
+	}
+	var before command.GroupInfo
+	if g := s.group(); g != nil {
+		before = cloneGroup(g)
+	}
+	s.index++
+	res := s.fsm.Apply(&raft.Log{Index: s.index, Data: data}).(applyResult)
+	p.done, p.err = true, res.Err
+	if res.Err == nil && s.group() != nil {
+		s.tracef("committed %s %+v: %s", p.cmd.kind(), p.cmd, groupString(s.group()))
+		s.chk.directoryChanged(&before, p.cmd)
+		s.broadcastDir()
+	}
+	if p.then != nil {
+		p.then(res.Err)
+	}
+}
+
+// broadcastDir answers the nodes' long polls with the new directory.
+func (s *sim) broadcastDir() {
+	if s.term == nil || s.group() == nil {
+		return
+	}
+	g := cloneGroup(s.group())
+	for _, nd := range s.nodes {
+		s.send(&simMsg{kind: mDir, from: s.term.ctrl, to: nd.id, dir: &g, dirIdx: s.index})
+	}
+}
+
+// elect ends the current term, if any (committing a prefix of its in-flight proposals and
+// dropping the rest, as raft does with an old leader's uncommitted tail), and starts a term
+// at controller i; with i < 0 the location has no leader for 5-50 ms. The new leader's
+// barrier is implied: it starts with everything committed applied.
+func (s *sim) elect(i int) {
+	if s.term != nil {
+		keep := s.rng.Intn(len(s.inflight) + 1)
+		inflight := s.inflight
+		s.inflight = nil
+		for _, p := range inflight[:keep] {
+			s.apply(p)
+		}
+		s.term = nil // what the old term's callbacks do now is refused
+		for _, p := range inflight[keep:] {
+			p.done, p.err = true, errSimNotLeader
+			if p.then != nil {
+				p.then(p.err)
+			}
+		}
+		s.tracef("leader change: %d of %d in-flight proposals committed", keep, len(inflight))
+		s.stats.leaderChanges++
+	}
+	if i < 0 {
+		s.electAt = s.now + time.Duration(5+s.rng.Intn(45))*time.Millisecond
+		return
+	}
+	s.terms++
+	ctrl := uint16(ctrlBase + 1 + i)
+	s.term = &simTerm{ctrl: ctrl, clock: &s.ctrlClock[i], id: s.terms}
+	s.term.lt = newLeaderTerm(s.term.clock.at(s.now))
+	close(s.term.lt.ready)
+	s.term.nextRound = s.term.now(s)
+	s.tracef("controller %d leads (term %d)", ctrl, s.terms)
+}
+
+// step advances simulated time by 1 ms and runs what is due, then maybe a fault or a
+// client request.
+func (s *sim) step(faults bool) {
+	s.now += time.Millisecond
+	if s.term == nil && s.now >= s.electAt {
+		s.elect(s.rng.Intn(simCtrls))
+	}
+	s.commitDue()
+	s.deliverDue()
+	for _, nd := range s.nodes {
+		nd.tick()
+	}
+	if s.term != nil {
+		s.term.tick(s)
+	}
+	s.chk.clientStep()
+	if faults {
+		s.fault()
+	}
+	s.chk.checkCopies()
+}
+
+// fault injects one fault, rarely.
+func (s *sim) fault() {
+	r := s.rng.Intn(1000)
+	nd := s.nodes[s.rng.Intn(len(s.nodes))]
+	switch {
+	case r < 3: // crash
+		if nd.up {
+			nd.crash()
+		}
+	case r < 9: // restart a crashed node
+		if !nd.up {
+			nd.restart()
+		}
+	case r < 11: // partition a node, or heal it
+		s.cut[nd.id] = !s.cut[nd.id]
+		s.tracef("node %d cut=%v", nd.id, s.cut[nd.id])
+	case r < 13: // one direction of one link
+		other := uint16(1 + s.rng.Intn(len(s.nodes)))
+		if s.rng.Intn(3) == 0 {
+			other = uint16(ctrlBase + 1 + s.rng.Intn(simCtrls))
+		}
+		k := [2]uint16{nd.id, other}
+		if s.rng.Intn(2) == 0 {
+			k = [2]uint16{other, nd.id}
+		}
+		if k[0] != k[1] {
+			s.oneWay[k] = !s.oneWay[k]
+		}
+	case r < 14: // a node cut from the controllers only
+		s.ctrlCut[nd.id] = !s.ctrlCut[nd.id]
+	case r < 15: // a node's replication links only
+		s.replCut[nd.id] = !s.replCut[nd.id]
+	case r < 19: // controller leader kill (in the middle of whatever it was doing)
+		if s.term != nil {
+			s.tracef("controller leader %d killed", s.term.ctrl)
+			s.elect(-1)
+		}
+	case r < 21: // clock offset step of a node or a controller
+		step := time.Duration(s.rng.Int63n(int64(2*time.Second))) - time.Second
+		if s.rng.Intn(2) == 0 {
+			nd.clock.offset += step
+		} else {
+			s.ctrlClock[s.rng.Intn(simCtrls)].offset += step
+		}
+	case r < 22: // disk loss, while down
+		if !nd.up && s.chk.mayLoseDisk(nd) {
+			nd.loseDisk()
+		}
+	case r < 30: // heal everything
+		if s.rng.Intn(4) == 0 {
+			s.heal()
+		}
+	}
+}
+
+func (s *sim) heal() {
+	s.cut, s.oneWay, s.ctrlCut, s.replCut = map[uint16]bool{}, map[[2]uint16]bool{}, map[uint16]bool{}, map[uint16]bool{}
+}
+
+func runSim(t simT, seed int64, mutation string) simStats {
+	s := newSim(t, seed, mutation)
+	for i := 0; i < simSteps; i++ {
+		s.step(true)
+	}
+	s.quiesce()
+	s.chk.final()
+	s.stats.schedules = 1
+	return s.stats
+}
+
+// quiesce heals every fault, restarts every node and runs until the group's main has
+// committed everything it holds and every acknowledged write is in its committed log.
+func (s *sim) quiesce() {
+	s.heal()
+	for _, nd := range s.nodes {
+		if !nd.up {
+			nd.restart()
+		}
+	}
+	if s.term == nil {
+		s.elect(0)
+	}
+	for round := 0; round < 2; round++ {
+		for i := 0; i < simQuiesce/2; i++ {
+			s.step(false)
+			if i > 500 && i%100 == 0 && s.settled() {
+				return
+			}
+		}
+		if round == 0 {
+			// A known liveness hole (TestSimulationStuckAfterAbandonedAttempt): the group can
+			// stay without a main after the faults heal. Count it, and restart every node
+			// (which gives a fenced main a fresh epoch) to check safety beyond it.
+			s.stats.stuck++
+			s.tracef("no progress after healing; restarting every node")
+			for _, nd := range s.nodes {
+				nd.crash()
+				nd.restart()
+			}
+		}
+	}
+	s.fatalf("no progress after %d steps of quiescence", simQuiesce)
+}
+
+// settled: the directory's main acts in its epoch, its commit point covers its log and its
+// barrier, and no config change or attempt is open.
+func (s *sim) settled() bool {
+	g := s.group()
+	if g.Main == 0 || g.Pending != nil || (g.Promotion != nil && g.Promotion.Phase == command.PromotionSealing) {
+		return false
+	}
+	m := s.node(g.Main)
+	return m.up && m.role == roleMainSim && m.roleEpoch == g.Epoch && m.main.Commit() == m.log.Last() && m.persisted == m.log.Last()
+}
+
+func simSeeds() []int64 {
+	if *simSeed != 0 {
+		return []int64{*simSeed}
+	}
+	out := make([]int64, 0, *simRuns)
+	for i := 1; i <= *simRuns; i++ {
+		out = append(out, int64(i))
+	}
+	return out
+}
+
+func TestSimulation(t *testing.T) {
+	start := time.Now()
+	var total simStats
+	var stuck []int64
+	for _, seed := range simSeeds() {
+		var st simStats
+		ok := t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { st = runSim(t, seed, "") })
+		if st.stuck > 0 {
+			stuck = append(stuck, seed)
+		}
+		if !ok {
+			t.Fatalf("schedule failed; replay with: go test ./location -run 'TestSimulation$' -sim.seed=%d -sim.trace", seed)
+		}
+		total.add(st)
+	}
+	t.Logf("%d schedules in %v: %d operations, %d acknowledged writes, %d promotions (%d attempts abandoned), %d controller leader changes, %d lost writes, %d linearizability violations; %d schedules stuck after healing until every node restarted",
+		total.schedules, time.Since(start).Round(time.Millisecond), total.ops, total.acked, total.promotions, total.abandoned,
+		total.leaderChanges, total.lost, total.nonLinear, total.stuck)
+	if len(stuck) > 0 {
+		t.Logf("stuck until restarted: seeds %v", stuck)
+	}
+}
+
+// simT is what the simulation needs of a *testing.T; mutation runs use mutantT.
+type simT interface {
+	Helper()
+	Log(args ...any)
+	Logf(format string, args ...any)
+	Fatalf(format string, args ...any)
+}
+
+// mutantT records the first failed check of a schedule and stops it.
+type mutantT struct{ msg string }
+
+type mutantFailure struct{}
+
+func (*mutantT) Helper()             {}
+func (*mutantT) Log(...any)          {}
+func (*mutantT) Logf(string, ...any) {}
+func (m *mutantT) Fatalf(format string, args ...any) {
+	m.msg = fmt.Sprintf(format, args...)
+	panic(mutantFailure{})
+}
+
+// caughtAt runs schedule seed with a deliberate bug and returns the check it failed, or "".
+func caughtAt(seed int64, mutation string) (msg string) {
+	mt := &mutantT{}
+	defer func() {
+		if r := recover(); r != nil {
+			if _, ok := r.(mutantFailure); !ok {
+				panic(r)
+			}
+			msg = mt.msg
+		}
+	}()
+	runSim(mt, seed, mutation)
+	return ""
+}
+
+// runMutation: some schedule must fail a check with the bug in: seed known first (the one
+// that caught it when the test was written), else one of the first runs (the schedules
+// change whenever the simulation does).
+func runMutation(t *testing.T, mutation string, known int64, runs int) {
+	if msg := caughtAt(known, mutation); msg != "" {
+		t.Logf("mutation %q caught at seed %d: %s", mutation, known, msg)
+		return
+	}
+	for seed := int64(1); seed <= int64(runs); seed++ {
+		if msg := caughtAt(seed, mutation); msg != "" {
+			t.Logf("mutation %q caught at seed %d: %s", mutation, seed, msg)
+			return
+		}
+	}
+	t.Fatalf("mutation %q passed %d schedules: the checks cannot see it", mutation, runs)
+}
+
+// Choosing the sealed sibling with the lowest last entry instead of the highest loses
+// committed entries: at seed 4 a sibling is asked to truncate below its commit point.
+func TestSimulationMutationLowestLast(t *testing.T) { runMutation(t, "lowest-last", 4, 300) }
+
+// Counting the seal of a copy that lost its disk (another copy ID than the one that
+// voted) lets a promotion choose a copy without the committed entries: at seed 685 a
+// sibling is asked to truncate below its commit point.
+func TestSimulationMutationAmnesiacSeal(t *testing.T) { runMutation(t, "amnesiac-seal", 685, 2000) }
+
+// A liveness bug the simulation found (REPLICATION.md invariant 15), left open: seeds 30,
+// 138 and 682 of TestSimulation stay without a main after every fault healed, until every
+// node restarts. In seed 138 node 2 loses its disk while down; promotions shrink the
+// configs until node 2 is the only voter of the pending config {6 [2]}. Its seal replies
+// carry a new copy ID, so they are not counted (rightly), and no attempt can cover R of
+// that config: every attempt is abandoned. Each attempt's seals fence the live main (node
+// 4, epoch 5), which then waits for a promotion (node's follow: its epoch is below
+// fencedBy) that can never succeed. The amnesiac voter is not demoted either, because
+// planDemotion waits while a config is pending, and the pending config is never activated
+// because the main no longer acts. Only a restart of the main (joinNode gives it a fresh
+// epoch) ends it. A fix needs a design decision: e.g. give a live main that was fenced by
+// an abandoned attempt a fresh epoch (as joinNode does for a restarted main), or let an
+// amnesia demotion replace a pending config no seal can cover.
+func TestSimulationStuckAfterAbandonedAttempt(t *testing.T) {
+	t.Skip("known liveness bug: an amnesiac sole voter of the pending config blocks every promotion; see the comment")
+	for _, seed := range []int64{30, 138, 682} {
+		if st := runSim(t, seed, ""); st.stuck > 0 {
+			t.Errorf("seed %d: no main after the faults healed, until every node restarted", seed)
+		}
+	}
+}
