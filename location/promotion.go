@@ -296,6 +296,17 @@ func sealable(g *command.GroupInfo, d *command.Directory) bool {
 	return true
 }
 
+// mainServing: g's main heartbeats within down-after and reports its copy in g's epoch (the
+// process that was made main, not a restarted one). Its role may read "none": a main the
+// siblings fenced steps down and waits for the directory.
+func mainServing(t *leaderTerm, g *command.GroupInfo, now time.Time, downAfter time.Duration) bool {
+	if g.Main == 0 || !t.heardWithin(g.Main, now, downAfter) {
+		return false
+	}
+	r, ok := t.snapshotReports().get(g.Main, g.Server)
+	return ok && r.Epoch == g.Epoch && !r.Resyncing
+}
+
 // mainFailed: the main's heartbeats stopped for down-after, or a probe found its process gone.
 func mainFailed(t *leaderTerm, d *command.Directory, main uint16) bool {
 	if n := d.NodeByID(main); n != nil && n.State == command.NodeDown {
@@ -317,7 +328,7 @@ func (c *Controller) promote(t *leaderTerm, g command.GroupInfo, auto bool) {
 	log := c.log.With().Uint16("group", g.Server).Uint64("epoch", epoch).Uint16("from", g.Main).Logger()
 	log.Info().Msg("promotion: sealing")
 	replies := c.seal(t, &g, command.SealRequest{Server: g.Server, Epoch: epoch, From: g.Main, Auto: auto})
-	cmd, chosen := decidePromotion(&g, epoch, replies)
+	cmd, chosen := decidePromotion(&g, epoch, replies, mainServing(t, &g, c.now(), c.cfg.DownAfter))
 	if _, abandon := cmd.(abandonPromotion); abandon {
 		log.Warn().Int("sealed", len(replies)).Msg("promotion: too few siblings sealed; abandoning the attempt")
 		_ = c.proposeLogged(cmd)
@@ -333,10 +344,13 @@ func (c *Controller) promote(t *leaderTerm, g command.GroupInfo, auto bool) {
 
 // decidePromotion is the end of attempt epoch on g once its seals are collected: abandon
 // it when the seals do not cover R voters of every config in use, else choose the sealed
-// sibling with the highest last entry (returned as chosen).
-func decidePromotion(g *command.GroupInfo, epoch uint64, replies map[uint16]command.SealReply) (cmd dirCommand, chosen command.SealReply) {
+// sibling with the highest last entry (returned as chosen). An abandoned attempt whose main
+// is still serving (mainUp) gives that main a fresh epoch: the siblings the attempt sealed
+// refuse its old one, and without a new epoch it would wait for a promotion that cannot
+// happen (an amnesiac sole voter of a pending config, say).
+func decidePromotion(g *command.GroupInfo, epoch uint64, replies map[uint16]command.SealReply, mainUp bool) (cmd dirCommand, chosen command.SealReply) {
 	if !sealsCover(g, replies) {
-		return abandonPromotion{Server: g.Server, Epoch: epoch}, command.SealReply{}
+		return abandonPromotion{Server: g.Server, Epoch: epoch, Refresh: mainUp}, command.SealReply{}
 	}
 	chosen = chooseMain(replies)
 	return choosePromotion{Server: g.Server, Epoch: epoch, Main: chosen.Node}, chosen

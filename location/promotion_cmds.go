@@ -42,6 +42,10 @@ type choosePromotion struct {
 type abandonPromotion struct {
 	Server uint16 `json:"server"`
 	Epoch  uint64 `json:"epoch"`
+	// Refresh: the main the attempt would have replaced is alive. Siblings it sealed now
+	// refuse that main's epoch, so the main gets a fresh epoch (above the attempt's) and
+	// goes on: it holds every committed entry, since it counts itself in every commit.
+	Refresh bool `json:"refresh,omitempty"`
 }
 
 func (beginPromotion) kind() string   { return kindBeginPromotion }
@@ -118,5 +122,8 @@ func (c abandonPromotion) applyTo(s *dirState) error {
 		return refuse("abandonPromotion of group %d: attempt %d is not open", c.Server, c.Epoch)
 	}
 	g.Promotion.Phase = command.PromotionAbandoned
+	if c.Refresh && g.Main != 0 && g.Main == g.Promotion.From {
+		g.Epoch = g.NextEpoch()
+	}
 	return nil
 }

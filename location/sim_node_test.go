@@ -270,9 +270,10 @@ func (n *simNode) becomeMain(gi *command.GroupInfo) {
 	}
 	q, learners := quorumOf(gi)
 	n.main = sibling.NewMain(sibling.MainConfig{Group: simGroup, Self: n.id, Epoch: gi.Epoch, LastEpoch: le, LastSeq: last,
-		Commit: n.commit, EpochFirst: epochFirst, History: history, Quorum: q, Learners: learners, Log: n.log,
+		Commit: min(max(n.commit, n.memCommit), last), EpochFirst: epochFirst, History: history, Quorum: q, Learners: learners, Log: n.log,
 		MaxBytes: 64, Window: 4})
 	n.role, n.roleEpoch = roleMainSim, gi.Epoch
+	n.f = nil // as node/: a seal after a step-down reads the log as it is
 	n.persisted = last
 	n.memCommit = max(n.memCommit, n.commit)
 	n.lastAck = map[uint16]time.Time{}

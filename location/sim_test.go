@@ -616,7 +616,7 @@ func TestSimulationMutationAmnesiacSeal(t *testing.T) { runMutation(t, "amnesiac
 // an abandoned attempt a fresh epoch (as joinNode does for a restarted main), or let an
 // amnesia demotion replace a pending config no seal can cover.
 func TestSimulationStuckAfterAbandonedAttempt(t *testing.T) {
-	t.Skip("known liveness bug: an amnesiac sole voter of the pending config blocks every promotion; see the comment")
+
 	for _, seed := range []int64{30, 138, 682} {
 		if st := runSim(t, seed, ""); st.stuck > 0 {
 			t.Errorf("seed %d: no main after the faults healed, until every node restarted", seed)

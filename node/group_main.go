@@ -77,10 +77,16 @@ func (g *group) becomeMain(gi *command.GroupInfo) error {
 		}
 	}
 	q, learners := quorumOf(gi)
+	// A main that goes on into a fresh epoch (an abandoned attempt fenced it) knows more
+	// is committed than its store says yet: the commit point never goes back.
+	commit := min(max(m.CommitSeq, g.commit), m.LastSeq)
 	g.main = sibling.NewMain(sibling.MainConfig{Group: uint16(g.id), Self: uint16(g.n.cfg.ID), Epoch: gi.Epoch,
-		LastEpoch: m.LastEpoch, LastSeq: m.LastSeq, Commit: m.CommitSeq, EpochFirst: epochFirst, History: history,
+		LastEpoch: m.LastEpoch, LastSeq: m.LastSeq, Commit: commit, EpochFirst: epochFirst, History: history,
 		Quorum: q, Learners: learners, Log: g.tail, MaxBytes: 512 << 10, Window: 16})
 	g.role, g.epoch = roleMain, gi.Epoch
+	// The sibling role's follower describes the log as it was before this copy became main:
+	// a seal after a step-down must read the log as it is now.
+	g.follower, g.ftail = nil, nil
 	g.lastAck = map[uint16]time.Time{}
 	g.links = map[uint16]*peerLink{}
 	g.snapshots = map[uint16]*snapshotTransfer{}
