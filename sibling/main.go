@@ -304,6 +304,15 @@ func (m *Main) HandleAck(a Ack) bool {
 func (m *Main) backUp(p *Progress, a Ack) {
 	p.Probing = true
 	p.Inflight = 0
+	// A sane sibling holds everything it acknowledged, so it can only refuse beyond Match.
+	// A refusal that names a shorter log, or another epoch at Match, comes from a copy that
+	// lost its disk: its acks stand no more, and it is caught up from what it holds now.
+	// (Match only counts toward commits to come; the commit point never goes back.)
+	if a.Seq < p.Match {
+		p.Match = a.Seq
+	} else if e, ok := m.cfg.Log.EpochAt(p.Match); a.Seq == p.Match && ok && e != a.LastEpoch {
+		p.Match = 0
+	}
 	candidate := min(a.Seq, p.Next-1, m.endOfEpoch(a.LastEpoch))
 	if e, ok := m.cfg.Log.EpochAt(candidate); ok && e == a.LastEpoch && candidate >= a.LastEpochStart {
 		p.Next = candidate + 1 // the sibling holds (e, candidate) too: the logs match up to it

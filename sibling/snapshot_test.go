@@ -49,3 +49,33 @@ func TestMainAsksForSnapshotBelowHorizon(t *testing.T) {
 		t.Fatalf("first append after the snapshot: %+v, %v", a, err)
 	}
 }
+
+// A sibling that lost its disk refuses with a log shorter than what it acknowledged. The
+// main must stop trusting those acks (Match) and catch it up from what it holds, or it
+// probes just past the old Match forever (found by location's simulation, seed 225).
+func TestMainCatchesUpASiblingThatLostItsDisk(t *testing.T) {
+	log := NewMemLog()
+	if err := log.Append(entries(1, 1, 40)...); err != nil {
+		t.Fatal(err)
+	}
+	m := NewMain(MainConfig{Group: 1, Self: 1, Epoch: 1, LastEpoch: 1, LastSeq: 40, Commit: 37, EpochFirst: 1,
+		History: []EpochStart{{Epoch: 1, FirstSeq: 1}}, Quorum: Quorum{Version: 1, Sets: [][]uint16{{2, 3}}}, Log: log})
+	m.Persisted(40)
+	m.HandleAck(Ack{Group: 1, From: 2, Epoch: 1, OK: true, Seq: 37})
+	m.ResetPeer(2) // its connection broke: it restarts on an empty disk
+	hb := m.Heartbeat(2)
+	if hb.PrevSeq != 37 {
+		t.Fatalf("probe at %d, want at Match 37", hb.PrevSeq)
+	}
+	m.HandleAck(Ack{Group: 1, From: 2, Epoch: 1, Seq: 0, LastEpoch: 0})
+	a, err := m.NextAppend(2)
+	if err != nil || a == nil || a.PrevSeq != 0 || a.Entries[0].Seq != 1 {
+		t.Fatalf("after the refusal: %+v, %v; want entries from seq 1", a, err)
+	}
+	if p := m.Peers()[2]; p.Match != 0 {
+		t.Fatalf("Match of the wiped sibling %d, want 0", p.Match)
+	}
+	if m.Commit() != 37 {
+		t.Fatalf("commit point %d after a sibling lost its disk, want 37 (it never goes back)", m.Commit())
+	}
+}
