@@ -307,6 +307,17 @@ func mainServing(t *leaderTerm, g *command.GroupInfo, now time.Time, downAfter t
 	return ok && r.Epoch == g.Epoch && !r.Resyncing
 }
 
+// mainFenced: g's main still serves, and an attempt that is about to be abandoned may have
+// fenced it: a sibling sealed (it answered), or the main reports it stepped down. A main
+// that nobody sealed against keeps its epoch: a refresh would fail its pending writes.
+func mainFenced(t *leaderTerm, g *command.GroupInfo, replies map[uint16]command.SealReply, now time.Time, downAfter time.Duration) bool {
+	if !mainServing(t, g, now, downAfter) {
+		return false
+	}
+	r, _ := t.snapshotReports().get(g.Main, g.Server)
+	return len(replies) > 0 || r.Role != command.RoleMain
+}
+
 // mainFailed: the main's heartbeats stopped for down-after, or a probe found its process gone.
 func mainFailed(t *leaderTerm, d *command.Directory, main uint16) bool {
 	if n := d.NodeByID(main); n != nil && n.State == command.NodeDown {
@@ -328,7 +339,7 @@ func (c *Controller) promote(t *leaderTerm, g command.GroupInfo, auto bool) {
 	log := c.log.With().Uint16("group", g.Server).Uint64("epoch", epoch).Uint16("from", g.Main).Logger()
 	log.Info().Msg("promotion: sealing")
 	replies := c.seal(t, &g, command.SealRequest{Server: g.Server, Epoch: epoch, From: g.Main, Auto: auto})
-	cmd, chosen := decidePromotion(&g, epoch, replies, mainServing(t, &g, c.now(), c.cfg.DownAfter))
+	cmd, chosen := decidePromotion(&g, epoch, replies, mainFenced(t, &g, replies, c.now(), c.cfg.DownAfter))
 	if _, abandon := cmd.(abandonPromotion); abandon {
 		log.Warn().Int("sealed", len(replies)).Msg("promotion: too few siblings sealed; abandoning the attempt")
 		_ = c.proposeLogged(cmd)
