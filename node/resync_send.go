@@ -180,10 +180,18 @@ func (g *group) closeSnapshots() {
 }
 
 // snapshotPin is the lowest seq a snapshot being sent was taken at (0: none): compaction
-// keeps the entries after it so the sibling can continue from it. Call with g.mu held.
+// keeps the entries after it so the sibling can continue from it. A snapshot kept for a
+// resume that did not come within snapshotIdle is closed here: a sibling that went away in
+// the middle of a transfer must not hold the log (or bbolt's pages) forever. Call with
+// g.mu held.
 func (g *group) snapshotPin() uint64 {
 	var pin uint64
-	for _, t := range g.snapshots {
+	for n, t := range g.snapshots {
+		if !t.running && !t.failed.IsZero() && time.Since(t.failed) > snapshotIdle {
+			t.snap.Close()
+			delete(g.snapshots, n)
+			continue
+		}
 		if s := t.snap.Header().Seq; pin == 0 || s < pin {
 			pin = s
 		}
