@@ -341,6 +341,11 @@ func (g *group) follow(gi *command.GroupInfo, self uint16) {
 		}
 		isSibling = !stale
 	}
+	if g.resyncing && gi.Main != self {
+		// Being rebuilt: the transfer (endResync) or the next append that is not a snapshot's
+		// (resyncAbandoned) decides the role, never a directory update in the middle.
+		return
+	}
 	var err error
 	switch {
 	case gi.Main == self && gi.Epoch < g.fencedBy:

@@ -60,6 +60,9 @@ type group struct {
 	// resyncing: the copy is being (or was being) rebuilt from a snapshot and holds
 	// nothing usable; receiving: a transfer is running now (resync_recv.go).
 	resyncing, receiving bool
+	// resyncGen counts the times the copy's contents were thrown away (a resync began, or
+	// the copy started over empty): a sibling read re-checks it after reading the store.
+	resyncGen uint64
 
 	// Main role.
 	main        *sibling.Main

@@ -142,10 +142,12 @@ func (g *group) writeSiblingBatch(b *Batch, appended map[uint64]sibling.Entry) b
 }
 
 // siblingRead waits until this copy may answer a sibling read at or above floor and returns
-// the position it reads at. A copy that is not following a live main does not serve.
-func (g *group) siblingRead(ctx context.Context, floor uint64) (uint64, error) {
-	var at uint64
-	err := g.waitFor(ctx, func() (bool, error) {
+// the position it reads at, and the copy's generation: the caller reads the store, then
+// checks with stillValid that no resync threw the contents away meanwhile. A copy that is
+// not following a live main does not serve.
+func (g *group) siblingRead(ctx context.Context, floor uint64) (at, gen uint64, err error) {
+	err = g.waitFor(ctx, func() (bool, error) {
+		gen = g.resyncGen
 		switch {
 		case g.resyncing:
 			return false, command.Errorf(command.CodeUnavailable, "group %d: this copy is being rebuilt from a snapshot", g.id)
@@ -161,5 +163,16 @@ func (g *group) siblingRead(ctx context.Context, floor uint64) (uint64, error) {
 		}
 		return at >= floor, nil
 	})
-	return at, err
+	return at, gen, err
+}
+
+// stillValid reports an error if the copy's contents were thrown away since generation gen
+// (a read of the store made in between may have seen a wiped or half-rebuilt copy).
+func (g *group) stillValid(gen uint64) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.resyncGen != gen || g.resyncing {
+		return command.Errorf(command.CodeUnavailable, "group %d: this copy is being rebuilt from a snapshot", g.id)
+	}
+	return nil
 }

@@ -42,10 +42,7 @@ func (g *group) syncLinks() {
 		if _, ok := peers[id]; !ok {
 			l.close()
 			delete(g.links, id)
-			if t := g.snapshots[id]; t != nil {
-				t.snap.Close() // a transfer still running fails on its next read
-				delete(g.snapshots, id)
-			}
+			g.dropSnapshot(id)
 		}
 	}
 	for id := range peers {

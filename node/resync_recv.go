@@ -75,6 +75,7 @@ func (g *group) acceptSnapshot(h resync.Header) error {
 	}
 	// From here on the copy is being rebuilt: it stops following and counts nowhere.
 	g.role, g.resyncing = roleNone, true
+	g.resyncGen++
 	g.follower, g.ftail = nil, nil
 	g.broadcast()
 	return nil
@@ -111,25 +112,17 @@ func (g *group) endResync(h resync.Header, err error) {
 // when its main changed) over as a new, empty copy: it holds nothing it acknowledged, so
 // it must not carry the old copy ID either. Call with g.mu held.
 func (g *group) dropResync() error {
-	if err := g.n.store.DropGroup(g.id); err != nil {
-		return err
-	}
-	gs, err := g.n.store.Group(g.id)
-	if err != nil {
-		return err
-	}
 	// The epoch is not the copy's but the node's promise never to follow an older main.
-	if epoch := max(g.epoch, g.sealed); epoch > 0 {
-		if err := gs.Write(&Batch{Epoch: epoch}); err != nil {
-			return err
-		}
+	if err := g.gs.Reset(max(g.epoch, g.sealed)); err != nil {
+		return err
 	}
-	m, err := gs.Meta()
+	m, err := g.gs.Meta()
 	if err != nil {
 		return err
 	}
-	g.log.Warn().Str("oldCopy", g.copyID).Str("copy", m.CopyID).Msg("abandoned an unfinished resync; the copy starts empty")
-	g.gs, g.copyID, g.commit, g.applied, g.resyncing = gs, m.CopyID, 0, 0, false
+	g.log.Warn().Str("oldCopy", g.copyID).Str("copy", m.CopyID).Msg("the copy starts over empty")
+	g.copyID, g.commit, g.applied, g.resyncing = m.CopyID, 0, 0, false
+	g.resyncGen++
 	return nil
 }
 

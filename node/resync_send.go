@@ -84,7 +84,7 @@ func (l *peerLink) startSnapshot() {
 		snap, err := g.gs.Snapshot(binary.BigEndian.Uint64(id[:]) | 1)
 		if err != nil {
 			g.log.Error().Err(err).Uint16("sibling", l.node).Msg("cannot open a snapshot")
-			g.main.SnapshotDone(l.node, 0, false)
+			l.retrySnapshotLater()
 			return
 		}
 		snap.SetSender(g.epoch, uint16(g.n.cfg.ID))
@@ -116,7 +116,10 @@ func (l *peerLink) sendSnapshot(t *snapshotTransfer) {
 	defer g.mu.Unlock()
 	t.running = false
 	if g.snapshots[l.node] != t {
-		return // the role ended meanwhile and closed it
+		// The role ended, or the sibling left the group, while this ran: the snapshot was
+		// only forgotten then, since Send may still have held records of its transaction.
+		t.snap.Close()
+		return
 	}
 	ok := err == nil
 	if ok {
@@ -130,15 +133,31 @@ func (l *peerLink) sendSnapshot(t *snapshotTransfer) {
 		t.failed = time.Now()
 		g.log.Warn().Err(err).Uint16("sibling", l.node).Uint64("records", st.Records).Msg("snapshot transfer failed; it resumes on the next attempt")
 	}
-	if g.main != nil {
-		g.main.SnapshotDone(l.node, h.Seq, ok)
-	}
 	if !ok {
-		// Retry after a pause, not at once: the sibling may be down.
-		time.AfterFunc(time.Second, l.wake)
+		l.retrySnapshotLater()
 		return
 	}
+	if g.main != nil {
+		g.main.SnapshotDone(l.node, h.Seq, true)
+	}
 	l.wake()
+}
+
+// retrySnapshotLater leaves the sibling in the snapshot state (it hears only heartbeats at
+// the empty prefix, so a copy holding part of the transfer keeps it) for a second, then
+// lets the next append decide again: resume the same snapshot, or start another. The pause
+// keeps a main from redialling a sibling that is down in a tight loop. Call with g.mu held.
+func (l *peerLink) retrySnapshotLater() {
+	g := l.g
+	main := g.main
+	time.AfterFunc(time.Second, func() {
+		g.mu.Lock()
+		if g.main == main && main != nil {
+			main.SnapshotDone(l.node, 0, false)
+		}
+		g.mu.Unlock()
+		l.wake()
+	})
 }
 
 func (l *peerLink) streamSnapshot(ctx context.Context, t *snapshotTransfer) (resync.Stats, error) {
@@ -173,9 +192,20 @@ func (l *peerLink) streamSnapshot(ctx context.Context, t *snapshotTransfer) (res
 
 // closeSnapshots ends every snapshot the main holds (its role is over). Call with g.mu held.
 func (g *group) closeSnapshots() {
-	for n, t := range g.snapshots {
-		t.snap.Close()
+	for n := range g.snapshots {
+		g.dropSnapshot(n)
+	}
+}
+
+// dropSnapshot forgets the snapshot kept for sibling n. One being sent is closed by its
+// sender once Send returned (its link is stopping, which cancels the transfer): Send may
+// hold records that point into the read transaction. Call with g.mu held.
+func (g *group) dropSnapshot(n uint16) {
+	if t := g.snapshots[n]; t != nil {
 		delete(g.snapshots, n)
+		if !t.running {
+			t.snap.Close()
+		}
 	}
 }
 
@@ -188,8 +218,7 @@ func (g *group) snapshotPin() uint64 {
 	var pin uint64
 	for n, t := range g.snapshots {
 		if !t.running && !t.failed.IsZero() && time.Since(t.failed) > snapshotIdle {
-			t.snap.Close()
-			delete(g.snapshots, n)
+			g.dropSnapshot(n)
 			continue
 		}
 		if s := t.snap.Header().Seq; pin == 0 || s < pin {

@@ -215,9 +215,13 @@ func (s *Session) siblingGet(ctx context.Context, gid command.ServerID, req *com
 	floor := s.floor(gid, req.MinSeq)
 	if g := s.n.localGroup(gid); g != nil && g.serving() {
 		return func() (*command.Reply, error) {
-			at, err := g.siblingRead(ctx, floor)
+			at, gen, err := g.siblingRead(ctx, floor)
 			if err == nil {
-				return g.readResource(req.RID, at)
+				r, rerr := g.readResource(req.RID, at)
+				err = g.stillValid(gen)
+				if err == nil {
+					return r, rerr
+				}
 			}
 			if s.forwarded {
 				return nil, err
@@ -233,11 +237,15 @@ func (s *Session) siblingGet(ctx context.Context, gid command.ServerID, req *com
 	r.MinSeq = floor
 	return s.route(ctx, gid, &r, admin, func(g *group) func() (*command.Reply, error) {
 		return func() (*command.Reply, error) {
-			at, err := g.siblingRead(ctx, floor)
+			at, gen, err := g.siblingRead(ctx, floor)
 			if err != nil {
 				return nil, err
 			}
-			return g.readResource(req.RID, at)
+			r, err := g.readResource(req.RID, at)
+			if verr := g.stillValid(gen); verr != nil {
+				return nil, verr
+			}
+			return r, err
 		}
 	})
 }

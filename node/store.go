@@ -96,6 +96,10 @@ type GroupStore interface {
 	// LiveTickets returns every committed live ticket, ascending by rid.
 	LiveTickets() ([]LiveTicket, error)
 
+	// Reset makes the copy a new, empty one in one transaction: everything goes, a new copy
+	// ID is made, and the epoch is set to epoch (the node's promise never to follow an
+	// older main outlives the data).
+	Reset(epoch uint64) error
 	// Snapshot opens a consistent read of the committed layer (store_snapshot.go).
 	Snapshot(id uint64) (*Snapshot, error)
 	// BeginResync, WriteResync and FinishResync rebuild the copy from a snapshot; they are

@@ -218,3 +218,31 @@ func testStoreResyncResumeAndCrash(t *testing.T, s Store) {
 		t.Fatal("FinishResync of a snapshot other than the one under way accepted")
 	}
 }
+
+func testStoreReset(t *testing.T, s Store) {
+	gs := storeGroup(t, s, 1)
+	storeFill(t, gs, 1, 50)
+	before := storeMeta(t, gs)
+	if err := gs.Reset(7); err != nil {
+		t.Fatalf("Reset: %v", err)
+	}
+	m := storeMeta(t, gs)
+	if m.Epoch != 7 || m.LastSeq != 0 || m.CommitSeq != 0 || m.Applied != 0 || m.FirstSeq != 1 || m.Resyncing ||
+		len(m.EpochHistory) != 0 || m.CopyID == "" || m.CopyID == before.CopyID {
+		t.Fatalf("meta after Reset = %+v (before %+v)", m, before)
+	}
+	if live, _ := gs.List("", "", 0); len(live) != 0 {
+		t.Fatalf("%d resources survived Reset", len(live))
+	}
+	storeWrite(t, gs, &Batch{Append: storeEntries(7, 1, 2), CommitSeq: 2})
+	// A copy marked resyncing starts over unmarked.
+	if _, err := gs.BeginResync(resync.Header{ID: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if err := gs.Reset(7); err != nil {
+		t.Fatal(err)
+	}
+	if m := storeMeta(t, gs); m.Resyncing {
+		t.Fatalf("meta after resetting a resyncing copy = %+v", m)
+	}
+}

@@ -40,6 +40,7 @@ func storeContractTests(t *testing.T, open func(t *testing.T) Store) {
 		{"Vacuum", testStoreVacuum},
 		{"SnapshotResync", testStoreSnapshotResync},
 		{"ResyncResumeAndCrash", testStoreResyncResumeAndCrash},
+		{"Reset", testStoreReset},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -170,6 +170,24 @@ func (s *groupStore) BeginResync(h resync.Header) (resync.Position, error) {
 	return pos, s.wrap(err)
 }
 
+// Reset implements GroupStore.Reset.
+func (s *groupStore) Reset(epoch uint64) error {
+	err := s.txns.update(func(bk *groupBuckets) error {
+		for i := range subBucketNames {
+			kv, err := bk.reset(i)
+			if err != nil {
+				return err
+			}
+			*bucketField(bk, i) = kv
+		}
+		if err := initGroup(bk); err != nil {
+			return err
+		}
+		return writeGroupMeta(bk, &Meta{Epoch: epoch, FirstSeq: 1})
+	})
+	return s.wrap(err)
+}
+
 // bucketField returns the groupBuckets field of sub-bucket i.
 func bucketField(bk *groupBuckets, i int) *storeKV {
 	return []*storeKV{&bk.log, &bk.meta, &bk.epochs, &bk.resources, &bk.tombstones, &bk.dedupe, &bk.tickets}[i]

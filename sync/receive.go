@@ -146,7 +146,10 @@ func receive(ctx context.Context, c Conn, sink Sink, opt ReceiveOptions) (Header
 			if err := sink.Finish(h); err != nil {
 				return h, st, &AbortError{Code: AbortStore, Msg: fmt.Sprintf("install snapshot %x at seq %d: %v", h.ID, h.Seq, err)}
 			}
-			return h, st, c.WriteFrame(marshalDoneAck(nil, &doneAck{id: h.ID}))
+			// Installed: the copy is whole whether or not the acknowledgement gets through
+			// (the main then finds the copy's position by probing).
+			_ = c.WriteFrame(marshalDoneAck(nil, &doneAck{id: h.ID}))
+			return h, st, nil
 		default:
 			return h, st, &AbortError{Code: AbortProtocol, Msg: fmt.Sprintf("unexpected %T during snapshot %x", f, h.ID)}
 		}
