@@ -42,6 +42,7 @@ func TestCase12AB_CopyBehindHorizonIsRebuiltNotMerged(t *testing.T) {
 	})
 	s := nodes[0].n.NewSession()
 	defer s.Close()
+	var lastWrite uint64 // seq of the last acknowledged write
 	write := func(req command.Request) *command.Reply {
 		t.Helper()
 		var r *command.Reply
@@ -50,6 +51,9 @@ func TestCase12AB_CopyBehindHorizonIsRebuiltNotMerged(t *testing.T) {
 			r, err = do(t, s, req)
 			return err == nil || command.CodeOf(err) == command.CodeNotFound
 		})
+		if r != nil {
+			lastWrite = max(lastWrite, r.Seq)
+		}
 		return r
 	}
 	var rids []string
@@ -116,7 +120,8 @@ func TestCase12AB_CopyBehindHorizonIsRebuiltNotMerged(t *testing.T) {
 		g1.mu.Lock()
 		c := g1.applied
 		g1.mu.Unlock()
-		return !resyncing && a == c
+		// Acknowledged means committed, not yet applied: both must have applied the last write.
+		return !resyncing && a >= lastWrite && c >= lastWrite
 	})
 	m4, err := g4.gs.Meta()
 	if err != nil || m4.FirstSeq <= 300 {
@@ -207,9 +212,13 @@ func TestSnapshotTransferResumesAfterABrokenConnection(t *testing.T) {
 	})
 	payload, _ := json.Marshal(strings.Repeat("p", 700))
 	const n = 1200 // past compaction's minimum step of 1,024 entries
+	var lastCreate uint64
 	for i := 0; i < n; i++ {
 		waitUntil(t, 5*time.Second, "create", func() bool {
-			_, err := do(t, s, command.Request{Op: command.OpCreate, Type: "t", Data: payload, Server: i64(1)})
+			r, err := do(t, s, command.Request{Op: command.OpCreate, Type: "t", Data: payload, Server: i64(1)})
+			if err == nil {
+				lastCreate = r.Seq
+			}
 			return err == nil
 		})
 	}
@@ -238,7 +247,12 @@ func TestSnapshotTransferResumesAfterABrokenConnection(t *testing.T) {
 	waitUntil(t, 20*time.Second, "node 4 rebuilt", func() bool {
 		g4.mu.Lock()
 		defer g4.mu.Unlock()
-		return !g4.resyncing && !g4.receiving && g4.role == roleSibling && g4.applied >= n
+		return !g4.resyncing && !g4.receiving && g4.role == roleSibling && g4.applied >= lastCreate
+	})
+	waitUntil(t, 5*time.Second, "the main applied every create", func() bool {
+		g1.mu.Lock()
+		defer g1.mu.Unlock()
+		return g1.applied >= lastCreate
 	})
 	want := storeView(t, g1.gs)
 	if len(want) != n {
