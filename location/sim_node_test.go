@@ -2,6 +2,7 @@ package location
 
 import (
 	"fmt"
+	"github.com/sibylhq/sibyl/node"
 	"strconv"
 	"time"
 
@@ -177,29 +178,6 @@ func (n *simNode) receive(m *simMsg) {
 	}
 }
 
-// quorumOf is node.quorumOf.
-func quorumOf(gi *command.GroupInfo) (sibling.Quorum, []uint16) {
-	q := sibling.Quorum{Version: gi.Active.Version, Sets: [][]uint16{gi.Active.Voters}}
-	voting := map[uint16]bool{}
-	for _, v := range gi.Active.Voters {
-		voting[v] = true
-	}
-	if gi.Pending != nil {
-		q.Version = gi.Pending.Version
-		q.Sets = append(q.Sets, gi.Pending.Voters)
-		for _, v := range gi.Pending.Voters {
-			voting[v] = true
-		}
-	}
-	var learners []uint16
-	for _, m := range gi.Siblings {
-		if !voting[m.Node] && m.State == command.SiblingSyncing {
-			learners = append(learners, m.Node)
-		}
-	}
-	return q, learners
-}
-
 // follow is group.follow.
 func (n *simNode) follow() {
 	gi := n.dir
@@ -268,7 +246,7 @@ func (n *simNode) becomeMain(gi *command.GroupInfo) {
 			}
 		}
 	}
-	q, learners := quorumOf(gi)
+	q, learners := node.QuorumOf(gi)
 	n.main = sibling.NewMain(sibling.MainConfig{Group: simGroup, Self: n.id, Epoch: gi.Epoch, LastEpoch: le, LastSeq: last,
 		Commit: min(max(n.commit, n.memCommit), last), EpochFirst: epochFirst, History: history, Quorum: q, Learners: learners, Log: n.log,
 		MaxBytes: 64, Window: 4})
@@ -303,7 +281,7 @@ func (n *simNode) appendEntry(data string) uint64 {
 }
 
 func (n *simNode) setConfig(gi *command.GroupInfo) {
-	q, learners := quorumOf(gi)
+	q, learners := node.QuorumOf(gi)
 	n.main.SetQuorum(q, learners)
 	if gi.Pending != nil && gi.Pending.Version > n.configVer {
 		n.configVer = gi.Pending.Version

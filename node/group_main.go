@@ -8,8 +8,9 @@ import (
 	"github.com/sibylhq/sibyl/sibling"
 )
 
-// quorumOf turns a directory record into the quorum a main must satisfy and its learners.
-func quorumOf(gi *command.GroupInfo) (sibling.Quorum, []uint16) {
+// QuorumOf turns a directory record into the quorum a main must satisfy and its learners
+// (the simulation in location/ drives the replication cores with it too).
+func QuorumOf(gi *command.GroupInfo) (sibling.Quorum, []uint16) {
 	q := sibling.Quorum{Version: gi.Active.Version, Sets: [][]uint16{gi.Active.Voters}}
 	voting := map[uint16]bool{}
 	for _, v := range gi.Active.Voters {
@@ -76,7 +77,7 @@ func (g *group) becomeMain(gi *command.GroupInfo) error {
 			}
 		}
 	}
-	q, learners := quorumOf(gi)
+	q, learners := QuorumOf(gi)
 	// A main that goes on into a fresh epoch (an abandoned attempt fenced it) knows more
 	// is committed than its store says yet: the commit point never goes back.
 	commit := min(max(m.CommitSeq, g.commit), m.LastSeq)
@@ -143,7 +144,7 @@ func (g *group) appendLocked(eff *command.Effect) uint64 {
 // main switches to the joint quorum at once and writes a config entry; when that entry
 // commits it reports the config activated. Call with g.mu held.
 func (g *group) setConfig(gi *command.GroupInfo) {
-	q, learners := quorumOf(gi)
+	q, learners := QuorumOf(gi)
 	g.main.SetQuorum(q, learners)
 	if gi.Pending != nil && gi.Pending.Version > g.configVer {
 		g.configVer = gi.Pending.Version
