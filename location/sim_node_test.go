@@ -2,11 +2,11 @@ package location
 
 import (
 	"fmt"
-	"github.com/sibylhq/sibyl/node"
 	"strconv"
 	"time"
 
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/node"
 	"github.com/sibylhq/sibyl/sibling"
 )
 
