@@ -3,8 +3,6 @@ package node
 import (
 	"context"
 	"encoding/json"
-	"path/filepath"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -70,38 +68,7 @@ func (g *gatedGroup) Write(b *Batch) error {
 // casesCluster is testCluster with an optional store per node (nil: bbolt in a temp dir).
 func casesCluster(t *testing.T, stores map[uint16]Store) (*fakeController, []*testNode) {
 	t.Helper()
-	dir := command.Directory{Index: 1}
-	addrs := map[uint16]string{}
-	for id := uint16(1); id <= 4; id++ {
-		addrs[id] = freeAddr(t)
-		dir.Nodes = append(dir.Nodes, command.NodeInfo{ID: id, Addr: addrs[id], State: command.NodeUp})
-		gi := command.GroupInfo{Server: id, Epoch: 1, Main: id, Active: command.Config{Version: 1}}
-		if id == 1 {
-			gi.Active.Voters = []uint16{2, 3, 4}
-			for _, s := range []uint16{2, 3, 4} {
-				gi.Siblings = append(gi.Siblings, command.Member{Node: s, State: command.SiblingVoting})
-			}
-		}
-		dir.Groups = append(dir.Groups, gi)
-	}
-	fc := newFakeController(t, dir)
-	base := t.TempDir()
-	var nodes []*testNode
-	for id := uint16(1); id <= 4; id++ {
-		nodes = append(nodes, startTestNode(t, Config{ID: command.ServerID(id), HTTPAddr: addrs[id],
-			DataDir: filepath.Join(base, strconv.Itoa(int(id))), Controllers: []string{fc.addr},
-			WriteTimeout: 700 * time.Millisecond, DownAfter: 400 * time.Millisecond, Logger: testLogger(),
-			Store: stores[id]}))
-	}
-	t.Cleanup(func() {
-		for _, n := range nodes {
-			n.stop()
-		}
-	})
-	for _, n := range nodes {
-		waitUntil(t, 10*time.Second, "node joined", n.n.Healthy)
-	}
-	return fc, nodes
+	return testClusterWith(t, func(c *Config) { c.Store = stores[uint16(c.ID)] })
 }
 
 // createIn1 creates a resource in group 1 through s once the group serves.
