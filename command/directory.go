@@ -65,12 +65,17 @@ type Config struct {
 // Pending, when set, is a committed membership change not yet activated by the main:
 // until it is, writes need a quorum of Active and of Pending (joint quorum).
 type GroupInfo struct {
-	Server   uint16   `json:"server"`
-	Epoch    uint64   `json:"epoch"`
-	Main     uint16   `json:"main"`
-	Siblings []Member `json:"siblings"`
-	Active   Config   `json:"active"`
-	Pending  *Config  `json:"pending,omitempty"`
+	Server uint16 `json:"server"`
+	Epoch  uint64 `json:"epoch"`
+	Main   uint16 `json:"main"`
+	// MainCopyID is the copy ID the main had as the voting sibling a promotion chose ("" for
+	// a group's first main, which is in no voting config). Until the promotion's config is
+	// activated the main is still a voter of the active one, and when it is back among the
+	// siblings its seal counts only from that same copy.
+	MainCopyID string   `json:"mainCopyId,omitempty"`
+	Siblings   []Member `json:"siblings"`
+	Active     Config   `json:"active"`
+	Pending    *Config  `json:"pending,omitempty"`
 	// Promotion is the record of the group's latest promotion attempt; its epoch is
 	// consumed even if the attempt is abandoned, so no epoch is ever reused.
 	Promotion *Promotion `json:"promotion,omitempty"`

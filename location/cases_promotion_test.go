@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -246,5 +247,35 @@ func TestCase5_LeaderChangeDuringPromotion(t *testing.T) {
 		if m, ok := seen[final.Epoch]; ok && m != final.Main {
 			t.Fatalf("node %d saw main %d in epoch %d, chosen for %d", n.id, m, final.Epoch, final.Main)
 		}
+	}
+}
+
+// Case 5 (disk loss), for a main a promotion chose: until the promotion's config is
+// activated, the main is still a voter of the active config. If it crashes, loses its disk
+// and comes back, its seal must count only from the copy that was chosen, or a later
+// promotion could cover the active config with an empty copy and choose a sibling that lacks
+// what the main and the lost copy committed. The chosen copy's ID goes with the main
+// (GroupInfo.MainCopyID) and back to its member record when it returns.
+func TestCase5_ChosenMainKeepsItsCopyID(t *testing.T) {
+	f, idx := threeVoters(t)
+	fsmStep(t, f, &idx, beginPromotion{Server: 1, Epoch: 2, From: 1}, choosePromotion{Server: 1, Epoch: 2, Main: 2})
+	g, _ := f.group(1)
+	if g.Main != 2 || g.MainCopyID != "copy-2" || !slices.Contains(g.Active.Voters, 2) || g.Pending == nil {
+		t.Fatalf("after the choice: main %d copy %q active %v pending %v; want main 2 with copy-2, still a voter of the active config",
+			g.Main, g.MainCopyID, g.Active.Voters, g.Pending)
+	}
+	// Node 2 comes back on a wiped data directory (its incarnation counter restarted).
+	fsmStep(t, f, &idx, joinNode{ID: 2, Addr: "127.0.0.1:1", Location: "default", Instance: "inst-after-wipe", Incarnation: 1})
+	g, _ = f.group(1)
+	m := member(&g, 2)
+	if g.Main != 0 || m == nil || m.CopyID != "copy-2" {
+		t.Fatalf("after the wiped main rejoined: main %d member %+v; want no main and node 2 recorded with copy-2", g.Main, m)
+	}
+	replies := map[uint16]command.SealReply{}
+	if counted, _ := addSeal(&g, replies, command.SealReply{Node: 2, CopyID: "copy-2-new"}, 3); counted {
+		t.Fatal("the seal of node 2's new, empty copy was counted")
+	}
+	if counted, _ := addSeal(&g, replies, command.SealReply{Node: 2, CopyID: "copy-2"}, 3); !counted {
+		t.Fatal("the seal of the copy that was chosen was not counted")
 	}
 }

@@ -102,10 +102,12 @@ func (c joinNode) applyTo(s *dirState) error {
 					// Its copy is gone with its data directory: as main it would write a
 					// barrier at seq 1 over the siblings' committed entries. The group has
 					// no main until a promotion among its voters; the node is a learner.
+					// Its seal counts only from the copy it had as a voter, which is gone.
 					g.Main = 0
 					if siblingIndex(g, c.ID) < 0 {
-						g.Siblings = append(g.Siblings, command.Member{Node: c.ID, State: command.SiblingSyncing})
+						g.Siblings = append(g.Siblings, command.Member{Node: c.ID, State: command.SiblingSyncing, CopyID: g.MainCopyID})
 					}
+					g.MainCopyID = ""
 					continue
 				}
 				// A main that restarted may have lost entries it had already sent to

@@ -440,7 +440,8 @@ func (c *Controller) seal(t *leaderTerm, g *command.GroupInfo, req command.SealR
 }
 
 // addSeal counts seal reply r in replies, unless it comes from another copy than the one
-// the directory recorded (its disk was lost: it holds nothing it acked). complete: every
+// the directory recorded (its disk was lost: it holds nothing it acked), for a sibling or,
+// for the main, the copy a promotion chose (GroupInfo.MainCopyID). complete: every
 // one of the voters answered and the seals cover every config in use.
 func addSeal(g *command.GroupInfo, replies map[uint16]command.SealReply, r command.SealReply, voters int) (counted, complete bool) {
 	if !sameCopy(g, r) {
@@ -453,8 +454,13 @@ func addSeal(g *command.GroupInfo, replies map[uint16]command.SealReply, r comma
 // sameCopy: the reply comes from the copy the directory recorded when it became voting (or
 // none was recorded). A copy that lost its disk reports a new ID and is not counted.
 func sameCopy(g *command.GroupInfo, r command.SealReply) bool {
-	m := member(g, r.Node)
-	return m == nil || m.CopyID == "" || m.CopyID == r.CopyID
+	recorded := ""
+	if m := member(g, r.Node); m != nil {
+		recorded = m.CopyID
+	} else if r.Node == g.Main {
+		recorded = g.MainCopyID
+	}
+	return recorded == "" || recorded == r.CopyID
 }
 
 func member(g *command.GroupInfo, node uint16) *command.Member {

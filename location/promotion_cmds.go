@@ -104,11 +104,15 @@ func (c choosePromotion) applyTo(s *dirState) error {
 		version = g.Pending.Version
 	}
 	g.Pending = &command.Config{Version: version + 1, Voters: voters}
+	chosenCopy := ""
+	if m := member(g, c.Main); m != nil {
+		chosenCopy = m.CopyID
+	}
 	g.Siblings = slices.DeleteFunc(g.Siblings, func(m command.Member) bool { return m.Node == c.Main })
 	if old := g.Main; old != 0 && old != c.Main && siblingIndex(g, old) < 0 {
-		g.Siblings = append(g.Siblings, command.Member{Node: old, State: command.SiblingSyncing})
+		g.Siblings = append(g.Siblings, command.Member{Node: old, State: command.SiblingSyncing, CopyID: g.MainCopyID})
 	}
-	g.Epoch, g.Main = c.Epoch, c.Main
+	g.Epoch, g.Main, g.MainCopyID = c.Epoch, c.Main, chosenCopy
 	p.Phase, p.Chosen = command.PromotionChosen, c.Main
 	return nil
 }

@@ -3,13 +3,13 @@ package location
 import (
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/anishathalye/porcupine"
 
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/node"
 	"github.com/sibylhq/sibyl/sibling"
 )
 
@@ -28,48 +28,12 @@ import (
 //	8  after the seal quorum of epoch E completes, a main of an older epoch acknowledges
 //	   only writes it assigned before, held by a sealed copy, and answers only reads that
 //	   arrived before (seal intersection, invariant 4)
-//	9  porcupine: the client history is linearizable
+//	9  porcupine: the client history is linearizable (per resource)
+//	6, 10-13: see sim_oracle_test.go and sim_tickets_test.go
 //	14 configs: a main counts only committed configs; a choice is made from seals that
 //	   cover every unactivated config; learners are never chosen
 
 const openReturn = int64(1) << 62
-
-type simInput struct {
-	Write bool
-	Value uint64
-}
-
-type simOutput struct{ Value uint64 }
-
-// simModel is a single register (copied from sibling/promosim_test.go).
-var simModel = porcupine.Model{
-	Init: func() interface{} { return uint64(0) },
-	Step: func(state, input, output interface{}) (bool, interface{}) {
-		in := input.(simInput)
-		if in.Write {
-			return true, in.Value
-		}
-		return output.(simOutput).Value == state.(uint64), state
-	},
-}
-
-type pendingWrite struct {
-	client   int
-	op       int
-	node     uint16
-	epoch    uint64
-	seq      uint64
-	assigned time.Duration
-}
-
-type pendingRead struct {
-	op      int
-	node    uint16
-	epoch   uint64
-	round   uint64
-	index   uint64
-	arrived time.Duration
-}
 
 type sealQuorum struct {
 	epoch uint64
@@ -78,15 +42,34 @@ type sealQuorum struct {
 }
 
 type simChecker struct {
-	s        *sim
-	clock    int64
-	ops      []porcupine.Operation
-	writes   []pendingWrite
-	reads    []pendingRead
-	busy     [simWriters + 1]bool
-	nextW    uint64
-	opOf     map[uint64]int       // write id -> its operation while open
-	acked    map[uint64][2]uint64 // write id -> (epoch, seq) acknowledged
+	s *sim
+	// clients (sim_client_test.go)
+	clients []*simClient
+	clock   int64
+	ops     []porcupine.Operation
+	writes  []pendingWrite
+	reads   []pendingRead
+	acked   []ackedWrite
+	origins map[[2]uint64]origin // (epoch, seq) -> the request it was executed for
+	keys    uint64
+	nextV   uint64
+	nextRID uint64
+	beliefs []belief
+	subs    []*simSub
+	// the fold of the committed history (sim_oracle_test.go)
+	ref           node.GroupStore
+	refApplied    uint64
+	hist          map[string][]refState
+	version       map[string]uint64
+	gone          map[string]bool
+	rids          []string // the writers' resources, in order of creation
+	allRIDs       []string // and the ticket resources
+	ticketRID     string
+	keySeq        map[string]uint64
+	firstReply    map[string]*command.Reply
+	committedKeys []string
+	keyRID        map[string]string
+	// replication
 	entries  map[[2]uint64]string // (epoch, seq) -> data: an entry's identity
 	ledger   map[uint64]uint64    // seq -> epoch of the committed history
 	mainOf   map[uint64]uint16    // epoch -> the node that acted as main
@@ -102,10 +85,17 @@ type simChecker struct {
 }
 
 func newChecker(s *sim) *simChecker {
-	return &simChecker{s: s, opOf: map[uint64]int{}, acked: map[uint64][2]uint64{}, entries: map[[2]uint64]string{},
+	c := &simChecker{s: s, origins: map[[2]uint64]origin{}, entries: map[[2]uint64]string{},
+		ref: newSimStore(), hist: map[string][]refState{}, version: map[string]uint64{}, gone: map[string]bool{},
+		keySeq: map[string]uint64{}, firstReply: map[string]*command.Reply{}, keyRID: map[string]string{},
 		ledger: map[uint64]uint64{}, mainOf: map[uint64]uint16{}, dirMain: map[uint64]uint16{}, configs: map[uint64][]uint16{},
 		checked: map[uint16]uint64{}, epochs: map[uint16]uint64{}, sealLog: map[[2]uint64][]uint64{},
 		choices: map[uint64]map[uint16]command.SealReply{}, lostDisk: map[uint16]bool{}}
+	c.clients = newClients(s)
+	for range simSubs {
+		c.subs = append(c.subs, &simSub{})
+	}
+	return c
 }
 
 func epochsOf(l *sibling.MemLog) []uint64 {
@@ -124,106 +114,19 @@ func entryData(l *sibling.MemLog, q uint64) (sibling.Entry, bool) {
 	return es[0], true
 }
 
-func writeID(data []byte) uint64 {
-	if len(data) < 2 || data[0] != 'w' {
-		return 0
-	}
-	v, _ := strconv.ParseUint(string(data[1:]), 10, 64)
-	return v
-}
-
-// clientStep may start a write or a linearizable read at the node a random live node
-// names as main.
-func (c *simChecker) clientStep() {
-	s := c.s
-	var live []*simNode
-	for _, n := range s.nodes {
-		if n.up && n.dir != nil {
-			live = append(live, n)
-		}
-	}
-	if len(live) == 0 {
-		return
-	}
-	for client := 0; client <= simWriters; client++ {
-		if c.busy[client] || s.rng.Float64() > 0.04 {
-			continue
-		}
-		mid := live[s.rng.Intn(len(live))].dir.Main
-		if mid == 0 {
-			continue
-		}
-		target := s.node(mid)
-		if !target.up || target.role != roleMainSim {
-			continue // no_main: nothing happened
-		}
-		c.clock++
-		if client < simWriters {
-			c.nextW++
-			seq := target.appendEntry("w" + strconv.FormatUint(c.nextW, 10))
-			c.ops = append(c.ops, porcupine.Operation{ClientId: client, Input: simInput{Write: true, Value: c.nextW},
-				Call: c.clock, Output: simOutput{}, Return: openReturn})
-			c.opOf[c.nextW] = len(c.ops) - 1
-			c.writes = append(c.writes, pendingWrite{client: client, op: len(c.ops) - 1, node: target.id, epoch: target.roleEpoch,
-				seq: seq, assigned: s.now})
-			target.pump()
-		} else {
-			c.ops = append(c.ops, porcupine.Operation{ClientId: client, Input: simInput{}, Call: c.clock, Return: -1})
-			c.reads = append(c.reads, pendingRead{op: len(c.ops) - 1, node: target.id, epoch: target.roleEpoch,
-				round: target.main.ReadRound(), index: target.main.Commit(), arrived: s.now})
-			target.heartbeats()
-		}
-		c.busy[client] = true
-		c.resolve(target)
-	}
-}
-
 func (n *simNode) barrierCommitted() bool {
+	b := n.barrierSeq()
+	return b != 0 && n.memCommit >= b
+}
+
+// barrierSeq is the seq of the main's first entry of its epoch (0: none).
+func (n *simNode) barrierSeq() uint64 {
 	for q := uint64(1); q <= n.log.Last(); q++ {
 		if e, _ := n.log.EpochAt(q); e == n.roleEpoch {
-			return n.memCommit >= q
+			return q
 		}
 	}
-	return false
-}
-
-// resolve answers the requests waiting at main n.
-func (c *simChecker) resolve(n *simNode) {
-	if n.role != roleMainSim {
-		return
-	}
-	kept := c.writes[:0]
-	for _, w := range c.writes {
-		if w.node != n.id || w.epoch != n.roleEpoch || w.seq > n.memCommit {
-			kept = append(kept, w)
-			continue
-		}
-		c.busy[w.client] = false
-		id := c.ops[w.op].Input.(simInput).Value
-		c.acked[id] = [2]uint64{w.epoch, w.seq}
-		c.s.stats.acked++
-		c.fencedCheck(w.epoch, fmt.Sprintf("write %d at (%d,%d)", id, w.epoch, w.seq), w.assigned, w.seq)
-	}
-	c.writes = kept
-	rkept := c.reads[:0]
-	for _, r := range c.reads {
-		if r.node != n.id || r.epoch != n.roleEpoch || !n.main.RoundConfirmed(r.round) || n.memCommit < r.index || !n.barrierCommitted() {
-			rkept = append(rkept, r)
-			continue
-		}
-		val := uint64(0)
-		for q := n.memCommit; q >= 1; q-- {
-			if e, ok := entryData(n.log, q); ok && writeID(e.Data) != 0 {
-				val = writeID(e.Data)
-				break
-			}
-		}
-		c.fencedCheck(r.epoch, fmt.Sprintf("read at main %d", n.id), r.arrived, 0)
-		c.clock++
-		c.ops[r.op].Output, c.ops[r.op].Return = simOutput{Value: val}, c.clock
-		c.busy[simWriters] = false
-	}
-	c.reads = rkept
+	return 0
 }
 
 // fencedCheck is invariant 8 (and 4) for an answer by a main of epoch e.
@@ -249,28 +152,6 @@ func (c *simChecker) fencedCheck(e uint64, what string, since time.Duration, seq
 	}
 }
 
-// steppedDown fails the requests waiting at n: the client hears "outcome unknown".
-func (c *simChecker) steppedDown(n *simNode) {
-	kept := c.writes[:0]
-	for _, w := range c.writes {
-		if w.node == n.id {
-			c.busy[w.client] = false
-			continue
-		}
-		kept = append(kept, w)
-	}
-	c.writes = kept
-	rkept := c.reads[:0]
-	for _, r := range c.reads {
-		if r.node == n.id {
-			c.busy[simWriters] = false
-			continue
-		}
-		rkept = append(rkept, r)
-	}
-	c.reads = rkept
-}
-
 // committed: main n's commit point moved from prev to now. A write takes effect when its
 // entry commits, whichever main commits it (its client may never hear).
 func (c *simChecker) committed(n *simNode, prev, now uint64) {
@@ -280,11 +161,6 @@ func (c *simChecker) committed(n *simNode, prev, now uint64) {
 			c.s.fatalf("main %d committed seq %d beyond its log", n.id, q)
 		}
 		c.ledgerCheck(n, q, e.Epoch)
-		if op, ok := c.opOf[writeID(e.Data)]; ok {
-			c.clock++
-			c.ops[op].Return = c.clock
-			delete(c.opOf, writeID(e.Data))
-		}
 	}
 }
 
@@ -293,9 +169,8 @@ func (c *simChecker) ledgerCheck(n *simNode, q, e uint64) {
 		c.s.fatalf("node %d commits (%d,%d), but (%d,%d) was committed before (invariant 3)", n.id, e, q, le, q)
 	}
 	c.ledger[q] = e
+	c.fold()
 }
-
-func (c *simChecker) siblingCommitted(n *simNode) {}
 
 // entryWritten: a main wrote (e, seq); the pair must be new (never re-stamped).
 func (c *simChecker) entryWritten(n *simNode, e, seq uint64, data string) {
@@ -417,14 +292,7 @@ func (c *simChecker) checkCopies() {
 		if n.commit > n.log.Last() {
 			s.fatalf("node %d's commit point %d is beyond its log (%d) (invariant 5)", n.id, n.commit, n.log.Last())
 		}
-		if c.checked[n.id] > n.commit {
-			c.checked[n.id] = 0 // a wiped copy starts over
-		}
-		for q := c.checked[n.id] + 1; q <= n.commit; q++ {
-			e, _ := n.log.EpochAt(q)
-			c.ledgerCheck(n, q, e)
-		}
-		c.checked[n.id] = n.commit
+		c.noteCommitted(n)
 		// Entries must be the ones their main wrote (never re-stamped). Only the tail can
 		// have changed since the last step; checking the last few is enough with the rest
 		// covered when they were appended.
@@ -463,14 +331,15 @@ func (c *simChecker) final() {
 	c.logMatching()
 	g := s.group()
 	m := s.node(g.Main)
-	for _, id := range sortedWrites(c.acked) {
-		at := c.acked[id]
-		e, ok := entryData(m.log, at[1])
-		if !ok || e.Epoch != at[0] || writeID(e.Data) != id || at[1] > m.memCommit {
+	for _, w := range c.acked {
+		e, ok := entryData(m.log, w.seq)
+		if !ok || e.Epoch != w.epoch || w.seq > m.memCommit {
 			s.stats.lost++
-			s.fatalf("acknowledged write %d at (%d,%d) is not in the final committed log of main %d (invariant 3)", id, at[0], at[1], m.id)
+			s.fatalf("acknowledged %s is not in the final committed log of main %d (invariant 3)", w.what, m.id)
 		}
 	}
+	c.finalState(m)
+	c.finalEvents(m)
 	var history []porcupine.Operation
 	for _, op := range c.ops {
 		if op.Return == -1 || op.Return == openReturn {
@@ -479,25 +348,21 @@ func (c *simChecker) final() {
 		history = append(history, op)
 	}
 	s.stats.ops += len(history)
-	switch porcupine.CheckOperationsTimeout(simModel, history, 20*time.Second) {
+	switch porcupine.CheckOperationsTimeout(regModel, history, 20*time.Second) {
 	case porcupine.Illegal:
 		s.stats.nonLinear++
 		var b strings.Builder
-		for _, op := range history {
-			fmt.Fprintf(&b, "\n  client %d %+v -> %+v [%d, %d]", op.ClientId, op.Input, op.Output, op.Call, op.Return)
+		for _, part := range regModel.Partition(history) {
+			if porcupine.CheckOperations(regModel, part) {
+				continue
+			}
+			for _, op := range part {
+				fmt.Fprintf(&b, "\n  client %d %+v -> %+v [%d, %d]", op.ClientId, op.Input, op.Output, op.Call, op.Return)
+			}
 		}
-		s.t.Log(b.String())
+		s.t.Log("the operations on the resources that fail:", b.String())
 		s.fatalf("history of %d operations is not linearizable (invariant 9)", len(history))
 	case porcupine.Unknown:
 		s.fatalf("linearizability check of %d operations timed out", len(history))
 	}
-}
-
-func sortedWrites(m map[uint64][2]uint64) []uint64 {
-	out := make([]uint64, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }

@@ -1,6 +1,8 @@
 package location
 
 import (
+	"cmp"
+	"maps"
 	"slices"
 	"time"
 
@@ -251,13 +253,8 @@ func (a *simAttempt) decide(s *sim) {
 	})
 }
 
-func sortedKeys[V any](m map[uint16]V) []uint16 {
-	out := make([]uint16, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
+func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {
+	return slices.Sorted(maps.Keys(m))
 }
 
 // ctrlReceive handles a message to a controller: only the leader answers.

@@ -2,7 +2,6 @@ package location
 
 import (
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/sibylhq/sibyl/command"
@@ -33,6 +32,8 @@ type simNode struct {
 	dirIdx   uint64
 	// disk: the copy
 	log         *sibling.MemLog
+	store       node.GroupStore // the committed layer (sim_state_test.go)
+	applied     uint64
 	epoch       uint64 // durable epoch
 	commit      uint64 // durable commit point
 	copyID      int
@@ -53,10 +54,12 @@ type simNode struct {
 	heard     bool
 	lastHeard time.Time
 	lastAck   map[uint16]time.Time
+	ov        *node.Overlay        // main: the pending layer
+	tickets   map[string]simTicket // main: ticket deadlines
 }
 
 func newSimNode(s *sim, id uint16) *simNode {
-	return &simNode{s: s, id: id, clock: s.newClock(), log: sibling.NewMemLog(), copyID: 1, incarnation: 1, instance: 1}
+	return &simNode{s: s, id: id, clock: s.newClock(), log: sibling.NewMemLog(), store: newSimStore(), copyID: 1, incarnation: 1, instance: 1}
 }
 
 func (n *simNode) now() time.Time { return n.clock.at(n.s.now) }
@@ -101,8 +104,11 @@ func (n *simNode) tick() {
 	if !n.up {
 		return
 	}
-	if n.role == roleMainSim && n.s.rng.Intn(3) == 0 {
-		n.fsync() // the persist loop: a group commit about every 3 ms
+	if n.role == roleMainSim {
+		n.expireTickets()
+		if n.s.rng.Intn(3) == 0 {
+			n.fsync() // the persist loop: a group commit about every 3 ms
+		}
 	}
 	if n.now().Before(n.nextHB) {
 		return
@@ -195,6 +201,8 @@ func (n *simNode) follow() {
 	}
 	switch {
 	case gi.Main == self && gi.Epoch < n.fencedBy:
+	case gi.Main == self && n.log.Last() == 0 && gi.Epoch > 1 && len(gi.Voters()) > 0:
+		// node/'s becomeMain refuses: an empty copy while the group has voters lost its disk.
 	case gi.Main == self && (n.role != roleMainSim || n.roleEpoch != gi.Epoch):
 		if n.role == roleMainSim {
 			n.stepDown()
@@ -226,6 +234,7 @@ func (n *simNode) retireStale(staleID string) {
 
 func (n *simNode) wipe() {
 	n.log, n.epoch, n.commit, n.memCommit, n.copyID = sibling.NewMemLog(), 0, 0, 0, n.copyID+1
+	n.store, n.applied = newSimStore(), 0
 	n.f = nil
 	n.s.chk.wiped(n)
 }
@@ -256,28 +265,19 @@ func (n *simNode) becomeMain(gi *command.GroupInfo) {
 	n.memCommit = max(n.memCommit, n.commit)
 	n.lastAck = map[uint16]time.Time{}
 	n.configVer, n.configSeq, n.activated = 0, 0, 0
+	n.startMainState()
 	n.s.chk.becameMain(n, gi.Epoch)
 	n.s.tracef("node %d serves as main of epoch %d (last (%d,%d), commit %d, barrier %v)", n.id, gi.Epoch, le, last, n.commit, barrier)
 	if barrier {
-		seq := n.appendEntry("b")
+		seq := n.appendEffect(&command.Effect{Kind: command.EffectBarrier, At: n.now()})
 		if gi.Pending != nil {
 			n.configVer, n.configSeq = gi.Pending.Version, seq
 		}
 	} else if gi.Pending != nil {
 		n.configVer = gi.Pending.Version
-		n.configSeq = n.appendEntry("c" + strconv.FormatUint(gi.Pending.Version, 10))
+		n.configSeq = n.appendEffect(&command.Effect{Kind: command.EffectConfig, Config: gi.Pending.Version, At: n.now()})
 	}
 	n.pump()
-}
-
-// appendEntry is appendLocked: the next seq, into the log (not yet durable).
-func (n *simNode) appendEntry(data string) uint64 {
-	e, seq := n.main.Assign()
-	if err := n.log.Append(sibling.Entry{Epoch: e, Seq: seq, Data: []byte(data)}); err != nil {
-		n.s.fatalf("node %d: %v", n.id, err)
-	}
-	n.s.chk.entryWritten(n, e, seq, data)
-	return seq
 }
 
 func (n *simNode) setConfig(gi *command.GroupInfo) {
@@ -285,7 +285,7 @@ func (n *simNode) setConfig(gi *command.GroupInfo) {
 	n.main.SetQuorum(q, learners)
 	if gi.Pending != nil && gi.Pending.Version > n.configVer {
 		n.configVer = gi.Pending.Version
-		n.configSeq = n.appendEntry("c" + strconv.FormatUint(gi.Pending.Version, 10))
+		n.configSeq = n.appendEffect(&command.Effect{Kind: command.EffectConfig, Config: gi.Pending.Version, At: n.now()})
 	}
 	n.noteCommit()
 	n.pump()
@@ -306,6 +306,7 @@ func (n *simNode) stepDown() {
 	}
 	n.s.tracef("node %d steps down as main of %d", n.id, n.roleEpoch)
 	n.role, n.main = roleNoneSim, nil
+	n.stopMainState()
 	n.s.chk.steppedDown(n)
 }
 
@@ -321,6 +322,7 @@ func (n *simNode) fsync() {
 		n.epoch, n.newEpoch = max(n.epoch, n.newEpoch), 0
 	}
 	n.setDurableCommit(commit)
+	n.applyTo(n.commit)
 	n.persisted = n.log.Last()
 	n.main.Persisted(n.persisted)
 	n.noteCommit()
@@ -425,7 +427,7 @@ func (n *simNode) onAppend(m *simMsg) {
 	if st.Commit != 0 {
 		n.setDurableCommit(st.Commit)
 		n.memCommit = st.Commit
-		n.s.chk.siblingCommitted(n)
+		n.applyTo(n.commit)
 	}
 	if st.Ack.OK && st.Ack.Epoch == n.roleEpoch {
 		n.heard, n.lastHeard = true, n.now()
@@ -469,6 +471,7 @@ func (n *simNode) crash() {
 	}
 	n.up = false
 	n.role, n.f, n.main = roleNoneSim, nil, nil
+	n.stopMainState()
 	n.newEpoch = 0
 }
 

@@ -67,7 +67,7 @@ type group struct {
 	// Main role.
 	main        *sibling.Main
 	tail        *tailLog
-	ov          *overlay
+	ov          *Overlay
 	effects     map[uint64]*command.Effect // decoded effects of unapplied entries
 	unpersisted []sibling.Entry
 	newEpoch    uint64 // epoch to fsync with the next write

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/sibylhq/sibyl/command"
@@ -42,8 +43,16 @@ func (g *group) becomeMain(gi *command.GroupInfo) error {
 	if err != nil {
 		return err
 	}
+	if m.LastSeq == 0 && gi.Epoch > 1 && len(gi.Voters()) > 0 {
+		// Past its first epoch a group's main has written entries, and its voters copied
+		// them, so an empty copy lost its disk (a wipe the incarnation counter did not
+		// reveal). Serving would write a barrier at seq 1 over what the voters committed;
+		// staying silent lets the controller promote one of them.
+		return fmt.Errorf("group %d: copy %s is empty while the group has voters %v; not serving as main of epoch %d",
+			g.id, m.CopyID, gi.Voters(), gi.Epoch)
+	}
 	g.tail = newTailLog(g.gs, m)
-	g.ov = newOverlay(g.gs)
+	g.ov = NewOverlay(g.gs)
 	g.effects = map[uint64]*command.Effect{}
 	// The uncommitted tail is pending state: execution must see it.
 	if m.LastSeq > m.Applied {
@@ -57,10 +66,10 @@ func (g *group) becomeMain(gi *command.GroupInfo) error {
 				return err
 			}
 			g.effects[e.Seq] = &eff
-			g.ov.add(e.Seq, &eff)
+			g.ov.Add(e.Seq, &eff)
 		}
 	}
-	liveTickets, err := g.ov.liveTickets()
+	liveTickets, err := g.ov.LiveTickets()
 	if err != nil {
 		return err
 	}
@@ -132,7 +141,7 @@ func (g *group) appendLocked(eff *command.Effect) uint64 {
 	g.tail.add(e)
 	g.unpersisted = append(g.unpersisted, e)
 	g.effects[seq] = eff
-	g.ov.add(seq, eff)
+	g.ov.Add(seq, eff)
 	if eff.Kind == command.EffectDelete || eff.Dedupe != nil {
 		g.droppable = seq
 	}
@@ -245,7 +254,7 @@ func (g *group) persistLoop(stop chan struct{}, kick chan struct{}) {
 			for _, a := range b.Apply {
 				delete(g.effects, a.Seq)
 			}
-			g.ov.applied(g.applied)
+			g.ov.Applied(g.applied)
 			g.tail.forget(g.forgetBelow())
 		}
 		g.noteCommit()
@@ -412,8 +421,14 @@ func (g *group) linearizableRead(ctx context.Context) (uint64, error) {
 		if g.main != m {
 			return false, command.Errorf(command.CodeNoMain, "group %d: main changed during a read", g.id)
 		}
-		// A new main serves no read before its barrier commits.
-		return m.RoundConfirmed(round) && g.applied >= index && g.barrierCommitted(), nil
+		// A new main serves no read before its barrier commits, nor before it has applied
+		// the barrier: its commit point on arrival may lag what an older main committed and
+		// acknowledged, and everything below the barrier is committed once it is.
+		if !m.RoundConfirmed(round) || !g.barrierCommitted() {
+			return false, nil
+		}
+		index = max(index, g.barrierSeq())
+		return g.applied >= index, nil
 	})
 	if err != nil {
 		return 0, asTimeout(err, g)
@@ -422,12 +437,18 @@ func (g *group) linearizableRead(ctx context.Context) (uint64, error) {
 }
 
 func (g *group) barrierCommitted() bool {
+	b := g.barrierSeq()
+	return b != 0 && g.commit >= b
+}
+
+// barrierSeq is the seq of the main's first entry of its epoch (0: none yet).
+func (g *group) barrierSeq() uint64 {
 	for _, h := range g.tail.history {
 		if h.Epoch == g.epoch {
-			return g.commit >= h.FirstSeq
+			return h.FirstSeq
 		}
 	}
-	return false
+	return 0
 }
 
 func asTimeout(err error, g *group) error {

@@ -4,10 +4,11 @@ import (
 	"github.com/sibylhq/sibyl/command"
 )
 
-// overlay is the main's pending layer: the state after every entry it has assigned but not
-// yet applied. Only execution sees it; reads, events and duplicate answers use the
-// committed layer (REPLICATION.md case 4).
-type overlay struct {
+// Overlay is the main's pending layer: the state after every entry it has assigned but not
+// yet applied, over a GroupStore's committed layer. It is the command.View a main executes
+// against. Only execution sees it; reads, events and duplicate answers use the committed
+// layer (REPLICATION.md case 4).
+type Overlay struct {
 	gs        GroupStore
 	resources map[string]pendingRes
 	keys      map[string]*command.DedupeRecord
@@ -20,12 +21,13 @@ type pendingRes struct {
 	tomb *command.Tombstone
 }
 
-func newOverlay(gs GroupStore) *overlay {
-	return &overlay{gs: gs, resources: map[string]pendingRes{}, keys: map[string]*command.DedupeRecord{},
+// NewOverlay starts an empty pending layer over gs.
+func NewOverlay(gs GroupStore) *Overlay {
+	return &Overlay{gs: gs, resources: map[string]pendingRes{}, keys: map[string]*command.DedupeRecord{},
 		tickets: map[string]pendingTicket{}}
 }
 
-func (o *overlay) Resource(rid string) (*command.Resource, bool, error) {
+func (o *Overlay) Resource(rid string) (*command.Resource, bool, error) {
 	if p, ok := o.resources[rid]; ok {
 		return p.res, p.res == nil, nil
 	}
@@ -33,15 +35,15 @@ func (o *overlay) Resource(rid string) (*command.Resource, bool, error) {
 	return res, tomb != nil, err
 }
 
-func (o *overlay) Dedupe(key string) (*command.DedupeRecord, error) {
+func (o *Overlay) Dedupe(key string) (*command.DedupeRecord, error) {
 	if r, ok := o.keys[key]; ok {
 		return r, nil
 	}
 	return o.gs.Dedupe(key)
 }
 
-// add layers the effect of the entry at seq.
-func (o *overlay) add(seq uint64, e *command.Effect) {
+// Add layers the effect of the entry at seq.
+func (o *Overlay) Add(seq uint64, e *command.Effect) {
 	switch e.Kind {
 	case command.EffectPut:
 		o.resources[e.RID] = pendingRes{seq: seq, res: e.Resource}
@@ -56,8 +58,8 @@ func (o *overlay) add(seq uint64, e *command.Effect) {
 	}
 }
 
-// applied drops what the committed layer now shows, up to seq.
-func (o *overlay) applied(seq uint64) {
+// Applied drops what the committed layer now shows, up to seq.
+func (o *Overlay) Applied(seq uint64) {
 	for rid, p := range o.resources {
 		if p.seq <= seq {
 			delete(o.resources, rid)

@@ -11,16 +11,16 @@ type pendingTicket struct {
 }
 
 // Ticket is rid's ticket state after every entry the main has assigned.
-func (o *overlay) Ticket(rid string) (command.TicketState, error) {
+func (o *Overlay) Ticket(rid string) (command.TicketState, error) {
 	if p, ok := o.tickets[rid]; ok {
 		return p.st, nil
 	}
 	return o.gs.Ticket(rid)
 }
 
-// liveTickets is every live ticket after the pending entries: the committed ones, as the
+// LiveTickets is every live ticket after the pending entries: the committed ones, as the
 // pending layer changes them. A new main re-arms all of them.
-func (o *overlay) liveTickets() ([]LiveTicket, error) {
+func (o *Overlay) LiveTickets() ([]LiveTicket, error) {
 	committed, err := o.gs.LiveTickets()
 	if err != nil {
 		return nil, err

@@ -31,11 +31,11 @@ func (c *Config) clockDrift() float64 {
 	return DefaultMaxClockDrift
 }
 
-// ticketLifetime is ttl·(1+ρ), rounded up to the nanosecond: how long the main keeps a
+// TicketLifetime is ttl·(1+ρ), rounded up to the nanosecond: how long the main keeps a
 // ticket live after executing its acquire or renew. Measured on the main's monotonic
 // clock, it is never shorter than the holder's ttl·(1−ρ) counted on its own clock from
 // an earlier instant (when it sent the request).
-func ticketLifetime(ttlMs int64, rho float64) time.Duration {
+func TicketLifetime(ttlMs int64, rho float64) time.Duration {
 	ttl := time.Duration(ttlMs) * time.Millisecond
 	return time.Duration(math.Ceil(float64(ttl) * (1 + rho)))
 }
@@ -64,7 +64,7 @@ func (g *group) armInheritedTickets(live []LiveTicket, chosenAt time.Time) {
 	g.tickets = &ticketTimers{armed: map[string]*ticketTimer{}}
 	rho := g.n.cfg.clockDrift()
 	for _, lt := range live {
-		g.armTicketAt(lt.RID, lt.Ticket.Fence, chosenAt.Add(ticketLifetime(lt.Ticket.TTLMs, rho)+TicketRearmMargin))
+		g.armTicketAt(lt.RID, lt.Ticket.Fence, chosenAt.Add(TicketLifetime(lt.Ticket.TTLMs, rho)+TicketRearmMargin))
 	}
 	if len(live) > 0 {
 		g.log.Info().Int("tickets", len(live)).Msg("re-armed inherited tickets from the moment this node was chosen")
@@ -82,7 +82,7 @@ func (g *group) noteTicketEffect(eff *command.Effect) {
 		g.disarmTicket(eff.RID)
 		return
 	}
-	g.armTicketAt(eff.RID, eff.Ticket.Fence, time.Now().Add(ticketLifetime(eff.Ticket.TTLMs, g.n.cfg.clockDrift())))
+	g.armTicketAt(eff.RID, eff.Ticket.Fence, time.Now().Add(TicketLifetime(eff.Ticket.TTLMs, g.n.cfg.clockDrift())))
 }
 
 func (g *group) armTicketAt(rid string, fence uint64, deadline time.Time) {

@@ -77,7 +77,7 @@ func TestClusterTicketExpiresOnMain(t *testing.T) {
 	}
 	waitUntil(t, 5*time.Second, "the main's expiry to commit", func() bool { return !committedTicket(t, nodes[0], rid).Live })
 	// The expiry commits after the main's deadline, which is after the renewal was sent.
-	if el, min := time.Since(renewSent), ticketLifetime(ttl, DefaultMaxClockDrift); el < min {
+	if el, min := time.Since(renewSent), TicketLifetime(ttl, DefaultMaxClockDrift); el < min {
 		t.Fatalf("ticket expired %v after its renewal was sent, before ttl·(1+ρ) = %v", el, min)
 	}
 	for _, tn := range nodes[1:] {
@@ -160,7 +160,7 @@ func TestClusterNewMainRearmsTickets(t *testing.T) {
 	if w.Epoch != 2 {
 		t.Fatalf("write under the inherited fence in epoch %d, want 2", w.Epoch)
 	}
-	rearmed := restartAt.Add(ticketLifetime(ttl, DefaultMaxClockDrift) + TicketRearmMargin)
+	rearmed := restartAt.Add(TicketLifetime(ttl, DefaultMaxClockDrift) + TicketRearmMargin)
 	if time.Now().After(rearmed) {
 		t.Fatalf("the restart took longer than the ticket lives; raise ttl")
 	}
