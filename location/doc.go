@@ -32,6 +32,8 @@
 //   - raft.go: raft with raft-boltdb/v2 (raft.db) and a file snapshot store in DataDir, a TCP
 //     transport, timeouts tuned for a LAN (500 ms heartbeat and election, 250 ms lease),
 //     behind the narrow consensus interface so a deterministic stand-in can replace it.
+//     raft_adapter_test.go holds raftNode to that interface over raft's in-memory
+//     transport, inside testing/synctest bubbles (raft's timers on a virtual clock).
 //     hclog.go routes raft's logs into zerolog (raft's info and below become debug).
 //   - leader.go: the leader's memory, which is not replicated: node liveness and the latest
 //     report per (node, group). A new leader starts every node as up at its election.

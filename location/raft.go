@@ -3,6 +3,7 @@ package location
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -56,13 +57,17 @@ var errNotLeader = errors.New("this controller is not the raft leader")
 const (
 	applyTimeout   = 2 * time.Second
 	barrierTimeout = 5 * time.Second
+	// A snapshot is taken once this many entries follow the last one, and this many stay in
+	// the log after it: a controller further behind than that catches up from a snapshot.
+	snapshotThreshold = 1024
+	trailingLogs      = 1024
 )
 
 // raftNode is consensus over hashicorp/raft with raft-boltdb as log and stable store.
 type raftNode struct {
 	raft         *raft.Raft
 	store        *raftboltdb.BoltStore
-	transport    *raft.NetworkTransport
+	transport    raft.Transport
 	observer     *raft.Observer
 	changes      chan string
 	stopObserver chan struct{}
@@ -78,6 +83,9 @@ type raftSetup struct {
 	DataDir  string
 	Timeout  time.Duration // heartbeat and election timeout; the lease is half
 	Logger   hclog.Logger
+	// Transport, when set, carries raft's RPCs instead of a TCP transport on Listener
+	// (RaftAddr and Listener are then unused); tests pass raft's in-memory transport.
+	Transport raft.Transport
 }
 
 // openRaft opens (or creates) the raft state in DataDir and starts raft. A data directory
@@ -115,20 +123,23 @@ func openRaft(s raftSetup, f *fsm) (*raftNode, error) {
 	conf.ElectionTimeout = s.Timeout
 	conf.LeaderLeaseTimeout = s.Timeout / 2
 	conf.CommitTimeout = 5 * time.Millisecond
-	conf.SnapshotThreshold = 1024
-	conf.TrailingLogs = 1024
+	conf.SnapshotThreshold = snapshotThreshold
+	conf.TrailingLogs = trailingLogs
 	conf.NoLegacyTelemetry = true
 	if err := raft.ValidateConfig(conf); err != nil {
 		return fail(fmt.Errorf("raft config of %s: %w", s.ID, err))
 	}
 
-	layer := &streamLayer{Listener: s.Listener, advertise: tcpAddr(s.RaftAddr, s.Listener.Addr())}
-	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: layer, MaxPool: 3, Timeout: 2 * time.Second, Logger: s.Logger,
-	})
+	trans := s.Transport
+	if trans == nil {
+		layer := &streamLayer{Listener: s.Listener, advertise: tcpAddr(s.RaftAddr, s.Listener.Addr())}
+		trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+			Stream: layer, MaxPool: 3, Timeout: 2 * time.Second, Logger: s.Logger,
+		})
+	}
 	r, err := raft.NewRaft(conf, f, store, store, snaps, trans)
 	if err != nil {
-		_ = trans.Close()
+		_ = closeTransport(trans)
 		return fail(fmt.Errorf("start raft for %s: %w", s.ID, err))
 	}
 	n := &raftNode{raft: r, store: store, transport: trans, changes: make(chan string, 16), stopObserver: make(chan struct{})}
@@ -251,13 +262,21 @@ func (n *raftNode) shutdown() error {
 	if err := n.raft.Shutdown().Error(); err != nil {
 		errs = append(errs, fmt.Errorf("shut down raft: %w", err))
 	}
-	if err := n.transport.Close(); err != nil {
+	if err := closeTransport(n.transport); err != nil {
 		errs = append(errs, fmt.Errorf("close raft transport: %w", err))
 	}
 	if err := n.store.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close raft store: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// closeTransport closes t if it can be closed, as both transports Sibyl uses can.
+func closeTransport(t raft.Transport) error {
+	if c, ok := t.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
 }
 
 // streamLayer is raft's TCP stream layer over a listener the caller opened, so tests (and
