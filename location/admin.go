@@ -151,7 +151,7 @@ func (c *Controller) postNode(ctx context.Context, addr, path string, body any, 
 		return err
 	}
 	hr.Header.Set("Content-Type", "application/json")
-	resp, err := (&http.Client{}).Do(hr)
+	resp, err := c.long.Do(hr)
 	if err != nil {
 		return err
 	}

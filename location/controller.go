@@ -43,6 +43,10 @@ type Config struct {
 	// RaftTimeout is raft's heartbeat and election timeout (default 500 ms, tuned for a
 	// LAN or loopback); the leader lease is half of it. Raise it on a loaded host.
 	RaftTimeout time.Duration
+	// Dial, when set, opens every connection the controller makes (raft's to other
+	// controllers, HTTP to nodes and controllers); nil dials TCP. With RaftListener it lets
+	// tests run a location on an in-memory network.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Controller is one location controller process.
@@ -53,7 +57,8 @@ type Controller struct {
 	cons   consensus
 	raft   *raftNode
 	now    func() time.Time
-	client *http.Client
+	client *http.Client // short requests: seals, status, forwarding to the leader
+	long   *http.Client // requests bounded only by their context (handover, registration)
 	mux    *http.ServeMux
 
 	term   atomic.Pointer[leaderTerm] // non-nil while this controller leads
@@ -129,7 +134,7 @@ func New(cfg Config) (*Controller, error) {
 	}
 	f := newFSM()
 	rn, err := openRaft(raftSetup{
-		ID: cfg.ID, RaftAddr: cfg.RaftAddr, Listener: ln, Peers: peers, DataDir: cfg.DataDir,
+		ID: cfg.ID, RaftAddr: cfg.RaftAddr, Listener: ln, Dial: cfg.Dial, Peers: peers, DataDir: cfg.DataDir,
 		Timeout: cfg.RaftTimeout, Logger: newHclogAdapter(log),
 	}, f)
 	if err != nil {
@@ -138,7 +143,8 @@ func New(cfg Config) (*Controller, error) {
 	}
 	c := &Controller{
 		cfg: cfg, log: log, fsm: f, cons: rn, raft: rn, now: time.Now,
-		client: &http.Client{Timeout: 2 * time.Second},
+		client: &http.Client{Timeout: 2 * time.Second, Transport: httpTransport(cfg.Dial)},
+		long:   &http.Client{Transport: httpTransport(cfg.Dial)},
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.mux = c.routes()
@@ -350,3 +356,12 @@ func (c *Controller) unknownState(n nodeRecord) (string, uint64) {
 
 // errClosed is returned by requests served after Close.
 var errClosed = errors.New("controller is closed")
+
+// httpTransport is the round tripper for requests dialled by dial: http.DefaultTransport
+// when dial is nil.
+func httpTransport(dial func(ctx context.Context, network, addr string) (net.Conn, error)) http.RoundTripper {
+	if dial == nil {
+		return http.DefaultTransport
+	}
+	return &http.Transport{DialContext: dial, MaxIdleConnsPerHost: 8, IdleConnTimeout: 90 * time.Second}
+}

@@ -1,6 +1,7 @@
 package location
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -86,6 +87,8 @@ type raftSetup struct {
 	// Transport, when set, carries raft's RPCs instead of a TCP transport on Listener
 	// (RaftAddr and Listener are then unused); tests pass raft's in-memory transport.
 	Transport raft.Transport
+	// Dial, when set, opens the TCP transport's outgoing connections (nil: TCP).
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // openRaft opens (or creates) the raft state in DataDir and starts raft. A data directory
@@ -132,7 +135,7 @@ func openRaft(s raftSetup, f *fsm) (*raftNode, error) {
 
 	trans := s.Transport
 	if trans == nil {
-		layer := &streamLayer{Listener: s.Listener, advertise: tcpAddr(s.RaftAddr, s.Listener.Addr())}
+		layer := &streamLayer{Listener: s.Listener, advertise: tcpAddr(s.RaftAddr, s.Listener.Addr()), dial: s.Dial}
 		trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 			Stream: layer, MaxPool: 3, Timeout: 2 * time.Second, Logger: s.Logger,
 		})
@@ -284,12 +287,18 @@ func closeTransport(t raft.Transport) error {
 type streamLayer struct {
 	net.Listener
 	advertise net.Addr
+	dial      func(ctx context.Context, network, addr string) (net.Conn, error) // nil: TCP
 }
 
 func (s *streamLayer) Addr() net.Addr { return s.advertise }
 
 func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return net.DialTimeout("tcp", string(address), timeout)
+	if s.dial == nil {
+		return net.DialTimeout("tcp", string(address), timeout)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return s.dial(ctx, "tcp", string(address))
 }
 
 // tcpAddr is the address raft advertises: the configured one when it names a concrete

@@ -31,7 +31,7 @@ type ctrlClient struct {
 	leader string
 }
 
-func newCtrlClient(addrs []string, log zerolog.Logger) *ctrlClient {
+func newCtrlClient(addrs []string, log zerolog.Logger, dial DialFunc) *ctrlClient {
 	var clean []string
 	for _, a := range addrs {
 		a = strings.TrimSpace(strings.TrimPrefix(strings.TrimPrefix(a, "http://"), "https://"))
@@ -39,7 +39,8 @@ func newCtrlClient(addrs []string, log zerolog.Logger) *ctrlClient {
 			clean = append(clean, strings.TrimSuffix(a, "/"))
 		}
 	}
-	return &ctrlClient{addrs: clean, log: log, http: &http.Client{Timeout: 15 * time.Second}, long: &http.Client{}}
+	return &ctrlClient{addrs: clean, log: log, http: &http.Client{Timeout: 15 * time.Second, Transport: HTTPTransport(dial)},
+		long: &http.Client{Transport: HTTPTransport(dial)}}
 }
 
 // candidates lists controller addresses, the last known leader first.

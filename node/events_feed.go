@@ -219,7 +219,7 @@ func (m *subManager) dialFeed(g command.ServerID, from position, current bool, a
 	if current {
 		u += "&current=1"
 	}
-	d := websocket.Dialer{HandshakeTimeout: 2 * feedHeartbeat}
+	d := m.n.wsDialer(2 * feedHeartbeat)
 	conn, resp, err := d.Dial(u, m.n.internalHeader())
 	if err != nil {
 		if resp != nil {

@@ -108,7 +108,7 @@ func (sg *subGroup) resyncRemote() error {
 		return err
 	}
 	req.Header = m.n.internalHeader()
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := m.n.peerHTTP.Do(req)
 	if err != nil {
 		sg.attempts++
 		return fmt.Errorf("resync set of group %d from %s: %w", sg.g, addr, err)

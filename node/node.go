@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
@@ -50,6 +51,26 @@ type Config struct {
 	// each) go with it.
 	VacuumEvery                         time.Duration
 	TombstoneRetention, DedupeRetention time.Duration
+	// Dial, when set, opens every connection the node makes to another process (nil: TCP).
+	// Tests run whole clusters on an in-memory network through it.
+	Dial DialFunc
+}
+
+// DialFunc opens a connection to addr, as net.Dialer.DialContext does.
+type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// HTTPTransport is the round tripper for requests dialled by dial: http.DefaultTransport
+// when dial is nil.
+func HTTPTransport(dial DialFunc) http.RoundTripper {
+	if dial == nil {
+		return http.DefaultTransport
+	}
+	return &http.Transport{DialContext: dial, MaxIdleConnsPerHost: 8, IdleConnTimeout: 90 * time.Second}
+}
+
+// wsDialer is a WebSocket dialer that connects through the node's Dial.
+func (n *Node) wsDialer(handshake time.Duration) websocket.Dialer {
+	return websocket.Dialer{HandshakeTimeout: handshake, NetDialContext: n.cfg.Dial}
 }
 
 // Node is one running node.
@@ -63,6 +84,7 @@ type Node struct {
 	ids         *command.IDGen
 	joins       atomic.Int64 // successful joins (a restart of the controllers' state forces another)
 	ctrl        *ctrlClient
+	peerHTTP    *http.Client // requests to other nodes (bounded by their contexts)
 	fwd         *forwarder
 	metrics     *metrics
 	subs        *subManager
@@ -148,7 +170,8 @@ func New(cfg Config) (*Node, error) {
 		n.groups[id] = g
 	}
 	n.fwd = newForwarder(n)
-	n.ctrl = newCtrlClient(cfg.Controllers, n.log)
+	n.ctrl = newCtrlClient(cfg.Controllers, n.log, cfg.Dial)
+	n.peerHTTP = &http.Client{Transport: HTTPTransport(cfg.Dial)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	// Logged before run starts: run may adopt another incarnation (adoptIncarnation).
 	n.log.Info().Str("addr", cfg.HTTPAddr).Str("instance", n.instance).Uint64("incarnation", n.incarnation).

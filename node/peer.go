@@ -72,7 +72,7 @@ func (l *peerLink) run() {
 		var err error
 		if addr != "" {
 			u := "ws://" + addr + "/v1/internal/repl?group=" + strconv.Itoa(int(l.g.id)) + "&from=" + strconv.Itoa(int(l.g.n.cfg.ID))
-			d := websocket.Dialer{HandshakeTimeout: l.g.n.cfg.DownAfter}
+			d := l.g.n.wsDialer(l.g.n.cfg.DownAfter)
 			conn, _, err = d.Dial(u, l.g.n.internalHeader())
 		}
 		if conn == nil {

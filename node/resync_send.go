@@ -169,6 +169,7 @@ func (l *peerLink) streamSnapshot(ctx context.Context, t *snapshotTransfer) (res
 	u := "ws://" + addr + "/v1/internal/resync?group=" + strconv.Itoa(int(g.id)) + "&from=" + strconv.Itoa(int(g.n.cfg.ID))
 	d := snapshotDialer
 	d.HandshakeTimeout = g.n.cfg.DownAfter
+	d.NetDialContext = g.n.cfg.Dial
 	conn, _, err := d.DialContext(ctx, u, g.n.internalHeader())
 	if err != nil {
 		return resync.Stats{}, err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -36,6 +37,9 @@ type Options struct {
 	MaxFrameBytes int
 	// Seed seeds the retry jitter; 0 takes one from the clock. Tests fix it to replay.
 	Seed uint64
+	// Dial, when set, opens the client's connections (nil: TCP); tests reach in-memory
+	// clusters through it.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // ErrClosed is returned by calls on a closed Client.
@@ -155,7 +159,9 @@ func (c *Client) dial(ctx context.Context, u string) (*conn, error) {
 	if c.opts.Token != "" {
 		header.Set("Authorization", "Bearer "+c.opts.Token)
 	}
-	ws, resp, err := websocket.DefaultDialer.DialContext(ctx, u, header)
+	d := *websocket.DefaultDialer
+	d.NetDialContext = c.opts.Dial
+	ws, resp, err := d.DialContext(ctx, u, header)
 	if err != nil {
 		if resp != nil {
 			return nil, fmt.Errorf("%w (HTTP %s)", err, resp.Status)
