@@ -24,7 +24,10 @@ type leaderTerm struct {
 	// copySeen is when a heartbeat last reported each copy, by {node, server}.
 	copySeen map[[2]uint16]time.Time
 
-	verifyMu   sync.Mutex
+	// verifying is held (one token) across a VerifyLeader round trip and guards verifiedAt.
+	// It is a channel rather than a mutex because it is held across network I/O: waiters
+	// block on a channel, which testing/synctest counts as idle.
+	verifying  chan struct{}
 	verifiedAt time.Time
 
 	promo *promotions
@@ -41,12 +44,13 @@ const verifyCacheFor = 100 * time.Millisecond
 
 func newLeaderTerm(now time.Time) *leaderTerm {
 	return &leaderTerm{
-		since: now,
-		ready: make(chan struct{}),
-		stop:  make(chan struct{}),
-		done:  make(chan struct{}),
-		kick:  make(chan struct{}, 1),
-		seen:  map[uint16]liveness{},
+		since:     now,
+		ready:     make(chan struct{}),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
+		kick:      make(chan struct{}, 1),
+		seen:      map[uint16]liveness{},
+		verifying: make(chan struct{}, 1),
 
 		reports:  map[uint16]map[uint16]command.GroupReport{},
 		copySeen: map[[2]uint16]time.Time{},
@@ -80,8 +84,8 @@ func (t *leaderTerm) requestRound() {
 // verify confirms leadership with a quorum, at most once per verifyCacheFor; concurrent
 // callers share one verification.
 func (t *leaderTerm) verify(c consensus, now func() time.Time) error {
-	t.verifyMu.Lock()
-	defer t.verifyMu.Unlock()
+	t.verifying <- struct{}{}
+	defer func() { <-t.verifying }()
 	if !t.verifiedAt.IsZero() && now().Sub(t.verifiedAt) < verifyCacheFor && c.isLeader() {
 		return nil
 	}

@@ -34,9 +34,10 @@ type fwdReply struct {
 }
 
 type forwarder struct {
-	n     *Node
-	mu    sync.Mutex
-	conns map[uint16]*fwdConn
+	n       *Node
+	mu      sync.Mutex
+	conns   map[uint16]*fwdConn
+	dialing map[uint16]chan struct{} // closed when the dial to that node in progress ends
 }
 
 type fwdConn struct {
@@ -49,14 +50,40 @@ type fwdConn struct {
 	dead    bool
 }
 
-func newForwarder(n *Node) *forwarder { return &forwarder{n: n, conns: map[uint16]*fwdConn{}} }
+func newForwarder(n *Node) *forwarder {
+	return &forwarder{n: n, conns: map[uint16]*fwdConn{}, dialing: map[uint16]chan struct{}{}}
+}
 
+// conn returns the live connection to target, dialling one if there is none. One dial per
+// target at a time; it holds no lock, so an unreachable node delays only requests to it.
 func (f *forwarder) conn(target uint16) (*fwdConn, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if c, ok := f.conns[target]; ok && !c.isDead() {
-		return c, nil
+	for {
+		f.mu.Lock()
+		if c, ok := f.conns[target]; ok && !c.isDead() {
+			f.mu.Unlock()
+			return c, nil
+		}
+		if wait, ok := f.dialing[target]; ok {
+			f.mu.Unlock()
+			<-wait
+			continue
+		}
+		done := make(chan struct{})
+		f.dialing[target] = done
+		f.mu.Unlock()
+		c, err := f.dial(target)
+		f.mu.Lock()
+		delete(f.dialing, target)
+		if err == nil {
+			f.conns[target] = c
+		}
+		f.mu.Unlock()
+		close(done)
+		return c, err
 	}
+}
+
+func (f *forwarder) dial(target uint16) (*fwdConn, error) {
 	addr := f.n.nodeAddr(target)
 	if addr == "" {
 		return nil, command.Errorf(command.CodeUnavailable, "node %d has no known address", target)
@@ -67,7 +94,6 @@ func (f *forwarder) conn(target uint16) (*fwdConn, error) {
 		return nil, command.Errorf(command.CodeUnavailable, "node %d at %s unreachable: %v", target, addr, err)
 	}
 	c := &fwdConn{target: target, conn: ws, pending: map[uint64]chan fwdReply{}}
-	f.conns[target] = c
 	go c.readLoop()
 	return c, nil
 }

@@ -28,13 +28,14 @@ type Network struct {
 	conns     map[*conn]struct{}
 	blocked   map[[2]string]bool // {from, to}: bytes from from do not reach to
 	hosts     map[string]bool
+	down      map[string]bool // crashed hosts, until they listen again
 	nextPort  int
 }
 
 // New returns an empty network without latency or partitions.
 func New() *Network {
 	return &Network{changed: make(chan struct{}), listeners: map[string]*listener{}, conns: map[*conn]struct{}{},
-		blocked: map[[2]string]bool{}, hosts: map[string]bool{}, nextPort: 40000}
+		blocked: map[[2]string]bool{}, hosts: map[string]bool{}, down: map[string]bool{}, nextPort: 40000}
 }
 
 // broadcastLocked wakes every goroutine waiting on the network.
@@ -113,11 +114,13 @@ func (n *Network) HealAll() {
 	n.broadcastLocked()
 }
 
-// Crash ends host h as a process death does: its listeners close and every connection it
-// has ends (its own side at once; its peers read EOF after what was already sent).
+// Crash ends host h as a process death does: its listeners close, every connection it
+// has ends (its own side at once; its peers read EOF after what was already sent), and it
+// dials nothing more until it listens again (a restarted process).
 func (n *Network) Crash(h string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	n.down[h] = true
 	for addr, l := range n.listeners {
 		if hostOf(addr) == h {
 			l.closeLocked()
@@ -174,6 +177,7 @@ func (n *Network) Listen(addr string) (net.Listener, error) {
 	l := &listener{n: n, addr: addr}
 	n.listeners[addr] = l
 	n.hosts[hostOf(addr)] = true
+	delete(n.down, hostOf(addr))
 	n.broadcastLocked()
 	return l, nil
 }
@@ -190,6 +194,9 @@ func (n *Network) dial(ctx context.Context, from, addr string) (net.Conn, error)
 	to := hostOf(addr)
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if n.down[from] {
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: memAddr(addr), Err: syscall.ENETUNREACH}
+	}
 	// The handshake crosses the link both ways: a partition either way makes it hang.
 	for n.cutLocked(from, to) || n.cutLocked(to, from) {
 		if err := n.wait(ctx, time.Time{}); err != nil {

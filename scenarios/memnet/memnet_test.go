@@ -128,6 +128,9 @@ func TestCrashEndsConnectionsAndListeners(t *testing.T) {
 		if _, err := n.Dialer("a")(context.Background(), "tcp", "b:1"); !errors.Is(err, syscall.ECONNREFUSED) {
 			t.Fatalf("dial of a crashed host: %v", err)
 		}
+		if _, err := n.Dialer("b")(context.Background(), "tcp", "a:1"); !errors.Is(err, syscall.ENETUNREACH) {
+			t.Fatalf("dial from a crashed host: %v", err)
+		}
 		if _, err := n.Listen("b:1"); err != nil {
 			t.Fatalf("listen again after a crash: %v", err)
 		}

@@ -1,0 +1,243 @@
+package scenarios
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/sibylhq/sibyl/api"
+	"github.com/sibylhq/sibyl/api/client"
+	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/location"
+	"github.com/sibylhq/sibyl/node"
+	"github.com/sibylhq/sibyl/scenarios/memnet"
+)
+
+// memCluster is a whole Sibyl location in this test process: real controllers (raft over
+// raft-boltdb files) and real nodes (bbolt files), each serving HTTP on its own host of a
+// memnet network. It runs inside a testing/synctest bubble, so every timer in it (raft's,
+// the nodes' heartbeats and failure detection, the clients') runs on the bubble's
+// virtual clock, and faults are memnet's partitions and crashes.
+type memCluster struct {
+	t     *testing.T
+	net   *memnet.Network
+	dir   string
+	logs  *lockedBuffer
+	ctrls []*memCtrl
+	nodes []*memNode
+}
+
+type memCtrl struct {
+	id, host string
+	c        *location.Controller
+	srv      *http.Server
+}
+
+type memNode struct {
+	id   int
+	host string
+	n    *node.Node
+	api  *api.Server
+	srv  *http.Server
+}
+
+func (m *memCtrl) httpAddr() string { return m.host + ":80" }
+func (m *memCtrl) raftAddr() string { return m.host + ":81" }
+func (m *memNode) addr() string     { return m.host + ":80" }
+
+// startMemCluster starts controllers c1..cC and nodes 1..N and waits until every node's
+// group has a main. Call it inside synctest.Test.
+func startMemCluster(t *testing.T, net *memnet.Network, controllers, nodes int) *memCluster {
+	m := &memCluster{t: t, net: net, dir: t.TempDir(), logs: &lockedBuffer{}}
+	for i := 1; i <= controllers; i++ {
+		m.ctrls = append(m.ctrls, &memCtrl{id: fmt.Sprintf("c%d", i), host: fmt.Sprintf("10.0.1.%d", i)})
+	}
+	for i := 1; i <= nodes; i++ {
+		m.nodes = append(m.nodes, &memNode{id: i, host: fmt.Sprintf("10.0.0.%d", i)})
+	}
+	for _, c := range m.ctrls {
+		m.startCtrl(c)
+	}
+	for _, n := range m.nodes {
+		m.startNode(n)
+	}
+	m.waitFor(30*time.Second, "every group with a main", func() bool {
+		d := m.directory()
+		if d == nil {
+			return false
+		}
+		for _, n := range m.nodes {
+			if g := d.Group(uint16(n.id)); g == nil || g.Main == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	return m
+}
+
+func (m *memCluster) logger(name string) zerolog.Logger {
+	return zerolog.New(m.logs).Level(zerolog.WarnLevel).With().Timestamp().Str("proc", name).Logger()
+}
+
+func (m *memCluster) startCtrl(c *memCtrl) {
+	peers := map[string]string{}
+	for _, o := range m.ctrls {
+		peers[o.id] = o.raftAddr()
+	}
+	ln, err := m.net.Listen(c.httpAddr())
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	rl, err := m.net.Listen(c.raftAddr())
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	c.c, err = location.New(location.Config{
+		ID: c.id, HTTPAddr: c.httpAddr(), RaftAddr: c.raftAddr(), RaftListener: rl, Peers: peers,
+		DataDir: filepath.Join(m.dir, c.id), Logger: m.logger(c.id), Dial: m.net.Dialer(c.host),
+	})
+	if err != nil {
+		m.t.Fatalf("controller %s: %v", c.id, err)
+	}
+	c.srv = &http.Server{Handler: c.c.Handler()}
+	go c.srv.Serve(ln)
+}
+
+func (m *memCluster) startNode(n *memNode) {
+	var ctrlAddrs []string
+	for _, c := range m.ctrls {
+		ctrlAddrs = append(ctrlAddrs, c.httpAddr())
+	}
+	ln, err := m.net.Listen(n.addr())
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	n.n, err = node.New(node.Config{
+		ID: command.ServerID(n.id), HTTPAddr: n.addr(), DataDir: filepath.Join(m.dir, fmt.Sprintf("node%d", n.id)),
+		Controllers: ctrlAddrs, Logger: m.logger(fmt.Sprintf("node%d", n.id)), Dial: m.net.Dialer(n.host),
+		WriteTimeout: time.Second,
+	})
+	if err != nil {
+		m.t.Fatalf("node %d: %v", n.id, err)
+	}
+	n.api = api.NewServer(memBackend{n.n}, api.Options{Logger: m.logger(fmt.Sprintf("api%d", n.id))})
+	mux := http.NewServeMux()
+	mux.Handle("/v1/internal/", n.n.Handler())
+	mux.Handle("/", n.api.Handler())
+	n.srv = &http.Server{Handler: mux}
+	go n.srv.Serve(ln)
+}
+
+// memBackend adapts *node.Node to api.Backend, as cmd/sibyl does.
+type memBackend struct{ *node.Node }
+
+func (b memBackend) NewSession(out api.Outbox) api.Session { return b.Node.NewEventSession(out) }
+
+// crashNode ends node n as kill -9 does: the network sees it die first, then its
+// goroutines stop. Its data directory stays.
+func (m *memCluster) crashNode(n *memNode) {
+	m.net.Crash(n.host)
+	n.srv.Close()
+	n.api.Close()
+	n.n.Close()
+	n.n = nil
+}
+
+// wipeNode removes node n's data directory (it must be down): a disk loss.
+func (m *memCluster) wipeNode(n *memNode) {
+	if err := os.RemoveAll(filepath.Join(m.dir, fmt.Sprintf("node%d", n.id))); err != nil {
+		m.t.Fatal(err)
+	}
+}
+
+func (m *memCluster) crashCtrl(c *memCtrl) {
+	m.net.Crash(c.host)
+	c.srv.Close()
+	c.c.Close()
+	c.c = nil
+}
+
+// stop ends every process and the network; every goroutine of the cluster returns.
+func (m *memCluster) stop() {
+	for _, n := range m.nodes {
+		if n.n != nil {
+			m.crashNode(n)
+		}
+	}
+	for _, c := range m.ctrls {
+		if c.c != nil {
+			m.crashCtrl(c)
+		}
+	}
+	m.net.Close()
+}
+
+// leader returns the controller that leads, or nil.
+func (m *memCluster) leader() *memCtrl {
+	for _, c := range m.ctrls {
+		if c.c != nil && c.c.IsLeader() {
+			return c
+		}
+	}
+	return nil
+}
+
+// directory is the leader's directory, or nil when no controller leads.
+func (m *memCluster) directory() *command.Directory {
+	if l := m.leader(); l != nil {
+		d := l.c.Directory()
+		return &d
+	}
+	return nil
+}
+
+// group returns the leader's record of group g, or nil.
+func (m *memCluster) group(g uint16) *command.GroupInfo {
+	if d := m.directory(); d != nil {
+		return d.Group(g)
+	}
+	return nil
+}
+
+// client connects from host h to the given nodes, in order of preference.
+func (m *memCluster) client(h string, seed uint64, nodes ...int) *client.Client {
+	var addrs []string
+	for _, id := range nodes {
+		addrs = append(addrs, m.nodes[id-1].addr())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, err := client.Dial(ctx, client.Options{Addrs: addrs, Dial: m.net.Dialer(h), Seed: seed, RequestTimeout: 3 * time.Second})
+	if err != nil {
+		m.t.Fatalf("dial %v: %v", addrs, err)
+	}
+	return cl
+}
+
+// waitFor polls cond every 10 ms of virtual time until it holds, failing after d.
+func (m *memCluster) waitFor(d time.Duration, what string, cond func() bool) {
+	m.t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			m.t.Fatalf("timed out after %v waiting for %s\n%s", d, what, m.logTail(60))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// logTail is the last n lines the processes logged (warnings and errors).
+func (m *memCluster) logTail(n int) string {
+	lines := strings.Split(strings.TrimSpace(m.logs.String()), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
