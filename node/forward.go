@@ -240,7 +240,7 @@ func (n *Node) serveFwd(w http.ResponseWriter, r *http.Request) {
 			s = n.newSession(true)
 			sessions[f.Sess] = s
 		}
-		wait := s.Start(context.Background(), f.Req, f.Admin)
+		wait := s.Start(n.ctx, f.Req, f.Admin) // ends with the node
 		go func(id uint64) {
 			reply, err := wait()
 			out := fwdReply{ID: id, Reply: reply}

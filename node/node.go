@@ -38,7 +38,8 @@ type Config struct {
 	// ClusterSecret, when set, must be presented by every node-to-node connection.
 	ClusterSecret string
 	Logger        zerolog.Logger
-	// Store, when set, is used instead of DataDir/sibyl.db (tests).
+	// Store, when set, is used instead of DataDir/sibyl.db (tests); DataDir, when set,
+	// still holds the incarnation counter.
 	Store Store
 	// SyncRate caps a snapshot transfer to a sibling, in bytes per second (0: no cap).
 	SyncRate int64
@@ -137,9 +138,7 @@ func New(cfg Config) (*Node, error) {
 		conns: map[*websocket.Conn]struct{}{}}
 	n.ids = command.NewIDGen(cfg.ID, rand.Reader)
 	n.subs = newSubManager(n)
-	if cfg.Store != nil {
-		n.store = cfg.Store
-	} else {
+	if cfg.DataDir != "" {
 		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 			return nil, fmt.Errorf("node: data directory %s: %w", cfg.DataDir, err)
 		}
@@ -148,6 +147,10 @@ func New(cfg Config) (*Node, error) {
 			return nil, err
 		}
 		n.incarnation = inc
+	}
+	if cfg.Store != nil {
+		n.store = cfg.Store
+	} else {
 		st, err := OpenBolt(filepath.Join(cfg.DataDir, "sibyl.db"))
 		if err != nil {
 			return nil, fmt.Errorf("node: opening store: %w", err)

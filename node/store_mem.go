@@ -17,6 +17,16 @@ func NewMemStore() Store {
 	return &memStore{groups: make(map[command.ServerID]*memGroup)}
 }
 
+// ReopenMemStore returns a new handle on the data of s, a memory store that was closed:
+// what a restarted process finds when it opens its store file again. It panics if s is
+// not a memory store.
+func ReopenMemStore(s Store) Store {
+	old := s.(*memStore)
+	old.mu.Lock()
+	defer old.mu.Unlock()
+	return &memStore{groups: old.groups}
+}
+
 var errMemClosed = errors.New("memory store is closed")
 
 // memStore serialises writers and lets readers share, like bbolt.

@@ -32,6 +32,7 @@ type eventWrite struct {
 // retrying every write with its key until it is acknowledged (a retry answers the first
 // result, so each write is recorded once, with the position it took).
 type eventWriters struct {
+	pace   time.Duration // think time after each acknowledged write
 	mu     sync.Mutex
 	writes []eventWrite
 	acked  atomic.Int64
@@ -68,6 +69,9 @@ func (ew *eventWriters) run(ctx context.Context, id int, cl *client.Client, g co
 			version: rep.Resource.Version, kind: kind, acknowledged: time.Now()})
 		ew.mu.Unlock()
 		ew.acked.Add(1)
+		if ew.pace > 0 {
+			time.Sleep(ew.pace) // think time; not synchronisation
+		}
 	}
 }
 

@@ -33,6 +33,9 @@ type writer struct {
 	// acknowledged or opTimeout passes, as a client riding out a failover does.
 	keyed     bool
 	opTimeout time.Duration
+	// pace, when set, is a think time after each acknowledged write (a client that does
+	// other work between writes).
+	pace      time.Duration
 	mu        sync.Mutex
 	ackTimes  []int64  // history times of acknowledgements
 	ackCalls  []int64  // history times the acknowledged writes were sent
@@ -122,6 +125,8 @@ func (w *writer) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		if w.step(ctx) != "" {
 			time.Sleep(10 * time.Millisecond) // pace retries after a failure; not synchronisation
+		} else if w.pace > 0 {
+			time.Sleep(w.pace) // think time; not synchronisation
 		}
 	}
 }

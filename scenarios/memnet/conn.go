@@ -23,9 +23,10 @@ type end struct {
 }
 
 type pipe struct {
-	chunks []chunk
-	size   int
-	eof    bool // the writing end closed: EOF after the chunks
+	chunks  []chunk
+	size    int
+	eof     bool   // the writing end closed: EOF after the chunks
+	changed signal // bytes or EOF written, bytes read, an end closed, a deadline set
 }
 
 type chunk struct {
@@ -41,7 +42,9 @@ func (c *conn) closeLocked(i int) {
 	}
 	c.ends[i].closed = true
 	c.pipes[i].eof = true
-	c.pipes[1-i] = pipe{eof: c.pipes[1-i].eof}
+	c.pipes[1-i].chunks, c.pipes[1-i].size = nil, 0
+	c.pipes[0].changed.fire()
+	c.pipes[1].changed.fire()
 	if c.ends[0].closed && c.ends[1].closed {
 		delete(c.n.conns, c)
 	}
@@ -84,7 +87,7 @@ func (e *endpoint) Read(b []byte) (int, error) {
 					if len(head.b) == 0 {
 						in.chunks = in.chunks[1:]
 					}
-					n.broadcastLocked() // room for the writer
+					in.changed.fire() // room for the writer
 					return k, nil
 				}
 				until = head.at
@@ -95,7 +98,7 @@ func (e *endpoint) Read(b []byte) (int, error) {
 		if !me.rdl.IsZero() && (until.IsZero() || me.rdl.Before(until)) {
 			until = me.rdl
 		}
-		_ = n.wait(nil, until)
+		_ = n.wait(nil, until, &in.changed)
 	}
 }
 
@@ -122,10 +125,10 @@ func (e *endpoint) Write(b []byte) (int, error) {
 			}
 			out.chunks = append(out.chunks, chunk{at: at, b: append([]byte(nil), b...)})
 			out.size += len(b)
-			n.broadcastLocked()
+			out.changed.fire()
 			return len(b), nil
 		}
-		_ = n.wait(nil, me.wdl)
+		_ = n.wait(nil, me.wdl, &out.changed)
 	}
 }
 
@@ -134,7 +137,6 @@ func (e *endpoint) Close() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	e.c.closeLocked(e.side)
-	n.broadcastLocked()
 	return nil
 }
 
@@ -158,6 +160,7 @@ func (e *endpoint) setDeadlines(set func(*end)) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	set(e.me())
-	n.broadcastLocked()
+	e.c.pipes[0].changed.fire()
+	e.c.pipes[1].changed.fire()
 	return nil
 }

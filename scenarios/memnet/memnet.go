@@ -23,7 +23,7 @@ type Network struct {
 	Latency func(from, to string) time.Duration
 
 	mu        sync.Mutex
-	changed   chan struct{} // closed and replaced on every change, waking every waiter
+	changed   signal // partitions, crashes, listeners: wakes every waiter
 	listeners map[string]*listener
 	conns     map[*conn]struct{}
 	blocked   map[[2]string]bool // {from, to}: bytes from from do not reach to
@@ -34,20 +34,40 @@ type Network struct {
 
 // New returns an empty network without latency or partitions.
 func New() *Network {
-	return &Network{changed: make(chan struct{}), listeners: map[string]*listener{}, conns: map[*conn]struct{}{},
+	return &Network{listeners: map[string]*listener{}, conns: map[*conn]struct{}{},
 		blocked: map[[2]string]bool{}, hosts: map[string]bool{}, down: map[string]bool{}, nextPort: 40000}
 }
 
-// broadcastLocked wakes every goroutine waiting on the network.
-func (n *Network) broadcastLocked() {
-	close(n.changed)
-	n.changed = make(chan struct{})
+// signal wakes the goroutines waiting on it when it fires. Use it with the network's lock
+// held; its channel is made only when someone waits.
+type signal struct{ ch chan struct{} }
+
+func (s *signal) channel() <-chan struct{} {
+	if s.ch == nil {
+		s.ch = make(chan struct{})
+	}
+	return s.ch
 }
 
-// wait releases the lock until the network changes, until (when not zero) or ctx ends,
-// and takes it again. It reports ctx's error, if that is what ended the wait.
-func (n *Network) wait(ctx context.Context, until time.Time) error {
-	ch := n.changed
+func (s *signal) fire() {
+	if s.ch != nil {
+		close(s.ch)
+		s.ch = nil
+	}
+}
+
+// broadcastLocked wakes every goroutine waiting on the network.
+func (n *Network) broadcastLocked() { n.changed.fire() }
+
+// wait releases the lock until the network changes, sig (when not nil) fires, until (when
+// not zero) passes or ctx ends, and takes it again. It reports ctx's error, if that is
+// what ended the wait.
+func (n *Network) wait(ctx context.Context, until time.Time, sig *signal) error {
+	ch := n.changed.channel()
+	var local <-chan struct{}
+	if sig != nil {
+		local = sig.channel()
+	}
 	n.mu.Unlock()
 	defer n.mu.Lock()
 	var timer <-chan time.Time
@@ -62,6 +82,7 @@ func (n *Network) wait(ctx context.Context, until time.Time) error {
 	}
 	select {
 	case <-ch:
+	case <-local:
 	case <-timer:
 	case <-done:
 		return ctx.Err()
@@ -199,12 +220,12 @@ func (n *Network) dial(ctx context.Context, from, addr string) (net.Conn, error)
 	}
 	// The handshake crosses the link both ways: a partition either way makes it hang.
 	for n.cutLocked(from, to) || n.cutLocked(to, from) {
-		if err := n.wait(ctx, time.Time{}); err != nil {
+		if err := n.wait(ctx, time.Time{}, nil); err != nil {
 			return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: memAddr(addr), Err: os.ErrDeadlineExceeded}
 		}
 	}
 	if rtt := n.latencyLocked(from, to) + n.latencyLocked(to, from); rtt > 0 {
-		if err := n.wait(ctx, time.Now().Add(rtt)); err != nil {
+		if err := n.wait(ctx, time.Now().Add(rtt), nil); err != nil {
 			return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: memAddr(addr), Err: os.ErrDeadlineExceeded}
 		}
 	}
@@ -219,7 +240,7 @@ func (n *Network) dial(ctx context.Context, from, addr string) (net.Conn, error)
 	c.ends[1] = end{host: to, addr: addr}
 	n.conns[c] = struct{}{}
 	l.pending = append(l.pending, &endpoint{c: c, side: 1})
-	n.broadcastLocked()
+	l.arrived.fire()
 	return &endpoint{c: c, side: 0}, nil
 }
 
@@ -232,6 +253,7 @@ type listener struct {
 	n       *Network
 	addr    string
 	pending []*endpoint
+	arrived signal
 	closed  bool
 }
 
@@ -247,7 +269,7 @@ func (l *listener) Accept() (net.Conn, error) {
 			l.pending = l.pending[1:]
 			return e, nil
 		}
-		_ = l.n.wait(nil, time.Time{})
+		_ = l.n.wait(nil, time.Time{}, &l.arrived)
 	}
 }
 
@@ -262,6 +284,7 @@ func (l *listener) Close() error {
 // closeLocked closes the listener and refuses the connections not yet accepted.
 func (l *listener) closeLocked() {
 	l.closed = true
+	l.arrived.fire()
 	for _, e := range l.pending {
 		e.c.closeLocked(e.side)
 	}
