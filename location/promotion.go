@@ -165,7 +165,7 @@ func (c *Controller) planPromotions(t *leaderTerm, d command.Directory, reports 
 			continue
 		}
 		c.wg.Add(1)
-		go c.promote(t, g, a.auto)
+		go c.promote(t, g, a.auto, a.why)
 	}
 }
 
@@ -179,6 +179,7 @@ type promotionAction struct {
 	start   bool
 	auto    bool
 	overdue time.Duration
+	why     string // what made the main count as failed, for the log
 }
 
 // planPromotionActions is the leader's promotion planning for one round, a function of the
@@ -204,6 +205,10 @@ func planPromotionActions(t *leaderTerm, d command.Directory, reports reportSet,
 		// sibling hears a main to refuse an automatic seal for.
 		auto := g.Main != 0
 		failed := g.Main == 0 || mainFailed(t, &d, g.Main)
+		why := "no main"
+		if g.Main != 0 {
+			why = "main down or gone"
+		}
 		var overdue time.Duration
 		if !failed && awaitingBarrier(&g, reports) {
 			// A chosen main is alive but its barrier did not commit in time (cut off from
@@ -211,7 +216,7 @@ func planPromotionActions(t *leaderTerm, d command.Directory, reports reportSet,
 			since := t.promo.chosenSince(g.Server, g.Epoch, now)
 			if barrierOverdue(&g, reports, since, now, downAfter) {
 				overdue = now.Sub(since)
-				failed, auto = true, false
+				failed, auto, why = true, false, "barrier overdue"
 			}
 		}
 		if !failed {
@@ -222,11 +227,13 @@ func planPromotionActions(t *leaderTerm, d command.Directory, reports reportSet,
 			noQuorum, silent := mainNoQuorum(&g, reports)
 			fresh := votersFresh(t, &g, now, downAfter)
 			useless := t.promo.uselessFor(g.Server, fresh && (noQuorum || silent), now)
-			if (noQuorum && useless >= downAfter/2) || (silent && useless >= downAfter) {
-				failed, auto = true, false
+			if noQuorum && useless >= downAfter/2 {
+				failed, auto, why = true, false, "main reports no write quorum"
+			} else if silent && useless >= downAfter {
+				failed, auto, why = true, false, "main reports no role in its epoch"
 			}
 		}
-		a := promotionAction{group: g, auto: auto, overdue: overdue}
+		a := promotionAction{group: g, auto: auto, overdue: overdue, why: why}
 		// Sealing fewer than R voters of a config cannot succeed, and every seal it does
 		// place fences the current main: wait until enough voters are up.
 		a.start = failed && sealable(&g, &d) && t.promo.tryStart(g.Server, now)
@@ -327,7 +334,7 @@ func mainFailed(t *leaderTerm, d *command.Directory, main uint16) bool {
 }
 
 // promote runs one automatic attempt for group g.
-func (c *Controller) promote(t *leaderTerm, g command.GroupInfo, auto bool) {
+func (c *Controller) promote(t *leaderTerm, g command.GroupInfo, auto bool, why string) {
 	defer c.wg.Done()
 	start := c.now()
 	ok := false
@@ -337,7 +344,7 @@ func (c *Controller) promote(t *leaderTerm, g command.GroupInfo, auto bool) {
 		return
 	}
 	log := c.log.With().Uint16("group", g.Server).Uint64("epoch", epoch).Uint16("from", g.Main).Logger()
-	log.Info().Msg("promotion: sealing")
+	log.Info().Bool("auto", auto).Str("why", why).Msg("promotion: sealing")
 	replies := c.seal(t, &g, command.SealRequest{Server: g.Server, Epoch: epoch, From: g.Main, Auto: auto})
 	cmd, chosen := decidePromotion(&g, epoch, replies, mainFenced(t, &g, replies, c.now(), c.cfg.DownAfter))
 	if _, abandon := cmd.(abandonPromotion); abandon {

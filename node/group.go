@@ -51,10 +51,9 @@ type group struct {
 	commit  uint64
 	applied uint64
 	copyID  string
-	// lastHeard is when a sibling last accepted its main's stream; streamUp whether a
-	// replication connection from the main is open now.
+	// lastHeard is when a sibling last accepted its main's stream (whether a replication
+	// connection from the main is open now is the node's count, Node.streamsOf).
 	lastHeard time.Time
-	streamUp  int
 	// sealed is the highest epoch this copy was sealed at.
 	sealed uint64
 	// resyncing: the copy is being (or was being) rebuilt from a snapshot and holds

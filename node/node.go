@@ -93,6 +93,9 @@ type Node struct {
 	connMu sync.Mutex
 	conns  map[*websocket.Conn]struct{} // node-to-node connections this node accepted
 
+	streamMu sync.Mutex
+	streams  map[command.ServerID]int // open replication connections from mains, by group
+
 	mu     sync.RWMutex
 	dir    *command.Directory
 	groups map[command.ServerID]*group
@@ -135,7 +138,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With().Uint16("node", uint16(cfg.ID)).Logger(),
 		instance: ulid.Make().String(), groups: map[command.ServerID]*group{}, metrics: newMetrics(),
-		conns: map[*websocket.Conn]struct{}{}}
+		conns: map[*websocket.Conn]struct{}{}, streams: map[command.ServerID]int{}}
 	n.ids = command.NewIDGen(cfg.ID, rand.Reader)
 	n.subs = newSubManager(n)
 	if cfg.DataDir != "" {

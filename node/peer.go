@@ -86,18 +86,19 @@ func (l *peerLink) run() {
 			continue
 		}
 		backoff = 50 * time.Millisecond
-		l.serve(conn)
+		why := l.serve(conn)
+		l.g.log.Debug().Str("why", why).Uint16("sibling", l.node).Msg("replication link closed")
 		conn.Close()
 	}
 }
 
-// serve runs one connection until it fails or the link stops.
-func (l *peerLink) serve(conn *websocket.Conn) {
+// serve runs one connection until it fails or the link stops, and says why it ended.
+func (l *peerLink) serve(conn *websocket.Conn) string {
 	g := l.g
 	g.mu.Lock()
 	if g.main == nil {
 		g.mu.Unlock()
-		return
+		return "not main"
 	}
 	g.main.ResetPeer(l.node)
 	g.mu.Unlock()
@@ -126,7 +127,7 @@ func (l *peerLink) serve(conn *websocket.Conn) {
 		g.mu.Lock()
 		if g.main == nil {
 			g.mu.Unlock()
-			return
+			return "stepped down"
 		}
 		var msgs []*sibling.Append
 		for {
@@ -159,14 +160,14 @@ func (l *peerLink) serve(conn *websocket.Conn) {
 			buf = sibling.MarshalAppend(buf[:0], m)
 			conn.SetWriteDeadline(time.Now().Add(g.n.cfg.DownAfter))
 			if err := conn.WriteMessage(websocket.BinaryMessage, buf); err != nil {
-				return
+				return "write: " + err.Error()
 			}
 		}
 		select {
 		case <-l.stop:
-			return
+			return "link stopped"
 		case <-readerDone:
-			return
+			return "ack stream ended"
 		case <-heartbeat.C:
 			beat = true
 		case <-l.kickCh:
@@ -190,16 +191,18 @@ func (n *Node) serveRepl(w http.ResponseWriter, r *http.Request) {
 	// without waiting for its heartbeats to time out.
 	gid, _ := strconv.Atoi(r.URL.Query().Get("group"))
 	from, _ := strconv.Atoi(r.URL.Query().Get("from"))
-	if lg := n.localGroup(command.ServerID(gid)); lg != nil {
-		lg.streamOpened()
-		defer lg.streamClosed(uint16(from))
-	}
+	// Counted by group ID, not on the group's copy: the main may connect before this node
+	// holds a copy (it just restarted with an empty disk), or the copy may be rebuilt
+	// while the connection lasts; either way the copy hears its main.
+	n.streamOpened(command.ServerID(gid))
+	defer n.streamClosed(command.ServerID(gid), uint16(from))
 	in := make(chan *sibling.Append, 256)
 	go func() {
 		defer close(in)
 		for {
 			_, b, err := conn.ReadMessage()
 			if err != nil {
+				n.log.Debug().Err(err).Int("group", gid).Int("main", from).Msg("replication stream from the main ended")
 				return
 			}
 			m, err := sibling.UnmarshalAppend(b)
@@ -249,22 +252,40 @@ func (n *Node) serveRepl(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (g *group) streamOpened() {
-	g.mu.Lock()
-	g.streamUp++
-	g.mu.Unlock()
+// streamOpened counts a replication connection from the main of group gid.
+func (n *Node) streamOpened(gid command.ServerID) {
+	n.streamMu.Lock()
+	n.streams[gid]++
+	n.streamMu.Unlock()
 }
 
-// streamClosed notes a lost link from main; if it was the directory's main of the group and
-// the node is not shutting down, the controller leader hears of it.
-func (g *group) streamClosed(main uint16) {
-	g.mu.Lock()
-	g.streamUp--
-	report := g.streamUp == 0 && g.role == roleSibling
-	g.mu.Unlock()
-	gi := g.n.directoryGroup(g.id)
-	if !report || gi == nil || gi.Main != main || g.n.ctx.Err() != nil {
+// streamsOf is how many replication connections from a main of group gid are open.
+func (n *Node) streamsOf(gid command.ServerID) int {
+	n.streamMu.Lock()
+	defer n.streamMu.Unlock()
+	return n.streams[gid]
+}
+
+// streamClosed notes a lost link from main; if it was the last, the copy is a sibling, main
+// is still the directory's main of the group and the node is not shutting down, the
+// controller leader hears of it.
+func (n *Node) streamClosed(gid command.ServerID, main uint16) {
+	n.streamMu.Lock()
+	n.streams[gid]--
+	left := n.streams[gid]
+	if left == 0 {
+		delete(n.streams, gid)
+	}
+	n.streamMu.Unlock()
+	g := n.localGroup(gid)
+	if left > 0 || g == nil || n.ctx.Err() != nil {
 		return
 	}
-	go g.n.reportSuspect(g.id, main)
+	g.mu.Lock()
+	sibling := g.role == roleSibling
+	g.mu.Unlock()
+	if gi := n.directoryGroup(gid); !sibling || gi == nil || gi.Main != main {
+		return
+	}
+	go n.reportSuspect(gid, main)
 }

@@ -43,7 +43,8 @@ func (g *group) seal(req *command.SealRequest) (command.SealReply, int, string) 
 	if g.resyncing {
 		return out, http.StatusConflict, "this copy is being rebuilt from a snapshot and holds nothing to report"
 	}
-	if req.Auto && g.streamUp > 0 && time.Since(g.lastHeard) < g.n.cfg.DownAfter {
+	streams := g.n.streamsOf(g.id)
+	if req.Auto && streams > 0 && time.Since(g.lastHeard) < g.n.cfg.DownAfter {
 		return out, http.StatusConflict, "this copy still hears the main"
 	}
 	m, err := g.gs.Meta()
@@ -63,8 +64,12 @@ func (g *group) seal(req *command.SealRequest) (command.SealReply, int, string) 
 	g.follower.Seal(req.Epoch)
 	g.sealed = req.Epoch
 	le, ls := g.follower.Last()
-	g.log.Info().Uint64("epoch", req.Epoch).Uint16("from", req.From).Uint64("lastEpoch", le).Uint64("lastSeq", ls).
-		Msg("sealed for a promotion")
+	ev := g.log.Info().Uint64("epoch", req.Epoch).Uint16("from", req.From).Uint64("lastEpoch", le).Uint64("lastSeq", ls).
+		Bool("auto", req.Auto).Int("streams", streams)
+	if !g.lastHeard.IsZero() {
+		ev = ev.Dur("heardAgo", time.Since(g.lastHeard))
+	}
+	ev.Msg("sealed for a promotion")
 	return command.SealReply{Node: uint16(g.n.cfg.ID), LastEpoch: le, LastSeq: ls, CommitSeq: g.follower.Commit(),
 		CopyID: g.copyID}, http.StatusOK, ""
 }

@@ -3,6 +3,11 @@
 // cluster.json names, and every run checked: the operation history with porcupine
 // (History), and acknowledged writes counted against what the cluster holds afterwards.
 //
+// The same code also runs in one process (inproc_*_test.go): controllers and nodes on
+// memnet, an in-memory network, inside a testing/synctest bubble, so seeded fault
+// schedules of many seconds run in about a second each on virtual time, checked the same
+// way. -inproc.seed=N replays one; -inproc.runs (or SIBYL_INPROC_RUNS) sets how many.
+//
 // TestMain builds the binary once. Each test starts its own cluster on its own ports
 // (chosen from a seeded sequence, printed with the seed) and data directory, and stops it
 // when done.

@@ -3,10 +3,12 @@ package scenarios
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,12 +27,16 @@ import (
 // the nodes' heartbeats and failure detection, the clients') runs on the bubble's
 // virtual clock, and faults are memnet's partitions and crashes.
 type memCluster struct {
-	t     *testing.T
-	net   *memnet.Network
-	dir   string
-	logs  *lockedBuffer
-	ctrls []*memCtrl
-	nodes []*memNode
+	t    *testing.T
+	net  *memnet.Network
+	dir  string
+	logs *lockedBuffer
+	// logFile is SIBYL_INPROC_LOG, opened by the first logger.
+	logFileOnce sync.Once
+	logFile     io.Writer
+	testLog     zerolog.Logger
+	ctrls       []*memCtrl
+	nodes       []*memNode
 	// bolt: nodes keep their data in bbolt files, as the binary does. Otherwise in
 	// node's memory store (same group logic and encoding, no fsync): a schedule then
 	// costs CPU, not disk flushes, as virtual time stands still during an fsync.
@@ -66,6 +72,7 @@ func startMemCluster(t *testing.T, net *memnet.Network, controllers, nodes int) 
 	for i := 1; i <= nodes; i++ {
 		m.nodes = append(m.nodes, &memNode{id: i, host: fmt.Sprintf("10.0.0.%d", i)})
 	}
+	m.testLog = m.logger("test")
 	for _, c := range m.ctrls {
 		m.startCtrl(c)
 	}
@@ -87,9 +94,27 @@ func startMemCluster(t *testing.T, net *memnet.Network, controllers, nodes int) 
 	return m
 }
 
+// logger logs warnings and errors into m.logs (printed when a schedule fails), or
+// everything from info up into the file SIBYL_INPROC_LOG names, to follow a replay.
 func (m *memCluster) logger(name string) zerolog.Logger {
-	return zerolog.New(m.logs).Level(zerolog.WarnLevel).With().Timestamp().Str("proc", name).Logger()
+	var w io.Writer = m.logs
+	level := zerolog.WarnLevel
+	if path := os.Getenv("SIBYL_INPROC_LOG"); path != "" {
+		m.logFileOnce.Do(func() {
+			f, err := os.Create(path)
+			if err != nil {
+				m.t.Fatal(err)
+			}
+			m.t.Cleanup(func() { f.Close() })
+			m.logFile = zerolog.SyncWriter(f)
+		})
+		w, level = m.logFile, zerolog.DebugLevel
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Str("proc", name).Logger()
 }
+
+// note writes a line of the test's own (a fault injected, healed) among the processes' logs.
+func (m *memCluster) note(msg string) { m.testLog.Warn().Msg(msg) }
 
 func (m *memCluster) startCtrl(c *memCtrl) {
 	peers := map[string]string{}
