@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -48,6 +49,7 @@ type inprocResult struct {
 	h         *History
 	writers   []*writer
 	ew        *eventWriters
+	reads     atomic.Int64 // linearizable reads answered during the schedule
 	events    [][]client.Event
 	lost      int
 	promoted  uint64 // epochs the group went through
@@ -66,7 +68,7 @@ type inprocResult struct {
 // subscriber once and in order.
 func TestInProcFaults(t *testing.T) {
 	seeds := inprocSeeds()
-	var ops, acked, lost, promotions int
+	var ops, acked, reads, lost, promotions int
 	var virtual time.Duration
 	start := time.Now()
 	for _, seed := range seeds {
@@ -75,11 +77,12 @@ func TestInProcFaults(t *testing.T) {
 			if r.h == nil {
 				return // failed before the workload started
 			}
-			t.Logf("seed %d: %s; %d ops, %d acked, %d epochs, %v virtual", seed, strings.Join(r.faults, ", "),
-				r.h.Len(), ackedOf(r), r.promoted, r.virtual.Round(time.Millisecond))
+			t.Logf("seed %d: %s; %d ops, %d acked, %d reads, %d epochs, %v virtual", seed, strings.Join(r.faults, ", "),
+				r.h.Len(), ackedOf(r), r.reads.Load(), r.promoted, r.virtual.Round(time.Millisecond))
 			checkInProc(t, r)
 			ops += r.h.Len()
 			acked += ackedOf(r)
+			reads += int(r.reads.Load())
 			lost += r.lost
 			promotions += int(r.promoted)
 			virtual += r.virtual
@@ -88,8 +91,8 @@ func TestInProcFaults(t *testing.T) {
 			}
 		})
 	}
-	t.Logf("%d schedules in %v (%v virtual): %d operations, %d acknowledged writes, %d lost, %d epochs past the first",
-		len(seeds), time.Since(start).Round(time.Millisecond), virtual.Round(time.Second), ops, acked, lost, promotions)
+	t.Logf("%d schedules in %v (%v virtual): %d operations, %d acknowledged writes, %d linearizable reads, %d lost, %d epochs past the first",
+		len(seeds), time.Since(start).Round(time.Millisecond), virtual.Round(time.Second), ops, acked, reads, lost, promotions)
 }
 
 func inprocSeeds() []uint64 {
@@ -189,6 +192,12 @@ func runInProc(t *testing.T, seed uint64) *inprocResult {
 			cl := newClient(inprocWriters + 2 + i)
 			wg.Go(func() { r.ew.run(ctx, i, cl, 1, 1<<30) })
 		}
+		// Two readers read the writers' resources linearizably, each through its own node:
+		// a read that misses an acknowledged write fails the porcupine check.
+		for i := 0; i < 2; i++ {
+			cl := newClient(inprocWriters + 4 + i)
+			wg.Go(func() { r.reads.Add(readLoop(ctx, 100+i, cl, r.h, r.writers)) })
+		}
 
 		// The schedule.
 		time.Sleep(dur(200*time.Millisecond, time.Second))
@@ -261,6 +270,26 @@ func runInProc(t *testing.T, seed uint64) *inprocResult {
 		}
 	})
 	return r
+}
+
+// readLoop reads the writers' resources in turn, linearizably, recording each answer in h,
+// until ctx ends; it returns how many reads were answered. A failed read changes nothing
+// and is not recorded.
+func readLoop(ctx context.Context, id int, cl *client.Client, h *History, ws []*writer) int64 {
+	var n int64
+	for i := 0; ctx.Err() == nil; i++ {
+		w := ws[i%len(ws)]
+		call := h.Now()
+		rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		rep, err := cl.Get(rctx, w.rid, command.Linearizable)
+		cancel()
+		if err == nil {
+			h.Read(id, w.rid, call, string(rep.Resource.Data), rep.Resource.Version, true)
+			n++
+		}
+		time.Sleep(30 * time.Millisecond) // think time; not synchronisation
+	}
+	return n
 }
 
 // inprocInject starts one fault on m, chosen by rand, and returns how to end it.
