@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -44,17 +45,19 @@ type inprocFault struct {
 
 // inprocResult is what one schedule produced, for the checks run outside the bubble.
 type inprocResult struct {
-	seed      uint64
-	faults    []string
-	h         *History
-	writers   []*writer
-	ew        *eventWriters
-	reads     atomic.Int64 // linearizable reads answered during the schedule
-	events    [][]client.Event
-	lost      int
-	promoted  uint64 // epochs the group went through
-	virtual   time.Duration
-	tailOnErr string
+	seed    uint64
+	faults  []string
+	h       *History
+	writers []*writer
+	ew      *eventWriters
+	reads   atomic.Int64 // linearizable reads answered during the schedule
+	// siblingReads answered; backwards: how many of them were older than an earlier one.
+	siblingReads, backwards atomic.Int64
+	events                  [][]client.Event
+	lost                    int
+	promoted                uint64 // epochs the group went through
+	virtual                 time.Duration
+	tailOnErr               string
 }
 
 // TestInProcFaults runs seeded fault schedules against a location of 3 controllers and
@@ -68,7 +71,7 @@ type inprocResult struct {
 // subscriber once and in order.
 func TestInProcFaults(t *testing.T) {
 	seeds := inprocSeeds()
-	var ops, acked, reads, lost, promotions int
+	var ops, acked, reads, sibReads, lost, promotions int
 	var virtual time.Duration
 	start := time.Now()
 	for _, seed := range seeds {
@@ -77,12 +80,13 @@ func TestInProcFaults(t *testing.T) {
 			if r.h == nil {
 				return // failed before the workload started
 			}
-			t.Logf("seed %d: %s; %d ops, %d acked, %d reads, %d epochs, %v virtual", seed, strings.Join(r.faults, ", "),
-				r.h.Len(), ackedOf(r), r.reads.Load(), r.promoted, r.virtual.Round(time.Millisecond))
+			t.Logf("seed %d: %s; %d ops, %d acked, %d reads, %d sibling reads, %d epochs, %v virtual", seed, strings.Join(r.faults, ", "),
+				r.h.Len(), ackedOf(r), r.reads.Load(), r.siblingReads.Load(), r.promoted, r.virtual.Round(time.Millisecond))
 			checkInProc(t, r)
 			ops += r.h.Len()
 			acked += ackedOf(r)
 			reads += int(r.reads.Load())
+			sibReads += int(r.siblingReads.Load())
 			lost += r.lost
 			promotions += int(r.promoted)
 			virtual += r.virtual
@@ -91,8 +95,8 @@ func TestInProcFaults(t *testing.T) {
 			}
 		})
 	}
-	t.Logf("%d schedules in %v (%v virtual): %d operations, %d acknowledged writes, %d linearizable reads, %d lost, %d epochs past the first",
-		len(seeds), time.Since(start).Round(time.Millisecond), virtual.Round(time.Second), ops, acked, reads, lost, promotions)
+	t.Logf("%d schedules in %v (%v virtual): %d operations, %d acknowledged writes, %d linearizable reads, %d sibling reads, %d lost, %d epochs past the first",
+		len(seeds), time.Since(start).Round(time.Millisecond), virtual.Round(time.Second), ops, acked, reads, sibReads, lost, promotions)
 }
 
 func inprocSeeds() []uint64 {
@@ -198,6 +202,16 @@ func runInProc(t *testing.T, seed uint64) *inprocResult {
 			cl := newClient(inprocWriters + 4 + i)
 			wg.Go(func() { r.reads.Add(readLoop(ctx, 100+i, cl, r.h, r.writers)) })
 		}
+		// A third reads at siblings: possibly stale, but never older than what this client
+		// saw before (REPLICATION.md invariant 10), across reconnects to other nodes.
+		// Every tenth read it is cut off from its node, so it reads on at the next one.
+		sibCl := newClient(inprocWriters + 6)
+		moveOn := func() {
+			if u, err := url.Parse(sibCl.Addr()); err == nil && u.Hostname() != "" {
+				net.Sever(fmt.Sprintf("10.0.9.%d", inprocWriters+7), u.Hostname())
+			}
+		}
+		wg.Go(func() { siblingReadLoop(ctx, sibCl, r, moveOn) })
 
 		// The schedule.
 		time.Sleep(dur(200*time.Millisecond, time.Second))
@@ -290,6 +304,31 @@ func readLoop(ctx context.Context, id int, cl *client.Client, h *History, ws []*
 		time.Sleep(30 * time.Millisecond) // think time; not synchronisation
 	}
 	return n
+}
+
+// siblingReadLoop reads the writers' resources at siblings until ctx ends, counting the
+// answers and those older than one this client had already seen; moveOn, called every
+// tenth read, drops the client's connection so that it continues at another node.
+func siblingReadLoop(ctx context.Context, cl *client.Client, r *inprocResult, moveOn func()) {
+	seen := map[string]uint64{}
+	for i := 0; ctx.Err() == nil; i++ {
+		if i%10 == 9 {
+			moveOn()
+		}
+		w := r.writers[i%len(r.writers)]
+		rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		rep, err := cl.Get(rctx, w.rid, command.SiblingRead)
+		cancel()
+		if err == nil {
+			r.siblingReads.Add(1)
+			if v := rep.Resource.Version; v < seen[w.rid] {
+				r.backwards.Add(1)
+			} else {
+				seen[w.rid] = v
+			}
+		}
+		time.Sleep(30 * time.Millisecond) // think time; not synchronisation
+	}
 }
 
 // inprocInject starts one fault on m, chosen by rand, and returns how to end it.
@@ -406,6 +445,9 @@ func errName(err error) string {
 func checkInProc(t *testing.T, r *inprocResult) {
 	if r.lost > 0 {
 		t.Errorf("seed %d: %d acknowledged writes lost", r.seed, r.lost)
+	}
+	if b := r.backwards.Load(); b > 0 {
+		t.Errorf("seed %d: %d of %d sibling reads went back behind a version this client had read", r.seed, b, r.siblingReads.Load())
 	}
 	if err := r.h.Check(60 * time.Second); err != nil {
 		t.Errorf("seed %d: %v", r.seed, err)

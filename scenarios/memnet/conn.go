@@ -14,6 +14,7 @@ type conn struct {
 	n     *Network
 	ends  [2]end
 	pipes [2]pipe
+	reset bool // severed: reads and writes fail with ECONNRESET rather than EOF
 }
 
 type end struct {
@@ -69,6 +70,9 @@ func (e *endpoint) Read(b []byte) (int, error) {
 	defer n.mu.Unlock()
 	for {
 		me, in := e.me(), &e.c.pipes[1-e.side]
+		if e.c.reset {
+			return 0, e.opError("read", syscall.ECONNRESET)
+		}
 		if me.closed {
 			return 0, e.opError("read", net.ErrClosed)
 		}
@@ -108,6 +112,9 @@ func (e *endpoint) Write(b []byte) (int, error) {
 	defer n.mu.Unlock()
 	for {
 		me, out := e.me(), &e.c.pipes[e.side]
+		if e.c.reset {
+			return 0, e.opError("write", syscall.ECONNRESET)
+		}
 		if me.closed {
 			return 0, e.opError("write", net.ErrClosed)
 		}

@@ -157,6 +157,22 @@ func (n *Network) Crash(h string) {
 	n.broadcastLocked()
 }
 
+// Sever ends every connection between hosts a and b, as a reset from a middlebox does:
+// both ends see an error at once, and new connections may be dialled straight away.
+func (n *Network) Sever(a, b string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for c := range n.conns {
+		h0, h1 := c.ends[0].host, c.ends[1].host
+		if (h0 == a && h1 == b) || (h0 == b && h1 == a) {
+			c.reset = true
+			c.closeLocked(0)
+			c.closeLocked(1)
+		}
+	}
+	n.broadcastLocked()
+}
+
 // Close crashes every host: every connection and listener ends.
 func (n *Network) Close() {
 	n.mu.Lock()

@@ -163,3 +163,20 @@ func TestHTTPOverMemnet(t *testing.T) {
 		n.Close()
 	})
 }
+
+func TestSeverResetsBothEndsAndAllowsRedial(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := New()
+		c, s := pair(t, n)
+		n.Sever("a", "b")
+		if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("client read after sever: %v", err)
+		}
+		if _, err := s.Write([]byte("x")); !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("server write after sever: %v", err)
+		}
+		if _, err := n.Dialer("a")(context.Background(), "tcp", "b:1"); err != nil {
+			t.Fatalf("dial after sever: %v", err)
+		}
+	})
+}
