@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -124,14 +125,30 @@ func (tn *testNode) stop() {
 	tn.n.Close()
 }
 
+// freeAddr returns a loopback address free now, for a node that listens on it later (and
+// again after a restart). Its port comes from 5000-9999: below the kernel's ephemeral
+// range (32768 and up), so no outgoing connection of another test process takes it
+// between the check and the listen, and below the ranges the end-to-end tests of
+// cmd/sibyl and scenarios/ use (10000 and up). Ports are handed out in turn from a start
+// that differs per process.
 func freeAddr(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range portSpan {
+		p := portBase + int(nextPort.Add(1))%portSpan
+		addr := "127.0.0.1:" + strconv.Itoa(p)
+		if ln, err := net.Listen("tcp", addr); err == nil {
+			ln.Close()
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no free port in 5000-9999")
+	return ""
 }
+
+const portBase, portSpan = 5000, 5000
+
+var nextPort atomic.Int64
+
+func init() { nextPort.Store(int64(os.Getpid() * 97 % portSpan)) }
 
 // testCluster: four nodes; group 1 has main 1 and voting siblings 2, 3, 4; groups 2..4 have
 // their node as main and no siblings.
