@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"slices"
 	"sync"
@@ -546,16 +545,6 @@ func (c *Controller) sendSeal(ctx context.Context, addr string, req command.Seal
 // errStillHears is a sibling's refusal of an automatic seal: it still hears the main.
 var errStillHears = errors.New("the sibling still hears the main")
 
-// dialTimeout connects to addr through the configured Dial (TCP when none).
-func (c *Controller) dialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
-	if c.cfg.Dial == nil {
-		return net.DialTimeout("tcp", addr, timeout)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	return c.cfg.Dial(ctx, "tcp", addr)
-}
-
 // probe checks whether anything listens at a suspected main's address. A refused
 // connection means its process is gone (a kill, a crash), which lets promotion start
 // without waiting for down-after; anything else (a timeout, a frozen process) is left to
@@ -564,7 +553,7 @@ func (c *Controller) probe(t *leaderTerm, node uint16, addr string) {
 	// A dying process closes its connections before its listener, so a first probe can
 	// still connect: look again a few times before leaving it to the heartbeat timeout.
 	for i := 0; i < 6; i++ {
-		conn, err := c.dialTimeout(addr, c.cfg.DownAfter/4)
+		conn, err := dialTimeout(c.cfg.Dial, addr, c.cfg.DownAfter/4)
 		if err == nil {
 			conn.Close()
 		} else if errors.Is(err, syscall.ECONNREFUSED) {

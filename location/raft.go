@@ -293,12 +293,17 @@ type streamLayer struct {
 func (s *streamLayer) Addr() net.Addr { return s.advertise }
 
 func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	if s.dial == nil {
-		return net.DialTimeout("tcp", string(address), timeout)
+	return dialTimeout(s.dial, string(address), timeout)
+}
+
+// dialTimeout connects to addr through dial, or over TCP when dial is nil.
+func dialTimeout(dial func(ctx context.Context, network, addr string) (net.Conn, error), addr string, timeout time.Duration) (net.Conn, error) {
+	if dial == nil {
+		return net.DialTimeout("tcp", addr, timeout)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	return s.dial(ctx, "tcp", string(address))
+	return dial(ctx, "tcp", addr)
 }
 
 // tcpAddr is the address raft advertises: the configured one when it names a concrete
