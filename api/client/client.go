@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -40,13 +41,25 @@ type Options struct {
 	// Dial, when set, opens the client's connections (nil: TCP); tests reach in-memory
 	// clusters through it.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// NoRouting sends every request over the default connection, whose node forwards it
+	// to the main of its group. By default a request of one group goes straight to the
+	// group's main over a connection to that node (see the package documentation); turn
+	// it off for tests of forwarding, or where the client cannot reach the addresses the
+	// nodes advertise.
+	NoRouting bool
+	// RouteRefresh is how often a routing client reads the cluster's status to learn
+	// which node is main of which group (default 5 s); failures that suggest a main moved
+	// make it read sooner.
+	RouteRefresh time.Duration
 }
 
 // ErrClosed is returned by calls on a closed Client.
 var ErrClosed = errors.New("sibyl client is closed")
 
-// Client talks to a Sibyl cluster over one pipelined WebSocket connection at a time,
-// moving to the next address when the connection drops. It is safe for concurrent use.
+// Client talks to a Sibyl cluster over one pipelined default WebSocket connection at a
+// time, moving to the next address when it drops, and, unless Options.NoRouting, over
+// one pipelined connection per node that is main of a group it sends requests to. It is
+// safe for concurrent use.
 type Client struct {
 	opts Options
 	urls []string
@@ -55,6 +68,9 @@ type Client struct {
 	cur    *conn
 	next   int // index in urls of the first address to try at the next dial
 	closed bool
+	curURL atomic.Pointer[string] // URL of the last default connection, read without mu
+
+	routes *router // nil with NoRouting
 
 	floorMu sync.Mutex
 	floors  map[command.ServerID]uint64 // highest seq seen per group
@@ -80,6 +96,9 @@ func Dial(ctx context.Context, opts Options) (*Client, error) {
 	if opts.Seed == 0 {
 		opts.Seed = uint64(time.Now().UnixNano())
 	}
+	if opts.RouteRefresh <= 0 {
+		opts.RouteRefresh = DefaultRouteRefresh
+	}
 	c := &Client{
 		opts:   opts,
 		floors: map[command.ServerID]uint64{},
@@ -93,7 +112,12 @@ func Dial(ctx context.Context, opts Options) (*Client, error) {
 		}
 		c.urls = append(c.urls, u)
 	}
+	if !opts.NoRouting {
+		base, _ := url.Parse(c.urls[0]) // wsURL made it
+		c.routes = newRouter(c, base)
+	}
 	if _, err := c.connect(ctx); err != nil {
+		c.Close()
 		return nil, err
 	}
 	return c, nil
@@ -140,6 +164,7 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 		cn, err := c.dial(ctx, c.urls[at])
 		if err == nil {
 			c.cur = cn
+			c.curURL.Store(&cn.addr)
 			// When this one drops, start after it: it is the one most likely down.
 			c.next = (at + 1) % len(c.urls)
 			return cn, nil
@@ -173,28 +198,70 @@ func (c *Client) dial(ctx context.Context, u string) (*conn, error) {
 }
 
 // Do sends one request and waits for its reply. Server errors come back as
-// *command.Error with the server's code. If the connection drops, the requests in flight
-// fail with unavailable (their outcome is unknown) and the next Do reconnects, starting
-// with the address after the one that failed. A sibling read carries at least the
-// highest seq this client has seen of the rid's group as minSeq.
+// *command.Error with the server's code. A request of one group goes over the connection
+// to the group's main when that connection is open (see routeGroup), else over the
+// default connection. If a connection drops, the requests in flight on it fail with
+// unavailable (their outcome is unknown); the next Do reconnects the default connection,
+// starting with the address after the one that failed. A sibling read carries at least
+// the highest seq this client has seen of the rid's group as minSeq.
 func (c *Client) Do(ctx context.Context, req *command.Request) (*command.Reply, error) {
 	if req == nil {
 		return nil, command.Errorf(command.CodeBadRequest, "nil request")
+	}
+	req = c.withFloor(req)
+	group, routable := routeGroup(req)
+	routable = routable && c.routes != nil
+	if routable {
+		if cn := c.routes.connFor(group, c.defaultURL()); cn != nil {
+			rep, sent, err := cn.tryRoundTrip(ctx, req, c.opts.RequestTimeout, c.opts.MaxFrameBytes)
+			if sent {
+				c.routes.answered(group, true, rep, err)
+				if err == nil {
+					c.observe(req, rep)
+				}
+				return rep, err
+			}
+			// The main's connection ended before req left: the default one takes it.
+		}
 	}
 	cn, err := c.connect(ctx)
 	if err != nil {
 		return nil, err
 	}
-	req = c.withFloor(req)
 	rep, err := cn.roundTrip(ctx, req, c.opts.RequestTimeout, c.opts.MaxFrameBytes)
+	if routable {
+		c.routes.answered(group, false, rep, err)
+	}
 	if err == nil {
 		c.observe(req, rep)
 	}
 	return rep, err
 }
 
-// Close ends the connection; calls in flight fail and later calls return ErrClosed.
+// defaultURL is the URL of the default connection, or of the last one while it redials.
+func (c *Client) defaultURL() string {
+	if u := c.curURL.Load(); u != nil {
+		return *u
+	}
+	return ""
+}
+
+// Route returns the URL of the main of group when this client sends the group's requests
+// straight to it, over the default connection (the main is that node) or its own, and ""
+// while they go through the default connection's node, which forwards them (no routing,
+// main unknown, or its connection not open).
+func (c *Client) Route(group command.ServerID) string {
+	if c.routes == nil {
+		return ""
+	}
+	return c.routes.routeOf(group, c.defaultURL())
+}
+
+// Close ends the connections; calls in flight fail and later calls return ErrClosed.
 func (c *Client) Close() error {
+	if c.routes != nil {
+		c.routes.close()
+	}
 	c.mu.Lock()
 	c.closed = true
 	cur := c.cur
@@ -206,7 +273,7 @@ func (c *Client) Close() error {
 	return nil
 }
 
-// Addr returns the address of the current connection, or "" when there is none.
+// Addr returns the address of the current default connection, or "" when there is none.
 func (c *Client) Addr() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -81,6 +81,35 @@ func (c *conn) close() {
 	c.fail(ErrClosed)
 }
 
+// closeIfIdle closes the connection when no request waits on it and no subscription uses
+// it, and reports whether it is closed. A request that starts afterwards is not sent
+// (send reports sent false), so nothing in flight is cut off.
+func (c *conn) closeIfIdle() bool {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return true
+	}
+	if len(c.pending) > 0 || len(c.subs) > 0 {
+		c.mu.Unlock()
+		return false
+	}
+	c.err = ErrClosed
+	close(c.dead)
+	c.mu.Unlock()
+	msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
+	_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+	c.ws.Close()
+	return true
+}
+
+// cause is why the connection ended (nil while it is alive).
+func (c *conn) cause() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
 func (c *conn) readLoop() {
 	for {
 		_, data, err := c.ws.ReadMessage()
@@ -119,15 +148,24 @@ func (c *conn) readLoop() {
 
 // roundTrip sends req and waits for its reply, the connection's end, ctx, or timeout.
 func (c *conn) roundTrip(ctx context.Context, req *command.Request, timeout time.Duration, maxFrame int) (*command.Reply, error) {
-	rep, _, err := c.send(ctx, req, timeout, maxFrame, nil)
+	rep, _, _, err := c.send(ctx, req, timeout, maxFrame, nil)
 	return rep, err
+}
+
+// tryRoundTrip is roundTrip that also reports whether req left: sent is false when req
+// was never written (the connection had ended, or req cannot be encoded within the frame
+// limit), so that sending it over another connection cannot apply it twice.
+func (c *conn) tryRoundTrip(ctx context.Context, req *command.Request, timeout time.Duration, maxFrame int) (rep *command.Reply, sent bool, err error) {
+	rep, _, sent, err = c.send(ctx, req, timeout, maxFrame, nil)
+	return rep, sent, err
 }
 
 // subscribe sends a subscribe request whose events go to onEvent (registered before the
 // request leaves, so none is missed) and returns the reply and the subscription's id.
 // On failure the handler is gone again.
 func (c *conn) subscribe(ctx context.Context, req *command.Request, timeout time.Duration, maxFrame int, onEvent func([]byte)) (*command.Reply, string, error) {
-	return c.send(ctx, req, timeout, maxFrame, onEvent)
+	rep, id, _, err := c.send(ctx, req, timeout, maxFrame, onEvent)
+	return rep, id, err
 }
 
 // dropSub stops dispatching the events of subscription id.
@@ -138,13 +176,14 @@ func (c *conn) dropSub(id string) {
 }
 
 // send sends req under a fresh id and waits for its reply, the connection's end, ctx, or
-// timeout. With onEvent, events of the subscription it opens go there.
-func (c *conn) send(ctx context.Context, req *command.Request, timeout time.Duration, maxFrame int, onEvent func([]byte)) (rep *command.Reply, id string, err error) {
+// timeout. With onEvent, events of the subscription it opens go there. sent is false when
+// req was never written: the connection had ended, or req could not be encoded.
+func (c *conn) send(ctx context.Context, req *command.Request, timeout time.Duration, maxFrame int, onEvent func([]byte)) (rep *command.Reply, id string, sent bool, err error) {
 	ch := make(chan *wireReply, 1)
 	c.mu.Lock()
 	if c.err != nil {
 		c.mu.Unlock()
-		return nil, "", c.dropped()
+		return nil, "", false, c.dropped()
 	}
 	c.nextID++
 	id = strconv.FormatUint(c.nextID, 10)
@@ -168,12 +207,12 @@ func (c *conn) send(ctx context.Context, req *command.Request, timeout time.Dura
 	frame, err := json.Marshal(outFrame{ID: id, Request: req})
 	if err != nil {
 		forget()
-		return nil, id, command.Errorf(command.CodeBadRequest, "encoding %s request: %v", req.Op, err)
+		return nil, id, false, command.Errorf(command.CodeBadRequest, "encoding %s request: %v", req.Op, err)
 	}
 	if len(frame) > maxFrame {
 		// The server would answer too_large with "id": null, which cannot be matched.
 		forget()
-		return nil, id, command.Errorf(command.CodeTooLarge, "%s request is %d bytes, over the %d-byte frame limit", req.Op, len(frame), maxFrame)
+		return nil, id, false, command.Errorf(command.CodeTooLarge, "%s request is %d bytes, over the %d-byte frame limit", req.Op, len(frame), maxFrame)
 	}
 	deadline := time.Now().Add(timeout)
 	c.wmu.Lock()
@@ -182,7 +221,7 @@ func (c *conn) send(ctx context.Context, req *command.Request, timeout time.Dura
 	c.wmu.Unlock()
 	if err != nil {
 		c.fail(err)
-		return nil, id, c.dropped()
+		return nil, id, true, c.dropped() // part of the frame may have left
 	}
 
 	timer := time.NewTimer(time.Until(deadline))
@@ -190,21 +229,21 @@ func (c *conn) send(ctx context.Context, req *command.Request, timeout time.Dura
 	select {
 	case r := <-ch:
 		rep, err = r.result(req.Op)
-		return rep, id, err
+		return rep, id, true, err
 	case <-c.dead:
 		select {
 		case r := <-ch: // the reply won the race against the drop
 			rep, err = r.result(req.Op)
-			return rep, id, err
+			return rep, id, true, err
 		default:
-			return nil, id, c.dropped()
+			return nil, id, true, c.dropped()
 		}
 	case <-timer.C:
 		forget()
-		return nil, id, command.Errorf(command.CodeTimeout, "no reply to %s from %s within %v", req.Op, c.addr, timeout)
+		return nil, id, true, command.Errorf(command.CodeTimeout, "no reply to %s from %s within %v", req.Op, c.addr, timeout)
 	case <-ctx.Done():
 		forget()
-		return nil, id, ctx.Err()
+		return nil, id, true, ctx.Err()
 	}
 }
 

@@ -28,13 +28,16 @@ type benchConfig struct {
 	Workload string
 	Token    string
 	JSON     bool
+	// NoRouting makes each worker send its writes to the node it connects to, which
+	// forwards them when it is not the resource's main.
+	NoRouting bool
 }
 
 // errorBackoff keeps a worker whose requests fail at once (a node down) from spinning.
 const errorBackoff = 10 * time.Millisecond
 
 func runBench(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("bench", "bench [--addr A,B,...] [--clients 64] [--duration 10s] [--size 256] [--workload writes|reads|mixed] [--warmup 2s] [--json]", stderr)
+	fs := newFlagSet("bench", "bench [--addr A,B,...] [--clients 64] [--duration 10s] [--size 256] [--workload writes|reads|mixed] [--warmup 2s] [--json] [--no-routing]", stderr)
 	addr := fs.String("addr", "", "nodes, host:port comma-separated; clients are spread over them round-robin (default: --cluster's nodes, else 127.0.0.1:7801..7804)")
 	clusterPath := fs.String("cluster", "", "cluster.json written by sibyl dev, to take the node addresses from")
 	token := fs.String("token", "", "bearer token")
@@ -44,6 +47,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	size := fs.Int("size", 256, "bytes of the string field written by each update")
 	workload := fs.String("workload", "writes", "writes (updates), reads (linearizable gets) or mixed (50/50)")
 	asJSON := fs.Bool("json", false, "also print the result as one JSON object")
+	noRouting := fs.Bool("no-routing", false, "send every request to the node the client connects to, which forwards it to the resource's main (default: straight to the main)")
 	pos, code, ok := parseOrExit(fs, args, stderr)
 	if !ok {
 		return code
@@ -52,7 +56,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		return usageError(fs, stderr, "unexpected arguments %q", pos)
 	}
 	cfg := benchConfig{Clients: *clients, Duration: *duration, Warmup: *warmup, Size: *size,
-		Workload: *workload, Token: *token, JSON: *asJSON}
+		Workload: *workload, Token: *token, JSON: *asJSON, NoRouting: *noRouting}
 	switch {
 	case cfg.Clients < 1:
 		return usageError(fs, stderr, "--clients %d: want at least 1", cfg.Clients)
@@ -177,8 +181,11 @@ func bench(ctx context.Context, cfg benchConfig, progress io.Writer) (benchResul
 }
 
 // setupWorkers connects each worker to one address, round-robin, and creates its
-// resource without naming a server, so it lands in a group the connected node is main of
-// (its own, normally): the writes measure one main per node, not forwarding.
+// resource there without naming a server, so it lands in a group the connected node is
+// main of (its own, normally): the load spreads over one main per node. The client routes
+// (unless NoRouting): each request goes straight to the main of the resource's group,
+// also after that main moved, and through the connected node only while the client does
+// not know the main yet or cannot reach it.
 func setupWorkers(ctx context.Context, cfg benchConfig, workers []*benchWorker) error {
 	errs := make([]error, len(workers))
 	var wg sync.WaitGroup
@@ -188,7 +195,8 @@ func setupWorkers(ctx context.Context, cfg benchConfig, workers []*benchWorker) 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := client.Dial(ctx, client.Options{Addrs: []string{w.addr}, Token: cfg.Token, Seed: uint64(i + 1)})
+			c, err := client.Dial(ctx, client.Options{Addrs: []string{w.addr}, Token: cfg.Token, Seed: uint64(i + 1),
+				NoRouting: cfg.NoRouting})
 			if err != nil {
 				errs[i] = fmt.Errorf("client %d: connect to %s: %w", i, w.addr, err)
 				return

@@ -91,7 +91,8 @@ func alive(pid int) bool {
 }
 
 // TestDevEndToEnd builds the binary, starts a dev cluster, writes and reads through the
-// command-line client, kills one node by its pid, and stops the cluster with SIGINT.
+// command-line client, checks that the Go client routes writes to the main (checkRouting),
+// kills one node by its pid, and stops the cluster with SIGINT.
 func TestDevEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes; skipped with -short")
@@ -185,6 +186,8 @@ func TestDevEndToEnd(t *testing.T) {
 		!strings.Contains(err.Error(), "not_found") {
 		t.Errorf("get of an unknown rid: %v, want exit 1 with not_found", err)
 	}
+
+	checkRouting(t, cf, rep.Resource.ID)
 
 	// A child killed by its pid stays dead and dev says so.
 	victim := cf.Nodes[nodes-1]

@@ -28,5 +28,7 @@
 //     frame (events and resync) as received, one compact JSON object per line.
 //   - bench records latencies in a fixed-size log-linear histogram (< 0.8 % error), so a
 //     long run needs no more memory than a short one; mixed alternates writes and reads
-//     deterministically.
+//     deterministically. Its clients route (api/client): a worker's requests go straight
+//     to the main of its resource's group, also after a failover; --no-routing sends them
+//     through the node the worker connects to, which forwards them.
 package main

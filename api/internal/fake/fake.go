@@ -2,7 +2,7 @@
 // api/client. One map holds the resources of one group (server 1); every op of the
 // protocol gets a plausible answer, without replication. Tests steer it: Block holds gets
 // of a rid until Release, FailNext makes the next calls of an op fail, SetHealthy flips
-// /healthz.
+// /healthz, SetStatus sets the cluster status it reports.
 package fake
 
 import (
@@ -33,6 +33,7 @@ type Backend struct {
 	failures  map[string][]Failure
 	events    []logged            // every committed change, for subscriptions
 	listeners map[*Session]Outbox // sessions that may subscribe
+	status    *command.Status     // set by SetStatus; nil: the default
 
 	healthy        atomic.Bool
 	sessionsOpened atomic.Int64
@@ -87,11 +88,24 @@ func (b *Backend) SetHealthy(ok bool) { b.healthy.Store(ok) }
 func (b *Backend) Status(ctx context.Context) (*command.Status, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.status != nil {
+		st := *b.status
+		return &st, nil
+	}
 	main := uint16(Group)
 	return &command.Status{
 		Nodes:  []command.StatusNode{{ID: Group, Addr: "127.0.0.1:0", State: command.NodeUp}},
 		Groups: []command.StatusGroup{{Server: Group, Main: &main, Epoch: 1, Seq: b.seq}},
 	}, nil
+}
+
+// SetStatus makes Status answer st, as a cluster of several nodes over this one backend
+// would; nil restores the default (one node at 127.0.0.1:0, main of Group). The caller
+// does not change st afterwards.
+func (b *Backend) SetStatus(st *command.Status) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.status = st
 }
 
 // Block makes gets of rid wait until Release(rid) (or the request's context ends).
