@@ -3,6 +3,7 @@ package location
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"sync"
@@ -236,7 +237,8 @@ func TestCase5_LeaderChangeDuringPromotion(t *testing.T) {
 	for _, n := range nodes[1:] {
 		n.observe()
 		n.mu.Lock()
-		err, seen := n.twoErr, n.seen[1]
+		// A copy: the node's heartbeat loop may still be adding to its map.
+		err, seen := n.twoErr, maps.Clone(n.seen[1])
 		n.mu.Unlock()
 		if err != nil {
 			t.Fatal(err)

@@ -157,7 +157,7 @@ func TestCase12C_CrashInTheMiddleOfAResync(t *testing.T) {
 	defer st.Close()
 	src, _ := st.Group(2)
 	storeFill(t, src, 1, 100)
-	snap, err := src.(*groupStore).Snapshot(9)
+	snap, err := src.Snapshot(9)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -197,8 +197,13 @@ func pageResources(res []json.RawMessage) [][]json.RawMessage {
 // snapshotGroup reads the committed state of every resource of gs that f matches, with the
 // position it is the state at, in one read transaction (so state and position agree).
 func snapshotGroup(gs GroupStore, f filter) (position, []json.RawMessage, error) {
-	st, ok := gs.(*groupStore)
-	if !ok {
+	var st *groupStore
+	switch v := gs.(type) {
+	case *groupStore:
+		st = v
+	case *walGroupStore:
+		st = v.groupStore
+	default:
 		return position{}, nil, fmt.Errorf("store %T cannot read a consistent resync set", gs)
 	}
 	var at position

@@ -154,7 +154,7 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Store != nil {
 		n.store = cfg.Store
 	} else {
-		st, err := OpenBolt(filepath.Join(cfg.DataDir, "sibyl.db"))
+		st, err := OpenDurable(cfg.DataDir, DurableOptions{})
 		if err != nil {
 			return nil, fmt.Errorf("node: opening store: %w", err)
 		}

@@ -46,7 +46,14 @@ type Meta struct {
 
 // Batch is one atomic, durable change of a group's copy. Write applies its parts in this
 // order: Truncate, Append, Apply, Compact, then the meta fields. When Write returns nil, everything in
-// the batch is fsynced.
+// the batch is fsynced, and so is every batch written before it.
+//
+// One kind of batch is the exception: one with no Epoch, Truncate or Append (it only moves
+// CommitSeq, applies and compacts) may still be in flight when Write returns, and becomes
+// durable with the next batch that is synced. Nothing depends on it being on disk: a copy
+// promises only its epoch and its log, and a crash that loses the batch leaves a copy that
+// applies the same committed entries again at boot (commit points are knowledge that a
+// promotion's barrier re-establishes, REPLICATION.md case 3).
 type Batch struct {
 	// Epoch, if above the stored one, becomes the copy's epoch.
 	Epoch uint64
@@ -66,6 +73,11 @@ type Batch struct {
 	// makes FirstSeq Compact+1 (after Apply; it must not pass Applied). The epoch history
 	// is kept, so the copy still knows the epoch of every seq it held.
 	Compact uint64
+}
+
+// needsSync reports whether Write must return only once the batch is on disk.
+func (b *Batch) needsSync() bool {
+	return b.Epoch != 0 || b.Truncate != 0 || len(b.Append) > 0
 }
 
 // AppliedEffect is a committed entry's effect, decoded. Epoch is the entry's epoch (the

@@ -41,7 +41,7 @@ func checkKey(what, key string) error {
 // storeOp is one change to the committed layer; val == nil deletes key. An op with vacuum
 // set instead drops what the vacuum entry names, at its place among the batch's ops.
 type storeOp struct {
-	bucket func(*groupBuckets) storeKV
+	bucket int // in subBucketNames
 	key    []byte
 	val    []byte
 	vacuum *command.Vacuum
@@ -51,6 +51,18 @@ func resourcesOf(bk *groupBuckets) storeKV  { return bk.resources }
 func tombstonesOf(bk *groupBuckets) storeKV { return bk.tombstones }
 func dedupeOf(bk *groupBuckets) storeKV     { return bk.dedupe }
 func ticketsOf(bk *groupBuckets) storeKV    { return bk.tickets }
+
+// Indexes of the buckets in subBucketNames.
+const (
+	bucketLog = iota
+	bucketMeta
+	bucketEpochs
+	bucketResources
+	bucketTombstones
+	bucketDedupe
+	bucketTickets
+	bucketCount
+)
 
 // planBatch checks b against the current meta m in the order Write applies it (Truncate,
 // Append, CommitSeq, Apply, Epoch) and returns what to change. Apply is checked against the
@@ -171,7 +183,7 @@ func effectStoreOps(seq uint64, e *command.Effect) ([]storeOp, error) {
 		}
 		// A put never follows a delete of the same rid (rids are not reused), but if one
 		// did, the tombstone must go so that Resource answers one state, not two.
-		ops = append(ops, storeOp{bucket: resourcesOf, key: []byte(e.RID), val: v}, storeOp{bucket: tombstonesOf, key: []byte(e.RID), val: nil})
+		ops = append(ops, storeOp{bucket: bucketResources, key: []byte(e.RID), val: v}, storeOp{bucket: bucketTombstones, key: []byte(e.RID), val: nil})
 	case command.EffectDelete:
 		if e.RID == "" {
 			return nil, fmt.Errorf("delete effect has no rid")
@@ -183,7 +195,7 @@ func effectStoreOps(seq uint64, e *command.Effect) ([]storeOp, error) {
 		if err != nil {
 			return nil, fmt.Errorf("encode tombstone %q: %w", e.RID, err)
 		}
-		ops = append(ops, storeOp{bucket: resourcesOf, key: []byte(e.RID), val: nil}, storeOp{bucket: tombstonesOf, key: []byte(e.RID), val: v})
+		ops = append(ops, storeOp{bucket: bucketResources, key: []byte(e.RID), val: nil}, storeOp{bucket: bucketTombstones, key: []byte(e.RID), val: v})
 	case command.EffectBarrier, command.EffectConfig, command.EffectNoop:
 		// No resource changes; Applied still advances.
 	case command.EffectVacuum:
@@ -216,7 +228,7 @@ func effectStoreOps(seq uint64, e *command.Effect) ([]storeOp, error) {
 		if err != nil {
 			return nil, fmt.Errorf("encode dedupe record %q: %w", e.Dedupe.Key, err)
 		}
-		ops = append(ops, storeOp{bucket: dedupeOf, key: []byte(e.Dedupe.Key), val: v})
+		ops = append(ops, storeOp{bucket: bucketDedupe, key: []byte(e.Dedupe.Key), val: v})
 	}
 	return ops, nil
 }
@@ -262,7 +274,7 @@ func (p *batchPlan) execute(bk *groupBuckets) error {
 			}
 			continue
 		}
-		b := op.bucket(bk)
+		b := *bucketField(bk, op.bucket)
 		var err error
 		if op.val == nil {
 			err = b.del(op.key)

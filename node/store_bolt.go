@@ -14,7 +14,17 @@ import (
 // OpenBolt opens (creating if needed) the node's store in one bbolt file. Sync stays on:
 // an acked append must survive a crash (REPLICATION.md case 5), so NoSync is never set.
 func OpenBolt(path string) (Store, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
+	db, err := bolt.Open(path, 0o600, boltOptions())
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	s := &boltStore{db: db, commits: newCommitter(db)}
+	return s, nil
+}
+
+// boltOptions are the settings of every node store file.
+func boltOptions() *bolt.Options {
+	return &bolt.Options{
 		// Fail instead of waiting forever when another process holds the file lock.
 		Timeout: 5 * time.Second,
 		// Address space only on Linux; with it, read transactions do not block a write
@@ -32,17 +42,25 @@ func OpenBolt(path string) (Store, error) {
 		// The freelist is rebuilt by a scan on open instead of being written at every
 		// commit: one page less per group commit, a slower open.
 		NoFreelistSync: true,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	s := &boltStore{db: db, commits: newCommitter(db)}
-	return s, nil
 }
 
 type boltStore struct {
 	db      *bolt.DB
 	commits *committer
+}
+
+// parseGroupBucket returns the group a top-level bucket holds, if it is a group's (other
+// names leave room for other top-level buckets).
+func parseGroupBucket(name []byte) (command.ServerID, bool) {
+	if len(name) < 2 || name[0] != 'g' {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(name[1:]), 10, 16)
+	if err != nil || n == 0 {
+		return 0, false
+	}
+	return command.ServerID(n), true
 }
 
 // groupBucketName is "g" + decimal server ID: one top-level bucket per group.
@@ -54,14 +72,9 @@ func (s *boltStore) Groups() ([]command.ServerID, error) {
 	var gs []command.ServerID
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
-			if len(name) < 2 || name[0] != 'g' {
-				return nil // not a group; leaves room for other top-level buckets
+			if g, ok := parseGroupBucket(name); ok {
+				gs = append(gs, g)
 			}
-			n, err := strconv.ParseUint(string(name[1:]), 10, 16)
-			if err != nil || n == 0 {
-				return fmt.Errorf("list groups: bucket %q is not g<server id>", name)
-			}
-			gs = append(gs, command.ServerID(n))
 			return nil
 		})
 	})
@@ -165,19 +178,24 @@ func (bg boltGroup) run(tx *bolt.Tx, fn func(*groupBuckets) error) error {
 		return err
 	}
 	if tx.Writable() {
-		bk.reset = func(i int) (storeKV, error) {
-			name := []byte(subBucketNames[i])
-			if err := top.DeleteBucket(name); err != nil {
-				return nil, fmt.Errorf("reset bucket %s: %w", name, err)
-			}
-			b, err := top.CreateBucket(name)
-			if err != nil {
-				return nil, fmt.Errorf("reset bucket %s: %w", name, err)
-			}
-			return boltKV{b}, nil
-		}
+		bk.reset = resetBoltBucket(top)
 	}
 	return fn(bk)
+}
+
+// resetBoltBucket empties a group's sub-bucket i by dropping and recreating it.
+func resetBoltBucket(top *bolt.Bucket) func(i int) (storeKV, error) {
+	return func(i int) (storeKV, error) {
+		name := []byte(subBucketNames[i])
+		if err := top.DeleteBucket(name); err != nil {
+			return nil, fmt.Errorf("reset bucket %s: %w", name, err)
+		}
+		b, err := top.CreateBucket(name)
+		if err != nil {
+			return nil, fmt.Errorf("reset bucket %s: %w", name, err)
+		}
+		return boltKV{b}, nil
+	}
 }
 
 // snapshot holds a bbolt read transaction open: bbolt keeps every page it sees alive
@@ -245,9 +263,11 @@ func (k boltKV) each(from []byte, fn func(k, v []byte) (bool, error)) error {
 // addMissingBuckets creates the sub-buckets a copy written by an older version lacks (the
 // tickets bucket came later), so that a node upgrades in place: an empty bucket is exactly
 // the state of a copy that never saw the entries that fill it.
-func (s *boltStore) addMissingBuckets(name []byte) error {
+func (s *boltStore) addMissingBuckets(name []byte) error { return addMissingBuckets(s.db, name) }
+
+func addMissingBuckets(db *bolt.DB, name []byte) error {
 	missing := false
-	if err := s.db.View(func(tx *bolt.Tx) error {
+	if err := db.View(func(tx *bolt.Tx) error {
 		top := tx.Bucket(name)
 		for _, sub := range subBucketNames {
 			missing = missing || (top != nil && top.Bucket([]byte(sub)) == nil)
@@ -256,7 +276,7 @@ func (s *boltStore) addMissingBuckets(name []byte) error {
 	}); err != nil || !missing {
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return db.Update(func(tx *bolt.Tx) error {
 		top := tx.Bucket(name)
 		if top == nil {
 			return nil // dropped meanwhile; the next transaction reports ErrNoCopy

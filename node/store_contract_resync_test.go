@@ -127,7 +127,7 @@ func testStoreSnapshotResync(t *testing.T, s Store) {
 	src := storeGroup(t, s, 1)
 	storeFill(t, src, 1, 300)
 	want := storeStateOf(t, src, storeProbes(320)...)
-	snap, err := src.(*groupStore).Snapshot(42)
+	snap, err := src.Snapshot(42)
 	if err != nil {
 		t.Fatalf("Snapshot: %v", err)
 	}
@@ -175,7 +175,7 @@ func testStoreSnapshotResync(t *testing.T, s Store) {
 func testStoreResyncResumeAndCrash(t *testing.T, s Store) {
 	src := storeGroup(t, s, 1)
 	storeFill(t, src, 1, 200)
-	snap, err := src.(*groupStore).Snapshot(7)
+	snap, err := src.Snapshot(7)
 	if err != nil {
 		t.Fatalf("Snapshot: %v", err)
 	}

@@ -33,7 +33,11 @@ func TestBoltStore(t *testing.T) {
 // there after reopening the file, and the reopened copy continues where it stopped.
 func TestBoltStoreReopen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sibyl.db")
-	s := openTestBolt(t, path)
+	storeReopenTest(t, func() Store { return openTestBolt(t, path) }, func(s Store) error { return s.Close() })
+}
+
+func storeReopenTest(t *testing.T, open func() Store, stop func(Store) error) {
+	s := open()
 	g1, g10 := storeGroup(t, s, 1), storeGroup(t, s, 10)
 	del := storeDelete(3, "1-B", 2)
 	del.Effect.Dedupe = &command.DedupeRecord{Key: "k", Hash: "h", Op: command.OpDelete, Epoch: 2, Seq: 3, At: storeTestAt}
@@ -47,14 +51,14 @@ func TestBoltStoreReopen(t *testing.T) {
 	if want1.Meta.Epoch != 3 || want1.Meta.LastSeq != 5 || want1.Meta.Applied != 3 || len(want1.Meta.EpochHistory) != 2 {
 		t.Fatalf("group 1 before close = %+v", want1.Meta)
 	}
-	if err := s.Close(); err != nil {
+	if err := stop(s); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
 	if _, err := g1.Meta(); err == nil {
 		t.Errorf("Meta on a closed store succeeded")
 	}
 
-	s = openTestBolt(t, path)
+	s = open()
 	defer s.Close()
 	if gs, err := s.Groups(); err != nil || !slices.Equal(gs, []command.ServerID{1, 10}) {
 		t.Errorf("Groups after reopen = %v, %v; want [1 10]", gs, err)

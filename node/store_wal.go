@@ -1,0 +1,486 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/node/wal"
+)
+
+// The durable store: a write-ahead log (package wal) in front of the bbolt state store.
+//
+// A Write plans the batch (planBatch), appends the plan to the node's log, which is shared
+// by every group and made durable by group commit (one write and one fdatasync for every
+// group's batches that queued meanwhile), and then executes the plan on the group's
+// in-memory layer. Reads see the layer over bbolt. A flusher writes the layers to bbolt in
+// one transaction when the log has grown by FlushBytes since the last flush (or
+// FlushEvery has passed), records in each group's meta the log position the group's state
+// includes (walPos), and removes the log segments every group has stored. A key written
+// many times between flushes reaches bbolt once, and log entries compacted before a flush
+// never reach it.
+//
+// Boot opens bbolt and replays the log records after each group's walPos into its layer,
+// so recovery reads at most about FlushBytes of log.
+//
+// Operations that replace much of a copy at once (creating or dropping a group, Reset,
+// the steps of a resync) and Snapshot write the group's layer and their own change to
+// bbolt directly, in one transaction, and move the group's walPos to the log's end.
+//
+// Locks, in the order they are taken: walStore.flushMu (a flush or a direct operation),
+// walGroup.wmu (one writer per group, held across the log append), walGroup.lmu (the
+// layers and the cached meta; readers share it), walStore.mu (the group map).
+
+// Defaults of DurableOptions.
+const (
+	DefaultFlushBytes = 32 << 20
+	DefaultFlushEvery = 10 * time.Second
+)
+
+// DurableOptions tune OpenDurable; zero values take the defaults.
+type DurableOptions struct {
+	// FlushBytes of log since the last flush start the next one: the most a boot replays.
+	FlushBytes int64
+	// FlushEvery starts a flush of whatever changed after this long without one.
+	FlushEvery time.Duration
+	// WAL configures the log (segment size, fault hooks for tests).
+	WAL wal.Options
+}
+
+type walStore struct {
+	db   *bolt.DB
+	log  *wal.Log
+	opts DurableOptions
+
+	flushMu sync.Mutex // held by a flush and by every direct operation
+
+	mu        sync.Mutex
+	groups    map[command.ServerID]*walGroup
+	flushedAt uint64 // log position of the last flush
+	failed    error  // sticky: a log write or a flush failed
+	closed    bool
+
+	kick chan struct{}
+	stop chan struct{}
+	done chan struct{}
+
+	replayed ReplayStats
+}
+
+// ReplayStats say what a boot read from the log.
+type ReplayStats struct {
+	Records, Applied uint64 // records read; records applied (the rest were already stored)
+	Bytes            uint64
+}
+
+// walGroup is one group's copy in the durable store.
+type walGroup struct {
+	s    *walStore
+	id   command.ServerID
+	name []byte
+
+	wmu sync.Mutex // one write (or direct operation) at a time
+
+	lmu     sync.RWMutex
+	top     *layer
+	mid     *layer // being flushed; nil otherwise
+	meta    *Meta  // the meta after the last write, nil when it must be read
+	dropped bool
+}
+
+var metaKeyWALPos = []byte("walPos")
+
+// OpenDurable opens (creating if needed) the node's store in dir: the state store
+// dir/sibyl.db and the log dir/wal. An acked write survives a crash (REPLICATION.md case
+// 5): it is in the log, fsynced, before Write returns.
+func OpenDurable(dir string, opts DurableOptions) (Store, error) {
+	if opts.FlushBytes <= 0 {
+		opts.FlushBytes = DefaultFlushBytes
+	}
+	if opts.FlushEvery <= 0 {
+		opts.FlushEvery = DefaultFlushEvery
+	}
+	db, err := openStateDB(filepath.Join(dir, "sibyl.db"))
+	if err != nil {
+		return nil, err
+	}
+	s := &walStore{db: db, opts: opts, groups: map[command.ServerID]*walGroup{},
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	pos := map[command.ServerID]uint64{}
+	err = db.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(name []byte, top *bolt.Bucket) error {
+			g, ok := parseGroupBucket(name)
+			if !ok {
+				return nil
+			}
+			s.groups[g] = &walGroup{s: s, id: g, name: groupBucketName(g), top: newLayer()}
+			if meta := top.Bucket([]byte("meta")); meta != nil {
+				if v := meta.Get(metaKeyWALPos); len(v) == 8 {
+					pos[g], _ = decodeU64("walPos", v)
+				}
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	for g := range s.groups {
+		if err := addMissingBuckets(db, groupBucketName(g)); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("open store %s: group %d: %w", dir, g, err)
+		}
+	}
+	// Replay reads bbolt through one read transaction, for truncations and vacuums.
+	rtx, err := db.Begin(false)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	replay := func(lsn uint64, rec []byte) error {
+		s.replayed.Records++
+		s.replayed.Bytes += uint64(len(rec))
+		g, p, err := decodePlan(rec)
+		if err != nil {
+			return fmt.Errorf("log record at %d: %w", lsn, err)
+		}
+		wg := s.groups[g]
+		if wg == nil || lsn <= pos[g] {
+			return nil // dropped since, or already in the state store
+		}
+		s.replayed.Applied++
+		bk := wg.layered(func() *bolt.Tx { return rtx })
+		if err := p.execute(bk); err != nil {
+			return fmt.Errorf("replay log record at %d for group %d: %w", lsn, g, err)
+		}
+		return nil
+	}
+	s.log, err = wal.Open(filepath.Join(dir, "wal"), opts.WAL, replay)
+	rtx.Rollback()
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	// Everything replayed counts towards the next flush.
+	s.flushedAt = 0
+	if len(pos) > 0 {
+		s.flushedAt = s.log.End()
+		for g := range s.groups {
+			s.flushedAt = min(s.flushedAt, pos[g])
+		}
+	}
+	go s.flusher()
+	return s, nil
+}
+
+// openStateDB opens the bbolt file with the settings of OpenBolt.
+func openStateDB(path string) (*bolt.DB, error) {
+	db, err := bolt.Open(path, 0o600, boltOptions())
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// Replayed says what the last boot read from the log.
+func (s *walStore) Replayed() ReplayStats { return s.replayed }
+
+// WALStats returns the log's counters.
+func (s *walStore) WALStats() wal.Stats { return s.log.Stats() }
+
+func (s *walStore) Groups() ([]command.ServerID, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, errStoreClosed
+	}
+	gs := make([]command.ServerID, 0, len(s.groups))
+	for g, wg := range s.groups {
+		wg.lmu.RLock()
+		if !wg.dropped {
+			gs = append(gs, g)
+		}
+		wg.lmu.RUnlock()
+	}
+	slices.Sort(gs)
+	return gs, nil
+}
+
+// Group returns the copy of g, creating it in bbolt first if needed. A group keeps one
+// walGroup for the life of the store, so a handle taken before a drop sees the copy
+// created after it, as a bbolt bucket name would.
+func (s *walStore) Group(g command.ServerID) (GroupStore, error) {
+	if g == 0 {
+		return nil, fmt.Errorf("open group 0: server IDs are 1..65535")
+	}
+	if s.isClosed() {
+		return nil, fmt.Errorf("open group %d: %w", g, errStoreClosed)
+	}
+	if wg := s.live(g); wg != nil {
+		return wg.handle(), nil
+	}
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	s.mu.Lock()
+	wg := s.groups[g]
+	if wg == nil {
+		wg = &walGroup{s: s, id: g, name: groupBucketName(g), top: newLayer(), dropped: true}
+		s.groups[g] = wg
+	}
+	s.mu.Unlock()
+	wg.wmu.Lock()
+	defer wg.wmu.Unlock()
+	wg.lmu.RLock()
+	dropped := wg.dropped
+	wg.lmu.RUnlock()
+	if !dropped {
+		return wg.handle(), nil // created meanwhile
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		top, err := tx.CreateBucketIfNotExists(wg.name)
+		if err != nil {
+			return err
+		}
+		for _, sub := range subBucketNames {
+			if _, err := top.CreateBucketIfNotExists([]byte(sub)); err != nil {
+				return fmt.Errorf("create bucket %s: %w", sub, err)
+			}
+		}
+		bk, err := boltBuckets(top)
+		if err != nil {
+			return err
+		}
+		if err := initGroup(bk); err != nil {
+			return err
+		}
+		// Records of an earlier copy of this group (dropped since) are not this copy's.
+		return bk.meta.put(metaKeyWALPos, beU64(s.log.End()))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create group %d: %w", g, err)
+	}
+	wg.lmu.Lock()
+	wg.dropped, wg.top, wg.mid, wg.meta = false, newLayer(), nil, nil
+	wg.lmu.Unlock()
+	return wg.handle(), nil
+}
+
+// live returns g's walGroup if the store holds a copy of g.
+func (s *walStore) live(g command.ServerID) *walGroup {
+	s.mu.Lock()
+	wg := s.groups[g]
+	s.mu.Unlock()
+	if wg == nil {
+		return nil
+	}
+	wg.lmu.RLock()
+	defer wg.lmu.RUnlock()
+	if wg.dropped {
+		return nil
+	}
+	return wg
+}
+
+func (s *walStore) DropGroup(g command.ServerID) error {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	wg := s.live(g)
+	if wg == nil {
+		return nil // dropping a group we hold no copy of is already done
+	}
+	wg.wmu.Lock()
+	defer wg.wmu.Unlock()
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		err := tx.DeleteBucket(wg.name)
+		if err == bolt.ErrBucketNotFound {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("drop group %d: %w", g, err)
+	}
+	wg.lmu.Lock()
+	wg.dropped, wg.top, wg.mid, wg.meta = true, newLayer(), nil, nil
+	wg.lmu.Unlock()
+	return nil
+}
+
+// Close writes every layer to bbolt (so the next boot replays nothing) and closes both.
+func (s *walStore) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	close(s.stop)
+	<-s.done
+	ferr := s.flush()
+	lerr := s.log.Close()
+	derr := s.db.Close()
+	return errors.Join(ferr, lerr, derr)
+}
+
+func (s *walStore) fail(err error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failed == nil {
+		s.failed = err
+	}
+	return s.failed
+}
+
+func (s *walStore) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// failure is why the store takes nothing more: a failed log write or flush, or Close.
+func (s *walStore) failure() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failed == nil && s.closed {
+		return errStoreClosed
+	}
+	return s.failed
+}
+
+// noteWrite starts a flush when the log has grown enough since the last one.
+func (s *walStore) noteWrite(lsn uint64) {
+	s.mu.Lock()
+	due := lsn-s.flushedAt >= uint64(s.opts.FlushBytes)
+	s.mu.Unlock()
+	if due {
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (s *walStore) flusher() {
+	defer close(s.done)
+	t := time.NewTicker(s.opts.FlushEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.kick:
+		case <-t.C:
+		}
+		if err := s.flush(); err != nil {
+			s.fail(err)
+			return
+		}
+	}
+}
+
+// flush writes every group's layer to bbolt in one transaction. Writes go on meanwhile
+// into fresh layers.
+func (s *walStore) flush() error {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	s.mu.Lock()
+	if s.failed != nil {
+		s.mu.Unlock()
+		return s.failed
+	}
+	groups := make([]*walGroup, 0, len(s.groups))
+	for _, g := range s.groups {
+		groups = append(groups, g)
+	}
+	s.mu.Unlock()
+	type frozen struct {
+		g   *walGroup
+		pos uint64
+	}
+	var work []frozen
+	low := uint64(0)
+	changed := false
+	for _, g := range groups {
+		// Holding wmu, every record of g up to the log's end is in g's layer.
+		g.wmu.Lock()
+		g.lmu.Lock()
+		if g.dropped {
+			g.lmu.Unlock()
+			g.wmu.Unlock()
+			continue
+		}
+		pos := s.log.End()
+		if !g.top.empty() {
+			changed = true
+		}
+		g.mid, g.top = g.top, newLayer()
+		g.lmu.Unlock()
+		g.wmu.Unlock()
+		work = append(work, frozen{g, pos})
+		if len(work) == 1 || pos < low {
+			low = pos
+		}
+	}
+	if !changed {
+		for _, f := range work {
+			f.g.lmu.Lock()
+			f.g.mid = nil
+			f.g.lmu.Unlock()
+		}
+		return nil
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		for _, f := range work {
+			top := tx.Bucket(f.g.name)
+			if top == nil {
+				return fmt.Errorf("flush group %d: its bucket is missing", f.g.id)
+			}
+			bk, err := boltBuckets(top)
+			if err != nil {
+				return err
+			}
+			if err := f.g.mid.writeTo(bk); err != nil {
+				return fmt.Errorf("flush group %d: %w", f.g.id, err)
+			}
+			if err := bk.meta.put(metaKeyWALPos, beU64(f.pos)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	for _, f := range work {
+		f.g.lmu.Lock()
+		if err != nil {
+			// Keep the changes readable: put them back under whatever came since.
+			f.g.top = mergeLayers(f.g.mid, f.g.top)
+		}
+		f.g.mid = nil
+		f.g.lmu.Unlock()
+	}
+	if err != nil {
+		return fmt.Errorf("flush the state store: %w", err)
+	}
+	s.mu.Lock()
+	s.flushedAt = low
+	s.mu.Unlock()
+	return s.log.TruncateBefore(low)
+}
+
+// mergeLayers returns lower with upper's changes on top.
+func mergeLayers(lower, upper *layer) *layer {
+	for i, b := range upper.buckets {
+		b.Ascend(func(it layerItem) bool {
+			lower.set(i, []byte(it.key), it.val, it.del)
+			return true
+		})
+	}
+	return lower
+}

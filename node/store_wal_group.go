@@ -1,0 +1,243 @@
+package node
+
+import (
+	"fmt"
+	"slices"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// walGroupStore is a group's GroupStore in the durable store: the shared group logic
+// (store_group.go) over walGroup's transactions, with its own Write and Meta.
+type walGroupStore struct {
+	*groupStore
+	wg  *walGroup
+	buf []byte // the record being encoded; guarded by wg.wmu
+}
+
+func (g *walGroup) handle() GroupStore {
+	return &walGroupStore{groupStore: &groupStore{g: g.id, txns: g}, wg: g}
+}
+
+// layered returns the group's buckets as the layers over bbolt; tx opens (once) the read
+// transaction the base is read through. Call with g.lmu held.
+func (g *walGroup) layered(tx func() *bolt.Tx) *groupBuckets {
+	var top *bolt.Bucket
+	opened := false
+	base := func(i int) func() *bolt.Bucket {
+		return func() *bolt.Bucket {
+			if !opened {
+				opened = true
+				if t := tx(); t != nil {
+					top = t.Bucket(g.name)
+				}
+			}
+			if top == nil {
+				return nil
+			}
+			return top.Bucket([]byte(subBucketNames[i]))
+		}
+	}
+	kv := make([]storeKV, bucketCount)
+	for i := range kv {
+		kv[i] = &layerKV{bucket: i, top: g.top, mid: g.mid, base: base(i)}
+	}
+	return &groupBuckets{log: kv[0], meta: kv[1], epochs: kv[2], resources: kv[3],
+		tombstones: kv[4], dedupe: kv[5], tickets: kv[6]}
+}
+
+// readTx opens bbolt read transactions lazily for one view; done rolls back what was opened.
+type readTx struct {
+	db  *bolt.DB
+	tx  *bolt.Tx
+	err error
+}
+
+func (r *readTx) get() *bolt.Tx {
+	if r.tx == nil && r.err == nil {
+		r.tx, r.err = r.db.Begin(false)
+	}
+	return r.tx
+}
+
+func (r *readTx) done() {
+	if r.tx != nil {
+		r.tx.Rollback()
+	}
+}
+
+// view runs fn over the layers and bbolt as they are now; writes wait until it returns.
+func (g *walGroup) view(fn func(*groupBuckets) error) error {
+	if g.s.isClosed() {
+		return errStoreClosed
+	}
+	g.lmu.RLock()
+	defer g.lmu.RUnlock()
+	if g.dropped {
+		return ErrNoCopy
+	}
+	rt := &readTx{db: g.s.db}
+	defer rt.done()
+	err := fn(g.layered(rt.get))
+	if rt.err != nil {
+		return fmt.Errorf("read the state store: %w", rt.err)
+	}
+	return err
+}
+
+// update is a direct operation: the group's layer and fn's changes go to bbolt in one
+// transaction, and the group's walPos moves to the log's end (every record of the group
+// is in it, since wmu is held).
+func (g *walGroup) update(fn func(*groupBuckets) error) error {
+	s := g.s
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	g.wmu.Lock()
+	defer g.wmu.Unlock()
+	return g.directLocked(fn)
+}
+
+// directLocked runs a direct operation; call with s.flushMu and g.wmu held.
+func (g *walGroup) directLocked(fn func(*groupBuckets) error) error {
+	s := g.s
+	if err := s.failure(); err != nil {
+		return err
+	}
+	g.lmu.RLock()
+	dropped := g.dropped
+	g.lmu.RUnlock()
+	if dropped {
+		return ErrNoCopy
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		top := tx.Bucket(g.name)
+		if top == nil {
+			return ErrNoCopy
+		}
+		bk, err := boltBuckets(top)
+		if err != nil {
+			return err
+		}
+		bk.reset = resetBoltBucket(top)
+		// No flush runs (flushMu), so mid is nil and top holds every unstored change.
+		if err := g.top.writeTo(bk); err != nil {
+			return err
+		}
+		if fn != nil {
+			if err := fn(bk); err != nil {
+				return err
+			}
+		}
+		return bk.meta.put(metaKeyWALPos, beU64(s.log.End()))
+	})
+	if err != nil {
+		return err
+	}
+	g.lmu.Lock()
+	g.top, g.meta = newLayer(), nil
+	g.lmu.Unlock()
+	return nil
+}
+
+// snapshot stores the group's layer, then holds a bbolt read transaction: a consistent read
+// of the copy for as long as the caller keeps it.
+func (g *walGroup) snapshot() (*groupBuckets, uint64, func(), error) {
+	s := g.s
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	g.wmu.Lock()
+	defer g.wmu.Unlock()
+	if err := g.directLocked(nil); err != nil {
+		return nil, 0, nil, err
+	}
+	tx, err := s.db.Begin(false)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	top := tx.Bucket(g.name)
+	if top == nil {
+		tx.Rollback()
+		return nil, 0, nil, ErrNoCopy
+	}
+	bk, err := boltBuckets(top)
+	if err != nil {
+		tx.Rollback()
+		return nil, 0, nil, err
+	}
+	return bk, uint64(tx.Size()), func() { tx.Rollback() }, nil
+}
+
+// Meta answers from the meta the last write left, without reading the store.
+func (w *walGroupStore) Meta() (Meta, error) {
+	g := w.wg
+	if g.s.isClosed() {
+		return Meta{}, w.wrap(errStoreClosed)
+	}
+	g.lmu.RLock()
+	if g.meta != nil && !g.dropped {
+		m := *g.meta
+		m.EpochHistory = slices.Clone(m.EpochHistory)
+		if len(m.EpochHistory) == 0 {
+			m.EpochHistory = nil // as read from the store
+		}
+		g.lmu.RUnlock()
+		return m, nil
+	}
+	g.lmu.RUnlock()
+	return w.groupStore.Meta()
+}
+
+// Write plans the batch, makes the plan durable in the log (sharing the fsync with every
+// group writing meanwhile), then executes it on the layer. A batch that only commits,
+// applies and compacts is not waited for (Batch.needsSync).
+func (w *walGroupStore) Write(b *Batch) error {
+	if b == nil {
+		return fmt.Errorf("group %d: nil batch", w.g)
+	}
+	g, s := w.wg, w.wg.s
+	g.wmu.Lock()
+	defer g.wmu.Unlock()
+	if err := s.failure(); err != nil {
+		return w.wrap(err)
+	}
+	m, err := w.Meta()
+	if err != nil {
+		return err
+	}
+	p, err := planBatch(m, b)
+	if err != nil {
+		return w.wrap(err)
+	}
+	w.buf = encodePlan(w.buf[:0], g.id, p)
+	var lsn uint64
+	if b.needsSync() {
+		lsn, err = s.log.Append(w.buf)
+	} else {
+		lsn, err = s.log.AppendLazy(w.buf)
+	}
+	if err != nil {
+		return w.wrap(s.fail(fmt.Errorf("write-ahead log: %w", err)))
+	}
+	if cap(w.buf) > 1<<20 {
+		w.buf = nil // do not pin a large record's buffer
+	}
+	g.lmu.Lock()
+	rt := &readTx{db: s.db}
+	err = p.execute(g.layered(rt.get))
+	rt.done()
+	if err == nil && rt.err != nil {
+		err = rt.err
+	}
+	if err == nil {
+		nm := p.meta
+		g.meta = &nm
+	}
+	g.lmu.Unlock()
+	if err != nil {
+		// The record is durable but the layer is not what it says: stop taking writes; a
+		// restart replays the record.
+		return w.wrap(s.fail(fmt.Errorf("execute a logged batch: %w", err)))
+	}
+	s.noteWrite(lsn)
+	return nil
+}

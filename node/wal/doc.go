@@ -1,0 +1,22 @@
+// Package wal is a node's write-ahead log: one append-only sequence of records shared by
+// every group the node holds a copy of, in preallocated segment files, made durable by
+// group commit.
+//
+// Drive it with Open, which checks every segment, hands each intact record to a replay
+// function in order, and starts a fresh segment at the end of the intact tail. Append then
+// adds one record and returns once it is durable: callers that append while a write is in
+// flight are written together by the next one, with one write and one fdatasync for all of
+// them. TruncateBefore drops whole segments once the state they describe is stored
+// elsewhere.
+//
+// Positions (LSNs) count the bytes of framed records from the start of the log; the LSN
+// of a record is the position just after it, so "everything up to LSN p" includes the
+// record whose LSN is p. A segment's file name is the LSN it starts at. On disk:
+//
+//	segment: "SIBYLWAL" | u64 start LSN | records... | zeros (preallocated)
+//	record:  u32 length | u32 CRC-32C of the payload | payload
+//
+// A record whose length is 0 or whose checksum does not match ends a segment: it is the
+// torn tail of a write that never finished, and nothing after it was acknowledged. A
+// segment that ends anywhere but where the next one starts is corruption and Open fails.
+package wal

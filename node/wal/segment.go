@@ -1,0 +1,162 @@
+package wal
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+const (
+	segMagic     = "SIBYLWAL"
+	segHeader    = 16 // magic + start LSN
+	recordHeader = 8  // length + checksum
+	segSuffix    = ".wal"
+)
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// segment is one file of the log: records from start (an LSN) on.
+type segment struct {
+	start uint64
+	path  string
+}
+
+func segmentName(start uint64) string { return fmt.Sprintf("%016x%s", start, segSuffix) }
+
+// listSegments returns the segment files of dir in LSN order.
+func listSegments(dir string) ([]segment, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("list wal segments in %s: %w", dir, err)
+	}
+	var segs []segment
+	for _, e := range ents {
+		name := e.Name()
+		if !strings.HasSuffix(name, segSuffix) {
+			continue
+		}
+		start, err := strconv.ParseUint(strings.TrimSuffix(name, segSuffix), 16, 64)
+		if err != nil {
+			return nil, fmt.Errorf("wal segment %s: name is not a hex LSN", filepath.Join(dir, name))
+		}
+		segs = append(segs, segment{start: start, path: filepath.Join(dir, name)})
+	}
+	slices.SortFunc(segs, func(a, b segment) int {
+		switch {
+		case a.start < b.start:
+			return -1
+		case a.start > b.start:
+			return 1
+		}
+		return 0
+	})
+	return segs, nil
+}
+
+// errNoHeader marks a segment whose header never reached the disk.
+var errNoHeader = errors.New("segment has no header")
+
+// scanSegment reads seg's intact records in order, calls fn with each record's LSN and
+// payload (valid only during the call), and returns the LSN where the intact part ends.
+func scanSegment(seg segment, fn func(lsn uint64, rec []byte) error) (uint64, error) {
+	f, err := os.Open(seg.path)
+	if err != nil {
+		return 0, fmt.Errorf("open wal segment %s: %w", seg.path, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return 0, fmt.Errorf("read wal segment %s: %w", seg.path, err)
+	}
+	if len(data) < segHeader || string(data[:8]) != segMagic {
+		if allZero(data) {
+			return seg.start, errNoHeader
+		}
+		return 0, fmt.Errorf("wal segment %s: bad header", seg.path)
+	}
+	if got := binary.BigEndian.Uint64(data[8:16]); got != seg.start {
+		return 0, fmt.Errorf("wal segment %s: header says it starts at LSN %d", seg.path, got)
+	}
+	off := segHeader
+	for off+recordHeader <= len(data) {
+		n := int(binary.BigEndian.Uint32(data[off:]))
+		sum := binary.BigEndian.Uint32(data[off+4:])
+		if n == 0 || off+recordHeader+n > len(data) {
+			break
+		}
+		rec := data[off+recordHeader : off+recordHeader+n]
+		if crc32.Checksum(rec, crcTable) != sum {
+			break
+		}
+		off += recordHeader + n
+		if fn != nil {
+			if err := fn(seg.start+uint64(off-segHeader), rec); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return seg.start + uint64(off-segHeader), nil
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// createSegment makes a preallocated segment file starting at start, durable with its
+// directory entry before it is used.
+func createSegment(dir string, start uint64, size int64) (*os.File, error) {
+	path := filepath.Join(dir, segmentName(start))
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create wal segment: %w", err)
+	}
+	fail := func(err error) (*os.File, error) {
+		f.Close()
+		os.Remove(path)
+		return nil, fmt.Errorf("create wal segment %s: %w", path, err)
+	}
+	if err := preallocate(f, size); err != nil {
+		return fail(err)
+	}
+	hdr := make([]byte, segHeader)
+	copy(hdr, segMagic)
+	binary.BigEndian.PutUint64(hdr[8:], start)
+	if _, err := f.WriteAt(hdr, 0); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := syncDir(dir); err != nil {
+		return fail(err)
+	}
+	return f, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// appendRecord frames rec onto buf.
+func appendRecord(buf, rec []byte) []byte {
+	buf = binary.BigEndian.AppendUint32(buf, uint32(len(rec)))
+	buf = binary.BigEndian.AppendUint32(buf, crc32.Checksum(rec, crcTable))
+	return append(buf, rec...)
+}
