@@ -4,29 +4,33 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"time"
 )
 
-// EncodeEffect is the bytes of e as a log entry stores and replicates it: JSON, compact,
-// without HTML escaping so that resource data keeps the bytes Execute stored. An effect
-// that breaks the rules DecodeEffect checks is refused here too, so a bad entry never
-// reaches the log.
+// EncodeEffect is the bytes of e as a log entry stores and replicates it, in the binary
+// form (codec_bin.go): resource data keeps the bytes Execute stored. An effect that breaks
+// the rules DecodeEffect checks is refused here too, so a bad entry never reaches the log.
 func EncodeEffect(e *Effect) ([]byte, error) {
 	if err := checkEffect(e); err != nil {
 		return nil, err
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(e); err != nil {
-		return nil, Errorf(CodeInternal, "encoding effect: %v", err)
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+	return appendEffect(nil, e), nil
 }
 
-// DecodeEffect reads an effect written by EncodeEffect. Unknown fields are refused rather
-// than ignored: a copy that does not understand all of an entry must stop, not apply part
-// of it and diverge from the others.
+// DecodeEffect reads an effect written by EncodeEffect, or the JSON of older logs. Unknown
+// fields and parts are refused rather than ignored: a copy that does not understand all
+// of an entry must stop, not apply part of it and diverge from the others.
 func DecodeEffect(b []byte) (Effect, error) {
+	if len(b) > 0 && b[0] == binaryFormat {
+		e, err := decodeBinaryEffect(b)
+		if err != nil {
+			return Effect{}, Errorf(CodeInternal, "decoding effect: %v", err)
+		}
+		if err := checkEffect(&e); err != nil {
+			return Effect{}, err
+		}
+		return e, nil
+	}
 	var e Effect
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
@@ -81,6 +85,9 @@ func checkEffect(e *Effect) *Error {
 	if err := checkTicketEffect(e); err != nil {
 		return err
 	}
+	if !effectTimesFit(e) {
+		return Errorf(CodeInternal, "effect of kind %d carries a time outside years 0-9999, which replies cannot hold", e.Kind)
+	}
 	if d := e.Dedupe; d != nil {
 		if d.Key == "" || d.Hash == "" || !IsWrite(d.Op) {
 			return Errorf(CodeInternal, "dedupe record of rid %q lacks its key, hash or write op", e.RID)
@@ -111,4 +118,33 @@ func checkStored(r *Resource) *Error {
 		return Errorf(CodeInternal, "stored resource %q has no version, a bad type or invalid data", r.ID)
 	}
 	return nil
+}
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// effectTimesFit reports whether every time e carries fits RFC 3339 (years 0-9999), as
+// replies and events write them.
+func effectTimesFit(e *Effect) bool {
+	ts := []time.Time{e.At}
+	for _, r := range []*Resource{e.Resource, dedupeResource(e.Dedupe)} {
+		if r != nil {
+			ts = append(ts, r.Created, r.Updated)
+		}
+	}
+	if e.Dedupe != nil {
+		ts = append(ts, e.Dedupe.At)
+	}
+	for _, t := range ts {
+		if y := t.Year(); y < 0 || y > 9999 {
+			return false
+		}
+	}
+	return true
+}
+
+func dedupeResource(d *DedupeRecord) *Resource {
+	if d == nil {
+		return nil
+	}
+	return d.Resource
 }

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -216,23 +215,27 @@ func snapshotGroup(gs GroupStore, f filter) (position, []json.RawMessage, error)
 		at = position{Epoch: historyEpochAt(m.EpochHistory, m.Applied), Seq: m.Applied}
 		if f.kind == filterRID {
 			if v := bk.resources.get([]byte(f.rid)); v != nil {
-				out = append(out, bytes.Clone(v))
+				j, err := storedResourceJSON(f.rid, v)
+				if err != nil {
+					return err
+				}
+				out = append(out, j)
 			}
 			return nil
 		}
 		return bk.resources.each(nil, func(k, v []byte) (bool, error) {
-			if f.kind == filterType {
-				var r struct {
-					Type string `json:"type"`
-				}
-				if err := json.Unmarshal(v, &r); err != nil {
-					return false, fmt.Errorf("decode resource %q: %w", k, err)
-				}
-				if r.Type != f.typ {
-					return true, nil
-				}
+			r, err := command.DecodeStoredResource(v)
+			if err != nil {
+				return false, fmt.Errorf("decode resource %q: %w", k, err)
 			}
-			out = append(out, bytes.Clone(v))
+			if f.kind == filterType && r.Type != f.typ {
+				return true, nil
+			}
+			j, err := json.Marshal(r)
+			if err != nil {
+				return false, fmt.Errorf("encode resource %q: %w", k, err)
+			}
+			out = append(out, j)
 			return true, nil
 		})
 	})
@@ -240,4 +243,17 @@ func snapshotGroup(gs GroupStore, f filter) (position, []json.RawMessage, error)
 		return position{}, nil, st.wrap(err)
 	}
 	return at, out, nil
+}
+
+// storedResourceJSON is the JSON of the resource the store keeps under rid.
+func storedResourceJSON(rid string, v []byte) (json.RawMessage, error) {
+	r, err := command.DecodeStoredResource(v)
+	if err != nil {
+		return nil, fmt.Errorf("decode resource %q: %w", rid, err)
+	}
+	j, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("encode resource %q: %w", rid, err)
+	}
+	return j, nil
 }

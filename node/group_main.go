@@ -281,25 +281,32 @@ func (g *group) forgetBelow() uint64 {
 	return low
 }
 
-// onAck applies a sibling's answer.
-func (g *group) onAck(a *sibling.Ack) {
+// onAcks applies answers that arrived together, under one lock.
+func (g *group) onAcks(acks []*sibling.Ack) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.role != roleMain || a.Group != uint16(g.id) {
-		return
-	}
-	g.lastAck[a.From] = time.Now()
-	g.main.HandleAck(*a)
-	if e := g.main.Fenced(); e > 0 {
-		g.fencedBy = max(g.fencedBy, e)
-		g.log.Warn().Uint64("epoch", g.epoch).Uint64("fencedBy", e).Msg("a sibling holds a higher epoch; stepping down")
-		g.stepDownLocked(command.Errorf(command.CodeNoMain, "group %d: main was fenced by epoch %d", g.id, e))
-		return
+	woken := map[uint16]bool{}
+	now := time.Now()
+	for _, a := range acks {
+		if g.role != roleMain || a.Group != uint16(g.id) {
+			return
+		}
+		g.lastAck[a.From] = now
+		g.main.HandleAck(*a)
+		if e := g.main.Fenced(); e > 0 {
+			g.fencedBy = max(g.fencedBy, e)
+			g.log.Warn().Uint64("epoch", g.epoch).Uint64("fencedBy", e).Msg("a sibling holds a higher epoch; stepping down")
+			g.stepDownLocked(command.Errorf(command.CodeNoMain, "group %d: main was fenced by epoch %d", g.id, e))
+			return
+		}
+		woken[a.From] = true
 	}
 	g.noteCommit()
 	g.broadcast()
-	if l := g.links[a.From]; l != nil {
-		l.wake()
+	for from := range woken {
+		if l := g.links[from]; l != nil {
+			l.wake()
+		}
 	}
 }
 

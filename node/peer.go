@@ -111,12 +111,21 @@ func (l *peerLink) serve(conn *websocket.Conn) string {
 			if err != nil {
 				return
 			}
-			a, err := sibling.UnmarshalAck(b)
+			frames, err := sibling.SplitFrames(b)
 			if err != nil {
-				g.log.Warn().Err(err).Uint16("sibling", l.node).Msg("bad ack frame")
+				g.log.Warn().Err(err).Uint16("sibling", l.node).Msg("bad ack message")
 				return
 			}
-			g.onAck(a)
+			acks := make([]*sibling.Ack, 0, len(frames))
+			for _, f := range frames {
+				a, err := sibling.UnmarshalAck(f)
+				if err != nil {
+					g.log.Warn().Err(err).Uint16("sibling", l.node).Msg("bad ack frame")
+					return
+				}
+				acks = append(acks, a)
+			}
+			g.onAcks(acks)
 		}
 	}()
 	heartbeat := time.NewTicker(g.n.cfg.DownAfter / 4)
@@ -156,11 +165,18 @@ func (l *peerLink) serve(conn *websocket.Conn) string {
 		}
 		g.mu.Unlock()
 		beat = false
-		for _, m := range msgs {
-			buf = sibling.MarshalAppend(buf[:0], m)
+		if len(msgs) > 0 {
+			// Everything ready goes in one message: one socket write per wake-up.
+			buf = sibling.NewBatch(buf)
+			for _, m := range msgs {
+				buf = sibling.BatchAppend(buf, m)
+			}
 			conn.SetWriteDeadline(time.Now().Add(g.n.cfg.DownAfter))
 			if err := conn.WriteMessage(websocket.BinaryMessage, buf); err != nil {
 				return "write: " + err.Error()
+			}
+			if cap(buf) > 1<<20 {
+				buf = nil
 			}
 		}
 		select {
@@ -205,12 +221,19 @@ func (n *Node) serveRepl(w http.ResponseWriter, r *http.Request) {
 				n.log.Debug().Err(err).Int("group", gid).Int("main", from).Msg("replication stream from the main ended")
 				return
 			}
-			m, err := sibling.UnmarshalAppend(b)
+			frames, err := sibling.SplitFrames(b)
 			if err != nil {
-				n.log.Warn().Err(err).Msg("bad append frame")
+				n.log.Warn().Err(err).Msg("bad append message")
 				return
 			}
-			in <- m
+			for _, f := range frames {
+				m, err := sibling.UnmarshalAppend(f)
+				if err != nil {
+					n.log.Warn().Err(err).Msg("bad append frame")
+					return
+				}
+				in <- m
+			}
 		}
 	}()
 	var buf []byte
@@ -243,8 +266,11 @@ func (n *Node) serveRepl(w http.ResponseWriter, r *http.Request) {
 			acks = append(acks, g.handleAppends(batch[:j])...)
 			batch = batch[j:]
 		}
-		for _, a := range acks {
-			buf = sibling.MarshalAck(buf[:0], a)
+		if len(acks) > 0 {
+			buf = sibling.NewBatch(buf)
+			for _, a := range acks {
+				buf = sibling.BatchAck(buf, a)
+			}
 			if err := conn.WriteMessage(websocket.BinaryMessage, buf); err != nil {
 				return
 			}

@@ -177,10 +177,7 @@ func effectStoreOps(seq uint64, e *command.Effect) ([]storeOp, error) {
 		if e.Resource.ID != e.RID {
 			return nil, fmt.Errorf("put effect for rid %q carries resource %q", e.RID, e.Resource.ID)
 		}
-		v, err := json.Marshal(e.Resource)
-		if err != nil {
-			return nil, fmt.Errorf("encode resource %q: %w", e.RID, err)
-		}
+		v := command.EncodeStoredResource(e.Resource)
 		// A put never follows a delete of the same rid (rids are not reused), but if one
 		// did, the tombstone must go so that Resource answers one state, not two.
 		ops = append(ops, storeOp{bucket: bucketResources, key: []byte(e.RID), val: v}, storeOp{bucket: bucketTombstones, key: []byte(e.RID), val: nil})

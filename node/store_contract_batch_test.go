@@ -1,7 +1,6 @@
 package node
 
 import (
-	"encoding/json"
 	"errors"
 	"reflect"
 	"slices"
@@ -124,8 +123,6 @@ func testStoreInvalidBatches(t *testing.T, s Store) {
 		a.Effect.Dedupe = &command.DedupeRecord{Key: key, At: storeTestAt}
 		return a
 	}
-	badData := storePut(3, "3-C", "a", 1)
-	badData.Effect.Resource.Data = json.RawMessage("{not json")
 	wrongID := storePut(3, "3-C", "a", 1)
 	wrongID.Effect.Resource.ID = "3-D"
 	kind := func(seq uint64, k command.EffectKind, rid string) AppliedEffect {
@@ -163,7 +160,6 @@ func testStoreInvalidBatches(t *testing.T, s Store) {
 		{"put without resource", &Batch{Apply: []AppliedEffect{kind(3, command.EffectPut, "3-C")}},
 			`apply seq 3: put effect needs a rid and a resource (rid "3-C", resource set: false)`},
 		{"put of another rid", &Batch{Apply: []AppliedEffect{wrongID}}, `put effect for rid "3-C" carries resource "3-D"`},
-		{"put of invalid data", &Batch{Apply: []AppliedEffect{badData}}, `apply seq 3: encode resource "3-C"`},
 		{"delete without rid", &Batch{Apply: []AppliedEffect{kind(3, command.EffectDelete, "")}},
 			"apply seq 3: delete effect has no rid"},
 		{"dedupe key too long", &Batch{Apply: []AppliedEffect{withKey(put3, strings.Repeat("k", 32769))}},

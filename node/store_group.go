@@ -269,10 +269,11 @@ func (s *groupStore) Resource(rid string) (*command.Resource, *command.Tombstone
 	var ts *command.Tombstone
 	err := s.txns.view(func(bk *groupBuckets) error {
 		if v := bk.resources.get([]byte(rid)); v != nil {
-			res = new(command.Resource)
-			if err := json.Unmarshal(v, res); err != nil {
+			r, err := command.DecodeStoredResource(v)
+			if err != nil {
 				return fmt.Errorf("decode resource %q: %w", rid, err)
 			}
+			res = r
 			return nil
 		}
 		if v := bk.tombstones.get([]byte(rid)); v != nil {
@@ -319,14 +320,14 @@ func (s *groupStore) List(typ, after string, limit int) ([]command.Resource, err
 			from = append([]byte(after), 0) // the smallest key above after
 		}
 		return bk.resources.each(from, func(k, v []byte) (bool, error) {
-			var r command.Resource
-			if err := json.Unmarshal(v, &r); err != nil {
+			r, err := command.DecodeStoredResource(v)
+			if err != nil {
 				return false, fmt.Errorf("decode resource %q: %w", k, err)
 			}
 			if typ != "" && r.Type != typ {
 				return true, nil
 			}
-			out = append(out, r)
+			out = append(out, *r)
 			return limit <= 0 || len(out) < limit, nil
 		})
 	})

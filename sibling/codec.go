@@ -123,3 +123,58 @@ func UnmarshalAck(b []byte) (*Ack, error) {
 	}
 	return a, nil
 }
+
+// A batch carries several frames in one message, so that one socket write (and one read)
+// moves every Append a link has ready, or every Ack of a durable write: 'B', then per
+// frame a 4-byte big-endian length and the frame.
+const frameBatch byte = 'B'
+
+// MaxBatchFrames bounds the frames a batch may hold.
+const MaxBatchFrames = 1 << 12
+
+// NewBatch starts a batch in buf.
+func NewBatch(buf []byte) []byte { return append(buf[:0], frameBatch) }
+
+// BatchAppend adds an Append frame to a batch.
+func BatchAppend(batch []byte, m *Append) []byte {
+	at := len(batch)
+	batch = MarshalAppend(append(batch, 0, 0, 0, 0), m)
+	binary.BigEndian.PutUint32(batch[at:], uint32(len(batch)-at-4))
+	return batch
+}
+
+// BatchAck adds an Ack frame to a batch.
+func BatchAck(batch []byte, a *Ack) []byte {
+	at := len(batch)
+	batch = MarshalAck(append(batch, 0, 0, 0, 0), a)
+	binary.BigEndian.PutUint32(batch[at:], uint32(len(batch)-at-4))
+	return batch
+}
+
+// SplitFrames returns the frames of a message: those of a batch, or the message itself
+// when it is a single frame. The frames alias b.
+func SplitFrames(b []byte) ([][]byte, error) {
+	if len(b) == 0 || b[0] != frameBatch {
+		return [][]byte{b}, nil
+	}
+	var frames [][]byte
+	rest := b[1:]
+	for len(rest) > 0 {
+		if len(rest) < 4 {
+			return nil, errors.New("batch: frame length cut short")
+		}
+		n := binary.BigEndian.Uint32(rest)
+		if uint64(n) > uint64(len(rest)-4) {
+			return nil, fmt.Errorf("batch: frame of %d bytes exceeds the message", n)
+		}
+		if len(frames) == MaxBatchFrames {
+			return nil, fmt.Errorf("batch: more than %d frames", MaxBatchFrames)
+		}
+		frames = append(frames, rest[4:4+n:4+n])
+		rest = rest[4+n:]
+	}
+	if len(frames) == 0 {
+		return nil, errors.New("batch: no frames")
+	}
+	return frames, nil
+}

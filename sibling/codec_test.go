@@ -45,7 +45,15 @@ func FuzzUnmarshal(f *testing.F) {
 	f.Add(MarshalAppend(nil, &Append{Group: 1, Epoch: 2, Entries: []Entry{{Epoch: 2, Seq: 5, Data: []byte("d")}}}))
 	f.Add(MarshalAck(nil, &Ack{Group: 1, OK: true, Seq: 4}))
 	f.Add([]byte{frameAppend, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
+	batch := BatchAck(BatchAppend(NewBatch(nil), &Append{Group: 1, Epoch: 2}), &Ack{Group: 1, OK: true, Seq: 4})
+	f.Add(batch)
 	f.Fuzz(func(t *testing.T, b []byte) {
+		if frames, err := SplitFrames(b); err == nil {
+			for _, fr := range frames {
+				_, _ = UnmarshalAppend(fr)
+				_, _ = UnmarshalAck(fr)
+			}
+		}
 		if m, err := UnmarshalAppend(b); err == nil {
 			again, err := UnmarshalAppend(MarshalAppend(nil, m))
 			if err != nil || len(again.Entries) != len(m.Entries) || again.PrevSeq != m.PrevSeq {
@@ -59,4 +67,35 @@ func FuzzUnmarshal(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestBatchRoundTrip(t *testing.T) {
+	ms := []*Append{{Group: 1, Epoch: 2, Entries: []Entry{{Epoch: 2, Seq: 5, Data: []byte("d")}}}, {Group: 1, Epoch: 2, CommitSeq: 5}}
+	b := NewBatch(nil)
+	for _, m := range ms {
+		b = BatchAppend(b, m)
+	}
+	b = BatchAck(b, &Ack{Group: 1, OK: true, Seq: 4})
+	frames, err := SplitFrames(b)
+	if err != nil || len(frames) != 3 {
+		t.Fatalf("split %d frames, err %v", len(frames), err)
+	}
+	for i, m := range ms {
+		got, err := UnmarshalAppend(frames[i])
+		if err != nil || got.CommitSeq != m.CommitSeq || len(got.Entries) != len(m.Entries) {
+			t.Fatalf("frame %d: %+v, %v", i, got, err)
+		}
+	}
+	if a, err := UnmarshalAck(frames[2]); err != nil || a.Seq != 4 {
+		t.Fatalf("ack frame: %+v, %v", a, err)
+	}
+	single := MarshalAck(nil, &Ack{Group: 1})
+	if frames, err := SplitFrames(single); err != nil || len(frames) != 1 {
+		t.Fatalf("a single frame splits into %d, %v", len(frames), err)
+	}
+	for _, bad := range [][]byte{{frameBatch}, {frameBatch, 0, 0}, {frameBatch, 0, 0, 0, 9, 'K'}} {
+		if _, err := SplitFrames(bad); err == nil {
+			t.Errorf("split %q without an error", bad)
+		}
+	}
 }
