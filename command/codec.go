@@ -11,7 +11,7 @@ import (
 // form (codec_bin.go): resource data keeps the bytes Execute stored. An effect that breaks
 // the rules DecodeEffect checks is refused here too, so a bad entry never reaches the log.
 func EncodeEffect(e *Effect) ([]byte, error) {
-	if err := checkEffect(e); err != nil {
+	if err := checkEffect(e, false); err != nil {
 		return nil, err
 	}
 	return appendEffect(nil, e), nil
@@ -26,7 +26,7 @@ func DecodeEffect(b []byte) (Effect, error) {
 		if err != nil {
 			return Effect{}, Errorf(CodeInternal, "decoding effect: %v", err)
 		}
-		if err := checkEffect(&e); err != nil {
+		if err := checkEffect(&e, false); err != nil {
 			return Effect{}, err
 		}
 		return e, nil
@@ -40,15 +40,17 @@ func DecodeEffect(b []byte) (Effect, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return Effect{}, Errorf(CodeInternal, "decoding effect: data after the effect")
 	}
-	if err := checkEffect(&e); err != nil {
+	if err := checkEffect(&e, true); err != nil {
 		return Effect{}, err
 	}
 	return e, nil
 }
 
 // checkEffect checks what applying e relies on: a known kind, and for resource effects a
-// canonical rid that matches the resource they store.
-func checkEffect(e *Effect) *Error {
+// canonical rid that matches the resource they store. Resource data is checked to be JSON
+// only when scanData is set: binary effects carry the bytes of a request the receiving
+// node validated (ValidateRequest), or of a merge it made, unchanged from there on.
+func checkEffect(e *Effect, scanData bool) *Error {
 	switch e.Kind {
 	case EffectPut:
 		if err := checkEffectRID(e); err != nil {
@@ -57,7 +59,7 @@ func checkEffect(e *Effect) *Error {
 		if e.Type != "" {
 			return Errorf(CodeInternal, "put of rid %q carries a type outside its resource", e.RID)
 		}
-		if err := checkStored(e.Resource); err != nil {
+		if err := checkStored(e.Resource, scanData); err != nil {
 			return err
 		}
 		if e.Resource.ID != e.RID {
@@ -93,7 +95,7 @@ func checkEffect(e *Effect) *Error {
 			return Errorf(CodeInternal, "dedupe record of rid %q lacks its key, hash or write op", e.RID)
 		}
 		if d.Resource != nil {
-			return checkStored(d.Resource)
+			return checkStored(d.Resource, scanData)
 		}
 	}
 	return nil
@@ -107,14 +109,14 @@ func checkEffectRID(e *Effect) *Error {
 }
 
 // checkStored checks a resource as effects carry it.
-func checkStored(r *Resource) *Error {
+func checkStored(r *Resource, scanData bool) *Error {
 	if r == nil {
 		return Errorf(CodeInternal, "effect stores no resource")
 	}
 	if _, err := ParseRID(r.ID); err != nil {
 		return Errorf(CodeInternal, "stored resource: %s", AsError(err).Message)
 	}
-	if r.Version == 0 || checkType(r.Type) != nil || !json.Valid(r.Data) {
+	if r.Version == 0 || checkType(r.Type) != nil || len(r.Data) == 0 || (scanData && !json.Valid(r.Data)) {
 		return Errorf(CodeInternal, "stored resource %q has no version, a bad type or invalid data", r.ID)
 	}
 	return nil

@@ -13,8 +13,9 @@ import (
 )
 
 // BenchmarkBoot measures a node's start to serving (Healthy) on a store that holds
-// SIBYL_BOOT_RESOURCES resources (default 1,000,000) in its own group, all applied, plus a
-// short uncommitted tail. Filling the store is not timed. Run it on demand:
+// SIBYL_BOOT_RESOURCES resources (default 1,000,000) in its own group, all applied, after a
+// crash that left almost a whole flush threshold of log to replay. Filling the store is not
+// timed. Run it on demand:
 //
 //	go test ./node -run x -bench Boot -benchtime 1x
 func BenchmarkBoot(b *testing.B) {
@@ -23,7 +24,7 @@ func BenchmarkBoot(b *testing.B) {
 		n = v
 	}
 	dir := b.TempDir()
-	st, err := OpenBolt(filepath.Join(dir, "sibyl.db"))
+	st, err := OpenDurable(dir, DurableOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -37,29 +38,55 @@ func BenchmarkBoot(b *testing.B) {
 	const batch = 20000
 	seq := uint64(0)
 	fill := time.Now()
-	for done := 0; done < n; done += batch {
-		bt := &Batch{Epoch: 1}
-		for i := 0; i < batch && done+i < n; i++ {
-			seq++
-			res := &command.Resource{ID: ids.Next(now).String(), Type: "job", Version: 1, Data: data, Created: now, Updated: now}
-			eff := command.Effect{Kind: command.EffectPut, RID: res.ID, Resource: res, At: now}
-			enc, err := command.EncodeEffect(&eff)
-			if err != nil {
-				b.Fatal(err)
-			}
-			bt.Append = append(bt.Append, sibling.Entry{Epoch: 1, Seq: seq, Data: enc})
-			bt.Apply = append(bt.Apply, AppliedEffect{Epoch: 1, Seq: seq, Effect: eff})
+	var rids []string
+	put := func(rid string, version uint64) (sibling.Entry, AppliedEffect) {
+		seq++
+		res := &command.Resource{ID: rid, Type: "job", Version: version, Data: data, Created: now, Updated: now}
+		eff := command.Effect{Kind: command.EffectPut, RID: res.ID, Resource: res, At: now}
+		enc, err := command.EncodeEffect(&eff)
+		if err != nil {
+			b.Fatal(err)
 		}
+		return sibling.Entry{Epoch: 1, Seq: seq, Data: enc}, AppliedEffect{Epoch: 1, Seq: seq, Effect: eff}
+	}
+	write := func(bt *Batch) {
 		bt.CommitSeq = seq
 		if err := gs.Write(bt); err != nil {
 			b.Fatal(err)
 		}
 	}
-	if err := st.Close(); err != nil {
+	for done := 0; done < n; done += batch {
+		bt := &Batch{Epoch: 1}
+		for i := 0; i < batch && done+i < n; i++ {
+			rid := ids.Next(now).String()
+			rids = append(rids, rid)
+			e, a := put(rid, 1)
+			bt.Append, bt.Apply = append(bt.Append, e), append(bt.Apply, a)
+		}
+		write(bt)
+	}
+	// The worst case for recovery: the state store has everything up to a flush, then
+	// almost a whole flush threshold of log follows, and the process is killed.
+	ws := st.(*walStore)
+	if err := ws.flush(); err != nil {
+		b.Fatal(err)
+	}
+	tail := ws.log.End()
+	for v := uint64(2); ws.log.End()-tail < uint64(ws.opts.FlushBytes)*9/10; v++ {
+		bt := &Batch{}
+		for i := 0; i < 2000; i++ {
+			e, a := put(rids[(int(v)*2000+i)%len(rids)], v)
+			bt.Append, bt.Apply = append(bt.Append, e), append(bt.Apply, a)
+		}
+		write(bt)
+	}
+	logTail := ws.log.End() - tail
+	if err := ws.crash(); err != nil {
 		b.Fatal(err)
 	}
 	info, _ := os.Stat(filepath.Join(dir, "sibyl.db"))
-	b.Logf("filled %d resources (%d MiB) in %v", n, info.Size()>>20, time.Since(fill).Round(time.Second))
+	b.Logf("filled %d resources (%d MiB) and %d MiB of log after the last flush in %v", n, info.Size()>>20,
+		logTail>>20, time.Since(fill).Round(time.Second))
 
 	addr := freeAddrB(b)
 	dirInfo := command.Directory{Index: 1, Nodes: []command.NodeInfo{{ID: 1, Addr: addr, State: command.NodeUp}},

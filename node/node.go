@@ -38,9 +38,14 @@ type Config struct {
 	// ClusterSecret, when set, must be presented by every node-to-node connection.
 	ClusterSecret string
 	Logger        zerolog.Logger
-	// Store, when set, is used instead of DataDir/sibyl.db (tests); DataDir, when set,
-	// still holds the incarnation counter.
+	// Store, when set, is used instead of the durable store in DataDir (tests); DataDir,
+	// when set, still holds the incarnation counter.
 	Store Store
+	// FlushBytes and FlushEvery set when the store moves its write-ahead log into bbolt
+	// (DefaultFlushBytes, DefaultFlushEvery): FlushBytes also bounds the log a restart
+	// replays.
+	FlushBytes int64
+	FlushEvery time.Duration
 	// SyncRate caps a snapshot transfer to a sibling, in bytes per second (0: no cap).
 	SyncRate int64
 	// LogKeep is how many applied entries a copy keeps behind its applied seq (default
@@ -154,7 +159,7 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Store != nil {
 		n.store = cfg.Store
 	} else {
-		st, err := OpenDurable(cfg.DataDir, DurableOptions{})
+		st, err := OpenDurable(cfg.DataDir, DurableOptions{FlushBytes: cfg.FlushBytes, FlushEvery: cfg.FlushEvery})
 		if err != nil {
 			return nil, fmt.Errorf("node: opening store: %w", err)
 		}

@@ -202,11 +202,16 @@ func resetBoltBucket(top *bolt.Bucket) func(i int) (storeKV, error) {
 // (writers allocate elsewhere) until it is rolled back.
 // Its size is the file's: counting the group's own bytes would read all of it twice.
 func (bg boltGroup) snapshot() (*groupBuckets, uint64, func(), error) {
-	tx, err := bg.db.Begin(false)
+	return boltSnapshot(bg.db, bg.name)
+}
+
+// boltSnapshot opens a read transaction on group bucket name and hands out its buckets.
+func boltSnapshot(db *bolt.DB, name []byte) (*groupBuckets, uint64, func(), error) {
+	tx, err := db.Begin(false)
 	if err != nil {
 		return nil, 0, nil, err
 	}
-	top := tx.Bucket(bg.name)
+	top := tx.Bucket(name)
 	if top == nil {
 		tx.Rollback()
 		return nil, 0, nil, ErrNoCopy

@@ -92,6 +92,22 @@ type walGroup struct {
 	mid     *layer // being flushed; nil otherwise
 	meta    *Meta  // the meta after the last write, nil when it must be read
 	dropped bool
+	// baseEmpty: bbolt's bucket i holds no key, so a key absent from the layers is absent
+	// (a write's lookups of tickets, tombstones and keys skip bbolt's read transaction).
+	baseEmpty [bucketCount]bool
+}
+
+// emptyBuckets reports which of a group's bbolt buckets hold no key.
+func emptyBuckets(bk *groupBuckets) [bucketCount]bool {
+	var out [bucketCount]bool
+	for i := range out {
+		out[i] = true
+		_ = (*bucketField(bk, i)).each(nil, func(k, v []byte) (bool, error) {
+			out[i] = false
+			return false, nil
+		})
+	}
+	return out
 }
 
 var metaKeyWALPos = []byte("walPos")
@@ -119,7 +135,11 @@ func OpenDurable(dir string, opts DurableOptions) (Store, error) {
 			if !ok {
 				return nil
 			}
-			s.groups[g] = &walGroup{s: s, id: g, name: groupBucketName(g), top: newLayer()}
+			wg := &walGroup{s: s, id: g, name: groupBucketName(g), top: newLayer()}
+			s.groups[g] = wg
+			if bk, err := boltBuckets(top); err == nil {
+				wg.baseEmpty = emptyBuckets(bk)
+			}
 			if meta := top.Bucket([]byte("meta")); meta != nil {
 				if v := meta.Get(metaKeyWALPos); len(v) == 8 {
 					pos[g], _ = decodeU64("walPos", v)
@@ -243,6 +263,7 @@ func (s *walStore) Group(g command.ServerID) (GroupStore, error) {
 	if !dropped {
 		return wg.handle(), nil // created meanwhile
 	}
+	var empty [bucketCount]bool
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		top, err := tx.CreateBucketIfNotExists(wg.name)
 		if err != nil {
@@ -261,13 +282,17 @@ func (s *walStore) Group(g command.ServerID) (GroupStore, error) {
 			return err
 		}
 		// Records of an earlier copy of this group (dropped since) are not this copy's.
-		return bk.meta.put(metaKeyWALPos, beU64(s.log.End()))
+		if err := bk.meta.put(metaKeyWALPos, beU64(s.log.End())); err != nil {
+			return err
+		}
+		empty = emptyBuckets(bk)
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create group %d: %w", g, err)
 	}
 	wg.lmu.Lock()
-	wg.dropped, wg.top, wg.mid, wg.meta = false, newLayer(), nil, nil
+	wg.dropped, wg.top, wg.mid, wg.meta, wg.baseEmpty = false, newLayer(), nil, nil, empty
 	wg.lmu.Unlock()
 	return wg.handle(), nil
 }
@@ -437,8 +462,9 @@ func (s *walStore) flush() error {
 		}
 		return nil
 	}
+	empties := make([][bucketCount]bool, len(work))
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		for _, f := range work {
+		for i, f := range work {
 			top := tx.Bucket(f.g.name)
 			if top == nil {
 				return fmt.Errorf("flush group %d: its bucket is missing", f.g.id)
@@ -453,14 +479,17 @@ func (s *walStore) flush() error {
 			if err := bk.meta.put(metaKeyWALPos, beU64(f.pos)); err != nil {
 				return err
 			}
+			empties[i] = emptyBuckets(bk)
 		}
 		return nil
 	})
-	for _, f := range work {
+	for i, f := range work {
 		f.g.lmu.Lock()
 		if err != nil {
 			// Keep the changes readable: put them back under whatever came since.
 			f.g.top = mergeLayers(f.g.mid, f.g.top)
+		} else {
+			f.g.baseEmpty = empties[i]
 		}
 		f.g.mid = nil
 		f.g.lmu.Unlock()

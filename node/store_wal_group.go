@@ -40,11 +40,17 @@ func (g *walGroup) layered(tx func() *bolt.Tx) *groupBuckets {
 	}
 	kv := make([]storeKV, bucketCount)
 	for i := range kv {
-		kv[i] = &layerKV{bucket: i, top: g.top, mid: g.mid, base: base(i)}
+		b := base(i)
+		if g.baseEmpty[i] {
+			b = noBase
+		}
+		kv[i] = &layerKV{bucket: i, top: g.top, mid: g.mid, base: b}
 	}
 	return &groupBuckets{log: kv[0], meta: kv[1], epochs: kv[2], resources: kv[3],
 		tombstones: kv[4], dedupe: kv[5], tickets: kv[6]}
 }
+
+func noBase() *bolt.Bucket { return nil }
 
 // readTx opens bbolt read transactions lazily for one view; done rolls back what was opened.
 type readTx struct {
@@ -109,6 +115,7 @@ func (g *walGroup) directLocked(fn func(*groupBuckets) error) error {
 	if dropped {
 		return ErrNoCopy
 	}
+	var empty [bucketCount]bool
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		top := tx.Bucket(g.name)
 		if top == nil {
@@ -128,13 +135,17 @@ func (g *walGroup) directLocked(fn func(*groupBuckets) error) error {
 				return err
 			}
 		}
-		return bk.meta.put(metaKeyWALPos, beU64(s.log.End()))
+		if err := bk.meta.put(metaKeyWALPos, beU64(s.log.End())); err != nil {
+			return err
+		}
+		empty = emptyBuckets(bk)
+		return nil
 	})
 	if err != nil {
 		return err
 	}
 	g.lmu.Lock()
-	g.top, g.meta = newLayer(), nil
+	g.top, g.meta, g.baseEmpty = newLayer(), nil, empty
 	g.lmu.Unlock()
 	return nil
 }
@@ -150,21 +161,7 @@ func (g *walGroup) snapshot() (*groupBuckets, uint64, func(), error) {
 	if err := g.directLocked(nil); err != nil {
 		return nil, 0, nil, err
 	}
-	tx, err := s.db.Begin(false)
-	if err != nil {
-		return nil, 0, nil, err
-	}
-	top := tx.Bucket(g.name)
-	if top == nil {
-		tx.Rollback()
-		return nil, 0, nil, ErrNoCopy
-	}
-	bk, err := boltBuckets(top)
-	if err != nil {
-		tx.Rollback()
-		return nil, 0, nil, err
-	}
-	return bk, uint64(tx.Size()), func() { tx.Rollback() }, nil
+	return boltSnapshot(s.db, g.name)
 }
 
 // Meta answers from the meta the last write left, without reading the store.

@@ -77,3 +77,16 @@ func TestCopyTimeoutFlag(t *testing.T) {
 		}
 	}
 }
+
+// A flush threshold too small to batch anything is a usage error, not a node that flushes
+// after every write.
+func TestNodeRefusesTinyFlushSettings(t *testing.T) {
+	for _, bad := range [][]string{{"--flush-bytes", "1000"}, {"--flush-every", "1ms"}} {
+		var out strings.Builder
+		args := append([]string{"node", "--id", "1", "--http", "x:1", "--data", "d", "--controllers", "c:1"}, bad...)
+		code := run(args, &out, &out)
+		if code != exitUsage || !strings.Contains(out.String(), "--flush-bytes") {
+			t.Errorf("%v: exit %d, output %q; want a usage error naming the flag", bad, code, out.String())
+		}
+	}
+}

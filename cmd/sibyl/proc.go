@@ -99,6 +99,8 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	syncRate := fs.Int64("sync-rate", 32<<20, "cap on a snapshot sent to a sibling, bytes per second (0: none); the default keeps writers' p99 within 1.5x during a registration on a small machine")
 	logKeep := fs.Uint64("log-keep", 10_000, "applied log entries every copy keeps")
 	logKeepMax := fs.Uint64("log-keep-max", 1_000_000, "applied entries a main keeps for a lagging sibling before it must be rebuilt from a snapshot")
+	flushBytes := fs.Int64("flush-bytes", node.DefaultFlushBytes, "write-ahead log written since the last flush that starts the next one (bbolt gets every change in one transaction); bounds what a restart replays")
+	flushEvery := fs.Duration("flush-every", node.DefaultFlushEvery, "longest time between flushes of the write-ahead log into bbolt")
 	vacuumEvery := fs.Duration("vacuum-every", 30*time.Second, "how often a main writes a vacuum entry")
 	tombstoneRetention := fs.Duration("tombstone-retention", 10*time.Minute, "age after which a tombstone every copy holds is vacuumed")
 	dedupeRetention := fs.Duration("dedupe-retention", 10*time.Minute, "age after which an idempotency key is forgotten")
@@ -107,6 +109,9 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	}
 	if *id < 1 || *id > 65535 {
 		return usageError(fs, stderr, "--id %d: want a server ID in 1..65535", *id)
+	}
+	if *flushBytes < 1<<20 || *flushEvery < 100*time.Millisecond {
+		return usageError(fs, stderr, "--flush-bytes %d, --flush-every %s: want at least 1 MiB and 100ms", *flushBytes, *flushEvery)
 	}
 	if !(*drift > 0 && *drift < 1) {
 		return usageError(fs, stderr, "--max-clock-drift %v: want a rate in (0, 1), e.g. 0.001", *drift)
@@ -137,6 +142,7 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 		Location: *loc, WriteTimeout: *writeTimeout, DownAfter: *downAfter, ClusterSecret: *secret,
 		MaxClockDrift: *drift, Logger: log, SyncRate: *syncRate, LogKeep: *logKeep, LogKeepMax: *logKeepMax,
 		VacuumEvery: *vacuumEvery, TombstoneRetention: *tombstoneRetention, DedupeRetention: *dedupeRetention,
+		FlushBytes: *flushBytes, FlushEvery: *flushEvery,
 	})
 	if err != nil {
 		ln.Close()
