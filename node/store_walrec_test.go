@@ -1,0 +1,66 @@
+package node
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/sibling"
+)
+
+func samplePlan() *batchPlan {
+	return &batchPlan{
+		meta:        Meta{Epoch: 3, FirstSeq: 2, LastSeq: 9, CommitSeq: 7, Applied: 6},
+		truncateLog: 10, dropEpochs: []uint64{4},
+		addEpochs:   []sibling.EpochStart{{Epoch: 3, FirstSeq: 8}},
+		entries:     []sibling.Entry{{Epoch: 3, Seq: 8, Data: []byte("e8")}, {Epoch: 3, Seq: 9, Data: []byte{}}},
+		ops: []storeOp{
+			{bucket: bucketResources, key: []byte("1-A"), val: []byte("v")},
+			{bucket: bucketTombstones, key: []byte("1-A")},
+			{bucket: bucketDedupe, key: []byte("k"), val: []byte{}},
+			{vacuum: &command.Vacuum{Tombstones: 5, Dedupe: 6}},
+		},
+		compactFrom: 1, compactTo: 1,
+	}
+}
+
+func TestWALRecordRoundTrip(t *testing.T) {
+	rec := encodePlan(nil, 12, samplePlan())
+	g, p, err := decodePlan(rec)
+	if err != nil || g != 12 {
+		t.Fatalf("decode: group %d, %v", g, err)
+	}
+	if again := encodePlan(nil, g, p); !bytes.Equal(again, rec) {
+		t.Fatalf("re-encoding differs:\n%x\n%x", again, rec)
+	}
+	if p.ops[1].val != nil || p.ops[2].val == nil {
+		t.Fatalf("a delete and an empty put must stay apart: %+v", p.ops)
+	}
+	for cut := range len(rec) {
+		if _, _, err := decodePlan(rec[:cut]); err == nil {
+			t.Fatalf("a record cut at %d of %d bytes decoded", cut, len(rec))
+		}
+	}
+}
+
+// FuzzDecodeWALRecord: whatever a log segment holds, decoding never panics, and what it
+// accepts encodes back to the same bytes.
+func FuzzDecodeWALRecord(f *testing.F) {
+	f.Add(encodePlan(nil, 1, samplePlan()))
+	f.Add(encodePlan(nil, 65535, &batchPlan{}))
+	f.Add([]byte{1, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		g, p, err := decodePlan(b)
+		if err != nil {
+			return
+		}
+		if again := encodePlan(nil, g, p); !bytes.Equal(again, b) {
+			// Uvarints have one canonical form each; a longer one decodes but re-encodes
+			// shorter, so only check that the re-encoding decodes to the same plan.
+			g2, p2, err := decodePlan(again)
+			if err != nil || g2 != g || !bytes.Equal(encodePlan(nil, g2, p2), again) {
+				t.Fatalf("record %x decoded but does not round trip: %v", b, err)
+			}
+		}
+	})
+}
