@@ -283,6 +283,11 @@ func (n *Node) watchLoop() {
 // applyDirectory adopts a directory no older than the current one and sets this node's role
 // for every group it names.
 func (n *Node) applyDirectory(d *command.Directory) {
+	// One directory at a time, all the way through its groups: the heartbeat, the watch
+	// and a join each fetch directories, and two applied at once could reach a group in the
+	// wrong order, handing a main the older of two configs.
+	n.applyMu.Lock()
+	defer n.applyMu.Unlock()
 	n.mu.Lock()
 	if n.dir != nil && d.Index < n.dir.Index {
 		n.mu.Unlock()

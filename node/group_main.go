@@ -154,7 +154,10 @@ func (g *group) appendLocked(eff *command.Effect) uint64 {
 // commits it reports the config activated. Call with g.mu held.
 func (g *group) setConfig(gi *command.GroupInfo) {
 	q, learners := QuorumOf(gi)
-	g.main.SetQuorum(q, learners)
+	if !g.main.SetQuorum(q, learners) {
+		g.log.Debug().Uint64("version", q.Version).Uint64("inUse", g.main.Quorum().Version).Msg("ignored an older config")
+		return
+	}
 	if gi.Pending != nil && gi.Pending.Version > g.configVer {
 		g.configVer = gi.Pending.Version
 		g.configSeq = g.appendLocked(&command.Effect{Kind: command.EffectConfig, Config: gi.Pending.Version, At: time.Now().UTC()})

@@ -101,10 +101,12 @@ type Node struct {
 	streamMu sync.Mutex
 	streams  map[command.ServerID]int // open replication connections from mains, by group
 
-	mu     sync.RWMutex
-	dir    *command.Directory
-	groups map[command.ServerID]*group
-	joined bool
+	// applyMu serialises applyDirectory (taken before mu and every group's mu).
+	applyMu sync.Mutex
+	mu      sync.RWMutex
+	dir     *command.Directory
+	groups  map[command.ServerID]*group
+	joined  bool
 
 	ctx    context.Context
 	cancel context.CancelFunc

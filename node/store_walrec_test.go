@@ -12,8 +12,8 @@ func samplePlan() *batchPlan {
 	return &batchPlan{
 		meta:        Meta{Epoch: 3, FirstSeq: 2, LastSeq: 9, CommitSeq: 7, Applied: 6},
 		truncateLog: 10, dropEpochs: []uint64{4},
-		addEpochs:   []sibling.EpochStart{{Epoch: 3, FirstSeq: 8}},
-		entries:     []sibling.Entry{{Epoch: 3, Seq: 8, Data: []byte("e8")}, {Epoch: 3, Seq: 9, Data: []byte{}}},
+		addEpochs: []sibling.EpochStart{{Epoch: 3, FirstSeq: 8}},
+		entries:   []sibling.Entry{{Epoch: 3, Seq: 8, Data: []byte("e8")}, {Epoch: 3, Seq: 9, Data: []byte{}}},
 		ops: []storeOp{
 			{bucket: bucketResources, key: []byte("1-A"), val: []byte("v")},
 			{bucket: bucketTombstones, key: []byte("1-A")},

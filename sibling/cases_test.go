@@ -183,3 +183,27 @@ func TestReadRoundMustBeFresh(t *testing.T) {
 		t.Fatal("read not confirmed by a fresh majority")
 	}
 }
+
+// A main never goes back to an older config: a directory fetched before a membership
+// change and applied after it would otherwise hand it the old voters, or, under a
+// group's first config with no voters, let it commit alone.
+func TestMainIgnoresAnOlderQuorum(t *testing.T) {
+	mlog := NewMemLog()
+	m := NewMain(MainConfig{Group: 1, Self: 1, Epoch: 1, EpochFirst: 1, History: []EpochStart{{1, 1}},
+		Quorum: Quorum{Version: 3, Sets: [][]uint16{{2, 3, 4}}}, Log: mlog})
+	if m.SetQuorum(Quorum{Version: 1}, nil) {
+		t.Fatal("SetQuorum took config version 1 after version 3")
+	}
+	if q := m.Quorum(); q.Version != 3 || len(q.Sets) != 1 || len(q.Sets[0]) != 3 {
+		t.Fatalf("quorum after an older config: %+v", q)
+	}
+	e, s := m.Assign()
+	_ = mlog.Append(Entry{Epoch: e, Seq: s})
+	m.Persisted(s)
+	if m.Commit() >= s {
+		t.Fatalf("the main committed seq %d alone with voters 2, 3, 4", s)
+	}
+	if !m.SetQuorum(Quorum{Version: 4, Sets: [][]uint16{{2, 3}}}, nil) {
+		t.Fatal("SetQuorum refused a newer config")
+	}
+}

@@ -95,8 +95,14 @@ func (m *Main) Fenced() uint64 { return m.fencedBy }
 func (m *Main) Quorum() Quorum { return m.cfg.Quorum }
 
 // SetQuorum switches to q (joint while a change is pending) and the given learners, adding
-// and dropping siblings as needed.
-func (m *Main) SetQuorum(q Quorum, learners []uint16) {
+// and dropping siblings as needed. A quorum of an older config version than the one in use
+// is ignored, and reported false: configs only move forward, and a main that went back to
+// an older one (a directory read before the change, applied after it) could count acks of
+// siblings that no longer vote, or commit alone under a group's first, empty config.
+func (m *Main) SetQuorum(q Quorum, learners []uint16) bool {
+	if q.Version < m.cfg.Quorum.Version {
+		return false
+	}
 	m.cfg.Quorum = q
 	m.cfg.Learners = learners
 	want := map[uint16]bool{}
@@ -125,6 +131,7 @@ func (m *Main) SetQuorum(q Quorum, learners []uint16) {
 		p.Learner = learner
 	}
 	m.advanceCommit()
+	return true
 }
 
 // Peers returns the siblings the main replicates to.
