@@ -222,7 +222,7 @@ func (c *wsConn) reply(id *string, op string, rep *command.Reply, err error, sta
 		w = shapeReply(op, rep)
 	}
 	w.ID = rawID(id)
-	data, merr := json.Marshal(w)
+	data, merr := encodeReply(w)
 	if merr != nil {
 		// The backend handed back something unencodable (e.g. invalid raw JSON data).
 		e := command.Errorf(command.CodeInternal, "encoding the reply to op %q failed: %v", op, merr)

@@ -28,8 +28,11 @@
 //   - handover.go: a planned promotion: the main freezes (executes nothing) until the
 //     target holds everything, committed; writes that waited go to the new main.
 //   - admin_progress.go: registerSibling's progress events on the caller's connection.
-//   - store*.go: the Store interface, with the bbolt store and an in-memory one that pass
-//     the same contract tests.
+//   - store*.go: the Store interface and its implementations, which pass the same contract
+//     tests: the durable store (store_wal*.go, the node's: a write-ahead log, package wal,
+//     shared by every group with group commit, in front of the bbolt state store, which
+//     gets every change in large flushes; docs/storage.md), the bbolt store alone, and an
+//     in-memory one for fast tests.
 //   - tickets.go: the main's ticket expiry. Ticket state is replicated like resources
 //     (the store's tickets bucket, the overlay's pending states); only the main turns a
 //     ticket's ttl into a deadline, on its monotonic clock, and writes the expiry as an
@@ -39,5 +42,17 @@
 //     groups this node holds no copy of come through one feed per group from a holder;
 //     resume tokens, catch-up from the log, resync and lagged. docs/events.md.
 //
-// docs/ has the sequence diagrams of a write, a promotion and a sibling registration.
+// Goroutines: per node, the watch long poll and the heartbeat loop (both apply
+// directories), the store's flusher; per group this node is main of, persistLoop, the
+// vacuum loop and one goroutine per sibling link plus its ack reader; per replication
+// connection accepted, a frame reader and the loop that steps and acks; per client
+// request, the API server's waiter.
+//
+// Lock order: Node.applyMu, then a group's mu, then Node.mu (a group reads the directory
+// under its own lock; nothing takes a group's mu while holding Node.mu). The durable
+// store's locks (walStore.flushMu, walGroup.wmu, walGroup.lmu, walStore.mu, in that order)
+// come after a group's mu and never call back into a group.
+//
+// docs/ has the sequence diagrams of a write, a promotion and a sibling registration, and
+// docs/storage.md the store's files, flushes and recovery.
 package node

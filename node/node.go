@@ -293,14 +293,20 @@ func (n *Node) Close() error {
 	}
 	n.connMu.Unlock()
 	n.fwd.closeAll()
-	n.mu.Lock()
+	// Groups are taken under Node.mu and locked after it: a group's mu is held when Node.mu
+	// is taken (directoryGroup), never the other way round.
+	n.mu.RLock()
+	groups := make([]*group, 0, len(n.groups))
 	for _, g := range n.groups {
+		groups = append(groups, g)
+	}
+	n.mu.RUnlock()
+	for _, g := range groups {
 		g.mu.Lock()
 		g.stepDownLocked(command.Errorf(command.CodeUnavailable, "node %d is shutting down", n.cfg.ID))
 		g.role = roleNone
 		g.mu.Unlock()
 	}
-	n.mu.Unlock()
 	return n.store.Close()
 }
 

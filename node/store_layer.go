@@ -56,6 +56,11 @@ func (l *layer) set(bucket int, key []byte, val []byte, del bool) {
 func (l *layer) writeTo(bk *groupBuckets) error {
 	for i, b := range l.buckets {
 		kv := *bucketField(bk, i)
+		if p, ok := kv.(interface{ packFull() }); ok && i == bucketLog {
+			// Log keys only ever grow (seqs), and leave from the front: full pages, not
+			// bbolt's default of half-full ones, mean half the pages to write.
+			p.packFull()
+		}
 		var err error
 		b.Ascend(func(it layerItem) bool {
 			if it.del {
