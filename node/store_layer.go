@@ -83,8 +83,37 @@ func (l *layer) writeTo(bk *groupBuckets) error {
 type layerKV struct {
 	bucket int
 	top    *layer
-	mid    *layer // may be nil
-	base   func() *bolt.Bucket
+	mid    *layer     // may be nil
+	view   *layerView // opens the base
+}
+
+// layerView is a group's buckets through its layers, for one read or write: one
+// allocation for all of them.
+type layerView struct {
+	kv      [bucketCount]layerKV
+	bk      groupBuckets
+	tx      func() *bolt.Tx // opens (once) the read transaction the base is read through
+	name    []byte
+	empty   [bucketCount]bool // bbolt's bucket holds no key
+	opened  bool
+	topBase *bolt.Bucket
+}
+
+func (k *layerKV) base() *bolt.Bucket {
+	v := k.view
+	if v.empty[k.bucket] {
+		return nil
+	}
+	if !v.opened {
+		v.opened = true
+		if t := v.tx(); t != nil {
+			v.topBase = t.Bucket(v.name)
+		}
+	}
+	if v.topBase == nil {
+		return nil
+	}
+	return v.topBase.Bucket([]byte(subBucketNames[k.bucket]))
 }
 
 func (k *layerKV) lookup(key []byte) (layerItem, bool) {

@@ -22,35 +22,14 @@ func (g *walGroup) handle() GroupStore {
 // layered returns the group's buckets as the layers over bbolt; tx opens (once) the read
 // transaction the base is read through. Call with g.lmu held.
 func (g *walGroup) layered(tx func() *bolt.Tx) *groupBuckets {
-	var top *bolt.Bucket
-	opened := false
-	base := func(i int) func() *bolt.Bucket {
-		return func() *bolt.Bucket {
-			if !opened {
-				opened = true
-				if t := tx(); t != nil {
-					top = t.Bucket(g.name)
-				}
-			}
-			if top == nil {
-				return nil
-			}
-			return top.Bucket([]byte(subBucketNames[i]))
-		}
+	v := &layerView{tx: tx, name: g.name, empty: g.baseEmpty}
+	for i := range v.kv {
+		v.kv[i] = layerKV{bucket: i, top: g.top, mid: g.mid, view: v}
 	}
-	kv := make([]storeKV, bucketCount)
-	for i := range kv {
-		b := base(i)
-		if g.baseEmpty[i] {
-			b = noBase
-		}
-		kv[i] = &layerKV{bucket: i, top: g.top, mid: g.mid, base: b}
-	}
-	return &groupBuckets{log: kv[0], meta: kv[1], epochs: kv[2], resources: kv[3],
-		tombstones: kv[4], dedupe: kv[5], tickets: kv[6]}
+	v.bk = groupBuckets{log: &v.kv[0], meta: &v.kv[1], epochs: &v.kv[2], resources: &v.kv[3],
+		tombstones: &v.kv[4], dedupe: &v.kv[5], tickets: &v.kv[6]}
+	return &v.bk
 }
-
-func noBase() *bolt.Bucket { return nil }
 
 // readTx opens bbolt read transactions lazily for one view; done rolls back what was opened.
 type readTx struct {
