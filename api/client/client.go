@@ -64,7 +64,10 @@ type Client struct {
 	opts Options
 	urls []string
 
-	mu     sync.Mutex // guards cur, next and closed; held while dialling
+	// lock guards cur, next and closed, and is held while dialling. It is a channel so that
+	// a request waiting for another's dial gives up at its own deadline (and so that, in a
+	// simulated clock's bubble, that wait counts as blocked and lets time move on).
+	lock   chan struct{}
 	cur    *conn
 	next   int // index in urls of the first address to try at the next dial
 	closed bool
@@ -100,6 +103,7 @@ func Dial(ctx context.Context, opts Options) (*Client, error) {
 		opts.RouteRefresh = DefaultRouteRefresh
 	}
 	c := &Client{
+		lock:   make(chan struct{}, 1),
 		opts:   opts,
 		floors: map[command.ServerID]uint64{},
 		places: map[string]int64{},
@@ -150,8 +154,12 @@ func wsURL(addr string) (string, error) {
 // connect returns the live connection, dialling the addresses in order from c.next when
 // there is none. Callers wait for one dial rather than racing their own.
 func (c *Client) connect(ctx context.Context) (*conn, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	select {
+	case c.lock <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-c.lock }()
 	if c.closed {
 		return nil, ErrClosed
 	}
@@ -262,11 +270,11 @@ func (c *Client) Close() error {
 	if c.routes != nil {
 		c.routes.close()
 	}
-	c.mu.Lock()
+	c.lock <- struct{}{}
 	c.closed = true
 	cur := c.cur
 	c.cur = nil
-	c.mu.Unlock()
+	<-c.lock
 	if cur != nil {
 		cur.close()
 	}
@@ -275,8 +283,8 @@ func (c *Client) Close() error {
 
 // Addr returns the address of the current default connection, or "" when there is none.
 func (c *Client) Addr() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.lock <- struct{}{}
+	defer func() { <-c.lock }()
 	if c.cur == nil || !c.cur.alive() {
 		return ""
 	}
