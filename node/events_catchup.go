@@ -196,15 +196,11 @@ func pageResources(res []json.RawMessage) [][]json.RawMessage {
 // snapshotGroup reads the committed state of every resource of gs that f matches, with the
 // position it is the state at, in one read transaction (so state and position agree).
 func snapshotGroup(gs GroupStore, f filter) (position, []json.RawMessage, error) {
-	var st *groupStore
-	switch v := gs.(type) {
-	case *groupStore:
-		st = v
-	case *walGroupStore:
-		st = v.groupStore
-	default:
+	sh, ok := gs.(interface{ shared() *groupStore })
+	if !ok {
 		return position{}, nil, fmt.Errorf("store %T cannot read a consistent resync set", gs)
 	}
+	st := sh.shared()
 	var at position
 	var out []json.RawMessage
 	err := st.txns.view(func(bk *groupBuckets) error {

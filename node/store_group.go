@@ -182,6 +182,10 @@ type groupStore struct {
 	txns groupTxns
 }
 
+// shared returns the group logic both stores' handles are built on (a durable store's
+// handle embeds it): a read of several buckets in one view goes through it.
+func (s *groupStore) shared() *groupStore { return s }
+
 func (s *groupStore) wrap(err error) error {
 	if err == nil {
 		return nil

@@ -97,6 +97,16 @@ type walGroup struct {
 	baseEmpty [bucketCount]bool
 }
 
+// markStored ends a direct operation's transaction: the group's state in bbolt now
+// includes every record logged so far (the caller holds the group's wmu), and the
+// emptiness of its buckets is returned for the layered reads.
+func (s *walStore) markStored(bk *groupBuckets) ([bucketCount]bool, error) {
+	if err := bk.meta.put(metaKeyWALPos, beU64(s.log.End())); err != nil {
+		return [bucketCount]bool{}, err
+	}
+	return emptyBuckets(bk), nil
+}
+
 // emptyBuckets reports which of a group's bbolt buckets hold no key.
 func emptyBuckets(bk *groupBuckets) [bucketCount]bool {
 	var out [bucketCount]bool
@@ -282,11 +292,8 @@ func (s *walStore) Group(g command.ServerID) (GroupStore, error) {
 			return err
 		}
 		// Records of an earlier copy of this group (dropped since) are not this copy's.
-		if err := bk.meta.put(metaKeyWALPos, beU64(s.log.End())); err != nil {
-			return err
-		}
-		empty = emptyBuckets(bk)
-		return nil
+		empty, err = s.markStored(bk)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create group %d: %w", g, err)

@@ -114,11 +114,8 @@ func (g *walGroup) directLocked(fn func(*groupBuckets) error) error {
 				return err
 			}
 		}
-		if err := bk.meta.put(metaKeyWALPos, beU64(s.log.End())); err != nil {
-			return err
-		}
-		empty = emptyBuckets(bk)
-		return nil
+		empty, err = s.markStored(bk)
+		return err
 	})
 	if err != nil {
 		return err
