@@ -114,21 +114,6 @@ func entryData(l *sibling.MemLog, q uint64) (sibling.Entry, bool) {
 	return es[0], true
 }
 
-func (n *simNode) barrierCommitted() bool {
-	b := n.barrierSeq()
-	return b != 0 && n.memCommit >= b
-}
-
-// barrierSeq is the seq of the main's first entry of its epoch (0: none).
-func (n *simNode) barrierSeq() uint64 {
-	for q := uint64(1); q <= n.log.Last(); q++ {
-		if e, _ := n.log.EpochAt(q); e == n.roleEpoch {
-			return q
-		}
-	}
-	return 0
-}
-
 // fencedCheck is invariant 8 (and 4) for an answer by a main of epoch e.
 func (c *simChecker) fencedCheck(e uint64, what string, since time.Duration, seq uint64) {
 	for _, q := range c.quorums {
@@ -186,7 +171,7 @@ func (c *simChecker) becameMain(n *simNode, e uint64) {
 		c.s.fatalf("node %d acts as main of epoch %d, which node %d acted as main of (invariant 1)", n.id, e, m)
 	}
 	c.mainOf[e] = n.id
-	for _, set := range n.main.Quorum().Sets {
+	for _, set := range n.c.Replication().Quorum().Sets {
 		c.configCheck(n, set)
 	}
 }
@@ -333,7 +318,7 @@ func (c *simChecker) final() {
 	m := s.node(g.Main)
 	for _, w := range c.acked {
 		e, ok := entryData(m.log, w.seq)
-		if !ok || e.Epoch != w.epoch || w.seq > m.memCommit {
+		if !ok || e.Epoch != w.epoch || w.seq > m.c.Commit() {
 			s.stats.lost++
 			s.fatalf("acknowledged %s is not in the final committed log of main %d (invariant 3)", w.what, m.id)
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/node/core"
 )
 
 // The simulation's clients. Each has one request outstanding at a time and sends it to
@@ -143,7 +144,7 @@ func (c *simChecker) clientStep() {
 			continue
 		}
 		target := s.node(mid)
-		if !target.up || target.role != roleMainSim {
+		if !target.up || target.c.Role() != core.Main {
 			continue // no_main: nothing happened; try again later
 		}
 		if cl.tries == 0 {
@@ -152,8 +153,8 @@ func (c *simChecker) clientStep() {
 		cl.tries++
 		cl.busy = true
 		if cl.req.Op == "get" {
-			c.reads = append(c.reads, pendingRead{cl: cl, op: cl.op, rid: cl.req.RID, node: target.id, epoch: target.roleEpoch,
-				round: target.main.ReadRound(), index: target.main.Commit(), arrived: s.now})
+			c.reads = append(c.reads, pendingRead{cl: cl, op: cl.op, rid: cl.req.RID, node: target.id, epoch: target.c.Epoch(),
+				round: target.c.Replication().ReadRound(), index: target.c.Replication().Commit(), arrived: s.now})
 			target.heartbeats()
 		} else {
 			c.execute(target, cl)
@@ -243,24 +244,24 @@ func (c *simChecker) execute(n *simNode, cl *simClient) {
 	if s.mutation == "execute-committed" {
 		view = committedView{n.store}
 	}
-	out := command.Execute(view, cl.req, command.ExecContext{Group: command.ServerID(simGroup), Epoch: n.main.Epoch(),
-		Seq: n.main.LastSeq() + 1, Now: n.now(), NewID: func() command.RID {
+	out := command.Execute(view, cl.req, command.ExecContext{Group: command.ServerID(simGroup), Epoch: n.c.Replication().Epoch(),
+		Seq: n.c.Replication().LastSeq() + 1, Now: n.now(), NewID: func() command.RID {
 			var id ulid.ULID
 			c.nextRID++
 			binary.BigEndian.PutUint64(id[8:], c.nextRID)
 			binary.BigEndian.PutUint32(id[:4], uint32(s.seed))
 			return command.RID{Server: command.ServerID(simGroup), ID: id}
 		}})
-	pw := pendingWrite{cl: cl, node: n.id, epoch: n.roleEpoch, assigned: s.now}
+	pw := pendingWrite{cl: cl, node: n.id, epoch: n.c.Epoch(), assigned: s.now}
 	switch {
 	case out.Err != nil:
 		// A refusal may depend on pending state: answered once that state commits.
-		pw.seq, pw.err = n.main.LastSeq(), out.Err
+		pw.seq, pw.err = n.c.Replication().LastSeq(), out.Err
 	case out.Duplicate != nil:
 		pw.seq, pw.reply, pw.dup = out.Duplicate.Seq, out.Duplicate.Reply(), true
 	default:
 		pw.seq, pw.reply = n.appendEffect(out.Effect), out.Reply
-		c.origins[[2]uint64{n.roleEpoch, pw.seq}] = origin{cl: cl, op: cl.op, req: cl.req}
+		c.origins[[2]uint64{n.c.Epoch(), pw.seq}] = origin{cl: cl, op: cl.op, req: cl.req}
 		n.pump()
 	}
 	c.writes = append(c.writes, pw)
@@ -268,12 +269,12 @@ func (c *simChecker) execute(n *simNode, cl *simClient) {
 
 // resolve answers the requests waiting at main n.
 func (c *simChecker) resolve(n *simNode) {
-	if n.role != roleMainSim {
+	if n.c.Role() != core.Main {
 		return
 	}
 	kept := c.writes[:0]
 	for _, w := range c.writes {
-		if w.node != n.id || w.epoch != n.roleEpoch || w.seq > n.memCommit {
+		if w.node != n.id || w.epoch != n.c.Epoch() || w.seq > n.c.Commit() {
 			kept = append(kept, w)
 			continue
 		}
@@ -282,8 +283,8 @@ func (c *simChecker) resolve(n *simNode) {
 	c.writes = kept
 	rkept := c.reads[:0]
 	for _, r := range c.reads {
-		if r.node != n.id || r.epoch != n.roleEpoch || !n.main.RoundConfirmed(r.round) || n.memCommit < r.index ||
-			!n.barrierCommitted() || n.applied < c.readIndex(n, r) {
+		if r.node != n.id || r.epoch != n.c.Epoch() || !n.c.Replication().RoundConfirmed(r.round) || n.c.Commit() < r.index ||
+			!n.c.BarrierCommitted() || n.applied < c.readIndex(n, r) {
 			rkept = append(rkept, r)
 			continue
 		}
@@ -310,7 +311,7 @@ func (c *simChecker) readIndex(n *simNode, r pendingRead) uint64 {
 	if c.s.mutation == "read-index-on-arrival" {
 		return r.index
 	}
-	return max(r.index, n.barrierSeq())
+	return max(r.index, n.c.BarrierSeq())
 }
 
 // answered: w's answer reaches its client.
@@ -419,7 +420,7 @@ func (c *simChecker) siblingRead(cl *simClient) {
 		cl.conn = 0
 		return
 	}
-	serving := n.role == roleMainSim || (n.role == roleSiblingSim && n.heard && n.now().Sub(n.lastHeard) < simDownAfter)
+	serving := n.c.Role() == core.Main || n.c.Heard(n.now())
 	if !serving || n.applied < cl.floor {
 		return // unavailable, or it waits: the client tries again later
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sibylhq/sibyl/command"
 	"github.com/sibylhq/sibyl/node"
+	"github.com/sibylhq/sibyl/node/core"
 	"github.com/sibylhq/sibyl/sibling"
 	resync "github.com/sibylhq/sibyl/sync"
 )
@@ -106,18 +107,19 @@ func (v committedView) Resource(rid string) (*command.Resource, bool, error) {
 func (v committedView) Dedupe(key string) (*command.DedupeRecord, error) { return v.gs.Dedupe(key) }
 func (v committedView) Ticket(rid string) (command.TicketState, error)   { return v.gs.Ticket(rid) }
 
-// appendEffect is appendLocked: the next seq, into the log (not yet durable) and the
-// pending layer; the ticket deadlines follow it.
+// appendEffect is appendLocked: the core assigns the next seq and the driver takes the
+// entry (logged).
 func (n *simNode) appendEffect(eff *command.Effect) uint64 {
-	e, seq := n.main.Assign()
-	if eff.Dedupe != nil {
-		eff.Dedupe.Epoch, eff.Dedupe.Seq = e, seq
-	}
-	data, err := command.EncodeEffect(eff)
-	if err != nil {
-		n.s.fatalf("node %d: encode effect: %v", n.id, err)
-	}
-	if err := n.log.Append(sibling.Entry{Epoch: e, Seq: seq, Data: data}); err != nil {
+	seq := n.c.Propose(eff)
+	n.drain()
+	return seq
+}
+
+// logged takes a new entry of the main's into its log (not yet durable) and the pending
+// layer; the ticket deadlines follow it.
+func (n *simNode) logged(p core.Proposal) {
+	e, seq, eff := p.Entry.Epoch, p.Entry.Seq, p.Effect
+	if err := n.log.Append(p.Entry); err != nil {
 		n.s.fatalf("node %d: %v", n.id, err)
 	}
 	n.ov.Add(seq, eff)
@@ -129,8 +131,7 @@ func (n *simNode) appendEffect(eff *command.Effect) uint64 {
 			delete(n.tickets, eff.RID)
 		}
 	}
-	n.s.chk.entryWritten(n, e, seq, string(data))
-	return seq
+	n.s.chk.entryWritten(n, e, seq, string(p.Entry.Data))
 }
 
 // expireTickets is ticketDue for every deadline passed: the expiry is an entry.

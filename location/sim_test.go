@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/node/core"
 	"github.com/sibylhq/sibyl/sibling"
 )
 
@@ -529,7 +530,7 @@ func (s *sim) converge() {
 func (s *sim) converged() bool {
 	g := s.group()
 	m := s.node(g.Main)
-	if !s.settled() || m.applied != m.memCommit {
+	if !s.settled() || m.applied != m.c.Commit() {
 		return false
 	}
 	for _, v := range g.Active.Voters {
@@ -548,7 +549,7 @@ func (s *sim) settled() bool {
 		return false
 	}
 	m := s.node(g.Main)
-	return m.up && m.role == roleMainSim && m.roleEpoch == g.Epoch && m.main.Commit() == m.log.Last() && m.persisted == m.log.Last()
+	return m.up && m.c.Role() == core.Main && m.c.Epoch() == g.Epoch && m.c.Commit() == m.log.Last() && m.persisted == m.log.Last()
 }
 
 func simSeeds() []int64 {

@@ -118,10 +118,10 @@ func lastSeqOf(tn *testNode, gid command.ServerID) uint64 {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	switch {
-	case g.main != nil:
-		return g.main.LastSeq()
-	case g.follower != nil:
-		_, s := g.follower.Last()
+	case g.c.Replication() != nil:
+		return g.c.Replication().LastSeq()
+	case g.c.Follower() != nil:
+		_, s := g.c.Follower().Last()
 		return s
 	}
 	return 0

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/node/core"
 	"github.com/sibylhq/sibyl/sibling"
 )
 
@@ -39,7 +40,7 @@ func TestCase5B_SealIsDurableBeforeItsReply(t *testing.T) {
 	waitUntil(t, 5*time.Second, "A follows the directory again", func() bool {
 		g.mu.Lock()
 		defer g.mu.Unlock()
-		return g.role == roleSibling
+		return g.c.Role() == core.Sibling
 	})
 	// The old main's next append (epoch 1) is refused with epoch 2: A cannot help commit x.
 	last := lastSeqOf1(nodes[1])

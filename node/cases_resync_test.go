@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/node/core"
 )
 
 // storeView is a copy's committed resources, for comparing copies.
@@ -247,7 +248,7 @@ func TestSnapshotTransferResumesAfterABrokenConnection(t *testing.T) {
 	waitUntil(t, 20*time.Second, "node 4 rebuilt", func() bool {
 		g4.mu.Lock()
 		defer g4.mu.Unlock()
-		return !g4.resyncing && !g4.receiving && g4.role == roleSibling && g4.applied >= lastCreate
+		return !g4.resyncing && !g4.receiving && g4.c.Role() == core.Sibling && g4.applied >= lastCreate
 	})
 	waitUntil(t, 5*time.Second, "the main applied every create", func() bool {
 		g1.mu.Lock()

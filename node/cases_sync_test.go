@@ -46,7 +46,7 @@ func TestCase4C_LearnerTakesOnlyCommittedState(t *testing.T) {
 	}
 	g2 := nodes[1].n.localGroup(2)
 	g2.mu.Lock()
-	commit := g2.commit
+	commit := g2.c.Commit()
 	g2.mu.Unlock()
 	if commit >= pending {
 		t.Fatalf("the main committed seq %d with only a learner acking", pending)

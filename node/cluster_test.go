@@ -362,7 +362,7 @@ func TestClusterMainRestartsInNewEpoch(t *testing.T) {
 		waitUntil(t, 5*time.Second, "sibling in epoch 2", func() bool {
 			g.mu.Lock()
 			defer g.mu.Unlock()
-			return g.follower != nil && g.follower.Epoch() == 2 && g.applied >= got.Seq
+			return g.c.Follower() != nil && g.c.Follower().Epoch() == 2 && g.applied >= got.Seq
 		})
 	}
 }

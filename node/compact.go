@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/node/core"
 )
 
 // Compaction and vacuum keep a copy's log, tombstones and dedupe records bounded
@@ -34,12 +35,12 @@ func (g *group) compactStep(tl *tailLog) uint64 {
 		return 0
 	}
 	target := g.applied - keep
-	if g.role == roleMain && g.main != nil {
+	if g.c.Role() == core.Main && g.c.Replication() != nil {
 		var floor uint64
 		if g.applied > g.n.cfg.LogKeepMax {
 			floor = g.applied - g.n.cfg.LogKeepMax
 		}
-		for _, p := range g.main.Peers() {
+		for _, p := range g.c.Replication().Peers() {
 			if !p.Snapshot && p.Match < target {
 				target = max(p.Match, floor)
 			}
@@ -69,7 +70,7 @@ func (g *group) vacuumLoop(stop chan struct{}) {
 		case <-t.C:
 		}
 		g.mu.Lock()
-		if g.role == roleMain && g.stopMain == stop {
+		if g.c.Role() == core.Main && g.stopMain == stop {
 			g.vacuumLocked(time.Now())
 		}
 		g.mu.Unlock()
@@ -86,7 +87,7 @@ type seqMark struct {
 // becomes main, so everything it inherited counts as new from then (REPLICATION.md case
 // 9D). Call with g.mu held.
 func (g *group) markSeqs(now time.Time) {
-	g.marks = append(g.marks, seqMark{seq: g.main.LastSeq(), at: now})
+	g.marks = append(g.marks, seqMark{seq: g.c.Replication().LastSeq(), at: now})
 	// Keep the newest mark at least as old as the longest retention, and all after it.
 	longest := max(g.n.cfg.TombstoneRetention, g.n.cfg.DedupeRetention)
 	i := 0
@@ -113,16 +114,16 @@ func (g *group) seenFor(d time.Duration, now time.Time) uint64 {
 // state in its snapshot). Call with g.mu held.
 func (g *group) vacuumLocked(now time.Time) {
 	g.markSeqs(now)
-	if g.frozen != 0 || !g.barrierCommitted() {
+	if g.frozen != 0 || !g.c.BarrierCommitted() {
 		return
 	}
-	ts := min(g.commit, g.seenFor(g.n.cfg.TombstoneRetention, now))
-	for _, p := range g.main.Peers() {
+	ts := min(g.c.Commit(), g.seenFor(g.n.cfg.TombstoneRetention, now))
+	for _, p := range g.c.Replication().Peers() {
 		if !p.Snapshot {
 			ts = min(ts, p.Match)
 		}
 	}
-	dd := min(g.commit, g.seenFor(g.n.cfg.DedupeRetention, now))
+	dd := min(g.c.Commit(), g.seenFor(g.n.cfg.DedupeRetention, now))
 	// Only when the new bounds reach a delete or a keyed write not yet covered: an idle
 	// group writes no vacuum entries.
 	newTs := ts > g.vacuumed.Tombstones && g.droppable > g.vacuumed.Tombstones

@@ -352,29 +352,8 @@ func (g *group) follow(gi *command.GroupInfo, self uint16) {
 		// (resyncAbandoned) decides the role, never a directory update in the middle.
 		return
 	}
-	var err error
-	switch {
-	case gi.Main == self && gi.Epoch < g.fencedBy:
-		// Siblings already sealed a later epoch: acting as main of this one would only be
-		// refused. Wait for the directory to catch up with the promotion under way.
-	case gi.Main == self && (g.role != roleMain || g.epoch != gi.Epoch):
-		if g.role == roleMain {
-			g.stepDownLocked(command.Errorf(command.CodeNoMain, "group %d: epoch changed", g.id))
-		}
-		err = g.becomeMain(gi)
-	case gi.Main == self:
-		g.setConfig(gi)
-	case isSibling && (g.role != roleSibling || g.epoch != gi.Epoch):
-		err = g.becomeSibling(gi)
-	case !isSibling && gi.Main != self && g.role == roleMain:
-		g.stepDownLocked(command.Errorf(command.CodeNoMain, "group %d: main moved to node %d", g.id, gi.Main))
-	case !isSibling && gi.Main != self && g.role == roleSibling:
-		// Removed from the group: the copy stays on disk but serves nothing.
-		g.role = roleNone
-		g.broadcast()
-		g.log.Info().Msg("no longer a sibling of this group; copy retired")
-	}
-	if err != nil {
+	if err := g.c.Follow(gi, isSibling, g.disk, time.Now()); err != nil {
 		g.log.Error().Err(err).Msg("cannot take the role the directory assigns")
 	}
+	g.drain()
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/node/core"
 )
 
 // A directory that reaches a main after a newer one (the heartbeat and the watch each
@@ -19,14 +20,14 @@ func TestMainKeepsItsConfigWhenAnOlderDirectoryArrivesLate(t *testing.T) {
 	waitUntil(t, 5*time.Second, "the main on config version 2", func() bool {
 		g1.mu.Lock()
 		defer g1.mu.Unlock()
-		return g1.role == roleMain && g1.main.Quorum().Version == 2
+		return g1.c.Role() == core.Main && g1.c.Replication().Quorum().Version == 2
 	})
 	older := *nodes[0].n.directoryGroup(1)
 	older.Active = command.Config{Version: 1}
 	older.Siblings = nil
 	g1.follow(&older, 1)
 	g1.mu.Lock()
-	q := g1.main.Quorum()
+	q := g1.c.Replication().Quorum()
 	g1.mu.Unlock()
 	if q.Version != 2 || len(q.Sets) != 1 || !slices.Equal(q.Sets[0], []uint16{2, 3, 4}) {
 		t.Fatalf("after a late directory of config 1 the main's quorum is %+v, want version 2 with voters 2, 3, 4", q)

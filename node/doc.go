@@ -12,13 +12,20 @@
 //   - session.go: a client connection. It validates, picks the request's group, and either
 //     calls the local group (this node is its main) or forwards to the main (forward.go),
 //     one ordered stream per node pair.
+//   - group.go: a copy of a group is a driver around its core (package core), a pure state
+//     machine that decides roles, epochs, commit points and seals. Every input (a
+//     directory, a client's write, an ack, appends from the main, a finished write, a
+//     seal) is one call to the core under the group's lock, then drain carries out what
+//     the core decided (core.Ready): start or end a role, log and index new entries,
+//     answer committed waiters, wake sibling links. The location simulation drives the
+//     same core.
 //   - group_main.go: the main role. submit executes the command against the pending
-//     overlay (overlay.go) into an effect, assigns its seq and queues the entry;
+//     overlay (overlay.go) into an effect, which the core gives the next seq;
 //     persistLoop writes queued entries and applies committed ones, many per fsync; the
-//     replication core (sibling.Main) decides what each sibling link (peer.go) sends and
-//     when an entry is committed; waiters are answered on commit.
-//   - group_sibling.go: the sibling role. Frames from the main are stepped through
-//     sibling.Follower and made durable in one write per batch before they are acked.
+//     replication core (sibling.Main, inside core) decides what each sibling link
+//     (peer.go) sends and when an entry is committed; waiters are answered on commit.
+//   - group_sibling.go: the sibling role. Frames from the main are stepped through the
+//     core and made durable in one write per batch before they are acked.
 //   - ctrl.go: join, heartbeats with each copy's position, and a long poll of the
 //     directory; applyDirectory sets every group's role. A stream from the main that
 //     breaks is reported to the controller at once (peer.go), so a crashed main is

@@ -7,26 +7,9 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/node/core"
 	"github.com/sibylhq/sibyl/sibling"
 )
-
-type role int
-
-const (
-	roleNone role = iota
-	roleMain
-	roleSibling
-)
-
-func (r role) String() string {
-	switch r {
-	case roleMain:
-		return command.RoleMain
-	case roleSibling:
-		return command.RoleSibling
-	}
-	return "none"
-}
 
 // waiter is a client request waiting for the commit point to reach seq.
 type waiter struct {
@@ -36,8 +19,10 @@ type waiter struct {
 	done  chan struct{}
 }
 
-// group is this node's copy of one group and the role it plays for it. One mutex guards
-// all of it; the slow parts (fsync, network) run outside the lock.
+// group is this node's copy of one group: the driver of its core (package core), which
+// decides roles, epochs and commit points, around the store, the replication links and the
+// clients waiting for answers. One mutex guards all of it; the slow parts (fsync, network)
+// run outside the lock.
 type group struct {
 	n   *Node
 	id  command.ServerID
@@ -46,16 +31,9 @@ type group struct {
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced whenever commit, applied, rounds or role change
-	role    role
-	epoch   uint64 // the directory epoch this copy serves in
-	commit  uint64
+	c       *core.Group
 	applied uint64
 	copyID  string
-	// lastHeard is when a sibling last accepted its main's stream (whether a replication
-	// connection from the main is open now is the node's count, Node.streamsOf).
-	lastHeard time.Time
-	// sealed is the highest epoch this copy was sealed at.
-	sealed uint64
 	// resyncing: the copy is being (or was being) rebuilt from a snapshot and holds
 	// nothing usable; receiving: a transfer is running now (resync_recv.go).
 	resyncing, receiving bool
@@ -64,20 +42,13 @@ type group struct {
 	resyncGen uint64
 
 	// Main role.
-	main        *sibling.Main
 	tail        *tailLog
 	ov          *Overlay
 	effects     map[uint64]*command.Effect // decoded effects of unapplied entries
 	unpersisted []sibling.Entry
-	newEpoch    uint64 // epoch to fsync with the next write
 	waiters     []*waiter
 	links       map[uint16]*peerLink
-	lastAck     map[uint16]time.Time
 	frozen      uint64 // epoch of a planned promotion this main is frozen for (0: not frozen)
-	fencedBy    uint64 // highest epoch a sibling answered this main with
-	configSeq   uint64 // seq of the entry that starts pending config configVer
-	configVer   uint64
-	activated   uint64
 	kickPersist chan struct{}
 	stopMain    chan struct{}
 	tickets     *ticketTimers                // expiry deadlines of live tickets (tickets.go)
@@ -87,8 +58,9 @@ type group struct {
 	droppable   uint64                       // highest seq of a delete or a keyed write (compact.go)
 
 	// Sibling role.
-	follower *sibling.Follower
-	ftail    *tailLog
+	ftail *tailLog
+
+	roleMeta Meta // the store's meta when the copy last took a role (disk)
 }
 
 func newGroup(n *Node, id command.ServerID, gs GroupStore) (*group, error) {
@@ -97,7 +69,9 @@ func newGroup(n *Node, id command.ServerID, gs GroupStore) (*group, error) {
 		return nil, err
 	}
 	g := &group{n: n, id: id, gs: gs, log: n.log.With().Uint16("group", uint16(id)).Logger(),
-		changed: make(chan struct{}), commit: m.CommitSeq, applied: m.Applied, copyID: m.CopyID, epoch: m.Epoch}
+		changed: make(chan struct{}), applied: m.Applied, copyID: m.CopyID}
+	g.c = core.New(core.Config{Group: uint16(id), Self: uint16(n.cfg.ID), MaxBytes: 512 << 10, Window: 16,
+		DownAfter: n.cfg.DownAfter}, m.Epoch, m.CommitSeq)
 	if m.Resyncing {
 		// A resync was cut short by a crash: what the copy holds is neither the old copy
 		// nor the snapshot, so it starts over as a new, empty copy (REPLICATION.md case 12C).
@@ -174,7 +148,7 @@ func (g *group) waitFor(ctx context.Context, cond func() (bool, error)) error {
 func (g *group) resolveWaiters() {
 	kept := g.waiters[:0]
 	for _, w := range g.waiters {
-		if w.seq <= g.commit {
+		if w.seq <= g.c.Commit() {
 			close(w.done)
 		} else {
 			kept = append(kept, w)
@@ -199,32 +173,127 @@ func (g *group) failWaiters(err *command.Error) {
 func (g *group) report() command.GroupReport {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	r := command.GroupReport{Server: uint16(g.id), Role: g.role.String(), Epoch: g.epoch, CommitSeq: g.commit,
-		Applied: g.applied, CopyID: g.copyID}
+	r := g.c.Report(time.Now(), func() (uint64, uint64) {
+		m, err := g.gs.Meta()
+		if err != nil {
+			return 0, 0
+		}
+		return m.LastEpoch, m.LastSeq
+	})
+	r.Applied, r.CopyID = g.applied, g.copyID
 	if g.resyncing {
 		// No position: a copy being rebuilt holds nothing it could vouch for.
-		r.CommitSeq, r.Applied, r.Resyncing = 0, 0, true
+		r.CommitSeq, r.Applied, r.LastEpoch, r.LastSeq, r.Resyncing = 0, 0, 0, 0, true
+		r.Role = core.None.String()
+		r.Siblings = nil
 		return r
 	}
-	switch g.role {
-	case roleMain:
-		r.LastSeq = g.main.LastSeq()
-		r.LastEpoch = g.epoch
-		r.Activated = g.activated
-		now := time.Now()
-		for id, p := range g.main.Peers() {
-			sp := command.SiblingProgress{Node: id, Seq: p.Match, Recent: now.Sub(g.lastAck[id]) < g.n.cfg.DownAfter}
-			if t := g.snapshots[id]; t != nil && p.Snapshot {
-				sp.SyncDone, sp.SyncTotal = t.done.Bytes, max(t.snap.Header().Bytes, t.done.Bytes)
-			}
-			r.Siblings = append(r.Siblings, sp)
-		}
-	case roleSibling:
-		r.LastEpoch, r.LastSeq = g.follower.Last()
-	default:
-		if m, err := g.gs.Meta(); err == nil {
-			r.LastEpoch, r.LastSeq = m.LastEpoch, m.LastSeq
+	for i := range r.Siblings {
+		sp := &r.Siblings[i]
+		if t := g.snapshots[sp.Node]; t != nil && g.c.Replication().Peers()[sp.Node].Snapshot {
+			sp.SyncDone, sp.SyncTotal = t.done.Bytes, max(t.snap.Header().Bytes, t.done.Bytes)
 		}
 	}
 	return r
+}
+
+// disk reads the copy's durable state for the core when it takes a role; the log it
+// returns is the role's tailLog. Call with g.mu held.
+func (g *group) disk() (core.Disk, error) {
+	m, err := g.gs.Meta()
+	if err != nil {
+		return core.Disk{}, err
+	}
+	g.roleMeta = m
+	return diskOf(m, newTailLog(g.gs, m)), nil
+}
+
+func diskOf(m Meta, tl *tailLog) core.Disk {
+	return core.Disk{Epoch: m.Epoch, LastEpoch: m.LastEpoch, LastSeq: m.LastSeq, Commit: m.CommitSeq,
+		History: m.EpochHistory, Log: tl}
+}
+
+// drain carries out what the core decided: role changes, new entries, a moved commit
+// point, siblings to wake. Call with g.mu held after every input to the core.
+func (g *group) drain() {
+	rd := g.c.Ready()
+	if rd.Empty() {
+		return
+	}
+	for _, rc := range rd.Roles {
+		if err := g.roleChanged(rc); err != nil {
+			g.log.Error().Err(err).Msg("cannot take the role the directory assigns")
+			g.c.Stop(command.Errorf(command.CodeUnavailable, "group %d: %v", g.id, err))
+			g.drain()
+			return
+		}
+	}
+	for i := range rd.Entries {
+		g.logged(&rd.Entries[i])
+	}
+	if rd.CommitTo != 0 {
+		g.n.metrics.commits.Add(float64(rd.CommitTo - rd.CommitFrom))
+		g.resolveWaiters()
+	}
+	if g.c.Role() == core.Main {
+		if rd.Peers {
+			g.syncLinks()
+		}
+		if len(rd.Entries) > 0 || rd.CommitTo != 0 {
+			g.kick()
+		} else {
+			for _, id := range rd.Woken {
+				if l := g.links[id]; l != nil {
+					l.wake()
+				}
+			}
+		}
+	}
+	if len(rd.Roles) > 0 || rd.CommitTo != 0 || len(rd.Woken) > 0 {
+		g.broadcast()
+	}
+}
+
+// roleChanged sets up or tears down what the driver keeps for a role. Call with g.mu held.
+func (g *group) roleChanged(rc core.RoleChange) error {
+	switch {
+	case rc.From == core.Main:
+		g.endMain(rc.Reason)
+	case rc.From == core.Sibling:
+		g.ftail = nil
+		if rc.Violation != nil {
+			g.log.Error().Err(rc.Violation).Msg("invariant violation; this copy stops serving the group")
+		} else {
+			g.log.Info().Msg("no longer following a main")
+		}
+	}
+	switch rc.To {
+	case core.Main:
+		return g.startMain(rc)
+	case core.Sibling:
+		g.ftail = rc.Disk.Log.(*tailLog)
+		g.log.Info().Uint64("epoch", rc.Epoch).Uint64("lastSeq", rc.Disk.LastSeq).Msg("serving as sibling")
+	}
+	return nil
+}
+
+// logged takes a new entry of the main's into its log cache, the queue to persist, and
+// the pending layer. Call with g.mu held.
+func (g *group) logged(p *core.Proposal) {
+	g.tail.add(p.Entry)
+	g.unpersisted = append(g.unpersisted, p.Entry)
+	g.effects[p.Entry.Seq] = p.Effect
+	g.ov.Add(p.Entry.Seq, p.Effect)
+	if p.Effect.Kind == command.EffectDelete || p.Effect.Dedupe != nil {
+		g.droppable = p.Entry.Seq
+	}
+	g.noteTicketEffect(p.Effect)
+}
+
+// appendLocked appends eff as the main's next entry and returns its seq. Call with g.mu
+// held, as main.
+func (g *group) appendLocked(eff *command.Effect) uint64 {
+	seq := g.c.Propose(eff)
+	g.drain()
+	return seq
 }

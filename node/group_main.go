@@ -2,59 +2,30 @@ package node
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/node/core"
 	"github.com/sibylhq/sibyl/sibling"
 )
 
-// QuorumOf turns a directory record into the quorum a main must satisfy and its learners
-// (the simulation in location/ drives the replication cores with it too).
-func QuorumOf(gi *command.GroupInfo) (sibling.Quorum, []uint16) {
-	q := sibling.Quorum{Version: gi.Active.Version, Sets: [][]uint16{gi.Active.Voters}}
-	voting := map[uint16]bool{}
-	for _, v := range gi.Active.Voters {
-		voting[v] = true
-	}
-	if gi.Pending != nil {
-		q.Version = gi.Pending.Version
-		q.Sets = append(q.Sets, gi.Pending.Voters)
-		for _, v := range gi.Pending.Voters {
-			voting[v] = true
-		}
-	}
-	var learners []uint16
-	for _, m := range gi.Siblings {
-		// Only syncing members are learners: a stale copy (command.SiblingStale) gets nothing.
-		if !voting[m.Node] && m.State == command.SiblingSyncing {
-			learners = append(learners, m.Node)
-		}
-	}
-	return q, learners
-}
-
-// becomeMain starts the main role in the directory's epoch. A main new to the epoch writes a
-// barrier entry first; until it commits, entries inherited from older epochs are not known
-// committed (REPLICATION.md case 3). Call with g.mu held.
-func (g *group) becomeMain(gi *command.GroupInfo) error {
+// startMain sets up what the driver keeps for the main role the core started: the
+// pending layer over the store (the uncommitted tail is pending state: execution must see
+// it), the persist and vacuum loops, the inherited tickets. Call with g.mu held.
+func (g *group) startMain(rc core.RoleChange) error {
 	chosenAt := time.Now() // inherited tickets are re-armed from here (tickets.go)
-	m, err := g.gs.Meta()
-	if err != nil {
-		return err
-	}
-	if m.LastSeq == 0 && gi.Epoch > 1 && len(gi.Voters()) > 0 {
-		// Past its first epoch a group's main has written entries, and its voters copied
-		// them, so an empty copy lost its disk (a wipe the incarnation counter did not
-		// reveal). Serving would write a barrier at seq 1 over what the voters committed;
-		// staying silent lets the controller promote one of them.
-		return fmt.Errorf("group %d: copy %s is empty while the group has voters %v; not serving as main of epoch %d",
-			g.id, m.CopyID, gi.Voters(), gi.Epoch)
-	}
-	g.tail = newTailLog(g.gs, m)
+	m := g.roleMeta
+	g.tail = rc.Disk.Log.(*tailLog)
 	g.ov = NewOverlay(g.gs)
 	g.effects = map[uint64]*command.Effect{}
-	// The uncommitted tail is pending state: execution must see it.
+	g.unpersisted, g.frozen = nil, 0
+	g.links = map[uint16]*peerLink{}
+	g.snapshots = map[uint16]*snapshotTransfer{}
+	g.vacuumed, g.marks = command.Vacuum{}, []seqMark{{seq: m.LastSeq, at: time.Now()}}
+	g.droppable = m.LastSeq // whatever it inherited may hold tombstones and keys
+	g.kickPersist = make(chan struct{}, 1)
+	g.stopMain = make(chan struct{})
+	g.tickets = nil
 	if m.LastSeq > m.Applied {
 		es, err := g.gs.Entries(m.Applied+1, m.LastSeq, 1<<30)
 		if err != nil {
@@ -73,117 +44,34 @@ func (g *group) becomeMain(gi *command.GroupInfo) error {
 	if err != nil {
 		return err
 	}
-	epochFirst := m.LastSeq + 1
-	history := append([]sibling.EpochStart(nil), m.EpochHistory...)
-	barrier := m.Epoch < gi.Epoch || m.LastEpoch < gi.Epoch
-	if barrier {
-		history = append(history, sibling.EpochStart{Epoch: gi.Epoch, FirstSeq: epochFirst})
-		g.newEpoch = gi.Epoch
-	} else {
-		for _, h := range history {
-			if h.Epoch == gi.Epoch {
-				epochFirst = h.FirstSeq
-			}
-		}
-	}
-	q, learners := QuorumOf(gi)
-	// A main that goes on into a fresh epoch (an abandoned attempt fenced it) knows more
-	// is committed than its store says yet: the commit point never goes back.
-	commit := min(max(m.CommitSeq, g.commit), m.LastSeq)
-	g.main = sibling.NewMain(sibling.MainConfig{Group: uint16(g.id), Self: uint16(g.n.cfg.ID), Epoch: gi.Epoch,
-		LastEpoch: m.LastEpoch, LastSeq: m.LastSeq, Commit: commit, EpochFirst: epochFirst, History: history,
-		Quorum: q, Learners: learners, Log: g.tail, MaxBytes: 512 << 10, Window: 16})
-	g.role, g.epoch = roleMain, gi.Epoch
-	// The sibling role's follower describes the log as it was before this copy became main:
-	// a seal after a step-down must read the log as it is now.
-	g.follower, g.ftail = nil, nil
-	g.lastAck = map[uint16]time.Time{}
-	g.links = map[uint16]*peerLink{}
-	g.snapshots = map[uint16]*snapshotTransfer{}
-	g.vacuumed, g.marks = command.Vacuum{}, []seqMark{{seq: m.LastSeq, at: time.Now()}}
-	g.droppable = m.LastSeq // whatever it inherited may hold tombstones and keys
-	g.kickPersist = make(chan struct{}, 1)
-	g.stopMain = make(chan struct{})
 	g.armInheritedTickets(liveTickets, chosenAt)
-	g.configVer, g.configSeq, g.activated = 0, 0, 0
-	if barrier {
-		seq := g.appendLocked(&command.Effect{Kind: command.EffectBarrier, At: time.Now().UTC()})
-		if gi.Pending != nil {
-			// A promotion's config is activated by the barrier committing under it.
-			g.configVer, g.configSeq = gi.Pending.Version, seq
-		}
-	} else if gi.Pending != nil {
-		g.configVer = gi.Pending.Version
-		g.configSeq = g.appendLocked(&command.Effect{Kind: command.EffectConfig, Config: gi.Pending.Version, At: time.Now().UTC()})
-	}
-	g.syncLinks()
 	go g.persistLoop(g.stopMain, g.kickPersist)
 	go g.vacuumLoop(g.stopMain)
-	g.kick()
-	g.broadcast()
-	g.log.Info().Uint64("epoch", gi.Epoch).Uint64("lastSeq", m.LastSeq).Uint64("commit", m.CommitSeq).
-		Bool("barrier", barrier).Msg("serving as main")
+	g.log.Info().Uint64("epoch", rc.Epoch).Uint64("lastSeq", m.LastSeq).Uint64("commit", m.CommitSeq).
+		Bool("barrier", rc.Barrier).Msg("serving as main")
 	return nil
 }
 
-// appendLocked assigns the next seq to eff and queues it for the log. Call with g.mu held.
-func (g *group) appendLocked(eff *command.Effect) uint64 {
-	epoch, seq := g.main.Assign()
-	if eff.Dedupe != nil {
-		eff.Dedupe.Epoch, eff.Dedupe.Seq = epoch, seq
+// endMain tears down the main role the core ended: pending writes fail at once with a
+// retryable code (their outcome is unknown) and the pending layer is dropped. Call with
+// g.mu held.
+func (g *group) endMain(reason *command.Error) {
+	if reason == nil {
+		reason = command.Errorf(command.CodeNoMain, "group %d: this node stopped serving as main", g.id)
 	}
-	data, err := command.EncodeEffect(eff)
-	if err != nil {
-		// Effects are built from validated input; failing to encode one is a bug.
-		panic(err)
+	g.log.Info().Str("why", reason.Message).Msg("no longer main")
+	if g.stopMain != nil {
+		close(g.stopMain)
+		g.stopMain = nil
 	}
-	e := sibling.Entry{Epoch: epoch, Seq: seq, Data: data}
-	g.tail.add(e)
-	g.unpersisted = append(g.unpersisted, e)
-	g.effects[seq] = eff
-	g.ov.Add(seq, eff)
-	if eff.Kind == command.EffectDelete || eff.Dedupe != nil {
-		g.droppable = seq
+	g.stopTicketTimers()
+	g.closeSnapshots()
+	for _, l := range g.links {
+		l.close()
 	}
-	g.noteTicketEffect(eff)
-	return seq
-}
-
-// setConfig follows a directory change of the group's configs. On a new pending config the
-// main switches to the joint quorum at once and writes a config entry; when that entry
-// commits it reports the config activated. Call with g.mu held.
-func (g *group) setConfig(gi *command.GroupInfo) {
-	q, learners := QuorumOf(gi)
-	if !g.main.SetQuorum(q, learners) {
-		g.log.Debug().Uint64("version", q.Version).Uint64("inUse", g.main.Quorum().Version).Msg("ignored an older config")
-		return
-	}
-	if gi.Pending != nil && gi.Pending.Version > g.configVer {
-		g.configVer = gi.Pending.Version
-		g.configSeq = g.appendLocked(&command.Effect{Kind: command.EffectConfig, Config: gi.Pending.Version, At: time.Now().UTC()})
-		g.kick()
-	}
-	g.syncLinks()
-	g.noteCommit()
-}
-
-// noteCommit does what follows a move of the main's commit point. Call with g.mu held.
-func (g *group) noteCommit() {
-	c := g.main.Commit()
-	if c <= g.commit {
-		return
-	}
-	g.n.metrics.commits.Add(float64(c - g.commit))
-	g.commit = c
-	if g.configSeq != 0 && c >= g.configSeq && g.configVer > g.activated {
-		g.activated = g.configVer
-	}
-	g.resolveWaiters()
-	g.broadcast()
-	select {
-	case g.kickPersist <- struct{}{}:
-	default:
-	}
+	g.links = nil
+	g.failWaiters(reason)
+	g.ov, g.effects, g.unpersisted, g.frozen = nil, nil, nil, 0
 }
 
 // kick wakes the persister and every sibling link. Call with g.mu held.
@@ -207,13 +95,13 @@ func (g *group) persistLoop(stop chan struct{}, kick chan struct{}) {
 		case <-kick:
 		}
 		g.mu.Lock()
-		if g.role != roleMain || g.stopMain != stop {
+		if g.c.Role() != core.Main || g.stopMain != stop {
 			g.mu.Unlock()
 			return
 		}
-		b := &Batch{Epoch: g.newEpoch, Append: g.unpersisted}
+		b := &Batch{Epoch: g.c.NewEpoch(), Append: g.unpersisted}
 		g.unpersisted = nil
-		for s := g.applied + 1; s <= g.commit; s++ {
+		for s, commit := g.applied+1, g.c.Commit(); s <= commit; s++ {
 			eff, ok := g.effects[s]
 			if !ok {
 				break
@@ -234,22 +122,21 @@ func (g *group) persistLoop(stop chan struct{}, kick chan struct{}) {
 		g.n.metrics.fsync.Observe(time.Since(start).Seconds())
 		g.n.metrics.batch.Observe(float64(len(b.Append)))
 		g.mu.Lock()
-		if g.role != roleMain || g.stopMain != stop {
+		if g.c.Role() != core.Main || g.stopMain != stop {
 			// Stepped down during the write; the entries are durable but this role is over.
 			g.mu.Unlock()
 			return
 		}
 		if err != nil {
 			g.log.Error().Err(err).Msg("log write failed; stepping down")
-			g.stepDownLocked(command.Errorf(command.CodeUnavailable, "group %d: log write failed", g.id))
+			g.c.Stop(command.Errorf(command.CodeUnavailable, "group %d: log write failed", g.id))
+			g.drain()
 			g.mu.Unlock()
 			return
 		}
-		if b.Epoch != 0 && g.newEpoch == b.Epoch {
-			g.newEpoch = 0
-		}
+		var persisted uint64
 		if n := len(b.Append); n > 0 {
-			g.main.Persisted(b.Append[n-1].Seq)
+			persisted = b.Append[n-1].Seq
 		}
 		if n := len(b.Apply); n > 0 {
 			g.applied = b.Apply[n-1].Seq
@@ -260,8 +147,9 @@ func (g *group) persistLoop(stop chan struct{}, kick chan struct{}) {
 			g.ov.Applied(g.applied)
 			g.tail.forget(g.forgetBelow())
 		}
-		g.noteCommit()
-		if g.applied < g.commit || len(g.unpersisted) > 0 {
+		g.c.Persisted(b.Epoch, persisted)
+		g.drain()
+		if g.applied < g.c.Commit() || len(g.unpersisted) > 0 {
 			g.kick()
 		} else {
 			for _, l := range g.links {
@@ -276,7 +164,7 @@ func (g *group) persistLoop(stop chan struct{}, kick chan struct{}) {
 // forgetBelow is the lowest seq the main may still need to send from memory.
 func (g *group) forgetBelow() uint64 {
 	low := g.applied + 1
-	for _, p := range g.main.Peers() {
+	for _, p := range g.c.Replication().Peers() {
 		if p.Match+1 < low {
 			low = p.Match + 1
 		}
@@ -288,47 +176,8 @@ func (g *group) forgetBelow() uint64 {
 func (g *group) onAcks(acks []*sibling.Ack) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	woken := map[uint16]bool{}
-	now := time.Now()
-	for _, a := range acks {
-		if g.role != roleMain || a.Group != uint16(g.id) {
-			return
-		}
-		g.lastAck[a.From] = now
-		g.main.HandleAck(*a)
-		if e := g.main.Fenced(); e > 0 {
-			g.fencedBy = max(g.fencedBy, e)
-			g.log.Warn().Uint64("epoch", g.epoch).Uint64("fencedBy", e).Msg("a sibling holds a higher epoch; stepping down")
-			g.stepDownLocked(command.Errorf(command.CodeNoMain, "group %d: main was fenced by epoch %d", g.id, e))
-			return
-		}
-		woken[a.From] = true
-	}
-	g.noteCommit()
-	g.broadcast()
-	for from := range woken {
-		if l := g.links[from]; l != nil {
-			l.wake()
-		}
-	}
-}
-
-// stepDownLocked ends the main role: pending writes fail at once with a retryable code
-// (their outcome is unknown) and the pending overlay is dropped. Call with g.mu held.
-func (g *group) stepDownLocked(err *command.Error) {
-	if g.role != roleMain {
-		return
-	}
-	close(g.stopMain)
-	g.stopTicketTimers()
-	g.closeSnapshots()
-	for _, l := range g.links {
-		l.close()
-	}
-	g.links = nil
-	g.failWaiters(err)
-	g.role, g.main, g.ov, g.effects, g.unpersisted, g.frozen = roleNone, nil, nil, nil, nil, 0
-	g.broadcast()
+	g.c.HandleAcks(acks, time.Now())
+	g.drain()
 }
 
 // submit executes a write at the main and returns a wait function for its answer. It is
@@ -338,11 +187,11 @@ func (g *group) stepDownLocked(err *command.Error) {
 // requests, which keeps their order); if the main role moves meanwhile it reports moved, and
 // the write, never executed here, goes to the new main.
 func (g *group) submit(ctx context.Context, req *command.Request) (wait func() (*command.Reply, error), moved bool) {
-	if err := g.waitFor(ctx, func() (bool, error) { return g.role != roleMain || g.frozen == 0, nil }); err != nil {
+	if err := g.waitFor(ctx, func() (bool, error) { return g.c.Role() != core.Main || g.frozen == 0, nil }); err != nil {
 		return failed(command.Errorf(command.CodeTimeout, "group %d: hand-over did not finish within the write timeout", g.id)), false
 	}
 	g.mu.Lock()
-	if g.role != roleMain {
+	if g.c.Role() != core.Main {
 		g.mu.Unlock()
 		return nil, true
 	}
@@ -350,25 +199,26 @@ func (g *group) submit(ctx context.Context, req *command.Request) (wait func() (
 		g.mu.Unlock()
 		return g.submit(ctx, req)
 	}
-	epoch := g.main.Epoch()
-	seq := g.main.LastSeq() + 1
+	m := g.c.Replication()
+	epoch := m.Epoch()
+	seq := m.LastSeq() + 1
 	out := command.Execute(g.ov, req, command.ExecContext{Group: g.id, Epoch: epoch, Seq: seq, Now: time.Now(),
 		NewID: func() command.RID { return g.n.ids.Next(time.Now()) }})
 	w := &waiter{done: make(chan struct{})}
 	switch {
 	case out.Err != nil:
 		// A refusal may depend on pending state; answer once that state is committed.
-		w.seq, w.err = g.main.LastSeq(), out.Err
+		w.seq, w.err = m.LastSeq(), out.Err
 	case out.Duplicate != nil:
 		d := out.Duplicate
 		w.seq = d.Seq
 		w.reply = d.Reply() // with the ticket of a ticket op
 	default:
-		w.seq = g.appendLocked(out.Effect)
+		w.seq = g.c.Propose(out.Effect)
 		w.reply = out.Reply
-		g.kick()
+		g.drain()
 	}
-	if w.seq <= g.commit {
+	if w.seq <= g.c.Commit() {
 		close(w.done)
 	} else {
 		g.waiters = append(g.waiters, w)
@@ -392,18 +242,8 @@ func (g *group) submit(ctx context.Context, req *command.Request) (wait func() (
 func (g *group) timeoutError() *command.Error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.role == roleMain {
-		now := time.Now()
-		q := g.main.Quorum()
-		agreed := q.Agreed(func(n uint16) uint64 {
-			if now.Sub(g.lastAck[n]) < g.n.cfg.DownAfter {
-				return 1
-			}
-			return 0
-		}, 1)
-		if agreed == 0 {
-			return command.Errorf(command.CodeQuorumUnavailable, "group %d: too few siblings answer to reach a write quorum", g.id)
-		}
+	if g.c.Role() == core.Main && !g.c.QuorumHeard(time.Now()) {
+		return command.Errorf(command.CodeQuorumUnavailable, "group %d: too few siblings answer to reach a write quorum", g.id)
 	}
 	return command.Errorf(command.CodeTimeout, "group %d: write not committed within the write timeout", g.id)
 }
@@ -416,11 +256,11 @@ func failed(err error) func() (*command.Reply, error) {
 // committed layer (REPLICATION.md case 10) and returns the read index.
 func (g *group) linearizableRead(ctx context.Context) (uint64, error) {
 	g.mu.Lock()
-	if g.role != roleMain {
+	if g.c.Role() != core.Main {
 		g.mu.Unlock()
 		return 0, command.Errorf(command.CodeNoMain, "node %d is not the main of group %d", g.n.cfg.ID, g.id)
 	}
-	m := g.main
+	m := g.c.Replication()
 	round := m.ReadRound()
 	index := m.Commit()
 	for _, l := range g.links {
@@ -428,37 +268,22 @@ func (g *group) linearizableRead(ctx context.Context) (uint64, error) {
 	}
 	g.mu.Unlock()
 	err := g.waitFor(ctx, func() (bool, error) {
-		if g.main != m {
+		if g.c.Replication() != m {
 			return false, command.Errorf(command.CodeNoMain, "group %d: main changed during a read", g.id)
 		}
 		// A new main serves no read before its barrier commits, nor before it has applied
 		// the barrier: its commit point on arrival may lag what an older main committed and
 		// acknowledged, and everything below the barrier is committed once it is.
-		if !m.RoundConfirmed(round) || !g.barrierCommitted() {
+		if !m.RoundConfirmed(round) || !g.c.BarrierCommitted() {
 			return false, nil
 		}
-		index = max(index, g.barrierSeq())
+		index = max(index, g.c.BarrierSeq())
 		return g.applied >= index, nil
 	})
 	if err != nil {
 		return 0, asTimeout(err, g)
 	}
 	return index, nil
-}
-
-func (g *group) barrierCommitted() bool {
-	b := g.barrierSeq()
-	return b != 0 && g.commit >= b
-}
-
-// barrierSeq is the seq of the main's first entry of its epoch (0: none yet).
-func (g *group) barrierSeq() uint64 {
-	for _, h := range g.tail.history {
-		if h.Epoch == g.epoch {
-			return h.FirstSeq
-		}
-	}
-	return 0
 }
 
 func asTimeout(err error, g *group) error {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/node/core"
 )
 
 // handoverRequest mirrors location.HandoverRequest (the node does not import location).
@@ -48,21 +49,21 @@ func (n *Node) serveHandover(w http.ResponseWriter, r *http.Request) {
 // freezeFor stops new writes and waits until target holds everything, committed.
 func (g *group) freezeFor(ctx context.Context, target uint16, epoch uint64) error {
 	g.mu.Lock()
-	if g.role != roleMain {
+	if g.c.Role() != core.Main {
 		g.mu.Unlock()
 		return command.Errorf(command.CodeNoMain, "node %d is not the main of group %d", g.n.cfg.ID, g.id)
 	}
 	g.frozen = epoch
-	last := g.main.LastSeq()
+	last := g.c.Replication().LastSeq()
 	g.kick()
 	g.mu.Unlock()
 	go g.freezeWatchdog(epoch)
 	err := g.waitFor(ctx, func() (bool, error) {
-		if g.role != roleMain {
+		if g.c.Role() != core.Main {
 			return false, command.Errorf(command.CodeNoMain, "group %d: stepped down while handing over", g.id)
 		}
-		p, ok := g.main.Peers()[target]
-		return ok && g.commit >= last && p.Match >= last, nil
+		p, ok := g.c.Replication().Peers()[target]
+		return ok && g.c.Commit() >= last && p.Match >= last, nil
 	})
 	if err != nil {
 		g.unfreeze(epoch)
@@ -93,7 +94,7 @@ func (g *group) freezeWatchdog(epoch uint64) {
 		case <-time.After(2 * g.n.cfg.WriteTimeout):
 		}
 		g.mu.Lock()
-		still := g.frozen == epoch && g.role == roleMain
+		still := g.frozen == epoch && g.c.Role() == core.Main
 		g.mu.Unlock()
 		if !still {
 			return

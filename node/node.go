@@ -19,6 +19,7 @@ import (
 	"github.com/oklog/ulid/v2"
 	"github.com/rs/zerolog"
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/node/core"
 )
 
 // Config configures one node process.
@@ -303,8 +304,8 @@ func (n *Node) Close() error {
 	n.mu.RUnlock()
 	for _, g := range groups {
 		g.mu.Lock()
-		g.stepDownLocked(command.Errorf(command.CodeUnavailable, "node %d is shutting down", n.cfg.ID))
-		g.role = roleNone
+		g.c.Stop(command.Errorf(command.CodeUnavailable, "node %d is shutting down", n.cfg.ID))
+		g.drain()
 		g.mu.Unlock()
 	}
 	return n.store.Close()
@@ -353,13 +354,13 @@ func (n *Node) ensureGroup(id uint16) *group {
 func (g *group) isMain() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.role == roleMain
+	return g.c.Role() == core.Main
 }
 
 func (g *group) serving() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.role != roleNone
+	return g.c.Role() != core.None
 }
 
 // track registers an accepted node-to-node connection until it ends; false if closing.

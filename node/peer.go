@@ -9,6 +9,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/node/core"
 	"github.com/sibylhq/sibyl/sibling"
 )
 
@@ -37,7 +38,7 @@ func (l *peerLink) close() { l.stopOnce.Do(func() { close(l.stop) }) }
 // syncLinks starts a link for every sibling the core replicates to and stops the others.
 // Call with g.mu held.
 func (g *group) syncLinks() {
-	peers := g.main.Peers()
+	peers := g.c.Replication().Peers()
 	for id, l := range g.links {
 		if _, ok := peers[id]; !ok {
 			l.close()
@@ -49,11 +50,6 @@ func (g *group) syncLinks() {
 		if _, ok := g.links[id]; !ok {
 			l := &peerLink{g: g, node: id, kickCh: make(chan struct{}, 1), stop: make(chan struct{})}
 			g.links[id] = l
-			// A sibling counts as heard when replication to it starts, so a new main does not
-			// report "no quorum" before its first acks could arrive.
-			if _, ok := g.lastAck[id]; !ok {
-				g.lastAck[id] = time.Now()
-			}
 			go l.run()
 		}
 	}
@@ -96,11 +92,11 @@ func (l *peerLink) run() {
 func (l *peerLink) serve(conn *websocket.Conn) string {
 	g := l.g
 	g.mu.Lock()
-	if g.main == nil {
+	if g.c.Replication() == nil {
 		g.mu.Unlock()
 		return "not main"
 	}
-	g.main.ResetPeer(l.node)
+	g.c.Replication().ResetPeer(l.node)
 	g.mu.Unlock()
 
 	readerDone := make(chan struct{})
@@ -134,13 +130,13 @@ func (l *peerLink) serve(conn *websocket.Conn) string {
 	beat := true
 	for {
 		g.mu.Lock()
-		if g.main == nil {
+		if g.c.Replication() == nil {
 			g.mu.Unlock()
 			return "stepped down"
 		}
 		var msgs []*sibling.Append
 		for {
-			a, err := g.main.NextAppend(l.node)
+			a, err := g.c.Replication().NextAppend(l.node)
 			if errors.Is(err, sibling.ErrNeedSnapshot) {
 				l.startSnapshot()
 				break
@@ -154,9 +150,9 @@ func (l *peerLink) serve(conn *websocket.Conn) string {
 			}
 			msgs = append(msgs, a)
 		}
-		if len(msgs) == 0 && (beat || g.main.Round() > l.sentRound || g.main.Commit() > l.sentCommit) {
+		if len(msgs) == 0 && (beat || g.c.Replication().Round() > l.sentRound || g.c.Replication().Commit() > l.sentCommit) {
 			// nil once a config change dropped this sibling; the link is closing then.
-			if hb := g.main.Heartbeat(l.node); hb != nil {
+			if hb := g.c.Replication().Heartbeat(l.node); hb != nil {
 				msgs = append(msgs, hb)
 			}
 		}
@@ -308,7 +304,7 @@ func (n *Node) streamClosed(gid command.ServerID, main uint16) {
 		return
 	}
 	g.mu.Lock()
-	sibling := g.role == roleSibling
+	sibling := g.c.Role() == core.Sibling
 	g.mu.Unlock()
 	if gi := n.directoryGroup(gid); !sibling || gi == nil || gi.Main != main {
 		return

@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/node/core"
 	"github.com/sibylhq/sibyl/sibling"
 	resync "github.com/sibylhq/sibyl/sync"
 )
@@ -68,15 +70,16 @@ func (g *group) acceptSnapshot(h resync.Header) error {
 		return fmt.Errorf("snapshot of group %d offered for group %d", h.Group, g.id)
 	case gi == nil || gi.Main != h.Main || gi.Epoch != h.Epoch:
 		return fmt.Errorf("node %d in epoch %d is not the directory's main of group %d", h.Main, h.Epoch, g.id)
-	case g.role == roleMain:
+	case g.c.Role() == core.Main:
 		return fmt.Errorf("this copy is the group's main")
-	case h.Epoch < g.epoch || h.Epoch < g.sealed:
-		return fmt.Errorf("epoch %d is below this copy's epoch %d", h.Epoch, max(g.epoch, g.sealed))
+	case h.Epoch < g.c.Epoch() || h.Epoch < g.c.Sealed():
+		return fmt.Errorf("epoch %d is below this copy's epoch %d", h.Epoch, max(g.c.Epoch(), g.c.Sealed()))
 	}
 	// From here on the copy is being rebuilt: it stops following and counts nowhere.
-	g.role, g.resyncing = roleNone, true
+	g.c.Stop(nil)
+	g.drain()
+	g.resyncing = true
 	g.resyncGen++
-	g.follower, g.ftail = nil, nil
 	g.broadcast()
 	return nil
 }
@@ -92,7 +95,8 @@ func (g *group) endResync(h resync.Header, err error) {
 		return
 	}
 	g.resyncing = false
-	g.commit, g.applied = h.Seq, h.Seq
+	g.c.Installed(h.Seq)
+	g.applied = h.Seq
 	gi := g.n.directoryGroup(g.id)
 	if gi == nil {
 		return
@@ -100,9 +104,10 @@ func (g *group) endResync(h resync.Header, err error) {
 	self := uint16(g.n.cfg.ID)
 	for _, m := range gi.Siblings {
 		if m.Node == self {
-			if err := g.becomeSibling(gi); err != nil {
+			if err := g.c.Follow(gi, true, g.disk, time.Now()); err != nil {
 				g.log.Error().Err(err).Msg("cannot follow the main after a resync")
 			}
+			g.drain()
 			return
 		}
 	}
@@ -113,7 +118,7 @@ func (g *group) endResync(h resync.Header, err error) {
 // it must not carry the old copy ID either. Call with g.mu held.
 func (g *group) dropResync() error {
 	// The epoch is not the copy's but the node's promise never to follow an older main.
-	if err := g.gs.Reset(max(g.epoch, g.sealed)); err != nil {
+	if err := g.gs.Reset(max(g.c.Epoch(), g.c.Sealed())); err != nil {
 		return err
 	}
 	m, err := g.gs.Meta()
@@ -121,7 +126,9 @@ func (g *group) dropResync() error {
 		return err
 	}
 	g.log.Warn().Str("oldCopy", g.copyID).Str("copy", m.CopyID).Msg("the copy starts over empty")
-	g.copyID, g.commit, g.applied, g.resyncing = m.CopyID, 0, 0, false
+	g.c.StartOver()
+	g.drain()
+	g.copyID, g.applied, g.resyncing = m.CopyID, 0, false
 	g.resyncGen++
 	return nil
 }
@@ -147,7 +154,9 @@ func (g *group) resyncAbandoned(msgs []*sibling.Append) bool {
 	if gi == nil {
 		return true
 	}
-	if err := g.becomeSibling(gi); err != nil {
+	err := g.c.Follow(gi, true, g.disk, time.Now())
+	g.drain()
+	if err != nil || g.c.Role() != core.Sibling {
 		g.log.Error().Err(err).Msg("cannot follow the main")
 		return true
 	}
@@ -160,11 +169,11 @@ func (g *group) resyncAbandoned(msgs []*sibling.Append) bool {
 // that nothing of it can ever be read or merged again (REPLICATION.md case 12 B). The
 // controller registers the empty copy again. Call with g.mu held.
 func (g *group) retireStale(staleID string) {
-	if g.role == roleSibling {
-		g.role, g.follower, g.ftail = roleNone, nil, nil
-		g.broadcast()
+	if g.c.Role() == core.Sibling {
+		g.c.Stop(nil)
+		g.drain()
 	}
-	if g.role == roleMain || g.receiving || (staleID != "" && staleID != g.copyID) || (staleID == "" && g.applied == 0 && !g.resyncing) {
+	if g.c.Role() == core.Main || g.receiving || (staleID != "" && staleID != g.copyID) || (staleID == "" && g.applied == 0 && !g.resyncing) {
 		return
 	}
 	g.log.Warn().Str("copy", g.copyID).Msg("this copy was demoted to stale; wiping it")

@@ -87,7 +87,7 @@ func (l *peerLink) startSnapshot() {
 			l.retrySnapshotLater()
 			return
 		}
-		snap.SetSender(g.epoch, uint16(g.n.cfg.ID))
+		snap.SetSender(g.c.Epoch(), uint16(g.n.cfg.ID))
 		t = &snapshotTransfer{snap: snap}
 		g.snapshots[l.node] = t
 		h := snap.Header()
@@ -137,8 +137,8 @@ func (l *peerLink) sendSnapshot(t *snapshotTransfer) {
 		l.retrySnapshotLater()
 		return
 	}
-	if g.main != nil {
-		g.main.SnapshotDone(l.node, h.Seq, true)
+	if g.c.Replication() != nil {
+		g.c.Replication().SnapshotDone(l.node, h.Seq, true)
 	}
 	l.wake()
 }
@@ -149,10 +149,10 @@ func (l *peerLink) sendSnapshot(t *snapshotTransfer) {
 // keeps a main from redialling a sibling that is down in a tight loop. Call with g.mu held.
 func (l *peerLink) retrySnapshotLater() {
 	g := l.g
-	main := g.main
+	main := g.c.Replication()
 	time.AfterFunc(time.Second, func() {
 		g.mu.Lock()
-		if g.main == main && main != nil {
+		if g.c.Replication() == main && main != nil {
 			main.SnapshotDone(l.node, 0, false)
 		}
 		g.mu.Unlock()

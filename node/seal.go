@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/sibylhq/sibyl/command"
-	"github.com/sibylhq/sibyl/sibling"
 )
 
 // serveSeal answers the controller's seal of a promotion attempt: the copy fsyncs the new
@@ -37,15 +36,12 @@ func (g *group) seal(req *command.SealRequest) (command.SealReply, int, string) 
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var out command.SealReply
-	if g.role == roleMain {
-		return out, http.StatusConflict, "this node is the group's main"
+	streams := g.n.streamsOf(g.id)
+	if err := g.c.CheckSeal(req, streams > 0, time.Now()); err != nil {
+		return out, http.StatusConflict, err.Error()
 	}
 	if g.resyncing {
 		return out, http.StatusConflict, "this copy is being rebuilt from a snapshot and holds nothing to report"
-	}
-	streams := g.n.streamsOf(g.id)
-	if req.Auto && streams > 0 && time.Since(g.lastHeard) < g.n.cfg.DownAfter {
-		return out, http.StatusConflict, "this copy still hears the main"
 	}
 	m, err := g.gs.Meta()
 	if err != nil {
@@ -56,20 +52,13 @@ func (g *group) seal(req *command.SealRequest) (command.SealReply, int, string) 
 			return out, http.StatusInternalServerError, err.Error()
 		}
 	}
-	if g.follower == nil {
-		g.follower = sibling.NewFollower(sibling.FollowerState{Group: uint16(g.id), Self: uint16(g.n.cfg.ID),
-			Epoch: m.Epoch, LastEpoch: m.LastEpoch, LastSeq: m.LastSeq, Commit: m.CommitSeq, History: m.EpochHistory,
-			Log: newTailLog(g.gs, m)})
-	}
-	g.follower.Seal(req.Epoch)
-	g.sealed = req.Epoch
-	le, ls := g.follower.Last()
+	le, ls, commit := g.c.Seal(req.Epoch, diskOf(m, newTailLog(g.gs, m)))
 	ev := g.log.Info().Uint64("epoch", req.Epoch).Uint16("from", req.From).Uint64("lastEpoch", le).Uint64("lastSeq", ls).
 		Bool("auto", req.Auto).Int("streams", streams)
-	if !g.lastHeard.IsZero() {
-		ev = ev.Dur("heardAgo", time.Since(g.lastHeard))
+	if heard := g.c.LastHeard(); !heard.IsZero() {
+		ev = ev.Dur("heardAgo", time.Since(heard))
 	}
 	ev.Msg("sealed for a promotion")
-	return command.SealReply{Node: uint16(g.n.cfg.ID), LastEpoch: le, LastSeq: ls, CommitSeq: g.follower.Commit(),
-		CopyID: g.copyID}, http.StatusOK, ""
+	return command.SealReply{Node: uint16(g.n.cfg.ID), LastEpoch: le, LastSeq: ls, CommitSeq: commit, CopyID: g.copyID},
+		http.StatusOK, ""
 }

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/node/core"
 )
 
 var sessionIDs atomic.Uint64
@@ -112,7 +113,7 @@ func (s *Session) route(ctx context.Context, gid command.ServerID, req *command.
 		// old main learns of it). Wait a little for the role rather than bounce the write.
 		if g := s.n.localGroup(gid); g != nil {
 			wctx, cancel := context.WithTimeout(ctx, s.n.cfg.DownAfter)
-			err := g.waitFor(wctx, func() (bool, error) { return g.role == roleMain, nil })
+			err := g.waitFor(wctx, func() (bool, error) { return g.c.Role() == core.Main, nil })
 			cancel()
 			if err == nil {
 				return local(g)

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/node/core"
 )
 
 // DefaultMaxClockDrift is ρ of REPLICATION.md case 8 when Config.MaxClockDrift is 0: the
@@ -115,7 +116,7 @@ func (g *group) stopTicketTimers() {
 func (g *group) ticketDue(rid string, tt *ticketTimer) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.role != roleMain || g.tickets == nil || g.tickets.armed[rid] != tt {
+	if g.c.Role() != core.Main || g.tickets == nil || g.tickets.armed[rid] != tt {
 		return
 	}
 	if g.frozen != 0 {

@@ -1,4 +1,4 @@
-package node
+package core
 
 import (
 	"reflect"
@@ -16,7 +16,7 @@ func TestQuorumOfSkipsStaleMembers(t *testing.T) {
 			{Node: 2, State: command.SiblingVoting}, {Node: 3, State: command.SiblingVoting, Demote: command.SiblingStale},
 			{Node: 4, State: command.SiblingSyncing}, {Node: 5, State: command.SiblingStale},
 		}}
-	q, learners := QuorumOf(gi)
+	q, learners := quorumOf(gi)
 	if !reflect.DeepEqual(q.Sets, [][]uint16{{2, 3}, {2}}) || q.Version != 4 {
 		t.Fatalf("quorum %+v; want joint {2,3} and {2} at version 4", q)
 	}
