@@ -1,5 +1,5 @@
 // Package api is the edge of a Sibyl node: the WebSocket command API, its REST mirror and
-// the HTTP endpoints of PROTOCOL.md (§2–§4). It owns framing, authentication, limits,
+// the HTTP endpoints of docs/protocol.md (§2–§4). It owns framing, authentication, limits,
 // reply shaping and error encoding; a Backend (the node) owns routing and execution.
 //
 // Driving it:

@@ -8,7 +8,7 @@ import (
 	"github.com/sibylhq/sibyl/command"
 )
 
-// httpStatus maps a protocol code to the HTTP status of PROTOCOL.md §4.
+// httpStatus maps a protocol code to the HTTP status of docs/protocol.md §4.
 var httpStatus = map[command.Code]int{
 	command.CodeBadRequest:        http.StatusBadRequest,
 	command.CodeUnauthorized:      http.StatusUnauthorized,

@@ -18,7 +18,7 @@ type wireRequest struct {
 	command.Request
 }
 
-// knownOps are the ops of PROTOCOL.md §2 and §3; anything else is bad_request.
+// knownOps are the ops of docs/protocol.md §2 and §3; anything else is bad_request.
 var knownOps = map[string]bool{
 	command.OpCreate: true, command.OpGet: true, command.OpUpdate: true, command.OpPatch: true,
 	command.OpDelete: true, command.OpList: true, command.OpSubscribe: true,
@@ -28,7 +28,7 @@ var knownOps = map[string]bool{
 	command.OpDrain: true,
 }
 
-// isAdminOp reports whether op needs an admin token (PROTOCOL.md §3).
+// isAdminOp reports whether op needs an admin token (docs/protocol.md §3).
 func isAdminOp(op string) bool {
 	switch op {
 	case command.OpRegisterSibling, command.OpRemoveSibling, command.OpPromote, command.OpDrain:

@@ -44,7 +44,7 @@ func rawID(id *string) json.RawMessage {
 	return b
 }
 
-// shapeReply picks the fields op defines in PROTOCOL.md §2 out of rep (nil counts as an
+// shapeReply picks the fields op defines in docs/protocol.md §2 out of rep (nil counts as an
 // empty reply). Ops without output fields (hello, unsubscribe, admin ops) send only ok.
 func shapeReply(op string, rep *command.Reply) *wireReply {
 	w := &wireReply{OK: true}

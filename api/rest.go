@@ -13,7 +13,7 @@ import (
 	"github.com/sibylhq/sibyl/command"
 )
 
-// restRoutes adds the REST mirror of PROTOCOL.md §4: each call is one request on a
+// restRoutes adds the REST mirror of docs/protocol.md §4: each call is one request on a
 // session of its own.
 func (s *Server) restRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/resources", s.rest(command.OpCreate))

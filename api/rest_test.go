@@ -161,7 +161,7 @@ func TestRESTAuth(t *testing.T) {
 	wantStatus(t, "admin op with admin token", code, http.StatusOK, r)
 }
 
-// Every protocol code maps to its HTTP status of PROTOCOL.md §4.
+// Every protocol code maps to its HTTP status of docs/protocol.md §4.
 func TestRESTErrorStatuses(t *testing.T) {
 	h := newHarness(t, Options{})
 	want := map[command.Code]int{

@@ -43,7 +43,7 @@ type Options struct {
 }
 
 // Server serves the WebSocket command API, the REST mirror and the HTTP endpoints of
-// PROTOCOL.md for one Backend.
+// docs/protocol.md for one Backend.
 type Server struct {
 	b       Backend
 	opts    Options

@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// Named tests for REPLICATION.md cases 8 and 9 at the lowest layer that expresses them:
+// Named tests for docs/replication.md cases 8 and 9 at the lowest layer that expresses them:
 // deterministic execution against a view (the main's committed layer plus its overlay).
 
 // Case 8 scenario A: "M grants fence 7 to P with TTL 30 s and stores expiresAt=12:00:30 ...
@@ -56,7 +56,7 @@ func TestCase8A_TicketTTLIsADurationNeverADeadline(t *testing.T) {
 
 // Case 9 scenario C: "A retry of a delete that succeeded gets not_found. A retry of an
 // update whose fence has since expired gets ticket_held. A retry of an update whose
-// ifVersion is now stale gets conflict." PROTOCOL requires the first result with
+// ifVersion is now stale gets conflict." docs/protocol.md requires the first result with
 // duplicate:true for all three: the key is checked before ticket, ifVersion and existence.
 func TestCase9C_KeyCheckedBeforeTicketVersionAndExistence(t *testing.T) {
 	type story struct {

@@ -12,7 +12,7 @@ const (
 
 // Sibling states. A syncing sibling is a learner: it receives the log but is never counted
 // in a quorum and never chosen. A voting sibling is in the group's config. A stale sibling
-// is a copy demoted after its node did not report it for copy-timeout (REPLICATION.md case
+// is a copy demoted after its node did not report it for copy-timeout (docs/replication.md case
 // 12): it is in no config, the main does not replicate to it, compaction and vacuuming do
 // not wait for it, and it serves nothing. Its node must resync it from a snapshot (record
 // resyncing, wipe, start a fresh copy with a new copy ID); the controller then makes it
@@ -22,7 +22,7 @@ const (
 	SiblingVoting  = "voting"
 	// SiblingStale: a copy unreachable past copy-timeout, demoted by a config change. It
 	// counts nowhere, is not replicated to, and is wiped and registered again when its node
-	// returns (REPLICATION.md case 12). Status shows it as syncing with "stale": true.
+	// returns (docs/replication.md case 12). Status shows it as syncing with "stale": true.
 	SiblingStale = "stale"
 )
 
@@ -50,7 +50,7 @@ type Member struct {
 	StaleCopyID string `json:"staleCopyId,omitempty"`
 	// Demote is set on a voting member that the pending config leaves out without removing
 	// it: the state it takes (SiblingStale or SiblingSyncing) when that config is activated.
-	// Until then it is still a voter of the active config (joint quorum, REPLICATION.md
+	// Until then it is still a voter of the active config (joint quorum, docs/replication.md
 	// case 1).
 	Demote string `json:"demote,omitempty"`
 }

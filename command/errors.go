@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// Code is an error code of the public protocol (PROTOCOL.md §2).
+// Code is an error code of the public protocol (docs/protocol.md §2).
 type Code string
 
 const (

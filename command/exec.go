@@ -49,7 +49,7 @@ func (d *DedupeRecord) Reply() *Reply {
 // deterministic: the same view, request and context give the same outcome on any node,
 // which is what lets copies apply effects instead of executing commands.
 //
-// The checks run in the order of REPLICATION.md case 9: validation; the idempotency key
+// The checks run in the order of docs/replication.md case 9: validation; the idempotency key
 // (a repeat is answered from its record before anything about the resource can fail, so a
 // retry of a write that succeeded never reports not_found, ticket_held or conflict); then
 // the existence of the resource, its ticket, and ifVersion. Existence comes first among
@@ -158,14 +158,14 @@ func current(v View, req *Request) (*Resource, TicketState, *Error) {
 	if err != nil {
 		return nil, TicketState{}, Errorf(CodeInternal, "reading rid %q: %v", req.RID, err)
 	}
-	// PROTOCOL §2: writing to a deleted or unknown rid gives not_found, whatever ifVersion
+	// docs/protocol.md §2: writing to a deleted or unknown rid gives not_found, whatever ifVersion
 	// or ticket say: no ticket can be live on a resource that does not exist, and the
 	// caller learns the one fact that no retry can change.
 	if cur == nil {
 		return nil, TicketState{}, Errorf(CodeNotFound, "rid %q %s", req.RID, missing(tombstoned))
 	}
 	// The ticket comes after the key lookup (a retry whose fence has since expired gets its
-	// duplicate, not ticket_held: REPLICATION.md case 9) and before ifVersion.
+	// duplicate, not ticket_held: docs/replication.md case 9) and before ifVersion.
 	tk, err := v.Ticket(req.RID)
 	if err != nil {
 		return nil, TicketState{}, Errorf(CodeInternal, "reading the ticket of rid %q: %v", req.RID, err)

@@ -48,7 +48,7 @@ func TestExecuteKeyedWrite(t *testing.T) {
 	}
 }
 
-// REPLICATION.md case 9, scenario C: a retry is answered by its key before anything about
+// docs/replication.md case 9, scenario C: a retry is answered by its key before anything about
 // the resource's current state can refuse it.
 func TestExecuteKeyCheckedFirst(t *testing.T) {
 	t.Run("retry of a delete that succeeded", func(t *testing.T) {

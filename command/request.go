@@ -42,7 +42,7 @@ const (
 	SiblingRead  = "sibling"
 )
 
-// Request holds the fields of every op of PROTOCOL.md §2 and §3 (the frame's "id" is kept
+// Request holds the fields of every op of docs/protocol.md §2 and §3 (the frame's "id" is kept
 // by the API layer). Optional numbers are pointers so that "absent" differs from zero.
 type Request struct {
 	Op          string          `json:"op"`
@@ -85,7 +85,7 @@ type TicketInfo struct {
 	ExpiresMs int64  `json:"expiresMs"`
 }
 
-// Resource is the resource object of PROTOCOL.md §2.
+// Resource is the resource object of docs/protocol.md §2.
 type Resource struct {
 	ID      string          `json:"id"`
 	Type    string          `json:"type"`

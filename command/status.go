@@ -1,6 +1,6 @@
 package command
 
-// Status is the object of GET /v1/status (PROTOCOL.md §4).
+// Status is the object of GET /v1/status (docs/protocol.md §4).
 type Status struct {
 	Locations   []StatusLocation   `json:"locations"`
 	Controllers []StatusController `json:"controllers"`
@@ -39,7 +39,7 @@ type StatusGroup struct {
 	Warning  string          `json:"warning,omitempty"`
 }
 
-// StatusSibling is one sibling in a StatusGroup. State keeps PROTOCOL's enum ("syncing" or
+// StatusSibling is one sibling in a StatusGroup. State keeps docs/protocol.md's enum ("syncing" or
 // "voting"): a stale copy shows as "syncing" with Stale set.
 type StatusSibling struct {
 	Node   uint16 `json:"node"`
@@ -52,7 +52,7 @@ type StatusSibling struct {
 	// demoting it would leave the group's write quorum impossible.
 	Unreachable bool `json:"unreachable,omitempty"`
 	// SyncDone and SyncTotal: bytes of the snapshot the main is sending the copy (the total
-	// is an estimate); absent when none is (DESIGN "Sibling registration").
+	// is an estimate); absent when none is (docs/design.md "Sibling registration").
 	SyncDone  uint64 `json:"syncDone,omitempty"`
 	SyncTotal uint64 `json:"syncTotal,omitempty"`
 }

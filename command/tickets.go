@@ -22,7 +22,7 @@ type TicketState struct {
 	Live bool `json:"live,omitempty"`
 	// TTLMs is the live ticket's time to live, as its last acquire or renew asked (0 when
 	// not live). It is a duration, never an instant: only the main turns it into a
-	// deadline, on its own monotonic clock (REPLICATION.md case 8).
+	// deadline, on its own monotonic clock (docs/replication.md case 8).
 	TTLMs int64 `json:"ttlMs,omitempty"`
 }
 
@@ -124,7 +124,7 @@ func executeTicket(v View, req *Request, ctx ExecContext, hash string, now time.
 	return Outcome{Effect: eff, Reply: reply}
 }
 
-// checkWriteTicket is the ticket rule of a resource write (PROTOCOL.md §2): while a
+// checkWriteTicket is the ticket rule of a resource write (docs/protocol.md §2): while a
 // ticket is live, the write must carry its fence; a write carrying a fence that is not
 // live (released, expired, older, or none was ever granted) is refused too, since its
 // writer believes it holds a ticket it does not.

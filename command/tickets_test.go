@@ -176,7 +176,7 @@ func TestTicketValidation(t *testing.T) {
 	}
 }
 
-// REPLICATION.md case 9: the key is checked before tickets, versions and existence, so a
+// docs/replication.md case 9: the key is checked before tickets, versions and existence, so a
 // retry gets its first answer whatever happened to the ticket since.
 func TestTicketCheckOrderWithKeys(t *testing.T) {
 	for _, tt := range []struct {

@@ -5,7 +5,7 @@ import (
 	"unicode/utf8"
 )
 
-// Limits of PROTOCOL.md §2.
+// Limits of docs/protocol.md §2.
 const (
 	MaxTypeLen   = 64
 	MaxKeyLen    = 128

@@ -13,7 +13,7 @@ import (
 	"github.com/sibylhq/sibyl/command"
 )
 
-// Admin calls (PROTOCOL.md §3) arrive from nodes, which forward what operators send them:
+// Admin calls (docs/protocol.md §3) arrive from nodes, which forward what operators send them:
 //
 //	POST /v1/internal/admin/{op}   command.Request -> command.Reply | {"error": ...}
 //
@@ -65,7 +65,7 @@ func (c *Controller) handleAdmin(w http.ResponseWriter, r *http.Request) {
 }
 
 // adminPromote hands group server's main role to node, a voting sibling, losing nothing
-// (REPLICATION.md case 13): the main stops assigning seqs and waits until node holds its
+// (docs/replication.md case 13): the main stops assigning seqs and waits until node holds its
 // whole log, all committed; then the new epoch with node as main (and the old main as a
 // voter of the new config) is committed; node writes its barrier.
 func (c *Controller) adminPromote(ctx context.Context, t *leaderTerm, req *command.Request) *command.Error {

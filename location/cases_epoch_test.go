@@ -52,7 +52,7 @@ func TestCase5_RestartedMainNeverTakesAnOpenAttemptsEpoch(t *testing.T) {
 }
 
 // The same rule after an abandoned attempt: its epoch stays consumed, so a main that
-// restarts afterwards takes the epoch after it (PROTOCOL: "epochs may skip numbers").
+// restarts afterwards takes the epoch after it (docs/protocol.md: "epochs may skip numbers").
 func TestCase5_RestartedMainSkipsAnAbandonedEpoch(t *testing.T) {
 	f, idx := threeVoters(t)
 	for _, c := range []dirCommand{

@@ -8,7 +8,7 @@ import (
 	"github.com/sibylhq/sibyl/command"
 )
 
-// Named tests for REPLICATION.md cases 13 and 14 on the controller's side: the directory's
+// Named tests for docs/replication.md cases 13 and 14 on the controller's side: the directory's
 // commands (FSM) and the reconcile planner that drives registration.
 
 // fsmStep applies cmds in order at consecutive indexes, failing the test on a refusal.

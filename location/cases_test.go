@@ -6,7 +6,7 @@ import (
 	"github.com/sibylhq/sibyl/command"
 )
 
-// Named tests for the controller's side of REPLICATION.md's cases: which seals are enough
+// Named tests for the controller's side of docs/replication.md's cases: which seals are enough
 // (every config in use, R = S-W+1 of each) and which sibling is chosen.
 
 const (

@@ -116,7 +116,7 @@ func (c joinNode) applyTo(s *dirState) error {
 				// from anything a sibling holds of the old one. The fresh epoch is the
 				// group's next unused one: an open promotion attempt has consumed its epoch
 				// already (seals of it may be out), so the restarted main takes the one after
-				// it, and the attempt is abandoned (REPLICATION.md case 5: an epoch is never
+				// it, and the attempt is abandoned (docs/replication.md case 5: an epoch is never
 				// reused for a different main).
 				if g.Promotion != nil && g.Promotion.Phase == command.PromotionSealing {
 					g.Promotion.Phase = command.PromotionAbandoned

@@ -70,7 +70,7 @@
 //     raft address they claim are accepted (403 otherwise). Every controller does this by
 //     itself until the directory holds its current addresses.
 //
-// Errors are {"error": command.Error} with the codes of PROTOCOL.md.
+// Errors are {"error": command.Error} with the codes of docs/protocol.md.
 //
 // In every Directory answered, Index is the index of the last applied directory command and
 // NodeInfo.State/Generation are the leader's view: "up" when the node joined or
@@ -96,7 +96,7 @@
 // becomes active and its new voters are "voting", with the copy IDs they reported. Siblings
 // are never removed here.
 //
-// Demotions (stale.go, stale_cmds.go; REPLICATION.md cases 5 D and 12) are config changes
+// Demotions (stale.go, stale_cmds.go; docs/replication.md cases 5 D and 12) are config changes
 // too, planned before proposeVoter when no config is pending:
 //
 //   - A voter whose node reports the group with another copy ID than the recorded one lost
@@ -119,7 +119,7 @@
 //     whose copy is stale does the same instead of answering conflict. A learner is never
 //     proposed as a voter while its node reports StaleCopyID or Resyncing.
 //
-// A promotion's chosen main must commit its epoch barrier within DownAfter (REPLICATION.md
+// A promotion's chosen main must commit its epoch barrier within DownAfter (docs/replication.md
 // case 7): the barrier activates the promotion's pending config, so the leader watches for
 // the main's report of that config (GroupReport.Activated >= the pending version). A main
 // still waiting after DownAfter from when the leader first saw the choice is treated as

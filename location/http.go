@@ -49,7 +49,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// errorBody is the {"error": {...}} body of PROTOCOL.md.
+// errorBody is the {"error": {...}} body of docs/protocol.md.
 type errorBody struct {
 	Error *command.Error `json:"error"`
 }

@@ -75,7 +75,7 @@ func (c *Controller) adminRegisterSibling(ctx context.Context, t *leaderTerm, re
 		return err
 	}
 	server, node := g.Server, n.ID
-	// A stale copy does not count as one (REPLICATION.md case 12 D): registering its node
+	// A stale copy does not count as one (docs/replication.md case 12 D): registering its node
 	// again makes it a learner; the node wipes the old copy (its ID is the member's
 	// StaleCopyID) and syncs a fresh one.
 	m := member(g, node)

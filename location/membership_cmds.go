@@ -6,8 +6,8 @@ import (
 	"github.com/sibylhq/sibyl/command"
 )
 
-// Membership changes an operator asks for (PROTOCOL.md §3). Removing a voter is a config
-// change like any other (REPLICATION.md case 1): a pending config without it, activated by
+// Membership changes an operator asks for (docs/protocol.md §3). Removing a voter is a config
+// change like any other (docs/replication.md case 1): a pending config without it, activated by
 // the main; the member leaves the group on activation.
 
 const (

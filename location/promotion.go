@@ -15,7 +15,7 @@ import (
 	"github.com/sibylhq/sibyl/command"
 )
 
-// The leader's side of promotion (DESIGN.md "Promotion"): detect a failed main, seal R
+// The leader's side of promotion (docs/design.md "Promotion"): detect a failed main, seal R
 // voters of every config in use at a fresh epoch, choose the sibling with the highest last
 // entry (epoch, seq), and commit the choice; nodes learn it from the directory. Each step is
 // committed before it acts, so a leader change in the middle either finds the choice
@@ -56,7 +56,7 @@ func (p *promotions) chosenSince(g uint16, epoch uint64, now time.Time) time.Tim
 }
 
 // awaitingBarrier reports whether g's main was chosen by a promotion whose config it has
-// not yet activated: its epoch barrier has not committed (REPLICATION.md case 3, rule 2 of
+// not yet activated: its epoch barrier has not committed (docs/replication.md case 3, rule 2 of
 // case 1). The main's current report showing the config activated counts as committed,
 // before the activate command lands. A chosen main that restarted is in a later epoch than
 // the attempt's (joinNode) and still owes a barrier in it.
@@ -71,7 +71,7 @@ func awaitingBarrier(g *command.GroupInfo, reports reportSet) bool {
 
 // barrierOverdue: g's main was chosen by a promotion (first seen by this term at since)
 // and its barrier has not committed within downAfter: it is treated as down, so a fresh
-// promotion may start (REPLICATION.md case 7). A new leader counts from its first look, so
+// promotion may start (docs/replication.md case 7). A new leader counts from its first look, so
 // it never replaces a main the moment it takes over.
 func barrierOverdue(g *command.GroupInfo, reports reportSet, since, now time.Time, downAfter time.Duration) bool {
 	return awaitingBarrier(g, reports) && now.Sub(since) > downAfter
@@ -479,7 +479,7 @@ func member(g *command.GroupInfo, node uint16) *command.Member {
 }
 
 // sealsCover: R = S-W+1 voters of every config in use are sealed, so every quorum that
-// could have acked a write meets the sealed set (REPLICATION.md case 1, rule 3).
+// could have acked a write meets the sealed set (docs/replication.md case 1, rule 3).
 func sealsCover(g *command.GroupInfo, replies map[uint16]command.SealReply) bool {
 	configs := []command.Config{g.Active}
 	if g.Pending != nil {
@@ -505,7 +505,7 @@ func sealsCover(g *command.GroupInfo, replies map[uint16]command.SealReply) bool
 }
 
 // chooseMain picks the sealed sibling whose last log entry (epoch, seq) is highest (never
-// its current epoch, REPLICATION.md case 2); ties go to the lowest node ID.
+// its current epoch, docs/replication.md case 2); ties go to the lowest node ID.
 func chooseMain(replies map[uint16]command.SealReply) command.SealReply {
 	var best command.SealReply
 	found := false

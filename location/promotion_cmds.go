@@ -6,7 +6,7 @@ import (
 	"github.com/sibylhq/sibyl/command"
 )
 
-// The FSM side of promotion (REPLICATION.md case 5): every step is committed before it
+// The FSM side of promotion (docs/replication.md case 5): every step is committed before it
 // acts. The attempt's epoch is committed before any seal is sent; the choice (epoch, main,
 // new config) before anyone is told. An attempt that is not chosen is abandoned, and its
 // epoch stays consumed.

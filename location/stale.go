@@ -7,7 +7,7 @@ import (
 	"github.com/sibylhq/sibyl/command"
 )
 
-// Demotion planning (REPLICATION.md cases 5 and 12), pure functions of the directory, the
+// Demotion planning (docs/replication.md cases 5 and 12), pure functions of the directory, the
 // nodes' reports and the leader's copy clock, so they are table-tested without raft.
 //
 //   - Amnesia: a voting sibling whose node reports the group with another copy ID than the

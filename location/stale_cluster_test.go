@@ -122,7 +122,7 @@ func TestClusterStaleCopyDemotedAndRebuilt(t *testing.T) {
 	})
 }
 
-// With real raft (REPLICATION.md case 5 D): a voting node that comes back with another
+// With real raft (docs/replication.md case 5 D): a voting node that comes back with another
 // disk (new copy IDs) is demoted to a learner by a committed config change, and votes again
 // with the new copy IDs.
 func TestClusterAmnesiacCopyDemotedThenVotesAgain(t *testing.T) {

@@ -6,7 +6,7 @@ import (
 	"github.com/sibylhq/sibyl/command"
 )
 
-// The FSM side of demotions (REPLICATION.md cases 5 and 12). Demoting a voter is a config
+// The FSM side of demotions (docs/replication.md cases 5 and 12). Demoting a voter is a config
 // change like removing one (case 1): a pending config without it, under which the main
 // writes with the joint quorum until it activates the config; the member stays a voter of
 // the active config until then, and takes its new state on activation. A stale copy comes

@@ -97,7 +97,7 @@ func buildStatus(in statusInput) command.Status {
 				}
 			}
 			if m.State == command.SiblingStale {
-				// PROTOCOL's enum has no "stale": it is a syncing copy with the extra flag.
+				// docs/protocol.md's enum has no "stale": it is a syncing copy with the extra flag.
 				ss.State, ss.Stale = command.SiblingSyncing, true
 			}
 			if slices.Contains(blocked, m.Node) {

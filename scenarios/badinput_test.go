@@ -10,7 +10,7 @@ import (
 )
 
 // TestBadInputOnRealNode: malformed frames, unknown ops, wrong types, bad IDs, deep and
-// oversized payloads get the PROTOCOL error codes on a real node, change nothing, and the
+// oversized payloads get the error codes of docs/protocol.md on a real node, change nothing, and the
 // connection keeps working.
 func TestBadInputOnRealNode(t *testing.T) {
 	c := StartCluster(t, Options{Nodes: 2})

@@ -197,7 +197,7 @@ func TestPlannedPromote(t *testing.T) {
 }
 
 // TestMainPartitionedFromSiblings: the main's links to its siblings are cut through the
-// proxies while it still reaches the controller (REPLICATION.md case 7, scenario A). It
+// proxies while it still reaches the controller (docs/replication.md case 7, scenario A). It
 // reports no write quorum; after down-after a sibling is promoted; writes resume on it.
 // When the partition heals, the old main is fenced and rejoins as a sibling.
 func TestMainPartitionedFromSiblings(t *testing.T) {

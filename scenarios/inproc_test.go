@@ -203,7 +203,7 @@ func runInProc(t *testing.T, seed uint64) *inprocResult {
 			wg.Go(func() { r.reads.Add(readLoop(ctx, 100+i, cl, r.h, r.writers)) })
 		}
 		// A third reads at siblings: possibly stale, but never older than what this client
-		// saw before (REPLICATION.md invariant 10), across reconnects to other nodes.
+		// saw before (docs/replication.md invariant 10), across reconnects to other nodes.
 		// Every tenth read it is cut off from its node, so it reads on at the next one.
 		sibCl := newClient(inprocWriters + 6)
 		moveOn := func() {
@@ -461,7 +461,7 @@ func checkInProc(t *testing.T, r *inprocResult) {
 	}
 }
 
-// TestInProcControllerCutAfterDiskLoss: REPLICATION.md case 7 says a controller cut off from
+// TestInProcControllerCutAfterDiskLoss: docs/replication.md case 7 says a controller cut off from
 // a healthy main must not cause a promotion, because siblings that hear the main refuse an
 // automatic seal. A sibling that came back with an empty disk hears the main too, even
 // when the main's replication connection reached it before it held a copy of the group

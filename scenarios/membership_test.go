@@ -39,7 +39,7 @@ func adminCall(t *testing.T, c *Cluster, via int, op string, server, node int64)
 }
 
 // TestRegisterAndRemoveSibling: an operator adds a fifth copy to a group and removes it
-// again; the refusals of PROTOCOL §3 hold.
+// again; the refusals of docs/protocol.md §3 hold.
 func TestRegisterAndRemoveSibling(t *testing.T) {
 	c := StartCluster(t, Options{Nodes: 5})
 	sg := c.WaitVoting(1, 3)
@@ -146,7 +146,7 @@ func TestDrainUnderLoad(t *testing.T) {
 }
 
 // registerOverWS sends registerSibling on a raw WebSocket and returns the phases of the
-// progress events that came before the ok reply (PROTOCOL.md §3). A retryable refusal
+// progress events that came before the ok reply (docs/protocol.md §3). A retryable refusal
 // (a controller leader change, say) is retried, as an operator would.
 func registerOverWS(t *testing.T, addr string, server, node int64) []string {
 	t.Helper()

@@ -74,7 +74,7 @@ func fill(t *testing.T, c *Cluster, g command.ServerID, n, size, workers int) []
 
 func ptr[T any](v T) *T { return &v }
 
-// TestRegisterSiblingUnder20kResources (DESIGN "Sibling registration", issue #4): a group
+// TestRegisterSiblingUnder20kResources (docs/design.md "Sibling registration", issue #4): a group
 // holding 20,000 resources of 1 KiB, whose log was compacted, gets a fifth copy while 4
 // writers update it. The new copy is rebuilt from a snapshot and replays what changed
 // meanwhile; writes never pause. It reports the time until the copy votes and the

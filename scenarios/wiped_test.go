@@ -51,7 +51,7 @@ func dataDir(t *testing.T, p *Proc) string {
 	return ""
 }
 
-// TestWipedSiblingRejoins (REPLICATION.md cases 5 D and 14 e): a voting sibling is killed
+// TestWipedSiblingRejoins (docs/replication.md cases 5 D and 14 e): a voting sibling is killed
 // and its data directory deleted, then it starts again with its args. Its seals must not
 // count (another copy ID), the controller demotes it to a learner by a config change, the
 // main catches it up from nothing, and it votes again with its new copy, while writers go

@@ -23,7 +23,7 @@ func siblingState(t *testing.T, c *Cluster, g uint16, node uint16) (state string
 	return "", false
 }
 
-// TestZombieSiblingAfterVacuum (DESIGN "Deletion, vacuuming and zombies", REPLICATION.md
+// TestZombieSiblingAfterVacuum (docs/design.md "Deletion, vacuuming and zombies", docs/replication.md
 // case 12): a sibling is killed; 500 resources are deleted and 500 updated; the copy is
 // demoted to stale after copy-timeout, the log is compacted past it and the tombstones are
 // vacuumed; then it comes back with its args. While it returns, no sibling read on it may

@@ -2,7 +2,7 @@ package sibling
 
 import "testing"
 
-// Named tests for REPLICATION.md cases 5, 11 and 13 on the replication cores.
+// Named tests for docs/replication.md cases 5, 11 and 13 on the replication cores.
 
 // copyAs is copyWith for copy id (copyWith's copies answer as 5).
 func copyAs(t *testing.T, id uint16, epoch, commit uint64, runs ...[]Entry) *simCopy {

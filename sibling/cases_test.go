@@ -60,7 +60,7 @@ func TestHigherEpochNeedsAuthorizedRecord(t *testing.T) {
 	}
 }
 
-// REPLICATION case 2 scenario B: a copy with a divergent uncommitted tail (1,101..103) must
+// docs/replication.md case 2 scenario B: a copy with a divergent uncommitted tail (1,101..103) must
 // not accept (2,104) as "next"; the main's probe finds the divergence at 100 and the tail
 // is truncated before (2,101..) is appended.
 func TestDivergentTailIsTruncatedNotExtended(t *testing.T) {
@@ -91,7 +91,7 @@ func TestDivergentTailIsTruncatedNotExtended(t *testing.T) {
 	}
 }
 
-// REPLICATION case 3 scenario B: a heartbeat with commitSeq 102 must not make a copy treat
+// docs/replication.md case 3 scenario B: a heartbeat with commitSeq 102 must not make a copy treat
 // its own (1,101), which the main does not hold, as committed.
 func TestCommitPointClampedToVerifiedPrefix(t *testing.T) {
 	a := copyWith(t, 1, 100, entries(1, 1, 101))
@@ -110,7 +110,7 @@ func TestCommitPointClampedToVerifiedPrefix(t *testing.T) {
 	}
 }
 
-// REPLICATION case 3: older-epoch entries never commit by counting copies; they commit when
+// docs/replication.md case 3: older-epoch entries never commit by counting copies; they commit when
 // the new main's barrier commits.
 func TestOlderEpochEntriesCommitOnlyThroughBarrier(t *testing.T) {
 	mlog := NewMemLog()
@@ -135,7 +135,7 @@ func TestOlderEpochEntriesCommitOnlyThroughBarrier(t *testing.T) {
 	}
 }
 
-// REPLICATION case 1 scenario A: during a change {A,B,C} -> {A,B,C,D} the main needs a
+// docs/replication.md case 1 scenario A: during a change {A,B,C} -> {A,B,C,D} the main needs a
 // majority of both; acks from A and B alone do not commit.
 func TestJointQuorumNeedsBothConfigs(t *testing.T) {
 	mlog := NewMemLog()
@@ -155,7 +155,7 @@ func TestJointQuorumNeedsBothConfigs(t *testing.T) {
 	}
 }
 
-// REPLICATION case 10 scenario A: a read must wait for a round sent after it arrived.
+// docs/replication.md case 10 scenario A: a read must wait for a round sent after it arrived.
 func TestReadRoundMustBeFresh(t *testing.T) {
 	m := NewMain(MainConfig{Group: 1, Self: 1, Epoch: 1, EpochFirst: 1, History: []EpochStart{{1, 1}},
 		Quorum: Quorum{Sets: [][]uint16{{2, 3, 4}}}, Log: NewMemLog()})

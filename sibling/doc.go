@@ -15,7 +15,7 @@
 // cores never touch sockets, disks or clocks, tests step them under a seeded, lossy,
 // reordering in-memory network (see sim_test.go).
 //
-// The rules implemented are those of REPLICATION.md cases 2 and 3: entries keep their epoch,
+// The rules implemented are those of docs/replication.md cases 2 and 3: entries keep their epoch,
 // an append carries (prevEpoch, prevSeq), a sibling refuses lower epochs and appends it cannot
 // attach, truncates only an uncommitted divergent suffix, and sets its commit point to
 // min(commitSeq received in this epoch, last seq verified against this main); a main counts

@@ -535,7 +535,7 @@ func (s *psim) step() {
 			s.oneWay[k] = !s.oneWay[k]
 		}
 	case r < 43 && s.rng.Intn(4) == 0: // a sibling's disk is lost while it is down
-		// The fault model (PROTOCOL §2): fewer than W of the copies that acked a write lose
+		// The fault model (docs/protocol.md §2): fewer than W of the copies that acked a write lose
 		// their disks, so one copy at a time awaits re-registration.
 		c := s.copies[uint16(1+s.rng.Intn(simCopies))]
 		amnesiac := false

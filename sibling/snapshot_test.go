@@ -7,7 +7,7 @@ import (
 
 // A sibling that needs entries the main compacted away gets no appends, only round-carrying
 // heartbeats at the empty prefix, until the node reports the snapshot installed; it is then
-// probed just after the snapshot's seq and counted from there (REPLICATION.md case 12).
+// probed just after the snapshot's seq and counted from there (docs/replication.md case 12).
 func TestMainAsksForSnapshotBelowHorizon(t *testing.T) {
 	log := NewMemLog()
 	if err := log.Append(entries(1, 1, 100)...); err != nil {

@@ -1,4 +1,4 @@
-// Package client is the Go client of Sibyl's WebSocket API (PROTOCOL.md §2).
+// Package client is the Go client of Sibyl's WebSocket API (docs/protocol.md §2).
 //
 //	c, err := client.Dial(ctx, client.Options{Addrs: []string{"127.0.0.1:7701", "127.0.0.1:7702"}})
 //	rep, err := c.Create(ctx, "doc", json.RawMessage(`{"a":1}`), client.WithKey("k-1"))

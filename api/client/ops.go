@@ -99,7 +99,7 @@ func (c *Client) Status(ctx context.Context) (*command.Status, error) {
 }
 
 // placement picks the group for a create without a server, as the connected node would
-// (PROTOCOL.md §2): a group it is main of, its own first, else its own group. When the
+// (docs/protocol.md §2): a group it is main of, its own first, else its own group. When the
 // status does not show which node this is, the first group with a main is taken: any
 // group is a valid place, and naming one is what keeps retries in one group. It returns
 // nil, letting the node choose, only when no group is known at all. The choice is kept

@@ -17,7 +17,7 @@ type Filter struct {
 	Type   string
 }
 
-// Event is one event frame of a subscription (PROTOCOL.md §2): created, updated, deleted
+// Event is one event frame of a subscription (docs/protocol.md §2): created, updated, deleted
 // (with Version, the tombstone's, as an extra), ticket (Ticket nil: released or expired),
 // or resync (Resources of Server's group, Final on the last page). Raw is the frame as
 // received.

@@ -54,7 +54,7 @@ func ticketOptions(opts []TicketOpt) ticketOpts {
 // counts ttl·(1+ρ) from a later instant (when it executed the request), so while Held
 // is true no one else can have been granted the resource, whatever the network delays
 // were. The reply's expiresMs is never used: counting it from the reply's arrival would
-// overstate the lease by the reply's delay (REPLICATION.md case 8).
+// overstate the lease by the reply's delay (docs/replication.md case 8).
 type Ticket struct {
 	RID   string
 	Fence uint64

@@ -14,7 +14,7 @@ import (
 // whole snapshot sync and replay, a drain for every group to move.
 const adminTimeout = 10 * time.Minute
 
-// adminOp is one admin subcommand of PROTOCOL.md §3.
+// adminOp is one admin subcommand of docs/protocol.md §3.
 type adminOp struct {
 	name       string // command-line name
 	op         string // protocol op

@@ -16,7 +16,7 @@ import (
 // devHost is where dev runs every process.
 const devHost = "127.0.0.1"
 
-// Port offsets of PROTOCOL.md §5: controller i at base+i (HTTP) and base+50+i (raft),
+// Port offsets of docs/protocol.md §5: controller i at base+i (HTTP) and base+50+i (raft),
 // node i at base+100+i.
 const (
 	raftPortOffset = 50
@@ -158,7 +158,7 @@ func nodeArgs(o devOptions, n devNode) []string {
 	return append(args, o.NodeFlags...)
 }
 
-// clusterFile is DIR/cluster.json (PROTOCOL.md §5). Scenarios and black-box tests read it
+// clusterFile is DIR/cluster.json (docs/protocol.md §5). Scenarios and black-box tests read it
 // to find, kill and restart processes; the field names are the contract. Log is extra.
 type clusterFile struct {
 	Controllers []clusterController `json:"controllers"`

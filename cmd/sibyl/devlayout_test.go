@@ -103,7 +103,7 @@ func TestDevArgs(t *testing.T) {
 	}
 }
 
-// TestClusterFileFields pins the field names of PROTOCOL.md §5: readers of cluster.json
+// TestClusterFileFields pins the field names of docs/protocol.md §5: readers of cluster.json
 // depend on them.
 func TestClusterFileFields(t *testing.T) {
 	cf := clusterFile{

@@ -1,4 +1,4 @@
-// Command sibyl is the one binary of Sibyl (PROTOCOL.md §5): the node and location
+// Command sibyl is the one binary of Sibyl (docs/protocol.md §5): the node and location
 // controller processes, a local development cluster (dev), a command-line client
 // (create, get, update, patch, delete, list, watch, admin, status) and the benchmark
 // driver (bench). It owns flags, configuration and wiring; the behaviour lives in node/,

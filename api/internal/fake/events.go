@@ -36,7 +36,7 @@ type fakeSub struct {
 	held   bool
 }
 
-// eventFrame is an event as PROTOCOL.md §2 sends it.
+// eventFrame is an event as docs/protocol.md §2 sends it.
 type eventFrame struct {
 	Sub      json.RawMessage   `json:"sub"`
 	Event    string            `json:"event"`
