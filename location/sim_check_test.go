@@ -13,7 +13,7 @@ import (
 	"github.com/sibylhq/sibyl/sibling"
 )
 
-// The simulation's clients and its oracle: every invariant of REPLICATION.md the
+// The simulation's clients and its oracle: every invariant of docs/replication.md the
 // simulation can observe is checked as the schedule runs and at its end.
 //
 //	1  unique main per epoch, in the directory and among the nodes acting as main; an
@@ -209,7 +209,7 @@ func (c *simChecker) wiped(n *simNode) {
 	c.lostDisk[n.id] = true
 }
 
-// mayLoseDisk: the fault model (PROTOCOL §2, contract point 14e): fewer than W of the copies
+// mayLoseDisk: the fault model (docs/protocol.md §2, docs/replication.md case 14e): fewer than W of the copies
 // that acknowledged a write lose their disks. One copy at a time, while every config has W >= 2.
 func (c *simChecker) mayLoseDisk(n *simNode) bool {
 	for _, l := range c.lostDisk {

@@ -39,7 +39,7 @@ import (
 // create, update, patch and delete resources with idempotency keys and retry after unknown
 // outcomes, read them linearizably at the main and with consistency sibling anywhere,
 // contend for tickets, and subscribe to the group's events. Every schedule is checked
-// against the invariants of REPLICATION.md (sim_check_test.go, sim_oracle_test.go,
+// against the invariants of docs/replication.md (sim_check_test.go, sim_oracle_test.go,
 // sim_tickets_test.go) and porcupine (sim_model_test.go).
 // A failure prints its seed; -sim.seed=N replays it, -sim.trace logs its events.
 
@@ -669,7 +669,7 @@ func TestSimulationMutationLowestLast(t *testing.T) { runMutation(t, "lowest-las
 // sibling is asked to truncate below its commit point.
 func TestSimulationMutationAmnesiacSeal(t *testing.T) { runMutation(t, "amnesiac-seal", 378, 2000) }
 
-// A liveness bug the simulation found (REPLICATION.md invariant 15), left open: seeds 30,
+// A liveness bug the simulation found (docs/replication.md invariant 15), left open: seeds 30,
 // 138 and 682 of TestSimulation stay without a main after every fault healed, until every
 // node restarts. In seed 138 node 2 loses its disk while down; promotions shrink the
 // configs until node 2 is the only voter of the pending config {6 [2]}. Its seal replies

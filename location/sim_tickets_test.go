@@ -7,7 +7,7 @@ import (
 	"github.com/sibylhq/sibyl/command"
 )
 
-// Ticket clients and the holder rule (REPLICATION.md case 8, invariant 12). Both contend for
+// Ticket clients and the holder rule (docs/replication.md case 8, invariant 12). Both contend for
 // one resource; the first creates it. A client believes it holds fence f from the moment
 // the grant reaches it until sendTime + ttl·(1−ρ) on its own monotonic clock, sendTime
 // being its first attempt of the acquire (or of the last acknowledged renew); a release

@@ -8,7 +8,7 @@ import (
 	"github.com/sibylhq/sibyl/command"
 )
 
-// progressEvent is registerSibling's progress frame (PROTOCOL.md §3): done and total count
+// progressEvent is registerSibling's progress frame (docs/protocol.md §3): done and total count
 // bytes in the sync phase and entries in the replay phase.
 type progressEvent struct {
 	Sub      string `json:"sub"`

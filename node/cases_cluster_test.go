@@ -10,7 +10,7 @@ import (
 	"github.com/sibylhq/sibyl/command"
 )
 
-// Helpers for the named REPLICATION.md case tests that need real nodes: the in-process
+// Helpers for the named docs/replication.md case tests that need real nodes: the in-process
 // cluster of cluster_test.go (group 1: main 1, voting siblings 2, 3, 4) and its fake
 // controller, whose directory the tests change to play the controller's promotions.
 

@@ -29,7 +29,7 @@ func storeView(t *testing.T, gs GroupStore) map[string]uint64 {
 }
 
 // A sibling that was away while the main compacted its log past it and vacuumed the
-// tombstones of what was deleted meanwhile (REPLICATION.md case 12 A and B) comes back
+// tombstones of what was deleted meanwhile (docs/replication.md case 12 A and B) comes back
 // with its old records. It must not serve them, must be rebuilt from a snapshot rather than
 // merged, and must end with exactly the main's resources: no deleted one resurrected, no
 // stale version.

@@ -8,7 +8,7 @@ import (
 	"github.com/sibylhq/sibyl/command"
 )
 
-// Named tests for what a copy that joins a group (registration) receives: REPLICATION.md
+// Named tests for what a copy that joins a group (registration) receives: docs/replication.md
 // cases 4 C and 9 B. Group 2 of casesCluster has main 2 and no siblings to start with.
 
 // Case 4 scenario C: "registerSibling snapshots resources at N=105 while the commit point is

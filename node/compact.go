@@ -9,7 +9,7 @@ import (
 )
 
 // Compaction and vacuum keep a copy's log, tombstones and dedupe records bounded
-// (REPLICATION.md case 12).
+// (docs/replication.md case 12).
 //
 // Every copy drops applied log entries more than LogKeep behind its applied seq, a few
 // thousand per durable write, in the same transaction as the write (no extra fsync). A main
@@ -84,7 +84,7 @@ type seqMark struct {
 }
 
 // markSeqs records the main's last seq now; the first mark of a main is taken when it
-// becomes main, so everything it inherited counts as new from then (REPLICATION.md case
+// becomes main, so everything it inherited counts as new from then (docs/replication.md case
 // 9D). Call with g.mu held.
 func (g *group) markSeqs(now time.Time) {
 	g.marks = append(g.marks, seqMark{seq: g.c.Replication().LastSeq(), at: now})

@@ -14,7 +14,7 @@ import (
 // (subscription, group), only while it catches up; it pushes with flow control, so a slow
 // consumer that catches up is slowed, never lagged.
 
-// Resync pages: PROTOCOL.md allows 1000 resources per resync event; the byte bound keeps a
+// Resync pages: docs/protocol.md allows 1000 resources per resync event; the byte bound keeps a
 // page of large resources under the 1 MiB frame size most clients use.
 const (
 	resyncPageItems = 1000
@@ -87,7 +87,7 @@ func (sg *subGroup) readLocal(hp position, resync bool, verified *bool) error {
 			return err
 		}
 		// The entry at the position must be in this log with the position's epoch, and the
-		// entries after it must still be kept (REPLICATION.md case 11).
+		// entries after it must still be kept (docs/replication.md case 11).
 		switch {
 		case last.Seq+1 < m.FirstSeq:
 			resync = true

@@ -308,7 +308,7 @@ func TestEventsTypeAcrossGroups(t *testing.T) {
 }
 
 // A token whose entry this copy holds with another epoch (a truncated entry, in the
-// failure REPLICATION.md case 11 describes) gets a resync of the group's current state,
+// failure docs/replication.md case 11 describes) gets a resync of the group's current state,
 // then live events.
 func TestEventsResyncOnEpochMismatch(t *testing.T) {
 	_, nodes := testCluster(t)

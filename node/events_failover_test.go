@@ -15,7 +15,7 @@ func serverToken(g command.ServerID, pos position) json.RawMessage {
 	return b
 }
 
-// A token ahead of a copy's commit point waits there (REPLICATION.md case 11 C): node 4
+// A token ahead of a copy's commit point waits there (docs/replication.md case 11 C): node 4
 // restarts behind the main, takes a token of the main's latest event, and delivers exactly
 // the events after it once it has caught up, neither a resync nor its own position.
 func TestCase11C_TokenAheadOfTheCopyWaits(t *testing.T) {

@@ -348,7 +348,7 @@ func (h *hub) deliverLocked(v *entryView, now time.Time) {
 }
 
 // arrivedLocked attaches pending subscriptions whose position the hub just reached; one
-// whose entry there has another epoch resyncs (REPLICATION.md case 11). Call with h.mu
+// whose entry there has another epoch resyncs (docs/replication.md case 11). Call with h.mu
 // held.
 func (h *hub) arrivedLocked(p position) {
 	kept := h.pending[:0]

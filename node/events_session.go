@@ -7,7 +7,7 @@ import (
 	"github.com/sibylhq/sibyl/command"
 )
 
-// The subscription side of a client Session (PROTOCOL.md §2 subscribe/unsubscribe). Its
+// The subscription side of a client Session (docs/protocol.md §2 subscribe/unsubscribe). Its
 // state lives in the subManager, keyed by session id, so that Session itself stays the
 // request router it was.
 

@@ -28,7 +28,7 @@ func (w wakeChan) Wake() {
 
 // Limits of one connection's subscriptions.
 const (
-	// maxSubsPerSession: more get rate_limited (DESIGN.md "Security").
+	// maxSubsPerSession: more get rate_limited (docs/design.md "Security").
 	maxSubsPerSession = 1000
 	// subBuffer is how many frames a subscription may have waiting for its connection
 	// before it gets lagged and ends.
@@ -390,7 +390,7 @@ func (s *subscription) release() {
 	s.mu.Unlock()
 }
 
-// appendFrame appends it as a client event frame (PROTOCOL.md §2).
+// appendFrame appends it as a client event frame (docs/protocol.md §2).
 func (s *subscription) appendFrame(b []byte, it *qitem) []byte {
 	b = append(b, `{"sub":`...)
 	b = append(b, s.idJSON...)

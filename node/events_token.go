@@ -11,7 +11,7 @@ import (
 	"github.com/sibylhq/sibyl/command"
 )
 
-// Resume tokens (PROTOCOL.md §2, REPLICATION.md case 11).
+// Resume tokens (docs/protocol.md §2, docs/replication.md case 11).
 //
 // A token names, for every group a subscription covers, the position (epoch, seq) of the
 // last entry of that group the subscription passed: the entry of its last event, or a later
@@ -239,7 +239,7 @@ func decodeToken(s string) (token, error) {
 	return t, nil
 }
 
-// check refuses a token issued for another filter (PROTOCOL.md: bad_request).
+// check refuses a token issued for another filter (docs/protocol.md: bad_request).
 func (t token) check(f filter) error {
 	if t.Kind != f.kind || t.Hash != f.hash() {
 		return fmt.Errorf("token was issued for another filter than %s", f)

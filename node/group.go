@@ -74,7 +74,7 @@ func newGroup(n *Node, id command.ServerID, gs GroupStore) (*group, error) {
 		DownAfter: n.cfg.DownAfter}, m.Epoch, m.CommitSeq)
 	if m.Resyncing {
 		// A resync was cut short by a crash: what the copy holds is neither the old copy
-		// nor the snapshot, so it starts over as a new, empty copy (REPLICATION.md case 12C).
+		// nor the snapshot, so it starts over as a new, empty copy (docs/replication.md case 12C).
 		g.resyncing = true
 		if err := g.dropResync(); err != nil {
 			return nil, err

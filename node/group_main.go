@@ -253,7 +253,7 @@ func failed(err error) func() (*command.Reply, error) {
 }
 
 // linearizableRead waits until the main may answer a read that arrived now from its
-// committed layer (REPLICATION.md case 10) and returns the read index.
+// committed layer (docs/replication.md case 10) and returns the read index.
 func (g *group) linearizableRead(ctx context.Context) (uint64, error) {
 	g.mu.Lock()
 	if g.c.Role() != core.Main {

@@ -196,7 +196,7 @@ func New(cfg Config) (*Node, error) {
 }
 
 // bumpIncarnation raises and persists the counter that orders this process's ads across
-// restarts (REPLICATION.md case 14f).
+// restarts (docs/replication.md case 14f).
 func bumpIncarnation(path string) (uint64, error) {
 	var inc uint64
 	if b, err := os.ReadFile(path); err == nil {

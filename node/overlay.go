@@ -7,7 +7,7 @@ import (
 // Overlay is the main's pending layer: the state after every entry it has assigned but not
 // yet applied, over a GroupStore's committed layer. It is the command.View a main executes
 // against. Only execution sees it; reads, events and duplicate answers use the committed
-// layer (REPLICATION.md case 4).
+// layer (docs/replication.md case 4).
 type Overlay struct {
 	gs        GroupStore
 	resources map[string]pendingRes

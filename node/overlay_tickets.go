@@ -4,7 +4,7 @@ import "github.com/sibylhq/sibyl/command"
 
 // pendingTicket is a ticket state an unapplied entry leaves: the main executes acquires,
 // renewals, releases and fenced writes against it, so that two acquires in flight never
-// both see the ticket free (REPLICATION.md case 4: execution sees the pending layer).
+// both see the ticket free (docs/replication.md case 4: execution sees the pending layer).
 type pendingTicket struct {
 	seq uint64
 	st  command.TicketState

@@ -15,7 +15,7 @@ import (
 // serveResync is the sibling side of a snapshot transfer: the directory's main of the
 // group, in the directory's epoch, rebuilds this copy. While it runs, the copy is
 // resyncing: it answers no appends, reports no position, refuses seals and serves no
-// reads, and so counts nowhere (REPLICATION.md case 12).
+// reads, and so counts nowhere (docs/replication.md case 12).
 func (n *Node) serveResync(w http.ResponseWriter, r *http.Request) {
 	gid, err := strconv.ParseUint(r.URL.Query().Get("group"), 10, 16)
 	if err != nil || gid == 0 {
@@ -166,7 +166,7 @@ func (g *group) resyncAbandoned(msgs []*sibling.Append) bool {
 // retireStale follows the directory's demotion of this copy to stale: it serves nothing,
 // and a copy still holding the data it had when it was demoted (staleID is the copy ID the
 // directory recorded then) is wiped at once and starts over empty with a new copy ID, so
-// that nothing of it can ever be read or merged again (REPLICATION.md case 12 B). The
+// that nothing of it can ever be read or merged again (docs/replication.md case 12 B). The
 // controller registers the empty copy again. Call with g.mu held.
 func (g *group) retireStale(staleID string) {
 	if g.c.Role() == core.Sibling {

@@ -11,7 +11,7 @@ import (
 // serveSeal answers the controller's seal of a promotion attempt: the copy fsyncs the new
 // epoch before it replies, so from then on (across restarts too) it refuses the old main,
 // and it reports its last durable entry, commit point and copy ID. An automatic seal is
-// refused while this copy still hears the main it would replace (REPLICATION.md case 7).
+// refused while this copy still hears the main it would replace (docs/replication.md case 7).
 func (n *Node) serveSeal(w http.ResponseWriter, r *http.Request) {
 	var req command.SealRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil || req.Server == 0 || req.Epoch == 0 {

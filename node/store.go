@@ -53,7 +53,7 @@ type Meta struct {
 // durable with the next batch that is synced. Nothing depends on it being on disk: a copy
 // promises only its epoch and its log, and a crash that loses the batch leaves a copy that
 // applies the same committed entries again at boot (commit points are knowledge that a
-// promotion's barrier re-establishes, REPLICATION.md case 3).
+// promotion's barrier re-establishes, docs/replication.md case 3).
 type Batch struct {
 	// Epoch, if above the stored one, becomes the copy's epoch.
 	Epoch uint64

@@ -77,7 +77,7 @@ func planBatch(m Meta, b *Batch) (*batchPlan, error) {
 
 	if b.Truncate > 0 {
 		// Committed entries are never truncated: the committed layer was built from them
-		// and cannot be undone (REPLICATION.md case 4).
+		// and cannot be undone (docs/replication.md case 4).
 		if b.Truncate <= m.CommitSeq {
 			return nil, fmt.Errorf("truncate at seq %d is at or below commit seq %d", b.Truncate, m.CommitSeq)
 		}

@@ -12,7 +12,7 @@ import (
 )
 
 // OpenBolt opens (creating if needed) the node's store in one bbolt file. Sync stays on:
-// an acked append must survive a crash (REPLICATION.md case 5), so NoSync is never set.
+// an acked append must survive a crash (docs/replication.md case 5), so NoSync is never set.
 func OpenBolt(path string) (Store, error) {
 	db, err := bolt.Open(path, 0o600, boltOptions())
 	if err != nil {

@@ -123,7 +123,7 @@ func emptyBuckets(bk *groupBuckets) [bucketCount]bool {
 var metaKeyWALPos = []byte("walPos")
 
 // OpenDurable opens (creating if needed) the node's store in dir: the state store
-// dir/sibyl.db and the log dir/wal. An acked write survives a crash (REPLICATION.md case
+// dir/sibyl.db and the log dir/wal. An acked write survives a crash (docs/replication.md case
 // 5): it is in the log, fsynced, before Write returns.
 func OpenDurable(dir string, opts DurableOptions) (Store, error) {
 	if opts.FlushBytes <= 0 {

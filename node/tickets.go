@@ -8,12 +8,12 @@ import (
 	"github.com/sibylhq/sibyl/node/core"
 )
 
-// DefaultMaxClockDrift is ρ of REPLICATION.md case 8 when Config.MaxClockDrift is 0: the
+// DefaultMaxClockDrift is ρ of docs/replication.md case 8 when Config.MaxClockDrift is 0: the
 // declared bound on how much faster or slower any two clocks in the system run (1e-3 is
 // 1 ms per second, well above what NTP-disciplined or even free-running quartz does).
 const DefaultMaxClockDrift = 1e-3
 
-// TicketRearmMargin is ε of REPLICATION.md case 8: a new main expires an inherited ticket
+// TicketRearmMargin is ε of docs/replication.md case 8: a new main expires an inherited ticket
 // no earlier than ttl·(1+ρ) + ε after it learned it was chosen. It covers what the
 // monotonic clock cannot: the time between the controller's choice reaching the node
 // and becomeMain reading the clock, and timer slack.
