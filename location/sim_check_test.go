@@ -9,7 +9,7 @@ import (
 	"github.com/anishathalye/porcupine"
 
 	"github.com/sibylhq/sibyl/command"
-	"github.com/sibylhq/sibyl/node"
+	"github.com/sibylhq/sibyl/node/store"
 	"github.com/sibylhq/sibyl/sibling"
 )
 
@@ -57,7 +57,7 @@ type simChecker struct {
 	beliefs []belief
 	subs    []*simSub
 	// the fold of the committed history (sim_oracle_test.go)
-	ref           node.GroupStore
+	ref           store.GroupStore
 	refApplied    uint64
 	hist          map[string][]refState
 	version       map[string]uint64

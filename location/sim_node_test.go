@@ -7,6 +7,7 @@ import (
 	"github.com/sibylhq/sibyl/command"
 	"github.com/sibylhq/sibyl/node"
 	"github.com/sibylhq/sibyl/node/core"
+	"github.com/sibylhq/sibyl/node/store"
 	"github.com/sibylhq/sibyl/sibling"
 )
 
@@ -28,7 +29,7 @@ type simNode struct {
 	dirIdx   uint64
 	// disk: the copy
 	log         *sibling.MemLog
-	store       node.GroupStore // the committed layer (sim_state_test.go)
+	store       store.GroupStore // the committed layer (sim_state_test.go)
 	applied     uint64
 	epoch       uint64 // durable epoch
 	commit      uint64 // durable commit point

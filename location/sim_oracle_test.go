@@ -4,7 +4,7 @@ import (
 	"slices"
 
 	"github.com/sibylhq/sibyl/command"
-	"github.com/sibylhq/sibyl/node"
+	"github.com/sibylhq/sibyl/node/store"
 	"github.com/sibylhq/sibyl/sibling"
 )
 
@@ -83,8 +83,8 @@ func (c *simChecker) fold() {
 				c.keyRID[d.Key] = eff.RID
 			}
 		}
-		if err := c.ref.Write(&node.Batch{Append: []sibling.Entry{{Epoch: e, Seq: q, Data: []byte(data)}}, CommitSeq: q,
-			Apply: []node.AppliedEffect{{Epoch: e, Seq: q, Effect: eff}}}); err != nil {
+		if err := c.ref.Write(&store.Batch{Append: []sibling.Entry{{Epoch: e, Seq: q, Data: []byte(data)}}, CommitSeq: q,
+			Apply: []store.AppliedEffect{{Epoch: e, Seq: q, Effect: eff}}}); err != nil {
 			s.fatalf("reference store: apply (%d,%d): %v", e, q, err)
 		}
 		c.refApplied = q

@@ -11,13 +11,14 @@ import (
 	"github.com/sibylhq/sibyl/command"
 	"github.com/sibylhq/sibyl/node"
 	"github.com/sibylhq/sibyl/node/core"
+	"github.com/sibylhq/sibyl/node/store"
 	"github.com/sibylhq/sibyl/sibling"
 	resync "github.com/sibylhq/sibyl/sync"
 )
 
 // The state layer of a simulated copy, modelled on node/: entries carry real effects
 // (command.Execute on the main, against node.Overlay over the copy's committed layer), and
-// committed entries are applied to a real node.GroupStore (the in-memory one). The main
+// committed entries are applied to a real store.GroupStore (the in-memory one). The main
 // keeps ticket deadlines on its monotonic clock and writes expiries as entries, as
 // node/tickets.go does.
 
@@ -31,8 +32,8 @@ func (c *simClock) mono(real time.Duration) time.Duration {
 	return time.Duration(float64(real) * (1 + c.drift))
 }
 
-func newSimStore() node.GroupStore {
-	gs, err := node.NewMemStore().Group(command.ServerID(simGroup))
+func newSimStore() store.GroupStore {
+	gs, err := store.NewMemStore().Group(command.ServerID(simGroup))
 	if err != nil {
 		panic(err)
 	}
@@ -55,8 +56,8 @@ func (n *simNode) applyTo(commit uint64) {
 		if err != nil {
 			n.s.fatalf("node %d: entry (%d,%d) holds no effect: %v", n.id, e.Epoch, q, err)
 		}
-		if err := n.store.Write(&node.Batch{Append: []sibling.Entry{e}, CommitSeq: q,
-			Apply: []node.AppliedEffect{{Epoch: e.Epoch, Seq: q, Effect: eff}}}); err != nil {
+		if err := n.store.Write(&store.Batch{Append: []sibling.Entry{e}, CommitSeq: q,
+			Apply: []store.AppliedEffect{{Epoch: e.Epoch, Seq: q, Effect: eff}}}); err != nil {
 			n.s.fatalf("node %d: apply (%d,%d): %v", n.id, e.Epoch, q, err)
 		}
 		n.applied = q
@@ -98,7 +99,7 @@ func (n *simNode) stopMainState() { n.ov, n.tickets = nil, nil }
 
 // committedView executes against the committed layer alone, without the pending one: a
 // deliberate bug for the mutation tests.
-type committedView struct{ gs node.GroupStore }
+type committedView struct{ gs store.GroupStore }
 
 func (v committedView) Resource(rid string) (*command.Resource, bool, error) {
 	res, ts, err := v.gs.Resource(rid)
@@ -155,7 +156,7 @@ func (n *simNode) expireTickets() {
 
 // digest hashes a copy's whole committed layer (resources, tombstones, dedupe records,
 // tickets), read through the store's snapshot, the same read a resync sends.
-func digest(gs node.GroupStore) (uint64, uint64) {
+func digest(gs store.GroupStore) (uint64, uint64) {
 	sn, err := gs.Snapshot(1)
 	if err != nil {
 		panic(err)

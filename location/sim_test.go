@@ -34,7 +34,7 @@ import (
 //     only; nodes crash (a main loses its unfsynced tail), restart, and lose their disks.
 //
 // Entries carry real effects: the main executes requests with command.Execute against
-// node.Overlay over its copy's committed layer, a real node.GroupStore, and every copy
+// node.Overlay over its copy's committed layer, a real store.GroupStore, and every copy
 // applies committed entries to its own (sim_state_test.go). Clients (sim_client_test.go)
 // create, update, patch and delete resources with idempotency keys and retry after unknown
 // outcomes, read them linearizably at the main and with consistency sibling anywhere,

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/node/store"
 	"github.com/sibylhq/sibyl/sibling"
 )
 
@@ -24,7 +25,7 @@ func BenchmarkBoot(b *testing.B) {
 		n = v
 	}
 	dir := b.TempDir()
-	st, err := OpenDurable(dir, DurableOptions{})
+	st, err := store.OpenDurable(dir, store.DurableOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -39,7 +40,7 @@ func BenchmarkBoot(b *testing.B) {
 	seq := uint64(0)
 	fill := time.Now()
 	var rids []string
-	put := func(rid string, version uint64) (sibling.Entry, AppliedEffect) {
+	put := func(rid string, version uint64) (sibling.Entry, store.AppliedEffect) {
 		seq++
 		res := &command.Resource{ID: rid, Type: "job", Version: version, Data: data, Created: now, Updated: now}
 		eff := command.Effect{Kind: command.EffectPut, RID: res.ID, Resource: res, At: now}
@@ -47,16 +48,16 @@ func BenchmarkBoot(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		return sibling.Entry{Epoch: 1, Seq: seq, Data: enc}, AppliedEffect{Epoch: 1, Seq: seq, Effect: eff}
+		return sibling.Entry{Epoch: 1, Seq: seq, Data: enc}, store.AppliedEffect{Epoch: 1, Seq: seq, Effect: eff}
 	}
-	write := func(bt *Batch) {
+	write := func(bt *store.Batch) {
 		bt.CommitSeq = seq
 		if err := gs.Write(bt); err != nil {
 			b.Fatal(err)
 		}
 	}
 	for done := 0; done < n; done += batch {
-		bt := &Batch{Epoch: 1}
+		bt := &store.Batch{Epoch: 1}
 		for i := 0; i < batch && done+i < n; i++ {
 			rid := ids.Next(now).String()
 			rids = append(rids, rid)
@@ -67,21 +68,21 @@ func BenchmarkBoot(b *testing.B) {
 	}
 	// The worst case for recovery: the state store has everything up to a flush, then
 	// almost a whole flush threshold of log follows, and the process is killed.
-	ws := st.(*walStore)
-	if err := ws.flush(); err != nil {
+	ws := st.(store.Durable)
+	if err := ws.Flush(); err != nil {
 		b.Fatal(err)
 	}
-	tail := ws.log.End()
-	for v := uint64(2); ws.log.End()-tail < uint64(ws.opts.FlushBytes)*9/10; v++ {
-		bt := &Batch{}
+	tail := ws.LogEnd()
+	for v := uint64(2); ws.LogEnd()-tail < uint64(store.DefaultFlushBytes)*9/10; v++ {
+		bt := &store.Batch{}
 		for i := 0; i < 2000; i++ {
 			e, a := put(rids[(int(v)*2000+i)%len(rids)], v)
 			bt.Append, bt.Apply = append(bt.Append, e), append(bt.Apply, a)
 		}
 		write(bt)
 	}
-	logTail := ws.log.End() - tail
-	if err := ws.crash(); err != nil {
+	logTail := ws.LogEnd() - tail
+	if err := ws.Kill(); err != nil {
 		b.Fatal(err)
 	}
 	info, _ := os.Stat(filepath.Join(dir, "sibyl.db"))

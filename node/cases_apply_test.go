@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/node/store"
 )
 
 // Case 4 scenario A: "M appends (1,101): r becomes v7. Sibling A stores and applies it. Its
@@ -84,8 +85,8 @@ func TestCase4A_SiblingNeverAppliesUncommittedEffects(t *testing.T) {
 // confirmed, but the main's own fsync of the entry is held, so it is not committed: the read
 // must answer from the committed layer, v1.
 func TestCase4B_LinearizableReadNeverSeesAPendingValue(t *testing.T) {
-	gate := &gatedStore{Store: NewMemStore()}
-	_, nodes := casesCluster(t, map[uint16]Store{1: gate})
+	gate := &gatedStore{Store: store.NewMemStore()}
+	_, nodes := casesCluster(t, map[uint16]store.Store{1: gate})
 	s1 := nodes[0].n.NewSession()
 	defer s1.Close()
 	created := createIn1(t, s1, `"v1"`)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/node/store"
 )
 
 // Helpers for the named docs/replication.md case tests that need real nodes: the in-process
@@ -18,12 +19,12 @@ import (
 // hold a main's own fsync of its new entries (the main's persistLoop runs it outside the
 // group's lock).
 type gatedStore struct {
-	Store
+	store.Store
 	mu     sync.Mutex
 	closed chan struct{} // nil: open
 }
 
-func (s *gatedStore) Group(g command.ServerID) (GroupStore, error) {
+func (s *gatedStore) Group(g command.ServerID) (store.GroupStore, error) {
 	gs, err := s.Store.Group(g)
 	if err != nil {
 		return nil, err
@@ -49,11 +50,11 @@ func (s *gatedStore) open() {
 }
 
 type gatedGroup struct {
-	GroupStore
+	store.GroupStore
 	s *gatedStore
 }
 
-func (g *gatedGroup) Write(b *Batch) error {
+func (g *gatedGroup) Write(b *store.Batch) error {
 	if len(b.Append) > 0 {
 		g.s.mu.Lock()
 		ch := g.s.closed
@@ -66,7 +67,7 @@ func (g *gatedGroup) Write(b *Batch) error {
 }
 
 // casesCluster is testCluster with an optional store per node (nil: bbolt in a temp dir).
-func casesCluster(t *testing.T, stores map[uint16]Store) (*fakeController, []*testNode) {
+func casesCluster(t *testing.T, stores map[uint16]store.Store) (*fakeController, []*testNode) {
 	t.Helper()
 	return testClusterWith(t, func(c *Config) { c.Store = stores[uint16(c.ID)] })
 }

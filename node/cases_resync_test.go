@@ -12,10 +12,11 @@ import (
 
 	"github.com/sibylhq/sibyl/command"
 	"github.com/sibylhq/sibyl/node/core"
+	"github.com/sibylhq/sibyl/node/store"
 )
 
 // storeView is a copy's committed resources, for comparing copies.
-func storeView(t *testing.T, gs GroupStore) map[string]uint64 {
+func storeView(t *testing.T, gs store.GroupStore) map[string]uint64 {
 	t.Helper()
 	live, err := gs.List("", "", 0)
 	if err != nil {
@@ -151,7 +152,7 @@ func TestCase12AB_CopyBehindHorizonIsRebuiltNotMerged(t *testing.T) {
 // nothing it acked." The rule: the resync is recorded first; a copy found resyncing on
 // boot holds nothing usable, reports no position, and starts over as a new copy.
 func TestCase12C_CrashInTheMiddleOfAResync(t *testing.T) {
-	st, err := OpenBolt(t.TempDir() + "/sibyl.db")
+	st, err := store.OpenBolt(t.TempDir() + "/sibyl.db")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +165,7 @@ func TestCase12C_CrashInTheMiddleOfAResync(t *testing.T) {
 	}
 	defer snap.Close()
 	gs, _ := st.Group(1)
-	storeWrite(t, gs, &Batch{Epoch: 3, Append: storeEntries(3, 1, 40), CommitSeq: 40})
+	storeWrite(t, gs, &store.Batch{Epoch: 3, Append: storeEntries(3, 1, 40), CommitSeq: 40})
 	before, _ := gs.Meta()
 	if _, err := gs.BeginResync(snap.Header()); err != nil {
 		t.Fatal(err)

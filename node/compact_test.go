@@ -6,10 +6,11 @@ import (
 	"time"
 
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/node/store"
 )
 
 // vacuumEntries counts the vacuum entries in the main's log of group 1.
-func vacuumEntries(t *testing.T, gs GroupStore) (n int, last command.Vacuum) {
+func vacuumEntries(t *testing.T, gs store.GroupStore) (n int, last command.Vacuum) {
 	t.Helper()
 	m, err := gs.Meta()
 	if err != nil {

@@ -35,11 +35,9 @@
 //   - handover.go: a planned promotion: the main freezes (executes nothing) until the
 //     target holds everything, committed; writes that waited go to the new main.
 //   - admin_progress.go: registerSibling's progress events on the caller's connection.
-//   - store*.go: the Store interface and its implementations, which pass the same contract
-//     tests: the durable store (store_wal*.go, the node's: a write-ahead log, package wal,
-//     shared by every group with group commit, in front of the bbolt state store, which
-//     gets every change in large flushes; docs/storage.md), the bbolt store alone, and an
-//     in-memory one for fast tests.
+//   - package store: the copies on disk, behind the Store and GroupStore interfaces (the
+//     durable store with its write-ahead log, bbolt alone, and memory; docs/storage.md).
+//     package core: each copy's decisions as a pure state machine.
 //   - tickets.go: the main's ticket expiry. Ticket state is replicated like resources
 //     (the store's tickets bucket, the overlay's pending states); only the main turns a
 //     ticket's ttl into a deadline, on its monotonic clock, and writes the expiry as an
@@ -57,8 +55,7 @@
 //
 // Lock order: Node.applyMu, then a group's mu, then Node.mu (a group reads the directory
 // under its own lock; nothing takes a group's mu while holding Node.mu). The durable
-// store's locks (walStore.flushMu, walGroup.wmu, walGroup.lmu, walStore.mu, in that order)
-// come after a group's mu and never call back into a group.
+// store's locks (package store) come after a group's mu and never call back into a group.
 //
 // docs/ has the sequence diagrams of a write, a promotion and a sibling registration, and
 // docs/storage.md the store's files, flushes and recovery.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/node/store"
 )
 
 // BenchmarkEventsFanout: many subscribers on one node while writes commit at a fixed rate.
@@ -275,11 +276,11 @@ func startBenchNode(b *testing.B) *Node {
 	})}
 	go ctrl.Serve(cln)
 	b.Cleanup(func() { ctrl.Close() })
-	var store Store
+	var st store.Store
 	if os.Getenv("SIBYL_BENCH_MEMSTORE") != "" {
-		store = NewMemStore()
+		st = store.NewMemStore()
 	}
-	n, err := New(Config{ID: 1, HTTPAddr: addr, DataDir: filepath.Join(b.TempDir(), "1"), Controllers: []string{cln.Addr().String()}, Store: store,
+	n, err := New(Config{ID: 1, HTTPAddr: addr, DataDir: filepath.Join(b.TempDir(), "1"), Controllers: []string{cln.Addr().String()}, Store: st,
 		Logger: testLogger()})
 	if err != nil {
 		b.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/node/store"
 )
 
 // Catching up: a subscription that starts from a token (or was detached) reads the entries
@@ -91,9 +92,9 @@ func (sg *subGroup) readLocal(hp position, resync bool, verified *bool) error {
 		switch {
 		case last.Seq+1 < m.FirstSeq:
 			resync = true
-		case last.Seq > 0 && historyEpochAt(m.EpochHistory, last.Seq) != last.Epoch:
+		case last.Seq > 0 && m.EpochAt(last.Seq) != last.Epoch:
 			sg.hub.m.n.log.Warn().Uint16("group", uint16(sg.g)).Str("token", last.String()).
-				Uint64("epochHere", historyEpochAt(m.EpochHistory, last.Seq)).Msg("resume position names an entry this copy does not hold; resync")
+				Uint64("epochHere", m.EpochAt(last.Seq)).Msg("resume position names an entry this copy does not hold; resync")
 			resync = true
 		}
 	}
@@ -111,7 +112,7 @@ func (sg *subGroup) readLocal(hp position, resync bool, verified *bool) error {
 		return nil
 	}
 	es, err := gs.Entries(last.Seq+1, hp.Seq, 1<<20)
-	if errors.Is(err, ErrCompacted) {
+	if errors.Is(err, store.ErrCompacted) {
 		sg.hub.mu.Lock()
 		sg.resync = true
 		sg.hub.mu.Unlock()
@@ -126,7 +127,7 @@ func (sg *subGroup) readLocal(hp position, resync bool, verified *bool) error {
 		if err != nil {
 			return fmt.Errorf("group %d: entry %d: %w", sg.g, e.Seq, err)
 		}
-		views = append(views, viewOf(&AppliedEffect{Epoch: e.Epoch, Seq: e.Seq, Effect: eff}))
+		views = append(views, viewOf(&store.AppliedEffect{Epoch: e.Epoch, Seq: e.Seq, Effect: eff}))
 	}
 	sg.process(views)
 	return nil
@@ -195,23 +196,14 @@ func pageResources(res []json.RawMessage) [][]json.RawMessage {
 
 // snapshotGroup reads the committed state of every resource of gs that f matches, with the
 // position it is the state at, in one read transaction (so state and position agree).
-func snapshotGroup(gs GroupStore, f filter) (position, []json.RawMessage, error) {
-	sh, ok := gs.(interface{ shared() *groupStore })
-	if !ok {
-		return position{}, nil, fmt.Errorf("store %T cannot read a consistent resync set", gs)
-	}
-	st := sh.shared()
+func snapshotGroup(gs store.GroupStore, f filter) (position, []json.RawMessage, error) {
 	var at position
 	var out []json.RawMessage
-	err := st.txns.view(func(bk *groupBuckets) error {
-		m, err := readGroupMeta(bk)
-		if err != nil {
-			return err
-		}
-		at = position{Epoch: historyEpochAt(m.EpochHistory, m.Applied), Seq: m.Applied}
+	err := store.Read(gs, func(v *store.View) error {
+		at = position{Epoch: v.Meta.EpochAt(v.Meta.Applied), Seq: v.Meta.Applied}
 		if f.kind == filterRID {
-			if v := bk.resources.get([]byte(f.rid)); v != nil {
-				j, err := storedResourceJSON(f.rid, v)
+			if b := v.Resource(f.rid); b != nil {
+				j, err := storedResourceJSON(f.rid, b)
 				if err != nil {
 					return err
 				}
@@ -219,8 +211,8 @@ func snapshotGroup(gs GroupStore, f filter) (position, []json.RawMessage, error)
 			}
 			return nil
 		}
-		return bk.resources.each(nil, func(k, v []byte) (bool, error) {
-			r, err := command.DecodeStoredResource(v)
+		return v.EachResource(func(k, b []byte) (bool, error) {
+			r, err := command.DecodeStoredResource(b)
 			if err != nil {
 				return false, fmt.Errorf("decode resource %q: %w", k, err)
 			}
@@ -236,7 +228,7 @@ func snapshotGroup(gs GroupStore, f filter) (position, []json.RawMessage, error)
 		})
 	})
 	if err != nil {
-		return position{}, nil, st.wrap(err)
+		return position{}, nil, err
 	}
 	return at, out, nil
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/node/store"
 )
 
 // eventKind is what a committed entry means to subscribers.
@@ -41,7 +42,7 @@ type entryView struct {
 // matches no `type` subscription (it still reaches rid and server subscriptions). A delete
 // also ends the resource's ticket; its one event is `deleted` (two events at one position
 // could not both be resumed after).
-func viewOf(a *AppliedEffect) entryView {
+func viewOf(a *store.AppliedEffect) entryView {
 	v := entryView{pos: position{Epoch: a.Epoch, Seq: a.Seq}}
 	e := &a.Effect
 	switch e.Kind {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/node/store"
 )
 
 // newFanoutManager is a subscription manager on a node with no store and no controller:
@@ -43,8 +44,8 @@ func openSub(t testing.TB, m *subManager, ss *subSession, id string, f filter, f
 
 // puts makes applied effects of group 1 at seqs from..to of epoch 1: one resource per
 // seq, of type "even" or "odd".
-func puts(from, to uint64) []AppliedEffect {
-	var out []AppliedEffect
+func puts(from, to uint64) []store.AppliedEffect {
+	var out []store.AppliedEffect
 	for s := from; s <= to; s++ {
 		rid := fmt.Sprintf("1-01JDQ8T5Z8K3N2M4P6R8S%05d", s)
 		typ := "odd"
@@ -52,7 +53,7 @@ func puts(from, to uint64) []AppliedEffect {
 			typ = "even"
 		}
 		res := &command.Resource{ID: rid, Type: typ, Version: 1, Data: json.RawMessage(`{"n":1}`)}
-		out = append(out, AppliedEffect{Epoch: 1, Seq: s, Effect: command.Effect{Kind: command.EffectPut, RID: rid, Resource: res}})
+		out = append(out, store.AppliedEffect{Epoch: 1, Seq: s, Effect: command.Effect{Kind: command.EffectPut, RID: rid, Resource: res}})
 	}
 	return out
 }
@@ -197,7 +198,7 @@ func TestFanoutFiltersAndHold(t *testing.T) {
 		t.Fatalf("an idle subscription keeps a buffer of %d", cap(buf))
 	}
 	// A delete reaches the type subscription through the effect's type.
-	m.publish(1, []AppliedEffect{{Epoch: 1, Seq: 7, Effect: command.Effect{Kind: command.EffectDelete, RID: rid, Version: 2, Type: "odd"}},
+	m.publish(1, []store.AppliedEffect{{Epoch: 1, Seq: 7, Effect: command.Effect{Kind: command.EffectDelete, RID: rid, Version: 2, Type: "odd"}},
 		{Epoch: 1, Seq: 8, Effect: command.Effect{Kind: command.EffectDelete, RID: puts(2, 2)[0].Effect.RID, Version: 2, Type: "even"}}})
 	fs = decodeFrames(t, ss.frames(nil, 100))
 	if len(fs) != 2 || fs[0].Event != "deleted" || fs[0].Sub != "r" || fs[1].Sub != "e" || fs[1].Version != 2 {
@@ -205,7 +206,7 @@ func TestFanoutFiltersAndHold(t *testing.T) {
 	}
 	// Ticket changes are events too: the live ticket, then null once released.
 	even := puts(4, 4)[0].Effect.RID
-	m.publish(1, []AppliedEffect{
+	m.publish(1, []store.AppliedEffect{
 		{Epoch: 1, Seq: 9, Effect: command.Effect{Kind: command.EffectTicket, RID: even, Type: "even",
 			Ticket: &command.TicketState{Fence: 3, Live: true, TTLMs: 500}}},
 		{Epoch: 1, Seq: 10, Effect: command.Effect{Kind: command.EffectTicket, RID: even, Type: "even",
@@ -233,7 +234,7 @@ func TestFanoutTypeTokenAcrossGroups(t *testing.T) {
 		t.Fatalf("reply token %+v (%v): want group 2 at (4,10) and group 1 absent (at its start)", rt, err)
 	}
 	m.publish(1, puts(1, 4))
-	h2.deliverLocal([]AppliedEffect{{Epoch: 4, Seq: 11, Effect: command.Effect{Kind: command.EffectNoop}}})
+	h2.deliverLocal([]store.AppliedEffect{{Epoch: 4, Seq: 11, Effect: command.Effect{Kind: command.EffectNoop}}})
 	fs := decodeFrames(t, ss.frames(nil, 100))
 	if len(fs) != 2 {
 		t.Fatalf("%d events, want 2", len(fs))

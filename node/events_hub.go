@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/node/store"
 )
 
 // hubMode is where a hub's entries come from.
@@ -288,7 +289,7 @@ func (h *hub) tryAttachLocked(sg *subGroup, last position) bool {
 }
 
 // deliverLocal is publish's way in. Call with the group's lock held: it never blocks.
-func (h *hub) deliverLocal(applied []AppliedEffect) {
+func (h *hub) deliverLocal(applied []store.AppliedEffect) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.mode != hubLocal {

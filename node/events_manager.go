@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/node/store"
 )
 
 // subManager is a node's subscription machinery: one hub per group anyone subscribed to
@@ -30,7 +31,7 @@ func newSubManager(n *Node) *subManager {
 
 // publish hands entries of group g, just applied to this node's copy, to its hub. It is
 // called with the group's lock held and never blocks (see Node.publish).
-func (m *subManager) publish(g command.ServerID, applied []AppliedEffect) {
+func (m *subManager) publish(g command.ServerID, applied []store.AppliedEffect) {
 	m.mu.RLock()
 	h := m.hubs[g]
 	m.mu.RUnlock()
@@ -117,7 +118,7 @@ func (g *group) appliedPosition() (position, error) {
 	if err != nil {
 		return position{}, err
 	}
-	return position{Epoch: historyEpochAt(meta.EpochHistory, g.applied), Seq: g.applied}, nil
+	return position{Epoch: meta.EpochAt(g.applied), Seq: g.applied}, nil
 }
 
 // refresh turns an idle upstream hub of a group this node now holds back to its copy:

@@ -8,6 +8,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/sibylhq/sibyl/command"
 	"github.com/sibylhq/sibyl/node/core"
+	"github.com/sibylhq/sibyl/node/store"
 	"github.com/sibylhq/sibyl/sibling"
 )
 
@@ -26,7 +27,7 @@ type waiter struct {
 type group struct {
 	n   *Node
 	id  command.ServerID
-	gs  GroupStore
+	gs  store.GroupStore
 	log zerolog.Logger
 
 	mu      sync.Mutex
@@ -60,10 +61,10 @@ type group struct {
 	// Sibling role.
 	ftail *tailLog
 
-	roleMeta Meta // the store's meta when the copy last took a role (disk)
+	roleMeta store.Meta // the store's meta when the copy last took a role (disk)
 }
 
-func newGroup(n *Node, id command.ServerID, gs GroupStore) (*group, error) {
+func newGroup(n *Node, id command.ServerID, gs store.GroupStore) (*group, error) {
 	m, err := gs.Meta()
 	if err != nil {
 		return nil, err
@@ -92,7 +93,7 @@ func newGroup(n *Node, id command.ServerID, gs GroupStore) (*group, error) {
 
 // applyRange applies committed entries from..to to the committed layer (used at boot).
 func (g *group) applyRange(from, to uint64) error {
-	var b Batch
+	var b store.Batch
 	for s := from; s <= to; {
 		es, err := g.gs.Entries(s, to, 4<<20)
 		if err != nil {
@@ -106,7 +107,7 @@ func (g *group) applyRange(from, to uint64) error {
 			if err != nil {
 				return err
 			}
-			b.Apply = append(b.Apply, AppliedEffect{Seq: e.Seq, Effect: eff})
+			b.Apply = append(b.Apply, store.AppliedEffect{Seq: e.Seq, Effect: eff})
 		}
 		s = es[len(es)-1].Seq + 1
 	}
@@ -208,7 +209,7 @@ func (g *group) disk() (core.Disk, error) {
 	return diskOf(m, newTailLog(g.gs, m)), nil
 }
 
-func diskOf(m Meta, tl *tailLog) core.Disk {
+func diskOf(m store.Meta, tl *tailLog) core.Disk {
 	return core.Disk{Epoch: m.Epoch, LastEpoch: m.LastEpoch, LastSeq: m.LastSeq, Commit: m.CommitSeq,
 		History: m.EpochHistory, Log: tl}
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/sibylhq/sibyl/command"
 	"github.com/sibylhq/sibyl/node/core"
+	"github.com/sibylhq/sibyl/node/store"
 	"github.com/sibylhq/sibyl/sibling"
 )
 
@@ -99,7 +100,7 @@ func (g *group) persistLoop(stop chan struct{}, kick chan struct{}) {
 			g.mu.Unlock()
 			return
 		}
-		b := &Batch{Epoch: g.c.NewEpoch(), Append: g.unpersisted}
+		b := &store.Batch{Epoch: g.c.NewEpoch(), Append: g.unpersisted}
 		g.unpersisted = nil
 		for s, commit := g.applied+1, g.c.Commit(); s <= commit; s++ {
 			eff, ok := g.effects[s]
@@ -107,7 +108,7 @@ func (g *group) persistLoop(stop chan struct{}, kick chan struct{}) {
 				break
 			}
 			epoch, _ := g.tail.EpochAt(s)
-			b.Apply = append(b.Apply, AppliedEffect{Epoch: epoch, Seq: s, Effect: *eff})
+			b.Apply = append(b.Apply, store.AppliedEffect{Epoch: epoch, Seq: s, Effect: *eff})
 		}
 		if len(b.Apply) > 0 {
 			b.CommitSeq = b.Apply[len(b.Apply)-1].Seq

@@ -6,6 +6,7 @@ import (
 
 	"github.com/sibylhq/sibyl/command"
 	"github.com/sibylhq/sibyl/node/core"
+	"github.com/sibylhq/sibyl/node/store"
 	"github.com/sibylhq/sibyl/sibling"
 )
 
@@ -45,7 +46,7 @@ func (g *group) writeSiblingBatch(w *core.Write) bool {
 	for _, e := range w.Append {
 		g.ftail.add(e)
 	}
-	b := &Batch{Epoch: w.Epoch, Truncate: w.Truncate, Append: w.Append, CommitSeq: w.Commit}
+	b := &store.Batch{Epoch: w.Epoch, Truncate: w.Truncate, Append: w.Append, CommitSeq: w.Commit}
 	if b.CommitSeq > g.c.Commit() {
 		for s := g.applied + 1; s <= b.CommitSeq; s++ {
 			e, found, err := g.ftail.get(s)
@@ -57,7 +58,7 @@ func (g *group) writeSiblingBatch(w *core.Write) bool {
 				g.log.Error().Err(err).Uint64("seq", s).Msg("undecodable committed entry")
 				return false
 			}
-			b.Apply = append(b.Apply, AppliedEffect{Epoch: e.Epoch, Seq: s, Effect: eff})
+			b.Apply = append(b.Apply, store.AppliedEffect{Epoch: e.Epoch, Seq: s, Effect: eff})
 		}
 	}
 	if b.Epoch == 0 && b.Truncate == 0 && len(b.Append) == 0 && b.CommitSeq <= g.c.Commit() {

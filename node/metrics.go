@@ -39,9 +39,9 @@ func newMetrics() *metrics {
 	m.vacuumed = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sibyl_node_vacuum_tombstones_through",
 		Help: "Seq at or below which the last vacuum entry this node wrote as main drops tombstones."}, []string{"group"})
 	m.snapshotRecords = prometheus.NewCounter(prometheus.CounterOpts{Name: "sibyl_node_snapshot_received_records_total",
-		Help: "Snapshot records this node wrote while its copy was rebuilt."})
+		Help: "store.Snapshot records this node wrote while its copy was rebuilt."})
 	m.snapshotResumes = prometheus.NewCounter(prometheus.CounterOpts{Name: "sibyl_node_snapshot_resumes_total",
-		Help: "Snapshot transfers that continued from the position an earlier, broken one reached."})
+		Help: "store.Snapshot transfers that continued from the position an earlier, broken one reached."})
 	m.reg.MustRegister(m.commits, m.fsync, m.batch, m.snapshotBytes, m.compacted, m.vacuumed,
 		m.snapshotRecords, m.snapshotResumes, prometheus.NewGoCollector())
 	return m

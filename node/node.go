@@ -20,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/sibylhq/sibyl/command"
 	"github.com/sibylhq/sibyl/node/core"
+	"github.com/sibylhq/sibyl/node/store"
 )
 
 // Config configures one node process.
@@ -41,7 +42,7 @@ type Config struct {
 	Logger        zerolog.Logger
 	// Store, when set, is used instead of the durable store in DataDir (tests); DataDir,
 	// when set, still holds the incarnation counter.
-	Store Store
+	Store store.Store
 	// FlushBytes and FlushEvery set when the store moves its write-ahead log into bbolt
 	// (DefaultFlushBytes, DefaultFlushEvery): FlushBytes also bounds the log a restart
 	// replays.
@@ -84,7 +85,7 @@ func (n *Node) wsDialer(handshake time.Duration) websocket.Dialer {
 type Node struct {
 	cfg         Config
 	log         zerolog.Logger
-	store       Store
+	store       store.Store
 	instance    string
 	incarnation uint64
 	generation  atomic.Uint64
@@ -162,7 +163,7 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Store != nil {
 		n.store = cfg.Store
 	} else {
-		st, err := OpenDurable(cfg.DataDir, DurableOptions{FlushBytes: cfg.FlushBytes, FlushEvery: cfg.FlushEvery})
+		st, err := store.OpenDurable(cfg.DataDir, store.DurableOptions{FlushBytes: cfg.FlushBytes, FlushEvery: cfg.FlushEvery})
 		if err != nil {
 			return nil, fmt.Errorf("node: opening store: %w", err)
 		}
@@ -265,7 +266,7 @@ func (n *Node) Handler() http.Handler {
 
 // publish hands committed entries of group g, just applied, to subscriptions. It is called
 // in commit order with the group's lock held, so it must not block.
-func (n *Node) publish(g command.ServerID, applied []AppliedEffect) { n.subs.publish(g, applied) }
+func (n *Node) publish(g command.ServerID, applied []store.AppliedEffect) { n.subs.publish(g, applied) }
 
 // Metrics returns the node's metrics registry handler (Prometheus text).
 func (n *Node) Metrics() http.Handler { return n.metrics.handler() }

@@ -2,6 +2,7 @@ package node
 
 import (
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/node/store"
 )
 
 // Overlay is the main's pending layer: the state after every entry it has assigned but not
@@ -9,7 +10,7 @@ import (
 // against. Only execution sees it; reads, events and duplicate answers use the committed
 // layer (docs/replication.md case 4).
 type Overlay struct {
-	gs        GroupStore
+	gs        store.GroupStore
 	resources map[string]pendingRes
 	keys      map[string]*command.DedupeRecord
 	tickets   map[string]pendingTicket // see overlay_tickets.go
@@ -22,7 +23,7 @@ type pendingRes struct {
 }
 
 // NewOverlay starts an empty pending layer over gs.
-func NewOverlay(gs GroupStore) *Overlay {
+func NewOverlay(gs store.GroupStore) *Overlay {
 	return &Overlay{gs: gs, resources: map[string]pendingRes{}, keys: map[string]*command.DedupeRecord{},
 		tickets: map[string]pendingTicket{}}
 }

@@ -1,6 +1,9 @@
 package node
 
-import "github.com/sibylhq/sibyl/command"
+import (
+	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/node/store"
+)
 
 // pendingTicket is a ticket state an unapplied entry leaves: the main executes acquires,
 // renewals, releases and fenced writes against it, so that two acquires in flight never
@@ -20,12 +23,12 @@ func (o *Overlay) Ticket(rid string) (command.TicketState, error) {
 
 // LiveTickets is every live ticket after the pending entries: the committed ones, as the
 // pending layer changes them. A new main re-arms all of them.
-func (o *Overlay) LiveTickets() ([]LiveTicket, error) {
+func (o *Overlay) LiveTickets() ([]store.LiveTicket, error) {
 	committed, err := o.gs.LiveTickets()
 	if err != nil {
 		return nil, err
 	}
-	var out []LiveTicket
+	var out []store.LiveTicket
 	for _, lt := range committed {
 		if _, pending := o.tickets[lt.RID]; !pending {
 			out = append(out, lt)
@@ -33,7 +36,7 @@ func (o *Overlay) LiveTickets() ([]LiveTicket, error) {
 	}
 	for rid, p := range o.tickets {
 		if p.st.Live {
-			out = append(out, LiveTicket{RID: rid, Ticket: p.st})
+			out = append(out, store.LiveTicket{RID: rid, Ticket: p.st})
 		}
 	}
 	return out, nil

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/node/store"
 	"github.com/sibylhq/sibyl/sibling"
 	resync "github.com/sibylhq/sibyl/sync"
 )
@@ -32,7 +33,7 @@ func BenchmarkSnapshotTransfer(b *testing.B) {
 		total = v
 	}
 	dir := b.TempDir()
-	src, err := OpenBolt(filepath.Join(dir, "src.db"))
+	src, err := store.OpenBolt(filepath.Join(dir, "src.db"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -48,7 +49,7 @@ func BenchmarkSnapshotTransfer(b *testing.B) {
 	diskBefore := diskWriteSpeed(b, filepath.Join(dir, "disk-probe"), total)
 
 	for i := 0; i < b.N; i++ {
-		dst, err := OpenBolt(filepath.Join(dir, "dst"+strconv.Itoa(i)+".db"))
+		dst, err := store.OpenBolt(filepath.Join(dir, "dst"+strconv.Itoa(i)+".db"))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -67,7 +68,7 @@ func BenchmarkSnapshotTransfer(b *testing.B) {
 			}
 			defer c.Close()
 			c.SetReadLimit(64 << 20)
-			var sink resync.Sink = groupSink{dgs}
+			sink := store.Sink(dgs)
 			if os.Getenv("SIBYL_SYNC_NULL") != "" {
 				sink = nullSink{}
 			}
@@ -121,20 +122,20 @@ func BenchmarkSnapshotTransfer(b *testing.B) {
 
 // fillGroup writes resources of about size bytes into gs until total bytes, then compacts
 // the log away, as a long-running group's store looks. It returns the applied seq.
-func fillGroup(b *testing.B, gs GroupStore, total int64, size int) int {
+func fillGroup(b *testing.B, gs store.GroupStore, total int64, size int) int {
 	ids := command.NewIDGen(1, nil)
 	now := time.Now().UTC()
 	data, _ := json.Marshal(strings.Repeat("x", size-2))
 	const batch = 5000
 	seq := 0
 	for written := int64(0); written < total; {
-		bt := &Batch{Epoch: 1}
+		bt := &store.Batch{Epoch: 1}
 		for i := 0; i < batch && written < total; i++ {
 			seq++
 			res := &command.Resource{ID: ids.Next(now).String(), Type: "blob", Version: 1, Data: data, Created: now, Updated: now}
 			eff := command.Effect{Kind: command.EffectPut, RID: res.ID, Resource: res, At: now}
 			bt.Append = append(bt.Append, sibling.Entry{Epoch: 1, Seq: uint64(seq)})
-			bt.Apply = append(bt.Apply, AppliedEffect{Epoch: 1, Seq: uint64(seq), Effect: eff})
+			bt.Apply = append(bt.Apply, store.AppliedEffect{Epoch: 1, Seq: uint64(seq), Effect: eff})
 			written += int64(size)
 		}
 		bt.CommitSeq = uint64(seq)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/sibylhq/sibyl/command"
 	"github.com/sibylhq/sibyl/node/core"
+	"github.com/sibylhq/sibyl/node/store"
 	"github.com/sibylhq/sibyl/sibling"
 	resync "github.com/sibylhq/sibyl/sync"
 )
@@ -35,7 +36,7 @@ func (n *Node) serveResync(w http.ResponseWriter, r *http.Request) {
 	if !g.beginResync() {
 		return
 	}
-	h, st, err := resync.Receive(n.ctx, wsFrames{conn}, groupSink{g.gs}, resync.ReceiveOptions{
+	h, st, err := resync.Receive(n.ctx, wsFrames{conn}, store.Sink(g.gs), resync.ReceiveOptions{
 		Accept: g.acceptSnapshot})
 	n.metrics.snapshotRecords.Add(float64(st.Records))
 	if st.Resumed {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/sibylhq/sibyl/node/store"
 	resync "github.com/sibylhq/sibyl/sync"
 )
 
@@ -60,7 +61,7 @@ var framePool = sync.Pool{New: func() any { return make([]byte, 0, 1<<20+64<<10)
 
 // snapshotTransfer is a link's snapshot under way (or kept for a resume).
 type snapshotTransfer struct {
-	snap    *Snapshot
+	snap    *store.Snapshot
 	running bool
 	failed  time.Time // when the last attempt failed (zero while none failed)
 	done    resync.Progress

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/node/store"
 )
 
 // serveSeal answers the controller's seal of a promotion attempt: the copy fsyncs the new
@@ -48,7 +49,7 @@ func (g *group) seal(req *command.SealRequest) (command.SealReply, int, string) 
 		return out, http.StatusInternalServerError, err.Error()
 	}
 	if req.Epoch > m.Epoch {
-		if err := g.gs.Write(&Batch{Epoch: req.Epoch}); err != nil {
+		if err := g.gs.Write(&store.Batch{Epoch: req.Epoch}); err != nil {
 			return out, http.StatusInternalServerError, err.Error()
 		}
 	}

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"github.com/sibylhq/sibyl/node/store"
 	"github.com/sibylhq/sibyl/sibling"
 )
 
@@ -8,7 +9,7 @@ import (
 // answers EpochAt, recent entries are kept in memory so a main can send them without
 // reading its store, and older ones are read from the store.
 type tailLog struct {
-	gs      GroupStore
+	gs      store.GroupStore
 	history []sibling.EpochStart
 	first   uint64 // first seq in the store's log
 	last    uint64
@@ -16,7 +17,7 @@ type tailLog struct {
 	mem     []sibling.Entry // entries base..last
 }
 
-func newTailLog(gs GroupStore, m Meta) *tailLog {
+func newTailLog(gs store.GroupStore, m store.Meta) *tailLog {
 	return &tailLog{gs: gs, history: append([]sibling.EpochStart(nil), m.EpochHistory...),
 		first: m.FirstSeq, last: m.LastSeq, base: m.LastSeq + 1}
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/sibylhq/sibyl/command"
 	"github.com/sibylhq/sibyl/node/core"
+	"github.com/sibylhq/sibyl/node/store"
 )
 
 // DefaultMaxClockDrift is ρ of docs/replication.md case 8 when Config.MaxClockDrift is 0: the
@@ -61,7 +62,7 @@ type ticketTimer struct {
 // promotion, so later than the start of any lease a holder may count on; until then the
 // tickets stay live and acquires get ticket_held. Call with g.mu held, once the main
 // role's fields are set.
-func (g *group) armInheritedTickets(live []LiveTicket, chosenAt time.Time) {
+func (g *group) armInheritedTickets(live []store.LiveTicket, chosenAt time.Time) {
 	g.tickets = &ticketTimers{armed: map[string]*ticketTimer{}}
 	rho := g.n.cfg.clockDrift()
 	for _, lt := range live {

@@ -1,9 +1,10 @@
 package scenarios
 
 import (
-	"github.com/anishathalye/porcupine"
 	"testing"
 	"time"
+
+	"github.com/anishathalye/porcupine"
 )
 
 // The checker must reject what is wrong, or every scenario that relies on it proves nothing.

@@ -18,6 +18,7 @@ import (
 	"github.com/sibylhq/sibyl/command"
 	"github.com/sibylhq/sibyl/location"
 	"github.com/sibylhq/sibyl/node"
+	"github.com/sibylhq/sibyl/node/store"
 	"github.com/sibylhq/sibyl/scenarios/memnet"
 )
 
@@ -52,7 +53,7 @@ type memCtrl struct {
 type memNode struct {
 	id    int
 	host  string
-	store node.Store // the node's memory store, kept across its restarts (nil: bbolt)
+	store store.Store // the node's memory store, kept across its restarts (nil: bbolt)
 	n     *node.Node
 	api   *api.Server
 	srv   *http.Server
@@ -149,17 +150,17 @@ func (m *memCluster) startNode(n *memNode) {
 	if err != nil {
 		m.t.Fatal(err)
 	}
-	var store node.Store
+	var st store.Store
 	if !m.bolt {
 		if n.store == nil {
-			n.store = node.NewMemStore()
+			n.store = store.NewMemStore()
 		} else {
-			n.store = node.ReopenMemStore(n.store)
+			n.store = store.ReopenMemStore(n.store)
 		}
-		store = n.store
+		st = n.store
 	}
 	n.n, err = node.New(node.Config{
-		Store: store,
+		Store: st,
 		ID:    command.ServerID(n.id), HTTPAddr: n.addr(), DataDir: filepath.Join(m.dir, fmt.Sprintf("node%d", n.id)),
 		Controllers: ctrlAddrs, Logger: m.logger(fmt.Sprintf("node%d", n.id)), Dial: m.net.Dialer(n.host),
 		WriteTimeout: time.Second,

@@ -20,6 +20,7 @@ import (
 	"github.com/sibylhq/sibyl/command"
 	"github.com/sibylhq/sibyl/location"
 	"github.com/sibylhq/sibyl/node"
+	"github.com/sibylhq/sibyl/node/store"
 )
 
 // shutdownGrace bounds how long a stopping process waits for in-flight HTTP requests.
@@ -99,8 +100,8 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	syncRate := fs.Int64("sync-rate", 32<<20, "cap on a snapshot sent to a sibling, bytes per second (0: none); the default keeps writers' p99 within 1.5x during a registration on a small machine")
 	logKeep := fs.Uint64("log-keep", 10_000, "applied log entries every copy keeps")
 	logKeepMax := fs.Uint64("log-keep-max", 1_000_000, "applied entries a main keeps for a lagging sibling before it must be rebuilt from a snapshot")
-	flushBytes := fs.Int64("flush-bytes", node.DefaultFlushBytes, "write-ahead log written since the last flush that starts the next one (bbolt gets every change in one transaction); bounds what a restart replays")
-	flushEvery := fs.Duration("flush-every", node.DefaultFlushEvery, "longest time between flushes of the write-ahead log into bbolt")
+	flushBytes := fs.Int64("flush-bytes", store.DefaultFlushBytes, "write-ahead log written since the last flush that starts the next one (bbolt gets every change in one transaction); bounds what a restart replays")
+	flushEvery := fs.Duration("flush-every", store.DefaultFlushEvery, "longest time between flushes of the write-ahead log into bbolt")
 	vacuumEvery := fs.Duration("vacuum-every", 30*time.Second, "how often a main writes a vacuum entry")
 	tombstoneRetention := fs.Duration("tombstone-retention", 10*time.Minute, "age after which a tombstone every copy holds is vacuumed")
 	dedupeRetention := fs.Duration("dedupe-retention", 10*time.Minute, "age after which an idempotency key is forgotten")

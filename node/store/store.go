@@ -1,4 +1,4 @@
-package node
+package store
 
 import (
 	"github.com/sibylhq/sibyl/command"

@@ -1,4 +1,4 @@
-package node
+package store
 
 import (
 	"errors"
@@ -35,19 +35,6 @@ func TestDurableStoreFlushingAlways(t *testing.T) {
 func TestDurableStoreReopen(t *testing.T) {
 	dir := t.TempDir()
 	storeReopenTest(t, func() Store { return openTestDurable(t, dir, DurableOptions{}) }, func(s Store) error { return s.Close() })
-}
-
-// crash stops the store as a killed process would: nothing more is flushed to bbolt, and
-// what the log holds is all the next open has beyond the last flush.
-func (s *walStore) crash() error {
-	s.mu.Lock()
-	s.closed = true
-	s.mu.Unlock()
-	close(s.stop)
-	<-s.done
-	s.flushMu.Lock()
-	defer s.flushMu.Unlock()
-	return errors.Join(s.log.Close(), s.db.Close())
 }
 
 // After a crash the log tail is replayed over the state store.

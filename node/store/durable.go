@@ -1,0 +1,33 @@
+package store
+
+import "errors"
+
+// Durable is the store OpenDurable returns, with what operators' tools and fault tests
+// need beyond Store.
+type Durable interface {
+	Store
+	// Flush moves everything logged so far into the state store now.
+	Flush() error
+	// LogEnd is the write-ahead log's end position in bytes since the store was created.
+	LogEnd() uint64
+	// Kill stops the store as a killed process would: nothing more is flushed to the
+	// state store, and what the log holds is all the next open has beyond the last flush.
+	Kill() error
+}
+
+func (s *walStore) Flush() error { return s.flush() }
+
+func (s *walStore) LogEnd() uint64 { return s.log.End() }
+
+func (s *walStore) Kill() error { return s.crash() }
+
+func (s *walStore) crash() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	close(s.stop)
+	<-s.done
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	return errors.Join(s.log.Close(), s.db.Close())
+}
