@@ -48,3 +48,11 @@ type Session interface {
 	Subscribed(id string)
 	Close()
 }
+
+// AsyncSession is a Session that can answer a request without a goroutine waiting for it.
+// The server uses StartAsync instead of Start when a session has it.
+type AsyncSession interface {
+	// StartAsync begins req as Start does and calls done exactly once with the outcome,
+	// from any goroutine, possibly before it returns. done does not block.
+	StartAsync(ctx context.Context, req *command.Request, admin bool, done func(*command.Reply, error))
+}

@@ -206,6 +206,28 @@ func (s *Server) start(ctx context.Context, sess Session, req *command.Request, 
 	}
 }
 
+// startAsync begins req and calls done once with its outcome: through the session's
+// StartAsync when it has one (no goroutine waits), else by waiting for Start's outcome on a
+// goroutine. A panic in Start or StartAsync becomes internal for this request alone.
+func (s *Server) startAsync(ctx context.Context, sess Session, req *command.Request, admin bool, done func(*command.Reply, error)) {
+	as, ok := sess.(AsyncSession)
+	if !ok || req.Op == command.OpStatus {
+		wait := s.start(ctx, sess, req, admin)
+		go func() { done(wait()) }()
+		return
+	}
+	var once sync.Once
+	answer := func(rep *command.Reply, err error) {
+		once.Do(func() { done(rep, realError(err)) })
+	}
+	if err := s.guard(req.Op, func() error {
+		as.StartAsync(ctx, req, admin, answer)
+		return nil
+	}); err != nil {
+		answer(nil, err)
+	}
+}
+
 // guard runs f and turns a panic into an internal error, logging the stack.
 func (s *Server) guard(op string, f func() error) (err error) {
 	defer func() {

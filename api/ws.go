@@ -26,9 +26,10 @@ const (
 )
 
 // wsConn is one WebSocket connection: a read loop that decodes frames and starts requests
-// in arrival order, one goroutine per outstanding request waiting for its outcome, and a
-// single writer (gorilla allows one concurrent writer) that sends replies as they come and
-// pulls event frames from the session when it is woken (Outbox).
+// in arrival order, and a single writer (gorilla allows one concurrent writer) that sends
+// answers as the backend delivers them (queued by the done function of each request, with
+// no goroutine waiting per request when the session is an AsyncSession) and pulls event
+// frames from the session when it is woken (Outbox).
 type wsConn struct {
 	s      *Server
 	ws     *websocket.Conn
@@ -43,6 +44,11 @@ type wsConn struct {
 	done     chan struct{}     // closed when the writer has stopped
 	pending  atomic.Int64      // requests started and not yet answered
 	inflight sync.WaitGroup
+
+	// Answers that arrived from the backend (AsyncSession's done), for the writer.
+	amu      sync.Mutex
+	answers  []answer
+	answered chan struct{} // capacity 1
 
 	// Read loop only.
 	authed, admin bool
@@ -63,14 +69,15 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &wsConn{
-		s:      s,
-		ws:     ws,
-		ctx:    ctx,
-		cancel: cancel,
-		out:    make(chan outFrame, s.opts.MaxPendingPerConn+64),
-		wake:   make(chan struct{}, 1),
-		quit:   make(chan struct{}),
-		done:   make(chan struct{}),
+		s:        s,
+		ws:       ws,
+		ctx:      ctx,
+		cancel:   cancel,
+		out:      make(chan outFrame, s.opts.MaxPendingPerConn+64),
+		wake:     make(chan struct{}, 1),
+		answered: make(chan struct{}, 1),
+		quit:     make(chan struct{}),
+		done:     make(chan struct{}),
 	}
 	c.sess = s.b.NewSession(c)
 	// A token on the upgrade authenticates; a missing or wrong one still gets a connection,
@@ -188,14 +195,44 @@ func (c *wsConn) handle(frame []byte, start time.Time) {
 	}
 	c.pending.Add(1)
 	c.inflight.Add(1)
-	// Start runs here, in arrival order, because it fixes the order of writes.
-	wait := c.s.start(c.ctx, c.sess, req, c.admin)
-	go func() {
-		defer c.inflight.Done()
-		defer c.pending.Add(-1)
-		rep, err := wait()
-		c.reply(id, req.Op, rep, err, start)
-	}()
+	// Start runs here, in arrival order, because it fixes the order of writes. The
+	// outcome is queued for the writer, which encodes and sends it.
+	op := req.Op
+	c.s.startAsync(c.ctx, c.sess, req, c.admin, func(rep *command.Reply, err error) {
+		c.amu.Lock()
+		c.answers = append(c.answers, answer{id: id, op: op, rep: rep, err: err, start: start})
+		c.amu.Unlock()
+		c.pending.Add(-1)
+		c.inflight.Done()
+		select {
+		case c.answered <- struct{}{}:
+		default:
+		}
+	})
+}
+
+// answer is a request's outcome waiting for the writer.
+type answer struct {
+	id    *string
+	op    string
+	rep   *command.Reply
+	err   error
+	start time.Time
+}
+
+// writeAnswers sends every queued answer; it reports false when the connection failed.
+func (c *wsConn) writeAnswers() bool {
+	c.amu.Lock()
+	as := c.answers
+	c.answers = nil
+	c.amu.Unlock()
+	for i := range as {
+		a := &as[i]
+		if !c.writeFrame(c.encode(a.id, a.op, a.rep, a.err, a.start)) {
+			return false
+		}
+	}
+	return true
 }
 
 // hello authenticates the connection with the frame's token. A refused token leaves the
@@ -212,6 +249,15 @@ func (c *wsConn) hello(id *string, req *command.Request, start time.Time) {
 
 // reply encodes the answer to one request, counts it, and hands it to the writer.
 func (c *wsConn) reply(id *string, op string, rep *command.Reply, err error, start time.Time) {
+	f := c.encode(id, op, rep, err, start)
+	select {
+	case c.out <- f:
+	case <-c.done: // the writer is gone; so is the peer
+	}
+}
+
+// encode encodes the answer to one request and counts it.
+func (c *wsConn) encode(id *string, op string, rep *command.Reply, err error, start time.Time) outFrame {
 	var w *wireReply
 	code := "ok"
 	if err != nil {
@@ -234,10 +280,7 @@ func (c *wsConn) reply(id *string, op string, rep *command.Reply, err error, sta
 	if op == command.OpSubscribe && err == nil && id != nil {
 		f.subscribed = *id
 	}
-	select {
-	case c.out <- f:
-	case <-c.done: // the writer is gone; so is the peer
-	}
+	return f
 }
 
 // outFrame is a reply for the writer. subscribed names the subscription a subscribe reply
@@ -289,13 +332,12 @@ func (c *wsConn) writeLoop() {
 	for {
 		select {
 		case f := <-c.out:
-			c.ws.SetWriteDeadline(time.Now().Add(writeWait))
-			if err := c.ws.WriteMessage(websocket.TextMessage, f.data); err != nil {
-				c.fail(err)
+			if !c.writeFrame(f) {
 				return
 			}
-			if f.subscribed != "" {
-				c.sess.Subscribed(f.subscribed)
+		case <-c.answered:
+			if !c.writeAnswers() {
+				return
 			}
 		case <-c.wake:
 			if !c.writeEvents() {
@@ -310,6 +352,19 @@ func (c *wsConn) writeLoop() {
 			return
 		}
 	}
+}
+
+// writeFrame sends one reply; it reports false when the connection failed.
+func (c *wsConn) writeFrame(f outFrame) bool {
+	c.ws.SetWriteDeadline(time.Now().Add(writeWait))
+	if err := c.ws.WriteMessage(websocket.TextMessage, f.data); err != nil {
+		c.fail(err)
+		return false
+	}
+	if f.subscribed != "" {
+		c.sess.Subscribed(f.subscribed)
+	}
+	return true
 }
 
 // fail ends a connection whose writes fail: closing the socket ends the read loop too.

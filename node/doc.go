@@ -50,8 +50,11 @@
 // Goroutines: per node, the watch long poll and the heartbeat loop (both apply
 // directories), the store's flusher; per group this node is main of, persistLoop, the
 // vacuum loop and one goroutine per sibling link plus its ack reader; per replication
-// connection accepted, a frame reader and the loop that steps and acks; per client
-// request, the API server's waiter.
+// connection accepted, a frame reader and the loop that steps and acks. A client's write
+// to a group this node is main of has no goroutine of its own: Session.StartAsync queues
+// it as a waiter that the commit (or a step-down, or its write-timeout timer) answers
+// through the connection's writer. Other requests (reads, forwarded writes, admin ops)
+// are waited for on one goroutine each.
 //
 // Lock order: Node.applyMu, then a group's mu, then Node.mu (a group reads the directory
 // under its own lock; nothing takes a group's mu while holding Node.mu). The durable

@@ -12,12 +12,32 @@ import (
 	"github.com/sibylhq/sibyl/sibling"
 )
 
-// waiter is a client request waiting for the commit point to reach seq.
+// waiter is a client request waiting for the commit point to reach seq. It is answered
+// once: by closing done (a caller blocked in submit's wait) or by calling cb (submitAsync).
 type waiter struct {
 	seq   uint64
 	reply *command.Reply
 	err   error
 	done  chan struct{}
+	cb    func(*command.Reply, error)
+	timer *time.Timer // submitAsync: the write timeout
+}
+
+func (w *waiter) result() (*command.Reply, error) {
+	if w.err != nil {
+		return nil, w.err
+	}
+	return w.reply, nil
+}
+
+// answer delivers the outcome. Call with g.mu held, once w has left g.waiters.
+func (w *waiter) answer() {
+	if w.cb == nil {
+		close(w.done)
+		return
+	}
+	w.timer.Stop()
+	w.cb(w.result())
 }
 
 // group is this node's copy of one group: the driver of its core (package core), which
@@ -150,7 +170,7 @@ func (g *group) resolveWaiters() {
 	kept := g.waiters[:0]
 	for _, w := range g.waiters {
 		if w.seq <= g.c.Commit() {
-			close(w.done)
+			w.answer()
 		} else {
 			kept = append(kept, w)
 		}
@@ -165,7 +185,7 @@ func (g *group) resolveWaiters() {
 func (g *group) failWaiters(err *command.Error) {
 	for _, w := range g.waiters {
 		w.reply, w.err = nil, err
-		close(w.done)
+		w.answer()
 	}
 	g.waiters = nil
 }

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/sibylhq/sibyl/command"
@@ -200,29 +201,9 @@ func (g *group) submit(ctx context.Context, req *command.Request) (wait func() (
 		g.mu.Unlock()
 		return g.submit(ctx, req)
 	}
-	m := g.c.Replication()
-	epoch := m.Epoch()
-	seq := m.LastSeq() + 1
-	out := command.Execute(g.ov, req, command.ExecContext{Group: g.id, Epoch: epoch, Seq: seq, Now: time.Now(),
-		NewID: func() command.RID { return g.n.ids.Next(time.Now()) }})
 	w := &waiter{done: make(chan struct{})}
-	switch {
-	case out.Err != nil:
-		// A refusal may depend on pending state; answer once that state is committed.
-		w.seq, w.err = m.LastSeq(), out.Err
-	case out.Duplicate != nil:
-		d := out.Duplicate
-		w.seq = d.Seq
-		w.reply = d.Reply() // with the ticket of a ticket op
-	default:
-		w.seq = g.c.Propose(out.Effect)
-		w.reply = out.Reply
-		g.drain()
-	}
-	if w.seq <= g.c.Commit() {
+	if g.execLocked(req, w) {
 		close(w.done)
-	} else {
-		g.waiters = append(g.waiters, w)
 	}
 	g.mu.Unlock()
 	return func() (*command.Reply, error) {
@@ -238,11 +219,78 @@ func (g *group) submit(ctx context.Context, req *command.Request) (wait func() (
 	}, false
 }
 
+// execLocked executes req at the main into w: the entry it appends (or the earlier one a
+// duplicate or a refusal waits for). It reports whether w can be answered at once; if not,
+// w is queued until its seq commits. Call with g.mu held, as main and not frozen.
+func (g *group) execLocked(req *command.Request, w *waiter) (now bool) {
+	m := g.c.Replication()
+	out := command.Execute(g.ov, req, command.ExecContext{Group: g.id, Epoch: m.Epoch(), Seq: m.LastSeq() + 1, Now: time.Now(),
+		NewID: func() command.RID { return g.n.ids.Next(time.Now()) }})
+	switch {
+	case out.Err != nil:
+		// A refusal may depend on pending state; answer once that state is committed.
+		w.seq, w.err = m.LastSeq(), out.Err
+	case out.Duplicate != nil:
+		d := out.Duplicate
+		w.seq = d.Seq
+		w.reply = d.Reply() // with the ticket of a ticket op
+	default:
+		w.seq = g.c.Propose(out.Effect)
+		w.reply = out.Reply
+		g.drain()
+	}
+	if w.seq <= g.c.Commit() {
+		return true
+	}
+	g.waiters = append(g.waiters, w)
+	return false
+}
+
+// submitAsync executes a write at the main like submit, without a goroutine waiting for
+// its answer: done is called once, from whichever goroutine answers it (the commit, a
+// step-down, or the write timeout's timer), and must not block or take g.mu. It reports
+// false, having done nothing, when the write needs submit instead: this node is not main,
+// or the main is frozen for a hand-over.
+func (g *group) submitAsync(req *command.Request, done func(*command.Reply, error)) bool {
+	g.mu.Lock()
+	if g.c.Role() != core.Main || g.frozen != 0 {
+		g.mu.Unlock()
+		return false
+	}
+	w := &waiter{cb: done}
+	if g.execLocked(req, w) {
+		g.mu.Unlock()
+		done(w.result())
+		return true
+	}
+	w.timer = time.AfterFunc(g.n.cfg.WriteTimeout, func() { g.expire(w) })
+	g.mu.Unlock()
+	return true
+}
+
+// expire answers w with a timeout if it is still waiting.
+func (g *group) expire(w *waiter) {
+	g.mu.Lock()
+	i := slices.Index(g.waiters, w)
+	if i < 0 {
+		g.mu.Unlock()
+		return
+	}
+	g.waiters = slices.Delete(g.waiters, i, i+1)
+	err := g.timeoutErrorLocked()
+	g.mu.Unlock()
+	w.cb(nil, err)
+}
+
 // timeoutError says why a write did not complete in time: quorum_unavailable when the main
 // knows too few siblings answer, else timeout. Both leave the outcome unknown.
 func (g *group) timeoutError() *command.Error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	return g.timeoutErrorLocked()
+}
+
+func (g *group) timeoutErrorLocked() *command.Error {
 	if g.c.Role() == core.Main && !g.c.QuorumHeard(time.Now()) {
 		return command.Errorf(command.CodeQuorumUnavailable, "group %d: too few siblings answer to reach a write quorum", g.id)
 	}

@@ -44,10 +44,11 @@ func (s *Session) Start(ctx context.Context, req *command.Request, admin bool) f
 	if err := command.ValidateRequest(req); err != nil {
 		return failed(err)
 	}
-	switch req.Op {
-	case command.OpCreate, command.OpUpdate, command.OpPatch, command.OpDelete,
-		command.OpAcquireTicket, command.OpRenewTicket, command.OpReleaseTicket:
+	switch {
+	case isWrite(req.Op):
 		return s.write(ctx, req, admin)
+	}
+	switch req.Op {
 	case command.OpSubscribe, command.OpUnsubscribe:
 		return s.subscriptionOp(ctx, req)
 	case command.OpGet:
@@ -72,6 +73,41 @@ func (s *Session) Start(ctx context.Context, req *command.Request, admin bool) f
 		return func() (*command.Reply, error) { return s.n.ctrl.admin(ctx, req) }
 	}
 	return failed(command.Errorf(command.CodeBadRequest, "op %q is not supported by this server yet", req.Op))
+}
+
+// StartAsync begins req like Start and calls done once with its outcome (api.AsyncSession).
+// A write to a group this node is main of is answered from the commit itself, with no
+// goroutine waiting for it; every other request is waited for as Start returns it.
+func (s *Session) StartAsync(ctx context.Context, req *command.Request, admin bool, done func(*command.Reply, error)) {
+	if isWrite(req.Op) && command.ValidateRequest(req) == nil {
+		if gid, err := s.target(req); err == nil {
+			if g := s.n.localGroup(gid); g != nil && g.submitAsync(s.withServer(req, gid), done) {
+				return
+			}
+		}
+	}
+	wait := s.Start(ctx, req, admin)
+	go func() { done(wait()) }()
+}
+
+func isWrite(op string) bool {
+	switch op {
+	case command.OpCreate, command.OpUpdate, command.OpPatch, command.OpDelete,
+		command.OpAcquireTicket, command.OpRenewTicket, command.OpReleaseTicket:
+		return true
+	}
+	return false
+}
+
+// withServer fills in a create's group, which its ID will name.
+func (s *Session) withServer(req *command.Request, gid command.ServerID) *command.Request {
+	if req.Op != command.OpCreate || req.Server != nil {
+		return req
+	}
+	r := *req
+	sv := int64(gid)
+	r.Server = &sv
+	return &r
 }
 
 // target returns the group a write or read of req goes to.
@@ -139,12 +175,7 @@ func (s *Session) write(ctx context.Context, req *command.Request, admin bool) f
 	if err != nil {
 		return failed(err)
 	}
-	if req.Op == command.OpCreate && req.Server == nil {
-		r := *req
-		sv := int64(gid)
-		r.Server = &sv
-		req = &r
-	}
+	req = s.withServer(req, gid)
 	wctx, cancel := context.WithTimeout(ctx, s.n.cfg.WriteTimeout)
 	wait := s.route(wctx, gid, req, admin, func(g *group) func() (*command.Reply, error) {
 		w, moved := g.submit(wctx, req)
