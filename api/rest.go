@@ -71,7 +71,8 @@ func (s *Server) serveREST(w http.ResponseWriter, r *http.Request, op string) {
 
 // restCall authenticates, builds the request from path, headers and body, and runs it.
 func (s *Server) restCall(w http.ResponseWriter, r *http.Request, op string) (*command.Reply, error) {
-	ok, admin := s.authorize(bearer(r))
+	token := bearer(r)
+	ok, admin := s.authorize(token)
 	if err := access(op, ok, admin); err != nil {
 		return nil, err
 	}
@@ -79,6 +80,7 @@ func (s *Server) restCall(w http.ResponseWriter, r *http.Request, op string) (*c
 	if err != nil {
 		return nil, err
 	}
+	adminToken(req, token)
 	sess := s.b.NewSession(nil)
 	defer sess.Close()
 	return s.start(r.Context(), sess, req, admin)()
