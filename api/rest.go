@@ -115,6 +115,9 @@ func (s *Server) restRequest(w http.ResponseWriter, r *http.Request, op string) 
 	if rid := r.PathValue("rid"); rid != "" {
 		req.RID = rid
 	}
+	if vals, ok := r.Header["Idempotency-Key"]; ok && (len(vals) == 0 || vals[0] == "") {
+		return nil, command.Errorf(command.CodeBadRequest, "Idempotency-Key is empty: a key has 1 to %d characters", command.MaxKeyLen)
+	}
 	if key := r.Header.Get("Idempotency-Key"); key != "" {
 		if req.Key != "" && req.Key != key {
 			return nil, command.Errorf(command.CodeBadRequest, "Idempotency-Key %q differs from body key %q", key, req.Key)
