@@ -13,8 +13,12 @@ import (
 // wireRequest is one request frame (or one REST body). The id stays raw so that an id of
 // the wrong type is reported as bad_request with "id": null instead of failing the whole
 // decode: the protocol echoes the id whenever it can be read as a string.
+//
+// Key shadows the embedded Request.Key so that an empty "key" can be told from an absent
+// one: keys are 1..128 characters, and "key":"" is refused rather than taken as no key.
 type wireRequest struct {
-	ID json.RawMessage `json:"id"`
+	ID  json.RawMessage `json:"id"`
+	Key *string         `json:"key"`
 	command.Request
 }
 
@@ -90,7 +94,13 @@ func parseObject(data []byte, maxDepth int) (*wireRequest, *command.Error) {
 	}
 	var w wireRequest
 	err := json.Unmarshal(data, &w)
+	if w.Key != nil {
+		w.Request.Key = *w.Key
+	}
 	if err == nil {
+		if w.Key != nil && *w.Key == "" {
+			return &w, command.Errorf(command.CodeBadRequest, "key is empty: a key has 1 to %d characters; leave it out for a write without one", command.MaxKeyLen)
+		}
 		return &w, nil
 	}
 	var typeErr *json.UnmarshalTypeError

@@ -71,7 +71,8 @@ func (s *Server) serveREST(w http.ResponseWriter, r *http.Request, op string) {
 
 // restCall authenticates, builds the request from path, headers and body, and runs it.
 func (s *Server) restCall(w http.ResponseWriter, r *http.Request, op string) (*command.Reply, error) {
-	ok, admin := s.authorize(bearer(r))
+	token := bearer(r)
+	ok, admin := s.authorize(token)
 	if err := access(op, ok, admin); err != nil {
 		return nil, err
 	}
@@ -79,6 +80,7 @@ func (s *Server) restCall(w http.ResponseWriter, r *http.Request, op string) (*c
 	if err != nil {
 		return nil, err
 	}
+	adminToken(req, token)
 	sess := s.b.NewSession(nil)
 	defer sess.Close()
 	return s.start(r.Context(), sess, req, admin)()
@@ -112,6 +114,9 @@ func (s *Server) restRequest(w http.ResponseWriter, r *http.Request, op string) 
 	req.Op = op
 	if rid := r.PathValue("rid"); rid != "" {
 		req.RID = rid
+	}
+	if vals, ok := r.Header["Idempotency-Key"]; ok && (len(vals) == 0 || vals[0] == "") {
+		return nil, command.Errorf(command.CodeBadRequest, "Idempotency-Key is empty: a key has 1 to %d characters", command.MaxKeyLen)
 	}
 	if key := r.Header.Get("Idempotency-Key"); key != "" {
 		if req.Key != "" && req.Key != key {

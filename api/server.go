@@ -179,6 +179,15 @@ func access(op string, ok, admin bool) *command.Error {
 	return nil
 }
 
+// adminToken sets an admin call's Token to the token its connection authenticated with
+// (whatever the frame carried there): the node passes it on to the controllers, which check
+// it against their own admin tokens.
+func adminToken(req *command.Request, token string) {
+	if isAdminOp(req.Op) {
+		req.Token = token
+	}
+}
+
 // start calls sess.Start and returns the function that waits for the outcome. A panic in
 // the backend, in Start or in the wait, becomes internal for this request alone.
 func (s *Server) start(ctx context.Context, sess Session, req *command.Request, admin bool) func() (*command.Reply, error) {

@@ -50,8 +50,10 @@ type wsConn struct {
 	answers  []answer
 	answered chan struct{} // capacity 1
 
-	// Read loop only.
+	// Read loop only. token is the one the connection authenticated with, passed on with
+	// admin calls (see adminToken).
 	authed, admin bool
+	token         string
 }
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
@@ -82,7 +84,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	c.sess = s.b.NewSession(c)
 	// A token on the upgrade authenticates; a missing or wrong one still gets a connection,
 	// since the client may send a hello frame next.
-	c.authed, c.admin = s.authorize(bearer(r))
+	c.token = bearer(r)
+	c.authed, c.admin = s.authorize(c.token)
 	if !s.register(c) {
 		c.shutdown(websocket.CloseGoingAway, "server shutting down")
 	}
@@ -188,6 +191,7 @@ func (c *wsConn) handle(frame []byte, start time.Time) {
 			"more than %d requests outstanding on this connection", c.s.opts.MaxPendingPerConn), start)
 		return
 	}
+	adminToken(req, c.token)
 	if req.Op == command.OpSubscribe || req.Op == command.OpRegisterSibling {
 		// A subscription's events, and a registration's progress events, carry the id of
 		// the request that opened them.
@@ -243,7 +247,7 @@ func (c *wsConn) hello(id *string, req *command.Request, start time.Time) {
 		c.reply(id, req.Op, nil, command.Errorf(command.CodeUnauthorized, "hello token not accepted"), start)
 		return
 	}
-	c.authed, c.admin = true, admin
+	c.authed, c.admin, c.token = true, admin, req.Token
 	c.reply(id, req.Op, nil, nil, start)
 }
 

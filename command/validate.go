@@ -157,7 +157,8 @@ func checkServer(field string, v *int64, required bool) *Error {
 }
 
 func checkKey(k string) *Error {
-	// An empty key is an absent key: the wire format cannot tell them apart.
+	// An empty key is an absent key here: Request cannot tell them apart. The API layer
+	// refuses a "key":"" it reads (api/frame.go), so a client's empty key never gets here.
 	if k == "" {
 		return nil
 	}

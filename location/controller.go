@@ -33,6 +33,14 @@ type Config struct {
 	// are allowed (tests) but undercut the idempotency retention; New logs a warning.
 	CopyTimeout time.Duration
 	Logger      zerolog.Logger
+	// ClusterSecret, when set, is required on every call to the controller's
+	// /v1/internal/ endpoints and on every raft connection, and presented on every call it
+	// makes to nodes and other controllers (auth.go, raft_auth.go). Every node and
+	// controller of a cluster is given the same one.
+	ClusterSecret string
+	// AdminTokens, when set, are the tokens an admin call (/v1/internal/admin/{op}) must
+	// carry; nodes pass on the token their caller authenticated with.
+	AdminTokens []string
 
 	// RaftListener, when set, is used for the raft transport instead of listening on
 	// RaftAddr (an empty RaftAddr then becomes the listener's address). The controller
@@ -60,6 +68,9 @@ type Controller struct {
 	client *http.Client // short requests: seals, status, forwarding to the leader
 	long   *http.Client // requests bounded only by their context (handover, registration)
 	mux    *http.ServeMux
+	// refusals logs calls refused for their secret or token, a few per period, so a caller
+	// hammering the port cannot flood the log.
+	refusals zerolog.Logger
 
 	term   atomic.Pointer[leaderTerm] // non-nil while this controller leads
 	polls  atomic.Int32               // directory long polls waiting for a change
@@ -135,7 +146,7 @@ func New(cfg Config) (*Controller, error) {
 	f := newFSM()
 	rn, err := openRaft(raftSetup{
 		ID: cfg.ID, RaftAddr: cfg.RaftAddr, Listener: ln, Dial: cfg.Dial, Peers: peers, DataDir: cfg.DataDir,
-		Timeout: cfg.RaftTimeout, Logger: newHclogAdapter(log),
+		Timeout: cfg.RaftTimeout, Logger: newHclogAdapter(log), Secret: cfg.ClusterSecret, Log: log,
 	}, f)
 	if err != nil {
 		_ = ln.Close()
@@ -143,13 +154,15 @@ func New(cfg Config) (*Controller, error) {
 	}
 	c := &Controller{
 		cfg: cfg, log: log, fsm: f, cons: rn, raft: rn, now: time.Now,
-		client: &http.Client{Timeout: 2 * time.Second, Transport: httpTransport(cfg.Dial)},
-		long:   &http.Client{Transport: httpTransport(cfg.Dial)},
+		client:   &http.Client{Timeout: 2 * time.Second, Transport: withSecret(httpTransport(cfg.Dial), cfg.ClusterSecret)},
+		long:     &http.Client{Transport: withSecret(httpTransport(cfg.Dial), cfg.ClusterSecret)},
+		refusals: log.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second}),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.mux = c.routes()
 	log.Info().Str("http", cfg.HTTPAddr).Str("raft", cfg.RaftAddr).Str("dir", cfg.DataDir).
-		Bool("bootstrapped", rn.bootstrapped).Msg("controller started")
+		Bool("bootstrapped", rn.bootstrapped).Bool("clusterSecret", cfg.ClusterSecret != "").
+		Int("adminTokens", len(cfg.AdminTokens)).Msg("controller started")
 	c.wg.Add(2)
 	go c.leadershipLoop()
 	go c.registerLoop()

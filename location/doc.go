@@ -40,8 +40,19 @@
 //   - reconcile.go: planRound, a pure function from the directory and reports to commands,
 //     run by the leader every 100 ms and after each accepted heartbeat.
 //   - http.go, status.go, metrics.go, page.go: the HTTP endpoints.
+//   - auth.go, raft_auth.go: the cluster secret and admin tokens (below), on HTTP and on
+//     raft's connections.
 //
 // # Endpoints
+//
+// Authentication: with Config.ClusterSecret, every /v1/internal/ endpoint below refuses a
+// call without the secret in command.SecretHeader (X-Sibyl-Secret) with 401 unauthorized,
+// on followers too, before anything else; with Config.AdminTokens, /v1/internal/admin/{op}
+// also needs one of them as "Authorization: Bearer TOKEN" (nodes pass on their caller's).
+// The controller presents the secret on every call it makes (seals and hand-overs to
+// nodes, registration and the status proxy to controllers) and opens every raft
+// connection with a digest of it (raft_auth.go); a raft connection without it never
+// reaches raft. GET /healthz, /metrics, /v1/status and / need neither.
 //
 // Node protocol (leader only; a follower answers 421 with command.LeaderHint naming the
 // leader's HTTP address, empty when unknown; a leader that has not yet applied its

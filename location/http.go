@@ -20,6 +20,9 @@ const (
 	pathHeartbeat  = "/v1/internal/heartbeat"
 	pathDirectory  = "/v1/internal/directory"
 	pathController = "/v1/internal/controller"
+	pathSuspect    = "/v1/internal/suspect"
+	pathAdmin      = "/v1/internal/admin/{op}"
+	pathAbandon    = "/v1/internal/abandon"
 	pathStatus     = "/v1/status"
 
 	maxBody = 1 << 20
@@ -29,13 +32,15 @@ const (
 
 func (c *Controller) routes() *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST "+pathJoin, c.handleJoin)
-	mux.HandleFunc("POST "+pathHeartbeat, c.handleHeartbeat)
-	mux.HandleFunc("GET "+pathDirectory, c.handleDirectory)
-	mux.HandleFunc("POST "+pathController, c.handleController)
-	mux.HandleFunc("POST /v1/internal/suspect", c.handleSuspect)
-	mux.HandleFunc("POST /v1/internal/admin/{op}", c.handleAdmin)
-	mux.HandleFunc("POST /v1/internal/abandon", c.handleAbandon)
+	// Every /v1/internal/ endpoint needs the cluster secret (auth.go), admin calls an admin
+	// token as well.
+	mux.HandleFunc("POST "+pathJoin, c.internal(c.handleJoin))
+	mux.HandleFunc("POST "+pathHeartbeat, c.internal(c.handleHeartbeat))
+	mux.HandleFunc("GET "+pathDirectory, c.internal(c.handleDirectory))
+	mux.HandleFunc("POST "+pathController, c.internal(c.handleController))
+	mux.HandleFunc("POST "+pathSuspect, c.internal(c.handleSuspect))
+	mux.HandleFunc("POST "+pathAdmin, c.adminOnly(c.handleAdmin))
+	mux.HandleFunc("POST "+pathAbandon, c.internal(c.handleAbandon))
 	mux.HandleFunc("GET "+pathStatus, c.handleStatus)
 	mux.HandleFunc("GET /healthz", c.handleHealthz)
 	mux.Handle("GET /metrics", c.metricsHandler())

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/rs/zerolog"
 	"go.etcd.io/bbolt"
 )
 
@@ -89,6 +90,10 @@ type raftSetup struct {
 	Transport raft.Transport
 	// Dial, when set, opens the TCP transport's outgoing connections (nil: TCP).
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Secret, when set, is the cluster secret every connection of the TCP transport must
+	// open with (raft_auth.go); Log receives the refusals.
+	Secret string
+	Log    zerolog.Logger
 }
 
 // openRaft opens (or creates) the raft state in DataDir and starts raft. A data directory
@@ -136,6 +141,10 @@ func openRaft(s raftSetup, f *fsm) (*raftNode, error) {
 	trans := s.Transport
 	if trans == nil {
 		layer := &streamLayer{Listener: s.Listener, advertise: tcpAddr(s.RaftAddr, s.Listener.Addr()), dial: s.Dial}
+		if s.Secret != "" {
+			layer.Listener = newSecretListener(s.Listener, s.Secret, s.Log)
+			layer.preamble = raftPreamble(s.Secret)
+		}
 		trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 			Stream: layer, MaxPool: 3, Timeout: 2 * time.Second, Logger: s.Logger,
 		})
@@ -284,16 +293,27 @@ func closeTransport(t raft.Transport) error {
 
 // streamLayer is raft's TCP stream layer over a listener the caller opened, so tests (and
 // cmd/sibyl) can bind ephemeral ports before the controller starts.
+// With a cluster secret its listener is a secretListener and every connection it dials
+// opens with preamble.
 type streamLayer struct {
 	net.Listener
 	advertise net.Addr
 	dial      func(ctx context.Context, network, addr string) (net.Conn, error) // nil: TCP
+	preamble  []byte                                                            // nil: no secret
 }
 
 func (s *streamLayer) Addr() net.Addr { return s.advertise }
 
 func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return dialTimeout(s.dial, string(address), timeout)
+	conn, err := dialTimeout(s.dial, string(address), timeout)
+	if err != nil || s.preamble == nil {
+		return conn, err
+	}
+	if err := writePreamble(conn, s.preamble, timeout); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn, nil
 }
 
 // dialTimeout connects to addr through dial, or over TCP when dial is nil.

@@ -20,10 +20,13 @@ import (
 
 // ctrlClient speaks the node <-> controller protocol of command/directory.go. Only the raft
 // leader answers; a follower names it (421 with a LeaderHint) and the client goes there.
+// Every request carries the cluster secret (join, heartbeat, suspect, the directory poll,
+// abandon, admin calls, status), which the controllers require when they have one.
 type ctrlClient struct {
-	addrs []string
-	log   zerolog.Logger
-	http  *http.Client
+	addrs  []string
+	secret string
+	log    zerolog.Logger
+	http   *http.Client
 	// long has no timeout of its own: admin calls (a registration, a drain) last as long as
 	// their context allows.
 	long   *http.Client
@@ -31,7 +34,7 @@ type ctrlClient struct {
 	leader string
 }
 
-func newCtrlClient(addrs []string, log zerolog.Logger, dial DialFunc) *ctrlClient {
+func newCtrlClient(addrs []string, log zerolog.Logger, dial DialFunc, secret string) *ctrlClient {
 	var clean []string
 	for _, a := range addrs {
 		a = strings.TrimSpace(strings.TrimPrefix(strings.TrimPrefix(a, "http://"), "https://"))
@@ -39,7 +42,7 @@ func newCtrlClient(addrs []string, log zerolog.Logger, dial DialFunc) *ctrlClien
 			clean = append(clean, strings.TrimSuffix(a, "/"))
 		}
 	}
-	return &ctrlClient{addrs: clean, log: log, http: &http.Client{Timeout: 15 * time.Second, Transport: HTTPTransport(dial)},
+	return &ctrlClient{addrs: clean, secret: secret, log: log, http: &http.Client{Timeout: 15 * time.Second, Transport: HTTPTransport(dial)},
 		long: &http.Client{Transport: HTTPTransport(dial)}}
 }
 
@@ -61,10 +64,12 @@ func (c *ctrlClient) candidates() []string {
 
 // do sends one request to the leader, following hints, and decodes the answer into out.
 func (c *ctrlClient) do(ctx context.Context, method, path string, body, out any) error {
-	return c.doWith(c.http, ctx, method, path, body, out)
+	return c.doWith(c.http, ctx, method, path, "", body, out)
 }
 
-func (c *ctrlClient) doWith(hc *http.Client, ctx context.Context, method, path string, body, out any) error {
+// doWith is do on client hc; token, when set, goes as "Authorization: Bearer" (an
+// operator's admin token on an admin call).
+func (c *ctrlClient) doWith(hc *http.Client, ctx context.Context, method, path, token string, body, out any) error {
 	var payload []byte
 	if body != nil {
 		var err error
@@ -87,6 +92,12 @@ func (c *ctrlClient) doWith(hc *http.Client, ctx context.Context, method, path s
 			return err
 		}
 		req.Header.Set("Content-Type", "application/json")
+		if c.secret != "" {
+			req.Header.Set(command.SecretHeader, c.secret)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
 		resp, err := hc.Do(req)
 		if err != nil {
 			lastErr = err
@@ -123,13 +134,17 @@ func (c *ctrlClient) doWith(hc *http.Client, ctx context.Context, method, path s
 	return lastErr
 }
 
-// admin forwards an operator's admin call to the controller leader.
+// admin forwards an operator's admin call to the controller leader. req.Token, the token
+// the operator authenticated with (set by the API layer), goes as the call's bearer token,
+// not in its body: the controllers check it against their admin tokens.
 func (c *ctrlClient) admin(ctx context.Context, req *command.Request) (*command.Reply, error) {
 	var out struct {
 		command.Reply
 		Error *command.Error `json:"error"`
 	}
-	err := c.doWith(c.long, ctx, http.MethodPost, "/v1/internal/admin/"+req.Op, req, &out)
+	body := *req
+	body.Token = ""
+	err := c.doWith(c.long, ctx, http.MethodPost, "/v1/internal/admin/"+req.Op, req.Token, &body, &out)
 	if err != nil {
 		var ce *command.Error
 		if errors.As(err, &ce) {
@@ -156,6 +171,7 @@ func (c *ctrlClient) status(ctx context.Context) (*command.Status, error) {
 func (n *Node) join() bool {
 	req := command.JoinRequest{ID: uint16(n.cfg.ID), Addr: n.cfg.HTTPAddr, Location: n.cfg.Location,
 		Instance: n.instance, Incarnation: n.incarnation}
+	warned := false
 	for {
 		var d command.Directory
 		err := n.ctrl.do(n.ctx, http.MethodPost, "/v1/internal/join", req, &d)
@@ -169,7 +185,13 @@ func (n *Node) join() bool {
 			n.log.Info().Uint64("index", d.Index).Msg("joined the location controller")
 			return true
 		}
-		n.log.Debug().Err(err).Msg("join failed; retrying")
+		if command.CodeOf(err) == command.CodeUnauthorized && !warned {
+			// A configuration error, not a passing failure: say so once, loudly.
+			n.log.Error().Err(err).Msg("the controller refused this node's cluster secret; check --cluster-secret on nodes and controllers")
+			warned = true
+		} else {
+			n.log.Debug().Err(err).Msg("join failed; retrying")
+		}
 		select {
 		case <-n.ctx.Done():
 			return false

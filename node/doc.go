@@ -29,7 +29,11 @@
 //   - ctrl.go: join, heartbeats with each copy's position, and a long poll of the
 //     directory; applyDirectory sets every group's role. A stream from the main that
 //     breaks is reported to the controller at once (peer.go), so a crashed main is
-//     replaced without waiting for heartbeats to time out.
+//     replaced without waiting for heartbeats to time out. Every call to a controller
+//     carries the cluster secret, and an admin call its caller's token.
+//   - node.go: Handler, the node-to-node and controller-to-node endpoints under
+//     /v1/internal/, each refusing a call without the cluster secret (Config.ClusterSecret,
+//     compared in constant time) with unauthorized.
 //   - seal.go: a promotion's seal: the copy fsyncs the new epoch before it answers with
 //     its last entry, commit point and copy ID, and refuses the old main from then on.
 //   - handover.go: a planned promotion: the main freezes (executes nothing) until the

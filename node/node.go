@@ -37,7 +37,8 @@ type Config struct {
 	// MaxClockDrift is ρ, the declared bound on clock rate drift: the main expires a ticket
 	// ttl·(1+ρ) after granting it (default DefaultMaxClockDrift, 1e-3).
 	MaxClockDrift float64
-	// ClusterSecret, when set, must be presented by every node-to-node connection.
+	// ClusterSecret, when set, is presented on every call this node makes to other nodes
+	// and to the controllers, and required on every call to its /v1/internal/ endpoints.
 	ClusterSecret string
 	Logger        zerolog.Logger
 	// Store, when set, is used instead of the durable store in DataDir (tests); DataDir,
@@ -96,6 +97,9 @@ type Node struct {
 	fwd         *forwarder
 	metrics     *metrics
 	subs        *subManager
+	// refusals logs internal calls refused for their secret, a few per period, so a
+	// caller hammering the port cannot flood the log.
+	refusals zerolog.Logger
 
 	connMu sync.Mutex
 	conns  map[*websocket.Conn]struct{} // node-to-node connections this node accepted
@@ -149,6 +153,7 @@ func New(cfg Config) (*Node, error) {
 		instance: ulid.Make().String(), groups: map[command.ServerID]*group{}, metrics: newMetrics(),
 		conns: map[*websocket.Conn]struct{}{}, streams: map[command.ServerID]int{}}
 	n.ids = command.NewIDGen(cfg.ID, rand.Reader)
+	n.refusals = n.log.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second})
 	n.subs = newSubManager(n)
 	if cfg.DataDir != "" {
 		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
@@ -185,7 +190,7 @@ func New(cfg Config) (*Node, error) {
 		n.groups[id] = g
 	}
 	n.fwd = newForwarder(n)
-	n.ctrl = newCtrlClient(cfg.Controllers, n.log, cfg.Dial)
+	n.ctrl = newCtrlClient(cfg.Controllers, n.log, cfg.Dial, cfg.ClusterSecret)
 	n.peerHTTP = &http.Client{Transport: HTTPTransport(cfg.Dial)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	// Logged before run starts: run may adopt another incarnation (adoptIncarnation).
@@ -257,7 +262,11 @@ func (n *Node) Handler() http.Handler {
 	// once here, not by each handler.
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !n.internalAuthorized(r) {
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			n.refusals.Warn().Str("path", r.URL.Path).Str("remote", r.RemoteAddr).
+				Msg("internal call refused: no cluster secret or a wrong one")
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write(unauthorizedBody)
 			return
 		}
 		mux.ServeHTTP(w, r)
@@ -398,7 +407,11 @@ func (n *Node) acceptInternal(w http.ResponseWriter, r *http.Request, readLimit 
 	return conn, func() { untrack(); conn.Close() }, true
 }
 
-const secretHeader = "X-Sibyl-Secret"
+const secretHeader = command.SecretHeader
+
+// unauthorizedBody answers an internal call without the cluster secret (PROTOCOL.md §7).
+var unauthorizedBody = []byte(`{"error":{"code":"unauthorized","message":"this endpoint needs the cluster secret (` +
+	secretHeader + `)","retryable":false}}` + "\n")
 
 func (n *Node) internalHeader() http.Header {
 	h := http.Header{}
@@ -408,6 +421,7 @@ func (n *Node) internalHeader() http.Header {
 	return h
 }
 
+// internalAuthorized checks the cluster secret of a call to /v1/internal/, in constant time.
 func (n *Node) internalAuthorized(r *http.Request) bool {
-	return n.cfg.ClusterSecret == "" || r.Header.Get(secretHeader) == n.cfg.ClusterSecret
+	return command.SecretOK(r.Header.Get(secretHeader), n.cfg.ClusterSecret)
 }

@@ -70,6 +70,9 @@ func TestBadInputOnRealNode(t *testing.T) {
 		{"server out of range", websocket.TextMessage, `{"id":"8","op":"create","type":"t","data":1,"server":70000}`, "bad_request", false},
 		{"deep payload", websocket.TextMessage, `{"id":"9","op":"create","type":"t","data":` + deep + `}`, "bad_request", false},
 		{"oversized frame", websocket.TextMessage, huge, "too_large", true},
+		{"trailing brace", websocket.TextMessage, `{"id":"10","op":"create","type":"t","data":1}}`, "bad_request", false},
+		{"two objects", websocket.TextMessage, `{"id":"11","op":"create","type":"t","data":1}{"id":"12","op":"list"}`, "bad_request", false},
+		{"empty key", websocket.TextMessage, `{"id":"13","op":"create","type":"t","data":1,"key":""}`, "bad_request", false},
 	} {
 		r := roundTrip(tc.kind, []byte(tc.frame))
 		if r.OK || r.Error == nil || r.Error.Code != tc.code {

@@ -48,6 +48,12 @@ type Options struct {
 	NodeFlags string
 	// CopyTimeout, when set, is the controllers' --copy-timeout.
 	CopyTimeout time.Duration
+	// ClusterSecret, when set, is given to every node and controller (dev
+	// --cluster-secret): every call between them must carry it.
+	ClusterSecret string
+	// AdminToken, when set, is given to every node and controller (dev --admin-token):
+	// clients of the cluster (Client) then present it.
+	AdminToken string
 }
 
 // Cluster is a running `sibyl dev` cluster.
@@ -58,6 +64,8 @@ type Cluster struct {
 	Controllers []*Proc
 	Nodes       []*Proc
 	extra       []*exec.Cmd // processes restarted by the test itself
+	// secret and token are the cluster secret and admin token the cluster runs with.
+	secret, token string
 }
 
 var sibylBin string
@@ -130,12 +138,18 @@ func StartCluster(t testing.TB, o Options) *Cluster {
 	if base == 0 {
 		t.Fatal("no free port range for a cluster")
 	}
-	c := &Cluster{t: t, Dir: t.TempDir()}
+	c := &Cluster{t: t, Dir: t.TempDir(), secret: o.ClusterSecret, token: o.AdminToken}
 	c.dev = exec.Command(sibylBin, "dev", "--nodes", strconv.Itoa(o.Nodes), "--controllers", strconv.Itoa(o.Controllers),
 		"--base-port", strconv.Itoa(base), "--data", c.Dir, "--write-timeout", o.WriteTimeout.String(),
 		"--down-after", o.DownAfter.String(), "--log-level", "info", "--node-flags", o.NodeFlags)
 	if o.CopyTimeout > 0 {
 		c.dev.Args = append(c.dev.Args, "--copy-timeout", o.CopyTimeout.String())
+	}
+	if o.ClusterSecret != "" {
+		c.dev.Args = append(c.dev.Args, "--cluster-secret", o.ClusterSecret)
+	}
+	if o.AdminToken != "" {
+		c.dev.Args = append(c.dev.Args, "--admin-token", o.AdminToken)
 	}
 	logf, err := os.Create(filepath.Join(c.Dir, "dev.out"))
 	if err != nil {
@@ -343,15 +357,19 @@ func othersThan(except, n int) []int {
 	return out
 }
 
-// Client connects to the given nodes (in order of preference).
-func (c *Cluster) Client(nodes ...int) *client.Client {
+// Client connects to the given nodes (in order of preference), with the cluster's admin
+// token when it has one.
+func (c *Cluster) Client(nodes ...int) *client.Client { return c.ClientWithToken(c.token, nodes...) }
+
+// ClientWithToken connects to the given nodes with token ("" for none).
+func (c *Cluster) ClientWithToken(token string, nodes ...int) *client.Client {
 	var addrs []string
 	for _, id := range nodes {
 		addrs = append(addrs, c.Node(id).HTTP)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cl, err := client.Dial(ctx, client.Options{Addrs: addrs})
+	cl, err := client.Dial(ctx, client.Options{Addrs: addrs, Token: token})
 	if err != nil {
 		c.t.Fatalf("dial %v: %v", addrs, err)
 	}

@@ -8,6 +8,10 @@
 // schedules of many seconds run in about a second each on virtual time, checked the same
 // way. -inproc.seed=N replays one; -inproc.runs (or SIBYL_INPROC_RUNS) sets how many.
 //
+// The kill -9 failover and the planned promote run twice (clusterModes): on an open
+// cluster, and with a cluster secret and an admin token on every process, where
+// checkGuarded first has intruders refused on every controller and node port.
+//
 // TestMain builds the binary once. Each test starts its own cluster on its own ports
 // (chosen from a seeded sequence, printed with the seed) and data directory, and stops it
 // when done.

@@ -68,42 +68,49 @@ func checkRun(t *testing.T, c *Cluster, h *History, ws []*writer, via int) (lost
 // TestMainCrashFailover: 16 clients write to a group; its main is killed with kill -9; a
 // sibling takes over. Reports the longest gap between acknowledged writes to the group
 // (SIBYL_FAILOVER_RUNS runs, default 1, median printed), and checks that no acknowledged
-// write is lost and the history is linearizable.
+// write is lost and the history is linearizable. It runs in every clusterMode: open, and
+// with the cluster secret and an admin token on every process, where it also checks that
+// intruders are refused.
 func TestMainCrashFailover(t *testing.T) {
 	runs := 1
 	if n, err := strconv.Atoi(os.Getenv("SIBYL_FAILOVER_RUNS")); err == nil && n > 0 {
 		runs = n
 	}
-	var gaps []time.Duration
-	var ops, lostTotal int
-	for run := 0; run < runs; run++ {
-		t.Run(fmt.Sprint("run", run), func(t *testing.T) {
-			c := StartCluster(t, Options{Nodes: 4})
-			sg := c.WaitVoting(1, 3)
-			main := int(*sg.Main)
-			h := NewHistory()
-			ws, stop := startWriters(t, c, h, 1, 16, []int{1, 2, 3, 4})
-			waitFor(t, 20*time.Second, "200 writes", func() bool { return acked(ws) >= 200 })
-			killAt := h.Now()
-			c.Kill(c.Node(main))
-			before := acked(ws)
-			waitFor(t, 20*time.Second, "400 writes after the kill", func() bool { return acked(ws) >= before+400 })
-			end := h.Now()
-			stop()
-			gap := longestGap(ws, killAt-int64(time.Second), end)
-			survivor := 1 + main%4
-			lost := checkRun(t, c, h, ws, survivor)
-			gaps = append(gaps, gap)
-			ops += h.Len()
-			lostTotal += lost
-			t.Logf("main %d killed: longest gap between acknowledged writes %v; ops %d, lost %d, linearizable: yes",
-				main, gap.Round(time.Millisecond), h.Len(), lost)
+	for _, mode := range clusterModes {
+		t.Run(mode.name, func(t *testing.T) {
+			var gaps []time.Duration
+			var ops, lostTotal int
+			for run := 0; run < runs; run++ {
+				t.Run(fmt.Sprint("run", run), func(t *testing.T) {
+					c := StartCluster(t, withMode(Options{Nodes: 4}, mode.opts))
+					sg := c.WaitVoting(1, 3)
+					main := int(*sg.Main)
+					checkGuarded(t, c)
+					h := NewHistory()
+					ws, stop := startWriters(t, c, h, 1, 16, []int{1, 2, 3, 4})
+					waitFor(t, 20*time.Second, "200 writes", func() bool { return acked(ws) >= 200 })
+					killAt := h.Now()
+					c.Kill(c.Node(main))
+					newMain, epoch := c.WaitNewMain(1, main)
+					before := acked(ws)
+					waitFor(t, 20*time.Second, "400 writes after the kill", func() bool { return acked(ws) >= before+400 })
+					end := h.Now()
+					stop()
+					gap := longestGap(ws, killAt-int64(time.Second), end)
+					lost := checkRun(t, c, h, ws, int(newMain))
+					gaps = append(gaps, gap)
+					ops += h.Len()
+					lostTotal += lost
+					t.Logf("%s: main %d killed, node %d main in epoch %d; longest gap between acknowledged writes %v; ops %d, lost %d, linearizable: yes",
+						mode.name, main, newMain, epoch, gap.Round(time.Millisecond), h.Len(), lost)
+				})
+			}
+			if len(gaps) > 0 {
+				slices.Sort(gaps)
+				t.Logf("%s: failover gaps over %d runs: median %v, all %v; ops %d, lost acknowledged writes %d",
+					mode.name, len(gaps), gaps[len(gaps)/2].Round(time.Millisecond), gaps, ops, lostTotal)
+			}
 		})
-	}
-	if len(gaps) > 0 {
-		slices.Sort(gaps)
-		t.Logf("failover gaps over %d runs: median %v, all %v; ops %d, lost acknowledged writes %d",
-			len(gaps), gaps[len(gaps)/2].Round(time.Millisecond), gaps, ops, lostTotal)
 	}
 }
 
@@ -155,17 +162,34 @@ func TestFrozenMainIsFenced(t *testing.T) {
 
 // TestPlannedPromote: the admin promote call hands a group's main role to a voting sibling
 // under write load. Nothing is lost, and the longest gap between acknowledged writes is the
-// hand-over's unavailability (target: under 100 ms).
+// hand-over's unavailability (target: under 100 ms). It runs in every clusterMode; with the
+// admin token on, a promote without it is refused first and changes nothing.
 func TestPlannedPromote(t *testing.T) {
-	c := StartCluster(t, Options{Nodes: 4})
+	for _, mode := range clusterModes {
+		t.Run(mode.name, func(t *testing.T) { testPlannedPromote(t, mode.opts) })
+	}
+}
+
+func testPlannedPromote(t *testing.T, mode Options) {
+	c := StartCluster(t, withMode(Options{Nodes: 4}, mode))
 	sg := c.WaitVoting(1, 3)
+	checkGuarded(t, c)
 	h := NewHistory()
 	ws, stop := startWriters(t, c, h, 1, 16, []int{1, 2, 3, 4})
 	waitFor(t, 20*time.Second, "200 writes", func() bool { return acked(ws) >= 200 })
 	target := sg.Siblings[0].Node
+	srv, node := int64(1), int64(target)
+	if c.token != "" {
+		// An operator without the admin token is refused by the node, and an intruder that
+		// reaches a controller with the secret but not the token (checkGuarded) too.
+		intruder := c.ClientWithToken("not-the-admin-token", 2)
+		_, err := intruder.Do(context.Background(), &command.Request{Op: command.OpPromote, Server: &srv, Node: &node})
+		if command.CodeOf(err) != command.CodeUnauthorized {
+			t.Fatalf("promote with a wrong token: %v, want unauthorized", err)
+		}
+	}
 	admin := c.Client(2)
 	at := h.Now()
-	srv, node := int64(1), int64(target)
 	if _, err := admin.Do(context.Background(), &command.Request{Op: command.OpPromote, Server: &srv, Node: &node}); err != nil {
 		t.Fatalf("promote group 1 to node %d: %v", target, err)
 	}
@@ -192,8 +216,8 @@ func TestPlannedPromote(t *testing.T) {
 	if failed > 0 {
 		t.Errorf("%d writes failed during a planned promotion", failed)
 	}
-	t.Logf("promote to node %d took %v; longest gap between acknowledged writes %v; ops %d, failed %d, lost %d, linearizable: yes",
-		target, took.Round(time.Millisecond), gap.Round(time.Millisecond), h.Len(), failed, lost)
+	t.Logf("%s: promote to node %d took %v; longest gap between acknowledged writes %v; ops %d, failed %d, lost %d, linearizable: yes",
+		describeMode(mode), target, took.Round(time.Millisecond), gap.Round(time.Millisecond), h.Len(), failed, lost)
 }
 
 // TestMainPartitionedFromSiblings: the main's links to its siblings are cut through the

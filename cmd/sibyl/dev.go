@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -33,8 +35,31 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 	drift := fs.Float64("max-clock-drift", node.DefaultMaxClockDrift, "passed to every node")
 	logLevel := fs.String("log-level", "info", "log level of the children (debug, info, warn, error)")
 	nodeFlags := fs.String("node-flags", "", "extra flags for every node, space-separated (e.g. \"--log-keep 1000 --sync-rate 0\")")
+	secret := fs.String("cluster-secret", "", "cluster secret given to every node and controller "+
+		"(default: none, or a generated one when --admin-token is set; a --cluster-secret in --node-flags reaches the controllers too)")
+	var adminTokens listFlag
+	fs.Var(&adminTokens, "admin-token", "admin token given to every node and controller (repeatable); admin calls then need it")
 	if _, code, ok := parseOrExit(fs, args, stderr); !ok {
 		return code
+	}
+	extra := strings.Fields(*nodeFlags)
+	if s, ok := nodeFlagValue(extra, "cluster-secret"); ok {
+		// Nodes and controllers must share the secret, or controllers cannot seal a
+		// group's siblings and no main is ever replaced: one given to the nodes alone is
+		// the cluster's.
+		if *secret != "" && *secret != s {
+			return usageError(fs, stderr, "--cluster-secret and the --cluster-secret in --node-flags differ; give it once")
+		}
+		*secret = s
+	}
+	if *secret == "" && len(adminTokens) > 0 {
+		// With admin tokens the cluster is meant to be closed: its internal endpoints too.
+		generated, err := newSecret()
+		if err != nil {
+			fmt.Fprintf(stderr, "sibyl dev: generate a cluster secret: %v\n", err)
+			return exitFail
+		}
+		*secret = generated
 	}
 	if _, err := newLogger(io.Discard, *logLevel); err != nil {
 		return usageError(fs, stderr, "%v", err)
@@ -60,8 +85,18 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	opts := devOptions{Exe: exe, Dir: dir, WriteTimeout: *writeTimeout, DownAfter: *downAfter, LogLevel: *logLevel,
-		MaxClockDrift: *drift, NodeFlags: strings.Fields(*nodeFlags), CopyTimeout: *copyTimeout}
+		MaxClockDrift: *drift, NodeFlags: extra, CopyTimeout: *copyTimeout,
+		ClusterSecret: *secret, AdminTokens: adminTokens}
 	return runDevCluster(layout, opts, stdout, stderr)
+}
+
+// newSecret returns a random cluster secret: 32 hex digits (128 bits).
+func newSecret() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
 }
 
 // devDir makes the cluster directory absolute (children's args must work from anywhere)
@@ -101,6 +136,12 @@ func runDevCluster(layout devLayout, opts devOptions, stdout, stderr io.Writer) 
 	defer stop()
 
 	fmt.Fprintf(stdout, "sibyl dev: cluster directory %s (logs: %s)\n", opts.Dir, filepath.Join(opts.Dir, "<name>.log"))
+	if opts.ClusterSecret != "" {
+		fmt.Fprintf(stdout, "cluster secret on: every internal call between nodes and controllers needs it (see the args in cluster.json)\n")
+	}
+	if len(opts.AdminTokens) > 0 {
+		fmt.Fprintf(stdout, "admin tokens on: %d; clients need a token (--token)\n", len(opts.AdminTokens))
+	}
 	exits := make(chan childExit, len(layout.Controllers)+len(layout.Nodes))
 	env := childEnv(os.Environ(), len(layout.Controllers)+len(layout.Nodes), runtime.NumCPU())
 	var children []*child

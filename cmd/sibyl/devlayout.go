@@ -120,6 +120,22 @@ type devOptions struct {
 	NodeFlags []string
 	// CopyTimeout is passed to controllers only when it is not their default.
 	CopyTimeout time.Duration
+	// ClusterSecret, when set, is given to every controller and node (--cluster-secret).
+	ClusterSecret string
+	// AdminTokens, when set, are given to every controller and node (--admin-token).
+	AdminTokens []string
+}
+
+// securityArgs are the flags that give a child the cluster's secret and admin tokens.
+func (o devOptions) securityArgs() []string {
+	var args []string
+	if o.ClusterSecret != "" {
+		args = append(args, "--cluster-secret", o.ClusterSecret)
+	}
+	for _, t := range o.AdminTokens {
+		args = append(args, "--admin-token", t)
+	}
+	return args
 }
 
 // controllerArgs is the full command line (args[0] the executable) that starts c, or
@@ -136,7 +152,22 @@ func (l devLayout) controllerArgs(o devOptions, c devController) []string {
 	if o.CopyTimeout != 0 && o.CopyTimeout != location.DefaultCopyTimeout {
 		args = append(args, "--copy-timeout", o.CopyTimeout.String())
 	}
-	return args
+	return append(args, o.securityArgs()...)
+}
+
+// nodeFlagValue finds flag name among a node's extra flags (--name V, --name=V, and the
+// one-dash forms the flag package accepts too): the value of its last occurrence.
+func nodeFlagValue(flags []string, name string) (value string, ok bool) {
+	for i := 0; i < len(flags); i++ {
+		f := strings.TrimPrefix(strings.TrimPrefix(flags[i], "-"), "-")
+		if f == name && i+1 < len(flags) {
+			value, ok = flags[i+1], true
+			i++
+		} else if v, found := strings.CutPrefix(f, name+"="); found {
+			value, ok = v, true
+		}
+	}
+	return value, ok
 }
 
 // nodeName is a node's name in dev's directory: its data dir and log file.
@@ -155,6 +186,7 @@ func nodeArgs(o devOptions, n devNode) []string {
 	if o.MaxClockDrift != 0 && o.MaxClockDrift != node.DefaultMaxClockDrift {
 		args = append(args, "--max-clock-drift", strconv.FormatFloat(o.MaxClockDrift, 'g', -1, 64))
 	}
+	args = append(args, o.securityArgs()...)
 	return append(args, o.NodeFlags...)
 }
 

@@ -23,6 +23,10 @@ import (
 	"github.com/sibylhq/sibyl/node/store"
 )
 
+// secretUsage describes --cluster-secret, the same for nodes and controllers.
+const secretUsage = "secret every node and controller presents to the others and requires on its internal endpoints " +
+	"(give all of them the same one; prefer " + envPrefix + "CLUSTER_SECRET, which stays out of the process list)"
+
 // shutdownGrace bounds how long a stopping process waits for in-flight HTTP requests.
 const shutdownGrace = 5 * time.Second
 
@@ -37,6 +41,9 @@ func runLocation(args []string, stdout, stderr io.Writer) int {
 	downAfter := fs.Duration("down-after", time.Second, "silence after which a node is marked down")
 	copyTimeout := fs.Duration("copy-timeout", location.DefaultCopyTimeout,
 		"how long a voting copy may go unreported before it is demoted to stale (below 10m undercuts the idempotency retention: warned)")
+	secret := fs.String("cluster-secret", "", secretUsage)
+	var adminTokens listFlag
+	fs.Var(&adminTokens, "admin-token", "admin token every admin call must carry (repeatable; none: any admin call with the cluster secret is accepted)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if _, code, ok := parseOrExit(fs, args, stderr); !ok {
 		return code
@@ -72,6 +79,7 @@ func runLocation(args []string, stdout, stderr io.Writer) int {
 	c, err := location.New(location.Config{
 		ID: *id, HTTPAddr: *httpAddr, RaftAddr: *raftAddr, DataDir: *dataDir, Peers: peers,
 		Location: *loc, DownAfter: *downAfter, CopyTimeout: *copyTimeout, Logger: log,
+		ClusterSecret: *secret, AdminTokens: adminTokens,
 	})
 	if err != nil {
 		ln.Close()
@@ -95,7 +103,7 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	drift := fs.Float64("max-clock-drift", node.DefaultMaxClockDrift, "ρ, the declared bound on clock rate drift: a ticket expires ttl·(1+ρ) after the main grants it")
 	fs.Var(&tokens, "token", "client token accepted from clients (repeatable; none and no admin token: everyone is admin)")
 	fs.Var(&adminTokens, "admin-token", "admin token (repeatable)")
-	secret := fs.String("cluster-secret", "", "secret nodes present to each other")
+	secret := fs.String("cluster-secret", "", secretUsage)
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	syncRate := fs.Int64("sync-rate", 32<<20, "cap on a snapshot sent to a sibling, bytes per second (0: none); the default keeps writers' p99 within 1.5x during a registration on a small machine")
 	logKeep := fs.Uint64("log-keep", 10_000, "applied log entries every copy keeps")

@@ -1,0 +1,88 @@
+package location
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/sibylhq/sibyl/command"
+)
+
+// Authentication of the controller's HTTP endpoints (PROTOCOL.md §7).
+//
+// With Config.ClusterSecret set, every /v1/internal/ endpoint (join, heartbeat, directory,
+// suspect, abandon, controller, admin) answers a call without that secret in the
+// command.SecretHeader header with 401 unauthorized, before reading the body or asking
+// raft anything; the controller presents the secret on every call it makes to nodes
+// (seal, hand-over) and to other controllers (registration, the status proxy), and on its
+// raft connections (raft_auth.go). With Config.AdminTokens set, an admin call
+// (/v1/internal/admin/{op}) needs one of them too, as "Authorization: Bearer TOKEN": nodes
+// pass on the token the operator authenticated with. /healthz, /metrics, /v1/status and
+// the status page need neither.
+
+// internal wraps the handler of a node-to-controller or controller-to-controller endpoint:
+// it refuses a call without the cluster secret.
+func (c *Controller) internal(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !command.SecretOK(r.Header.Get(command.SecretHeader), c.cfg.ClusterSecret) {
+			c.refusals.Warn().Str("path", r.URL.Path).Str("remote", r.RemoteAddr).
+				Msg("internal call refused: no cluster secret or a wrong one")
+			writeError(w, http.StatusUnauthorized, command.CodeUnauthorized,
+				"%s needs the cluster secret (%s)", r.URL.Path, command.SecretHeader)
+			return
+		}
+		h(w, r)
+	}
+}
+
+// adminOnly wraps an admin endpoint: the cluster secret, and an admin token when the
+// controller has any.
+func (c *Controller) adminOnly(h http.HandlerFunc) http.HandlerFunc {
+	return c.internal(func(w http.ResponseWriter, r *http.Request) {
+		if len(c.cfg.AdminTokens) > 0 && !command.TokenIn(bearerToken(r), c.cfg.AdminTokens) {
+			c.refusals.Warn().Str("path", r.URL.Path).Str("remote", r.RemoteAddr).
+				Msg("admin call refused: no admin token or one the controllers do not accept")
+			writeError(w, http.StatusUnauthorized, command.CodeUnauthorized,
+				"admin call %s: the controllers do not accept this admin token", r.PathValue("op"))
+			return
+		}
+		h(w, r)
+	})
+}
+
+// bearerToken returns the token of an "Authorization: Bearer TOKEN" header, or "".
+func bearerToken(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	const prefix = "bearer "
+	if len(h) > len(prefix) && strings.EqualFold(h[:len(prefix)], prefix) {
+		return strings.TrimSpace(h[len(prefix):])
+	}
+	return ""
+}
+
+// secretTransport adds the cluster secret to every request the controller sends: seals and
+// hand-overs to nodes, registrations and status proxying to other controllers.
+type secretTransport struct {
+	base   http.RoundTripper
+	secret string
+}
+
+func (t *secretTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context()) // a RoundTripper must not change the caller's request
+	r.Header.Set(command.SecretHeader, t.secret)
+	return t.base.RoundTrip(r)
+}
+
+// CloseIdleConnections passes http.Client.CloseIdleConnections on to the base transport.
+func (t *secretTransport) CloseIdleConnections() {
+	if ci, ok := t.base.(interface{ CloseIdleConnections() }); ok {
+		ci.CloseIdleConnections()
+	}
+}
+
+// withSecret wraps rt so its requests carry secret; without a secret it is rt itself.
+func withSecret(rt http.RoundTripper, secret string) http.RoundTripper {
+	if secret == "" {
+		return rt
+	}
+	return &secretTransport{base: rt, secret: secret}
+}

@@ -1,0 +1,140 @@
+package scenarios
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sibylhq/sibyl/command"
+)
+
+// clusterModes are the configurations the failover scenarios run in: an open cluster, and
+// one whose every process has the cluster secret and an admin token, as a cluster on an
+// untrusted network runs. Failover, promotion and the checks must pass in both.
+var clusterModes = []struct {
+	name string
+	opts Options
+}{
+	{"open", Options{}},
+	{"secret", Options{ClusterSecret: "scenario-s3cret", AdminToken: "scenario-adm1n"}},
+}
+
+// withMode returns o with mode's security settings.
+func withMode(o Options, mode Options) Options {
+	o.ClusterSecret, o.AdminToken = mode.ClusterSecret, mode.AdminToken
+	return o
+}
+
+// guardedCall sends one request and returns its HTTP status and error code.
+func guardedCall(method, url string, header http.Header, body any) (int, command.Code, error) {
+	var b []byte
+	if body != nil {
+		b, _ = json.Marshal(body)
+	}
+	req, err := http.NewRequest(method, url, bytes.NewReader(b))
+	if err != nil {
+		return 0, "", err
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	var eb struct {
+		Error *command.Error `json:"error"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&eb)
+	var code command.Code
+	if eb.Error != nil {
+		code = eb.Error.Code
+	}
+	return resp.StatusCode, code, nil
+}
+
+// checkGuarded asserts that a cluster run with a secret (and an admin token) refuses
+// intruders with unauthorized on every kind of port: a controller's node protocol and
+// admin calls, a node's internal endpoints (a seal, which would fence a group), and the
+// client API; and that none of it changed the cluster. An open cluster is not checked.
+func checkGuarded(t *testing.T, c *Cluster) {
+	t.Helper()
+	if c.secret == "" {
+		return
+	}
+	before, err := c.Status()
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	epochs := map[uint16]uint64{}
+	for _, g := range before.Groups {
+		epochs[g.Server] = g.Epoch
+	}
+	type probe struct {
+		what, method, url string
+		header            http.Header
+		body              any
+	}
+	var probes []probe
+	bad := []http.Header{{}, {command.SecretHeader: {"wrong"}}, {command.SecretHeader: {strings.ToUpper(c.secret)}}}
+	for _, p := range c.Controllers {
+		for _, h := range bad {
+			probes = append(probes,
+				probe{"join at " + p.Name(), http.MethodPost, "http://" + p.HTTP + "/v1/internal/join", h,
+					command.JoinRequest{ID: 99, Addr: "127.0.0.1:1", Instance: "intruder", Incarnation: 1}},
+				probe{"directory at " + p.Name(), http.MethodGet, "http://" + p.HTTP + "/v1/internal/directory?after=0", h, nil},
+				probe{"suspect at " + p.Name(), http.MethodPost, "http://" + p.HTTP + "/v1/internal/suspect", h,
+					command.Suspect{Node: 2, Server: 1, Main: 1}})
+		}
+		if c.token != "" {
+			// The right secret without the admin token is still no admin.
+			probes = append(probes, probe{"admin drain at " + p.Name(), http.MethodPost, "http://" + p.HTTP + "/v1/internal/admin/drain",
+				http.Header{command.SecretHeader: {c.secret}, "Authorization": {"Bearer wrong"}}, map[string]any{"op": "drain", "node": 1}})
+		}
+	}
+	for _, p := range c.Nodes {
+		for _, h := range bad {
+			probes = append(probes,
+				probe{"seal at node " + p.Name(), http.MethodPost, "http://" + p.HTTP + "/v1/internal/seal", h,
+					command.SealRequest{Server: 1, Epoch: 1 << 40, From: 1}},
+				probe{"metrics at node " + p.Name(), http.MethodGet, "http://" + p.HTTP + "/v1/internal/metrics", h, nil})
+		}
+		if c.token != "" {
+			probes = append(probes, probe{"REST create at node " + p.Name(), http.MethodPost, "http://" + p.HTTP + "/v1/resources",
+				http.Header{}, map[string]any{"type": "intruder", "data": 1}})
+		}
+	}
+	for _, p := range probes {
+		status, code, err := guardedCall(p.method, p.url, p.header, p.body)
+		if err != nil || status != http.StatusUnauthorized || code != command.CodeUnauthorized {
+			t.Errorf("%s with headers %v: HTTP %d %q %v, want 401 unauthorized", p.what, p.header, status, code, err)
+		}
+	}
+	after, err := c.Status()
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	for _, n := range after.Nodes {
+		if n.ID == 99 || n.State == command.NodeSpare {
+			t.Errorf("refused calls changed the cluster: node %+v", n)
+		}
+	}
+	for _, g := range after.Groups {
+		if g.Epoch != epochs[g.Server] {
+			t.Errorf("refused calls changed the cluster: group %d epoch %d, was %d", g.Server, g.Epoch, epochs[g.Server])
+		}
+	}
+	t.Logf("%d intruder calls refused with unauthorized; nothing changed", len(probes))
+}
+
+// describeMode names a mode in logs.
+func describeMode(o Options) string {
+	if o.ClusterSecret == "" {
+		return "open cluster"
+	}
+	return "cluster secret and admin token on every process"
+}
