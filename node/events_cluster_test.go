@@ -96,7 +96,8 @@ func (c *collector) events(sub string) []frame {
 	return append([]frame(nil), c.frames[sub]...)
 }
 
-// waitSeq waits until subscription sub has an event at or past seq in group g.
+// waitSeq waits until subscription sub has an event at or past seq in group g, or a
+// final resync page whose position is at or past it.
 func (c *collector) waitSeq(sub string, g command.ServerID, seq uint64) []frame {
 	c.t.Helper()
 	var fs []frame
@@ -105,6 +106,13 @@ func (c *collector) waitSeq(sub string, g command.ServerID, seq uint64) []frame 
 		for i := len(fs) - 1; i >= 0; i-- {
 			if g2, _ := command.GroupOf(fs[i].RID); g2 == g && fs[i].Seq >= seq {
 				return true
+			}
+			// A resync page at or past seq covers it: its set is the state there, and
+			// no event up to seq follows it.
+			if fs[i].Event == "resync" && fs[i].Final {
+				if tok, err := decodeToken(fs[i].Token); err == nil && tok.posOf(g).Seq >= seq {
+					return true
+				}
 			}
 		}
 		return false

@@ -130,7 +130,7 @@ func TestClusterNewMainRearmsTickets(t *testing.T) {
 	fc, nodes := testCluster(t)
 	s := nodes[0].n.NewSession()
 	held, renewed, keyed := createInGroup1(t, s), createInGroup1(t, s), createInGroup1(t, s)
-	const ttl = 3000
+	const ttl = 6000 // long enough for the restart and first write on a loaded machine
 	for _, rid := range []string{held, renewed} {
 		if r, err := do(t, s, command.Request{Op: command.OpAcquireTicket, RID: rid, TTLMs: i64(ttl)}); err != nil || r.Ticket.Fence != 1 {
 			t.Fatalf("acquire %s: %+v %v", rid, r, err)
@@ -174,7 +174,7 @@ func TestClusterNewMainRearmsTickets(t *testing.T) {
 
 	refused := 0
 	var granted *command.Reply
-	waitUntil(t, 10*time.Second, "an acquire once the re-armed ticket expired", func() bool {
+	waitUntil(t, 20*time.Second, "an acquire once the re-armed ticket expired", func() bool {
 		r, err := do(t, s, command.Request{Op: command.OpAcquireTicket, RID: held, TTLMs: i64(ttl)})
 		if command.CodeOf(err) == command.CodeTicketHeld {
 			refused++
