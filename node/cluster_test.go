@@ -105,7 +105,7 @@ type testNode struct {
 	cfg Config
 }
 
-func startTestNode(t *testing.T, cfg Config) *testNode {
+func startTestNode(t testing.TB, cfg Config) *testNode {
 	t.Helper()
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -158,7 +158,7 @@ func testCluster(t *testing.T) (*fakeController, []*testNode) {
 }
 
 // testClusterWith is testCluster with each node's config passed through tune first.
-func testClusterWith(t *testing.T, tune func(*Config)) (*fakeController, []*testNode) {
+func testClusterWith(t testing.TB, tune func(*Config)) (*fakeController, []*testNode) {
 	t.Helper()
 	dir := command.Directory{Index: 1}
 	addrs := map[uint16]string{}
@@ -205,7 +205,7 @@ func testLogger() zerolog.Logger {
 	return zerolog.Nop()
 }
 
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
+func waitUntil(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {

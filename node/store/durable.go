@@ -1,6 +1,10 @@
 package store
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/sibylhq/sibyl/node/wal"
+)
 
 // Durable is the store OpenDurable returns, with what operators' tools and fault tests
 // need beyond Store.
@@ -10,6 +14,8 @@ type Durable interface {
 	Flush() error
 	// LogEnd is the write-ahead log's end position in bytes since the store was created.
 	LogEnd() uint64
+	// WALStats counts the write-ahead log's records, writes, fsyncs and bytes.
+	WALStats() wal.Stats
 	// Kill stops the store as a killed process would: nothing more is flushed to the
 	// state store, and what the log holds is all the next open has beyond the last flush.
 	Kill() error
