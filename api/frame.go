@@ -65,6 +65,7 @@ func decodeFrame(frame []byte, maxDepth int) (id *string, req *command.Request, 
 	if !knownOps[w.Op] {
 		return id, nil, command.Errorf(command.CodeBadRequest, "unknown op %q", w.Op)
 	}
+	w.Request.JSONChecked = maxDepth <= command.MaxDepth
 	return id, &w.Request, nil
 }
 
@@ -78,6 +79,7 @@ func decodeBody(body []byte, maxDepth int) (*command.Request, *command.Error) {
 	if err != nil {
 		return nil, err
 	}
+	w.Request.JSONChecked = maxDepth <= command.MaxDepth
 	return &w.Request, nil
 }
 

@@ -108,3 +108,21 @@ func FuzzFrame(f *testing.F) {
 		}
 	})
 }
+
+// A frame's data counts as checked only when the frame's depth limit is within the one
+// validation applies; a client cannot claim it.
+func TestDecodeFrameMarksDataChecked(t *testing.T) {
+	frame := []byte(`{"id":"a","op":"create","type":"t","data":{"x":1},"JSONChecked":false,"jsonChecked":true}`)
+	_, req, err := decodeFrame(frame, command.MaxDepth)
+	if err != nil || !req.JSONChecked {
+		t.Fatalf("decode at the validation depth: %+v %v; want JSONChecked", req, err)
+	}
+	_, req, err = decodeFrame(frame, command.MaxDepth+10)
+	if err != nil || req.JSONChecked {
+		t.Fatalf("decode at a deeper limit: %+v %v; want data not marked checked", req, err)
+	}
+	bad := command.Request{Op: command.OpCreate, Type: "t", Data: []byte(`{"x":`)}
+	if command.ValidateRequest(&bad) == nil {
+		t.Fatal("invalid data passed validation when not marked checked")
+	}
+}

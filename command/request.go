@@ -63,6 +63,10 @@ type Request struct {
 	From        json.RawMessage `json:"from,omitempty"`
 	Sub         string          `json:"sub,omitempty"`
 	Token       string          `json:"token,omitempty"`
+	// JSONChecked: Data and Patch were found to be valid JSON within MaxDepth where the
+	// request was decoded (the API server's frame parse), so validation does not scan them
+	// again. It never travels on the wire.
+	JSONChecked bool `json:"-"`
 }
 
 // Reply is the success payload of an op; the API layer writes only the fields the op

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"errors"
 	"net/http"
 	"strconv"
@@ -102,8 +103,10 @@ func (l *peerLink) serve(conn *websocket.Conn) string {
 	readerDone := make(chan struct{})
 	go func() {
 		defer close(readerDone)
+		var scratch bytes.Buffer
 		for {
-			_, b, err := conn.ReadMessage()
+			// Acks are decoded into values: the message's bytes are not kept.
+			b, err := readMessage(conn, &scratch)
 			if err != nil {
 				return
 			}
@@ -211,8 +214,14 @@ func (n *Node) serveRepl(w http.ResponseWriter, r *http.Request) {
 	in := make(chan *sibling.Append, 256)
 	go func() {
 		defer close(in)
+		var scratch bytes.Buffer
 		for {
-			_, b, err := conn.ReadMessage()
+			b, err := readMessage(conn, &scratch)
+			if err == nil {
+				// Entries keep slices of the message (sibling.UnmarshalAppend): one
+				// allocation of its exact size holds them all.
+				b = bytes.Clone(b)
+			}
 			if err != nil {
 				n.log.Debug().Err(err).Int("group", gid).Int("main", from).Msg("replication stream from the main ended")
 				return
@@ -310,4 +319,18 @@ func (n *Node) streamClosed(gid command.ServerID, main uint16) {
 		return
 	}
 	go n.reportSuspect(gid, main)
+}
+
+// readMessage reads conn's next message into scratch, which keeps its capacity from one
+// message to the next; the bytes returned are valid until the next call.
+func readMessage(conn *websocket.Conn, scratch *bytes.Buffer) ([]byte, error) {
+	_, r, err := conn.NextReader()
+	if err != nil {
+		return nil, err
+	}
+	scratch.Reset()
+	if _, err := scratch.ReadFrom(r); err != nil {
+		return nil, err
+	}
+	return scratch.Bytes(), nil
 }

@@ -55,7 +55,7 @@ func BenchmarkWrite(b *testing.B) {
 				go func(rid string, n int) {
 					defer wg.Done()
 					for range n {
-						req := command.Request{Op: command.OpUpdate, RID: rid, Data: data}
+						req := command.Request{Op: command.OpUpdate, RID: rid, Data: data, JSONChecked: true} // as the API server decodes it
 						if _, err := s.Start(ctx, &req, false)(); err != nil {
 							errs <- err
 							return
