@@ -34,8 +34,8 @@
 //   - Any Origin may open a WebSocket: auth is by bearer token, never by cookies.
 //   - "retryable" on the wire always follows the code; a backend error without a protocol
 //     code is sent as internal.
-//   - Metrics are sibyl_api_requests_total{op,code}, sibyl_api_request_duration_seconds{op},
-//     sibyl_api_open_connections and sibyl_api_event_frames_total, with op "invalid" for
+//   - Metrics are sibyl_requests_total{op,code}, sibyl_request_seconds{op},
+//     sibyl_connections and sibyl_event_frames_total, with op "invalid" for
 //     frames without a valid op.
 //
 // Events: the backend keeps each subscription's bounded buffer and decides when a slow one

@@ -66,7 +66,7 @@ func TestEventsFollowTheirSubscribeReply(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	if !strings.Contains(string(body), "sibyl_api_event_frames_total "+strconv.Itoa(want)) {
+	if !strings.Contains(string(body), "sibyl_event_frames_total "+strconv.Itoa(want)) {
 		t.Fatalf("metrics do not count %d event frames:\n%s", want, body)
 	}
 }

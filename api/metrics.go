@@ -26,9 +26,16 @@ type Metrics struct {
 
 type opCode struct{ op, code string }
 
-// latencyBuckets are upper bounds in seconds: from a local read (sub-millisecond) to a
-// write that waits out the default 5 s write timeout.
-var latencyBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+// latencyBuckets are upper bounds in seconds, doubling from 50 µs (a local read) to past
+// 5 s (a write that waits out the default write timeout): the same as the node's
+// histograms (node.LatencyBuckets).
+var latencyBuckets = func() []float64 {
+	b := make([]float64, 18)
+	for i := range b {
+		b[i] = 50e-6 * float64(uint64(1)<<i)
+	}
+	return b
+}()
 
 type histogram struct {
 	counts []uint64 // per bucket, not cumulative
@@ -89,8 +96,8 @@ func (m *Metrics) write(w *bufio.Writer) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 
-	fmt.Fprintln(w, "# HELP sibyl_api_requests_total Requests answered by the API, by op and result code (ok on success).")
-	fmt.Fprintln(w, "# TYPE sibyl_api_requests_total counter")
+	fmt.Fprintln(w, "# HELP sibyl_requests_total Requests answered by the API, by op and result code (ok on success).")
+	fmt.Fprintln(w, "# TYPE sibyl_requests_total counter")
 	keys := make([]opCode, 0, len(m.requests))
 	for k := range m.requests {
 		keys = append(keys, k)
@@ -102,11 +109,11 @@ func (m *Metrics) write(w *bufio.Writer) {
 		return keys[i].code < keys[j].code
 	})
 	for _, k := range keys {
-		fmt.Fprintf(w, "sibyl_api_requests_total{op=%q,code=%q} %d\n", k.op, k.code, m.requests[k])
+		fmt.Fprintf(w, "sibyl_requests_total{op=%q,code=%q} %d\n", k.op, k.code, m.requests[k])
 	}
 
-	fmt.Fprintln(w, "# HELP sibyl_api_request_duration_seconds Time from receiving a request to having its reply ready, by op.")
-	fmt.Fprintln(w, "# TYPE sibyl_api_request_duration_seconds histogram")
+	fmt.Fprintln(w, "# HELP sibyl_request_seconds Time from receiving a request to having its reply ready, by op.")
+	fmt.Fprintln(w, "# TYPE sibyl_request_seconds histogram")
 	ops := make([]string, 0, len(m.latency))
 	for op := range m.latency {
 		ops = append(ops, op)
@@ -117,19 +124,19 @@ func (m *Metrics) write(w *bufio.Writer) {
 		var cumulative uint64
 		for i, le := range latencyBuckets {
 			cumulative += h.counts[i]
-			fmt.Fprintf(w, "sibyl_api_request_duration_seconds_bucket{op=%q,le=%q} %d\n",
+			fmt.Fprintf(w, "sibyl_request_seconds_bucket{op=%q,le=%q} %d\n",
 				op, strconv.FormatFloat(le, 'g', -1, 64), cumulative)
 		}
-		fmt.Fprintf(w, "sibyl_api_request_duration_seconds_bucket{op=%q,le=\"+Inf\"} %d\n", op, h.count)
-		fmt.Fprintf(w, "sibyl_api_request_duration_seconds_sum{op=%q} %s\n", op, strconv.FormatFloat(h.sum, 'g', -1, 64))
-		fmt.Fprintf(w, "sibyl_api_request_duration_seconds_count{op=%q} %d\n", op, h.count)
+		fmt.Fprintf(w, "sibyl_request_seconds_bucket{op=%q,le=\"+Inf\"} %d\n", op, h.count)
+		fmt.Fprintf(w, "sibyl_request_seconds_sum{op=%q} %s\n", op, strconv.FormatFloat(h.sum, 'g', -1, 64))
+		fmt.Fprintf(w, "sibyl_request_seconds_count{op=%q} %d\n", op, h.count)
 	}
 
-	fmt.Fprintln(w, "# HELP sibyl_api_open_connections WebSocket connections currently open.")
-	fmt.Fprintln(w, "# TYPE sibyl_api_open_connections gauge")
-	fmt.Fprintf(w, "sibyl_api_open_connections %d\n", m.open.Load())
+	fmt.Fprintln(w, "# HELP sibyl_connections WebSocket connections currently open.")
+	fmt.Fprintln(w, "# TYPE sibyl_connections gauge")
+	fmt.Fprintf(w, "sibyl_connections %d\n", m.open.Load())
 
-	fmt.Fprintln(w, "# HELP sibyl_api_event_frames_total Event frames (events, resync, lagged) sent to WebSocket clients.")
-	fmt.Fprintln(w, "# TYPE sibyl_api_event_frames_total counter")
-	fmt.Fprintf(w, "sibyl_api_event_frames_total %d\n", m.events.Load())
+	fmt.Fprintln(w, "# HELP sibyl_event_frames_total Event frames (events, resync, lagged) sent to WebSocket clients.")
+	fmt.Fprintln(w, "# TYPE sibyl_event_frames_total counter")
+	fmt.Fprintf(w, "sibyl_event_frames_total %d\n", m.events.Load())
 }

@@ -215,10 +215,10 @@ func TestHealthStatusMetricsAndPage(t *testing.T) {
 	ws.recv()
 	_, metrics := get("/metrics")
 	for _, want := range []string{
-		`sibyl_api_requests_total{op="create",code="ok"} 1`,
-		`sibyl_api_requests_total{op="invalid",code="bad_request"} 1`,
-		`sibyl_api_request_duration_seconds_count{op="list"} 1`,
-		`sibyl_api_open_connections 1`,
+		`sibyl_requests_total{op="create",code="ok"} 1`,
+		`sibyl_requests_total{op="invalid",code="bad_request"} 1`,
+		`sibyl_request_seconds_count{op="list"} 1`,
+		`sibyl_connections 1`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Fatalf("/metrics lacks %q:\n%s", want, metrics)

@@ -29,6 +29,19 @@ func newSubManager(n *Node) *subManager {
 		types: map[*subscription]struct{}{}}
 }
 
+// count is the number of subscriptions open on the node's connections.
+func (m *subManager) count() int {
+	n := 0
+	m.sessions.Range(func(_, v any) bool {
+		ss := v.(*subSession)
+		ss.mu.Lock()
+		n += len(ss.subs)
+		ss.mu.Unlock()
+		return true
+	})
+	return n
+}
+
 // publish hands entries of group g, just applied to this node's copy, to its hub. It is
 // called with the group's lock held and never blocks (see Node.publish).
 func (m *subManager) publish(g command.ServerID, applied []store.AppliedEffect) {

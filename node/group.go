@@ -77,6 +77,7 @@ type group struct {
 	vacuumed    command.Vacuum               // bounds of the last vacuum entry this main wrote
 	marks       []seqMark                    // the main's seqs by monotonic time (compact.go)
 	droppable   uint64                       // highest seq of a delete or a keyed write (compact.go)
+	assignedAt  []seqMark                    // uncommitted entries by when their seq was assigned (sibyl_commit_seconds)
 
 	// Sibling role.
 	ftail *tailLog
@@ -249,11 +250,17 @@ func (g *group) drain() {
 			return
 		}
 	}
+	var now time.Time
+	if len(rd.Entries) > 0 || rd.CommitTo != 0 {
+		now = time.Now()
+	}
 	for i := range rd.Entries {
 		g.logged(&rd.Entries[i])
+		g.assignedAt = append(g.assignedAt, seqMark{seq: rd.Entries[i].Entry.Seq, at: now})
 	}
 	if rd.CommitTo != 0 {
 		g.n.metrics.commits.Add(float64(rd.CommitTo - rd.CommitFrom))
+		g.observeCommits(rd.CommitTo, now)
 		g.resolveWaiters()
 	}
 	if g.c.Role() == core.Main {
@@ -273,6 +280,17 @@ func (g *group) drain() {
 	if len(rd.Roles) > 0 || rd.CommitTo != 0 || len(rd.Woken) > 0 {
 		g.broadcast()
 	}
+}
+
+// observeCommits records how long each entry committed through commit waited for it.
+// Call with g.mu held.
+func (g *group) observeCommits(commit uint64, now time.Time) {
+	n := 0
+	for n < len(g.assignedAt) && g.assignedAt[n].seq <= commit {
+		g.n.metrics.commitSeconds.Observe(now.Sub(g.assignedAt[n].at).Seconds())
+		n++
+	}
+	g.assignedAt = append(g.assignedAt[:0], g.assignedAt[n:]...)
 }
 
 // roleChanged sets up or tears down what the driver keeps for a role. Call with g.mu held.

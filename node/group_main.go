@@ -73,7 +73,7 @@ func (g *group) endMain(reason *command.Error) {
 	}
 	g.links = nil
 	g.failWaiters(reason)
-	g.ov, g.effects, g.unpersisted, g.frozen = nil, nil, nil, 0
+	g.ov, g.effects, g.unpersisted, g.frozen, g.assignedAt = nil, nil, nil, 0, nil
 }
 
 // kick wakes the persister and every sibling link. Call with g.mu held.

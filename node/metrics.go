@@ -2,16 +2,23 @@ package node
 
 import (
 	"net/http"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
+// LatencyBuckets are the upper bounds, in seconds, of Sibyl's latency histograms: doubling
+// from 50 µs to past 5 s.
+var LatencyBuckets = prometheus.ExponentialBuckets(50e-6, 2, 18)
+
 type metrics struct {
 	reg     *prometheus.Registry
 	commits prometheus.Counter
-	fsync   prometheus.Histogram
-	batch   prometheus.Histogram
+	// commitSeconds: at a main, from an entry's seq being assigned to its commit.
+	commitSeconds prometheus.Histogram
+	fsync         prometheus.Histogram
+	batch         prometheus.Histogram
 	// snapshotBytes counts bytes of snapshots this node sent as main.
 	snapshotBytes prometheus.Counter
 	compacted     prometheus.Counter
@@ -27,10 +34,14 @@ func newMetrics() *metrics {
 	m := &metrics{reg: prometheus.NewRegistry(),
 		commits: prometheus.NewCounter(prometheus.CounterOpts{Name: "sibyl_node_committed_entries_total",
 			Help: "Log entries committed by groups this node is main of."}),
-		fsync: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sibyl_node_log_write_seconds",
-			Help: "Duration of one durable log write (one fsync).", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 14)}),
-		batch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sibyl_node_log_write_entries",
-			Help: "Entries appended per durable log write (group commit).", Buckets: prometheus.ExponentialBuckets(1, 2, 12)}),
+		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sibyl_commit_seconds",
+			Help:    "At a main: time from an entry's seq being assigned to its commit (durable on the main and a quorum of siblings).",
+			Buckets: LatencyBuckets}),
+		fsync: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sibyl_fsync_seconds",
+			Help:    "Duration of one durable write of a group's batch (the log's write and fsync, shared by the batches of a group commit).",
+			Buckets: LatencyBuckets}),
+		batch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sibyl_fsync_batch_entries",
+			Help: "Entries a main appends per durable write (its batch in the group commit).", Buckets: prometheus.ExponentialBuckets(1, 2, 12)}),
 		snapshotBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "sibyl_node_snapshot_sent_bytes_total",
 			Help: "Bytes of snapshots sent to siblings that were behind the log's horizon."}),
 		compacted: prometheus.NewCounter(prometheus.CounterOpts{Name: "sibyl_node_log_compacted_entries_total",
@@ -42,9 +53,50 @@ func newMetrics() *metrics {
 		Help: "store.Snapshot records this node wrote while its copy was rebuilt."})
 	m.snapshotResumes = prometheus.NewCounter(prometheus.CounterOpts{Name: "sibyl_node_snapshot_resumes_total",
 		Help: "store.Snapshot transfers that continued from the position an earlier, broken one reached."})
-	m.reg.MustRegister(m.commits, m.fsync, m.batch, m.snapshotBytes, m.compacted, m.vacuumed,
+	m.reg.MustRegister(m.commits, m.commitSeconds, m.fsync, m.batch, m.snapshotBytes, m.compacted, m.vacuumed,
 		m.snapshotRecords, m.snapshotResumes, prometheus.NewGoCollector())
 	return m
+}
+
+// stateCollector reports, at each scrape, what the node's groups and subscriptions are
+// now: the replication lag of each sibling of the groups this node is main of, and the
+// open subscriptions.
+type stateCollector struct {
+	n   *Node
+	lag *prometheus.Desc
+	sub *prometheus.Desc
+}
+
+func newStateCollector(n *Node) *stateCollector {
+	return &stateCollector{n: n,
+		lag: prometheus.NewDesc("sibyl_replication_lag_entries",
+			"At a main: entries of its log a sibling does not hold yet (the main's last seq minus the sibling's match).",
+			[]string{"server", "node"}, nil),
+		sub: prometheus.NewDesc("sibyl_subscribers", "Subscriptions open on this node's client connections.", nil, nil)}
+}
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.lag; ch <- c.sub }
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	c.n.mu.RLock()
+	groups := make([]*group, 0, len(c.n.groups))
+	for _, g := range c.n.groups {
+		groups = append(groups, g)
+	}
+	c.n.mu.RUnlock()
+	for _, g := range groups {
+		g.mu.Lock()
+		if m := g.c.Replication(); m != nil {
+			last := m.LastSeq()
+			server := strconv.Itoa(int(g.id))
+			for id, p := range m.Peers() {
+				ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(last-min(p.Match, last)),
+					server, strconv.Itoa(int(id)))
+			}
+		}
+		g.mu.Unlock()
+	}
+	ch <- prometheus.MustNewConstMetric(c.sub, prometheus.GaugeValue, float64(c.n.subs.count()))
 }
 
 // Registry returns the registry the node's metrics live in (the API server adds its own).

@@ -155,6 +155,7 @@ func New(cfg Config) (*Node, error) {
 	n.ids = command.NewIDGen(cfg.ID, rand.Reader)
 	n.refusals = n.log.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second})
 	n.subs = newSubManager(n)
+	n.metrics.reg.MustRegister(newStateCollector(n))
 	if cfg.DataDir != "" {
 		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 			return nil, fmt.Errorf("node: data directory %s: %w", cfg.DataDir, err)

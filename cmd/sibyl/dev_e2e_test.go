@@ -188,6 +188,7 @@ func TestDevEndToEnd(t *testing.T) {
 	}
 
 	checkRouting(t, cf, rep.Resource.ID)
+	checkDashboard(t, cf)
 
 	// A child killed by its pid stays dead and dev says so.
 	victim := cf.Nodes[nodes-1]

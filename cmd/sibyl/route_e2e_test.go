@@ -163,7 +163,7 @@ func apiUpdates(t *testing.T, addr string) int {
 		t.Fatalf("metrics of %s: %v", addr, err)
 	}
 	defer resp.Body.Close()
-	const prefix = `sibyl_api_requests_total{op="update",code="ok"} `
+	const prefix = `sibyl_requests_total{op="update",code="ok"} `
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	for sc.Scan() {
