@@ -3,6 +3,7 @@ module github.com/sibylhq/sibyl
 go 1.26.8
 
 require (
+	github.com/BurntSushi/toml v1.6.0
 	github.com/anishathalye/porcupine v1.3.1
 	github.com/google/btree v1.1.3
 	github.com/gorilla/websocket v1.5.3

@@ -6,6 +6,8 @@
 //
 // Decisions recorded here:
 //
+//   - sibyl node and sibyl location take --config FILE, a TOML file of settings named like
+//     their flags (config.go); a flag or SIBYL_ variable overrides it.
 //   - Every flag can be set from SIBYL_<FLAG>. The environment is applied after the command
 //     line is parsed and only to flags the command line did not set, so the command line
 //     wins, and a repeatable flag given on the command line replaces the environment's list

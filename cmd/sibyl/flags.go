@@ -37,7 +37,8 @@ func newFlagSet(name, synopsis string, out io.Writer) *flag.FlagSet {
 // before or after positionals (sibyl get RID --consistency sibling), which the standard
 // parser alone does not allow: it stops at the first positional. Everything after "--" is
 // positional. Then every flag not given on the command line is taken from its SIBYL_
-// variable in env (lookup), so the command line always wins over the environment.
+// variable in env (lookup), so the command line always wins over the environment; and,
+// for a command with --config, every flag still unset from that file (config.go).
 func parseArgs(fs *flag.FlagSet, args []string, lookup func(string) (string, bool)) ([]string, error) {
 	var positional []string
 	for {
@@ -56,8 +57,20 @@ func parseArgs(fs *flag.FlagSet, args []string, lookup func(string) (string, boo
 		positional = append(positional, rest[0])
 		args = rest[1:]
 	}
+	set := map[string]string{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = "flag" })
 	if err := applyEnv(fs, lookup); err != nil {
 		return nil, err
+	}
+	fs.Visit(func(f *flag.Flag) {
+		if set[f.Name] == "" {
+			set[f.Name] = "env"
+		}
+	})
+	if c := configOf(fs); c != nil {
+		if err := c.apply(fs, set); err != nil {
+			return nil, err
+		}
 	}
 	return positional, nil
 }

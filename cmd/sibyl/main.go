@@ -94,7 +94,8 @@ func parseOrExit(fs *flag.FlagSet, args []string, stderr io.Writer) (positional 
 		// The flag package already printed its own parse errors with the usage; errors
 		// from the environment are ours to print.
 		var envErr *envError
-		if errors.As(err, &envErr) {
+		var cfgErr *configError
+		if errors.As(err, &envErr) || errors.As(err, &cfgErr) {
 			fmt.Fprintf(stderr, "sibyl %s: %v\n", fs.Name(), err)
 		}
 		return nil, exitUsage, false

@@ -45,6 +45,7 @@ func runLocation(args []string, stdout, stderr io.Writer) int {
 	var adminTokens listFlag
 	fs.Var(&adminTokens, "admin-token", "admin token every admin call must carry (repeatable; none: any admin call with the cluster secret is accepted)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	addConfigFlag(fs)
 	if _, code, ok := parseOrExit(fs, args, stderr); !ok {
 		return code
 	}
@@ -68,6 +69,7 @@ func runLocation(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return usageError(fs, stderr, "%v", err)
 	}
+	logEffective(log, fs)
 
 	// Listen before starting the controller: a busy port fails here, before raft opens its
 	// files, and peers reach the HTTP side as soon as the controller advertises it.
@@ -113,6 +115,7 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	vacuumEvery := fs.Duration("vacuum-every", 30*time.Second, "how often a main writes a vacuum entry")
 	tombstoneRetention := fs.Duration("tombstone-retention", 10*time.Minute, "age after which a tombstone every copy holds is vacuumed")
 	dedupeRetention := fs.Duration("dedupe-retention", 10*time.Minute, "age after which an idempotency key is forgotten")
+	addConfigFlag(fs)
 	if _, code, ok := parseOrExit(fs, args, stderr); !ok {
 		return code
 	}
@@ -140,6 +143,7 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return usageError(fs, stderr, "%v", err)
 	}
+	logEffective(log, fs)
 
 	ln, err := net.Listen("tcp", *httpAddr)
 	if err != nil {
