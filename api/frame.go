@@ -29,13 +29,13 @@ var knownOps = map[string]bool{
 	command.OpUnsubscribe: true, command.OpAcquireTicket: true, command.OpRenewTicket: true,
 	command.OpReleaseTicket: true, command.OpStatus: true, command.OpHello: true,
 	command.OpRegisterSibling: true, command.OpRemoveSibling: true, command.OpPromote: true,
-	command.OpDrain: true,
+	command.OpDrain: true, command.OpRemoveNode: true,
 }
 
 // isAdminOp reports whether op needs an admin token (docs/protocol.md §3).
 func isAdminOp(op string) bool {
 	switch op {
-	case command.OpRegisterSibling, command.OpRemoveSibling, command.OpPromote, command.OpDrain:
+	case command.OpRegisterSibling, command.OpRemoveSibling, command.OpPromote, command.OpDrain, command.OpRemoveNode:
 		return true
 	}
 	return false

@@ -25,6 +25,7 @@ const (
 	OpRemoveSibling   = "removeSibling"
 	OpPromote         = "promote"
 	OpDrain           = "drain"
+	OpRemoveNode      = "removeNode"
 )
 
 // IsWrite reports whether op changes state through a group's log.

@@ -66,7 +66,7 @@ func ValidateRequest(req *Request) *Error {
 		return nil
 	case OpRegisterSibling, OpRemoveSibling, OpPromote:
 		return first(checkServer("server", req.Server, true), checkServer("node", req.Node, true))
-	case OpDrain:
+	case OpDrain, OpRemoveNode:
 		return checkServer("node", req.Node, true)
 	case "":
 		return Errorf(CodeBadRequest, "op is missing")

@@ -52,6 +52,8 @@ func (c *Controller) handleAdmin(w http.ResponseWriter, r *http.Request) {
 		err = c.adminRemoveSibling(ctx, t, &req)
 	case command.OpDrain:
 		err = c.adminDrain(ctx, t, &req)
+	case command.OpRemoveNode:
+		err = c.adminRemoveNode(t, &req)
 	default:
 		err = command.Errorf(command.CodeBadRequest, "admin op %q is not supported by this controller yet", op)
 	}

@@ -278,6 +278,10 @@ func decodeCommand(data []byte) (dirCommand, error) {
 		var v setSpare
 		err = json.Unmarshal(env.Body, &v)
 		c = v
+	case kindRemoveNode:
+		var v removeNode
+		err = json.Unmarshal(env.Body, &v)
+		c = v
 	case kindSetManaged:
 		var v setManaged
 		err = json.Unmarshal(env.Body, &v)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -288,5 +289,34 @@ func TestFSMRestoreRejectsBadSnapshot(t *testing.T) {
 		if !bytes.Equal(before, snapshotBytes(t, f)) {
 			t.Fatalf("failed restore of %q changed the directory", data)
 		}
+	}
+}
+
+// removeNode refuses a node that is not spare or still holds a copy, so a stale admin
+// decision can never drop a node the directory still needs; a spare, empty node goes.
+func TestRemoveNodeRefusesANodeInUse(t *testing.T) {
+	s := newDirState()
+	s.Nodes[1] = nodeRecord{ID: 1, Addr: "a", Location: "l", Instance: "i1"}
+	s.Nodes[2] = nodeRecord{ID: 2, Addr: "b", Location: "l", Instance: "i2"}
+	s.Groups[1] = &command.GroupInfo{Server: 1, Epoch: 1, Main: 1, Siblings: []command.Member{{Node: 2, State: command.SiblingVoting}},
+		Active: command.Config{Version: 1, Voters: []uint16{2}}}
+	if err := (removeNode{Node: 2}).applyTo(s); err == nil {
+		t.Fatal("removed node 2, which is not spare")
+	}
+	n := s.Nodes[2]
+	n.Spare = true
+	s.Nodes[2] = n
+	if err := (removeNode{Node: 2}).applyTo(s); err == nil || !strings.Contains(err.Error(), "holds copies") {
+		t.Fatalf("removed node 2, a sibling of group 1: %v", err)
+	}
+	s.Groups[1].Siblings, s.Groups[1].Active.Voters = nil, nil
+	if err := (removeNode{Node: 2}).applyTo(s); err != nil {
+		t.Fatalf("remove a spare node with no copy: %v", err)
+	}
+	if _, ok := s.Nodes[2]; ok {
+		t.Fatal("node 2 is still in the directory")
+	}
+	if err := (removeNode{Node: 2}).applyTo(s); err == nil {
+		t.Fatal("removed node 2 twice")
 	}
 }

@@ -248,3 +248,37 @@ func (c *Controller) replacement(t *leaderTerm, server, except uint16) (uint16, 
 	}
 	return best, found
 }
+
+// adminRemoveNode decommissions node: it must be spare (drained), hold no copy, and be
+// stopped (not heard within down-after), since a running process would join again at once.
+// A process started later under the same ID joins as a new node.
+func (c *Controller) adminRemoveNode(t *leaderTerm, req *command.Request) *command.Error {
+	_, node, err := serverNode(req, false)
+	if err != nil {
+		return err
+	}
+	d := c.directoryFor(t)
+	n := d.NodeByID(node)
+	if n == nil {
+		return command.Errorf(command.CodeNotFound, "no node %d", node)
+	}
+	var held []uint16
+	for _, g := range d.Groups {
+		if g.Main == node || member(&g, node) != nil {
+			held = append(held, g.Server)
+		}
+	}
+	switch {
+	case len(held) > 0:
+		return command.Errorf(command.CodeConflict, "node %d holds copies of groups %v; drain it first", node, held)
+	case n.State != command.NodeSpare:
+		return command.Errorf(command.CodeConflict, "node %d is %s, not spare; drain it first", node, n.State)
+	case t.heardWithin(node, time.Now(), c.cfg.DownAfter):
+		return command.Errorf(command.CodeConflict, "node %d is still running; stop its process first", node)
+	}
+	if e := c.proposeLogged(removeNode{Node: node}); e != nil {
+		return command.Errorf(command.CodeConflict, "remove node %d: %v", node, e)
+	}
+	c.log.Info().Uint16("node", node).Msg("node removed from the directory")
+	return nil
+}

@@ -14,6 +14,7 @@ const (
 	kindRemoveSibling = "removeSibling"
 	kindSetSpare      = "setSpare"
 	kindSetManaged    = "setManaged"
+	kindRemoveNode    = "removeNode"
 )
 
 // removeSibling takes Node out of group Server: a learner at once, a voter through a
@@ -34,6 +35,12 @@ type setManaged struct {
 	Server uint16 `json:"server"`
 }
 
+// removeNode takes a spare node that holds no copy out of the directory (decommission).
+type removeNode struct {
+	Node uint16 `json:"node"`
+}
+
+func (removeNode) kind() string    { return kindRemoveNode }
 func (removeSibling) kind() string { return kindRemoveSibling }
 func (setSpare) kind() string      { return kindSetSpare }
 func (setManaged) kind() string    { return kindSetManaged }
@@ -81,4 +88,30 @@ func (c setManaged) applyTo(s *dirState) error {
 	}
 	g.Managed = true
 	return nil
+}
+
+func (c removeNode) applyTo(s *dirState) error {
+	n, ok := s.Nodes[c.Node]
+	if !ok {
+		return refuse("removeNode %d: no such node", c.Node)
+	}
+	if !n.Spare {
+		return refuse("removeNode %d: the node is not spare; drain it first", c.Node)
+	}
+	if held := copiesOf(s, c.Node); len(held) > 0 {
+		return refuse("removeNode %d: the node still holds copies of groups %v", c.Node, held)
+	}
+	delete(s.Nodes, c.Node)
+	return nil
+}
+
+// copiesOf lists the groups node is main or a sibling of.
+func copiesOf(s *dirState, node uint16) []uint16 {
+	var held []uint16
+	for _, g := range s.sortedGroupPtrs() {
+		if g.Main == node || siblingIndex(g, node) >= 0 {
+			held = append(held, g.Server)
+		}
+	}
+	return held
 }

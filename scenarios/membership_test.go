@@ -108,6 +108,9 @@ func TestDrainUnderLoad(t *testing.T) {
 		stops = append(stops, stop)
 	}
 	waitFor(t, 20*time.Second, "writes on every group", func() bool { return acked(all) >= 300 })
+	if err := adminCall(t, c, 1, command.OpRemoveNode, 0, 2); command.CodeOf(err) != command.CodeConflict {
+		t.Fatalf("removeNode of node 2 holding copies: %v, want conflict", err)
+	}
 	start := time.Now()
 	if err := adminCall(t, c, 1, command.OpDrain, 0, 2); err != nil {
 		t.Fatalf("drain node 2: %v", err)
@@ -143,6 +146,31 @@ func TestDrainUnderLoad(t *testing.T) {
 	}
 	lost := checkRun(t, c, h, all, 1)
 	t.Logf("drain of node 2 took %v; ops %d, failed %d, lost %d, linearizable: yes", took.Round(time.Millisecond), h.Len(), failed, lost)
+
+	// Decommission: refused while the drained node still runs, done once it is stopped.
+	if err := adminCall(t, c, 1, command.OpRemoveNode, 0, 2); command.CodeOf(err) != command.CodeConflict {
+		t.Fatalf("removeNode of a running spare node: %v, want conflict", err)
+	}
+	c.Kill(c.Node(2))
+	waitFor(t, 20*time.Second, "removeNode of the stopped spare node 2", func() bool {
+		err := adminCall(t, c, 1, command.OpRemoveNode, 0, 2)
+		if err != nil && command.CodeOf(err) != command.CodeConflict {
+			t.Fatalf("removeNode of the stopped spare node 2: %v", err)
+		}
+		return err == nil
+	})
+	st, err = c.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range st.Nodes {
+		if n.ID == 2 {
+			t.Fatalf("node 2 is still in the directory after removeNode: %+v", n)
+		}
+	}
+	if err := adminCall(t, c, 1, command.OpRemoveNode, 0, 2); command.CodeOf(err) != command.CodeNotFound {
+		t.Fatalf("removeNode of a removed node: %v, want not_found", err)
+	}
 }
 
 // registerOverWS sends registerSibling on a raw WebSocket and returns the phases of the

@@ -27,6 +27,7 @@ var adminOps = []adminOp{
 	{"remove-sibling", command.OpRemoveSibling, true, "remove --node from the siblings of group --server"},
 	{"promote", command.OpPromote, true, "hand the main role of group --server to its voting sibling --node"},
 	{"drain", command.OpDrain, false, "move every main role and copy off --node, then mark it spare"},
+	{"remove-node", command.OpRemoveNode, false, "take a drained, stopped --node out of the directory"},
 }
 
 func adminUsage(w io.Writer) {
