@@ -42,7 +42,7 @@ func wireError(err error) *command.Error {
 	if _, known := httpStatus[e.Code]; !known {
 		return command.Errorf(command.CodeInternal, "backend failed with unknown code %q: %s", e.Code, e.Message)
 	}
-	return &command.Error{Code: e.Code, Message: e.Message, Retryable: e.Code.Retryable()}
+	return &command.Error{Code: e.Code, Message: e.Message, Retryable: e.Code.Retryable(), RetryAfterMs: e.RetryAfterMs}
 }
 
 // statusOf is the HTTP status for an error object of wireError.

@@ -76,6 +76,9 @@ func (s *Server) restCall(w http.ResponseWriter, r *http.Request, op string) (*c
 	if err := access(op, ok, admin); err != nil {
 		return nil, err
 	}
+	if err := s.checkRate(ok, token, clientIP(r)); err != nil {
+		return nil, err
+	}
 	req, err := s.restRequest(w, r, op)
 	if err != nil {
 		return nil, err
@@ -246,6 +249,9 @@ func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
 func writeError(w http.ResponseWriter, e *command.Error) {
 	if e.Code == command.CodeUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="sibyl"`)
+	}
+	if e.RetryAfterMs > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt((e.RetryAfterMs+999)/1000, 10))
 	}
 	body, err := json.Marshal(restError{Error: e})
 	if err != nil { // an Error is strings and a bool; this cannot fail

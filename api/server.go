@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/rs/zerolog"
@@ -19,6 +20,7 @@ import (
 const (
 	DefaultMaxFrameBytes     = 1 << 20
 	DefaultMaxPendingPerConn = 1024
+	DefaultMaxConnsPerIP     = 1000
 	DefaultMaxDepth          = 64
 )
 
@@ -35,6 +37,12 @@ type Options struct {
 	MaxPendingPerConn int
 	// MaxDepth bounds the nesting of a frame's JSON (default 64; the frame is level 1).
 	MaxDepth int
+	// MaxConnsPerIP bounds the WebSocket connections open from one client IP (default
+	// 1000; negative: none); one more is refused with 429 rate_limited.
+	MaxConnsPerIP int
+	// RatePerSecond bounds the requests a second per token, or per IP for callers without
+	// one (0: no limit); the excess gets rate_limited with retryAfterMs.
+	RatePerSecond int
 	// Logger receives connection and failure logs; the zero value logs nothing.
 	Logger zerolog.Logger
 	// Metrics is where the server counts; nil gives the server its own. GET /metrics
@@ -52,6 +60,9 @@ type Server struct {
 	upgrade websocket.Upgrader
 	handler http.Handler
 
+	rate    *rateLimiter
+	ipConns ipConns
+
 	mu     sync.Mutex
 	conns  map[*wsConn]struct{}
 	closed bool
@@ -68,12 +79,17 @@ func NewServer(b Backend, opts Options) *Server {
 	if opts.MaxDepth <= 0 {
 		opts.MaxDepth = DefaultMaxDepth
 	}
+	if opts.MaxConnsPerIP == 0 {
+		opts.MaxConnsPerIP = DefaultMaxConnsPerIP
+	}
 	s := &Server{
 		b:       b,
 		opts:    opts,
 		log:     opts.Logger.With().Str("component", "api").Logger(),
 		metrics: opts.Metrics,
 		conns:   map[*wsConn]struct{}{},
+		rate:    newRateLimiter(opts.RatePerSecond, time.Now),
+		ipConns: ipConns{max: opts.MaxConnsPerIP, n: map[string]int{}},
 	}
 	if s.metrics == nil {
 		s.metrics = NewMetrics()

@@ -50,6 +50,8 @@ type wsConn struct {
 	answers  []answer
 	answered chan struct{} // capacity 1
 
+	ip string // the client's address, for its rate limit without a token
+
 	// Read loop only. token is the one the connection authenticated with, passed on with
 	// admin calls (see adminToken).
 	authed, admin bool
@@ -64,6 +66,12 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		writeError(w, command.Errorf(command.CodeUnavailable, "server is shutting down"))
 		return
 	}
+	ip := clientIP(r)
+	if !s.ipConns.open(ip) {
+		writeError(w, rateLimited(time.Second, "more than %d connections from %s", s.opts.MaxConnsPerIP, ip))
+		return
+	}
+	defer s.ipConns.close(ip)
 	ws, err := s.upgrade.Upgrade(w, r, nil) // on failure gorilla has answered already
 	if err != nil {
 		s.log.Debug().Err(err).Str("remote", r.RemoteAddr).Msg("websocket upgrade failed")
@@ -76,6 +84,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		ctx:      ctx,
 		cancel:   cancel,
 		out:      make(chan outFrame, s.opts.MaxPendingPerConn+64),
+		ip:       ip,
 		wake:     make(chan struct{}, 1),
 		answered: make(chan struct{}, 1),
 		quit:     make(chan struct{}),
@@ -187,8 +196,12 @@ func (c *wsConn) handle(frame []byte, start time.Time) {
 		return
 	}
 	if c.pending.Load() >= int64(c.s.opts.MaxPendingPerConn) {
-		c.reply(id, req.Op, nil, command.Errorf(command.CodeRateLimited,
+		c.reply(id, req.Op, nil, rateLimited(10*time.Millisecond,
 			"more than %d requests outstanding on this connection", c.s.opts.MaxPendingPerConn), start)
+		return
+	}
+	if err := c.s.checkRate(c.authed, c.token, c.ip); err != nil {
+		c.reply(id, req.Op, nil, err, start)
 		return
 	}
 	adminToken(req, c.token)

@@ -48,6 +48,8 @@ type Error struct {
 	Code      Code   `json:"code"`
 	Message   string `json:"message"`
 	Retryable bool   `json:"retryable"`
+	// RetryAfterMs: for rate_limited, how long to wait before the request can succeed.
+	RetryAfterMs int64 `json:"retryAfterMs,omitempty"`
 }
 
 func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }

@@ -28,7 +28,8 @@ func (w wakeChan) Wake() {
 
 // Limits of one connection's subscriptions.
 const (
-	// maxSubsPerSession: more get rate_limited (docs/design.md "Security").
+	// maxSubsPerSession is the default of Config.MaxSubs: more get rate_limited
+	// (docs/design.md "Security").
 	maxSubsPerSession = 1000
 	// subBuffer is how many frames a subscription may have waiting for its connection
 	// before it gets lagged and ends.
@@ -74,6 +75,14 @@ func (ss *subSession) push(frame json.RawMessage) <-chan struct{} {
 	return taken
 }
 
+// maxSubs is the node's limit of subscriptions per connection.
+func (m *subManager) maxSubs() int {
+	if m.n.cfg.MaxSubs > 0 {
+		return m.n.cfg.MaxSubs
+	}
+	return maxSubsPerSession
+}
+
 func newSubSession(m *subManager, out Outbox) *subSession {
 	return &subSession{m: m, out: out, subs: map[string]*subscription{}}
 }
@@ -87,8 +96,10 @@ func (ss *subSession) add(s *subscription) *command.Error {
 		return command.Errorf(command.CodeUnavailable, "the connection is closing")
 	case ss.subs[s.id] != nil:
 		return command.Errorf(command.CodeBadRequest, "subscription %q is already open on this connection", s.id)
-	case len(ss.subs) >= maxSubsPerSession:
-		return command.Errorf(command.CodeRateLimited, "more than %d subscriptions on this connection", maxSubsPerSession)
+	case len(ss.subs) >= ss.m.maxSubs():
+		e := command.Errorf(command.CodeRateLimited, "more than %d subscriptions on this connection", ss.m.maxSubs())
+		e.RetryAfterMs = 1000
+		return e
 	}
 	ss.subs[s.id] = s
 	return nil

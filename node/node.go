@@ -37,6 +37,9 @@ type Config struct {
 	// MaxClockDrift is ρ, the declared bound on clock rate drift: the main expires a ticket
 	// ttl·(1+ρ) after granting it (default DefaultMaxClockDrift, 1e-3).
 	MaxClockDrift float64
+	// MaxSubs bounds the subscriptions one client connection has open (default 1000);
+	// one more gets rate_limited.
+	MaxSubs int
 	// ClusterSecret, when set, is presented on every call this node makes to other nodes
 	// and to the controllers, and required on every call to its /v1/internal/ endpoints.
 	ClusterSecret string
@@ -148,6 +151,9 @@ func New(cfg Config) (*Node, error) {
 	}
 	if cfg.DedupeRetention <= 0 {
 		cfg.DedupeRetention = 10 * time.Minute
+	}
+	if cfg.MaxSubs <= 0 {
+		cfg.MaxSubs = maxSubsPerSession
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With().Uint16("node", uint16(cfg.ID)).Logger(),
 		instance: ulid.Make().String(), groups: map[command.ServerID]*group{}, metrics: newMetrics(),

@@ -115,9 +115,18 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	vacuumEvery := fs.Duration("vacuum-every", 30*time.Second, "how often a main writes a vacuum entry")
 	tombstoneRetention := fs.Duration("tombstone-retention", 10*time.Minute, "age after which a tombstone every copy holds is vacuumed")
 	dedupeRetention := fs.Duration("dedupe-retention", 10*time.Minute, "age after which an idempotency key is forgotten")
+	maxFrame := fs.Int("max-frame", api.DefaultMaxFrameBytes, "largest client frame or REST body in bytes (larger: too_large)")
+	maxInflight := fs.Int("max-inflight", api.DefaultMaxPendingPerConn, "requests one client connection may have outstanding (more: rate_limited)")
+	maxSubs := fs.Int("max-subs", 1000, "subscriptions one client connection may have open (more: rate_limited)")
+	maxConnsPerIP := fs.Int("max-conns-per-ip", api.DefaultMaxConnsPerIP, "WebSocket connections open from one client IP (more: refused with rate_limited)")
+	rate := fs.Int("rate", 0, "requests a second per token, or per IP without tokens (0: no limit; more: rate_limited with retryAfterMs)")
 	addConfigFlag(fs)
 	if _, code, ok := parseOrExit(fs, args, stderr); !ok {
 		return code
+	}
+	if *maxFrame < 1024 || *maxInflight < 1 || *maxSubs < 1 || *maxConnsPerIP < 1 || *rate < 0 {
+		return usageError(fs, stderr, "--max-frame %d (at least 1024), --max-inflight %d, --max-subs %d, --max-conns-per-ip %d (at least 1), --rate %d (0 or more)",
+			*maxFrame, *maxInflight, *maxSubs, *maxConnsPerIP, *rate)
 	}
 	if *id < 1 || *id > 65535 {
 		return usageError(fs, stderr, "--id %d: want a server ID in 1..65535", *id)
@@ -155,7 +164,7 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 		Location: *loc, WriteTimeout: *writeTimeout, DownAfter: *downAfter, ClusterSecret: *secret,
 		MaxClockDrift: *drift, Logger: log, SyncRate: *syncRate, LogKeep: *logKeep, LogKeepMax: *logKeepMax,
 		VacuumEvery: *vacuumEvery, TombstoneRetention: *tombstoneRetention, DedupeRetention: *dedupeRetention,
-		FlushBytes: *flushBytes, FlushEvery: *flushEvery,
+		FlushBytes: *flushBytes, FlushEvery: *flushEvery, MaxSubs: *maxSubs,
 	})
 	if err != nil {
 		ln.Close()
@@ -165,6 +174,7 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	apiMetrics := api.NewMetrics()
 	srv := api.NewServer(nodeBackend{n}, api.Options{
 		ClientTokens: tokens, AdminTokens: adminTokens, Logger: log, Metrics: apiMetrics,
+		MaxFrameBytes: *maxFrame, MaxPendingPerConn: *maxInflight, MaxConnsPerIP: *maxConnsPerIP, RatePerSecond: *rate,
 	})
 	return serveUntilSignal(log, ln, nodeMux(n, srv, apiMetrics), srv.Close, n.Close)
 }
