@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"strconv"
@@ -111,12 +112,20 @@ func (c *conn) cause() error {
 }
 
 func (c *conn) readLoop() {
+	var scratch bytes.Buffer
 	for {
-		_, data, err := c.ws.ReadMessage()
+		// The frame is read into one buffer kept from frame to frame: decoding copies what
+		// a reply keeps, and an event handler gets its own copy.
+		_, rd, err := c.ws.NextReader()
+		if err == nil {
+			scratch.Reset()
+			_, err = scratch.ReadFrom(rd)
+		}
 		if err != nil {
 			c.fail(err)
 			return
 		}
+		data := scratch.Bytes()
 		var r wireReply
 		if json.Unmarshal(data, &r) != nil {
 			continue // a frame that is not JSON cannot be matched to a request
@@ -128,7 +137,7 @@ func (c *conn) readLoop() {
 			h := c.subs[r.Sub]
 			c.mu.Unlock()
 			if h != nil {
-				h(data)
+				h(bytes.Clone(data))
 			}
 			continue
 		}
@@ -204,7 +213,10 @@ func (c *conn) send(ctx context.Context, req *command.Request, timeout time.Dura
 		}
 	}()
 
-	frame, err := json.Marshal(outFrame{ID: id, Request: req})
+	frame, fast := appendRequestFrame(make([]byte, 0, 160+len(req.Data)+len(req.Patch)), id, req)
+	if !fast {
+		frame, err = json.Marshal(outFrame{ID: id, Request: req})
+	}
 	if err != nil {
 		forget()
 		return nil, id, false, command.Errorf(command.CodeBadRequest, "encoding %s request: %v", req.Op, err)
