@@ -8,6 +8,12 @@
 // schedules of many seconds run in about a second each on virtual time, checked the same
 // way. -inproc.seed=N replays one; -inproc.runs (or SIBYL_INPROC_RUNS) sets how many.
 //
+// The writers (workload.go) run every op of the protocol with idempotency keys: create,
+// update and merge patch (some conditional on ifVersion), delete, conditional patches of
+// another writer's resource, and tickets with fenced writes; readers read linearizably.
+// History checks every resource's operations against a model of one resource (existence,
+// data, version, ticket), so a lost, doubled or misplaced effect of any op fails it.
+//
 // TestMain builds the binary once. Each test starts its own cluster on its own ports
 // (chosen from a seeded sequence, printed with the seed) and data directory, and stops it
 // when done.

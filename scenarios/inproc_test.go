@@ -80,8 +80,8 @@ func TestInProcFaults(t *testing.T) {
 			if r.h == nil {
 				return // failed before the workload started
 			}
-			t.Logf("seed %d: %s; %d ops, %d acked, %d reads, %d sibling reads, %d epochs, %v virtual", seed, strings.Join(r.faults, ", "),
-				r.h.Len(), ackedOf(r), r.reads.Load(), r.siblingReads.Load(), r.promoted, r.virtual.Round(time.Millisecond))
+			t.Logf("seed %d: %s; %d ops (%s), %d acked, %d reads, %d sibling reads, %d epochs, %v virtual", seed, strings.Join(r.faults, ", "),
+				r.h.Len(), r.h.CountsString(), ackedOf(r), r.reads.Load(), r.siblingReads.Load(), r.promoted, r.virtual.Round(time.Millisecond))
 			checkInProc(t, r)
 			ops += r.h.Len()
 			acked += ackedOf(r)
@@ -185,8 +185,11 @@ func runInProc(t *testing.T, seed uint64) *inprocResult {
 		for i := 0; i < inprocWriters; i++ {
 			w := newWriter(t, i, newClient(i), 1, r.h)
 			w.keyed, w.opTimeout, w.pace = true, 10*time.Second, dur(20*time.Millisecond, 80*time.Millisecond)
+			w.mix = true
+			w.seed(seed*100 + uint64(i))
 			r.writers = append(r.writers, w)
 		}
+		pairPeers(r.writers)
 		ctx, stopWriters := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
 		for _, w := range r.writers {
@@ -256,6 +259,7 @@ func runInProc(t *testing.T, seed uint64) *inprocResult {
 		for _, w := range r.writers {
 			r.lost += w.lostWrites(t, rc)
 		}
+		r.lost += doubledCreates(t, rc, 1)
 		// Subscribers catch up to the last acknowledged event write, then stop.
 		var last uint64
 		for _, w := range r.ew.writes {
@@ -286,20 +290,25 @@ func runInProc(t *testing.T, seed uint64) *inprocResult {
 	return r
 }
 
-// readLoop reads the writers' resources in turn, linearizably, recording each answer in h,
-// until ctx ends; it returns how many reads were answered. A failed read changes nothing
-// and is not recorded.
+// readLoop reads the writers' resources in turn, linearizably, recording each answer in h
+// (a resource, or not_found), until ctx ends; it returns how many reads were answered. A
+// failed read changes nothing and is not recorded.
 func readLoop(ctx context.Context, id int, cl *client.Client, h *History, ws []*writer) int64 {
 	var n int64
 	for i := 0; ctx.Err() == nil; i++ {
-		w := ws[i%len(ws)]
-		call := h.Now()
-		rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		rep, err := cl.Get(rctx, w.rid, command.Linearizable)
-		cancel()
-		if err == nil {
-			h.Read(id, w.rid, call, string(rep.Resource.Data), rep.Resource.Version, true)
-			n++
+		if rid := ws[i%len(ws)].currentRID(); rid != "" {
+			call := h.Now()
+			rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			rep, err := cl.Get(rctx, rid, command.Linearizable)
+			cancel()
+			switch {
+			case err == nil:
+				h.Record(id, Op{Op: command.OpGet, RID: rid}, call, Result{Data: canonData(rep.Resource.Data), Version: rep.Resource.Version})
+				n++
+			case command.CodeOf(err) == command.CodeNotFound:
+				h.Record(id, Op{Op: command.OpGet, RID: rid}, call, Result{Code: command.CodeNotFound})
+				n++
+			}
 		}
 		time.Sleep(30 * time.Millisecond) // think time; not synchronisation
 	}
@@ -315,16 +324,16 @@ func siblingReadLoop(ctx context.Context, cl *client.Client, r *inprocResult, mo
 		if i%10 == 9 {
 			moveOn()
 		}
-		w := r.writers[i%len(r.writers)]
+		rid := r.writers[i%len(r.writers)].currentRID()
 		rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		rep, err := cl.Get(rctx, w.rid, command.SiblingRead)
+		rep, err := cl.Get(rctx, rid, command.SiblingRead)
 		cancel()
 		if err == nil {
 			r.siblingReads.Add(1)
-			if v := rep.Resource.Version; v < seen[w.rid] {
+			if v := rep.Resource.Version; v < seen[rid] {
 				r.backwards.Add(1)
 			} else {
-				seen[w.rid] = v
+				seen[rid] = v
 			}
 		}
 		time.Sleep(30 * time.Millisecond) // think time; not synchronisation
