@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"maps"
 	"math/rand"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -44,11 +46,15 @@ import (
 // sim_tickets_test.go) and porcupine (sim_model_test.go).
 // Once the faults heal, the group must settle and every request be answered within
 // bounds (invariant 15), or the schedule fails.
-// A failure prints its seed; -sim.seed=N replays it, -sim.trace logs its events.
+//
+// Seeds 1..-sim.runs run every time; -sim.fresh (or SIBYL_SIM_FRESH) more, drawn from the
+// clock, explore new schedules in each run and are printed before they run. A failure
+// prints its seed; -sim.seed=N replays it, -sim.trace logs its events.
 
 var (
 	simSeed  = flag.Int64("sim.seed", 0, "run only this seed of the directory+replication simulation")
 	simRuns  = flag.Int("sim.runs", 1000, "schedules of the directory+replication simulation to run")
+	simFresh = flag.Int("sim.fresh", -1, "fresh random seeds of the simulation beside seeds 1..runs (default 25, or SIBYL_SIM_FRESH)")
 	simTrace = flag.Bool("sim.trace", false, "log the simulation's events")
 )
 
@@ -604,13 +610,40 @@ func (s *sim) settled() bool {
 	return m.up && m.role == roleMainSim && m.roleEpoch == g.Epoch && m.main.Commit() == m.log.Last() && m.persisted == m.log.Last()
 }
 
-func simSeeds() []int64 {
+// simSeeds returns the seeds to run: -sim.seed alone, or 1..runs (the same in every run:
+// regressions) and then a few fresh ones drawn from the clock (also returned apart), which
+// explore schedules no run tried before.
+func simSeeds() (seeds, fresh []int64) {
 	if *simSeed != 0 {
-		return []int64{*simSeed}
+		return []int64{*simSeed}, nil
 	}
-	out := make([]int64, 0, *simRuns)
+	seeds = make([]int64, 0, *simRuns)
 	for i := 1; i <= *simRuns; i++ {
-		out = append(out, int64(i))
+		seeds = append(seeds, int64(i))
+	}
+	k := 25
+	if v, err := strconv.Atoi(os.Getenv("SIBYL_SIM_FRESH")); err == nil && v >= 0 {
+		k = v
+	}
+	if *simFresh >= 0 {
+		k = *simFresh
+	}
+	fresh = freshSeeds(k)
+	return append(seeds, fresh...), fresh
+}
+
+// freshSeeds draws k seeds from the clock, above the range of the regression seeds.
+func freshSeeds(k int) []int64 {
+	x := uint64(time.Now().UnixNano())
+	out := make([]int64, 0, k)
+	for range k {
+		// splitmix64: consecutive clock readings give unrelated seeds
+		x += 0x9e3779b97f4a7c15
+		z := x
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+		z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+		z ^= z >> 31
+		out = append(out, int64(1_000_000+z%1_000_000_000_000))
 	}
 	return out
 }
@@ -618,7 +651,13 @@ func simSeeds() []int64 {
 func TestSimulation(t *testing.T) {
 	start := time.Now()
 	var total simStats
-	for _, seed := range simSeeds() {
+	seeds, fresh := simSeeds()
+	if len(fresh) > 0 {
+		msg := fmt.Sprintf("TestSimulation: fresh seeds this run %v; replay one with: go test ./location -run 'TestSimulation$' -sim.seed=N -sim.trace", fresh)
+		fmt.Println(msg) // also on stdout, in case the run dies before the test's log is shown
+		t.Log(msg)
+	}
+	for _, seed := range seeds {
 		var st simStats
 		ok := t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { st = runSim(t, seed, "") })
 		if !ok {

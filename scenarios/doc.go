@@ -6,7 +6,9 @@
 // The same code also runs in one process (inproc_*_test.go): controllers and nodes on
 // memnet, an in-memory network, inside a testing/synctest bubble, so seeded fault
 // schedules of many seconds run in about a second each on virtual time, checked the same
-// way. -inproc.seed=N replays one; -inproc.runs (or SIBYL_INPROC_RUNS) sets how many.
+// way. Seeds 1..N run every time (-inproc.runs or SIBYL_INPROC_RUNS sets N, default 20),
+// then a few fresh seeds drawn from the clock (-inproc.fresh or SIBYL_INPROC_FRESH, default
+// 2), printed before they run; -inproc.seed=N replays one.
 //
 // The writers (workload.go) run every op of the protocol with idempotency keys: create,
 // update and merge patch (some conditional on ifVersion), delete, conditional patches of

@@ -28,8 +28,9 @@ import (
 // their timing, link latencies, client choices); goroutine interleavings are the Go
 // scheduler's, so a replay repeats the schedule, not necessarily the exact history.
 var (
-	inprocSeed = flag.Uint64("inproc.seed", 0, "run only this seed of TestInProcFaults")
-	inprocRuns = flag.Int("inproc.runs", 0, "schedules of TestInProcFaults (default 20, or SIBYL_INPROC_RUNS)")
+	inprocSeed  = flag.Uint64("inproc.seed", 0, "run only this seed of TestInProcFaults")
+	inprocRuns  = flag.Int("inproc.runs", 0, "schedules of TestInProcFaults (default 20, or SIBYL_INPROC_RUNS)")
+	inprocFresh = flag.Int("inproc.fresh", -1, "fresh random seeds of TestInProcFaults beside seeds 1..runs (default 2, or SIBYL_INPROC_FRESH)")
 )
 
 const (
@@ -69,8 +70,17 @@ type inprocResult struct {
 // promote. Then everything heals, and the run is checked: the history with porcupine,
 // no acknowledged write lost, every acknowledged event write delivered to each
 // subscriber once and in order.
+//
+// Seeds 1..runs are the same in every run (regressions); a few fresh seeds, drawn from the
+// clock, explore new schedules each run. The fresh seeds are printed before they run, and
+// a failing seed prints the command that replays it.
 func TestInProcFaults(t *testing.T) {
-	seeds := inprocSeeds()
+	seeds, fresh := inprocSeeds()
+	if len(fresh) > 0 {
+		msg := fmt.Sprintf("TestInProcFaults: fresh seeds this run %v; replay one with: go test -race ./scenarios -run 'TestInProcFaults$' -inproc.seed=N -v", fresh)
+		fmt.Println(msg) // also on stdout, in case the run dies before the test's log is shown
+		t.Log(msg)
+	}
 	var ops, acked, reads, sibReads, lost, promotions int
 	var virtual time.Duration
 	start := time.Now()
@@ -91,7 +101,7 @@ func TestInProcFaults(t *testing.T) {
 			promotions += int(r.promoted)
 			virtual += r.virtual
 			if t.Failed() {
-				t.Logf("replay: go test ./scenarios -run 'TestInProcFaults$' -inproc.seed=%d -v\n%s", seed, r.tailOnErr)
+				t.Logf("replay: go test -race ./scenarios -run 'TestInProcFaults$' -inproc.seed=%d -v\n%s", seed, r.tailOnErr)
 			}
 		})
 	}
@@ -99,9 +109,11 @@ func TestInProcFaults(t *testing.T) {
 		len(seeds), time.Since(start).Round(time.Millisecond), virtual.Round(time.Second), ops, acked, reads, sibReads, lost, promotions)
 }
 
-func inprocSeeds() []uint64 {
+// inprocSeeds returns the seeds to run: -inproc.seed alone, or 1..runs and then the fresh
+// ones (also returned apart).
+func inprocSeeds() (seeds, fresh []uint64) {
 	if *inprocSeed != 0 {
-		return []uint64{*inprocSeed}
+		return []uint64{*inprocSeed}, nil
 	}
 	n := 20
 	if v, err := strconv.Atoi(os.Getenv("SIBYL_INPROC_RUNS")); err == nil && v > 0 {
@@ -110,11 +122,36 @@ func inprocSeeds() []uint64 {
 	if *inprocRuns > 0 {
 		n = *inprocRuns
 	}
-	seeds := make([]uint64, n)
+	seeds = make([]uint64, n)
 	for i := range seeds {
 		seeds[i] = uint64(i + 1)
 	}
-	return seeds
+	k := 2
+	if v, err := strconv.Atoi(os.Getenv("SIBYL_INPROC_FRESH")); err == nil && v >= 0 {
+		k = v
+	}
+	if *inprocFresh >= 0 {
+		k = *inprocFresh
+	}
+	fresh = freshSeeds(k)
+	return append(seeds, fresh...), fresh
+}
+
+// freshSeeds draws k seeds from the clock, above the range of the regression seeds, so
+// that each run tries schedules no run tried before.
+func freshSeeds(k int) []uint64 {
+	x := uint64(time.Now().UnixNano())
+	out := make([]uint64, 0, k)
+	for range k {
+		// splitmix64: consecutive clock readings give unrelated seeds
+		x += 0x9e3779b97f4a7c15
+		z := x
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+		z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+		z ^= z >> 31
+		out = append(out, 1_000_000+z%1_000_000_000_000)
+	}
+	return out
 }
 
 func ackedOf(r *inprocResult) int {
