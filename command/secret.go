@@ -6,7 +6,7 @@ import (
 )
 
 // SecretHeader carries the cluster secret on every call between Sibyl processes: node to
-// node, node to controller, controller to node and controller to controller (PROTOCOL.md
+// node, node to controller, controller to node and controller to controller (docs/protocol.md
 // §7). A process configured with a secret refuses an internal call without it with
 // unauthorized (HTTP 401).
 const SecretHeader = "X-Sibyl-Secret"

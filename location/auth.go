@@ -7,7 +7,7 @@ import (
 	"github.com/sibylhq/sibyl/command"
 )
 
-// Authentication of the controller's HTTP endpoints (PROTOCOL.md §7).
+// Authentication of the controller's HTTP endpoints (docs/protocol.md §7).
 //
 // With Config.ClusterSecret set, every /v1/internal/ endpoint (join, heartbeat, directory,
 // suspect, abandon, controller, admin) answers a call without that secret in the

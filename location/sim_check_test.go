@@ -32,6 +32,10 @@ import (
 //	6, 10-13: see sim_oracle_test.go and sim_tickets_test.go
 //	14 configs: a main counts only committed configs; a choice is made from seals that
 //	   cover every unactivated config; learners are never chosen
+//	15 liveness: once every fault has healed, the group settles (a main acting in the
+//	   directory's epoch commits everything it holds, with no config change or promotion
+//	   open) within simSettleBound, and every client request is answered within
+//	   simAnswerBound of the healing or of its sending, whichever is later (livenessCheck)
 
 const openReturn = int64(1) << 62
 
@@ -82,6 +86,18 @@ type simChecker struct {
 	choices  map[uint64]map[uint16]command.SealReply
 	lostDisk map[uint16]bool
 	maxEpoch uint64
+	// liveness: when every fault healed (0: not yet), and since when each client has
+	// waited for the answer to its current request
+	healedAt, settledAt time.Duration
+	// backoff is what remained, when the faults healed, of the controller leader's
+	// promotion backoff for the group: attempts before it ends are not expected.
+	backoff time.Duration
+	waiting map[*simClient]waitingSince
+}
+
+type waitingSince struct {
+	req   *command.Request
+	since time.Duration
 }
 
 func newChecker(s *sim) *simChecker {
@@ -90,7 +106,7 @@ func newChecker(s *sim) *simChecker {
 		keySeq: map[string]uint64{}, firstReply: map[string]*command.Reply{}, keyRID: map[string]string{},
 		ledger: map[uint64]uint64{}, mainOf: map[uint64]uint16{}, dirMain: map[uint64]uint16{}, configs: map[uint64][]uint16{},
 		checked: map[uint16]uint64{}, epochs: map[uint16]uint64{}, sealLog: map[[2]uint64][]uint64{},
-		choices: map[uint64]map[uint16]command.SealReply{}, lostDisk: map[uint16]bool{}}
+		choices: map[uint64]map[uint16]command.SealReply{}, lostDisk: map[uint16]bool{}, waiting: map[*simClient]waitingSince{}}
 	c.clients = newClients(s)
 	for range simSubs {
 		c.subs = append(c.subs, &simSub{})
@@ -350,4 +366,102 @@ func (c *simChecker) final() {
 	case porcupine.Unknown:
 		s.fatalf("linearizability check of %d operations timed out", len(history))
 	}
+}
+
+// Liveness bounds (docs/replication.md invariant 15), in simulated time from the moment every
+// fault healed, after the promotion backoff the controller leader had then for the group
+// (docs/replication.md case 7: automatic attempts back off exponentially, up to 64×down-after
+// here). The rule asks for a main that commits within 3×down-after plus push time once
+// faults heal; the nodes that were down restart at that moment and join again, a new
+// attempt's seals may miss a node still joining, and a controller leader may first have to
+// be elected, so the bounds leave room for that: schedules of TestSimulation settle well
+// inside them (TestSimulation logs the slowest), while a group that stays without a
+// working main, or a request that is never answered, exceeds them by far.
+const (
+	simSettleBound = 30 * simDownAfter
+	simAnswerBound = 30 * simDownAfter
+	// simMaxBackoff is the longest backoff the controller sets (promotions.finish).
+	simMaxBackoff = 64 * simDownAfter
+)
+
+// healed: every fault is over from now on.
+func (c *simChecker) healed() {
+	s := c.s
+	c.healedAt, c.settledAt, c.backoff = s.now, 0, 0
+	c.waiting = map[*simClient]waitingSince{}
+	if s.term != nil {
+		p := s.term.lt.promo
+		p.mu.Lock()
+		next, ok := p.next[simGroup]
+		p.mu.Unlock()
+		if ok {
+			c.backoff = min(max(next.Sub(s.term.now(s)), 0), simMaxBackoff)
+		}
+	}
+}
+
+// livenessCheck runs after every step once the faults healed: it returns a description
+// of the failure when the group has not settled within simSettleBound, or a client's
+// request has waited for its answer longer than simAnswerBound ("" while neither holds).
+// settled tells whether the group is settled now.
+func (c *simChecker) livenessCheck(settled bool) string {
+	s := c.s
+	since := s.now - c.healedAt - c.backoff
+	if settled && c.settledAt == 0 {
+		c.settledAt = s.now
+		s.stats.settleMax = max(s.stats.settleMax, since)
+	}
+	if !settled && since > simSettleBound {
+		return fmt.Sprintf("liveness: the group has not settled %v after every fault healed and the promotion backoff (%v) ended (bound %v): %s (invariant 15)",
+			since, c.backoff, simSettleBound, c.livenessState())
+	}
+	failure := ""
+	for _, cl := range c.clients {
+		if cl.req == nil {
+			delete(c.waiting, cl)
+			continue
+		}
+		w, ok := c.waiting[cl]
+		if !ok || w.req != cl.req {
+			w = waitingSince{req: cl.req, since: s.now}
+			c.waiting[cl] = w
+		}
+		waited := s.now - max(w.since, c.healedAt+c.backoff)
+		s.stats.waitMax = max(s.stats.waitMax, waited)
+		s.stats.backoffMax = max(s.stats.backoffMax, c.backoff)
+		if waited > simAnswerBound && failure == "" {
+			failure = fmt.Sprintf("liveness: client %d has waited %v since the faults healed and the promotion backoff (%v) ended for the answer to its %s %s (tries %d, bound %v): %s (invariant 15)",
+				cl.id, waited, c.backoff, cl.req.Op, cl.req.RID, cl.tries, simAnswerBound, c.livenessState())
+		}
+	}
+	return failure
+}
+
+// answeredSince reports whether every request outstanding in snapshot (an earlier copy of
+// c.waiting) has had its answer: its client has moved on to another request, or none.
+func (c *simChecker) answeredSince(snapshot map[*simClient]waitingSince) bool {
+	for cl, w := range snapshot {
+		if cl.req == w.req {
+			return false
+		}
+	}
+	return true
+}
+
+// livenessState describes what the group's main is doing, for a liveness failure.
+func (c *simChecker) livenessState() string {
+	s := c.s
+	g := s.group()
+	if g == nil {
+		return "no directory record"
+	}
+	if g.Main == 0 {
+		return "the directory names no main: " + groupString(g)
+	}
+	m := s.node(g.Main)
+	state := fmt.Sprintf("directory: %s; main node %d up=%v role=%s roleEpoch=%d", groupString(g), m.id, m.up, m.c.Role(), m.c.Epoch())
+	if m.c.Replication() != nil {
+		state += fmt.Sprintf(" commit=%d last=%d persisted=%d", m.c.Commit(), m.log.Last(), m.persisted)
+	}
+	return state
 }

@@ -3,8 +3,12 @@ package location
 import (
 	"flag"
 	"fmt"
+	"maps"
 	"math/rand"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,11 +45,17 @@ import (
 // contend for tickets, and subscribe to the group's events. Every schedule is checked
 // against the invariants of docs/replication.md (sim_check_test.go, sim_oracle_test.go,
 // sim_tickets_test.go) and porcupine (sim_model_test.go).
-// A failure prints its seed; -sim.seed=N replays it, -sim.trace logs its events.
+// Once the faults heal, the group must settle and every request be answered within
+// bounds (invariant 15), or the schedule fails.
+//
+// Seeds 1..-sim.runs run every time; -sim.fresh (or SIBYL_SIM_FRESH) more, drawn from the
+// clock, explore new schedules in each run and are printed before they run. A failure
+// prints its seed; -sim.seed=N replays it, -sim.trace logs its events.
 
 var (
 	simSeed  = flag.Int64("sim.seed", 0, "run only this seed of the directory+replication simulation")
 	simRuns  = flag.Int("sim.runs", 1000, "schedules of the directory+replication simulation to run")
+	simFresh = flag.Int("sim.fresh", -1, "fresh random seeds of the simulation beside seeds 1..runs (default 25, or SIBYL_SIM_FRESH)")
 	simTrace = flag.Bool("sim.trace", false, "log the simulation's events")
 )
 
@@ -56,8 +66,8 @@ const (
 	simRoundTick = 10 * time.Millisecond // the leader's reconcile period (reconcileEvery, scaled)
 	simCtrls     = 3
 	simWriters   = 3
-	simSteps     = 2500 // steps of faults and load, 1 ms of simulated time each
-	simQuiesce   = 6000 // steps of healing at most
+	simSteps     = 2500  // steps of faults and load, 1 ms of simulated time each
+	simQuiesce   = 12000 // steps of healing at most (past every liveness bound)
 )
 
 var simStart = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -131,6 +141,7 @@ type sim struct {
 	terms     int
 	electAt   time.Duration // no leader until then
 	mutation  string        // a deliberate bug, for the mutation tests
+	liveness  string        // the liveness failure of the schedule, reported at its end
 	// clients and checks
 	chk   *simChecker
 	stats simStats
@@ -139,6 +150,9 @@ type sim struct {
 type simStats struct {
 	schedules, ops, acked, promotions, abandoned, leaderChanges, lost, nonLinear, stuck int
 	retries, duplicates, conflicts, tickets, siblingReads, events, digests              int
+	// the slowest schedule: from healing to a settled group, and the longest a client
+	// waited for an answer after healing (invariant 15)
+	settleMax, waitMax, backoffMax time.Duration
 }
 
 func (st *simStats) add(o simStats) {
@@ -158,6 +172,9 @@ func (st *simStats) add(o simStats) {
 	st.siblingReads += o.siblingReads
 	st.events += o.events
 	st.digests += o.digests
+	st.settleMax = max(st.settleMax, o.settleMax)
+	st.waitMax = max(st.waitMax, o.waitMax)
+	st.backoffMax = max(st.backoffMax, o.backoffMax)
 }
 
 func (s *sim) tracef(format string, args ...any) {
@@ -397,6 +414,12 @@ func (s *sim) step(faults bool) {
 		nd.tick()
 	}
 	if s.term != nil {
+		if s.mutation == "no-promotion-after-healing" && s.chk.healedAt != 0 {
+			p := s.term.lt.promo
+			p.mu.Lock()
+			p.next[simGroup] = s.term.now(s).Add(time.Hour)
+			p.mu.Unlock()
+		}
 		s.term.tick(s)
 	}
 	s.chk.clientStep()
@@ -474,12 +497,21 @@ func runSim(t simT, seed int64, mutation string) simStats {
 	s.quiesce()
 	s.converge()
 	s.chk.final()
+	if s.liveness != "" {
+		s.fatalf("%s (after every node restarted, the group settled and every safety check passed)", s.liveness)
+	}
 	s.stats.schedules = 1
 	return s.stats
 }
 
 // quiesce heals every fault, restarts every node and runs until the group's main has
 // committed everything it holds and every acknowledged write is in its committed log.
+//
+// A group that does not settle, or a request that waits for its answer, past the liveness
+// bounds (simChecker.livenessCheck) fails the schedule (invariant 15). The failure is
+// reported at the end of the schedule: first every node restarts (which gives a fenced
+// main a fresh epoch), the group gets a second chance to settle, and the safety checks run
+// on what follows, so a schedule that breaks both reports the safety violation.
 func (s *sim) quiesce() {
 	s.heal()
 	for _, nd := range s.nodes {
@@ -490,29 +522,53 @@ func (s *sim) quiesce() {
 	if s.term == nil {
 		s.elect(0)
 	}
-	for round := 0; round < 2; round++ {
-		for i := 0; i < simQuiesce/2; i++ {
-			s.step(false)
-			if i > 500 && i%100 == 0 && s.settled() {
-				return
-			}
-		}
-		if round == 0 {
-			// A known liveness hole (TestSimulationStuckAfterAbandonedAttempt): the group can
-			// stay without a main after the faults heal. Count it, and restart every node
-			// (which gives a fenced main a fresh epoch) to check safety beyond it.
-			s.stats.stuck++
-			s.tracef("no progress after healing; restarting every node")
-			if *simTrace {
-				s.dump()
-			}
-			for _, nd := range s.nodes {
-				nd.crash()
-				nd.restart()
-			}
+	if s.mutation == "no-promotion-after-healing" {
+		// The group loses its main as the faults heal, and no promotion replaces it.
+		if g := s.group(); g != nil && g.Main != 0 {
+			s.node(g.Main).crash()
 		}
 	}
-	s.fatalf("no progress after %d steps of quiescence", simQuiesce)
+	for round := 0; round < 2; round++ {
+		failure := s.settle()
+		if failure == "" {
+			return
+		}
+		s.stats.stuck++
+		if round == 1 {
+			s.fatalf("%s; and again after every node restarted (first: %s)", failure, s.liveness)
+		}
+		s.liveness = failure
+		s.tracef("%s; restarting every node", failure)
+		if *simTrace {
+			s.dump()
+		}
+		for _, nd := range s.nodes {
+			nd.crash()
+			nd.restart()
+		}
+	}
+}
+
+// settle runs steps from the moment every fault healed until the group settles and every
+// request outstanding then has been answered, so that a request left waiting at a working
+// main fails too. It returns the liveness failure, or "".
+func (s *sim) settle() string {
+	s.chk.healed()
+	var outstanding map[*simClient]waitingSince
+	for i := 0; i < simQuiesce; i++ {
+		s.step(false)
+		settled := s.settled()
+		if failure := s.chk.livenessCheck(settled); failure != "" {
+			return failure
+		}
+		if i > 500 && settled && outstanding == nil {
+			outstanding = maps.Clone(s.chk.waiting)
+		}
+		if outstanding != nil && settled && s.chk.answeredSince(outstanding) {
+			return ""
+		}
+	}
+	return fmt.Sprintf("liveness: no progress after %d steps of quiescence (invariant 15)", simQuiesce)
 }
 
 // converge runs on until the main has applied everything it committed and every voting
@@ -523,6 +579,9 @@ func (s *sim) converge() {
 			return
 		}
 		s.step(false)
+		if failure := s.chk.livenessCheck(s.settled()); failure != "" {
+			s.fatalf("%s", failure)
+		}
 	}
 	s.fatalf("the voting copies did not apply the main's commit point within 1000 steps after the faults healed")
 }
@@ -552,13 +611,40 @@ func (s *sim) settled() bool {
 	return m.up && m.c.Role() == core.Main && m.c.Epoch() == g.Epoch && m.c.Commit() == m.log.Last() && m.persisted == m.log.Last()
 }
 
-func simSeeds() []int64 {
+// simSeeds returns the seeds to run: -sim.seed alone, or 1..runs (the same in every run:
+// regressions) and then a few fresh ones drawn from the clock (also returned apart), which
+// explore schedules no run tried before.
+func simSeeds() (seeds, fresh []int64) {
 	if *simSeed != 0 {
-		return []int64{*simSeed}
+		return []int64{*simSeed}, nil
 	}
-	out := make([]int64, 0, *simRuns)
+	seeds = make([]int64, 0, *simRuns)
 	for i := 1; i <= *simRuns; i++ {
-		out = append(out, int64(i))
+		seeds = append(seeds, int64(i))
+	}
+	k := 25
+	if v, err := strconv.Atoi(os.Getenv("SIBYL_SIM_FRESH")); err == nil && v >= 0 {
+		k = v
+	}
+	if *simFresh >= 0 {
+		k = *simFresh
+	}
+	fresh = freshSeeds(k)
+	return append(seeds, fresh...), fresh
+}
+
+// freshSeeds draws k seeds from the clock, above the range of the regression seeds.
+func freshSeeds(k int) []int64 {
+	x := uint64(time.Now().UnixNano())
+	out := make([]int64, 0, k)
+	for range k {
+		// splitmix64: consecutive clock readings give unrelated seeds
+		x += 0x9e3779b97f4a7c15
+		z := x
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+		z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+		z ^= z >> 31
+		out = append(out, int64(1_000_000+z%1_000_000_000_000))
 	}
 	return out
 }
@@ -566,26 +652,27 @@ func simSeeds() []int64 {
 func TestSimulation(t *testing.T) {
 	start := time.Now()
 	var total simStats
-	var stuck []int64
-	for _, seed := range simSeeds() {
+	seeds, fresh := simSeeds()
+	if len(fresh) > 0 {
+		msg := fmt.Sprintf("TestSimulation: fresh seeds this run %v; replay one with: go test ./location -run 'TestSimulation$' -sim.seed=N -sim.trace", fresh)
+		fmt.Println(msg) // also on stdout, in case the run dies before the test's log is shown
+		t.Log(msg)
+	}
+	for _, seed := range seeds {
 		var st simStats
 		ok := t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { st = runSim(t, seed, "") })
-		if st.stuck > 0 {
-			stuck = append(stuck, seed)
-		}
 		if !ok {
 			t.Fatalf("schedule failed; replay with: go test ./location -run 'TestSimulation$' -sim.seed=%d -sim.trace", seed)
 		}
 		total.add(st)
 	}
-	t.Logf("%d schedules in %v: %d operations, %d acknowledged writes, %d promotions (%d attempts abandoned), %d controller leader changes, %d lost writes, %d linearizability violations; %d schedules stuck after healing until every node restarted",
+	t.Logf("%d schedules in %v: %d operations, %d acknowledged writes, %d promotions (%d attempts abandoned), %d controller leader changes, %d lost writes, %d linearizability violations, %d stuck after healing",
 		total.schedules, time.Since(start).Round(time.Millisecond), total.ops, total.acked, total.promotions, total.abandoned,
 		total.leaderChanges, total.lost, total.nonLinear, total.stuck)
 	t.Logf("keyed retries %d (%d answered as duplicates, each equal to its first result), %d reused keys refused with conflict, %d tickets granted (no two holders at once), %d sibling reads equal to the committed fold, %d events in order without gaps or repeats, %d copies' committed layers equal to the fold",
 		total.retries, total.duplicates, total.conflicts, total.tickets, total.siblingReads, total.events, total.digests)
-	if len(stuck) > 0 {
-		t.Logf("stuck until restarted: seeds %v", stuck)
-	}
+	t.Logf("liveness after healing (and the promotion backoff then, at most %v): the slowest group settled in %v (bound %v), the longest wait for an answer was %v (bound %v)",
+		total.backoffMax, total.settleMax, simSettleBound, total.waitMax, simAnswerBound)
 }
 
 // simT is what the simulation needs of a *testing.T; mutation runs use mutantT.
@@ -665,28 +752,31 @@ func TestSimulationMutations(t *testing.T) {
 func TestSimulationMutationLowestLast(t *testing.T) { runMutation(t, "lowest-last", 3, 300) }
 
 // Counting the seal of a copy that lost its disk (another copy ID than the one that
-// voted) lets a promotion choose a copy without the committed entries: at seed 1338 a
-// sibling is asked to truncate below its commit point.
+// voted) lets a promotion choose a copy without the committed entries; at seed 378 the
+// group then never settles after the faults heal, even after every node restarted
+// (invariant 15).
 func TestSimulationMutationAmnesiacSeal(t *testing.T) { runMutation(t, "amnesiac-seal", 378, 2000) }
 
-// A liveness bug the simulation found (docs/replication.md invariant 15), left open: seeds 30,
-// 138 and 682 of TestSimulation stay without a main after every fault healed, until every
-// node restarts. In seed 138 node 2 loses its disk while down; promotions shrink the
-// configs until node 2 is the only voter of the pending config {6 [2]}. Its seal replies
-// carry a new copy ID, so they are not counted (rightly), and no attempt can cover R of
-// that config: every attempt is abandoned. Each attempt's seals fence the live main (node
-// 4, epoch 5), which then waits for a promotion (node's follow: its epoch is below
-// fencedBy) that can never succeed. The amnesiac voter is not demoted either, because
-// planDemotion waits while a config is pending, and the pending config is never activated
-// because the main no longer acts. Only a restart of the main (joinNode gives it a fresh
-// epoch) ends it. A fix needs a design decision: e.g. give a live main that was fenced by
-// an abandoned attempt a fresh epoch (as joinNode does for a restarted main), or let an
-// amnesia demotion replace a pending config no seal can cover.
+// A liveness bug the simulation found (docs/replication.md invariant 15), fixed: seeds 30, 138
+// and 682 of TestSimulation stayed without a main after every fault healed. In seed 138
+// node 2 loses its disk while down; promotions shrink the configs until node 2 is the only
+// voter of a pending config, whose seals (under a new copy ID) cannot be counted, so every
+// attempt is abandoned, and each attempt's seals fenced the live main, which then waited
+// for a promotion that could never succeed. An abandoned attempt now gives a live main
+// that still reports its copy a fresh epoch. The liveness check of the schedule
+// (livenessCheck) fails these seeds if the group does not settle after healing.
 func TestSimulationStuckAfterAbandonedAttempt(t *testing.T) {
-
 	for _, seed := range []int64{30, 138, 682} {
-		if st := runSim(t, seed, ""); st.stuck > 0 {
-			t.Errorf("seed %d: no main after the faults healed, until every node restarted", seed)
-		}
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { runSim(t, seed, "") })
 	}
+}
+
+// The liveness check must be able to fail: a group whose main is lost as the faults heal,
+// and that no promotion replaces, fails the schedule (invariant 15), at the first seed.
+func TestSimulationMutationNoPromotionAfterHealing(t *testing.T) {
+	msg := caughtAt(1, "no-promotion-after-healing")
+	if !strings.Contains(msg, "liveness") {
+		t.Fatalf("a group left without a main after healing was not caught by the liveness check (failure: %q)", msg)
+	}
+	t.Logf("caught: %s", msg)
 }

@@ -416,7 +416,7 @@ func (n *Node) acceptInternal(w http.ResponseWriter, r *http.Request, readLimit 
 
 const secretHeader = command.SecretHeader
 
-// unauthorizedBody answers an internal call without the cluster secret (PROTOCOL.md §7).
+// unauthorizedBody answers an internal call without the cluster secret (docs/protocol.md §7).
 var unauthorizedBody = []byte(`{"error":{"code":"unauthorized","message":"this endpoint needs the cluster secret (` +
 	secretHeader + `)","retryable":false}}` + "\n")
 

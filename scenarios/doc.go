@@ -6,7 +6,15 @@
 // The same code also runs in one process (inproc_*_test.go): controllers and nodes on
 // memnet, an in-memory network, inside a testing/synctest bubble, so seeded fault
 // schedules of many seconds run in about a second each on virtual time, checked the same
-// way. -inproc.seed=N replays one; -inproc.runs (or SIBYL_INPROC_RUNS) sets how many.
+// way. Seeds 1..N run every time (-inproc.runs or SIBYL_INPROC_RUNS sets N, default 20),
+// then a few fresh seeds drawn from the clock (-inproc.fresh or SIBYL_INPROC_FRESH, default
+// 2), printed before they run; -inproc.seed=N replays one.
+//
+// The writers (workload.go) run every op of the protocol with idempotency keys: create,
+// update and merge patch (some conditional on ifVersion), delete, conditional patches of
+// another writer's resource, and tickets with fenced writes; readers read linearizably.
+// History checks every resource's operations against a model of one resource (existence,
+// data, version, ticket), so a lost, doubled or misplaced effect of any op fails it.
 //
 // The kill -9 failover and the planned promote run twice (clusterModes): on an open
 // cluster, and with a cluster secret and an admin token on every process, where

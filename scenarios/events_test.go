@@ -295,9 +295,10 @@ func checkEvents(t *testing.T, events []client.Event, writes []eventWrite) (miss
 	type pos struct{ epoch, seq uint64 }
 	seen := map[pos]client.Event{}
 	version := map[string]uint64{}
+	fence := map[string]uint64{}
 	var prev uint64
 	for _, ev := range events {
-		if ev.Kind != "created" && ev.Kind != "updated" && ev.Kind != "deleted" {
+		if ev.Kind != "created" && ev.Kind != "updated" && ev.Kind != "deleted" && ev.Kind != "ticket" {
 			t.Errorf("unexpected %s event: %s", ev.Kind, ev.Raw)
 			continue
 		}
@@ -313,6 +314,17 @@ func checkEvents(t *testing.T, events []client.Event, writes []eventWrite) (miss
 			t.Errorf("event at seq %d after seq %d", ev.Seq, prev)
 		}
 		prev = max(prev, ev.Seq)
+		if ev.Kind == "ticket" {
+			// A ticket event leaves the version alone; a granted fence is above every
+			// earlier one of its resource (a renewal repeats the live one).
+			if ev.Ticket != nil {
+				if ev.Ticket.Fence < fence[ev.RID] {
+					t.Errorf("%s: ticket event at %v grants fence %d after fence %d", ev.RID, p, ev.Ticket.Fence, fence[ev.RID])
+				}
+				fence[ev.RID] = ev.Ticket.Fence
+			}
+			continue
+		}
 		v := ev.Version
 		if ev.Resource != nil {
 			v = ev.Resource.Version

@@ -28,8 +28,9 @@ import (
 // their timing, link latencies, client choices); goroutine interleavings are the Go
 // scheduler's, so a replay repeats the schedule, not necessarily the exact history.
 var (
-	inprocSeed = flag.Uint64("inproc.seed", 0, "run only this seed of TestInProcFaults")
-	inprocRuns = flag.Int("inproc.runs", 0, "schedules of TestInProcFaults (default 20, or SIBYL_INPROC_RUNS)")
+	inprocSeed  = flag.Uint64("inproc.seed", 0, "run only this seed of TestInProcFaults")
+	inprocRuns  = flag.Int("inproc.runs", 0, "schedules of TestInProcFaults (default 20, or SIBYL_INPROC_RUNS)")
+	inprocFresh = flag.Int("inproc.fresh", -1, "fresh random seeds of TestInProcFaults beside seeds 1..runs (default 2, or SIBYL_INPROC_FRESH)")
 )
 
 const (
@@ -69,8 +70,17 @@ type inprocResult struct {
 // promote. Then everything heals, and the run is checked: the history with porcupine,
 // no acknowledged write lost, every acknowledged event write delivered to each
 // subscriber once and in order.
+//
+// Seeds 1..runs are the same in every run (regressions); a few fresh seeds, drawn from the
+// clock, explore new schedules each run. The fresh seeds are printed before they run, and
+// a failing seed prints the command that replays it.
 func TestInProcFaults(t *testing.T) {
-	seeds := inprocSeeds()
+	seeds, fresh := inprocSeeds()
+	if len(fresh) > 0 {
+		msg := fmt.Sprintf("TestInProcFaults: fresh seeds this run %v; replay one with: go test -race ./scenarios -run 'TestInProcFaults$' -inproc.seed=N -v", fresh)
+		fmt.Println(msg) // also on stdout, in case the run dies before the test's log is shown
+		t.Log(msg)
+	}
 	var ops, acked, reads, sibReads, lost, promotions int
 	var virtual time.Duration
 	start := time.Now()
@@ -80,8 +90,8 @@ func TestInProcFaults(t *testing.T) {
 			if r.h == nil {
 				return // failed before the workload started
 			}
-			t.Logf("seed %d: %s; %d ops, %d acked, %d reads, %d sibling reads, %d epochs, %v virtual", seed, strings.Join(r.faults, ", "),
-				r.h.Len(), ackedOf(r), r.reads.Load(), r.siblingReads.Load(), r.promoted, r.virtual.Round(time.Millisecond))
+			t.Logf("seed %d: %s; %d ops (%s), %d acked, %d reads, %d sibling reads, %d epochs, %v virtual", seed, strings.Join(r.faults, ", "),
+				r.h.Len(), r.h.CountsString(), ackedOf(r), r.reads.Load(), r.siblingReads.Load(), r.promoted, r.virtual.Round(time.Millisecond))
 			checkInProc(t, r)
 			ops += r.h.Len()
 			acked += ackedOf(r)
@@ -91,7 +101,7 @@ func TestInProcFaults(t *testing.T) {
 			promotions += int(r.promoted)
 			virtual += r.virtual
 			if t.Failed() {
-				t.Logf("replay: go test ./scenarios -run 'TestInProcFaults$' -inproc.seed=%d -v\n%s", seed, r.tailOnErr)
+				t.Logf("replay: go test -race ./scenarios -run 'TestInProcFaults$' -inproc.seed=%d -v\n%s", seed, r.tailOnErr)
 			}
 		})
 	}
@@ -99,9 +109,11 @@ func TestInProcFaults(t *testing.T) {
 		len(seeds), time.Since(start).Round(time.Millisecond), virtual.Round(time.Second), ops, acked, reads, sibReads, lost, promotions)
 }
 
-func inprocSeeds() []uint64 {
+// inprocSeeds returns the seeds to run: -inproc.seed alone, or 1..runs and then the fresh
+// ones (also returned apart).
+func inprocSeeds() (seeds, fresh []uint64) {
 	if *inprocSeed != 0 {
-		return []uint64{*inprocSeed}
+		return []uint64{*inprocSeed}, nil
 	}
 	n := 20
 	if v, err := strconv.Atoi(os.Getenv("SIBYL_INPROC_RUNS")); err == nil && v > 0 {
@@ -110,11 +122,36 @@ func inprocSeeds() []uint64 {
 	if *inprocRuns > 0 {
 		n = *inprocRuns
 	}
-	seeds := make([]uint64, n)
+	seeds = make([]uint64, n)
 	for i := range seeds {
 		seeds[i] = uint64(i + 1)
 	}
-	return seeds
+	k := 2
+	if v, err := strconv.Atoi(os.Getenv("SIBYL_INPROC_FRESH")); err == nil && v >= 0 {
+		k = v
+	}
+	if *inprocFresh >= 0 {
+		k = *inprocFresh
+	}
+	fresh = freshSeeds(k)
+	return append(seeds, fresh...), fresh
+}
+
+// freshSeeds draws k seeds from the clock, above the range of the regression seeds, so
+// that each run tries schedules no run tried before.
+func freshSeeds(k int) []uint64 {
+	x := uint64(time.Now().UnixNano())
+	out := make([]uint64, 0, k)
+	for range k {
+		// splitmix64: consecutive clock readings give unrelated seeds
+		x += 0x9e3779b97f4a7c15
+		z := x
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+		z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+		z ^= z >> 31
+		out = append(out, 1_000_000+z%1_000_000_000_000)
+	}
+	return out
 }
 
 func ackedOf(r *inprocResult) int {
@@ -185,8 +222,11 @@ func runInProc(t *testing.T, seed uint64) *inprocResult {
 		for i := 0; i < inprocWriters; i++ {
 			w := newWriter(t, i, newClient(i), 1, r.h)
 			w.keyed, w.opTimeout, w.pace = true, 10*time.Second, dur(20*time.Millisecond, 80*time.Millisecond)
+			w.mix = true
+			w.seed(seed*100 + uint64(i))
 			r.writers = append(r.writers, w)
 		}
+		pairPeers(r.writers)
 		ctx, stopWriters := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
 		for _, w := range r.writers {
@@ -256,6 +296,7 @@ func runInProc(t *testing.T, seed uint64) *inprocResult {
 		for _, w := range r.writers {
 			r.lost += w.lostWrites(t, rc)
 		}
+		r.lost += doubledCreates(t, rc, 1)
 		// Subscribers catch up to the last acknowledged event write, then stop.
 		var last uint64
 		for _, w := range r.ew.writes {
@@ -286,20 +327,25 @@ func runInProc(t *testing.T, seed uint64) *inprocResult {
 	return r
 }
 
-// readLoop reads the writers' resources in turn, linearizably, recording each answer in h,
-// until ctx ends; it returns how many reads were answered. A failed read changes nothing
-// and is not recorded.
+// readLoop reads the writers' resources in turn, linearizably, recording each answer in h
+// (a resource, or not_found), until ctx ends; it returns how many reads were answered. A
+// failed read changes nothing and is not recorded.
 func readLoop(ctx context.Context, id int, cl *client.Client, h *History, ws []*writer) int64 {
 	var n int64
 	for i := 0; ctx.Err() == nil; i++ {
-		w := ws[i%len(ws)]
-		call := h.Now()
-		rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		rep, err := cl.Get(rctx, w.rid, command.Linearizable)
-		cancel()
-		if err == nil {
-			h.Read(id, w.rid, call, string(rep.Resource.Data), rep.Resource.Version, true)
-			n++
+		if rid := ws[i%len(ws)].currentRID(); rid != "" {
+			call := h.Now()
+			rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			rep, err := cl.Get(rctx, rid, command.Linearizable)
+			cancel()
+			switch {
+			case err == nil:
+				h.Record(id, Op{Op: command.OpGet, RID: rid}, call, Result{Data: canonData(rep.Resource.Data), Version: rep.Resource.Version})
+				n++
+			case command.CodeOf(err) == command.CodeNotFound:
+				h.Record(id, Op{Op: command.OpGet, RID: rid}, call, Result{Code: command.CodeNotFound})
+				n++
+			}
 		}
 		time.Sleep(30 * time.Millisecond) // think time; not synchronisation
 	}
@@ -315,16 +361,16 @@ func siblingReadLoop(ctx context.Context, cl *client.Client, r *inprocResult, mo
 		if i%10 == 9 {
 			moveOn()
 		}
-		w := r.writers[i%len(r.writers)]
+		rid := r.writers[i%len(r.writers)].currentRID()
 		rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		rep, err := cl.Get(rctx, w.rid, command.SiblingRead)
+		rep, err := cl.Get(rctx, rid, command.SiblingRead)
 		cancel()
 		if err == nil {
 			r.siblingReads.Add(1)
-			if v := rep.Resource.Version; v < seen[w.rid] {
+			if v := rep.Resource.Version; v < seen[rid] {
 				r.backwards.Add(1)
 			} else {
-				seen[w.rid] = v
+				seen[rid] = v
 			}
 		}
 		time.Sleep(30 * time.Millisecond) // think time; not synchronisation

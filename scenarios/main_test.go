@@ -18,7 +18,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	sibylBin = bin
-	fmt.Printf("scenarios: port seed %d (set SIBYL_SCENARIO_SEED to replay)\n", seedUsed)
+	fmt.Printf("scenarios: port and workload seed %d (set SIBYL_SCENARIO_SEED to replay)\n", seedUsed)
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

@@ -100,11 +100,11 @@ func TestSiblingCrashAndCatchUp(t *testing.T) {
 	rc := c.Client(id)
 	lost := 0
 	for _, w := range ws {
-		want := w.ackedV.Load()
+		rid, want, _, _ := w.state()
 		rctx, rcancel := context.WithTimeout(context.Background(), 20*time.Second)
 		var got uint64
 		for rctx.Err() == nil {
-			r, err := rc.Do(rctx, &command.Request{Op: command.OpGet, RID: w.rid, Consistency: command.SiblingRead})
+			r, err := rc.Do(rctx, &command.Request{Op: command.OpGet, RID: rid, Consistency: command.SiblingRead})
 			if err == nil && r.Resource.Version >= want {
 				got = r.Resource.Version
 				break
@@ -113,7 +113,7 @@ func TestSiblingCrashAndCatchUp(t *testing.T) {
 		}
 		rcancel()
 		if got < want {
-			t.Errorf("restarted sibling %s: %s at version %d, want >= %d", victim.Name(), w.rid, got, want)
+			t.Errorf("restarted sibling %s: %s at version %d, want >= %d", victim.Name(), rid, got, want)
 			lost++
 		}
 		lost += w.lostWrites(t, c.Client(2))

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"math/rand"
+	"os"
 	"slices"
 	"strconv"
 	"testing"
@@ -21,11 +22,14 @@ import (
 // reach too few voters. Clients write and read (linearizable) at whoever acts as main.
 //
 // Every schedule is checked: log matching, commit points never decrease, no acknowledged
-// write is lost, and the client history is linearizable (porcupine). Run one schedule with
-// -sim.seed=N (printed on failure).
+// write is lost, and the client history is linearizable (porcupine). Seeds 1..-sim.runs run
+// every time; -sim.fresh (or SIBYL_SIM_FRESH) more, drawn from the clock, explore new
+// schedules in each run and are printed before they run. Run one schedule with -sim.seed=N
+// (printed on failure).
 
 var simSeed = flag.Int64("sim.seed", 0, "run only this promotion-simulation seed")
 var simRuns = flag.Int("sim.runs", 1500, "promotion-simulation schedules to run")
+var simFresh = flag.Int("sim.fresh", -1, "fresh random promotion-simulation seeds beside seeds 1..runs (default 50, or SIBYL_SIM_FRESH)")
 var simTrace = flag.Bool("sim.trace", false, "log the promotion simulation's events")
 
 func (s *psim) tracef(format string, args ...any) {
@@ -742,6 +746,19 @@ func TestPromotionSimulation(t *testing.T) {
 		for i := 1; i <= *simRuns; i++ {
 			seeds = append(seeds, int64(i))
 		}
+		k := 50
+		if v, err := strconv.Atoi(os.Getenv("SIBYL_SIM_FRESH")); err == nil && v >= 0 {
+			k = v
+		}
+		if *simFresh >= 0 {
+			k = *simFresh
+		}
+		if fresh := freshSeeds(k); len(fresh) > 0 {
+			msg := fmt.Sprintf("TestPromotionSimulation: fresh seeds this run %v; replay one with: go test ./sibling -run 'TestPromotionSimulation$' -sim.seed=N -sim.trace", fresh)
+			fmt.Println(msg) // also on stdout, in case the run dies before the test's log is shown
+			t.Log(msg)
+			seeds = append(seeds, fresh...)
+		}
 	}
 	var acked, ops, epochs int
 	for _, seed := range seeds {
@@ -750,8 +767,24 @@ func TestPromotionSimulation(t *testing.T) {
 			acked, ops, epochs = acked+a, ops+o, epochs+e
 		})
 		if !ok {
-			t.Fatalf("schedule failed; replay with: go test ./sibling -run TestPromotionSimulation -sim.seed=%d", seed)
+			t.Fatalf("schedule failed; replay with: go test ./sibling -run 'TestPromotionSimulation$' -sim.seed=%d -sim.trace", seed)
 		}
 	}
 	t.Logf("%d schedules: %d operations, %d acknowledged writes, %d epochs; 0 lost, all linearizable", len(seeds), ops, acked, epochs)
+}
+
+// freshSeeds draws k seeds from the clock, above the range of the regression seeds.
+func freshSeeds(k int) []int64 {
+	x := uint64(time.Now().UnixNano())
+	out := make([]int64, 0, k)
+	for range k {
+		// splitmix64: consecutive clock readings give unrelated seeds
+		x += 0x9e3779b97f4a7c15
+		z := x
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+		z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+		z ^= z >> 31
+		out = append(out, int64(1_000_000+z%1_000_000_000_000))
+	}
+	return out
 }
