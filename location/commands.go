@@ -93,6 +93,17 @@ func (c joinNode) applyTo(s *dirState) error {
 	}
 	if old, ok := s.Nodes[c.ID]; ok {
 		inc, restarted, wiped := joinIncarnation(old, c)
+		if wiped {
+			// A voting copy whose ID was never recorded (it became voting while the leader
+			// had no report from it) would otherwise be counted from any copy the node
+			// holds: what it holds now is not the copy that voted. Record an ID no copy has,
+			// so that its seals are not counted and the copy is demoted as amnesiac.
+			for _, g := range s.sortedGroupPtrs() {
+				if i := siblingIndex(g, c.ID); i >= 0 && g.Siblings[i].State == command.SiblingVoting && g.Siblings[i].CopyID == "" {
+					g.Siblings[i].CopyID = fmt.Sprintf("lost-at-incarnation-%d", inc)
+				}
+			}
+		}
 		if restarted {
 			for _, g := range s.sortedGroupPtrs() {
 				if g.Main != c.ID {

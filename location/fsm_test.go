@@ -320,3 +320,35 @@ func TestRemoveNodeRefusesANodeInUse(t *testing.T) {
 		t.Fatal("removed node 2 twice")
 	}
 }
+
+// A node that comes back without its disk (its incarnation did not advance) cannot vouch for
+// a voting copy whose ID was never recorded: the membership gets an ID no copy has, so the
+// node's seals are not counted from the new copy (docs/replication.md case 5D).
+func TestWipedNodeLosesAnUnrecordedVotingCopy(t *testing.T) {
+	s := newDirState()
+	s.Nodes[4] = nodeRecord{ID: 4, Addr: "a", Location: "l", Instance: "n4-1", Incarnation: 2}
+	s.Groups[1] = &command.GroupInfo{Server: 1, Epoch: 3, Main: 1,
+		Siblings: []command.Member{{Node: 4, State: command.SiblingVoting}, {Node: 2, State: command.SiblingVoting, CopyID: "c2"}},
+		Active:   command.Config{Version: 5, Voters: []uint16{2, 4}}}
+	restart := joinNode{ID: 4, Addr: "a", Location: "l", Instance: "n4-2", Incarnation: 3}
+	if err := restart.applyTo(s); err != nil {
+		t.Fatal(err)
+	}
+	if id := s.Groups[1].Siblings[0].CopyID; id != "" {
+		t.Fatalf("a restart with its disk marked the copy %q", id)
+	}
+	wiped := joinNode{ID: 4, Addr: "a", Location: "l", Instance: "n4-3", Incarnation: 1}
+	if err := wiped.applyTo(s); err != nil {
+		t.Fatal(err)
+	}
+	g := s.Groups[1]
+	if id := g.Siblings[0].CopyID; id == "" {
+		t.Fatal("the wiped node's voting copy still has no recorded ID: its new copy's seals would count")
+	}
+	if sameCopy(g, command.SealReply{Node: 4, CopyID: "c4.2"}) {
+		t.Fatal("a seal from the wiped node's new copy counts")
+	}
+	if g.Siblings[1].CopyID != "c2" {
+		t.Fatalf("another node's copy ID changed to %q", g.Siblings[1].CopyID)
+	}
+}

@@ -406,10 +406,14 @@ func (c *Controller) seal(t *leaderTerm, g *command.GroupInfo, req command.SealR
 		}
 		go func(node uint16, addr string) {
 			// A sibling that heard the main a moment later than this controller did refuses
-			// an automatic seal; ask again until the attempt's deadline.
+			// an automatic seal, and a call can be lost (a broken connection, a node that
+			// restarted): ask again until the attempt's deadline. Sealing twice at one epoch
+			// is the same as once.
 			for {
-				r, err := c.sendSeal(ctx, addr, req)
-				if err == nil || !errors.Is(err, errStillHears) || ctx.Err() != nil {
+				tctx, tcancel := context.WithTimeout(ctx, c.cfg.DownAfter/2)
+				r, err := c.sendSeal(tctx, addr, req)
+				tcancel()
+				if err == nil || ctx.Err() != nil {
 					r.Node = node
 					answers <- answer{reply: r, err: err}
 					return

@@ -140,6 +140,8 @@ func (t *simTerm) startAttempt(s *sim, g command.GroupInfo, auto bool) {
 }
 
 func (a *simAttempt) sendSeal(s *sim, v uint16) {
+	// A call that gets no answer within down-after/2 is made again (Controller.seal).
+	a.retryAt[v] = a.t.now(s).Add(simDownAfter / 2)
 	s.send(&simMsg{kind: mSeal, from: a.t.ctrl, to: v, attempt: a,
 		seal: &command.SealRequest{Server: a.g.Server, Epoch: a.epoch, From: a.g.Main, Auto: a.auto}})
 }
@@ -155,7 +157,7 @@ func (a *simAttempt) finish(s *sim, ok bool) {
 }
 
 // tick ends the attempt's term with it, retries seals refused because the sibling still
-// hears the main, and ends the sealing at its deadline.
+// hears the main or not answered at all, and ends the sealing at its deadline.
 func (a *simAttempt) tick(s *sim) {
 	if a.t != s.term {
 		a.finish(s, false) // the goroutine's next proposal fails: not the leader
@@ -166,7 +168,7 @@ func (a *simAttempt) tick(s *sim) {
 	}
 	now := a.t.now(s)
 	for _, v := range a.voters {
-		if at, ok := a.retryAt[v]; ok && !now.Before(at) {
+		if at, ok := a.retryAt[v]; ok && !now.Before(at) && !a.answered[v] {
 			delete(a.retryAt, v)
 			if now.Before(a.deadline) {
 				a.sendSeal(s, v)
@@ -187,9 +189,7 @@ func (a *simAttempt) sealAnswer(s *sim, m *simMsg) {
 	}
 	switch m.sealErr {
 	case 1: // 409: it still hears the main; ask again in down-after/10 until the deadline
-		if _, ok := a.retryAt[m.from]; !ok {
-			a.retryAt[m.from] = a.t.now(s).Add(simDownAfter / 10)
-		}
+		a.retryAt[m.from] = a.t.now(s).Add(simDownAfter / 10)
 		return
 	case 2:
 		a.answered[m.from] = true

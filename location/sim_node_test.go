@@ -341,6 +341,7 @@ func (n *simNode) onSeal(m *simMsg) {
 	reply := &simMsg{kind: mSealReply, from: n.id, to: m.from, attempt: m.attempt}
 	req := m.seal
 	if err := n.c.CheckSeal(req, true, n.now()); err != nil {
+		n.s.tracef("node %d refuses the seal of epoch %d: %v (last heard %v ago)", n.id, req.Epoch, err, n.now().Sub(n.c.LastHeard()))
 		reply.sealErr = 1 // 409, which the controller takes for "still hears"
 	} else {
 		if req.Epoch > n.epoch {
@@ -350,6 +351,7 @@ func (n *simNode) onSeal(m *simMsg) {
 		d, _ := n.disk()
 		le, ls, commit := n.c.Seal(req.Epoch, d)
 		reply.reply = &command.SealReply{Node: n.id, LastEpoch: le, LastSeq: ls, CommitSeq: commit, CopyID: n.copyIDString()}
+		n.s.tracef("node %d seals at epoch %d: last (%d,%d) commit %d", n.id, req.Epoch, le, ls, commit)
 		n.s.chk.sealed(n, req.Epoch)
 	}
 	n.s.send(reply)
