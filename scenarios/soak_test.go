@@ -109,8 +109,8 @@ func TestSoak(t *testing.T) {
 
 type soakTable struct {
 	schedules, ops, acked, lost, violations, stuck, gaps, repeats, failed int
-	realRuns, failedRuns                                                 int
-	faults                                                               map[string]int
+	realRuns, failedRuns                                                  int
+	faults                                                                map[string]int
 }
 
 // fault counts a fault by kind: its name without the node it hit, how long it lasted, or
