@@ -86,3 +86,25 @@ func withSecret(rt http.RoundTripper, secret string) http.RoundTripper {
 	}
 	return &secretTransport{base: rt, secret: secret}
 }
+
+// view wraps a read-only view of the cluster's membership (GET /v1/ads, GET
+// /v1/locations): it lists every process's address and identity, so a controller with a
+// cluster secret or admin tokens answers only a caller presenting the secret (another
+// controller, a node) or an admin token (an operator); one with neither answers everyone.
+func (c *Controller) view(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if c.cfg.ClusterSecret == "" && len(c.cfg.AdminTokens) == 0 {
+			h(w, r)
+			return
+		}
+		secretOK := c.cfg.ClusterSecret != "" && command.SecretOK(r.Header.Get(command.SecretHeader), c.cfg.ClusterSecret)
+		if !secretOK && !command.TokenIn(bearerToken(r), c.cfg.AdminTokens) {
+			c.refusals.Warn().Str("path", r.URL.Path).Str("remote", r.RemoteAddr).
+				Msg("view refused: neither the cluster secret nor an admin token")
+			writeError(w, http.StatusUnauthorized, command.CodeUnauthorized,
+				"%s needs the cluster secret (%s) or an admin token", r.URL.Path, command.SecretHeader)
+			return
+		}
+		h(w, r)
+	}
+}
