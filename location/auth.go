@@ -17,7 +17,8 @@ import (
 // raft connections (raft_auth.go). With Config.AdminTokens set, an admin call
 // (/v1/internal/admin/{op}) needs one of them too, as "Authorization: Bearer TOKEN": nodes
 // pass on the token the operator authenticated with. /healthz, /metrics, /v1/status and
-// the status page need neither.
+// the status page need neither; /v1/ads and /v1/locations need the secret or an admin
+// token (view).
 
 // internal wraps the handler of a node-to-controller or controller-to-controller endpoint:
 // it refuses a call without the cluster secret.
