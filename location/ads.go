@@ -133,6 +133,8 @@ type adDecision struct {
 	Drop     string     // the reason, when not accepted
 	Held     command.Ad // the ad as held, when accepted
 	To       []adTarget // where it will be passed on
+	// NewLife: the accepted ad replaced one of another instance of its process (a restart).
+	NewLife bool
 }
 
 // adMessage is one batch to send.
@@ -238,6 +240,8 @@ func (b *adBook) receive(now time.Time, from command.AdSender, ad command.Ad, le
 			return drop(dropDuplicate)
 		}
 	}
+	prev, had := b.held[k]
+	newLife := had && prev.ad.Instance != ad.Instance
 	path := slices.Clone(ad.Path)
 	if !firstHand && (len(path) == 0 || path[len(path)-1] != from.Instance) {
 		path = append(path, from.Instance)
@@ -261,7 +265,7 @@ func (b *adBook) receive(now time.Time, from command.AdSender, ad command.Ad, le
 		to = b.targets(&ad)
 	}
 	b.queue(k, h, to)
-	return adDecision{Accepted: true, Held: cloneAd(ad), To: to}
+	return adDecision{Accepted: true, Held: cloneAd(ad), To: to, NewLife: newLife}
 }
 
 // targets lists where an accepted ad goes from a leader: every other location except the

@@ -224,9 +224,13 @@ func TestAdBookHearRefresh(t *testing.T) {
 		{time.Second, nodeAd("1", "loc1", "N1", 1, 5), true},
 		{1100 * time.Millisecond, nodeAd("1", "loc1", "N1b", 2, 1), true}, // a restart
 	}
-	for _, s := range steps {
-		if _, taken := b.hear(t0.Add(s.at), s.ad, true); taken != s.taken {
+	for i, s := range steps {
+		d, taken := b.hear(t0.Add(s.at), s.ad, true)
+		if taken != s.taken {
 			t.Fatalf("at %v generation %d: taken %v, want %v", s.at, s.ad.Generation, taken, s.taken)
+		}
+		if restart := i == len(steps)-1; d.NewLife != restart {
+			t.Fatalf("at %v: NewLife %v, want %v", s.at, d.NewLife, restart)
 		}
 	}
 }

@@ -278,9 +278,9 @@ func (c *Controller) handleInternalAds(w http.ResponseWriter, r *http.Request) {
 		d := g.book.receive(now, batch.From, ad, leader)
 		if d.Accepted {
 			accepted++
-			if ad.Incarnation > 0 && ad.Generation == 1 {
+			if d.NewLife {
 				c.log.Info().Str("kind", ad.Kind).Str("id", ad.ID).Str("location", ad.Location).Str("instance", ad.Instance).
-					Uint64("incarnation", ad.Incarnation).Strs("path", d.Held.Path).Msg("ad of a new process life")
+					Uint64("incarnation", ad.Incarnation).Strs("path", d.Held.Path).Msg("a process restarted: its new life's ad arrived")
 			}
 		}
 	}
