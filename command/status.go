@@ -8,9 +8,14 @@ type Status struct {
 	Groups      []StatusGroup      `json:"groups"`
 }
 
+// StatusLocation is one location: its controllers' IDs, its leader's ID (nil when
+// unknown) and whether the answering controller reaches it (its own location: whether it
+// knows a leader).
 type StatusLocation struct {
 	Name        string   `json:"name"`
 	Controllers []string `json:"controllers"`
+	Leader      *string  `json:"leader"`
+	Reachable   bool     `json:"reachable"`
 }
 
 type StatusController struct {
@@ -29,9 +34,11 @@ type StatusNode struct {
 	Generation uint64 `json:"generation"`
 }
 
-// StatusGroup: Main is nil when the group has no main.
+// StatusGroup: Main is nil when the group has no main. Home is the location whose
+// controllers own the group.
 type StatusGroup struct {
 	Server   uint16          `json:"server"`
+	Home     string          `json:"home"`
 	Main     *uint16         `json:"main"`
 	Epoch    uint64          `json:"epoch"`
 	Seq      uint64          `json:"seq"`

@@ -17,7 +17,8 @@ import (
 // raft connections (raft_auth.go). With Config.AdminTokens set, an admin call
 // (/v1/internal/admin/{op}) needs one of them too, as "Authorization: Bearer TOKEN": nodes
 // pass on the token the operator authenticated with. /healthz, /metrics, /v1/status and
-// the status page need neither.
+// the status page need neither; /v1/ads and /v1/locations need the secret or an admin
+// token (view).
 
 // internal wraps the handler of a node-to-controller or controller-to-controller endpoint:
 // it refuses a call without the cluster secret.
@@ -85,4 +86,26 @@ func withSecret(rt http.RoundTripper, secret string) http.RoundTripper {
 		return rt
 	}
 	return &secretTransport{base: rt, secret: secret}
+}
+
+// view wraps a read-only view of the cluster's membership (GET /v1/ads, GET
+// /v1/locations): it lists every process's address and identity, so a controller with a
+// cluster secret or admin tokens answers only a caller presenting the secret (another
+// controller, a node) or an admin token (an operator); one with neither answers everyone.
+func (c *Controller) view(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if c.cfg.ClusterSecret == "" && len(c.cfg.AdminTokens) == 0 {
+			h(w, r)
+			return
+		}
+		secretOK := c.cfg.ClusterSecret != "" && command.SecretOK(r.Header.Get(command.SecretHeader), c.cfg.ClusterSecret)
+		if !secretOK && !command.TokenIn(bearerToken(r), c.cfg.AdminTokens) {
+			c.refusals.Warn().Str("path", r.URL.Path).Str("remote", r.RemoteAddr).
+				Msg("view refused: neither the cluster secret nor an admin token")
+			writeError(w, http.StatusUnauthorized, command.CodeUnauthorized,
+				"%s needs the cluster secret (%s) or an admin token", r.URL.Path, command.SecretHeader)
+			return
+		}
+		h(w, r)
+	}
 }

@@ -179,7 +179,8 @@ func TestControllerAdminWithoutTokensNeedsOnlyTheSecret(t *testing.T) {
 }
 
 // Every call a controller makes to a node or another controller carries the secret: the
-// seal and hand-over of a promotion, the registration with the leader, the status proxy.
+// seal and hand-over of a promotion, the registration with the leader, the status proxy,
+// ad batches, the locations proxy.
 func TestControllerPresentsTheSecret(t *testing.T) {
 	var mu sync.Mutex
 	got := map[string]string{}
@@ -215,9 +216,16 @@ func TestControllerPresentsTheSecret(t *testing.T) {
 	if _, err := c.fetchStatus(ctx, addr); err != nil {
 		t.Fatalf("status: %v", err)
 	}
+	if _, err := c.postAds(addr, []byte(`{"from":{},"ads":[]}`)); err != nil {
+		t.Fatalf("ads: %v", err)
+	}
+	var lr command.LocationsReply
+	if err := c.getFrom(ctx, addr, pathLocations, &lr); err != nil {
+		t.Fatalf("locations: %v", err)
+	}
 	mu.Lock()
 	defer mu.Unlock()
-	for _, path := range []string{"/v1/internal/seal", "/v1/internal/handover", pathController, pathStatus} {
+	for _, path := range []string{"/v1/internal/seal", "/v1/internal/handover", pathController, pathStatus, pathInternalAds, pathLocations} {
 		if s, ok := got[path]; !ok || s != testSecret {
 			t.Errorf("%s reached the server with secret %q (called: %v), want %q", path, s, ok, testSecret)
 		}

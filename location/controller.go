@@ -55,6 +55,17 @@ type Config struct {
 	// controllers, HTTP to nodes and controllers); nil dials TCP. With RaftListener it lets
 	// tests run a location on an in-memory network.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	// Locations are the other locations' controllers, location name -> HTTP addresses
+	// (--locations NAME=HOST:PORT,...): where this location's leader sends its ads. Entries
+	// naming this controller's own location are ignored. Locations are also learnt from the
+	// ads that arrive (docs/locations.md).
+	Locations map[string][]string
+	// AdEvery is how often the controller advertises itself (default 1 s); the leader passes
+	// a node's unchanged ad on at most this often too.
+	AdEvery time.Duration
+	// AdTTL is how long an ad of another location lives without a newer one (default 10 s).
+	AdTTL time.Duration
 }
 
 // Controller is one location controller process.
@@ -71,6 +82,9 @@ type Controller struct {
 	// refusals logs calls refused for their secret or token, a few per period, so a caller
 	// hammering the port cannot flood the log.
 	refusals zerolog.Logger
+	// adFailures logs undelivered ad batches, a few per period.
+	adFailures zerolog.Logger
+	gossip     *gossip
 
 	term   atomic.Pointer[leaderTerm] // non-nil while this controller leads
 	polls  atomic.Int32               // directory long polls waiting for a change
@@ -112,6 +126,15 @@ func New(cfg Config) (*Controller, error) {
 	if cfg.RaftTimeout <= 0 {
 		cfg.RaftTimeout = defaultRaftTimeout
 	}
+	if cfg.AdEvery <= 0 {
+		cfg.AdEvery = defaultAdEvery
+	}
+	if cfg.AdTTL <= 0 {
+		cfg.AdTTL = defaultAdTTL
+	}
+	if cfg.AdTTL < 3*cfg.AdEvery {
+		return nil, fmt.Errorf("location controller %s: ad TTL %v must be at least 3 ad periods (%v)", cfg.ID, cfg.AdTTL, cfg.AdEvery)
+	}
 	ln := cfg.RaftListener
 	if ln == nil {
 		if cfg.RaftAddr == "" {
@@ -143,6 +166,13 @@ func New(cfg Config) (*Controller, error) {
 		log.Warn().Dur("copyTimeout", cfg.CopyTimeout).Dur("idempotencyRetention", DefaultCopyTimeout).
 			Msg("copy-timeout is below the idempotency retention: a copy demoted that early may miss keys it must dedupe")
 	}
+	// The incarnation orders this process's ads after every ad of its earlier lives, so it is
+	// raised and made durable before the process says anything.
+	incarnation, err := bumpIncarnation(cfg.DataDir)
+	if err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("location controller %s: %w", cfg.ID, err)
+	}
 	f := newFSM()
 	rn, err := openRaft(raftSetup{
 		ID: cfg.ID, RaftAddr: cfg.RaftAddr, Listener: ln, Dial: cfg.Dial, Peers: peers, DataDir: cfg.DataDir,
@@ -154,18 +184,22 @@ func New(cfg Config) (*Controller, error) {
 	}
 	c := &Controller{
 		cfg: cfg, log: log, fsm: f, cons: rn, raft: rn, now: time.Now,
-		client:   &http.Client{Timeout: 2 * time.Second, Transport: withSecret(httpTransport(cfg.Dial), cfg.ClusterSecret)},
-		long:     &http.Client{Transport: withSecret(httpTransport(cfg.Dial), cfg.ClusterSecret)},
-		refusals: log.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second}),
+		client:     &http.Client{Timeout: 2 * time.Second, Transport: withSecret(httpTransport(cfg.Dial), cfg.ClusterSecret)},
+		long:       &http.Client{Transport: withSecret(httpTransport(cfg.Dial), cfg.ClusterSecret)},
+		refusals:   log.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second}),
+		adFailures: log.Sample(&zerolog.BurstSampler{Burst: 3, Period: 10 * time.Second}),
 	}
+	c.initGossip(incarnation)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.mux = c.routes()
 	log.Info().Str("http", cfg.HTTPAddr).Str("raft", cfg.RaftAddr).Str("dir", cfg.DataDir).
 		Bool("bootstrapped", rn.bootstrapped).Bool("clusterSecret", cfg.ClusterSecret != "").
-		Int("adminTokens", len(cfg.AdminTokens)).Msg("controller started")
-	c.wg.Add(2)
+		Int("adminTokens", len(cfg.AdminTokens)).Str("instance", c.Instance()).Uint64("incarnation", c.Incarnation()).
+		Int("otherLocations", len(c.gossip.book.cfg.Seeds)).Msg("controller started")
+	c.wg.Add(3)
 	go c.leadershipLoop()
 	go c.registerLoop()
+	go c.gossipLoop()
 	return c, nil
 }
 

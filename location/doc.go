@@ -17,6 +17,10 @@
 //	go http.Serve(httpListener, c.Handler())
 //	defer c.Close()
 //
+// Config.Locations names the other locations' controllers (HTTP addresses), where the
+// leader sends its ads. The data directory also holds the controller's incarnation counter,
+// raised at every start.
+//
 // A data directory without raft state bootstraps the cluster from Peers (every controller
 // of a new location is given the same Peers); one with state never bootstraps again, so a
 // restarted controller rejoins with the membership it had. Config.RaftListener lets the
@@ -39,6 +43,11 @@
 //     report per (node, group). A new leader starts every node as up at its election.
 //   - reconcile.go: planRound, a pure function from the directory and reports to commands,
 //     run by the leader every 100 ms and after each accepted heartbeat.
+//   - ads.go: the ad book, a pure state machine of one controller's advertisements (which
+//     ad is newer, what is accepted, dropped, passed on and to whom, expiry); gossip.go
+//     drives it: the controller's own ad every Config.AdEvery, nodes' joins and heartbeats
+//     as their ads, batches to other controllers, GET /v1/ads and GET /v1/locations
+//     (docs/locations.md).
 //   - http.go, status.go, metrics.go, page.go: the HTTP endpoints.
 //   - auth.go, raft_auth.go: the cluster secret and admin tokens (below), on HTTP and on
 //     raft's connections.
@@ -52,7 +61,8 @@
 // The controller presents the secret on every call it makes (seals and hand-overs to
 // nodes, registration and the status proxy to controllers) and opens every raft
 // connection with a digest of it (raft_auth.go); a raft connection without it never
-// reaches raft. GET /healthz, /metrics, /v1/status and / need neither.
+// reaches raft. GET /healthz, /metrics, /v1/status and / need neither; GET /v1/ads and
+// /v1/locations need the secret or an admin token when either is configured.
 //
 // Node protocol (leader only; a follower answers 421 with command.LeaderHint naming the
 // leader's HTTP address, empty when unknown; a leader that has not yet applied its
@@ -81,6 +91,17 @@
 //     raft address they claim are accepted (403 otherwise). Every controller does this by
 //     itself until the directory holds its current addresses.
 //
+// Ads between controllers (docs/locations.md):
+//
+//   - POST /v1/internal/ads, command.AdBatch -> {"ok":true,"accepted":n}. A batch from
+//     another location is taken only by the leader (a follower answers 421 with the
+//     LeaderHint, so the sender goes there); a batch from this location (a follower's own
+//     ad, the leader's pushes to its followers) by any controller.
+//   - GET /v1/ads -> []command.Ad: every ad held, this controller's own with an empty path.
+//   - GET /v1/locations -> command.LocationsReply (a follower asks its leader). With a
+//     cluster secret or admin tokens configured, these two need the secret or an admin
+//     token.
+//
 // Errors are {"error": command.Error} with the codes of docs/protocol.md.
 //
 // In every Directory answered, Index is the index of the last applied directory command and
@@ -90,7 +111,7 @@
 //
 // Everyone: GET /v1/status (command.Status; a follower proxies to the leader and, without
 // one, answers from its own directory with every node "down" since it cannot vouch for
-// liveness), GET /healthz (200 while raft knows a leader, else 503), GET /metrics
+// liveness; the other locations, their controllers and nodes come from the ads), GET /healthz (200 while raft knows a leader, else 503), GET /metrics
 // (Prometheus, from the controller's own registry: raft state, term and indexes, directory
 // index, nodes by state (leader only), groups, pending configs, siblings by state, commands
 // applied by kind and outcome, Go and process metrics), GET / (a self-contained status page

@@ -41,6 +41,9 @@ func (c *Controller) routes() *http.ServeMux {
 	mux.HandleFunc("POST "+pathSuspect, c.internal(c.handleSuspect))
 	mux.HandleFunc("POST "+pathAdmin, c.adminOnly(c.handleAdmin))
 	mux.HandleFunc("POST "+pathAbandon, c.internal(c.handleAbandon))
+	mux.HandleFunc("POST "+pathInternalAds, c.internal(c.handleInternalAds))
+	mux.HandleFunc("GET "+pathAds, c.view(c.handleAds))
+	mux.HandleFunc("GET "+pathLocations, c.view(c.handleLocations))
 	mux.HandleFunc("GET "+pathStatus, c.handleStatus)
 	mux.HandleFunc("GET /healthz", c.handleHealthz)
 	mux.Handle("GET /metrics", c.metricsHandler())
@@ -164,6 +167,9 @@ func (c *Controller) handleJoin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t.noteJoin(req.ID, c.now())
+	if rec, ok := c.fsm.node(req.ID); ok {
+		c.hearNode(req.ID, rec.Instance, rec.Incarnation, 0)
+	}
 	e := c.log.Info()
 	if rec, ok := c.fsm.node(req.ID); ok && rec.Instance == req.Instance && rec.Incarnation != req.Incarnation {
 		// Its incarnation counter did not survive (joinIncarnation): the data directory was
@@ -202,6 +208,7 @@ func (c *Controller) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if t.noteHeartbeat(hb, c.now()) {
+		c.hearNode(hb.Node, hb.Instance, hb.Incarnation, hb.Generation)
 		t.requestRound()
 	}
 	writeJSON(w, http.StatusOK, c.directoryFor(t))

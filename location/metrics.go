@@ -32,6 +32,7 @@ type controllerCollector struct {
 	info, raftState, leader, term, lastIndex, commitIndex, appliedIndex *prometheus.Desc
 	dirIndex, polls, nodesTotal, nodes, groups, pending, siblings       *prometheus.Desc
 	commands                                                            *prometheus.Desc
+	adsReceived, adsForwarded, adsDropped, adsHeld, locReachable        *prometheus.Desc
 }
 
 func newControllerCollector(c *Controller) *controllerCollector {
@@ -56,12 +57,19 @@ func newControllerCollector(c *Controller) *controllerCollector {
 		siblings:     d("siblings", "Sibling copies by state.", "state"),
 		commands: d("commands_applied_total",
 			"Directory commands applied by this controller's FSM since it started, by kind and outcome.", "kind", "outcome"),
+		adsReceived:  d("ads_received_total", "Ads this controller was handed: by other controllers, and nodes' joins and heartbeats taken as their ads."),
+		adsForwarded: d("ads_forwarded_total", "Ads this controller passed on (one per ad and target)."),
+		adsDropped: d("ads_dropped_total",
+			"Ads not taken or not delivered, by reason: own, loop, duplicate, older, expired, invalid, unsent.", "reason"),
+		adsHeld:      d("ads_held", "Ads this controller holds, its own included."),
+		locReachable: d("location_reachable", "1 while another location is reachable, 0 when it is not.", "location"),
 	}
 }
 
 func (cc *controllerCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{cc.info, cc.raftState, cc.leader, cc.term, cc.lastIndex, cc.commitIndex,
-		cc.appliedIndex, cc.dirIndex, cc.polls, cc.nodesTotal, cc.nodes, cc.groups, cc.pending, cc.siblings, cc.commands} {
+		cc.appliedIndex, cc.dirIndex, cc.polls, cc.nodesTotal, cc.nodes, cc.groups, cc.pending, cc.siblings, cc.commands,
+		cc.adsReceived, cc.adsForwarded, cc.adsDropped, cc.adsHeld, cc.locReachable} {
 		ch <- d
 	}
 }
@@ -118,6 +126,16 @@ func (cc *controllerCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(cc.pending, float64(pending))
 	for _, s := range []string{command.SiblingSyncing, command.SiblingVoting, command.SiblingStale} {
 		gauge(cc.siblings, float64(siblings[s]), s)
+	}
+	stats, held := c.adCounters()
+	ch <- prometheus.MustNewConstMetric(cc.adsReceived, prometheus.CounterValue, float64(stats.Received))
+	ch <- prometheus.MustNewConstMetric(cc.adsForwarded, prometheus.CounterValue, float64(stats.Forwarded))
+	for _, r := range []string{dropOwn, dropLoop, dropDuplicate, dropOlder, dropExpired, dropInvalid, dropUnsent} {
+		ch <- prometheus.MustNewConstMetric(cc.adsDropped, prometheus.CounterValue, float64(stats.Dropped[r]), r)
+	}
+	gauge(cc.adsHeld, float64(held))
+	for _, v := range c.remoteLocations(c.now()) {
+		gauge(cc.locReachable, boolValue(v.Reachable), v.Name)
 	}
 	for k, v := range c.fsm.commandCounts() {
 		ch <- prometheus.MustNewConstMetric(cc.commands, prometheus.CounterValue, float64(v), k[0], k[1])

@@ -22,13 +22,14 @@ table { border-collapse: collapse; }
 th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; }
 th { background: #f3f3f3; }
 .up, .voting { color: #17702a; } .down { color: #b00020; font-weight: bold; }
-.syncing, .spare { color: #9a6400; } .warn, .unreachable { color: #b00020; } .stale { color: #777; }
+.syncing, .spare { color: #9a6400; } .unreachable-loc { color: #b00020; font-weight: bold; } .warn, .unreachable { color: #b00020; } .stale { color: #777; }
 #err { color: #b00020; }
 </style>
 </head>
 <body>
 <h1>Sibyl location status</h1>
 <div id="meta"></div><div id="err"></div>
+<h2>Locations</h2><table id="locations"></table>
 <h2>Controllers</h2><table id="controllers"></table>
 <h2>Nodes</h2><table id="nodes"></table>
 <h2>Groups</h2><table id="groups"></table>
@@ -45,6 +46,11 @@ function table(id, head, rows) {
 function render(s) {
   document.getElementById("meta").textContent = "Updated " + new Date().toLocaleTimeString() +
     " \u2014 locations: " + s.locations.map(function (l) { return l.name; }).join(", ");
+  table("locations", ["name", "controllers", "leader", "reachable"], s.locations.map(function (l) {
+    return "<tr><td>" + esc(l.name) + "</td><td>" + esc((l.controllers || []).join(", ")) + "</td><td>" +
+      (l.leader === null || l.leader === undefined ? "<span class=\"down\">none known</span>" : esc(l.leader)) +
+      "</td><td>" + (l.reachable ? "<span class=\"up\">yes</span>" : "<span class=\"unreachable-loc\">no</span>") + "</td></tr>";
+  }));
   table("controllers", ["id", "address", "location", "leader"], s.controllers.map(function (c) {
     return "<tr><td>" + esc(c.id) + "</td><td>" + esc(c.addr) + "</td><td>" + esc(c.location) +
       "</td><td>" + (c.leader ? "leader" : "") + "</td></tr>";
@@ -54,13 +60,13 @@ function render(s) {
       "</td><td class=\"" + esc(n.state) + "\">" + esc(n.state) + "</td><td>" + esc(n.instance) +
       "</td><td>" + esc(n.generation) + "</td></tr>";
   }));
-  table("groups", ["server", "main", "epoch", "seq", "siblings (node state lag)", "warning"], s.groups.map(function (g) {
+  table("groups", ["server", "home", "main", "epoch", "seq", "siblings (node state lag)", "warning"], s.groups.map(function (g) {
     var sib = g.siblings.map(function (x) {
       var st = x.stale ? "stale" : x.unreachable ? "unreachable" : x.state;
       return "<span class=\"" + esc(st) + "\">" + esc(x.node) + " " + esc(x.state) + (x.stale ? " (stale)" : "") +
         (x.unreachable ? " (unreachable)" : "") + " " + esc(x.lagSeq) + "</span>";
     }).join("<br>");
-    return "<tr><td>" + esc(g.server) + "</td><td>" + (g.main === null ? "<span class=\"down\">none</span>" : esc(g.main)) +
+    return "<tr><td>" + esc(g.server) + "</td><td>" + esc(g.home) + "</td><td>" + (g.main === null ? "<span class=\"down\">none</span>" : esc(g.main)) +
       "</td><td>" + esc(g.epoch) + "</td><td>" + esc(g.seq) + "</td><td>" + sib +
       "</td><td class=\"warn\">" + esc(g.warning) + "</td></tr>";
   }));

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,6 +27,10 @@ type statusInput struct {
 	nodeState func(nodeRecord) (string, uint64)
 	reports   reportSet
 	silent    silentFunc // copies unreported for copy-timeout (the leader's clock); nil: none
+	// remote: the other locations as the ads show them; a node of theirs counts as up while
+	// its ad is younger than nodeFresh.
+	remote    []locationView
+	nodeFresh time.Duration
 }
 
 // twoVotersWarning is set on a group with exactly two voting siblings.
@@ -61,6 +66,47 @@ func buildStatus(in statusInput) command.Status {
 		loc := &out.Locations[len(out.Locations)-1]
 		loc.Controllers = append(loc.Controllers, c.ID)
 	}
+	for i := range out.Locations {
+		if l := &out.Locations[i]; l.Name == in.location && in.leader != "" {
+			leader := in.leader
+			l.Leader, l.Reachable = &leader, true
+		}
+	}
+	var remoteNodes []command.StatusNode
+	for _, v := range in.remote {
+		sl := command.StatusLocation{Name: v.Name, Controllers: []string{}, Reachable: v.Reachable}
+		if v.LeaderID != "" {
+			leader := v.LeaderID
+			sl.Leader = &leader
+		}
+		for _, ad := range v.Controllers {
+			sl.Controllers = append(sl.Controllers, ad.ID)
+			out.Controllers = append(out.Controllers, command.StatusController{
+				ID: ad.ID, Addr: ad.Addr, Location: ad.Location, Leader: ad.ID == v.LeaderID,
+			})
+		}
+		out.Locations = append(out.Locations, sl)
+		for _, ad := range v.Nodes {
+			id, err := strconv.ParseUint(ad.ID, 10, 16)
+			if err != nil {
+				continue
+			}
+			state := command.NodeDown
+			if time.Duration(ad.AgeMs)*time.Millisecond < in.nodeFresh {
+				state = command.NodeUp
+			}
+			remoteNodes = append(remoteNodes, command.StatusNode{
+				ID: uint16(id), Addr: ad.Addr, Location: ad.Location, State: state, Instance: ad.Instance, Generation: ad.Generation,
+			})
+		}
+	}
+	slices.SortStableFunc(out.Locations, func(a, b command.StatusLocation) int { return cmpString(a.Name, b.Name) })
+	slices.SortStableFunc(out.Controllers, func(a, b command.StatusController) int {
+		if a.Location != b.Location {
+			return cmpString(a.Location, b.Location)
+		}
+		return cmpString(a.ID, b.ID)
+	})
 
 	up := map[uint16]bool{}
 	for _, n := range in.st.sortedNodes() {
@@ -70,9 +116,13 @@ func buildStatus(in statusInput) command.Status {
 			ID: n.ID, Addr: n.Addr, Location: n.Location, State: state, Instance: n.Instance, Generation: gen,
 		})
 	}
+	if len(remoteNodes) > 0 {
+		out.Nodes = append(out.Nodes, remoteNodes...)
+		slices.SortStableFunc(out.Nodes, func(a, b command.StatusNode) int { return int(a.ID) - int(b.ID) })
+	}
 
 	for _, g := range in.st.sortedGroups() {
-		sg := command.StatusGroup{Server: g.Server, Epoch: g.Epoch, Siblings: []command.StatusSibling{}}
+		sg := command.StatusGroup{Server: g.Server, Home: in.location, Epoch: g.Epoch, Siblings: []command.StatusSibling{}}
 		if g.Main != 0 {
 			main := g.Main
 			sg.Main = &main
@@ -157,8 +207,9 @@ func (c *Controller) localStatus() command.Status {
 		st: st, location: c.cfg.Location, members: members, leader: c.cons.leaderID(),
 		nodeState: c.unknownState, reports: reportSet{},
 	}
+	now := c.now()
+	in.remote, in.nodeFresh = c.remoteLocations(now), 3*c.cfg.AdEvery
 	if t := c.term.Load(); t != nil && t.isReady() {
-		now := c.now()
 		in.nodeState = func(n nodeRecord) (string, uint64) { return t.nodeState(n, now, c.cfg.DownAfter) }
 		in.reports = t.snapshotReports()
 		in.silent = t.copyClock(now, c.cfg.CopyTimeout)

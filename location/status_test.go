@@ -1,11 +1,13 @@
 package location
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sibylhq/sibyl/command"
 )
@@ -30,7 +32,7 @@ func TestBuildStatus(t *testing.T) {
 	})
 	one := uint16(1)
 	want := command.Status{
-		Locations: []command.StatusLocation{{Name: "default", Controllers: []string{"c1", "c2"}}},
+		Locations: []command.StatusLocation{{Name: "default", Controllers: []string{"c1", "c2"}, Leader: ptr("c1"), Reachable: true}},
 		Controllers: []command.StatusController{
 			{ID: "c1", Addr: "h1", Location: "default", Leader: true},
 			{ID: "c2", Addr: "", Location: "default"},
@@ -41,12 +43,12 @@ func TestBuildStatus(t *testing.T) {
 			{ID: 3, Addr: "127.0.0.1:1", Location: "default", State: "down", Instance: "inst", Generation: 30},
 		},
 		Groups: []command.StatusGroup{
-			{Server: 1, Main: &one, Epoch: 1, Seq: 100, Warning: twoVotersWarning, Siblings: []command.StatusSibling{
+			{Server: 1, Home: "default", Main: &one, Epoch: 1, Seq: 100, Warning: twoVotersWarning, Siblings: []command.StatusSibling{
 				{Node: 2, State: "voting", LagSeq: 10}, // main's view: the sibling did not report
 				{Node: 3, State: "voting", LagSeq: 3},  // the sibling's own applied seq
 			}},
-			{Server: 2, Main: ptr(uint16(2)), Epoch: 1, Siblings: []command.StatusSibling{}},
-			{Server: 3, Main: nil, Epoch: 1, Siblings: []command.StatusSibling{}},
+			{Server: 2, Home: "default", Main: ptr(uint16(2)), Epoch: 1, Siblings: []command.StatusSibling{}},
+			{Server: 3, Home: "default", Main: nil, Epoch: 1, Siblings: []command.StatusSibling{}},
 		},
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -55,6 +57,52 @@ func TestBuildStatus(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestBuildStatusOtherLocations: the locations the ads show are listed with their leader
+// and reachability, their controllers and nodes (up while their ad is fresh) beside this
+// location's.
+func TestBuildStatusOtherLocations(t *testing.T) {
+	f, _ := buildFSM(t)
+	st, _ := f.view()
+	got := buildStatus(statusInput{
+		st: st, location: "default", leader: "c1", reports: reportSet{}, nodeFresh: 3 * time.Second,
+		members:   []raftMember{{ID: "c1", Addr: "r1"}},
+		nodeState: func(n nodeRecord) (string, uint64) { return "up", 1 },
+		remote: []locationView{
+			{Name: "a-far", Reachable: true, LeaderID: "c9", LeaderAddr: "h9",
+				Controllers: []command.Ad{ctlAd("c9", "a-far", "C9", 1, 1)},
+				Nodes:       []command.Ad{{Kind: command.AdNode, ID: "20", Location: "a-far", Addr: "n20", Instance: "N20", Incarnation: 1, Generation: 7, AgeMs: 500}}},
+			{Name: "z-far", Controllers: []command.Ad{ctlAd("c20", "z-far", "C20", 1, 1)},
+				Nodes: []command.Ad{{Kind: command.AdNode, ID: "40", Location: "z-far", Addr: "n40", Instance: "N40", Incarnation: 1, Generation: 3, AgeMs: 9000}}},
+		},
+	})
+	wantLocs := []command.StatusLocation{
+		{Name: "a-far", Controllers: []string{"c9"}, Leader: ptr("c9"), Reachable: true},
+		{Name: "default", Controllers: []string{"c1"}, Leader: ptr("c1"), Reachable: true},
+		{Name: "z-far", Controllers: []string{"c20"}},
+	}
+	if !reflect.DeepEqual(got.Locations, wantLocs) {
+		t.Fatalf("locations %+v\nwant %+v", got.Locations, wantLocs)
+	}
+	var ctrls, nodes []string
+	for _, c := range got.Controllers {
+		ctrls = append(ctrls, fmt.Sprintf("%s/%s/%v", c.Location, c.ID, c.Leader))
+	}
+	for _, n := range got.Nodes {
+		nodes = append(nodes, fmt.Sprintf("%d/%s/%s", n.ID, n.Location, n.State))
+	}
+	if want := []string{"a-far/c9/true", "default/c1/true", "z-far/c20/false"}; !reflect.DeepEqual(ctrls, want) {
+		t.Fatalf("controllers %v, want %v", ctrls, want)
+	}
+	if want := []string{"1/default/up", "2/default/up", "3/default/up", "20/a-far/up", "40/z-far/down"}; !reflect.DeepEqual(nodes, want) {
+		t.Fatalf("nodes %v: want node 20 of a-far up (fresh ad) and node 40 of z-far down (9 s old), in ID order", nodes)
+	}
+	for _, g := range got.Groups {
+		if g.Home != "default" {
+			t.Fatalf("group %d home %q", g.Server, g.Home)
+		}
+	}
+}
 
 func TestStatusPageIsSelfContained(t *testing.T) {
 	c := &Controller{}

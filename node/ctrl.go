@@ -158,6 +158,47 @@ func (c *ctrlClient) admin(ctx context.Context, req *command.Request) (*command.
 	return &out.Reply, nil
 }
 
+// learn asks the controllers this client knows for the locations they know (GET
+// /v1/locations, docs/protocol.md §6) and, when one of them names location loc with
+// controllers, talks to those from then on: --controllers may list any location's
+// controllers, and a node joins its own. It reports whether it found loc.
+func (c *ctrlClient) learn(ctx context.Context, loc string) bool {
+	for _, addr := range c.candidates() {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/locations", nil)
+		if err != nil {
+			return false
+		}
+		if c.secret != "" {
+			req.Header.Set(command.SecretHeader, c.secret)
+		}
+		resp, err := c.http.Do(req)
+		if err != nil {
+			continue
+		}
+		var lr command.LocationsReply
+		err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&lr)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			continue
+		}
+		for _, l := range lr.Locations {
+			if l.Name != loc || len(l.Controllers) == 0 {
+				continue
+			}
+			c.mu.Lock()
+			c.addrs, c.leader = append([]string(nil), l.Controllers...), ""
+			if l.Leader != nil {
+				c.leader = *l.Leader
+			}
+			c.mu.Unlock()
+			c.log.Info().Str("location", loc).Strs("controllers", l.Controllers).Str("from", addr).
+				Msg("learnt this location's controllers from another location's")
+			return true
+		}
+	}
+	return false
+}
+
 func (c *ctrlClient) status(ctx context.Context) (*command.Status, error) {
 	var st command.Status
 	if err := c.do(ctx, http.MethodGet, "/v1/status", nil, &st); err != nil {
@@ -171,7 +212,7 @@ func (c *ctrlClient) status(ctx context.Context) (*command.Status, error) {
 func (n *Node) join() bool {
 	req := command.JoinRequest{ID: uint16(n.cfg.ID), Addr: n.cfg.HTTPAddr, Location: n.cfg.Location,
 		Instance: n.instance, Incarnation: n.incarnation}
-	warned := false
+	warned, learnt := false, false
 	for {
 		var d command.Directory
 		err := n.ctrl.do(n.ctx, http.MethodPost, "/v1/internal/join", req, &d)
@@ -184,6 +225,12 @@ func (n *Node) join() bool {
 			n.joins.Add(1)
 			n.log.Info().Uint64("index", d.Index).Msg("joined the location controller")
 			return true
+		}
+		if command.CodeOf(err) == command.CodeBadRequest && n.cfg.Location != "" && !learnt {
+			// A controller of another location refuses the join: find this location's.
+			if learnt = n.ctrl.learn(n.ctx, n.cfg.Location); learnt {
+				continue
+			}
 		}
 		if command.CodeOf(err) == command.CodeUnauthorized && !warned {
 			// A configuration error, not a passing failure: say so once, loudly.

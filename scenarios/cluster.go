@@ -54,6 +54,8 @@ type Options struct {
 	// AdminToken, when set, is given to every node and controller (dev --admin-token):
 	// clients of the cluster (Client) then present it.
 	AdminToken string
+	// Locations is dev's --locations (default 1); Controllers is per location.
+	Locations int
 }
 
 // Cluster is a running `sibyl dev` cluster.
@@ -120,6 +122,9 @@ func StartCluster(t testing.TB, o Options) *Cluster {
 	if o.Controllers == 0 {
 		o.Controllers = 3
 	}
+	if o.Locations == 0 {
+		o.Locations = 1
+	}
 	if o.WriteTimeout == 0 {
 		o.WriteTimeout = time.Second
 	}
@@ -131,7 +136,7 @@ func StartCluster(t testing.TB, o Options) *Cluster {
 		// Below Linux's ephemeral range (32768 and up by default), so no outgoing
 		// connection is handed one of these ports between the check and the start.
 		b := 21000 + portSeq.Intn(58)*200
-		if portsFree(b, o.Controllers, o.Nodes) {
+		if portsFree(b, o.Controllers*o.Locations, o.Nodes) {
 			base = b
 		}
 	}
@@ -144,6 +149,9 @@ func StartCluster(t testing.TB, o Options) *Cluster {
 		"--down-after", o.DownAfter.String(), "--log-level", "info", "--node-flags", o.NodeFlags)
 	if o.CopyTimeout > 0 {
 		c.dev.Args = append(c.dev.Args, "--copy-timeout", o.CopyTimeout.String())
+	}
+	if o.Locations > 1 {
+		c.dev.Args = append(c.dev.Args, "--locations", strconv.Itoa(o.Locations))
 	}
 	if o.ClusterSecret != "" {
 		c.dev.Args = append(c.dev.Args, "--cluster-secret", o.ClusterSecret)

@@ -68,12 +68,6 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return usageError(fs, stderr, "%v", err)
 	}
-	if *locations > 1 {
-		// The layout is ready for several locations, but a controller cannot yet be told
-		// where the other locations' controllers are (sibyl location has no seed flag), so
-		// the locations would run as unrelated clusters. Refuse rather than pretend.
-		return usageError(fs, stderr, "--locations %d: only --locations 1 is supported until controllers can be given other locations' addresses", *locations)
-	}
 	exe, err := os.Executable()
 	if err != nil {
 		fmt.Fprintf(stderr, "sibyl dev: cannot find this executable to start children: %v\n", err)
@@ -177,8 +171,12 @@ func runDevCluster(layout devLayout, opts devOptions, stdout, stderr io.Writer) 
 		fmt.Fprintf(stdout, "started node %d pid %d http %s (%s)\n", n.ID, ch.pid(), n.HTTP, n.Location)
 	}
 
-	fmt.Fprintf(stdout, "waiting up to %s for every node to serve and every group to have a main...\n", readyTimeout)
-	if err := waitReady(ctx, layout, exits); err != nil {
+	if n := len(layout.locationNames()); n > 1 {
+		fmt.Fprintf(stdout, "waiting up to %s for every node to serve, every group to have a main and each of the %d locations to reach the others...\n", readyTimeout, n)
+	} else {
+		fmt.Fprintf(stdout, "waiting up to %s for every node to serve and every group to have a main...\n", readyTimeout)
+	}
+	if err := waitReady(ctx, layout, opts.ClusterSecret, exits); err != nil {
 		if ctx.Err() != nil {
 			fmt.Fprintf(stdout, "sibyl dev: interrupted while starting; stopping every process\n")
 			stopChildren(children)
@@ -223,6 +221,6 @@ func printReady(w io.Writer, layout devLayout, took time.Duration) {
 		fmt.Fprintf(w, "  node %-3d websocket ws://%s/v1/ws  status page http://%s/\n", n.ID, n.HTTP, n.HTTP)
 	}
 	for _, c := range layout.Controllers {
-		fmt.Fprintf(w, "  controller %-3s status page http://%s/\n", c.ID, c.HTTP)
+		fmt.Fprintf(w, "  controller %-3s status page http://%s/  (%s)\n", c.ID, c.HTTP, c.Location)
 	}
 }

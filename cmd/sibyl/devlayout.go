@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -106,6 +107,45 @@ func (l devLayout) peersOf(c devController) map[string]string {
 	return peers
 }
 
+// locationNames lists the layout's locations in order.
+func (l devLayout) locationNames() []string {
+	var out []string
+	for _, c := range l.Controllers {
+		if !slices.Contains(out, c.Location) {
+			out = append(out, c.Location)
+		}
+	}
+	return out
+}
+
+// inLocation is the part of the layout in location loc.
+func (l devLayout) inLocation(loc string) devLayout {
+	var out devLayout
+	for _, c := range l.Controllers {
+		if c.Location == loc {
+			out.Controllers = append(out.Controllers, c)
+		}
+	}
+	for _, n := range l.Nodes {
+		if n.Location == loc {
+			out.Nodes = append(out.Nodes, n)
+		}
+	}
+	return out
+}
+
+// othersOf returns the HTTP addresses of the controllers of every location but c's, by
+// location: c's --locations.
+func (l devLayout) othersOf(c devController) map[string][]string {
+	out := map[string][]string{}
+	for _, o := range l.Controllers {
+		if o.Location != c.Location {
+			out[o.Location] = append(out[o.Location], o.HTTP)
+		}
+	}
+	return out
+}
+
 // devOptions are the settings dev passes through to its children.
 type devOptions struct {
 	Exe          string // absolute path of this executable
@@ -148,6 +188,9 @@ func (l devLayout) controllerArgs(o devOptions, c devController) []string {
 		"--location", c.Location,
 		"--down-after", o.DownAfter.String(),
 		"--log-level", o.LogLevel,
+	}
+	if others := l.othersOf(c); len(others) > 0 {
+		args = append(args, "--locations", formatLocations(others))
 	}
 	if o.CopyTimeout != 0 && o.CopyTimeout != location.DefaultCopyTimeout {
 		args = append(args, "--copy-timeout", o.CopyTimeout.String())

@@ -103,6 +103,34 @@ func TestDevArgs(t *testing.T) {
 	}
 }
 
+// TestDevArgsLocations: with several locations every controller is given the others'
+// controllers (its own location's are its raft peers), and nodes only their location's.
+func TestDevArgsLocations(t *testing.T) {
+	l, err := layoutDev(20000, 3, 2, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := devOptions{Exe: "/bin/sibyl", Dir: "/d", WriteTimeout: 5 * time.Second, DownAfter: time.Second, LogLevel: "info"}
+	args := l.controllerArgs(o, l.Controllers[2]) // c3, loc2
+	want := []string{"--peers", "c3=127.0.0.1:20053,c4=127.0.0.1:20054", "--location", "loc2"}
+	if !containsRun(args, want) {
+		t.Errorf("c3 args %q lack %q", args, want)
+	}
+	want = []string{"--locations", "loc1=127.0.0.1:20001,loc1=127.0.0.1:20002,loc3=127.0.0.1:20005,loc3=127.0.0.1:20006"}
+	if !containsRun(args, want) {
+		t.Errorf("c3 args %q lack %q", args, want)
+	}
+	if got := nodeArgs(o, l.Nodes[2]); !containsRun(got, []string{"--location", "loc3", "--controllers", "127.0.0.1:20005,127.0.0.1:20006"}) {
+		t.Errorf("node 3 args %q: want loc3 and its controllers", got)
+	}
+	if got := l.locationNames(); !reflect.DeepEqual(got, []string{"loc1", "loc2", "loc3"}) {
+		t.Errorf("locations %v", got)
+	}
+	if p := l.inLocation("loc2"); len(p.Controllers) != 2 || len(p.Nodes) != 1 || p.Nodes[0].ID != 2 {
+		t.Errorf("loc2 part %+v", p)
+	}
+}
+
 // TestClusterFileFields pins the field names of docs/protocol.md §5: readers of cluster.json
 // depend on them.
 func TestClusterFileFields(t *testing.T) {

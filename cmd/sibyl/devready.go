@@ -16,10 +16,12 @@ import (
 // readyPoll is how often dev checks whether the cluster serves yet.
 const readyPoll = 100 * time.Millisecond
 
-// waitReady polls until every node answers GET /healthz with 200 and a controller's
-// GET /v1/status lists every node "up" and every node's group with a main. It fails when
-// a child exits meanwhile (its log tail is in the error), at readyTimeout, or when ctx ends.
-func waitReady(ctx context.Context, layout devLayout, exits <-chan childExit) error {
+// waitReady polls until every node answers GET /healthz with 200, in every location a
+// controller's GET /v1/status lists that location's nodes "up" and their groups with a
+// main, and, with several locations, every location's GET /v1/locations shows every other
+// one reachable with a leader. It fails when a child exits meanwhile (its log tail is in
+// the error), at readyTimeout, or when ctx ends.
+func waitReady(ctx context.Context, layout devLayout, secret string, exits <-chan childExit) error {
 	hc := &http.Client{Timeout: time.Second}
 	deadline := time.NewTimer(readyTimeout)
 	defer deadline.Stop()
@@ -27,7 +29,7 @@ func waitReady(ctx context.Context, layout devLayout, exits <-chan childExit) er
 	defer tick.Stop()
 	var missing string
 	for {
-		if missing = notReady(ctx, hc, layout); missing == "" {
+		if missing = notReady(ctx, hc, layout, secret); missing == "" {
 			return nil
 		}
 		select {
@@ -44,25 +46,69 @@ func waitReady(ctx context.Context, layout devLayout, exits <-chan childExit) er
 }
 
 // notReady returns what the cluster still lacks, or "" when it is ready.
-func notReady(ctx context.Context, hc *http.Client, layout devLayout) string {
+func notReady(ctx context.Context, hc *http.Client, layout devLayout, secret string) string {
 	for _, n := range layout.Nodes {
-		if err := getJSON(ctx, hc, "http://"+n.HTTP+"/healthz", nil); err != nil {
+		if err := getJSON(ctx, hc, "http://"+n.HTTP+"/healthz", "", nil); err != nil {
 			return fmt.Sprintf("node %d health: %v", n.ID, err)
 		}
 	}
-	var st command.Status
+	names := layout.locationNames()
+	for _, loc := range names {
+		part := layout.inLocation(loc)
+		var st command.Status
+		var lastErr error
+		got := false
+		for _, c := range part.Controllers {
+			if lastErr = getJSON(ctx, hc, "http://"+c.HTTP+"/v1/status", "", &st); lastErr == nil {
+				got = true
+				break
+			}
+		}
+		if !got {
+			return fmt.Sprintf("controller status of %s: %v", loc, lastErr)
+		}
+		if m := statusMissing(part, &st); m != "" {
+			return m
+		}
+	}
+	if len(names) < 2 {
+		return ""
+	}
+	for _, loc := range names {
+		if m := locationsMissing(ctx, hc, layout.inLocation(loc), names, secret); m != "" {
+			return m
+		}
+	}
+	return ""
+}
+
+// locationsMissing asks a controller of one location for GET /v1/locations and reports the
+// locations of names it does not reach with a known leader.
+func locationsMissing(ctx context.Context, hc *http.Client, part devLayout, names []string, secret string) string {
+	var lr command.LocationsReply
 	var lastErr error
-	got := false
-	for _, c := range layout.Controllers {
-		if lastErr = getJSON(ctx, hc, "http://"+c.HTTP+"/v1/status", &st); lastErr == nil {
-			got = true
+	for _, c := range part.Controllers {
+		if lastErr = getJSON(ctx, hc, "http://"+c.HTTP+"/v1/locations", secret, &lr); lastErr == nil {
 			break
 		}
 	}
-	if !got {
-		return fmt.Sprintf("controller status: %v", lastErr)
+	if lastErr != nil {
+		return fmt.Sprintf("locations seen from %s: %v", part.Controllers[0].Location, lastErr)
 	}
-	return statusMissing(layout, &st)
+	var lacks []string
+	for _, want := range names {
+		ok := false
+		for _, l := range lr.Locations {
+			ok = ok || l.Name == want && l.Reachable && l.Leader != nil
+		}
+		if !ok {
+			lacks = append(lacks, want)
+		}
+	}
+	if len(lacks) > 0 {
+		return fmt.Sprintf("%s does not yet reach %s", lr.Self.Name, strings.Join(lacks, ", "))
+	}
+	return ""
 }
 
 // statusMissing compares a status against the layout: every node up, every node's
@@ -92,11 +138,15 @@ func statusMissing(layout devLayout, st *command.Status) string {
 	return strings.Join(lacks, "; ")
 }
 
-// getJSON GETs url, wants 200 and decodes the body into out (unless out is nil).
-func getJSON(ctx context.Context, hc *http.Client, url string, out any) error {
+// getJSON GETs url (with the cluster secret, when set), wants 200 and decodes the body
+// into out (unless out is nil).
+func getJSON(ctx context.Context, hc *http.Client, url, secret string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
+	}
+	if secret != "" {
+		req.Header.Set(command.SecretHeader, secret)
 	}
 	resp, err := hc.Do(req)
 	if err != nil {

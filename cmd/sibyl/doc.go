@@ -22,9 +22,13 @@
 //     SIGTERM it sends SIGTERM, then SIGKILL after 5 s, and reaps every child before it
 //     exits. It never restarts a child: a kill is a simulated crash. cluster.json is written
 //     by rename, only once the cluster serves, and a stale one is removed at start.
-//   - dev --locations > 1 is refused for now: a controller has no flag naming other
-//     locations' controllers, so the locations would run as unrelated clusters. The port
-//     layout (layoutDev) already places several locations.
+//   - dev --locations N starts N locations loc1..locN, each with --controllers controllers
+//     on raft (numbered on across locations: c1..c3 in loc1, c4..c6 in loc2, ...) and its
+//     share of the nodes (node i in loc((i-1) mod N + 1), given its location's controllers).
+//     Every controller is given the others' addresses (--locations NAME=HOST:PORT,...; its
+//     own location's are its raft peers). With N > 1 dev also waits, before cluster.json,
+//     until every location's /v1/locations reaches every other one with a known leader.
+//     --wan-delay is not implemented yet.
 //   - watch subscribes through api/client, so it resumes by itself (from the last event's
 //     token, on the next --addr node) after a disconnect or a lagged; it prints every
 //     frame (events and resync) as received, one compact JSON object per line.

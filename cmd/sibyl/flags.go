@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -155,6 +156,47 @@ func formatPeers(peers map[string]string) string {
 	parts := make([]string, len(ids))
 	for i, id := range ids {
 		parts[i] = id + "=" + peers[id]
+	}
+	return strings.Join(parts, ",")
+}
+
+// parseLocations parses --locations: NAME=HOST:PORT entries separated by commas, a name
+// repeated once per controller of that location (loc2=10.0.0.4:7704,loc2=10.0.0.5:7705).
+func parseLocations(s string) (map[string][]string, error) {
+	out := map[string][]string{}
+	for _, entry := range strings.Split(s, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		name, addr, ok := strings.Cut(entry, "=")
+		name, addr = strings.TrimSpace(name), strings.TrimSpace(addr)
+		if !ok || name == "" || addr == "" {
+			return nil, fmt.Errorf("location %q: want NAME=HOST:PORT (e.g. loc2=127.0.0.1:7704)", entry)
+		}
+		a, err := controllerAddr(addr)
+		if err != nil {
+			return nil, fmt.Errorf("location %s: %v", name, err)
+		}
+		if !slices.Contains(out[name], a) {
+			out[name] = append(out[name], a)
+		}
+	}
+	return out, nil
+}
+
+// formatLocations is the inverse of parseLocations, in a stable order.
+func formatLocations(locs map[string][]string) string {
+	names := make([]string, 0, len(locs))
+	for n := range locs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var parts []string
+	for _, n := range names {
+		for _, a := range locs[n] {
+			parts = append(parts, n+"="+a)
+		}
 	}
 	return strings.Join(parts, ",")
 }

@@ -152,3 +152,22 @@ func TestLogLevel(t *testing.T) {
 		t.Error("level loud accepted")
 	}
 }
+
+func TestParseLocations(t *testing.T) {
+	got, err := parseLocations(" loc2=127.0.0.1:7704, loc2=http://127.0.0.1:7705/ ,loc3=10.0.0.7:7707,,loc2=127.0.0.1:7704")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{"loc2": {"127.0.0.1:7704", "127.0.0.1:7705"}, "loc3": {"10.0.0.7:7707"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	if s := formatLocations(got); s != "loc2=127.0.0.1:7704,loc2=127.0.0.1:7705,loc3=10.0.0.7:7707" {
+		t.Fatalf("format: %s", s)
+	}
+	for _, bad := range []string{"loc2", "=1.2.3.4:5", "loc2=", "loc2=nohost", "loc2=https://x:1/a"} {
+		if _, err := parseLocations(bad); err == nil {
+			t.Errorf("%q was accepted", bad)
+		}
+	}
+}

@@ -31,13 +31,15 @@ const secretUsage = "secret every node and controller presents to the others and
 const shutdownGrace = 5 * time.Second
 
 func runLocation(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("location", "location --id ID --http ADDR --raft ADDR --data DIR [--peers ID=RAFTADDR,...] [flags]", stderr)
+	fs := newFlagSet("location", "location --id ID --http ADDR --raft ADDR --data DIR [--peers ID=RAFTADDR,...] [--locations NAME=HOST:PORT,...] [flags]", stderr)
 	id := fs.String("id", "", "controller ID, e.g. c1 (required)")
 	httpAddr := fs.String("http", "", "host:port of the HTTP listener: status, metrics, node protocol (required)")
 	raftAddr := fs.String("raft", "", "host:port of the raft transport (required)")
 	dataDir := fs.String("data", "", "data directory for the raft log and snapshots (required)")
 	peersFlag := fs.String("peers", "", "every controller of this location as ID=RAFTADDR,..., this one included (default: this one alone)")
 	loc := fs.String("location", "", "location name (default \"default\")")
+	locationsFlag := fs.String("locations", "", "the other locations' controllers as NAME=HOST:PORT,... (a name once per controller); "+
+		"this location's leader sends its ads there (entries of this controller's own location are ignored)")
 	downAfter := fs.Duration("down-after", time.Second, "silence after which a node is marked down")
 	copyTimeout := fs.Duration("copy-timeout", location.DefaultCopyTimeout,
 		"how long a voting copy may go unreported before it is demoted to stale (below 10m undercuts the idempotency retention: warned)")
@@ -65,6 +67,10 @@ func runLocation(args []string, stdout, stderr io.Writer) int {
 	if addr, ok := peers[*id]; !ok || addr != *raftAddr {
 		return usageError(fs, stderr, "--peers %s must include this controller as %s=%s", formatPeers(peers), *id, *raftAddr)
 	}
+	others, err := parseLocations(*locationsFlag)
+	if err != nil {
+		return usageError(fs, stderr, "--locations: %v", err)
+	}
 	log, err := newLogger(stderr, *logLevel)
 	if err != nil {
 		return usageError(fs, stderr, "%v", err)
@@ -81,7 +87,7 @@ func runLocation(args []string, stdout, stderr io.Writer) int {
 	c, err := location.New(location.Config{
 		ID: *id, HTTPAddr: *httpAddr, RaftAddr: *raftAddr, DataDir: *dataDir, Peers: peers,
 		Location: *loc, DownAfter: *downAfter, CopyTimeout: *copyTimeout, Logger: log,
-		ClusterSecret: *secret, AdminTokens: adminTokens,
+		ClusterSecret: *secret, AdminTokens: adminTokens, Locations: others,
 	})
 	if err != nil {
 		ln.Close()
