@@ -53,10 +53,11 @@
 //
 // Goroutines: per node, the watch long poll and the heartbeat loop (both apply
 // directories), the store's flusher; per group this node is main of, persistLoop, the
-// vacuum loop and one goroutine per sibling link plus its ack reader; per replication
+// vacuum loop, the expiry loop (write timeouts of queued writes) and one goroutine per
+// sibling link plus its ack reader; per replication
 // connection accepted, a frame reader and the loop that steps and acks. A client's write
 // to a group this node is main of has no goroutine of its own: Session.StartAsync queues
-// it as a waiter that the commit (or a step-down, or its write-timeout timer) answers
+// it as a waiter that the commit (or a step-down, or the expiry loop) answers
 // through the connection's writer. Other requests (reads, forwarded writes, admin ops)
 // are waited for on one goroutine each.
 //

@@ -20,7 +20,9 @@ type waiter struct {
 	err   error
 	done  chan struct{}
 	cb    func(*command.Reply, error)
-	timer *time.Timer // submitAsync: the write timeout
+	// deadline: submitAsync's write timeout, enforced by the main's expiryLoop (one
+	// ticker per group rather than a timer per write, whose arming wakes the poller).
+	deadline time.Time
 }
 
 func (w *waiter) result() (*command.Reply, error) {
@@ -36,7 +38,6 @@ func (w *waiter) answer() {
 		close(w.done)
 		return
 	}
-	w.timer.Stop()
 	w.cb(w.result())
 }
 

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"slices"
 	"time"
 
 	"github.com/sibylhq/sibyl/command"
@@ -49,6 +48,7 @@ func (g *group) startMain(rc core.RoleChange) error {
 	g.armInheritedTickets(liveTickets, chosenAt)
 	go g.persistLoop(g.stopMain, g.kickPersist)
 	go g.vacuumLoop(g.stopMain)
+	go g.expiryLoop(g.stopMain)
 	g.log.Info().Uint64("epoch", rc.Epoch).Uint64("lastSeq", m.LastSeq).Uint64("commit", m.CommitSeq).
 		Bool("barrier", rc.Barrier).Msg("serving as main")
 	return nil
@@ -248,7 +248,7 @@ func (g *group) execLocked(req *command.Request, w *waiter) (now bool) {
 
 // submitAsync executes a write at the main like submit, without a goroutine waiting for
 // its answer: done is called once, from whichever goroutine answers it (the commit, a
-// step-down, or the write timeout's timer), and must not block or take g.mu. It reports
+// step-down, or expiryLoop once its write timeout passed), and must not block or take g.mu. It reports
 // false, having done nothing, when the write needs submit instead: this node is not main,
 // or the main is frozen for a hand-over.
 func (g *group) submitAsync(req *command.Request, done func(*command.Reply, error)) bool {
@@ -257,29 +257,55 @@ func (g *group) submitAsync(req *command.Request, done func(*command.Reply, erro
 		g.mu.Unlock()
 		return false
 	}
-	w := &waiter{cb: done}
+	w := &waiter{cb: done, deadline: time.Now().Add(g.n.cfg.WriteTimeout)}
 	if g.execLocked(req, w) {
 		g.mu.Unlock()
 		done(w.result())
 		return true
 	}
-	w.timer = time.AfterFunc(g.n.cfg.WriteTimeout, func() { g.expire(w) })
 	g.mu.Unlock()
 	return true
 }
 
-// expire answers w with a timeout if it is still waiting.
-func (g *group) expire(w *waiter) {
-	g.mu.Lock()
-	i := slices.Index(g.waiters, w)
-	if i < 0 {
-		g.mu.Unlock()
-		return
+// expiryLoop answers the submitAsync waiters whose write timeout passed, until stop is
+// closed. It looks every write-timeout/10, so a timeout is answered at most that late.
+func (g *group) expiryLoop(stop chan struct{}) {
+	t := time.NewTicker(max(g.n.cfg.WriteTimeout/10, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			g.expireBefore(now)
+		}
 	}
-	g.waiters = slices.Delete(g.waiters, i, i+1)
-	err := g.timeoutErrorLocked()
+}
+
+// expireBefore answers every submitAsync waiter whose deadline is before now with a timeout.
+func (g *group) expireBefore(now time.Time) {
+	g.mu.Lock()
+	var due []*waiter
+	kept := g.waiters[:0]
+	for _, w := range g.waiters {
+		if w.cb != nil && now.After(w.deadline) {
+			due = append(due, w)
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	for i := len(kept); i < len(g.waiters); i++ {
+		g.waiters[i] = nil
+	}
+	g.waiters = kept
+	var err *command.Error
+	if len(due) > 0 {
+		err = g.timeoutErrorLocked()
+	}
 	g.mu.Unlock()
-	w.cb(nil, err)
+	for _, w := range due {
+		w.cb(nil, err)
+	}
 }
 
 // timeoutError says why a write did not complete in time: quorum_unavailable when the main

@@ -24,9 +24,9 @@ func TestNodeMetricsMoveWithTheWork(t *testing.T) {
 	if c := histogramCount(t, nodes[1].n, "sibyl_fsync_seconds"); c == 0 {
 		t.Error("a sibling's sibyl_fsync_seconds has no observations")
 	}
-	if lag := lagOf(t, n1, "1", "4"); lag > 20 {
-		t.Fatalf("lag of node 4 is %v with every node up", lag)
-	}
+	// A majority acknowledges a write, so node 4 may still be behind when the writes are
+	// answered; with every node up its lag reaches 0.
+	waitUntil(t, 5*time.Second, "node 4's lag to reach 0 with every node up", func() bool { return lagOf(t, n1, "1", "4") == 0 })
 	nodes[3].stop()
 	writeLoad(t, 2, 1, "job", 10, s)
 	if lag := lagOf(t, n1, "1", "4"); lag < 10 {
