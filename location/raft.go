@@ -130,7 +130,7 @@ func openRaft(s raftSetup, f *fsm) (*raftNode, error) {
 	conf.HeartbeatTimeout = s.Timeout
 	conf.ElectionTimeout = s.Timeout
 	conf.LeaderLeaseTimeout = s.Timeout / 2
-	conf.CommitTimeout = 5 * time.Millisecond
+	conf.CommitTimeout = 50 * time.Millisecond
 	conf.SnapshotThreshold = snapshotThreshold
 	conf.TrailingLogs = trailingLogs
 	conf.NoLegacyTelemetry = true

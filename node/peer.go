@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"net/http"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -132,6 +133,10 @@ func (l *peerLink) serve(conn *websocket.Conn) string {
 	var buf []byte
 	beat := true
 	for {
+		// Yield once before collecting: client requests already runnable propose their
+		// entries first and join this message. Measured with sibyl bench at 64 clients:
+		// 0.7 instead of 1.45 append messages per write (docs/write.md, "Batching").
+		runtime.Gosched()
 		g.mu.Lock()
 		if g.c.Replication() == nil {
 			g.mu.Unlock()
