@@ -114,9 +114,16 @@ func (c joinNode) applyTo(s *dirState) error {
 					// barrier at seq 1 over the siblings' committed entries. The group has
 					// no main until a promotion among its voters; the node is a learner.
 					// Its seal counts only from the copy it had as a voter, which is gone.
+					// A main whose voting copy was never recorded gets an ID no copy has,
+					// as a wiped voter does above: its new copy must not count as the one
+					// that held the group's committed entries.
+					lost := g.MainCopyID
+					if lost == "" {
+						lost = fmt.Sprintf("lost-at-incarnation-%d", inc)
+					}
 					g.Main = 0
 					if siblingIndex(g, c.ID) < 0 {
-						g.Siblings = append(g.Siblings, command.Member{Node: c.ID, State: command.SiblingSyncing, CopyID: g.MainCopyID})
+						g.Siblings = append(g.Siblings, command.Member{Node: c.ID, State: command.SiblingSyncing, CopyID: lost})
 					}
 					g.MainCopyID = ""
 					continue

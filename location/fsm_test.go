@@ -352,3 +352,43 @@ func TestWipedNodeLosesAnUnrecordedVotingCopy(t *testing.T) {
 		t.Fatalf("another node's copy ID changed to %q", g.Siblings[1].CopyID)
 	}
 }
+
+// A main whose voting copy was never recorded and that comes back without its disk is in
+// the same place: its new copy joins as a learner under an ID no copy has, so its seals do
+// not stand in for the voter that held the committed entries (simulation seed 327631155446:
+// the seal of the wiped main's new, empty copy covered the active config and a sibling
+// missing a committed entry was chosen).
+func TestWipedMainLosesAnUnrecordedCopy(t *testing.T) {
+	s := newDirState()
+	s.Nodes[4] = nodeRecord{ID: 4, Addr: "a", Location: "l", Instance: "n4-1", Incarnation: 2}
+	s.Groups[1] = &command.GroupInfo{Server: 1, Epoch: 3, Main: 4,
+		Siblings: []command.Member{{Node: 3, State: command.SiblingVoting, CopyID: "c3"}},
+		Active:   command.Config{Version: 5, Voters: []uint16{3, 4}}}
+	wiped := joinNode{ID: 4, Addr: "a", Location: "l", Instance: "n4-2", Incarnation: 1}
+	if err := wiped.applyTo(s); err != nil {
+		t.Fatal(err)
+	}
+	g := s.Groups[1]
+	if g.Main != 0 {
+		t.Fatalf("the wiped main is still main of group 1 (main %d)", g.Main)
+	}
+	if sameCopy(g, command.SealReply{Node: 4, CopyID: "c4.2"}) {
+		t.Fatal("a seal from the wiped main's new copy counts")
+	}
+}
+
+// A promotion records the copy the chosen sibling sealed with when the directory had none
+// for it, so a wiped return of that main later is recognised as another copy.
+func TestChosenMainKeepsItsSealedCopy(t *testing.T) {
+	s := newDirState()
+	s.Groups[1] = &command.GroupInfo{Server: 1, Epoch: 2, Main: 2,
+		Siblings: []command.Member{{Node: 3, State: command.SiblingVoting, CopyID: "c3"}, {Node: 4, State: command.SiblingVoting}},
+		Active:   command.Config{Version: 5, Voters: []uint16{3, 4}},
+		Promotion: &command.Promotion{Epoch: 3, Phase: command.PromotionSealing, From: 2}}
+	if err := (choosePromotion{Server: 1, Epoch: 3, Main: 4, CopyID: "c4.1"}).applyTo(s); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Groups[1].MainCopyID; got != "c4.1" {
+		t.Fatalf("MainCopyID %q after choosing node 4 sealed as c4.1", got)
+	}
+}

@@ -370,7 +370,7 @@ func decidePromotion(g *command.GroupInfo, epoch uint64, replies map[uint16]comm
 		return abandonPromotion{Server: g.Server, Epoch: epoch, Refresh: mainUp}, command.SealReply{}
 	}
 	chosen = chooseMain(replies)
-	return choosePromotion{Server: g.Server, Epoch: epoch, Main: chosen.Node}, chosen
+	return choosePromotion{Server: g.Server, Epoch: epoch, Main: chosen.Node, CopyID: chosen.CopyID}, chosen
 }
 
 // proposeLogged commits cmd through raft, logging a refusal or failure.

@@ -36,6 +36,10 @@ type choosePromotion struct {
 	// Planned: a hand-over (admin promote). The old main holds everything and joins the new
 	// config as a voter rather than as a learner.
 	Planned bool `json:"planned,omitempty"`
+	// CopyID is the copy the chosen sibling sealed with. It becomes MainCopyID when the
+	// directory recorded none for the sibling, so that a later copy of that node (its disk
+	// lost) is never counted as the one that was main.
+	CopyID string `json:"copyId,omitempty"`
 }
 
 // abandonPromotion gives up attempt Epoch of group Server (a new leader, too few seals).
@@ -107,6 +111,9 @@ func (c choosePromotion) applyTo(s *dirState) error {
 	chosenCopy := ""
 	if m := member(g, c.Main); m != nil {
 		chosenCopy = m.CopyID
+	}
+	if chosenCopy == "" {
+		chosenCopy = c.CopyID
 	}
 	g.Siblings = slices.DeleteFunc(g.Siblings, func(m command.Member) bool { return m.Node == c.Main })
 	if old := g.Main; old != 0 && old != c.Main && siblingIndex(g, old) < 0 {
