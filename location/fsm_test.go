@@ -382,8 +382,8 @@ func TestWipedMainLosesAnUnrecordedCopy(t *testing.T) {
 func TestChosenMainKeepsItsSealedCopy(t *testing.T) {
 	s := newDirState()
 	s.Groups[1] = &command.GroupInfo{Server: 1, Epoch: 2, Main: 2,
-		Siblings: []command.Member{{Node: 3, State: command.SiblingVoting, CopyID: "c3"}, {Node: 4, State: command.SiblingVoting}},
-		Active:   command.Config{Version: 5, Voters: []uint16{3, 4}},
+		Siblings:  []command.Member{{Node: 3, State: command.SiblingVoting, CopyID: "c3"}, {Node: 4, State: command.SiblingVoting}},
+		Active:    command.Config{Version: 5, Voters: []uint16{3, 4}},
 		Promotion: &command.Promotion{Epoch: 3, Phase: command.PromotionSealing, From: 2}}
 	if err := (choosePromotion{Server: 1, Epoch: 3, Main: 4, CopyID: "c4.1"}).applyTo(s); err != nil {
 		t.Fatal(err)
