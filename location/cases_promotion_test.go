@@ -2,6 +2,7 @@ package location
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/node/core"
+	"github.com/sibylhq/sibyl/sibling"
 )
 
 // sealingNode is a fakeNode that also answers seals on its own HTTP listener, and records
@@ -279,5 +282,248 @@ func TestCase5_ChosenMainKeepsItsCopyID(t *testing.T) {
 	}
 	if counted, _ := addSeal(&g, replies, command.SealReply{Node: 2, CopyID: "copy-2"}, 3); !counted {
 		t.Fatal("the seal of the copy that was chosen was not counted")
+	}
+}
+
+// coreCopy is one copy of a group in the tests below: the node's real replication core over
+// an in-memory log, with the durable epoch and commit point its driver would keep.
+type coreCopy struct {
+	c      *core.Group
+	log    *sibling.MemLog
+	epoch  uint64
+	commit uint64
+	gen    uint64 // heartbeats sent to the controller
+}
+
+// coreGroup drives the copies of one group on a fake clock, as node/ drives them: every
+// step the main sends its heartbeat and its new entries to each sibling, the siblings make
+// them durable and answer, and every node heartbeats the controller with its report. While
+// acksLost, no answer reaches the main: a one-way partition.
+type coreGroup struct {
+	t        *testing.T
+	gi       command.GroupInfo
+	copies   map[uint16]*coreCopy
+	now      time.Time
+	acksLost bool
+}
+
+func newCoreGroup(t *testing.T, gi command.GroupInfo, now time.Time, downAfter time.Duration) *coreGroup {
+	g := &coreGroup{t: t, gi: gi, copies: map[uint16]*coreCopy{}, now: now}
+	for _, id := range append([]uint16{gi.Main}, gi.Active.Voters...) {
+		g.copies[id] = &coreCopy{log: sibling.NewMemLog(),
+			c: core.New(core.Config{Group: gi.Server, Self: id, MaxBytes: 1 << 16, Window: 4, DownAfter: downAfter}, 0, 0)}
+	}
+	for _, id := range g.ids() {
+		if err := g.copies[id].c.Follow(&gi, id != gi.Main, g.disk(id), now); err != nil {
+			t.Fatalf("copy %d: %v", id, err)
+		}
+		g.drain(id)
+	}
+	g.persist()
+	return g
+}
+
+func (g *coreGroup) ids() []uint16 { return slices.Sorted(maps.Keys(g.copies)) }
+
+func (g *coreGroup) main() *coreCopy { return g.copies[g.gi.Main] }
+
+func (g *coreGroup) disk(id uint16) func() (core.Disk, error) {
+	return func() (core.Disk, error) {
+		cp := g.copies[id]
+		last := cp.log.Last()
+		le, _ := cp.log.EpochAt(last)
+		return core.Disk{Epoch: cp.epoch, LastEpoch: le, LastSeq: last, Commit: cp.commit, History: historyOf(cp.log), Log: cp.log}, nil
+	}
+}
+
+func (g *coreGroup) drain(id uint16) {
+	cp := g.copies[id]
+	rd := cp.c.Ready()
+	for _, p := range rd.Entries {
+		if err := cp.log.Append(p.Entry); err != nil {
+			g.t.Fatalf("copy %d: %v", id, err)
+		}
+	}
+	for _, rc := range rd.Roles {
+		if rc.Violation != nil {
+			g.t.Fatalf("copy %d: %v", id, rc.Violation)
+		}
+	}
+}
+
+// persist is the main's persist loop: its log and its epoch are durable.
+func (g *coreGroup) persist() {
+	cp := g.main()
+	e := cp.c.NewEpoch()
+	cp.epoch = max(cp.epoch, e)
+	cp.c.Persisted(e, cp.log.Last())
+	g.drain(g.gi.Main)
+	cp.commit = max(cp.commit, cp.c.Commit())
+}
+
+// step advances the clock by d, has the main take a write (left pending until a quorum
+// acks it), replicates, and sends every node's heartbeat to the controller term.
+func (g *coreGroup) step(d time.Duration, term *leaderTerm) {
+	g.now = g.now.Add(d)
+	m := g.main()
+	m.c.Propose(&command.Effect{Kind: command.EffectNoop, At: g.now})
+	g.drain(g.gi.Main)
+	g.persist()
+	g.replicate()
+	for _, id := range g.ids() {
+		cp := g.copies[id]
+		cp.gen++
+		rep := cp.c.Report(g.now, func() (uint64, uint64) {
+			le, _ := cp.log.EpochAt(cp.log.Last())
+			return le, cp.log.Last()
+		})
+		rep.CopyID = copyName(g.gi.Server, id)
+		term.noteHeartbeat(command.Heartbeat{Node: id, Generation: cp.gen, Groups: []command.GroupReport{rep}}, g.now)
+	}
+}
+
+// replicate sends each sibling the main's heartbeat and what it has to send, and the
+// siblings' answers back unless acksLost.
+func (g *coreGroup) replicate() {
+	m := g.main()
+	rep := m.c.Replication()
+	for _, to := range g.ids() {
+		if to == g.gi.Main {
+			continue
+		}
+		var msgs []*sibling.Append
+		if hb := rep.Heartbeat(to); hb != nil {
+			msgs = append(msgs, hb)
+		}
+		for {
+			a, err := rep.NextAppend(to)
+			if err != nil {
+				g.t.Fatalf("main to %d: %v", to, err)
+			}
+			if a == nil {
+				break
+			}
+			msgs = append(msgs, a)
+		}
+		s := g.copies[to]
+		authorize := func(epoch uint64, main uint16) bool { return epoch == g.gi.Epoch && main == g.gi.Main }
+		writes, acks := s.c.Step(msgs, authorize, g.now)
+		g.drain(to)
+		for i := range writes {
+			w := &writes[i]
+			s.epoch = max(s.epoch, w.Epoch)
+			if w.Truncate > 0 {
+				s.log.Truncate(w.Truncate)
+			}
+			if err := s.log.Append(w.Append...); err != nil {
+				g.t.Fatalf("copy %d: %v", to, err)
+			}
+			s.commit = max(s.commit, w.Commit)
+			s.c.Written(w)
+		}
+		if !g.acksLost {
+			m.c.HandleAcks(acks, g.now)
+			g.drain(g.gi.Main)
+		}
+	}
+}
+
+// Case 7 scenario B: "one-way partition. Siblings receive the stream but their acks never
+// reach the main: nobody 'lost the stream', nobody is promoted, nothing commits." Rule (ii):
+// the controller marks the main down when it reported no write quorum for down-after while
+// it had pending writes, and then the main's own report suffices: the seal is not automatic,
+// so siblings that still hear the main accept it. The main and its three siblings are real
+// replication cores; the controller's decisions are the real planning on a fake clock.
+func TestCase7B_OneWayPartitionMainIsReplacedOnItsOwnReport(t *testing.T) {
+	const downAfter = time.Second
+	const tick = downAfter / 4 // the nodes' heartbeat period
+	f, idx := threeVoters(t)
+	gi, _ := f.group(1)
+	start := time.Unix(1700000000, 0)
+	term := newLeaderTerm(start)
+	g := newCoreGroup(t, gi, start, downAfter)
+	plan := func() (promotionAction, bool) {
+		st, _ := f.view()
+		d := st.directory(func(n nodeRecord) (string, uint64) { return term.nodeState(n, g.now, downAfter) })
+		for _, a := range planPromotionActions(term, d, term.snapshotReports(), g.now, downAfter) {
+			if a.group.Server == gi.Server && a.start {
+				return a, true
+			}
+		}
+		return promotionAction{}, false
+	}
+
+	for range 8 {
+		g.step(tick, term)
+		if a, ok := plan(); ok {
+			t.Fatalf("at %v, with every write committing, the controller started a promotion (%s)", g.now.Sub(start), a.why)
+		}
+	}
+	m := g.main().c
+	if m.Commit() != g.main().log.Last() {
+		t.Fatalf("setup: commit %d of %d entries with every ack delivered", m.Commit(), g.main().log.Last())
+	}
+
+	g.acksLost = true
+	cut, committed := g.now, m.Commit()
+	var noQuorumSince time.Time
+	var action promotionAction
+	for started := false; !started; {
+		g.step(tick, term)
+		if g.now.Sub(cut) > 3*downAfter {
+			t.Fatalf("%v after the cut, the controller has not replaced the main (it reports %+v)", g.now.Sub(cut), term.snapshotReports()[gi.Main][gi.Server].Siblings)
+		}
+		if c := m.Commit(); c != committed || m.Replication().LastSeq() <= c {
+			t.Fatalf("%v after the cut: commit %d (was %d), last entry %d: want writes pending and nothing committed", g.now.Sub(cut), c, committed, m.Replication().LastSeq())
+		}
+		for _, id := range gi.Active.Voters {
+			if !g.copies[id].c.Heard(g.now) {
+				t.Fatalf("%v after the cut, sibling %d no longer hears the main: the partition is one-way", g.now.Sub(cut), id)
+			}
+		}
+		cur, _ := f.group(gi.Server)
+		if noQuorum, _ := mainNoQuorum(&cur, term.snapshotReports()); noQuorum && noQuorumSince.IsZero() {
+			noQuorumSince = g.now
+		}
+		action, started = plan()
+	}
+	t.Logf("cut at %v; the main reported no write quorum from %v; promotion started at %v (%s)",
+		cut.Sub(start), noQuorumSince.Sub(start), g.now.Sub(start), action.why)
+	if g.now.Sub(cut) < downAfter {
+		t.Fatalf("promotion started %v after the cut, before down-after (%v) without an ack", g.now.Sub(cut), downAfter)
+	}
+	if noQuorumSince.IsZero() || g.now.Sub(noQuorumSince) < downAfter/2 {
+		t.Fatalf("promotion started at %v, when the main had reported no quorum only since %v", g.now.Sub(start), noQuorumSince.Sub(start))
+	}
+	if action.auto {
+		t.Fatal("the promotion's seal is automatic: every sibling still hears the main and would refuse it")
+	}
+
+	// The seal: the siblings still hear the main, so an automatic seal would be refused;
+	// this one, backed by the main's own report, is accepted by all of them.
+	epoch := gi.NextEpoch()
+	replies := map[uint16]command.SealReply{}
+	for _, id := range gi.Active.Voters {
+		s := g.copies[id].c
+		if err := s.CheckSeal(&command.SealRequest{Server: gi.Server, Epoch: epoch, From: gi.Main, Auto: true}, true, g.now); !errors.Is(err, core.ErrSealHears) {
+			t.Fatalf("sibling %d on an automatic seal while it hears the main: %v, want %v", id, err, core.ErrSealHears)
+		}
+		req := command.SealRequest{Server: gi.Server, Epoch: epoch, From: gi.Main, Auto: action.auto}
+		if err := s.CheckSeal(&req, true, g.now); err != nil {
+			t.Fatalf("sibling %d refused the promotion's seal: %v", id, err)
+		}
+		g.copies[id].epoch = epoch
+		d, _ := g.disk(id)()
+		le, ls, commit := s.Seal(epoch, d)
+		replies[id] = command.SealReply{Node: id, LastEpoch: le, LastSeq: ls, CommitSeq: commit, CopyID: member(&gi, id).CopyID}
+	}
+	cmd, chosen := decidePromotion(&gi, epoch, replies, true)
+	choice, ok := cmd.(choosePromotion)
+	if !ok || chosen.LastSeq <= committed {
+		t.Fatalf("decision %T %+v (chosen %+v); want a new main holding the entries above the commit point %d", cmd, cmd, chosen, committed)
+	}
+	fsmStep(t, f, &idx, beginPromotion{Server: gi.Server, Epoch: epoch, From: gi.Main}, choice)
+	if after, _ := f.group(gi.Server); after.Main != chosen.Node || after.Epoch != epoch {
+		t.Fatalf("group after the promotion: main %d epoch %d, want main %d epoch %d", after.Main, after.Epoch, chosen.Node, epoch)
 	}
 }
