@@ -587,9 +587,12 @@ func (s *sim) converge() {
 }
 
 func (s *sim) converged() bool {
+	if !s.settled() {
+		return false
+	}
 	g := s.group()
 	m := s.node(g.Main)
-	if !s.settled() || m.applied != m.c.Commit() {
+	if m.applied != m.c.Commit() {
 		return false
 	}
 	for _, v := range g.Active.Voters {
@@ -604,6 +607,9 @@ func (s *sim) converged() bool {
 // barrier, and no config change or attempt is open.
 func (s *sim) settled() bool {
 	g := s.group()
+	if g == nil {
+		return false // node 1 has not joined yet (every join was lost to the faults)
+	}
 	if g.Main == 0 || g.Pending != nil || (g.Promotion != nil && g.Promotion.Phase == command.PromotionSealing) {
 		return false
 	}
