@@ -103,4 +103,3 @@ func TestDurableStoreDropAndRecreateAfterCrash(t *testing.T) {
 		t.Fatalf("recreated group after crash:\n got %+v\nwant %+v", got, want)
 	}
 }
-
