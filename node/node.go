@@ -100,6 +100,7 @@ type Node struct {
 	fwd         *forwarder
 	metrics     *metrics
 	subs        *subManager
+	disk        *diskState
 	// refusals logs internal calls refused for their secret, a few per period, so a
 	// caller hammering the port cannot flood the log.
 	refusals zerolog.Logger
@@ -157,7 +158,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With().Uint16("node", uint16(cfg.ID)).Logger(),
 		instance: ulid.Make().String(), groups: map[command.ServerID]*group{}, metrics: newMetrics(),
-		conns: map[*websocket.Conn]struct{}{}, streams: map[command.ServerID]int{}}
+		conns: map[*websocket.Conn]struct{}{}, streams: map[command.ServerID]int{}, disk: newDiskState()}
 	n.ids = command.NewIDGen(cfg.ID, rand.Reader)
 	n.refusals = n.log.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second})
 	n.subs = newSubManager(n)
@@ -203,8 +204,9 @@ func New(cfg Config) (*Node, error) {
 	// Logged before run starts: run may adopt another incarnation (adoptIncarnation).
 	n.log.Info().Str("addr", cfg.HTTPAddr).Str("instance", n.instance).Uint64("incarnation", n.incarnation).
 		Int("groups", len(held)).Msg("node started")
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.run()
+	go n.diskLoop()
 	return n, nil
 }
 
@@ -287,11 +289,22 @@ func (n *Node) publish(g command.ServerID, applied []store.AppliedEffect) { n.su
 // Metrics returns the node's metrics registry handler (Prometheus text).
 func (n *Node) Metrics() http.Handler { return n.metrics.handler() }
 
-// Healthy reports whether the node has joined and serves.
+// Healthy reports whether the node has joined and serves: false while its disk fails.
 func (n *Node) Healthy() bool {
+	if n.diskFault() != nil {
+		return false
+	}
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	return n.joined && n.dir != nil
+}
+
+// Degraded is why the node's store cannot write or fsync now ("" while its disk works).
+func (n *Node) Degraded() string {
+	if f := n.diskFault(); f != nil {
+		return f.Error()
+	}
+	return ""
 }
 
 // Status returns the cluster status from the controller leader.
