@@ -78,6 +78,7 @@ func (n *Node) noteDiskFault(err error) {
 	}
 	d := n.disk
 	d.mu.Lock()
+	news := d.fault == nil || !d.held
 	if d.fault == nil {
 		d.fault, d.since = err, time.Now()
 		n.metrics.diskFaults.Inc()
@@ -89,8 +90,11 @@ func (n *Node) noteDiskFault(err error) {
 		d.faults++
 	}
 	d.mu.Unlock()
+	if !news {
+		return
+	}
 	select {
-	case d.kick <- struct{}{}:
+	case d.kick <- struct{}{}: // the disk loop stops the roles
 	default:
 	}
 }

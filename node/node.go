@@ -21,6 +21,7 @@ import (
 	"github.com/sibylhq/sibyl/command"
 	"github.com/sibylhq/sibyl/node/core"
 	"github.com/sibylhq/sibyl/node/store"
+	"github.com/sibylhq/sibyl/node/wal"
 )
 
 // Config configures one node process.
@@ -52,6 +53,9 @@ type Config struct {
 	// replays.
 	FlushBytes int64
 	FlushEvery time.Duration
+	// WALSegmentBytes is the size of each preallocated log segment (default
+	// wal.DefaultSegmentBytes, 64 MiB; smaller for a small disk).
+	WALSegmentBytes int64
 	// SyncRate caps a snapshot transfer to a sibling, in bytes per second (0: no cap).
 	SyncRate int64
 	// LogKeep is how many applied entries a copy keeps behind its applied seq (default
@@ -176,7 +180,8 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Store != nil {
 		n.store = cfg.Store
 	} else {
-		st, err := store.OpenDurable(cfg.DataDir, store.DurableOptions{FlushBytes: cfg.FlushBytes, FlushEvery: cfg.FlushEvery})
+		st, err := store.OpenDurable(cfg.DataDir, store.DurableOptions{FlushBytes: cfg.FlushBytes, FlushEvery: cfg.FlushEvery,
+			WAL: wal.Options{SegmentBytes: cfg.WALSegmentBytes}})
 		if err != nil {
 			return nil, fmt.Errorf("node: opening store: %w", err)
 		}
