@@ -163,6 +163,8 @@ func (m *memCluster) startNode(n *memNode) {
 	if n.disk == nil {
 		n.disk = &wal.Faults{}
 	}
+	// A node (re)started works on a disk that works: a full disk's fault ends with it.
+	n.disk.Heal()
 	dataDir := filepath.Join(m.dir, fmt.Sprintf("node%d", n.id))
 	var st store.Store
 	if !m.bolt {
