@@ -8,6 +8,9 @@ const (
 	NodeUp    = "up"
 	NodeDown  = "down"
 	NodeSpare = "spare"
+	// NodeDegraded: the node heartbeats but its store cannot write or fsync (its
+	// heartbeat says why); it serves no group, and as main it is replaced after down-after.
+	NodeDegraded = "degraded"
 )
 
 // Sibling states. A syncing sibling is a learner: it receives the log but is never counted
@@ -223,6 +226,9 @@ type Heartbeat struct {
 	Incarnation uint64        `json:"incarnation"`
 	Generation  uint64        `json:"generation"`
 	Groups      []GroupReport `json:"groups"`
+	// Degraded, when set, says why the node's store cannot write or fsync (its disk is
+	// full or failing): the node serves no group until it works again.
+	Degraded string `json:"degraded,omitempty"`
 }
 
 // Roles a node reports for a copy.

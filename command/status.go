@@ -32,6 +32,8 @@ type StatusNode struct {
 	State      string `json:"state"`
 	Instance   string `json:"instance"`
 	Generation uint64 `json:"generation"`
+	// Reason says why a "degraded" node's store cannot write (docs/protocol.md §7).
+	Reason string `json:"reason,omitempty"`
 }
 
 // StatusGroup: Main is nil when the group has no main. Home is the location whose

@@ -106,7 +106,9 @@
 //
 // In every Directory answered, Index is the index of the last applied directory command and
 // NodeInfo.State/Generation are the leader's view: "up" when the node joined or
-// heartbeated within DownAfter, else "down" ("spare" once drain exists). Liveness changes
+// heartbeated within DownAfter, "degraded" when its latest heartbeat reports a disk fault
+// (command.Heartbeat.Degraded; /v1/status gives the reason, and a main degraded for
+// DownAfter is replaced by a non-automatic promotion), else "down" ("spare" once drained). Liveness changes
 // do not raise Index, so a long poll shows them at its next answer.
 //
 // Everyone: GET /v1/status (command.Status; a follower proxies to the leader and, without

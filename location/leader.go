@@ -36,6 +36,10 @@ type leaderTerm struct {
 type liveness struct {
 	lastSeen   time.Time
 	generation uint64
+	// degraded is why the node's disk fails, from its latest heartbeat ("" when it works);
+	// degradedSince is when a heartbeat first said so.
+	degraded      string
+	degradedSince time.Time
 }
 
 // verifyCacheFor is how long a successful raft VerifyLeader stands in for another one:
@@ -108,11 +112,25 @@ func (t *leaderTerm) nodeState(n nodeRecord, now time.Time, downAfter time.Durat
 	switch {
 	case n.Spare:
 		return command.NodeSpare, l.generation
+	case now.Sub(last) <= downAfter && l.degraded != "":
+		return command.NodeDegraded, l.generation
 	case now.Sub(last) <= downAfter:
 		return command.NodeUp, l.generation
 	default:
 		return command.NodeDown, l.generation
 	}
+}
+
+// degradedFor says why node's disk fails and since how long, as its heartbeats report
+// ("" when they report none).
+func (t *leaderTerm) degradedFor(node uint16, now time.Time) (string, time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	l := t.seen[node]
+	if l.degraded == "" {
+		return "", 0
+	}
+	return l.degraded, now.Sub(l.degradedSince)
 }
 
 // heardWithin reports whether node sent a heartbeat (or joined) within d of now.
@@ -142,7 +160,14 @@ func (t *leaderTerm) noteHeartbeat(hb command.Heartbeat, now time.Time) bool {
 	if l, ok := t.seen[hb.Node]; ok && hb.Generation < l.generation {
 		return false
 	}
-	t.seen[hb.Node] = liveness{lastSeen: now, generation: hb.Generation}
+	next := liveness{lastSeen: now, generation: hb.Generation, degraded: hb.Degraded}
+	if hb.Degraded != "" {
+		next.degradedSince = now
+		if l, ok := t.seen[hb.Node]; ok && l.degraded != "" {
+			next.degradedSince = l.degradedSince
+		}
+	}
+	t.seen[hb.Node] = next
 	t.promo.alive(hb.Node)
 	// The report map is replaced, never modified, so snapshots can share it.
 	reps := make(map[uint16]command.GroupReport, len(hb.Groups))

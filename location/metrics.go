@@ -108,7 +108,7 @@ func (cc *controllerCollector) Collect(ch chan<- prometheus.Metric) {
 			s, _ := t.nodeState(n, now, c.cfg.DownAfter)
 			counts[s]++
 		}
-		for _, s := range []string{command.NodeUp, command.NodeDown, command.NodeSpare} {
+		for _, s := range []string{command.NodeUp, command.NodeDown, command.NodeSpare, command.NodeDegraded} {
 			gauge(cc.nodes, float64(counts[s]), s)
 		}
 	}

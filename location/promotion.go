@@ -208,6 +208,12 @@ func planPromotionActions(t *leaderTerm, d command.Directory, reports reportSet,
 		if g.Main != 0 {
 			why = "main down or gone"
 		}
+		if reason, d := t.degradedFor(g.Main, now); !failed && g.Main != 0 && reason != "" && d >= downAfter {
+			// Its disk fails (its heartbeats say so): it serves nothing and acknowledges
+			// nothing; its siblings may still hear its stream, so seal non-auto. A degraded
+			// sibling refuses the seal, so the new main is one whose disk works.
+			failed, auto, why = true, false, "main's disk fails: "+reason
+		}
 		var overdue time.Duration
 		if !failed && awaitingBarrier(&g, reports) {
 			// A chosen main is alive but its barrier did not commit in time (cut off from

@@ -25,8 +25,10 @@ type statusInput struct {
 	members   []raftMember
 	leader    string // raft ID of the leader, "" if none
 	nodeState func(nodeRecord) (string, uint64)
-	reports   reportSet
-	silent    silentFunc // copies unreported for copy-timeout (the leader's clock); nil: none
+	// reason says why a degraded node's disk fails (nil: no leader memory).
+	reason  func(node uint16) string
+	reports reportSet
+	silent  silentFunc // copies unreported for copy-timeout (the leader's clock); nil: none
 	// remote: the other locations as the ads show them; a node of theirs counts as up while
 	// its ad is younger than nodeFresh.
 	remote    []locationView
@@ -112,9 +114,11 @@ func buildStatus(in statusInput) command.Status {
 	for _, n := range in.st.sortedNodes() {
 		state, gen := in.nodeState(n)
 		up[n.ID] = state == command.NodeUp
-		out.Nodes = append(out.Nodes, command.StatusNode{
-			ID: n.ID, Addr: n.Addr, Location: n.Location, State: state, Instance: n.Instance, Generation: gen,
-		})
+		sn := command.StatusNode{ID: n.ID, Addr: n.Addr, Location: n.Location, State: state, Instance: n.Instance, Generation: gen}
+		if state == command.NodeDegraded && in.reason != nil {
+			sn.Reason = in.reason(n.ID)
+		}
+		out.Nodes = append(out.Nodes, sn)
 	}
 	if len(remoteNodes) > 0 {
 		out.Nodes = append(out.Nodes, remoteNodes...)
@@ -211,6 +215,7 @@ func (c *Controller) localStatus() command.Status {
 	in.remote, in.nodeFresh = c.remoteLocations(now), 3*c.cfg.AdEvery
 	if t := c.term.Load(); t != nil && t.isReady() {
 		in.nodeState = func(n nodeRecord) (string, uint64) { return t.nodeState(n, now, c.cfg.DownAfter) }
+		in.reason = func(node uint16) string { r, _ := t.degradedFor(node, now); return r }
 		in.reports = t.snapshotReports()
 		in.silent = t.copyClock(now, c.cfg.CopyTimeout)
 	}

@@ -213,11 +213,13 @@ func (n *Node) join() bool {
 	req := command.JoinRequest{ID: uint16(n.cfg.ID), Addr: n.cfg.HTTPAddr, Location: n.cfg.Location,
 		Instance: n.instance, Incarnation: n.incarnation}
 	warned, learnt := false, false
+	faults := n.diskFaults()
 	for {
 		var d command.Directory
 		err := n.ctrl.do(n.ctx, http.MethodPost, "/v1/internal/join", req, &d)
 		if err == nil {
 			n.adoptIncarnation(&d)
+			n.joinedAt(d.Index, faults)
 			n.applyDirectory(&d)
 			n.mu.Lock()
 			n.joined = true
@@ -283,13 +285,20 @@ func (n *Node) run() {
 			return
 		case <-tick.C:
 		}
+		if n.rejoinDue() {
+			if err := n.newLife(); err != nil {
+				n.log.Error().Err(err).Msg("cannot join again after the disk healed; retrying")
+			} else if !n.join() {
+				return
+			}
+		}
 		n.heartbeat()
 	}
 }
 
 func (n *Node) heartbeat() {
 	hb := command.Heartbeat{Node: uint16(n.cfg.ID), Instance: n.instance, Incarnation: n.incarnation,
-		Generation: n.generation.Add(1)}
+		Generation: n.generation.Add(1), Degraded: n.degradedReason()}
 	n.mu.RLock()
 	groups := make([]*group, 0, len(n.groups))
 	for _, g := range n.groups {
@@ -396,13 +405,14 @@ func (n *Node) applyDirectory(d *command.Directory) {
 	}
 	n.mu.Unlock()
 	for _, w := range work {
-		w.g.follow(&w.gi, self)
+		w.g.follow(&w.gi, self, d.Index)
 	}
 	n.subs.directoryChanged()
 }
 
-// follow sets the copy's role from its directory record.
-func (g *group) follow(gi *command.GroupInfo, self uint16) {
+// follow sets the copy's role from its directory record, taken from the directory of the
+// given index.
+func (g *group) follow(gi *command.GroupInfo, self uint16, index uint64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	isSibling, stale := false, false
@@ -415,6 +425,11 @@ func (g *group) follow(gi *command.GroupInfo, self uint16) {
 			g.retireStale(m.StaleCopyID)
 		}
 		isSibling = !stale
+	}
+	if g.n.rolesHeld(index) {
+		// The disk failed: no role until it works and the node joined as a new life
+		// (disk.go); the directory is followed again then.
+		return
 	}
 	if g.resyncing && gi.Main != self {
 		// Being rebuilt: the transfer (endResync) or the next append that is not a snapshot's

@@ -31,6 +31,9 @@
 //     breaks is reported to the controller at once (peer.go), so a crashed main is
 //     replaced without waiting for heartbeats to time out. Every call to a controller
 //     carries the cluster secret, and an admin call its caller's token.
+//   - disk.go: a degraded node (its store's disk fails): every role stops and none is
+//     taken, heartbeats carry the fault, and once the disk works the node joins as a new
+//     life (fresh epochs for the groups it is main of) before serving again.
 //   - node.go: Handler, the node-to-node and controller-to-node endpoints under
 //     /v1/internal/, each refusing a call without the cluster secret (Config.ClusterSecret,
 //     compared in constant time) with unauthorized.

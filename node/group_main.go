@@ -131,7 +131,8 @@ func (g *group) persistLoop(stop chan struct{}, kick chan struct{}) {
 		}
 		if err != nil {
 			g.log.Error().Err(err).Msg("log write failed; stepping down")
-			g.c.Stop(command.Errorf(command.CodeUnavailable, "group %d: log write failed", g.id))
+			g.n.noteDiskFault(err)
+			g.c.Stop(command.Errorf(command.CodeUnavailable, "group %d: the main's log write failed; retry: %v", g.id, err))
 			g.drain()
 			g.mu.Unlock()
 			return

@@ -28,6 +28,9 @@ type metrics struct {
 	// snapshotResumes the transfers that continued one cut short.
 	snapshotRecords prometheus.Counter
 	snapshotResumes prometheus.Counter
+	// diskFaults counts the times the store's disk failed; diskDegraded is 1 while it does.
+	diskFaults   prometheus.Counter
+	diskDegraded prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -53,6 +56,11 @@ func newMetrics() *metrics {
 		Help: "store.Snapshot records this node wrote while its copy was rebuilt."})
 	m.snapshotResumes = prometheus.NewCounter(prometheus.CounterOpts{Name: "sibyl_node_snapshot_resumes_total",
 		Help: "store.Snapshot transfers that continued from the position an earlier, broken one reached."})
+	m.diskFaults = prometheus.NewCounter(prometheus.CounterOpts{Name: "sibyl_node_disk_faults_total",
+		Help: "Times the node's store could not write or fsync (disk full, I/O error) and the node became degraded."})
+	m.diskDegraded = prometheus.NewGauge(prometheus.GaugeOpts{Name: "sibyl_node_disk_degraded",
+		Help: "1 while the node's store cannot write or fsync: the node serves no group and retries its disk."})
+	m.reg.MustRegister(m.diskFaults, m.diskDegraded)
 	m.reg.MustRegister(m.commits, m.commitSeconds, m.fsync, m.batch, m.snapshotBytes, m.compacted, m.vacuumed,
 		m.snapshotRecords, m.snapshotResumes, prometheus.NewGoCollector())
 	return m

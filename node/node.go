@@ -21,6 +21,7 @@ import (
 	"github.com/sibylhq/sibyl/command"
 	"github.com/sibylhq/sibyl/node/core"
 	"github.com/sibylhq/sibyl/node/store"
+	"github.com/sibylhq/sibyl/node/wal"
 )
 
 // Config configures one node process.
@@ -52,6 +53,9 @@ type Config struct {
 	// replays.
 	FlushBytes int64
 	FlushEvery time.Duration
+	// WALSegmentBytes is the size of each preallocated log segment (default
+	// wal.DefaultSegmentBytes, 64 MiB; smaller for a small disk).
+	WALSegmentBytes int64
 	// SyncRate caps a snapshot transfer to a sibling, in bytes per second (0: no cap).
 	SyncRate int64
 	// LogKeep is how many applied entries a copy keeps behind its applied seq (default
@@ -100,6 +104,7 @@ type Node struct {
 	fwd         *forwarder
 	metrics     *metrics
 	subs        *subManager
+	disk        *diskState
 	// refusals logs internal calls refused for their secret, a few per period, so a
 	// caller hammering the port cannot flood the log.
 	refusals zerolog.Logger
@@ -157,7 +162,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With().Uint16("node", uint16(cfg.ID)).Logger(),
 		instance: ulid.Make().String(), groups: map[command.ServerID]*group{}, metrics: newMetrics(),
-		conns: map[*websocket.Conn]struct{}{}, streams: map[command.ServerID]int{}}
+		conns: map[*websocket.Conn]struct{}{}, streams: map[command.ServerID]int{}, disk: newDiskState()}
 	n.ids = command.NewIDGen(cfg.ID, rand.Reader)
 	n.refusals = n.log.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second})
 	n.subs = newSubManager(n)
@@ -175,7 +180,8 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Store != nil {
 		n.store = cfg.Store
 	} else {
-		st, err := store.OpenDurable(cfg.DataDir, store.DurableOptions{FlushBytes: cfg.FlushBytes, FlushEvery: cfg.FlushEvery})
+		st, err := store.OpenDurable(cfg.DataDir, store.DurableOptions{FlushBytes: cfg.FlushBytes, FlushEvery: cfg.FlushEvery,
+			WAL: wal.Options{SegmentBytes: cfg.WALSegmentBytes}})
 		if err != nil {
 			return nil, fmt.Errorf("node: opening store: %w", err)
 		}
@@ -203,8 +209,9 @@ func New(cfg Config) (*Node, error) {
 	// Logged before run starts: run may adopt another incarnation (adoptIncarnation).
 	n.log.Info().Str("addr", cfg.HTTPAddr).Str("instance", n.instance).Uint64("incarnation", n.incarnation).
 		Int("groups", len(held)).Msg("node started")
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.run()
+	go n.diskLoop()
 	return n, nil
 }
 
@@ -287,11 +294,22 @@ func (n *Node) publish(g command.ServerID, applied []store.AppliedEffect) { n.su
 // Metrics returns the node's metrics registry handler (Prometheus text).
 func (n *Node) Metrics() http.Handler { return n.metrics.handler() }
 
-// Healthy reports whether the node has joined and serves.
+// Healthy reports whether the node has joined and serves: false while its disk fails.
 func (n *Node) Healthy() bool {
+	if n.diskFault() != nil {
+		return false
+	}
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	return n.joined && n.dir != nil
+}
+
+// Degraded is why the node's store cannot write or fsync now ("" while its disk works).
+func (n *Node) Degraded() string {
+	if f := n.diskFault(); f != nil {
+		return f.Error()
+	}
+	return ""
 }
 
 // Status returns the cluster status from the controller leader.

@@ -2,6 +2,7 @@ package node
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -44,12 +45,16 @@ func (g *group) seal(req *command.SealRequest) (command.SealReply, int, string) 
 	if g.resyncing {
 		return out, http.StatusConflict, "this copy is being rebuilt from a snapshot and holds nothing to report"
 	}
+	if err := g.n.diskFault(); err != nil {
+		return out, http.StatusServiceUnavailable, fmt.Sprintf("this node's disk fails; it cannot make the seal durable: %v", err)
+	}
 	m, err := g.gs.Meta()
 	if err != nil {
 		return out, http.StatusInternalServerError, err.Error()
 	}
 	if req.Epoch > m.Epoch {
 		if err := g.gs.Write(&store.Batch{Epoch: req.Epoch}); err != nil {
+			g.n.noteDiskFault(err)
 			return out, http.StatusInternalServerError, err.Error()
 		}
 	}

@@ -165,6 +165,9 @@ func (s *Session) route(ctx context.Context, gid command.ServerID, req *command.
 		return failed(command.Errorf(command.CodeNoMain, "group %d has no main", gid))
 	}
 	if gi.Main == uint16(s.n.cfg.ID) {
+		if err := s.n.diskFault(); err != nil {
+			return failed(command.Errorf(command.CodeUnavailable, "group %d: node %d's disk fails; retry: %v", gid, s.n.cfg.ID, err))
+		}
 		return failed(command.Errorf(command.CodeNoMain, "group %d: this node is becoming its main", gid))
 	}
 	return s.n.fwd.start(ctx, gi.Main, s.id, req, admin)

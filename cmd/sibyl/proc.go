@@ -21,6 +21,7 @@ import (
 	"github.com/sibylhq/sibyl/location"
 	"github.com/sibylhq/sibyl/node"
 	"github.com/sibylhq/sibyl/node/store"
+	"github.com/sibylhq/sibyl/node/wal"
 )
 
 // secretUsage describes --cluster-secret, the same for nodes and controllers.
@@ -118,6 +119,7 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	logKeepMax := fs.Uint64("log-keep-max", 1_000_000, "applied entries a main keeps for a lagging sibling before it must be rebuilt from a snapshot")
 	flushBytes := fs.Int64("flush-bytes", store.DefaultFlushBytes, "write-ahead log written since the last flush that starts the next one (bbolt gets every change in one transaction); bounds what a restart replays")
 	flushEvery := fs.Duration("flush-every", store.DefaultFlushEvery, "longest time between flushes of the write-ahead log into bbolt")
+	walSegment := fs.Int64("wal-segment-bytes", wal.DefaultSegmentBytes, "size of each preallocated write-ahead log segment (smaller for a small disk)")
 	vacuumEvery := fs.Duration("vacuum-every", 30*time.Second, "how often a main writes a vacuum entry")
 	tombstoneRetention := fs.Duration("tombstone-retention", 10*time.Minute, "age after which a tombstone every copy holds is vacuumed")
 	dedupeRetention := fs.Duration("dedupe-retention", 10*time.Minute, "age after which an idempotency key is forgotten")
@@ -136,6 +138,9 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	}
 	if *id < 1 || *id > 65535 {
 		return usageError(fs, stderr, "--id %d: want a server ID in 1..65535", *id)
+	}
+	if *walSegment < 1<<20 {
+		return usageError(fs, stderr, "--wal-segment-bytes %d: want at least 1 MiB", *walSegment)
 	}
 	if *flushBytes < 1<<20 || *flushEvery < 100*time.Millisecond {
 		return usageError(fs, stderr, "--flush-bytes %d, --flush-every %s: want at least 1 MiB and 100ms", *flushBytes, *flushEvery)
@@ -170,7 +175,7 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 		Location: *loc, WriteTimeout: *writeTimeout, DownAfter: *downAfter, ClusterSecret: *secret,
 		MaxClockDrift: *drift, Logger: log, SyncRate: *syncRate, LogKeep: *logKeep, LogKeepMax: *logKeepMax,
 		VacuumEvery: *vacuumEvery, TombstoneRetention: *tombstoneRetention, DedupeRetention: *dedupeRetention,
-		FlushBytes: *flushBytes, FlushEvery: *flushEvery, MaxSubs: *maxSubs,
+		FlushBytes: *flushBytes, FlushEvery: *flushEvery, MaxSubs: *maxSubs, WALSegmentBytes: *walSegment,
 	})
 	if err != nil {
 		ln.Close()
