@@ -25,7 +25,7 @@ type metrics struct {
 	snapshotsSent prometheus.Counter
 	// registerAborts counts registrations this node gave up as main, by the bound passed.
 	registerAborts *prometheus.CounterVec
-	compacted     prometheus.Counter
+	compacted      prometheus.Counter
 	// vacuumed is the tombstone bound of the last vacuum entry a main wrote, by group.
 	vacuumed *prometheus.GaugeVec
 	// snapshotRecords counts snapshot records this node installed as a sibling;
