@@ -274,3 +274,59 @@ func counterValue(c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// When keeping the log for the copy passes a bound, the main gives the registration up
+// with a typed abort: registerSibling fails with a code and a message naming the bound,
+// the copy is dropped from the group, the main holds nothing more for it, and the group
+// keeps its previous copies and takes writes.
+func TestRegisterAbortsPastAHoldBound(t *testing.T) {
+	for _, tc := range []struct {
+		bound string
+		tune  func(*Config)
+		code  command.Code
+	}{
+		{command.BoundRegisterHoldBytes, func(c *Config) { c.RegisterHoldBytes = 256 << 10 }, command.CodeRateLimited},
+		{command.BoundRegisterHoldTime, func(c *Config) { c.RegisterHoldTime = time.Second }, command.CodeTimeout},
+	} {
+		t.Run(tc.bound, func(t *testing.T) {
+			fc, nodes := registerCluster(t, tc.tune)
+			s := nodes[1].n.NewSession()
+			defer s.Close()
+			rids := fillResources(t, s, 2, 3000)
+			stop := steadyWriter(t, s, rids, 1500)
+			phases, err := registerWithPhases(t, nodes[0], 2, 3)
+			stop()
+			t.Logf("phases %v; registerSibling: %v", phases, err)
+			if command.CodeOf(err) != tc.code || !strings.Contains(err.Error(), "--"+tc.bound) {
+				t.Fatalf("registerSibling: %v, want %s naming --%s", err, tc.code, tc.bound)
+			}
+			if n := counterValue(nodes[1].n.metrics.registerAborts.WithLabelValues(tc.bound)); n != 1 {
+				t.Fatalf("the main counted %v aborts past --%s, want 1", n, tc.bound)
+			}
+			fc.mu.Lock()
+			sibs := slices.Clone(fc.dir.Group(2).Siblings)
+			fc.mu.Unlock()
+			if len(sibs) != 1 || sibs[0].Node != 1 || sibs[0].State != command.SiblingVoting {
+				t.Fatalf("group 2's siblings after the abort: %+v, want node 1 voting alone", sibs)
+			}
+			g := nodes[1].n.localGroup(2)
+			waitUntil(t, 10*time.Second, "the main to stop replicating to node 3", func() bool {
+				g.mu.Lock()
+				defer g.mu.Unlock()
+				_, still := g.c.Replication().Peers()[3]
+				return !still && g.holds[3] == nil && len(g.snapshots) == 0
+			})
+			// The group goes on: writes commit, and the log is compacted again.
+			before := lastSeqOf(nodes[1], 2)
+			stop = steadyWriter(t, s, rids, 1500)
+			waitUntil(t, 30*time.Second, "writes and compaction after the abort", func() bool {
+				g.mu.Lock()
+				defer g.mu.Unlock()
+				return g.c.Commit() > before+2*compactMin && g.tail.first > before
+			})
+			if wrote := stop(); wrote == 0 {
+				t.Fatal("no write committed after the abort")
+			}
+		})
+	}
+}
