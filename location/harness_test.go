@@ -273,6 +273,8 @@ type fakeNode struct {
 	dir    command.Directory
 	disk   string // suffix of the copy IDs this node reports: change it to simulate a wiped disk
 	inc    uint64 // incarnation (1 when zero); raised to the one the controller records for it
+	// aborts: as main, the registrations of these learners are reported given up.
+	aborts map[uint16]*command.RegisterAbort
 }
 
 const fakeLastSeq = 1000
@@ -340,7 +342,11 @@ func (n *fakeNode) heartbeat() error {
 				rep.Activated = g.Pending.Version
 			}
 			for _, m := range g.Siblings {
-				rep.Siblings = append(rep.Siblings, command.SiblingProgress{Node: m.Node, Seq: fakeLastSeq - 10, Recent: true})
+				p := command.SiblingProgress{Node: m.Node, Seq: fakeLastSeq - 10, Recent: true}
+				if a := n.aborts[m.Node]; a != nil && m.State == command.SiblingSyncing {
+					p.Seq, p.Aborted = 0, a
+				}
+				rep.Siblings = append(rep.Siblings, p)
 			}
 			hb.Groups = append(hb.Groups, rep)
 		} else if siblingIndex(&g, n.id) >= 0 {
