@@ -275,6 +275,9 @@ type fakeNode struct {
 	inc    uint64 // incarnation (1 when zero); raised to the one the controller records for it
 	// aborts: as main, the registrations of these learners are reported given up.
 	aborts map[uint16]*command.RegisterAbort
+	// noBarrier: as a main chosen by a promotion, never report its barrier committed (it
+	// is cut off from its new config).
+	noBarrier bool
 }
 
 const fakeLastSeq = 1000
@@ -338,7 +341,7 @@ func (n *fakeNode) heartbeat() error {
 		if g.Main == n.id {
 			rep := command.GroupReport{Server: g.Server, Role: command.RoleMain, Epoch: g.Epoch, LastEpoch: g.Epoch,
 				LastSeq: fakeLastSeq, CommitSeq: fakeLastSeq, Applied: fakeLastSeq, CopyID: copyName(g.Server, n.id) + n.disk, Activated: g.Active.Version}
-			if g.Pending != nil {
+			if g.Pending != nil && !n.noBarrier {
 				rep.Activated = g.Pending.Version
 			}
 			for _, m := range g.Siblings {
