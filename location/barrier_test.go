@@ -218,3 +218,35 @@ func TestCase7C_NewMainWhoseBarrierDoesNotCommitIsReplaced(t *testing.T) {
 		return nil
 	})
 }
+
+// decidePromotion passes over a main whose barrier was overdue only while the other seals
+// cover R voters of every config in use; otherwise leaving it out could lose an entry
+// only it and the unsealed voters hold.
+func TestDecidePromotionPassesOverAnOverdueMain(t *testing.T) {
+	// Main 2 was chosen at epoch 2 (its barrier (2, 101) is its last entry); the active
+	// config {2,3,4} is still in use with the promotion's pending {3,4}.
+	g := command.GroupInfo{Server: 1, Epoch: 2, Main: 2, Active: command.Config{Version: 5, Voters: []uint16{2, 3, 4}},
+		Pending:   &command.Config{Version: 6, Voters: []uint16{3, 4}},
+		Promotion: &command.Promotion{Epoch: 2, Phase: command.PromotionChosen, Chosen: 2, From: 1}}
+	stuck := command.SealReply{Node: 2, LastEpoch: 2, LastSeq: 101}
+	for _, tc := range []struct {
+		name    string
+		replies []command.SealReply
+		want    uint16
+	}{
+		{"the others cover both configs", []command.SealReply{stuck, {Node: 3, LastEpoch: 1, LastSeq: 100}, {Node: 4, LastEpoch: 1, LastSeq: 99}}, 3},
+		{"without it the active config lacks R", []command.SealReply{stuck, {Node: 4, LastEpoch: 1, LastSeq: 100}}, 2},
+	} {
+		replies := map[uint16]command.SealReply{}
+		for _, r := range tc.replies {
+			replies[r.Node] = r
+		}
+		cmd, chosen := decidePromotion(&g, 3, replies, true, 2)
+		if c, ok := cmd.(choosePromotion); !ok || c.Main != tc.want || chosen.Node != tc.want {
+			t.Fatalf("%s: %+v (chosen %d), want node %d chosen", tc.name, cmd, chosen.Node, tc.want)
+		}
+		if _, chosen := decidePromotion(&g, 3, replies, true, 0); chosen.Node != 2 {
+			t.Fatalf("%s: without passing over, chose %d; want 2, the highest last entry", tc.name, chosen.Node)
+		}
+	}
+}
