@@ -45,7 +45,7 @@ func (g *group) compactStep(tl *tailLog) uint64 {
 		held, holding := g.holdFloor(time.Now())
 		for n, p := range g.c.Replication().Peers() {
 			if g.holds[n] != nil {
-				continue // a learner: held below, or given up
+				continue // a learner that answered: held below, or given up
 			}
 			if !p.Snapshot && p.Match < target {
 				target = max(p.Match, floor)

@@ -179,7 +179,9 @@ func (g *group) forgetBelow() uint64 {
 func (g *group) onAcks(acks []*sibling.Ack) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.c.HandleAcks(acks, time.Now())
+	now := time.Now()
+	g.learnersAnswered(acks, now)
+	g.c.HandleAcks(acks, now)
 	g.drain()
 }
 

@@ -8,11 +8,13 @@ import (
 )
 
 // A main keeps its log for a copy being registered (a learner: docs/register-sibling.md).
-// Once the learner's position is known, or once a snapshot was taken for it, every entry
-// after that position stays in the main's log until the learner votes, whatever --log-keep
-// and --log-keep-max say, so a single snapshot always suffices: the learner replays the
-// rest from the log. The hold is bounded by RegisterHoldBytes (bytes the main logged after
-// the learner's position) and RegisterHoldTime (since the main started holding for it).
+// From the learner's first answer on, every entry after its position (the seq of the
+// snapshot being sent to it, then what it acknowledged) stays in the main's log until the
+// learner votes, whatever --log-keep and --log-keep-max say, so a single snapshot always
+// suffices: the learner replays the rest from the log. A learner that never answered this
+// main (an old main that is still down) is held for only as a lagging voter is. The hold is
+// bounded by RegisterHoldBytes (bytes the main logged after the learner's position) and
+// RegisterHoldTime (since the learner's first answer).
 // Past either bound the main gives the registration up: it stops holding, sends the
 // learner no further snapshot, and reports a typed abort (command.RegisterAbort) in its heartbeat;
 // the controller drops the learner from the group and fails registerSibling with it.
@@ -29,7 +31,7 @@ const byteMarkEvery = 64 << 10
 
 // learnerHold is the main's hold of its log for one learner.
 type learnerHold struct {
-	since time.Time // when this main started holding for the learner
+	since time.Time // the learner's first answer to this main
 	// fromSeq: the main's last seq then; bytes are counted after the later of it and the
 	// learner's position (this main cannot count the bytes of entries it inherited).
 	fromSeq uint64
@@ -86,8 +88,23 @@ func (g *group) holdFloor(now time.Time) (floor uint64, any bool) {
 	return floor, any
 }
 
-// checkHolds starts a hold for every new learner, ends those of copies that vote now or
-// left the group, and aborts the ones past a bound. Call with g.mu held, as main.
+// learnersAnswered starts a hold for every learner among the senders of acks that has
+// none yet. Call with g.mu held, as main.
+func (g *group) learnersAnswered(acks []*sibling.Ack, now time.Time) {
+	m := g.c.Replication()
+	if m == nil {
+		return
+	}
+	peers := m.Peers()
+	for _, a := range acks {
+		if p, ok := peers[a.From]; ok && p.Learner && g.holds[a.From] == nil {
+			g.holds[a.From] = &learnerHold{since: now, fromSeq: m.LastSeq()}
+		}
+	}
+}
+
+// checkHolds ends the holds of copies that vote now or left the group, and aborts the ones
+// past a bound. Call with g.mu held, as main.
 func (g *group) checkHolds(now time.Time) {
 	m := g.c.Replication()
 	peers := m.Peers()
@@ -98,15 +115,8 @@ func (g *group) checkHolds(now time.Time) {
 	}
 	var lowest uint64
 	first := true
-	for n, p := range peers {
-		if !p.Learner {
-			continue
-		}
-		h := g.holds[n]
-		if h == nil {
-			h = &learnerHold{since: now, fromSeq: m.LastSeq()}
-			g.holds[n] = h
-		}
+	for n, h := range g.holds {
+		p := peers[n]
 		if h.aborted != nil {
 			continue
 		}

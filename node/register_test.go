@@ -216,11 +216,11 @@ func registerWithPhases(t *testing.T, tn *testNode, server, node int64) ([]strin
 
 // registerCluster: group 2 gets main 2 and voter 1; node 3 is the copy to register. The log
 // keeps little (LogKeep 100) and a lagging sibling holds it back by at most LogKeepMax 200
-// entries; the snapshot is sent at 1 MiB/s, so under steady writes the copy ends its sync
+// entries; the snapshot is sent at 512 KiB/s, so under steady writes the copy ends its sync
 // phase thousands of entries behind.
 func registerCluster(t *testing.T, tune func(*Config)) (*fakeController, []*testNode) {
 	fc, nodes := testClusterWith(t, func(c *Config) {
-		c.LogKeep, c.LogKeepMax, c.SyncRate = 100, 200, 1<<20
+		c.LogKeep, c.LogKeepMax, c.SyncRate = 100, 200, 512<<10
 		c.WriteTimeout = 5 * time.Second
 		if tune != nil {
 			tune(c)
@@ -240,7 +240,7 @@ func TestRegisterUnderWritesSendsOneSnapshot(t *testing.T) {
 	s := nodes[1].n.NewSession()
 	defer s.Close()
 	rids := fillResources(t, s, 2, 3000)
-	stop := steadyWriter(t, s, rids, 1500)
+	stop := steadyWriter(t, s, rids, 3000)
 	phases, err := registerWithPhases(t, nodes[0], 2, 3)
 	wrote := stop()
 	if err != nil {

@@ -51,7 +51,7 @@ func fill(t *testing.T, c *Cluster, g command.ServerID, n, size, workers int) []
 			defer wg.Done()
 			cl := c.Client(1 + w%len(c.Nodes))
 			defer cl.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute) // a big group fills slowly on a shared disk
 			defer cancel()
 			for i := w; i < n; i += workers {
 				r, err := cl.DoRetry(ctx, &command.Request{Op: command.OpCreate, Type: "blob", Data: data,
