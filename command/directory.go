@@ -266,4 +266,7 @@ type SiblingProgress struct {
 	// an estimate); both 0 when none is.
 	SyncDone  uint64 `json:"syncDone,omitempty"`
 	SyncTotal uint64 `json:"syncTotal,omitempty"`
+	// Aborted: the main gave up registering this learner (docs/register-sibling.md); the
+	// controller drops it from the group and fails its registerSibling with Aborted.Err.
+	Aborted *RegisterAbort `json:"aborted,omitempty"`
 }

@@ -293,6 +293,10 @@ func decodeCommand(data []byte) (dirCommand, error) {
 		var v removeNode
 		err = json.Unmarshal(env.Body, &v)
 		c = v
+	case kindDropLearner:
+		var v dropLearner
+		err = json.Unmarshal(env.Body, &v)
+		c = v
 	case kindSetManaged:
 		var v setManaged
 		err = json.Unmarshal(env.Body, &v)

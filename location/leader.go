@@ -31,6 +31,10 @@ type leaderTerm struct {
 	verifiedAt time.Time
 
 	promo *promotions
+
+	// aborts are the registrations this term dropped because the main gave them up, by
+	// {server, node}: registerSibling answers with them (membership.go).
+	aborts map[[2]uint16]*command.RegisterAbort
 }
 
 type liveness struct {
@@ -54,6 +58,7 @@ func newLeaderTerm(now time.Time) *leaderTerm {
 		done:      make(chan struct{}),
 		kick:      make(chan struct{}, 1),
 		seen:      map[uint16]liveness{},
+		aborts:    map[[2]uint16]*command.RegisterAbort{},
 		verifying: make(chan struct{}, 1),
 
 		reports:  map[uint16]map[uint16]command.GroupReport{},
@@ -186,6 +191,23 @@ type reportSet map[uint16]map[uint16]command.GroupReport
 func (r reportSet) get(node, server uint16) (command.GroupReport, bool) {
 	g, ok := r[node][server]
 	return g, ok
+}
+
+// noteAbort remembers why the learner d dropped was given up.
+func (t *leaderTerm) noteAbort(d dropLearner) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.aborts[[2]uint16{d.Server, d.Node}] = d.Abort
+}
+
+// takeAbort returns (and forgets) why node's registration in group server was given up,
+// if this term dropped it.
+func (t *leaderTerm) takeAbort(server, node uint16) (*command.RegisterAbort, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	a, ok := t.aborts[[2]uint16{server, node}]
+	delete(t.aborts, [2]uint16{server, node})
+	return a, ok
 }
 
 // snapshotReports returns the latest reports; the inner maps are shared read-only.

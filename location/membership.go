@@ -102,10 +102,21 @@ func (c *Controller) adminRegisterSibling(ctx context.Context, t *leaderTerm, re
 		return command.Errorf(command.CodeConflict, "register node %d in group %d: %v", node, server, e)
 	}
 	c.log.Info().Uint16("group", server).Uint16("node", node).Msg("registerSibling: syncing")
-	return c.waitGroup(ctx, t, server, func(g *command.GroupInfo) bool {
+	t.takeAbort(server, node) // an earlier registration's
+	gone := false
+	if e := c.waitGroup(ctx, t, server, func(g *command.GroupInfo) bool {
 		m := member(g, node)
-		return g.Main == node || (m != nil && m.State == command.SiblingVoting && slices.Contains(g.Active.Voters, node))
-	})
+		gone = g.Main != node && m == nil
+		return gone || g.Main == node || (m != nil && m.State == command.SiblingVoting && slices.Contains(g.Active.Voters, node))
+	}); e != nil || !gone {
+		return e
+	}
+	// The learner left the group before it voted: the main gave the registration up, or
+	// someone removed it.
+	if a, ok := t.takeAbort(server, node); ok && a != nil {
+		return a.Err(server, node)
+	}
+	return command.Errorf(command.CodeConflict, "registerSibling of node %d in group %d: the copy was removed from the group before it voted", node, server)
 }
 
 // adminRemoveSibling takes node out of group server, refusing when the remaining voters

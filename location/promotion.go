@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"sync"
@@ -163,8 +164,12 @@ func (c *Controller) planPromotions(t *leaderTerm, d command.Directory, reports 
 		if !a.start {
 			continue
 		}
+		var passOver uint16
+		if a.overdue > 0 {
+			passOver = g.Main // it counts as down: another copy is chosen if the seals allow
+		}
 		c.wg.Add(1)
-		go c.promote(t, g, a.auto, a.why)
+		go c.promote(t, g, a.auto, a.why, passOver)
 	}
 }
 
@@ -338,8 +343,9 @@ func mainFailed(t *leaderTerm, d *command.Directory, main uint16) bool {
 	return t.promo.isDead(main)
 }
 
-// promote runs one automatic attempt for group g.
-func (c *Controller) promote(t *leaderTerm, g command.GroupInfo, auto bool, why string) {
+// promote runs one automatic attempt for group g, choosing another copy than passOver
+// when the seals allow it (decidePromotion).
+func (c *Controller) promote(t *leaderTerm, g command.GroupInfo, auto bool, why string, passOver uint16) {
 	defer c.wg.Done()
 	start := c.now()
 	ok := false
@@ -351,7 +357,7 @@ func (c *Controller) promote(t *leaderTerm, g command.GroupInfo, auto bool, why 
 	log := c.log.With().Uint16("group", g.Server).Uint64("epoch", epoch).Uint16("from", g.Main).Logger()
 	log.Info().Bool("auto", auto).Str("why", why).Msg("promotion: sealing")
 	replies := c.seal(t, &g, command.SealRequest{Server: g.Server, Epoch: epoch, From: g.Main, Auto: auto})
-	cmd, chosen := decidePromotion(&g, epoch, replies, mainFenced(t, &g, replies, c.now(), c.cfg.DownAfter))
+	cmd, chosen := decidePromotion(&g, epoch, replies, mainFenced(t, &g, replies, c.now(), c.cfg.DownAfter), passOver)
 	if _, abandon := cmd.(abandonPromotion); abandon {
 		log.Warn().Int("sealed", len(replies)).Msg("promotion: too few siblings sealed; abandoning the attempt")
 		_ = c.proposeLogged(cmd)
@@ -371,11 +377,25 @@ func (c *Controller) promote(t *leaderTerm, g command.GroupInfo, auto bool, why 
 // is still serving (mainUp) gives that main a fresh epoch: the siblings the attempt sealed
 // refuse its old one, and without a new epoch it would wait for a promotion that cannot
 // happen (an amnesiac sole voter of a pending config, say).
-func decidePromotion(g *command.GroupInfo, epoch uint64, replies map[uint16]command.SealReply, mainUp bool) (cmd dirCommand, chosen command.SealReply) {
+//
+// passOver (0: none) is a main that counts as down although it answered its seal: a chosen
+// main whose barrier did not commit within down-after (docs/replication.md case 7). It is
+// left out of the choice when the other seals alone cover R voters of every config: every
+// committed entry is then on one of them, so the highest of them holds it. Otherwise it
+// may be chosen again.
+func decidePromotion(g *command.GroupInfo, epoch uint64, replies map[uint16]command.SealReply, mainUp bool, passOver uint16) (cmd dirCommand, chosen command.SealReply) {
 	if !sealsCover(g, replies) {
 		return abandonPromotion{Server: g.Server, Epoch: epoch, Refresh: mainUp}, command.SealReply{}
 	}
-	chosen = chooseMain(replies)
+	candidates := replies
+	if _, sealed := replies[passOver]; passOver != 0 && sealed {
+		others := maps.Clone(replies)
+		delete(others, passOver)
+		if len(others) > 0 && sealsCover(g, others) {
+			candidates = others
+		}
+	}
+	chosen = chooseMain(candidates)
 	return choosePromotion{Server: g.Server, Epoch: epoch, Main: chosen.Node}, chosen
 }
 

@@ -25,8 +25,9 @@ const (
 
 // planRound returns the commands of one reconcile round, in the order to apply them:
 // per group (by server ID) at most one config command (activate, else a demotion of
-// amnesiac or silent voters, else proposeVoter), the revivals of rebuilt stale copies, and
-// at most one addLearner. It never removes a sibling. silent says which copies went
+// amnesiac or silent voters, else proposeVoter), the learners whose registration the main
+// gave up, the revivals of rebuilt stale copies, and at most one addLearner. It removes no
+// other sibling. silent says which copies went
 // unreported for copy-timeout (nil: none).
 func planRound(d command.Directory, reports reportSet, silent silentFunc) []dirCommand {
 	up := map[uint16]bool{}
@@ -49,6 +50,7 @@ func planRound(d command.Directory, reports reportSet, silent silentFunc) []dirC
 		if c := planConfig(g, up, reports, silent); c != nil {
 			out = append(out, c)
 		}
+		out = append(out, planDrops(g, reports)...)
 		out = append(out, planRevivals(g, up, reports)...)
 		if len(g.Siblings) < target && !g.Managed {
 			if node, ok := pickLearner(g, eligible, copies); ok {
@@ -97,8 +99,34 @@ func planConfig(g *command.GroupInfo, up map[uint16]bool, reports reportSet, sil
 		return act
 	}
 	for _, m := range g.Siblings {
-		if m.State == command.SiblingSyncing && up[m.Node] && caughtUp(rep, m.Node) && freshCopy(g, m, reports) {
+		if m.State == command.SiblingSyncing && up[m.Node] && caughtUp(rep, m.Node) && freshCopy(g, m, reports) && registerAbort(rep, m.Node) == nil {
 			return proposeVoter{Server: g.Server, Node: m.Node}
+		}
+	}
+	return nil
+}
+
+// planDrops drops the learners whose registration the group's main gave up: keeping its
+// log for them passed a bound (docs/register-sibling.md).
+func planDrops(g *command.GroupInfo, reports reportSet) []dirCommand {
+	rep, ok := mainReport(g, reports)
+	if !ok {
+		return nil
+	}
+	var out []dirCommand
+	for _, m := range g.Siblings {
+		if a := registerAbort(rep, m.Node); a != nil && m.State == command.SiblingSyncing && !slices.Contains(g.Voters(), m.Node) {
+			out = append(out, dropLearner{Server: g.Server, Node: m.Node, Abort: a})
+		}
+	}
+	return out
+}
+
+// registerAbort is the main's abort of node's registration, nil if none.
+func registerAbort(main command.GroupReport, node uint16) *command.RegisterAbort {
+	for _, p := range main.Siblings {
+		if p.Node == node {
+			return p.Aborted
 		}
 	}
 	return nil
@@ -142,6 +170,9 @@ func (c *Controller) reconcile(t *leaderTerm) {
 			return
 		default:
 		}
+		if v, ok := cmd.(dropLearner); ok {
+			t.noteAbort(v) // before the drop commits: registerSibling answers on seeing it
+		}
 		_, err := c.cons.propose(cmd)
 		var ref *refusal
 		switch {
@@ -178,6 +209,12 @@ func (c *Controller) logApplied(cmd dirCommand) {
 			e = e.Str("reason", "the copy was not reported for copy-timeout").Dur("copyTimeout", c.cfg.CopyTimeout)
 		}
 		e.Uint16("group", v.Server).Interface("nodes", v.Nodes).Str("to", v.To).Msg("voters demoted: config proposed")
+	case dropLearner:
+		e := c.log.Warn().Uint16("group", v.Server).Uint16("node", v.Node)
+		if v.Abort != nil {
+			e = e.Str("bound", v.Abort.Bound).Uint64("limit", v.Abort.Limit).Uint64("held", v.Abort.Held)
+		}
+		e.Msg("registration aborted by the main: learner dropped")
 	case reviveStale:
 		c.log.Info().Uint16("group", v.Server).Uint16("node", v.Node).Msg("stale copy rebuilt: learner again")
 	case activate:

@@ -23,8 +23,9 @@ type progressEvent struct {
 // can take events, reports its phases as the directory shows them: sync (bytes of the
 // snapshot the main sends when the copy starts below its log's horizon; 0 of 0 when the
 // log reaches back far enough), replay (the learner's position against the main's last
-// seq), and active once the copy
-// votes, sent before the reply.
+// seq, from when the copy holds something), and active once the copy votes, sent before
+// the reply. The main holds its log for the copy until it votes (register_hold.go), so each
+// phase comes once.
 func (s *Session) registerWithProgress(ctx context.Context, req *command.Request) func() (*command.Reply, error) {
 	ss := s.events()
 	if ss == nil || req.Sub == "" || req.Server == nil || req.Node == nil {
@@ -91,6 +92,11 @@ func (s *Session) registerWithProgress(ctx context.Context, req *command.Request
 						continue
 					}
 					d := g.Seq - min(sib.LagSeq, g.Seq)
+					if d == 0 {
+						// The copy holds nothing yet: the main is still finding out whether
+						// it needs a snapshot, so the sync phase goes on.
+						continue
+					}
 					if !replayed || d != last.done || g.Seq != last.total {
 						last.done, last.total, replayed = d, g.Seq, true
 						emit("replay", d, g.Seq)

@@ -79,6 +79,9 @@ type group struct {
 	marks       []seqMark                    // the main's seqs by monotonic time (compact.go)
 	droppable   uint64                       // highest seq of a delete or a keyed write (compact.go)
 	assignedAt  []seqMark                    // uncommitted entries by when their seq was assigned (sibyl_commit_seconds)
+	holds       map[uint16]*learnerHold      // the log kept for learners until they vote (register_hold.go)
+	logBytes    uint64                       // bytes of entries this main logged
+	byteMarks   []byteMark                   // logBytes at some seqs (register_hold.go)
 
 	// Sibling role.
 	ftail *tailLog
@@ -211,8 +214,12 @@ func (g *group) report() command.GroupReport {
 		r.Siblings = nil
 		return r
 	}
+	if g.c.Role() == core.Main && g.c.Replication() != nil {
+		g.checkHolds(time.Now())
+	}
 	for i := range r.Siblings {
 		sp := &r.Siblings[i]
+		sp.Aborted = g.holdAborted(sp.Node)
 		if t := g.snapshots[sp.Node]; t != nil && g.c.Replication().Peers()[sp.Node].Snapshot {
 			sp.SyncDone, sp.SyncTotal = t.done.Bytes, max(t.snap.Header().Bytes, t.done.Bytes)
 		}
@@ -321,6 +328,7 @@ func (g *group) roleChanged(rc core.RoleChange) error {
 // the pending layer. Call with g.mu held.
 func (g *group) logged(p *core.Proposal) {
 	g.tail.add(p.Entry)
+	g.noteLoggedBytes(p.Entry.Seq, len(p.Entry.Data))
 	g.unpersisted = append(g.unpersisted, p.Entry)
 	g.effects[p.Entry.Seq] = p.Effect
 	g.ov.Add(p.Entry.Seq, p.Effect)

@@ -19,9 +19,13 @@ type metrics struct {
 	commitSeconds prometheus.Histogram
 	fsync         prometheus.Histogram
 	batch         prometheus.Histogram
-	// snapshotBytes counts bytes of snapshots this node sent as main.
+	// snapshotBytes counts bytes of snapshots this node sent as main; snapshotsSent the
+	// snapshots it opened for siblings.
 	snapshotBytes prometheus.Counter
-	compacted     prometheus.Counter
+	snapshotsSent prometheus.Counter
+	// registerAborts counts registrations this node gave up as main, by the bound passed.
+	registerAborts *prometheus.CounterVec
+	compacted      prometheus.Counter
 	// vacuumed is the tombstone bound of the last vacuum entry a main wrote, by group.
 	vacuumed *prometheus.GaugeVec
 	// snapshotRecords counts snapshot records this node installed as a sibling;
@@ -47,6 +51,10 @@ func newMetrics() *metrics {
 			Help: "Entries a main appends per durable write (its batch in the group commit).", Buckets: prometheus.ExponentialBuckets(1, 2, 12)}),
 		snapshotBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "sibyl_node_snapshot_sent_bytes_total",
 			Help: "Bytes of snapshots sent to siblings that were behind the log's horizon."}),
+		snapshotsSent: prometheus.NewCounter(prometheus.CounterOpts{Name: "sibyl_node_snapshots_sent_total",
+			Help: "Snapshots opened to rebuild siblings that were behind the log's horizon (a resumed transfer counts once)."}),
+		registerAborts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sibyl_node_register_aborts_total",
+			Help: "Registrations a main gave up because keeping the log for the copy passed a bound."}, []string{"bound"}),
 		compacted: prometheus.NewCounter(prometheus.CounterOpts{Name: "sibyl_node_log_compacted_entries_total",
 			Help: "Log entries removed by compaction."}),
 	}
@@ -61,7 +69,7 @@ func newMetrics() *metrics {
 	m.diskDegraded = prometheus.NewGauge(prometheus.GaugeOpts{Name: "sibyl_node_disk_degraded",
 		Help: "1 while the node's store cannot write or fsync: the node serves no group and retries its disk."})
 	m.reg.MustRegister(m.diskFaults, m.diskDegraded)
-	m.reg.MustRegister(m.commits, m.commitSeconds, m.fsync, m.batch, m.snapshotBytes, m.compacted, m.vacuumed,
+	m.reg.MustRegister(m.commits, m.commitSeconds, m.fsync, m.batch, m.snapshotBytes, m.snapshotsSent, m.registerAborts, m.compacted, m.vacuumed,
 		m.snapshotRecords, m.snapshotResumes, prometheus.NewGoCollector())
 	return m
 }

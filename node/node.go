@@ -62,6 +62,13 @@ type Config struct {
 	// 10,000); a main keeps more for a sibling that lags, up to LogKeepMax (default
 	// 1,000,000), past which the sibling is rebuilt from a snapshot instead.
 	LogKeep, LogKeepMax uint64
+	// RegisterHoldBytes and RegisterHoldTime bound what a main keeps of its log for a copy
+	// being registered, which is held until the copy votes whatever LogKeep and LogKeepMax
+	// say: bytes logged after the copy's position (default 1 GiB) and time since the main
+	// started holding (default 10 minutes). Past either the registration is aborted
+	// (register_hold.go).
+	RegisterHoldBytes uint64
+	RegisterHoldTime  time.Duration
 	// VacuumEvery is how often a main writes a vacuum entry (default 30 s); tombstones and
 	// dedupe records older than TombstoneRetention and DedupeRetention (default 10 min
 	// each) go with it.
@@ -147,6 +154,12 @@ func New(cfg Config) (*Node, error) {
 	}
 	if cfg.LogKeepMax < cfg.LogKeep {
 		cfg.LogKeepMax = max(cfg.LogKeep, 1_000_000)
+	}
+	if cfg.RegisterHoldBytes == 0 {
+		cfg.RegisterHoldBytes = DefaultRegisterHoldBytes
+	}
+	if cfg.RegisterHoldTime <= 0 {
+		cfg.RegisterHoldTime = DefaultRegisterHoldTime
 	}
 	if cfg.VacuumEvery <= 0 {
 		cfg.VacuumEvery = 30 * time.Second

@@ -46,6 +46,7 @@ func (g *group) syncLinks() {
 			l.close()
 			delete(g.links, id)
 			g.dropSnapshot(id)
+			delete(g.holds, id)
 		}
 	}
 	for id := range peers {

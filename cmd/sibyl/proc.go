@@ -117,6 +117,8 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	syncRate := fs.Int64("sync-rate", 32<<20, "cap on a snapshot sent to a sibling, bytes per second (0: none); the default keeps writers' p99 within 1.5x during a registration on a small machine")
 	logKeep := fs.Uint64("log-keep", 10_000, "applied log entries every copy keeps")
 	logKeepMax := fs.Uint64("log-keep-max", 1_000_000, "applied entries a main keeps for a lagging sibling before it must be rebuilt from a snapshot")
+	holdBytes := fs.Uint64("register-hold-bytes", node.DefaultRegisterHoldBytes, "log a main keeps for a copy being registered until it votes, in bytes logged after the copy's position; past it the registration is aborted (rate_limited)")
+	holdTime := fs.Duration("register-hold-time", node.DefaultRegisterHoldTime, "how long a main keeps its log for a copy being registered until it votes; past it the registration is aborted (timeout)")
 	flushBytes := fs.Int64("flush-bytes", store.DefaultFlushBytes, "write-ahead log written since the last flush that starts the next one (bbolt gets every change in one transaction); bounds what a restart replays")
 	flushEvery := fs.Duration("flush-every", store.DefaultFlushEvery, "longest time between flushes of the write-ahead log into bbolt")
 	walSegment := fs.Int64("wal-segment-bytes", wal.DefaultSegmentBytes, "size of each preallocated write-ahead log segment (smaller for a small disk)")
@@ -135,6 +137,9 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	if *maxFrame < 1024 || *maxInflight < 1 || *maxSubs < 1 || *maxConnsPerIP < 1 || *rate < 0 {
 		return usageError(fs, stderr, "--max-frame %d (at least 1024), --max-inflight %d, --max-subs %d, --max-conns-per-ip %d (at least 1), --rate %d (0 or more)",
 			*maxFrame, *maxInflight, *maxSubs, *maxConnsPerIP, *rate)
+	}
+	if *holdBytes < 1<<20 || *holdTime < time.Second {
+		return usageError(fs, stderr, "--register-hold-bytes %d, --register-hold-time %s: want at least 1 MiB and 1s", *holdBytes, *holdTime)
 	}
 	if *id < 1 || *id > 65535 {
 		return usageError(fs, stderr, "--id %d: want a server ID in 1..65535", *id)
@@ -176,6 +181,7 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 		MaxClockDrift: *drift, Logger: log, SyncRate: *syncRate, LogKeep: *logKeep, LogKeepMax: *logKeepMax,
 		VacuumEvery: *vacuumEvery, TombstoneRetention: *tombstoneRetention, DedupeRetention: *dedupeRetention,
 		FlushBytes: *flushBytes, FlushEvery: *flushEvery, MaxSubs: *maxSubs, WALSegmentBytes: *walSegment,
+		RegisterHoldBytes: *holdBytes, RegisterHoldTime: *holdTime,
 	})
 	if err != nil {
 		ln.Close()
