@@ -79,6 +79,7 @@ type group struct {
 	marks       []seqMark                    // the main's seqs by monotonic time (compact.go)
 	droppable   uint64                       // highest seq of a delete or a keyed write (compact.go)
 	assignedAt  []seqMark                    // uncommitted entries by when their seq was assigned (sibyl_commit_seconds)
+	load        *loadRing                    // commits per second and their latency, last minute (load.go)
 
 	// Sibling role.
 	ftail *tailLog
@@ -196,7 +197,8 @@ func (g *group) failWaiters(err *command.Error) {
 func (g *group) report() command.GroupReport {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	r := g.c.Report(time.Now(), func() (uint64, uint64) {
+	now := time.Now()
+	r := g.c.Report(now, func() (uint64, uint64) {
 		m, err := g.gs.Meta()
 		if err != nil {
 			return 0, 0
@@ -210,6 +212,9 @@ func (g *group) report() command.GroupReport {
 		r.Role = core.None.String()
 		r.Siblings = nil
 		return r
+	}
+	if r.Role == core.Main.String() && g.load != nil {
+		r.Load = g.load.snapshot(now)
 	}
 	for i := range r.Siblings {
 		sp := &r.Siblings[i]
@@ -287,8 +292,13 @@ func (g *group) drain() {
 // Call with g.mu held.
 func (g *group) observeCommits(commit uint64, now time.Time) {
 	n := 0
+	if g.load == nil && len(g.assignedAt) > 0 {
+		g.load = &loadRing{}
+	}
 	for n < len(g.assignedAt) && g.assignedAt[n].seq <= commit {
-		g.n.metrics.commitSeconds.Observe(now.Sub(g.assignedAt[n].at).Seconds())
+		d := now.Sub(g.assignedAt[n].at)
+		g.n.metrics.commitSeconds.Observe(d.Seconds())
+		g.load.observe(now, d)
 		n++
 	}
 	g.assignedAt = append(g.assignedAt[:0], g.assignedAt[n:]...)
