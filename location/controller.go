@@ -86,8 +86,12 @@ type Controller struct {
 	adFailures zerolog.Logger
 	gossip     *gossip
 
-	term   atomic.Pointer[leaderTerm] // non-nil while this controller leads
-	polls  atomic.Int32               // directory long polls waiting for a change
+	term  atomic.Pointer[leaderTerm] // non-nil while this controller leads
+	polls atomic.Int32               // directory long polls waiting for a change
+	// promoStats counts the promotions this controller completed as leader (/metrics).
+	promoStats promotionStats
+	// ops are the admin calls this controller runs as leader (the page's progress bars).
+	ops    operations
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup

@@ -231,6 +231,7 @@ func (c *Controller) handleSuspect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if n, ok := c.fsm.node(sp.Main); ok {
+		t.promo.suspect(sp.Main, c.now())
 		go c.probe(t, sp.Main, n.Addr)
 	}
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})

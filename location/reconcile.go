@@ -142,7 +142,11 @@ func (c *Controller) reconcile(t *leaderTerm) {
 			return
 		default:
 		}
-		_, err := c.cons.propose(cmd)
+		if a, ok := cmd.(activate); ok {
+			a.AtMs = c.now().UnixMilli()
+			cmd = a
+		}
+		idx, err := c.cons.propose(cmd)
 		var ref *refusal
 		switch {
 		case errors.As(err, &ref):
@@ -155,6 +159,9 @@ func (c *Controller) reconcile(t *leaderTerm) {
 			return
 		default:
 			c.logApplied(cmd)
+			if _, ok := cmd.(activate); ok {
+				c.notePromotion(idx)
+			}
 		}
 	}
 }

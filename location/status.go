@@ -31,6 +31,7 @@ type statusInput struct {
 	// its ad is younger than nodeFresh.
 	remote    []locationView
 	nodeFresh time.Duration
+	ops       []operation // admin calls running at the leader
 }
 
 // twoVotersWarning is set on a group with exactly two voting siblings.
@@ -41,6 +42,7 @@ func buildStatus(in statusInput) command.Status {
 	out := command.Status{
 		Locations: []command.StatusLocation{}, Controllers: []command.StatusController{},
 		Nodes: []command.StatusNode{}, Groups: []command.StatusGroup{},
+		Promotions: statusPromotions(in.st.Promotions),
 	}
 	// Controllers: the registered ones, plus raft members that have not registered yet
 	// (their HTTP address is unknown, their location is this one).
@@ -129,7 +131,7 @@ func buildStatus(in statusInput) command.Status {
 		}
 		mainRep, hasMain := mainReport(&g, in.reports)
 		if hasMain {
-			sg.Seq = mainRep.LastSeq
+			sg.Seq, sg.Load = mainRep.LastSeq, mainRep.Load
 		}
 		_, blocked := planDemotion(&g, up, in.reports, in.silent)
 		voting := 0
@@ -162,6 +164,7 @@ func buildStatus(in statusInput) command.Status {
 		sg.Warning = strings.Join(warnings, "; ")
 		out.Groups = append(out.Groups, sg)
 	}
+	out.Operations = statusOperations(in.ops, out.Groups)
 	return out
 }
 
@@ -213,6 +216,7 @@ func (c *Controller) localStatus() command.Status {
 		in.nodeState = func(n nodeRecord) (string, uint64) { return t.nodeState(n, now, c.cfg.DownAfter) }
 		in.reports = t.snapshotReports()
 		in.silent = t.copyClock(now, c.cfg.CopyTimeout)
+		in.ops = c.ops.list()
 	}
 	return buildStatus(in)
 }
