@@ -176,7 +176,7 @@ func itoa(n int) string {
 type collectFunc func(ch chan<- prometheus.Metric)
 
 func (f collectFunc) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(f, ch) }
-func (f collectFunc) Collect(ch chan<- prometheus.Metric)  { f(ch) }
+func (f collectFunc) Collect(ch chan<- prometheus.Metric) { f(ch) }
 
 // TestPromotionSuspicion: an automatic promotion of a main that is gone carries the reason
 // main_unreachable and starts at the first suspicion (a sibling's report), before the
