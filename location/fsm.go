@@ -67,6 +67,13 @@ func (f *fsm) view() (*dirState, <-chan struct{}) {
 	return f.st.clone(), f.changed
 }
 
+// changes returns the channel closed at the next change.
+func (f *fsm) changes() <-chan struct{} {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.changed
+}
+
 // index returns the index of the last applied command.
 func (f *fsm) index() uint64 {
 	f.mu.RLock()

@@ -228,18 +228,65 @@ func (c *Controller) handleStatus(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, c.localStatus())
 		return
 	}
-	if id := c.cons.leaderID(); id != "" && id != c.cfg.ID {
-		if rec, ok := c.fsm.controller(id); ok {
-			body, err := c.fetchStatus(r.Context(), rec.HTTPAddr)
-			if err == nil {
-				w.Header().Set("Content-Type", "application/json")
-				_, _ = w.Write(body)
-				return
-			}
-			c.log.Debug().Err(err).Str("leader", id).Msg("status proxy failed; answering from local state")
-		}
+	if body, ok := c.leaderStatus(r.Context()); ok {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(body)
+		return
 	}
 	writeJSON(w, http.StatusOK, c.localStatus())
+}
+
+// leaderStatus fetches /v1/status from the leader when another controller leads.
+func (c *Controller) leaderStatus(ctx context.Context) ([]byte, bool) {
+	id := c.cons.leaderID()
+	if id == "" || id == c.cfg.ID {
+		return nil, false
+	}
+	rec, ok := c.fsm.controller(id)
+	if !ok {
+		return nil, false
+	}
+	body, err := c.fetchStatus(ctx, rec.HTTPAddr)
+	if err != nil {
+		c.log.Debug().Err(err).Str("leader", id).Msg("status proxy failed; answering from local state")
+		return nil, false
+	}
+	return body, true
+}
+
+// pageStatus is the status page's source: what GET /v1/status answers.
+func (c *Controller) pageStatus(ctx context.Context) (*command.Status, error) {
+	if !c.IsLeader() {
+		if body, ok := c.leaderStatus(ctx); ok {
+			var st command.Status
+			if err := json.Unmarshal(body, &st); err == nil {
+				return &st, nil
+			}
+		}
+	}
+	st := c.localStatus()
+	return &st, nil
+}
+
+// pokeStreamLoop refreshes the open status pages at every directory change, so a
+// promotion shows within a round trip rather than a poll.
+func (c *Controller) pokeStreamLoop() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.fsm.changes():
+			c.stream.Poke()
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
+// CloseStreams ends the open status streams (GET /v1/status/stream), which an HTTP
+// server's Shutdown would otherwise wait for.
+func (c *Controller) CloseStreams() error {
+	c.stream.Close()
+	return nil
 }
 
 // fetchStatus gets /v1/status from the controller at addr and checks that it decodes.
