@@ -213,7 +213,15 @@ func (c *Controller) localStatus() command.Status {
 	now := c.now()
 	in.remote, in.nodeFresh = c.remoteLocations(now), 3*c.cfg.AdEvery
 	if t := c.term.Load(); t != nil && t.isReady() {
-		in.nodeState = func(n nodeRecord) (string, uint64) { return t.nodeState(n, now, c.cfg.DownAfter) }
+		in.nodeState = func(n nodeRecord) (string, uint64) {
+			state, gen := t.nodeState(n, now, c.cfg.DownAfter)
+			if state == command.NodeUp && t.promo.isDead(n.ID) {
+				// A probe found nothing listening: the operator sees it down before its
+				// heartbeats are overdue (the directory waits for them).
+				state = command.NodeDown
+			}
+			return state, gen
+		}
 		in.reports = t.snapshotReports()
 		in.silent = t.copyClock(now, c.cfg.CopyTimeout)
 		in.ops = c.ops.list()
