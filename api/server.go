@@ -101,7 +101,10 @@ func NewServer(b Backend, opts Options) *Server {
 	}
 	s.stream = statuspage.NewStream(func(ctx context.Context) (*command.Status, error) {
 		st, err := s.b.Status(ctx)
-		return st, realError(err)
+		if err = realError(err); err != nil {
+			return nil, err
+		}
+		return normalizeStatus(st), nil
 	}, statuspage.StreamOptions{Served: opts.Served})
 	s.upgrade = websocket.Upgrader{
 		ReadBufferSize:  4096,
