@@ -12,7 +12,8 @@
 //
 // Endpoints: GET /v1/ws, POST /v1/resources, GET /v1/resources (list, extra: ?type=,
 // ?server=, ?after=, ?limit=), GET/PUT/PATCH/DELETE /v1/resources/{rid}, POST
-// /v1/admin/{op}, GET /v1/status, GET /healthz, GET /metrics, GET / (status page).
+// /v1/admin/{op}, GET /v1/status, GET /v1/status/stream (server-sent events), GET /healthz,
+// GET /metrics, GET / (the status page of package statuspage).
 //
 // One WebSocket connection is one Session. The read loop decodes each frame and calls
 // Session.Start in arrival order (Start fixes the order of writes); a goroutine per request
@@ -27,8 +28,9 @@
 //     decoding so that deep nesting costs no allocation.
 //   - Oversized frames are read to their end and dropped, never with gorilla's read limit,
 //     which would close the connection.
-//   - GET /v1/status, /healthz, /metrics and / need no token: status is the operators'
-//     view, and the status page polls it from a browser that cannot send a bearer header.
+//   - GET /v1/status, /v1/status/stream, /healthz, /metrics and / need no token: status is
+//     the operators' view, and the status page streams it into a browser that cannot send
+//     a bearer header.
 //     Every WebSocket op but hello (the status op too) and every REST call needs one when
 //     tokens are configured.
 //   - Any Origin may open a WebSocket: auth is by bearer token, never by cookies.

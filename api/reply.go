@@ -98,6 +98,8 @@ func normalizeStatus(st *command.Status) *command.Status {
 	// Copies, so that the backend's status object is never changed.
 	out.Controllers = nonNil(out.Controllers)
 	out.Nodes = nonNil(out.Nodes)
+	out.Promotions = nonNil(out.Promotions)
+	out.Operations = nonNil(out.Operations)
 	groups := make([]command.StatusGroup, len(out.Groups))
 	for i, g := range out.Groups {
 		g.Siblings = nonNil(g.Siblings)

@@ -13,6 +13,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/rs/zerolog"
 
+	"github.com/sibylhq/sibyl/api/statuspage"
 	"github.com/sibylhq/sibyl/command"
 )
 
@@ -48,6 +49,8 @@ type Options struct {
 	// Metrics is where the server counts; nil gives the server its own. GET /metrics
 	// serves it.
 	Metrics *Metrics
+	// Served names this process on the status page (kind "node", its ID and location).
+	Served statuspage.Served
 }
 
 // Server serves the WebSocket command API, the REST mirror and the HTTP endpoints of
@@ -62,6 +65,8 @@ type Server struct {
 
 	rate    *rateLimiter
 	ipConns ipConns
+	// stream pushes the status to open status pages (GET /v1/status/stream).
+	stream *statuspage.Stream
 
 	mu     sync.Mutex
 	conns  map[*wsConn]struct{}
@@ -94,6 +99,13 @@ func NewServer(b Backend, opts Options) *Server {
 	if s.metrics == nil {
 		s.metrics = NewMetrics()
 	}
+	s.stream = statuspage.NewStream(func(ctx context.Context) (*command.Status, error) {
+		st, err := s.b.Status(ctx)
+		if err = realError(err); err != nil {
+			return nil, err
+		}
+		return normalizeStatus(st), nil
+	}, statuspage.StreamOptions{Served: opts.Served})
 	s.upgrade = websocket.Upgrader{
 		ReadBufferSize:  4096,
 		WriteBufferSize: 4096,
@@ -113,8 +125,10 @@ func NewServer(b Backend, opts Options) *Server {
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // Close refuses new WebSocket connections and closes the open ones with 1001 (going
-// away); their outstanding requests are cancelled. REST calls are left to the HTTP server.
+// away); their outstanding requests are cancelled. Open status streams end. REST calls are
+// left to the HTTP server.
 func (s *Server) Close() error {
+	s.stream.Close()
 	s.mu.Lock()
 	s.closed = true
 	conns := make([]*wsConn, 0, len(s.conns))
@@ -134,7 +148,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /v1/status", s.serveStatus)
 	mux.HandleFunc("GET /healthz", s.serveHealth)
 	mux.Handle("GET /metrics", s.metrics.Handler())
-	mux.HandleFunc("GET /{$}", serveStatusPage)
+	mux.HandleFunc("GET /{$}", statuspage.ServePage)
+	mux.Handle("GET "+statuspage.Path, s.stream)
 	s.restRoutes(mux)
 	return s.recoverHTTP(mux)
 }

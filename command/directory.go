@@ -101,6 +101,11 @@ type Promotion struct {
 	Chosen uint16 `json:"chosen,omitempty"`
 	// From is the main the attempt replaces.
 	From uint16 `json:"from"`
+	// Reason is why the attempt began (a command.Reason* value) and SuspectedMs when the
+	// leader first had cause for it (Unix milliseconds; 0: unknown): the start of the
+	// promotion's recorded duration.
+	Reason      string `json:"reason,omitempty"`
+	SuspectedMs int64  `json:"suspectedMs,omitempty"`
 }
 
 // NextEpoch is the epoch a new promotion attempt of the group must use.
@@ -250,6 +255,8 @@ type GroupReport struct {
 	CopyID    string            `json:"copyId"`
 	Siblings  []SiblingProgress `json:"siblings,omitempty"`
 	Activated uint64            `json:"activated,omitempty"`
+	// Load is a main's write load over the last minute (the page's charts).
+	Load *GroupLoad `json:"load,omitempty"`
 	// Resyncing is true while the copy is being rebuilt from a snapshot (after it was
 	// wiped: stale, below the horizon, or divergence point not found). Such a copy has a
 	// new CopyID, reports position 0 until the snapshot is in, and counts nowhere.

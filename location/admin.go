@@ -45,7 +45,7 @@ func (c *Controller) handleAdmin(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	switch op := r.PathValue("op"); op {
 	case command.OpPromote:
-		err = c.adminPromote(ctx, t, &req)
+		err = c.adminPromote(ctx, t, &req, command.ReasonPlanned)
 	case command.OpRegisterSibling:
 		err = c.adminRegisterSibling(ctx, t, &req)
 	case command.OpRemoveSibling:
@@ -70,7 +70,9 @@ func (c *Controller) handleAdmin(w http.ResponseWriter, r *http.Request) {
 // (docs/replication.md case 13): the main stops assigning seqs and waits until node holds its
 // whole log, all committed; then the new epoch with node as main (and the old main as a
 // voter of the new config) is committed; node writes its barrier.
-func (c *Controller) adminPromote(ctx context.Context, t *leaderTerm, req *command.Request) *command.Error {
+// reason is recorded with the promotion (planned, or drain).
+func (c *Controller) adminPromote(ctx context.Context, t *leaderTerm, req *command.Request, reason string) *command.Error {
+	asked := c.now()
 	d, g, n, perr := c.groupAndNode(t, req)
 	if perr != nil {
 		return perr
@@ -98,7 +100,7 @@ func (c *Controller) adminPromote(ctx context.Context, t *leaderTerm, req *comma
 	ok := false
 	defer func() { t.promo.finish(server, ok, time.Time{}, 0) }()
 	epoch := g.NextEpoch()
-	if err := c.proposeLogged(beginPromotion{Server: server, Epoch: epoch, From: g.Main}); err != nil {
+	if err := c.proposeLogged(beginPromotion{Server: server, Epoch: epoch, From: g.Main, Reason: reason, SuspectedMs: asked.UnixMilli()}); err != nil {
 		return command.Errorf(command.CodeConflict, "promote group %d: %v", server, err)
 	}
 	hreq := HandoverRequest{Server: server, Target: node, Epoch: epoch}

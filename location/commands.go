@@ -69,6 +69,10 @@ type activate struct {
 	Server  uint16   `json:"server"`
 	Version uint64   `json:"version"`
 	CopyIDs []copyID `json:"copyIds,omitempty"`
+	// AtMs is when the proposing leader knew the main's entry under the config committed
+	// (Unix milliseconds; 0: not given). For a promotion's config it is the moment the new
+	// main's barrier committed, which ends the promotion's recorded duration.
+	AtMs int64 `json:"atMs,omitempty"`
 }
 
 func (registerController) kind() string { return kindRegisterController }
@@ -228,7 +232,8 @@ func (c activate) applyTo(s *dirState) error {
 	}
 	g.Active = *g.Pending
 	g.Pending = nil
-	if g.Promotion != nil && g.Promotion.Phase == command.PromotionChosen {
+	if p := g.Promotion; p != nil && p.Phase == command.PromotionChosen {
+		s.recordPromotion(g, p, c.AtMs)
 		g.Promotion = nil
 	}
 	// A voter the new config leaves out was removed (removeSibling, drain) and leaves the

@@ -15,6 +15,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/sibylhq/sibyl/api/statuspage"
 	"github.com/sibylhq/sibyl/command"
 )
 
@@ -86,8 +87,14 @@ type Controller struct {
 	adFailures zerolog.Logger
 	gossip     *gossip
 
-	term   atomic.Pointer[leaderTerm] // non-nil while this controller leads
-	polls  atomic.Int32               // directory long polls waiting for a change
+	term  atomic.Pointer[leaderTerm] // non-nil while this controller leads
+	polls atomic.Int32               // directory long polls waiting for a change
+	// promoStats counts the promotions this controller completed as leader (/metrics).
+	promoStats promotionStats
+	// ops are the admin calls this controller runs as leader (the page's progress bars).
+	ops operations
+	// stream pushes the status to open status pages (GET /v1/status/stream).
+	stream *statuspage.Stream
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -191,12 +198,15 @@ func New(cfg Config) (*Controller, error) {
 	}
 	c.initGossip(incarnation)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.stream = statuspage.NewStream(c.pageStatus, statuspage.StreamOptions{
+		Served: statuspage.Served{Kind: "controller", ID: cfg.ID, Location: cfg.Location}})
 	c.mux = c.routes()
 	log.Info().Str("http", cfg.HTTPAddr).Str("raft", cfg.RaftAddr).Str("dir", cfg.DataDir).
 		Bool("bootstrapped", rn.bootstrapped).Bool("clusterSecret", cfg.ClusterSecret != "").
 		Int("adminTokens", len(cfg.AdminTokens)).Str("instance", c.Instance()).Uint64("incarnation", c.Incarnation()).
 		Int("otherLocations", len(c.gossip.book.cfg.Seeds)).Msg("controller started")
-	c.wg.Add(3)
+	c.wg.Add(4)
+	go c.pokeStreamLoop()
 	go c.leadershipLoop()
 	go c.registerLoop()
 	go c.gossipLoop()
@@ -211,6 +221,7 @@ func (c *Controller) Handler() http.Handler { return c.mux }
 // still arriving on Handler get 503.
 func (c *Controller) Close() error {
 	c.closed.Do(func() {
+		c.stream.Close()
 		c.cancel()
 		// Shutting raft down first fails any Apply or Barrier a loop is blocked in.
 		c.err = c.cons.shutdown()

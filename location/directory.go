@@ -40,6 +40,8 @@ type dirState struct {
 	Controllers map[string]controllerRecord
 	Nodes       map[uint16]nodeRecord
 	Groups      map[uint16]*command.GroupInfo
+	// Promotions are the last completed promotions, oldest first (promotion_history.go).
+	Promotions []promotionRecord
 }
 
 func newDirState() *dirState {
@@ -120,6 +122,7 @@ func (s *dirState) sortedGroupPtrs() []*command.GroupInfo {
 func (s *dirState) clone() *dirState {
 	out := newDirState()
 	out.Index = s.Index
+	out.Promotions = slices.Clone(s.Promotions)
 	for k, v := range s.Controllers {
 		out.Controllers[k] = v
 	}

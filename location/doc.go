@@ -48,7 +48,10 @@
 //     drives it: the controller's own ad every Config.AdEvery, nodes' joins and heartbeats
 //     as their ads, batches to other controllers, GET /v1/ads and GET /v1/locations
 //     (docs/locations.md).
-//   - http.go, status.go, metrics.go, page.go: the HTTP endpoints.
+//   - http.go, status.go, metrics.go: the HTTP endpoints; the status page and its event
+//     stream come from package api/statuspage. promotion_history.go and
+//     promotion_metrics.go: the last promotions kept in the directory and their metrics;
+//     operations.go: the admin calls running now, with their progress.
 //   - auth.go, raft_auth.go: the cluster secret and admin tokens (below), on HTTP and on
 //     raft's connections.
 //
@@ -116,8 +119,8 @@
 // liveness; the other locations, their controllers and nodes come from the ads), GET /healthz (200 while raft knows a leader, else 503), GET /metrics
 // (Prometheus, from the controller's own registry: raft state, term and indexes, directory
 // index, nodes by state (leader only), groups, pending configs, siblings by state, commands
-// applied by kind and outcome, Go and process metrics), GET / (a self-contained status page
-// polling /v1/status).
+// applied by kind and outcome, Go and process metrics), GET / (the status page of package
+// api/statuspage) and GET /v1/status/stream (the status as server-sent events).
 //
 // # Reconciliation rules
 //

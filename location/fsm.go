@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 
 	"github.com/hashicorp/raft"
@@ -39,6 +40,8 @@ func (f *fsm) Apply(l *raft.Log) any {
 	kind := "invalid"
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	// Index is set first: a command that completes a promotion records it under its index.
+	f.st.Index = l.Index
 	if err == nil {
 		kind = cmd.kind()
 		err = cmd.applyTo(f.st)
@@ -48,7 +51,6 @@ func (f *fsm) Apply(l *raft.Log) any {
 		outcome = "refused"
 	}
 	f.results[[2]string{kind, outcome}]++
-	f.st.Index = l.Index
 	f.notifyLocked()
 	return applyResult{Index: l.Index, Err: err}
 }
@@ -63,6 +65,13 @@ func (f *fsm) view() (*dirState, <-chan struct{}) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	return f.st.clone(), f.changed
+}
+
+// changes returns the channel closed at the next change.
+func (f *fsm) changes() <-chan struct{} {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.changed
 }
 
 // index returns the index of the last applied command.
@@ -120,12 +129,14 @@ type snapshotFile struct {
 	Controllers []controllerRecord  `json:"controllers"`
 	Nodes       []nodeRecord        `json:"nodes"`
 	Groups      []command.GroupInfo `json:"groups"`
+	Promotions  []promotionRecord   `json:"promotions,omitempty"`
 }
 
 func (s *dirState) snapshotFile() snapshotFile {
 	return snapshotFile{
 		Format: snapshotFormat, Index: s.Index,
 		Controllers: s.sortedControllers(), Nodes: s.sortedNodes(), Groups: s.sortedGroups(),
+		Promotions: slices.Clone(s.Promotions),
 	}
 }
 
@@ -135,6 +146,7 @@ func (sf snapshotFile) state() (*dirState, error) {
 	}
 	st := newDirState()
 	st.Index = sf.Index
+	st.Promotions = sf.Promotions
 	for _, c := range sf.Controllers {
 		st.Controllers[c.ID] = c
 	}

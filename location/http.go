@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/sibylhq/sibyl/api/statuspage"
 	"github.com/sibylhq/sibyl/command"
 )
 
@@ -47,7 +48,8 @@ func (c *Controller) routes() *http.ServeMux {
 	mux.HandleFunc("GET "+pathStatus, c.handleStatus)
 	mux.HandleFunc("GET /healthz", c.handleHealthz)
 	mux.Handle("GET /metrics", c.metricsHandler())
-	mux.HandleFunc("GET /{$}", c.handlePage)
+	mux.HandleFunc("GET /{$}", statuspage.ServePage)
+	mux.Handle("GET "+statuspage.Path, c.stream)
 	return mux
 }
 
@@ -231,6 +233,7 @@ func (c *Controller) handleSuspect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if n, ok := c.fsm.node(sp.Main); ok {
+		t.promo.suspect(sp.Main, c.now())
 		go c.probe(t, sp.Main, n.Addr)
 	}
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})

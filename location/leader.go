@@ -146,6 +146,14 @@ func (t *leaderTerm) heardWithin(node uint16, now time.Time, d time.Duration) bo
 	return ok && now.Sub(l.lastSeen) <= d
 }
 
+// lastHeard returns when node last heartbeated (or joined) in this term.
+func (t *leaderTerm) lastHeard(node uint16) (time.Time, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	l, ok := t.seen[node]
+	return l.lastSeen, ok
+}
+
 // noteJoin records a (re)started node: it is alive now, and whatever its previous process
 // reported no longer holds.
 func (t *leaderTerm) noteJoin(node uint16, now time.Time) {

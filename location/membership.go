@@ -83,6 +83,8 @@ func (c *Controller) adminRegisterSibling(ctx context.Context, t *leaderTerm, re
 	if g.Main == node || (m != nil && !stale) {
 		return command.Errorf(command.CodeConflict, "node %d already holds a copy of group %d", node, server)
 	}
+	_, end := c.ops.start(operation{op: command.OperationRegister, server: server, node: node, started: c.now()})
+	defer end()
 	if n.State == command.NodeDown {
 		return command.Errorf(command.CodeUnavailable, "node %d is down", node)
 	}
@@ -168,27 +170,38 @@ func (c *Controller) adminDrain(ctx context.Context, t *leaderTerm, req *command
 	if d.NodeByID(node) == nil {
 		return command.Errorf(command.CodeNotFound, "no node %d", node)
 	}
+	var total, done uint64
+	for _, g := range d.Groups {
+		if g.Main == node || member(&g, node) != nil {
+			total++
+		}
+	}
+	id, end := c.ops.start(operation{op: command.OperationDrain, node: node, started: c.now(), phase: "promote", total: total})
+	defer end()
 	for _, g := range d.Groups {
 		if g.Main != node {
 			continue
 		}
+		c.ops.step(id, "promote", done, total)
 		target, e := c.drainTarget(ctx, t, g.Server, node)
 		if e != nil {
 			return e
 		}
 		srv, tn := int64(g.Server), int64(target)
-		if e := c.adminPromote(ctx, t, &command.Request{Op: command.OpPromote, Server: &srv, Node: &tn}); e != nil {
+		if e := c.adminPromote(ctx, t, &command.Request{Op: command.OpPromote, Server: &srv, Node: &tn}, command.ReasonDrain); e != nil {
 			return e
 		}
 		if e := c.waitGroup(ctx, t, g.Server, func(g *command.GroupInfo) bool { return g.Pending == nil }); e != nil {
 			return e
 		}
+		done++
 	}
 	d = c.directoryFor(t)
 	for _, g := range d.Groups {
 		if member(&g, node) == nil {
 			continue
 		}
+		c.ops.step(id, "move", done, max(total, done+1))
 		if repl, ok := c.replacement(t, g.Server, node); ok {
 			srv, rn := int64(g.Server), int64(repl)
 			if e := c.adminRegisterSibling(ctx, t, &command.Request{Op: command.OpRegisterSibling, Server: &srv, Node: &rn}); e != nil {
@@ -199,7 +212,9 @@ func (c *Controller) adminDrain(ctx context.Context, t *leaderTerm, req *command
 		if e := c.adminRemoveSibling(ctx, t, &command.Request{Op: command.OpRemoveSibling, Server: &srv, Node: &nn}); e != nil {
 			return e
 		}
+		done++
 	}
+	c.ops.step(id, "spare", done, max(total, done))
 	if e := c.proposeLogged(setSpare{Node: node, Spare: true}); e != nil {
 		return command.Errorf(command.CodeUnavailable, "drain node %d: %v", node, e)
 	}

@@ -170,10 +170,14 @@ func (c *Controller) reconcile(t *leaderTerm) {
 			return
 		default:
 		}
-		if v, ok := cmd.(dropLearner); ok {
+		switch v := cmd.(type) {
+		case dropLearner:
 			t.noteAbort(v) // before the drop commits: registerSibling answers on seeing it
+		case activate:
+			v.AtMs = c.now().UnixMilli()
+			cmd = v
 		}
-		_, err := c.cons.propose(cmd)
+		idx, err := c.cons.propose(cmd)
 		var ref *refusal
 		switch {
 		case errors.As(err, &ref):
@@ -186,6 +190,9 @@ func (c *Controller) reconcile(t *leaderTerm) {
 			return
 		default:
 			c.logApplied(cmd)
+			if _, ok := cmd.(activate); ok {
+				c.notePromotion(idx)
+			}
 		}
 	}
 }

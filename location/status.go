@@ -33,6 +33,7 @@ type statusInput struct {
 	// its ad is younger than nodeFresh.
 	remote    []locationView
 	nodeFresh time.Duration
+	ops       []operation // admin calls running at the leader
 }
 
 // twoVotersWarning is set on a group with exactly two voting siblings.
@@ -43,6 +44,7 @@ func buildStatus(in statusInput) command.Status {
 	out := command.Status{
 		Locations: []command.StatusLocation{}, Controllers: []command.StatusController{},
 		Nodes: []command.StatusNode{}, Groups: []command.StatusGroup{},
+		Promotions: statusPromotions(in.st.Promotions),
 	}
 	// Controllers: the registered ones, plus raft members that have not registered yet
 	// (their HTTP address is unknown, their location is this one).
@@ -133,7 +135,7 @@ func buildStatus(in statusInput) command.Status {
 		}
 		mainRep, hasMain := mainReport(&g, in.reports)
 		if hasMain {
-			sg.Seq = mainRep.LastSeq
+			sg.Seq, sg.Load = mainRep.LastSeq, mainRep.Load
 		}
 		_, blocked := planDemotion(&g, up, in.reports, in.silent)
 		voting := 0
@@ -166,6 +168,7 @@ func buildStatus(in statusInput) command.Status {
 		sg.Warning = strings.Join(warnings, "; ")
 		out.Groups = append(out.Groups, sg)
 	}
+	out.Operations = statusOperations(in.ops, out.Groups)
 	return out
 }
 
@@ -214,10 +217,19 @@ func (c *Controller) localStatus() command.Status {
 	now := c.now()
 	in.remote, in.nodeFresh = c.remoteLocations(now), 3*c.cfg.AdEvery
 	if t := c.term.Load(); t != nil && t.isReady() {
-		in.nodeState = func(n nodeRecord) (string, uint64) { return t.nodeState(n, now, c.cfg.DownAfter) }
+		in.nodeState = func(n nodeRecord) (string, uint64) {
+			state, gen := t.nodeState(n, now, c.cfg.DownAfter)
+			if (state == command.NodeUp || state == command.NodeDegraded) && t.promo.isDead(n.ID) {
+				// A probe found nothing listening: the operator sees it down before its
+				// heartbeats are overdue (the directory waits for them).
+				state = command.NodeDown
+			}
+			return state, gen
+		}
 		in.reason = func(node uint16) string { r, _ := t.degradedFor(node, now); return r }
 		in.reports = t.snapshotReports()
 		in.silent = t.copyClock(now, c.cfg.CopyTimeout)
+		in.ops = c.ops.list()
 	}
 	return buildStatus(in)
 }
@@ -229,18 +241,65 @@ func (c *Controller) handleStatus(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, c.localStatus())
 		return
 	}
-	if id := c.cons.leaderID(); id != "" && id != c.cfg.ID {
-		if rec, ok := c.fsm.controller(id); ok {
-			body, err := c.fetchStatus(r.Context(), rec.HTTPAddr)
-			if err == nil {
-				w.Header().Set("Content-Type", "application/json")
-				_, _ = w.Write(body)
-				return
-			}
-			c.log.Debug().Err(err).Str("leader", id).Msg("status proxy failed; answering from local state")
-		}
+	if body, ok := c.leaderStatus(r.Context()); ok {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(body)
+		return
 	}
 	writeJSON(w, http.StatusOK, c.localStatus())
+}
+
+// leaderStatus fetches /v1/status from the leader when another controller leads.
+func (c *Controller) leaderStatus(ctx context.Context) ([]byte, bool) {
+	id := c.cons.leaderID()
+	if id == "" || id == c.cfg.ID {
+		return nil, false
+	}
+	rec, ok := c.fsm.controller(id)
+	if !ok {
+		return nil, false
+	}
+	body, err := c.fetchStatus(ctx, rec.HTTPAddr)
+	if err != nil {
+		c.log.Debug().Err(err).Str("leader", id).Msg("status proxy failed; answering from local state")
+		return nil, false
+	}
+	return body, true
+}
+
+// pageStatus is the status page's source: what GET /v1/status answers.
+func (c *Controller) pageStatus(ctx context.Context) (*command.Status, error) {
+	if !c.IsLeader() {
+		if body, ok := c.leaderStatus(ctx); ok {
+			var st command.Status
+			if err := json.Unmarshal(body, &st); err == nil {
+				return &st, nil
+			}
+		}
+	}
+	st := c.localStatus()
+	return &st, nil
+}
+
+// pokeStreamLoop refreshes the open status pages at every directory change, so a
+// promotion shows within a round trip rather than a poll.
+func (c *Controller) pokeStreamLoop() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.fsm.changes():
+			c.stream.Poke()
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
+// CloseStreams ends the open status streams (GET /v1/status/stream), which an HTTP
+// server's Shutdown would otherwise wait for.
+func (c *Controller) CloseStreams() error {
+	c.stream.Close()
+	return nil
 }
 
 // fetchStatus gets /v1/status from the controller at addr and checks that it decodes.

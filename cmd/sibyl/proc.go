@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/sibylhq/sibyl/api"
+	"github.com/sibylhq/sibyl/api/statuspage"
 	"github.com/sibylhq/sibyl/command"
 	"github.com/sibylhq/sibyl/location"
 	"github.com/sibylhq/sibyl/node"
@@ -95,7 +96,7 @@ func runLocation(args []string, stdout, stderr io.Writer) int {
 		log.Error().Err(err).Msg("cannot start controller")
 		return exitFail
 	}
-	return serveUntilSignal(log, ln, c.Handler(), nil, c.Close)
+	return serveUntilSignal(log, ln, c.Handler(), c.CloseStreams, c.Close)
 }
 
 func runNode(args []string, stdout, stderr io.Writer) int {
@@ -192,6 +193,7 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	srv := api.NewServer(nodeBackend{n}, api.Options{
 		ClientTokens: tokens, AdminTokens: adminTokens, Logger: log, Metrics: apiMetrics,
 		MaxFrameBytes: *maxFrame, MaxPendingPerConn: *maxInflight, MaxConnsPerIP: *maxConnsPerIP, RatePerSecond: *rate,
+		Served: statuspage.Served{Kind: "node", ID: strconv.Itoa(int(*id)), Location: nodeLocation(*loc)},
 	})
 	return serveUntilSignal(log, ln, nodeMux(n, srv, apiMetrics), srv.Close, n.Close)
 }
@@ -269,6 +271,14 @@ func serveUntilSignal(log zerolog.Logger, ln net.Listener, h http.Handler, befor
 	}
 	log.Info().Msg("stopped")
 	return code
+}
+
+// nodeLocation is the location a node names on its status page.
+func nodeLocation(loc string) string {
+	if loc == "" {
+		return "default"
+	}
+	return loc
 }
 
 // advertised is the address a node gives the directory: --advertise when set, else --http.
