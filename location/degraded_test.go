@@ -8,9 +8,10 @@ import (
 	"github.com/sibylhq/sibyl/command"
 )
 
-// A main whose heartbeats report a disk fault is shown degraded at once and replaced
-// (a non-automatic promotion) once it has been degraded for down-after; a heartbeat without
-// the fault makes it up again and stops that.
+// A main whose heartbeats report a disk fault is shown degraded at once and replaced (a
+// non-automatic promotion, recorded as disk_fault since its first degraded heartbeat) once it
+// has been degraded for down-after; a heartbeat without the fault makes it up again and
+// stops that.
 func TestDegradedMainIsReplacedAfterDownAfter(t *testing.T) {
 	const downAfter = time.Second
 	t0 := time.Unix(1_000_000, 0)
@@ -55,6 +56,10 @@ func TestDegradedMainIsReplacedAfterDownAfter(t *testing.T) {
 	a := plan(at)
 	if len(a) != 1 || !a[0].start || a[0].auto || !strings.Contains(a[0].why, "disk") {
 		t.Fatalf("after down-after degraded: %+v, want one non-automatic promotion for the disk", a)
+	}
+	if a[0].reason != command.ReasonDiskFault || !a[0].since.Equal(t0) {
+		t.Fatalf("promotion recorded as %q suspected at %v, want %q at the first degraded heartbeat %v",
+			a[0].reason, a[0].since, command.ReasonDiskFault, t0)
 	}
 	if r, d := lt.degradedFor(1, at); r != reason || d != downAfter {
 		t.Fatalf("degradedFor: %q for %v", r, d)
