@@ -71,9 +71,9 @@ func (o *operations) list() []operation {
 }
 
 // statusOperations renders ops against the status groups built from the same state: a
-// registration is in "sync" while a snapshot goes to the copy (bytes), in "replay" while it
-// catches up from the log (entries of the main's last seq), in "vote" once it is caught up
-// and waits to become a voter.
+// registration is in "sync" until the copy holds something and while a snapshot goes to it
+// (bytes), in "replay" while it catches up from the log (entries of the main's last seq), in
+// "vote" once it is caught up and waits to become a voter.
 func statusOperations(ops []operation, groups []command.StatusGroup) []command.StatusOperation {
 	out := make([]command.StatusOperation, 0, len(ops))
 	for _, op := range ops {
@@ -87,6 +87,9 @@ func statusOperations(ops []operation, groups []command.StatusGroup) []command.S
 					so.Done, so.Total = sib.SyncDone, sib.SyncTotal
 				case sib.State == command.SiblingVoting:
 					so.Phase, so.Unit, so.Done, so.Total = "vote", "entries", seq, seq
+				case seq-min(sib.LagSeq, seq) == 0 && sib.LagSeq > catchUpLag:
+					// The copy holds nothing yet: the main is still finding out whether it
+					// needs a snapshot, so the sync phase goes on.
 				default:
 					so.Phase, so.Unit, so.Done, so.Total = "replay", "entries", seq-min(sib.LagSeq, seq), seq
 					if sib.LagSeq <= catchUpLag {

@@ -56,8 +56,8 @@ func TestBuildStatus(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
-// TestStatusOperations: a registration shows the snapshot's bytes while one is sent, the
-// log replay's entries after, and "vote" once caught up; a drain shows its own steps; the
+// TestStatusOperations: a registration shows sync until the copy holds something, the
+// snapshot's bytes while one is sent, the log replay's entries after, and "vote" once caught up; a drain shows its own steps; the
 // main's load is passed on.
 func TestStatusOperations(t *testing.T) {
 	f, idx := buildFSM(t)
@@ -88,6 +88,9 @@ func TestStatusOperations(t *testing.T) {
 	}
 	if s.Groups[0].Load != load {
 		t.Fatalf("group 1 load %+v, want the main's report", s.Groups[0].Load)
+	}
+	if r := build(command.SiblingProgress{Node: 4}, 0).Operations[0]; r.Phase != "sync" || r.Done != 0 || r.Unit != "bytes" {
+		t.Fatalf("operation before the copy holds anything: %+v, want sync at 0 bytes", r)
 	}
 	if r := build(command.SiblingProgress{Node: 4, Seq: 400}, 400).Operations[0]; r.Phase != "replay" || r.Done != 400 || r.Total != 1000 || r.Unit != "entries" {
 		t.Fatalf("operation while replaying: %+v, want replay 400 of 1000 entries", r)
