@@ -15,8 +15,9 @@ import (
 // raft anything; the controller presents the secret on every call it makes to nodes
 // (seal, hand-over) and to other controllers (registration, the status proxy), and on its
 // raft connections (raft_auth.go). With Config.AdminTokens set, an admin call
-// (/v1/internal/admin/{op}) needs one of them too, as "Authorization: Bearer TOKEN": nodes
-// pass on the token the operator authenticated with. /healthz, /metrics, /v1/status and
+// (/v1/internal/admin/{op}) needs an admin token too, as "Authorization: Bearer TOKEN": one
+// of Config.AdminTokens or an unexpired admin token of the directory (createToken with
+// role admin); nodes pass on the token the operator authenticated with. /healthz, /metrics, /v1/status and
 // the status page need neither; /v1/ads and /v1/locations need the secret or an admin
 // token (view).
 
@@ -39,7 +40,7 @@ func (c *Controller) internal(h http.HandlerFunc) http.HandlerFunc {
 // controller has any.
 func (c *Controller) adminOnly(h http.HandlerFunc) http.HandlerFunc {
 	return c.internal(func(w http.ResponseWriter, r *http.Request) {
-		if len(c.cfg.AdminTokens) > 0 && !command.TokenIn(bearerToken(r), c.cfg.AdminTokens) {
+		if len(c.cfg.AdminTokens) > 0 && !c.isAdminToken(bearerToken(r)) {
 			c.refusals.Warn().Str("path", r.URL.Path).Str("remote", r.RemoteAddr).
 				Msg("admin call refused: no admin token or one the controllers do not accept")
 			writeError(w, http.StatusUnauthorized, command.CodeUnauthorized,
@@ -99,7 +100,7 @@ func (c *Controller) view(h http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		secretOK := c.cfg.ClusterSecret != "" && command.SecretOK(r.Header.Get(command.SecretHeader), c.cfg.ClusterSecret)
-		if !secretOK && !command.TokenIn(bearerToken(r), c.cfg.AdminTokens) {
+		if !secretOK && !c.isAdminToken(bearerToken(r)) {
 			c.refusals.Warn().Str("path", r.URL.Path).Str("remote", r.RemoteAddr).
 				Msg("view refused: neither the cluster secret nor an admin token")
 			writeError(w, http.StatusUnauthorized, command.CodeUnauthorized,

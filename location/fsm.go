@@ -99,6 +99,22 @@ func (f *fsm) group(server uint16) (command.GroupInfo, bool) {
 	return cloneGroup(g), true
 }
 
+// role returns the role named name.
+func (f *fsm) role(name string) (command.Role, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	r, ok := f.st.Roles[name]
+	return r, ok
+}
+
+// token returns the token recorded under hash.
+func (f *fsm) token(hash string) (command.TokenInfo, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	t, ok := f.st.Tokens[hash]
+	return t, ok
+}
+
 // commandCounts returns a copy of the per-kind outcome counters.
 func (f *fsm) commandCounts() map[[2]string]uint64 {
 	f.mu.RLock()
@@ -120,12 +136,15 @@ type snapshotFile struct {
 	Controllers []controllerRecord  `json:"controllers"`
 	Nodes       []nodeRecord        `json:"nodes"`
 	Groups      []command.GroupInfo `json:"groups"`
+	Roles       []command.Role      `json:"roles,omitempty"`
+	Tokens      []command.TokenInfo `json:"tokens,omitempty"`
 }
 
 func (s *dirState) snapshotFile() snapshotFile {
 	return snapshotFile{
 		Format: snapshotFormat, Index: s.Index,
 		Controllers: s.sortedControllers(), Nodes: s.sortedNodes(), Groups: s.sortedGroups(),
+		Roles: s.sortedRoles(), Tokens: s.sortedTokens(),
 	}
 }
 
@@ -147,6 +166,12 @@ func (sf snapshotFile) state() (*dirState, error) {
 			return nil, fmt.Errorf("directory snapshot holds group %d twice", g.Server)
 		}
 		st.Groups[g.Server] = &g
+	}
+	for _, r := range sf.Roles {
+		st.Roles[r.Name] = r
+	}
+	for _, t := range sf.Tokens {
+		st.Tokens[t.Hash] = t
 	}
 	return st, nil
 }

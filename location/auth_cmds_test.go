@@ -1,0 +1,132 @@
+package location
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/sibylhq/sibyl/command"
+)
+
+// Roles and token hashes go through the FSM like any command: refused ones change nothing,
+// they survive a snapshot, reach the directory nodes receive, and no token itself is ever
+// in the log, the snapshot or the directory.
+func TestFSMRolesAndTokens(t *testing.T) {
+	f, idx := buildFSM(t)
+	apply := func(cmd dirCommand) error {
+		t.Helper()
+		err := applyAt(t, f, idx, cmd)
+		idx++
+		return err
+	}
+	reader := command.Role{Name: "reader", Grants: []command.Grant{{Types: []string{"job"}, Ops: []string{command.KindRead}}}}
+	tokA, tokB, tokC := "sbt_reader-token", "sbt_admin-token", "sbt_second-reader"
+	ok := []dirCommand{
+		createRole{Role: reader},
+		createToken{Token: command.TokenInfo{Hash: command.HashToken(tokA), Role: "reader"}},
+		createToken{Token: command.TokenInfo{Hash: command.HashToken(tokB), Role: command.AdminRole, ExpiresMs: 5000}},
+		createToken{Token: command.TokenInfo{Hash: command.HashToken(tokC), Role: "reader"}},
+	}
+	for _, c := range ok {
+		if err := apply(c); err != nil {
+			t.Fatalf("%s: %v", c.kind(), err)
+		}
+	}
+	for _, c := range []dirCommand{
+		createRole{Role: command.Role{Name: command.AdminRole, Grants: reader.Grants}},
+		createRole{Role: command.Role{Name: "empty"}},
+		createToken{Token: command.TokenInfo{Hash: command.HashToken("x"), Role: "nobody"}},
+		createToken{Token: command.TokenInfo{Hash: "not-a-hash", Role: "reader"}},
+		createToken{Token: command.TokenInfo{Hash: command.HashToken(tokA), Role: "reader"}},
+		revokeToken{Hash: command.HashToken("never-made")},
+		deleteRole{Name: "nobody"},
+	} {
+		before := snapshotBytes(t, f)
+		if err := apply(c); err == nil {
+			t.Fatalf("%s %+v accepted", c.kind(), c)
+		}
+		var sf, sb snapshotFile
+		_ = json.Unmarshal(before, &sb)
+		_ = json.Unmarshal(snapshotBytes(t, f), &sf)
+		sf.Index, sb.Index = 0, 0
+		if !reflect.DeepEqual(sf, sb) {
+			t.Fatalf("refused %s changed the directory", c.kind())
+		}
+	}
+
+	st, _ := f.view()
+	d := st.directory(func(nodeRecord) (string, uint64) { return command.NodeUp, 0 })
+	book := command.NewBook(d.Roles, d.Tokens)
+	if _, role, ok := book.Lookup(tokA, 0); !ok || role.Name != "reader" {
+		t.Fatalf("directory book: reader token %v %v", role, ok)
+	}
+	if _, role, ok := book.Lookup(tokB, 4999); !ok || role != nil {
+		t.Fatalf("directory book: admin token %v %v", role, ok)
+	}
+	if _, _, ok := book.Lookup(tokB, 5000); ok {
+		t.Fatal("directory book: an expired admin token is accepted")
+	}
+	for _, where := range map[string][]byte{"snapshot": snapshotBytes(t, f), "directory": mustJSON(t, d)} {
+		for _, tok := range []string{tokA, tokB, tokC} {
+			if bytes.Contains(where, []byte(tok)) {
+				t.Fatalf("a token is stored in clear: %s", where)
+			}
+		}
+	}
+
+	// Snapshot and restore keep roles and tokens.
+	snap, _ := f.Snapshot()
+	var sink memSink
+	if err := snap.Persist(&sink); err != nil {
+		t.Fatal(err)
+	}
+	g := newFSM()
+	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(snapshotBytes(t, f), snapshotBytes(t, g)) {
+		t.Fatal("restored roles and tokens differ")
+	}
+
+	// Revoking one token leaves the other; deleting the role takes its tokens with it.
+	if err := apply(revokeToken{Hash: command.HashToken(tokA)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := f.token(command.HashToken(tokA)); ok {
+		t.Fatal("revoked token still in the directory")
+	}
+	if _, ok := f.token(command.HashToken(tokC)); !ok {
+		t.Fatal("revoking one token removed another")
+	}
+	if err := apply(deleteRole{Name: "reader"}); err != nil {
+		t.Fatal(err)
+	}
+	st, _ = f.view()
+	if len(st.Roles) != 0 || len(st.Tokens) != 1 || st.Tokens[command.HashToken(tokB)].Role != command.AdminRole {
+		t.Fatalf("after deleteRole: roles %v tokens %v, want only the admin token", st.Roles, st.Tokens)
+	}
+
+	for _, c := range []dirCommand{createRole{Role: reader}, deleteRole{Name: "r"},
+		createToken{Token: command.TokenInfo{Hash: "h", Role: "r", ExpiresMs: 3}}, revokeToken{Hash: "h"}} {
+		data, _ := encodeCommand(c)
+		got, err := decodeCommand(data)
+		if err != nil || !reflect.DeepEqual(got, c) {
+			t.Fatalf("round trip of %s: %+v %v", data, got, err)
+		}
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "hash") {
+		t.Fatalf("directory without token hashes: %s", b)
+	}
+	return b
+}
