@@ -100,6 +100,7 @@ type Node struct {
 	fwd         *forwarder
 	metrics     *metrics
 	subs        *subManager
+	tokens      tokenBook
 	// refusals logs internal calls refused for their secret, a few per period, so a
 	// caller hammering the port cannot flood the log.
 	refusals zerolog.Logger
