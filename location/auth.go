@@ -17,9 +17,10 @@ import (
 // raft connections (raft_auth.go). With Config.AdminTokens set, an admin call
 // (/v1/internal/admin/{op}) needs an admin token too, as "Authorization: Bearer TOKEN": one
 // of Config.AdminTokens or an unexpired admin token of the directory (createToken with
-// role admin); nodes pass on the token the operator authenticated with. /healthz, /metrics, /v1/status and
-// the status page need neither; /v1/ads and /v1/locations need the secret or an admin
-// token (view).
+// role admin); nodes pass on the token the operator authenticated with. /healthz and
+// /metrics need neither; /v1/ads and /v1/locations need the secret or an admin token
+// (view); /v1/status and the status page, on a controller with admin tokens, the secret or
+// any valid token (anyToken).
 
 // internal wraps the handler of a node-to-controller or controller-to-controller endpoint:
 // it refuses a call without the cluster secret.
@@ -109,4 +110,45 @@ func (c *Controller) view(h http.HandlerFunc) http.HandlerFunc {
 		}
 		h(w, r)
 	}
+}
+
+// anyToken wraps the operators' views of a controller with tokens (/v1/status and the
+// status page): with Config.AdminTokens set they need the cluster secret (a node's or
+// another controller's call), an admin token, or any valid token of the directory, as a
+// bearer token or, for a browser, a token query parameter. Without admin tokens they are
+// open.
+func (c *Controller) anyToken(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if len(c.cfg.AdminTokens) == 0 || (c.cfg.ClusterSecret != "" && command.SecretOK(r.Header.Get(command.SecretHeader), c.cfg.ClusterSecret)) {
+			h(w, r)
+			return
+		}
+		token := bearerToken(r)
+		if token == "" {
+			token = r.URL.Query().Get("token")
+		}
+		if !c.isAdminToken(token) && !c.isValidToken(token) {
+			writeError(w, http.StatusUnauthorized, command.CodeUnauthorized,
+				"%s needs a token (Authorization: Bearer TOKEN, or ?token=TOKEN)", r.URL.Path)
+			return
+		}
+		h(w, r)
+	}
+}
+
+// isValidToken reports whether token is an unexpired token of the directory whose role
+// exists.
+func (c *Controller) isValidToken(token string) bool {
+	if token == "" {
+		return false
+	}
+	t, ok := c.fsm.token(command.HashToken(token))
+	if !ok || t.Expired(c.now().UnixMilli()) {
+		return false
+	}
+	if t.Role == command.AdminRole {
+		return true
+	}
+	_, ok = c.fsm.role(t.Role)
+	return ok
 }

@@ -148,10 +148,22 @@ func TestControllerEndpointsNeedTheClusterSecret(t *testing.T) {
 		command.Request{Op: command.OpDrain, Node: &nine}); err != nil || status == http.StatusUnauthorized || code != command.CodeNotFound {
 		t.Fatalf("admin drain of node 9 with secret and token: HTTP %d %s %v, want not_found", status, body, err)
 	}
-	// The public endpoints need neither.
-	for _, path := range []string{"/healthz", "/metrics", pathStatus, "/"} {
+	// The health and metrics endpoints need neither; the status and its page any valid
+	// token, or the secret.
+	for _, path := range []string{"/healthz", "/metrics"} {
 		if status, _, body, err := callAuth(http.MethodGet, lead.httpAddr, path, "", "", nil); err != nil || status != http.StatusOK {
 			t.Errorf("GET %s without credentials: HTTP %d %.200s %v, want 200", path, status, body, err)
+		}
+	}
+	for _, path := range []string{pathStatus, "/"} {
+		if status, code, body, err := callAuth(http.MethodGet, lead.httpAddr, path, "", "wrong", nil); err != nil ||
+			status != http.StatusUnauthorized || code != command.CodeUnauthorized {
+			t.Errorf("GET %s with a wrong token: HTTP %d %.200s %v, want 401 unauthorized", path, status, body, err)
+		}
+		for _, cred := range [][2]string{{testSecret, ""}, {"", testAdminToken}} {
+			if status, _, body, err := callAuth(http.MethodGet, lead.httpAddr, path, cred[0], cred[1], nil); err != nil || status != http.StatusOK {
+				t.Errorf("GET %s with secret %q token %q: HTTP %d %.200s %v, want 200", path, cred[0], cred[1], status, body, err)
+			}
 		}
 	}
 }

@@ -44,10 +44,10 @@ func (c *Controller) routes() *http.ServeMux {
 	mux.HandleFunc("POST "+pathInternalAds, c.internal(c.handleInternalAds))
 	mux.HandleFunc("GET "+pathAds, c.view(c.handleAds))
 	mux.HandleFunc("GET "+pathLocations, c.view(c.handleLocations))
-	mux.HandleFunc("GET "+pathStatus, c.handleStatus)
+	mux.HandleFunc("GET "+pathStatus, c.anyToken(c.handleStatus))
 	mux.HandleFunc("GET /healthz", c.handleHealthz)
 	mux.Handle("GET /metrics", c.metricsHandler())
-	mux.HandleFunc("GET /{$}", c.handlePage)
+	mux.HandleFunc("GET /{$}", c.anyToken(c.handlePage))
 	return mux
 }
 

@@ -72,7 +72,7 @@ function render(s) {
   }));
 }
 function poll() {
-  fetch("/v1/status", {cache: "no-store"}).then(function (r) {
+  fetch("/v1/status" + location.search, {cache: "no-store"}).then(function (r) {
     if (!r.ok) { throw new Error("HTTP " + r.status); }
     return r.json();
   }).then(function (s) {
