@@ -50,19 +50,12 @@ func runAdminRole(args []string, stdout, stderr io.Writer) int {
 		fs := newFlagSet("admin role create", "admin role create --name NAME --grant TYPES=OPS [--grant ...]", stderr)
 		cf := addClientFlags(fs)
 		name := fs.String("name", "", "role name, 1..64 characters of [a-zA-Z0-9_.-] (required)")
-		var grants listFlag
+		var grants grantFlag
 		fs.Var(&grants, "grant", "TYPES=OPS, e.g. 'job,report*=read,subscribe' (repeatable; at least one)")
 		if code, ok := parseNoArgs(fs, args[1:], stderr); !ok {
 			return code
 		}
-		req := &command.Request{Op: command.OpCreateRole, Name: *name}
-		for _, g := range grants {
-			gr, err := parseGrant(g)
-			if err != nil {
-				return usageError(fs, stderr, "--grant %q: %v", g, err)
-			}
-			req.Grants = append(req.Grants, gr)
-		}
+		req := &command.Request{Op: command.OpCreateRole, Name: *name, Grants: grants}
 		if err := command.ValidateRequest(req); err != nil {
 			return usageError(fs, stderr, "%s", err.Message)
 		}
@@ -175,6 +168,27 @@ func adminDo(cf clientFlags, name string, req *command.Request, stdout, stderr i
 		}
 		return show(rep), nil
 	})
+}
+
+// grantFlag is a repeatable --grant: each value one grant, TYPES=OPS (its commas belong
+// to the lists, so it is not a listFlag).
+type grantFlag []command.Grant
+
+func (g *grantFlag) String() string {
+	var parts []string
+	for _, gr := range *g {
+		parts = append(parts, strings.Join(gr.Types, ",")+"="+strings.Join(gr.Ops, ","))
+	}
+	return strings.Join(parts, " ")
+}
+
+func (g *grantFlag) Set(v string) error {
+	gr, err := parseGrant(v)
+	if err != nil {
+		return err
+	}
+	*g = append(*g, gr)
+	return nil
 }
 
 // parseGrant reads TYPES=OPS, each a comma-separated list.
