@@ -249,7 +249,9 @@ func (c *Cluster) WaitTokenAccepted(token string, accepted bool) time.Duration {
 
 // Admin connects to the given nodes with the cluster's admin token (none in an open
 // cluster).
-func (c *Cluster) Admin(nodes ...int) *client.Client { return c.ClientWithToken(c.adminToken, nodes...) }
+func (c *Cluster) Admin(nodes ...int) *client.Client {
+	return c.ClientWithToken(c.adminToken, nodes...)
+}
 
 func (c *Cluster) stop() {
 	if c.dev == nil {
