@@ -22,6 +22,7 @@ type wireReply struct {
 	Ticket    *command.TicketInfo `json:"ticket,omitempty"`
 	Token     *string             `json:"token,omitempty"`
 	Status    *command.Status     `json:"status,omitempty"`
+	Roles     *[]command.Role     `json:"roles,omitempty"`
 }
 
 // restError is the body of a failed REST call: {"error":{...}} as on the WebSocket.
@@ -82,6 +83,11 @@ func shapeReply(op string, rep *command.Reply) *wireReply {
 		w.Duplicate = rep.Duplicate
 	case command.OpStatus:
 		w.Status = normalizeStatus(rep.Status)
+	case command.OpCreateToken:
+		w.Token = ptr(rep.Token)
+	case command.OpListRoles:
+		roles := nonNil(rep.Roles)
+		w.Roles = &roles
 	}
 	return w
 }

@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"crypto/subtle"
 	"fmt"
 	"net/http"
 	"runtime/debug"
@@ -31,6 +30,10 @@ type Options struct {
 	// every caller is accepted and is admin (dev mode).
 	ClientTokens []string
 	AdminTokens  []string
+	// Tokens, when set, adds the roles and tokens of the node's directory to the static
+	// tokens (docs/protocol.md §7). They count only on a server with static tokens, whose
+	// admin token is what creates them.
+	Tokens TokenSource
 	// MaxFrameBytes bounds a WebSocket frame and a REST body (default 1 MiB).
 	MaxFrameBytes int
 	// MaxPendingPerConn bounds the requests one connection has outstanding (default 1024);
@@ -67,6 +70,8 @@ type Server struct {
 	ipConns ipConns
 	// stream pushes the status to open status pages (GET /v1/status/stream).
 	stream *statuspage.Stream
+	book   bookPtr       // the directory's tokens (Options.Tokens), kept by watchTokens
+	stop   chan struct{} // closed by Close: ends watchTokens
 
 	mu     sync.Mutex
 	conns  map[*wsConn]struct{}
@@ -95,6 +100,7 @@ func NewServer(b Backend, opts Options) *Server {
 		conns:   map[*wsConn]struct{}{},
 		rate:    newRateLimiter(opts.RatePerSecond, time.Now),
 		ipConns: ipConns{max: opts.MaxConnsPerIP, n: map[string]int{}},
+		stop:    make(chan struct{}),
 	}
 	if s.metrics == nil {
 		s.metrics = NewMetrics()
@@ -118,6 +124,11 @@ func NewServer(b Backend, opts Options) *Server {
 		CheckOrigin: func(*http.Request) bool { return true },
 	}
 	s.handler = s.routes()
+	if opts.Tokens != nil && s.authOn() {
+		book, _ := opts.Tokens.Tokens()
+		s.book.Store(book)
+		go s.watchTokens(opts.Tokens, s.stop)
+	}
 	return s
 }
 
@@ -130,6 +141,9 @@ func (s *Server) Handler() http.Handler { return s.handler }
 func (s *Server) Close() error {
 	s.stream.Close()
 	s.mu.Lock()
+	if !s.closed {
+		close(s.stop)
+	}
 	s.closed = true
 	conns := make([]*wsConn, 0, len(s.conns))
 	for c := range s.conns {
@@ -145,42 +159,13 @@ func (s *Server) Close() error {
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/ws", s.serveWS)
-	mux.HandleFunc("GET /v1/status", s.serveStatus)
+	mux.HandleFunc("GET /v1/status", s.needToken(s.serveStatus))
 	mux.HandleFunc("GET /healthz", s.serveHealth)
 	mux.Handle("GET /metrics", s.metrics.Handler())
-	mux.HandleFunc("GET /{$}", statuspage.ServePage)
-	mux.Handle("GET "+statuspage.Path, s.stream)
+	mux.HandleFunc("GET /{$}", s.needToken(statuspage.ServePage))
+	mux.HandleFunc("GET "+statuspage.Path, s.streamWhileValid(s.stream.ServeHTTP))
 	s.restRoutes(mux)
 	return s.recoverHTTP(mux)
-}
-
-// authorize checks a bearer token: ok when it is accepted, admin when it is an admin
-// token. Without configured tokens everyone is an admin.
-func (s *Server) authorize(token string) (ok, admin bool) {
-	if len(s.opts.ClientTokens) == 0 && len(s.opts.AdminTokens) == 0 {
-		return true, true
-	}
-	if token == "" {
-		return false, false
-	}
-	if tokenIn(token, s.opts.AdminTokens) {
-		return true, true
-	}
-	if tokenIn(token, s.opts.ClientTokens) {
-		return true, false
-	}
-	return false, false
-}
-
-// tokenIn compares in constant time per token, so timing does not reveal a prefix.
-func tokenIn(token string, tokens []string) bool {
-	found := false
-	for _, t := range tokens {
-		if subtle.ConstantTimeCompare([]byte(token), []byte(t)) == 1 {
-			found = true
-		}
-	}
-	return found
 }
 
 // bearer returns the token of an "Authorization: Bearer TOKEN" header, or "".
@@ -191,32 +176,6 @@ func bearer(r *http.Request) string {
 		return strings.TrimSpace(h[len(prefix):])
 	}
 	return ""
-}
-
-// errUnauthorized is the answer to any request before authentication.
-func errUnauthorized() *command.Error {
-	return command.Errorf(command.CodeUnauthorized,
-		"authenticate first: send Authorization: Bearer TOKEN or a hello frame with a valid token")
-}
-
-// access checks that a caller authenticated as (ok, admin) may run op.
-func access(op string, ok, admin bool) *command.Error {
-	if !ok {
-		return errUnauthorized()
-	}
-	if isAdminOp(op) && !admin {
-		return command.Errorf(command.CodeForbidden, "op %q needs an admin token", op)
-	}
-	return nil
-}
-
-// adminToken sets an admin call's Token to the token its connection authenticated with
-// (whatever the frame carried there): the node passes it on to the controllers, which check
-// it against their own admin tokens.
-func adminToken(req *command.Request, token string) {
-	if isAdminOp(req.Op) {
-		req.Token = token
-	}
 }
 
 // start calls sess.Start and returns the function that waits for the outcome. A panic in

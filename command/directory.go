@@ -141,6 +141,10 @@ type Directory struct {
 	Index  uint64      `json:"index"`
 	Nodes  []NodeInfo  `json:"nodes"`
 	Groups []GroupInfo `json:"groups"`
+	// Roles and Tokens (docs/protocol.md §7), by name and by hash; tokens are never
+	// stored or sent themselves, only their HashToken.
+	Roles  []Role      `json:"roles,omitempty"`
+	Tokens []TokenInfo `json:"tokens,omitempty"`
 }
 
 // Group returns the record of group server, or nil.

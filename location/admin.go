@@ -41,9 +41,13 @@ func (c *Controller) handleAdmin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var err *command.Error
+	rep := &command.Reply{}
 	ctx, cancel := context.WithTimeout(r.Context(), adminTimeout)
 	defer cancel()
 	switch op := r.PathValue("op"); op {
+	case command.OpCreateRole, command.OpDeleteRole, command.OpListRoles, command.OpCreateToken, command.OpRevokeToken:
+		req.Op = op
+		rep, err = c.adminAuthOp(&req)
 	case command.OpPromote:
 		err = c.adminPromote(ctx, t, &req, command.ReasonPlanned)
 	case command.OpRegisterSibling:
@@ -63,7 +67,7 @@ func (c *Controller) handleAdmin(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusUnprocessableEntity, errorBody{Error: err})
 		return
 	}
-	writeJSON(w, http.StatusOK, command.Reply{})
+	writeJSON(w, http.StatusOK, rep)
 }
 
 // adminPromote hands group server's main role to node, a voting sibling, losing nothing

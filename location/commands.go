@@ -326,6 +326,22 @@ func decodeCommand(data []byte) (dirCommand, error) {
 		var v reviveStale
 		err = json.Unmarshal(env.Body, &v)
 		c = v
+	case kindCreateRole:
+		var v createRole
+		err = json.Unmarshal(env.Body, &v)
+		c = v
+	case kindDeleteRole:
+		var v deleteRole
+		err = json.Unmarshal(env.Body, &v)
+		c = v
+	case kindCreateToken:
+		var v createToken
+		err = json.Unmarshal(env.Body, &v)
+		c = v
+	case kindRevokeToken:
+		var v revokeToken
+		err = json.Unmarshal(env.Body, &v)
+		c = v
 	default:
 		return nil, fmt.Errorf("decode command: unknown kind %q", env.Kind)
 	}

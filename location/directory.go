@@ -42,6 +42,9 @@ type dirState struct {
 	Groups      map[uint16]*command.GroupInfo
 	// Promotions are the last completed promotions, oldest first (promotion_history.go).
 	Promotions []promotionRecord
+	// Roles by name and Tokens by hash (auth_cmds.go).
+	Roles  map[string]command.Role
+	Tokens map[string]command.TokenInfo
 }
 
 func newDirState() *dirState {
@@ -49,6 +52,8 @@ func newDirState() *dirState {
 		Controllers: map[string]controllerRecord{},
 		Nodes:       map[uint16]nodeRecord{},
 		Groups:      map[uint16]*command.GroupInfo{},
+		Roles:       map[string]command.Role{},
+		Tokens:      map[string]command.TokenInfo{},
 	}
 }
 
@@ -133,6 +138,12 @@ func (s *dirState) clone() *dirState {
 		c := cloneGroup(g)
 		out.Groups[k] = &c
 	}
+	for k, r := range s.Roles {
+		out.Roles[k] = cloneRole(r)
+	}
+	for k, t := range s.Tokens {
+		out.Tokens[k] = t
+	}
 	return out
 }
 
@@ -140,6 +151,9 @@ func (s *dirState) clone() *dirState {
 // node's liveness (the leader's view); Generation comes from the same source.
 func (s *dirState) directory(state func(n nodeRecord) (string, uint64)) command.Directory {
 	d := command.Directory{Index: s.Index, Nodes: []command.NodeInfo{}, Groups: s.sortedGroups()}
+	if len(s.Roles) > 0 || len(s.Tokens) > 0 {
+		d.Roles, d.Tokens = s.sortedRoles(), s.sortedTokens()
+	}
 	for _, n := range s.sortedNodes() {
 		st, gen := state(n)
 		d.Nodes = append(d.Nodes, command.NodeInfo{

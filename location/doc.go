@@ -54,18 +54,22 @@
 //     operations.go: the admin calls running now, with their progress.
 //   - auth.go, raft_auth.go: the cluster secret and admin tokens (below), on HTTP and on
 //     raft's connections.
+//   - auth_cmds.go, auth_admin.go: roles and token hashes in the directory, and the admin
+//     ops that change them (createRole, deleteRole, listRoles, createToken, revokeToken).
 //
 // # Endpoints
 //
 // Authentication: with Config.ClusterSecret, every /v1/internal/ endpoint below refuses a
 // call without the secret in command.SecretHeader (X-Sibyl-Secret) with 401 unauthorized,
 // on followers too, before anything else; with Config.AdminTokens, /v1/internal/admin/{op}
-// also needs one of them as "Authorization: Bearer TOKEN" (nodes pass on their caller's).
+// also needs an admin token as "Authorization: Bearer TOKEN" (nodes pass on their
+// caller's): one of Config.AdminTokens or an unexpired admin token of the directory.
 // The controller presents the secret on every call it makes (seals and hand-overs to
 // nodes, registration and the status proxy to controllers) and opens every raft
 // connection with a digest of it (raft_auth.go); a raft connection without it never
-// reaches raft. GET /healthz, /metrics, /v1/status and / need neither; GET /v1/ads and
-// /v1/locations need the secret or an admin token when either is configured.
+// reaches raft. GET /healthz and /metrics need neither; GET /v1/status and / need, with
+// Config.AdminTokens, the secret or any valid token; GET /v1/ads and /v1/locations need
+// the secret or an admin token when either is configured.
 //
 // Node protocol (leader only; a follower answers 421 with command.LeaderHint naming the
 // leader's HTTP address, empty when unknown; a leader that has not yet applied its

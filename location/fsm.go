@@ -108,6 +108,22 @@ func (f *fsm) group(server uint16) (command.GroupInfo, bool) {
 	return cloneGroup(g), true
 }
 
+// role returns the role named name.
+func (f *fsm) role(name string) (command.Role, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	r, ok := f.st.Roles[name]
+	return r, ok
+}
+
+// token returns the token recorded under hash.
+func (f *fsm) token(hash string) (command.TokenInfo, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	t, ok := f.st.Tokens[hash]
+	return t, ok
+}
+
 // commandCounts returns a copy of the per-kind outcome counters.
 func (f *fsm) commandCounts() map[[2]string]uint64 {
 	f.mu.RLock()
@@ -130,6 +146,8 @@ type snapshotFile struct {
 	Nodes       []nodeRecord        `json:"nodes"`
 	Groups      []command.GroupInfo `json:"groups"`
 	Promotions  []promotionRecord   `json:"promotions,omitempty"`
+	Roles       []command.Role      `json:"roles,omitempty"`
+	Tokens      []command.TokenInfo `json:"tokens,omitempty"`
 }
 
 func (s *dirState) snapshotFile() snapshotFile {
@@ -137,6 +155,7 @@ func (s *dirState) snapshotFile() snapshotFile {
 		Format: snapshotFormat, Index: s.Index,
 		Controllers: s.sortedControllers(), Nodes: s.sortedNodes(), Groups: s.sortedGroups(),
 		Promotions: slices.Clone(s.Promotions),
+		Roles:      s.sortedRoles(), Tokens: s.sortedTokens(),
 	}
 }
 
@@ -159,6 +178,12 @@ func (sf snapshotFile) state() (*dirState, error) {
 			return nil, fmt.Errorf("directory snapshot holds group %d twice", g.Server)
 		}
 		st.Groups[g.Server] = &g
+	}
+	for _, r := range sf.Roles {
+		st.Roles[r.Name] = r
+	}
+	for _, t := range sf.Tokens {
+		st.Tokens[t.Hash] = t
 	}
 	return st, nil
 }

@@ -45,11 +45,11 @@ func (c *Controller) routes() *http.ServeMux {
 	mux.HandleFunc("POST "+pathInternalAds, c.internal(c.handleInternalAds))
 	mux.HandleFunc("GET "+pathAds, c.view(c.handleAds))
 	mux.HandleFunc("GET "+pathLocations, c.view(c.handleLocations))
-	mux.HandleFunc("GET "+pathStatus, c.handleStatus)
+	mux.HandleFunc("GET "+pathStatus, c.anyToken(c.handleStatus))
 	mux.HandleFunc("GET /healthz", c.handleHealthz)
 	mux.Handle("GET /metrics", c.metricsHandler())
-	mux.HandleFunc("GET /{$}", statuspage.ServePage)
-	mux.Handle("GET "+statuspage.Path, c.stream)
+	mux.HandleFunc("GET /{$}", c.anyToken(statuspage.ServePage))
+	mux.HandleFunc("GET "+statuspage.Path, c.anyToken(c.streamWhileValid(c.stream.ServeHTTP)))
 	return mux
 }
 

@@ -134,17 +134,20 @@ func (c *ctrlClient) doWith(hc *http.Client, ctx context.Context, method, path, 
 	return lastErr
 }
 
-// admin forwards an operator's admin call to the controller leader. req.Token, the token
+// admin forwards an operator's admin call to the controller leader. req.Bearer, the token
 // the operator authenticated with (set by the API layer), goes as the call's bearer token,
-// not in its body: the controllers check it against their admin tokens.
+// not in its body: the controllers check it against their admin tokens. The body's token
+// field goes only with revokeToken, whose subject it is.
 func (c *ctrlClient) admin(ctx context.Context, req *command.Request) (*command.Reply, error) {
 	var out struct {
 		command.Reply
 		Error *command.Error `json:"error"`
 	}
 	body := *req
-	body.Token = ""
-	err := c.doWith(c.long, ctx, http.MethodPost, "/v1/internal/admin/"+req.Op, req.Token, &body, &out)
+	if req.Op != command.OpRevokeToken {
+		body.Token = ""
+	}
+	err := c.doWith(c.long, ctx, http.MethodPost, "/v1/internal/admin/"+req.Op, req.Bearer, &body, &out)
 	if err != nil {
 		var ce *command.Error
 		if errors.As(err, &ce) {
@@ -372,6 +375,7 @@ func (n *Node) applyDirectory(d *command.Directory) {
 		return
 	}
 	n.dir = d
+	n.tokens.update(d)
 	self := uint16(n.cfg.ID)
 	type todo struct {
 		g  *group

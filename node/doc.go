@@ -34,6 +34,11 @@
 //   - disk.go: a degraded node (its store's disk fails): every role stops and none is
 //     taken, heartbeats carry the fault, and once the disk works the node joins as a new
 //     life (fresh epochs for the groups it is main of) before serving again.
+//   - auth.go: the roles and token hashes of the latest directory, which the API server
+//     resolves its callers' tokens with (Tokens). A request's Scope (the types its
+//     caller's role grants for the op's kind) travels with it when forwarded; the main's
+//     Execute refuses a write to a resource of another type, and a subscription skips
+//     events of types outside its scope (events_hub.go, events_catchup.go).
 //   - node.go: Handler, the node-to-node and controller-to-node endpoints under
 //     /v1/internal/, each refusing a call without the cluster secret (Config.ClusterSecret,
 //     compared in constant time) with unauthorized.

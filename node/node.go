@@ -112,6 +112,7 @@ type Node struct {
 	metrics     *metrics
 	subs        *subManager
 	disk        *diskState
+	tokens      tokenBook
 	// refusals logs internal calls refused for their secret, a few per period, so a
 	// caller hammering the port cannot flood the log.
 	refusals zerolog.Logger

@@ -63,7 +63,8 @@ func (s *Session) Start(ctx context.Context, req *command.Request, admin bool) f
 			}
 			return &command.Reply{Status: st}, nil
 		}
-	case command.OpRegisterSibling, command.OpRemoveSibling, command.OpPromote, command.OpDrain, command.OpRemoveNode:
+	case command.OpRegisterSibling, command.OpRemoveSibling, command.OpPromote, command.OpDrain, command.OpRemoveNode,
+		command.OpCreateRole, command.OpDeleteRole, command.OpListRoles, command.OpCreateToken, command.OpRevokeToken:
 		if !admin {
 			return failed(command.Errorf(command.CodeForbidden, "%s needs an admin token", req.Op))
 		}

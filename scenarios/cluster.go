@@ -52,8 +52,12 @@ type Options struct {
 	// --cluster-secret): every call between them must carry it.
 	ClusterSecret string
 	// AdminToken, when set, is given to every node and controller (dev --admin-token):
-	// clients of the cluster (Client) then present it.
+	// clients of the cluster (Client) then present it, and admin calls (Admin) always.
 	AdminToken string
+	// ClientRole, with AdminToken: once the cluster runs, an admin creates the role
+	// ClientRoleName granting read, write, subscribe and ticket on the scenarios' types
+	// (ClientTypes) and a token of it, which Client presents from then on.
+	ClientRole bool
 	// Locations is dev's --locations (default 1); Controllers is per location.
 	Locations int
 }
@@ -66,9 +70,16 @@ type Cluster struct {
 	Controllers []*Proc
 	Nodes       []*Proc
 	extra       []*exec.Cmd // processes restarted by the test itself
-	// secret and token are the cluster secret and admin token the cluster runs with.
-	secret, token string
+	// secret and adminToken are the cluster secret and admin token the cluster runs with;
+	// token is what Client presents: the admin token, or the client role's token.
+	secret, token, adminToken string
 }
+
+// ClientRoleName is the role scenario clients get with Options.ClientRole, and
+// ClientTypes the resource types it grants.
+const ClientRoleName = "scenario-client"
+
+var ClientTypes = []string{writerType, "blob"}
 
 var sibylBin string
 
@@ -143,7 +154,7 @@ func StartCluster(t testing.TB, o Options) *Cluster {
 	if base == 0 {
 		t.Fatal("no free port range for a cluster")
 	}
-	c := &Cluster{t: t, Dir: t.TempDir(), secret: o.ClusterSecret, token: o.AdminToken}
+	c := &Cluster{t: t, Dir: t.TempDir(), secret: o.ClusterSecret, token: o.AdminToken, adminToken: o.AdminToken}
 	c.dev = exec.Command(sibylBin, "dev", "--nodes", strconv.Itoa(o.Nodes), "--controllers", strconv.Itoa(o.Controllers),
 		"--base-port", strconv.Itoa(base), "--data", c.Dir, "--write-timeout", o.WriteTimeout.String(),
 		"--down-after", o.DownAfter.String(), "--log-level", "info", "--node-flags", o.NodeFlags)
@@ -182,7 +193,64 @@ func StartCluster(t testing.TB, o Options) *Cluster {
 		c.Controllers, c.Nodes = f.Controllers, f.Nodes
 		return true
 	})
+	if o.ClientRole && o.AdminToken != "" {
+		c.token = c.CreateRoleToken(ClientRoleName, command.Grant{Types: ClientTypes,
+			Ops: []string{command.KindRead, command.KindWrite, command.KindSubscribe, command.KindTicket}})
+	}
 	return c
+}
+
+// CreateRoleToken creates role name with grants (as the admin) and a token of it, and
+// waits until every node accepts that token.
+func (c *Cluster) CreateRoleToken(name string, grants ...command.Grant) string {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin := c.Admin(1)
+	if _, err := admin.DoRetry(ctx, &command.Request{Op: command.OpCreateRole, Name: name, Grants: grants}); err != nil {
+		c.t.Fatalf("createRole %s: %v", name, err)
+	}
+	rep, err := admin.Do(ctx, &command.Request{Op: command.OpCreateToken, Role: name})
+	if err != nil || rep.Token == "" {
+		c.t.Fatalf("createToken for role %s: %v", name, err)
+	}
+	c.WaitTokenAccepted(rep.Token, true)
+	return rep.Token
+}
+
+// WaitTokenAccepted waits until every running node accepts token (GET /v1/status
+// answers 200 with it), or refuses it (401) when accepted is false, and returns how
+// long that took.
+func (c *Cluster) WaitTokenAccepted(token string, accepted bool) time.Duration {
+	c.t.Helper()
+	start := time.Now()
+	want := http.StatusUnauthorized
+	if accepted {
+		want = http.StatusOK
+	}
+	hc := &http.Client{Timeout: 2 * time.Second}
+	waitFor(c.t, 10*time.Second, fmt.Sprintf("every node answering %d to a token", want), func() bool {
+		for _, p := range c.Nodes {
+			req, _ := http.NewRequest(http.MethodGet, "http://"+p.HTTP+"/v1/status", nil)
+			req.Header.Set("Authorization", "Bearer "+token)
+			resp, err := hc.Do(req)
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				return false
+			}
+		}
+		return true
+	})
+	return time.Since(start)
+}
+
+// Admin connects to the given nodes with the cluster's admin token (none in an open
+// cluster).
+func (c *Cluster) Admin(nodes ...int) *client.Client {
+	return c.ClientWithToken(c.adminToken, nodes...)
 }
 
 func (c *Cluster) stop() {
@@ -293,7 +361,11 @@ func (c *Cluster) Status() (*command.Status, error) {
 	var lastErr error
 	hc := &http.Client{Timeout: 2 * time.Second}
 	for _, p := range c.Controllers {
-		resp, err := hc.Get("http://" + p.HTTP + "/v1/status")
+		req, _ := http.NewRequest(http.MethodGet, "http://"+p.HTTP+"/v1/status", nil)
+		if c.adminToken != "" {
+			req.Header.Set("Authorization", "Bearer "+c.adminToken)
+		}
+		resp, err := hc.Do(req)
 		if err != nil {
 			lastErr = err
 			continue

@@ -120,9 +120,9 @@ func (b *tab) seenAt(key string) int64 {
 	return int64(ms)
 }
 
-// openTab opens addr's status page in a new tab of the browser in parent and waits for its
-// first frame.
-func openTab(t *testing.T, parent context.Context, name, addr, dir string) *tab {
+// openTab opens addr's status page (path: "/", or "/?token=T") in a new tab of the browser
+// in parent and waits for its first frame.
+func openTab(t *testing.T, parent context.Context, name, addr, path, dir string) *tab {
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(parent)
 	t.Cleanup(cancel)
@@ -134,8 +134,8 @@ func openTab(t *testing.T, parent context.Context, name, addr, dir string) *tab 
 	}
 	runCtx, runCancel := context.WithTimeout(ctx, 60*time.Second)
 	defer runCancel()
-	if err := chromedp.Do(runCtx, chromedp.EmulateViewport(1500, 1000), chromedp.Navigate("http://"+addr+"/")); err != nil {
-		t.Fatalf("%s: open http://%s/: %v", name, addr, err)
+	if err := chromedp.Do(runCtx, chromedp.EmulateViewport(1500, 1000), chromedp.Navigate("http://"+addr+path)); err != nil {
+		t.Fatalf("%s: open http://%s%s: %v", name, addr, path, err)
 	}
 	// A mark a reload would wipe: the page must update in place.
 	if _, err := evalIn[bool](b, "window.sibylTestMark = 'no reload'; true"); err != nil {
@@ -212,8 +212,8 @@ func TestStatusPageInBrowser(t *testing.T) {
 	}
 
 	// Step 1: every node and group, on a controller's page and on a node's.
-	ctl := openTab(t, browserCtx, "controller c1's page", c.Controller("c1").HTTP, dir)
-	own := openTab(t, browserCtx, fmt.Sprintf("node %d's page", victim), c.Node(victim).HTTP, dir)
+	ctl := openTab(t, browserCtx, "controller c1's page", c.Controller("c1").HTTP, "/", dir)
+	own := openTab(t, browserCtx, fmt.Sprintf("node %d's page", victim), c.Node(victim).HTTP, "/", dir)
 	for _, b := range []*tab{ctl, own} {
 		for id := 1; id <= nodes; id++ {
 			b.waitJS(20*time.Second, fmt.Sprintf("node %d up and group %d listed", id, id),

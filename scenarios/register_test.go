@@ -116,7 +116,7 @@ func TestRegisterSiblingUnder20kResources(t *testing.T) {
 	regStart := time.Now()
 	duringFrom := h.Now()
 	committedBefore := c.Metric(int(*sg.Main), "sibyl_node_committed_entries_total")
-	phases := registerOverWS(t, c.Node(1).HTTP, 1, int64(extra))
+	phases := registerOverWS(t, c, 1, 1, int64(extra))
 	committedDuring := c.Metric(int(*sg.Main), "sibyl_node_committed_entries_total") - committedBefore
 	duringTo := h.Now()
 	took := time.Since(regStart)

@@ -12,19 +12,21 @@ import (
 )
 
 // clusterModes are the configurations the failover scenarios run in: an open cluster, and
-// one whose every process has the cluster secret and an admin token, as a cluster on an
-// untrusted network runs. Failover, promotion and the checks must pass in both.
+// one as a cluster on an untrusted network runs: every process has the cluster secret and
+// an admin token, the clients a token of a role that grants them their types only, and
+// admin calls the admin token. Failover, promotion, registration, drain and the checks
+// must pass in both.
 var clusterModes = []struct {
 	name string
 	opts Options
 }{
 	{"open", Options{}},
-	{"secret", Options{ClusterSecret: "scenario-s3cret", AdminToken: "scenario-adm1n"}},
+	{"secured", Options{ClusterSecret: "scenario-s3cret", AdminToken: "scenario-adm1n", ClientRole: true}},
 }
 
 // withMode returns o with mode's security settings.
 func withMode(o Options, mode Options) Options {
-	o.ClusterSecret, o.AdminToken = mode.ClusterSecret, mode.AdminToken
+	o.ClusterSecret, o.AdminToken, o.ClientRole = mode.ClusterSecret, mode.AdminToken, mode.ClientRole
 	return o
 }
 
@@ -90,8 +92,12 @@ func checkGuarded(t *testing.T, c *Cluster) {
 				probe{"suspect at " + p.Name(), http.MethodPost, "http://" + p.HTTP + "/v1/internal/suspect", h,
 					command.Suspect{Node: 2, Server: 1, Main: 1}})
 		}
-		if c.token != "" {
-			// The right secret without the admin token is still no admin.
+		if c.adminToken != "" {
+			// The right secret without the admin token is still no admin, nor is a
+			// client's token.
+			probes = append(probes, probe{"admin drain with a client token at " + p.Name(), http.MethodPost,
+				"http://" + p.HTTP + "/v1/internal/admin/drain",
+				http.Header{command.SecretHeader: {c.secret}, "Authorization": {"Bearer " + c.token}}, map[string]any{"op": "drain", "node": 1}})
 			probes = append(probes, probe{"admin drain at " + p.Name(), http.MethodPost, "http://" + p.HTTP + "/v1/internal/admin/drain",
 				http.Header{command.SecretHeader: {c.secret}, "Authorization": {"Bearer wrong"}}, map[string]any{"op": "drain", "node": 1}})
 		}
@@ -103,7 +109,7 @@ func checkGuarded(t *testing.T, c *Cluster) {
 					command.SealRequest{Server: 1, Epoch: 1 << 40, From: 1}},
 				probe{"metrics at node " + p.Name(), http.MethodGet, "http://" + p.HTTP + "/v1/internal/metrics", h, nil})
 		}
-		if c.token != "" {
+		if c.adminToken != "" {
 			probes = append(probes, probe{"REST create at node " + p.Name(), http.MethodPost, "http://" + p.HTTP + "/v1/resources",
 				http.Header{}, map[string]any{"type": "intruder", "data": 1}})
 		}
@@ -133,8 +139,11 @@ func checkGuarded(t *testing.T, c *Cluster) {
 
 // describeMode names a mode in logs.
 func describeMode(o Options) string {
-	if o.ClusterSecret == "" {
+	switch {
+	case o.ClusterSecret == "":
 		return "open cluster"
+	case o.ClientRole:
+		return "cluster secret and admin token on every process, clients with a role's token"
 	}
 	return "cluster secret and admin token on every process"
 }

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sibylhq/sibyl/command"
 	"github.com/sibylhq/sibyl/location"
 	"github.com/sibylhq/sibyl/node"
 )
@@ -38,9 +39,19 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 	secret := fs.String("cluster-secret", "", "cluster secret given to every node and controller "+
 		"(default: none, or a generated one when --admin-token is set; a --cluster-secret in --node-flags reaches the controllers too)")
 	var adminTokens listFlag
-	fs.Var(&adminTokens, "admin-token", "admin token given to every node and controller (repeatable); admin calls then need it")
+	fs.Var(&adminTokens, "admin-token", "admin token given to every node and controller (repeatable): every client then needs a token, "+
+		"admin calls an admin token; it is printed and recorded in cluster.json")
+	auth := fs.Bool("auth", false, "turn tokens on with a generated admin token (as --admin-token), printed and recorded in cluster.json")
 	if _, code, ok := parseOrExit(fs, args, stderr); !ok {
 		return code
+	}
+	if *auth && len(adminTokens) == 0 {
+		generated, err := command.NewToken()
+		if err != nil {
+			fmt.Fprintf(stderr, "sibyl dev: generate an admin token: %v\n", err)
+			return exitFail
+		}
+		adminTokens = append(adminTokens, generated)
 	}
 	extra := strings.Fields(*nodeFlags)
 	if s, ok := nodeFlagValue(extra, "cluster-secret"); ok {
@@ -129,17 +140,21 @@ func runDevCluster(layout devLayout, opts devOptions, stdout, stderr io.Writer) 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	var cf clusterFile
 	fmt.Fprintf(stdout, "sibyl dev: cluster directory %s (logs: %s)\n", opts.Dir, filepath.Join(opts.Dir, "<name>.log"))
 	if opts.ClusterSecret != "" {
 		fmt.Fprintf(stdout, "cluster secret on: every internal call between nodes and controllers needs it (see the args in cluster.json)\n")
 	}
 	if len(opts.AdminTokens) > 0 {
-		fmt.Fprintf(stdout, "admin tokens on: %d; clients need a token (--token)\n", len(opts.AdminTokens))
+		fmt.Fprintf(stdout, "tokens on: every client needs a token (--token); admin token %s\n"+
+			"  make a role and a token for clients: sibyl admin role create --token %s --name app --grant '*=read,write,subscribe,ticket'\n"+
+			"                                       sibyl admin token create --token %s --role app\n",
+			opts.AdminTokens[0], opts.AdminTokens[0], opts.AdminTokens[0])
+		cf.Auth = &clusterAuth{AdminToken: opts.AdminTokens[0]}
 	}
 	exits := make(chan childExit, len(layout.Controllers)+len(layout.Nodes))
 	env := childEnv(os.Environ(), len(layout.Controllers)+len(layout.Nodes), runtime.NumCPU())
 	var children []*child
-	var cf clusterFile
 	startedAt := time.Now()
 	for _, c := range layout.Controllers {
 		args := layout.controllerArgs(opts, c)

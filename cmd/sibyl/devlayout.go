@@ -238,6 +238,14 @@ func nodeArgs(o devOptions, n devNode) []string {
 type clusterFile struct {
 	Controllers []clusterController `json:"controllers"`
 	Nodes       []clusterNode       `json:"nodes"`
+	// Auth is set when the cluster checks tokens (dev --admin-token or --auth).
+	Auth *clusterAuth `json:"auth,omitempty"`
+}
+
+// clusterAuth is what a client of a dev cluster with tokens needs: the admin token, which
+// creates roles and their tokens.
+type clusterAuth struct {
+	AdminToken string `json:"adminToken"`
 }
 
 type clusterController struct {

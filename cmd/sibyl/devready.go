@@ -59,7 +59,7 @@ func notReady(ctx context.Context, hc *http.Client, layout devLayout, secret str
 		var lastErr error
 		got := false
 		for _, c := range part.Controllers {
-			if lastErr = getJSON(ctx, hc, "http://"+c.HTTP+"/v1/status", "", &st); lastErr == nil {
+			if lastErr = getJSON(ctx, hc, "http://"+c.HTTP+"/v1/status", secret, &st); lastErr == nil {
 				got = true
 				break
 			}

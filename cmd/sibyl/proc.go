@@ -191,7 +191,7 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	}
 	apiMetrics := api.NewMetrics()
 	srv := api.NewServer(nodeBackend{n}, api.Options{
-		ClientTokens: tokens, AdminTokens: adminTokens, Logger: log, Metrics: apiMetrics,
+		ClientTokens: tokens, AdminTokens: adminTokens, Tokens: n, Logger: log, Metrics: apiMetrics,
 		MaxFrameBytes: *maxFrame, MaxPendingPerConn: *maxInflight, MaxConnsPerIP: *maxConnsPerIP, RatePerSecond: *rate,
 		Served: statuspage.Served{Kind: "node", ID: strconv.Itoa(int(*id)), Location: nodeLocation(*loc)},
 	})
