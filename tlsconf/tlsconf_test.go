@@ -195,4 +195,3 @@ func FuzzCAPool(f *testing.F) {
 		}
 	})
 }
-
