@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -209,12 +210,24 @@ func (c *Client) dial(ctx context.Context, u string) (*conn, error) {
 	ws, resp, err := d.DialContext(ctx, u, header)
 	if err != nil {
 		if resp != nil {
+			if servesTLS(resp) {
+				return nil, fmt.Errorf("the node serves TLS: connect with wss:// and the cluster's CA (Options.TLS, --tls-ca)")
+			}
 			return nil, fmt.Errorf("%w (HTTP %s)", err, resp.Status)
 		}
 		return nil, err
 	}
 	resp.Body.Close()
 	return newConn(ws, u), nil
+}
+
+// servesTLS reports whether resp is Go's answer to plaintext on a TLS port.
+func servesTLS(resp *http.Response) bool {
+	if resp.StatusCode != http.StatusBadRequest || resp.Body == nil {
+		return false
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	return strings.Contains(string(b), "HTTP request to an HTTPS server")
 }
 
 // Do sends one request and waits for its reply. Server errors come back as

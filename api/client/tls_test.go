@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,6 +52,8 @@ func TestClientOverTLS(t *testing.T) {
 		if err == nil {
 			c.Close()
 			t.Errorf("%s: connected to a TLS node", name)
+		} else if name != "TLS without the CA" && !strings.Contains(err.Error(), "serves TLS") {
+			t.Errorf("%s: %v, want an error saying the node serves TLS", name, err)
 		}
 	}
 }
