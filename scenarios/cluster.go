@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,8 +18,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/sibylhq/sibyl/api/client"
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/tlsconf"
 )
 
 // Proc is one process of a cluster as cluster.json describes it.
@@ -37,6 +41,9 @@ func (p *Proc) Name() string { return strings.Trim(string(p.ID), `"`) }
 type clusterFile struct {
 	Controllers []*Proc `json:"controllers"`
 	Nodes       []*Proc `json:"nodes"`
+	TLS         *struct {
+		CA string `json:"ca"`
+	} `json:"tls"`
 }
 
 // Options of a scenario cluster.
@@ -56,6 +63,9 @@ type Options struct {
 	AdminToken string
 	// Locations is dev's --locations (default 1); Controllers is per location.
 	Locations int
+	// TLS starts the cluster with dev --tls: every listener serves TLS only, and the
+	// cluster's own calls (Status, Client, URL) verify it with the CA cluster.json names.
+	TLS bool
 }
 
 // Cluster is a running `sibyl dev` cluster.
@@ -68,6 +78,10 @@ type Cluster struct {
 	extra       []*exec.Cmd // processes restarted by the test itself
 	// secret and token are the cluster secret and admin token the cluster runs with.
 	secret, token string
+	// tls verifies the cluster's certificates (nil: plaintext); hc calls its HTTP
+	// endpoints with it.
+	tls *tls.Config
+	hc  *http.Client
 }
 
 var sibylBin string
@@ -159,6 +173,9 @@ func StartCluster(t testing.TB, o Options) *Cluster {
 	if o.AdminToken != "" {
 		c.dev.Args = append(c.dev.Args, "--admin-token", o.AdminToken)
 	}
+	if o.TLS {
+		c.dev.Args = append(c.dev.Args, "--tls")
+	}
 	logf, err := os.Create(filepath.Join(c.Dir, "dev.out"))
 	if err != nil {
 		t.Fatal(err)
@@ -180,9 +197,40 @@ func StartCluster(t testing.TB, o Options) *Cluster {
 			return false
 		}
 		c.Controllers, c.Nodes = f.Controllers, f.Nodes
+		if o.TLS != (f.TLS != nil) {
+			t.Fatalf("cluster.json names TLS %+v; the cluster was started with TLS %v", f.TLS, o.TLS)
+		}
+		if f.TLS != nil {
+			s, err := tlsconf.Load(tlsconf.Files{CA: f.TLS.CA})
+			if err != nil {
+				t.Fatalf("the CA cluster.json names: %v", err)
+			}
+			c.tls = s.Client
+		}
 		return true
 	})
+	c.hc = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: c.tls}}
 	return c
+}
+
+// URL is the URL of path on process p: https when the cluster serves TLS.
+func (c *Cluster) URL(p *Proc, path string) string {
+	return tlsconf.Scheme(c.tls, "http") + "://" + p.HTTP + path
+}
+
+// WSURL is the WebSocket URL of path on process p: wss when the cluster serves TLS.
+func (c *Cluster) WSURL(p *Proc, path string) string {
+	return tlsconf.Scheme(c.tls, "ws") + "://" + p.HTTP + path
+}
+
+// HTTP is a client of the cluster's HTTP endpoints, verifying its TLS when it has it.
+func (c *Cluster) HTTP() *http.Client { return c.hc }
+
+// WSDialer dials the cluster's WebSocket endpoints, verifying its TLS when it has it.
+func (c *Cluster) WSDialer() *websocket.Dialer {
+	d := *websocket.DefaultDialer
+	d.TLSClientConfig = c.tls
+	return &d
 }
 
 func (c *Cluster) stop() {
@@ -291,9 +339,8 @@ func (c *Cluster) Restart(p *Proc) {
 // Status asks the controllers for /v1/status (any that answers).
 func (c *Cluster) Status() (*command.Status, error) {
 	var lastErr error
-	hc := &http.Client{Timeout: 2 * time.Second}
 	for _, p := range c.Controllers {
-		resp, err := hc.Get("http://" + p.HTTP + "/v1/status")
+		resp, err := c.hc.Get(c.URL(p, "/v1/status"))
 		if err != nil {
 			lastErr = err
 			continue
@@ -377,7 +424,7 @@ func (c *Cluster) ClientWithToken(token string, nodes ...int) *client.Client {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cl, err := client.Dial(ctx, client.Options{Addrs: addrs, Token: token})
+	cl, err := client.Dial(ctx, client.Options{Addrs: addrs, Token: token, TLS: c.tls})
 	if err != nil {
 		c.t.Fatalf("dial %v: %v", addrs, err)
 	}
@@ -410,7 +457,7 @@ func keepLogs(t testing.TB, dir string) {
 // Metric returns the value of the unlabelled Prometheus sample name on node id's /metrics.
 func (c *Cluster) Metric(id int, name string) float64 {
 	c.t.Helper()
-	resp, err := http.Get("http://" + c.Node(id).HTTP + "/metrics")
+	resp, err := c.hc.Get(c.URL(c.Node(id), "/metrics"))
 	if err != nil {
 		c.t.Fatalf("metrics of node %d: %v", id, err)
 	}
@@ -433,7 +480,7 @@ func (c *Cluster) Metric(id int, name string) float64 {
 func (c *Cluster) WaitServing(id int) {
 	c.t.Helper()
 	waitFor(c.t, 30*time.Second, fmt.Sprintf("node %d serving", id), func() bool {
-		resp, err := http.Get("http://" + c.Node(id).HTTP + "/healthz")
+		resp, err := c.hc.Get(c.URL(c.Node(id), "/healthz"))
 		if err != nil {
 			return false
 		}

@@ -111,7 +111,7 @@ func TestRegisterSiblingUnder20kResources(t *testing.T) {
 
 	regStart := time.Now()
 	duringFrom := h.Now()
-	phases := registerOverWS(t, c.Node(1).HTTP, 1, int64(extra))
+	phases := registerOverWS(t, c, 1, 1, int64(extra))
 	duringTo := h.Now()
 	took := time.Since(regStart)
 	// After: the group now commits with 3 of 4 siblings instead of 2 of 3.
