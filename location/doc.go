@@ -50,7 +50,9 @@
 //     (docs/locations.md).
 //   - http.go, status.go, metrics.go, page.go: the HTTP endpoints.
 //   - auth.go, raft_auth.go: the cluster secret and admin tokens (below), on HTTP and on
-//     raft's connections.
+//     raft's connections; raft_tls.go: raft's connections over TLS (Config.ServerTLS and
+//     ClientTLS; every HTTP call the controller makes is https with ClientTLS, and the
+//     caller serves Handler on a TLS listener).
 //
 // # Endpoints
 //
