@@ -418,6 +418,9 @@ func httpTransport(dial func(ctx context.Context, network, addr string) (net.Con
 	if dial == nil && tlsConf == nil {
 		return http.DefaultTransport
 	}
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	}
 	return &http.Transport{DialContext: dial, TLSClientConfig: tlsConf, TLSHandshakeTimeout: 10 * time.Second,
 		MaxIdleConnsPerHost: 8, IdleConnTimeout: 90 * time.Second}
 }

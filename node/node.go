@@ -82,6 +82,9 @@ func HTTPTransport(dial DialFunc, tlsConf *tls.Config) http.RoundTripper {
 	if dial == nil && tlsConf == nil {
 		return http.DefaultTransport
 	}
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	}
 	return &http.Transport{DialContext: dial, TLSClientConfig: tlsConf,
 		TLSHandshakeTimeout: 10 * time.Second, MaxIdleConnsPerHost: 8, IdleConnTimeout: 90 * time.Second}
 }
