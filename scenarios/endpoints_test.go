@@ -61,7 +61,20 @@ func TestEndpointsRefuseIntruders(t *testing.T) {
 		t.Fatal(err)
 	}
 	rid := created.Resource.ID
-	before := clusterState(t, c, rid)
+	// The cluster may still be settling after dev's readiness (copies becoming voting, the
+	// other location's controllers and nodes arriving in ads): the state before lists every
+	// process and held still for a second.
+	var before, last []string
+	var lastChange time.Time
+	waitFor(t, 60*time.Second, "a settled cluster", func() bool {
+		st, settled := clusterState(t, c, rid)
+		if !settled || !slices.Equal(st, last) {
+			last, lastChange = st, time.Now()
+			return false
+		}
+		before = st
+		return time.Since(lastChange) >= time.Second
+	})
 
 	plain := &http.Client{Timeout: 5 * time.Second}
 	plainWS := &websocket.Dialer{HandshakeTimeout: 5 * time.Second}
@@ -113,7 +126,7 @@ func TestEndpointsRefuseIntruders(t *testing.T) {
 		refuse("raft of "+p.Name()+" over TLS without the secret", ok, got)
 	}
 
-	after := clusterState(t, c, rid)
+	after, _ := clusterState(t, c, rid)
 	gone, came := diffLines(before, after)
 	if len(gone) > 0 || len(came) > 0 {
 		t.Errorf("refused calls changed the cluster: before %q, after %q", gone, came)
@@ -267,8 +280,10 @@ func raftRefused(addr string, conf *tls.Config) (bool, string) {
 
 // clusterState renders what a served intruder call would change: the membership (nodes
 // with their addresses and lives, controllers), each group's main, epoch and copies, the
-// resource rid and any resource of type intruder.
-func clusterState(t *testing.T, c *Cluster, rid string) []string {
+// resource rid and any resource of type intruder. settled reports whether it lists every
+// node and controller, every node with a known life, and every group with a main and only
+// voting copies.
+func clusterState(t *testing.T, c *Cluster, rid string) (parts []string, settled bool) {
 	t.Helper()
 	// Always the same controller's view: another location's may differ in what it has
 	// heard so far.
@@ -281,8 +296,9 @@ func clusterState(t *testing.T, c *Cluster, rid string) []string {
 		defer resp.Body.Close()
 		return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&st) == nil
 	})
-	var parts []string
+	settled = len(st.Nodes) == len(c.Nodes) && len(st.Controllers) == len(c.Controllers) && len(st.Groups) > 0
 	for _, n := range st.Nodes {
+		settled = settled && n.Instance != ""
 		parts = append(parts, fmt.Sprintf("node %d %s %s %s spare=%v", n.ID, n.Addr, n.Location, n.Instance, n.State == command.NodeSpare))
 	}
 	for _, ctl := range st.Controllers {
@@ -293,9 +309,11 @@ func clusterState(t *testing.T, c *Cluster, rid string) []string {
 		if g.Main != nil {
 			main = fmt.Sprint(*g.Main)
 		}
+		settled = settled && g.Main != nil
 		var sibs []string
 		for _, s := range g.Siblings {
 			sibs = append(sibs, fmt.Sprint(s.Node))
+			settled = settled && s.State == command.SiblingVoting
 		}
 		parts = append(parts, fmt.Sprintf("group %d main %s epoch %d siblings %s", g.Server, main, g.Epoch, strings.Join(sibs, ",")))
 	}
@@ -313,7 +331,7 @@ func clusterState(t *testing.T, c *Cluster, rid string) []string {
 	}
 	parts = append(parts, fmt.Sprintf("intruder resources %d", len(l.Resources)))
 	sort.Strings(parts)
-	return parts
+	return parts, settled
 }
 
 // diffLines returns the lines of a missing from b, and those of b missing from a.
