@@ -154,7 +154,7 @@ func (c *Controller) postNode(ctx context.Context, addr, path string, body any, 
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	b, _ := json.Marshal(body)
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+path, bytes.NewReader(b))
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url(addr, path), bytes.NewReader(b))
 	if err != nil {
 		return err
 	}

@@ -250,8 +250,8 @@ func TestControllerPresentsTheSecret(t *testing.T) {
 	defer srv.Close()
 	addr := strings.TrimPrefix(srv.URL, "http://")
 	c := &Controller{cfg: Config{ID: "c1", ClusterSecret: testSecret}, ctx: context.Background()}
-	c.client = &http.Client{Timeout: 2 * time.Second, Transport: withSecret(httpTransport(nil), testSecret)}
-	c.long = &http.Client{Transport: withSecret(httpTransport(nil), testSecret)}
+	c.client = &http.Client{Timeout: 2 * time.Second, Transport: withSecret(httpTransport(nil, nil), testSecret)}
+	c.long = &http.Client{Transport: withSecret(httpTransport(nil, nil), testSecret)}
 	c.fsm = newFSM()
 	ctx := context.Background()
 	if _, err := c.sendSeal(ctx, addr, command.SealRequest{Server: 1, Epoch: 2}); err != nil {
@@ -289,7 +289,7 @@ func TestRaftConnectionsNeedTheClusterSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sl := newSecretListener(ln, testSecret, zerolog.Nop())
+	sl := newGuardedListener(ln, nil, testSecret, zerolog.Nop())
 	defer sl.Close()
 	accepted := make(chan net.Conn, 8)
 	go func() {

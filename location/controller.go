@@ -3,6 +3,7 @@ package location
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/sibylhq/sibyl/api/statuspage"
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/tlsconf"
 )
 
 // Config configures one controller process.
@@ -42,6 +44,11 @@ type Config struct {
 	// AdminTokens, when set, are the tokens an admin call (/v1/internal/admin/{op}) must
 	// carry; nodes pass on the token their caller authenticated with.
 	AdminTokens []string
+	// ServerTLS, when set, serves the raft transport over TLS (the HTTP listener is the
+	// caller's: it wraps it with the same settings). ClientTLS, when set, makes every call
+	// to nodes and controllers https and every raft connection TLS, verified with it.
+	// tlsconf.Load makes both.
+	ServerTLS, ClientTLS *tls.Config
 
 	// RaftListener, when set, is used for the raft transport instead of listening on
 	// RaftAddr (an empty RaftAddr then becomes the listener's address). The controller
@@ -184,6 +191,7 @@ func New(cfg Config) (*Controller, error) {
 	rn, err := openRaft(raftSetup{
 		ID: cfg.ID, RaftAddr: cfg.RaftAddr, Listener: ln, Dial: cfg.Dial, Peers: peers, DataDir: cfg.DataDir,
 		Timeout: cfg.RaftTimeout, Logger: newHclogAdapter(log), Secret: cfg.ClusterSecret, Log: log,
+		ServerTLS: cfg.ServerTLS, ClientTLS: cfg.ClientTLS,
 	}, f)
 	if err != nil {
 		_ = ln.Close()
@@ -191,8 +199,8 @@ func New(cfg Config) (*Controller, error) {
 	}
 	c := &Controller{
 		cfg: cfg, log: log, fsm: f, cons: rn, raft: rn, now: time.Now,
-		client:     &http.Client{Timeout: 2 * time.Second, Transport: withSecret(httpTransport(cfg.Dial), cfg.ClusterSecret)},
-		long:       &http.Client{Transport: withSecret(httpTransport(cfg.Dial), cfg.ClusterSecret)},
+		client:     &http.Client{Timeout: 2 * time.Second, Transport: withSecret(httpTransport(cfg.Dial, cfg.ClientTLS), cfg.ClusterSecret)},
+		long:       &http.Client{Transport: withSecret(httpTransport(cfg.Dial, cfg.ClientTLS), cfg.ClusterSecret)},
 		refusals:   log.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second}),
 		adFailures: log.Sample(&zerolog.BurstSampler{Burst: 3, Period: 10 * time.Second}),
 	}
@@ -202,7 +210,7 @@ func New(cfg Config) (*Controller, error) {
 		Served: statuspage.Served{Kind: "controller", ID: cfg.ID, Location: cfg.Location}})
 	c.mux = c.routes()
 	log.Info().Str("http", cfg.HTTPAddr).Str("raft", cfg.RaftAddr).Str("dir", cfg.DataDir).
-		Bool("bootstrapped", rn.bootstrapped).Bool("clusterSecret", cfg.ClusterSecret != "").
+		Bool("bootstrapped", rn.bootstrapped).Bool("clusterSecret", cfg.ClusterSecret != "").Bool("tls", cfg.ServerTLS != nil).
 		Int("adminTokens", len(cfg.AdminTokens)).Str("instance", c.Instance()).Uint64("incarnation", c.Incarnation()).
 		Int("otherLocations", len(c.gossip.book.cfg.Seeds)).Msg("controller started")
 	c.wg.Add(4)
@@ -379,7 +387,7 @@ func (c *Controller) registerWith(addr string) error {
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+pathController, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url(addr, pathController), bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("register %s with leader at %s: %w", c.cfg.ID, addr, err)
 	}
@@ -415,11 +423,20 @@ func (c *Controller) unknownState(n nodeRecord) (string, uint64) {
 // errClosed is returned by requests served after Close.
 var errClosed = errors.New("controller is closed")
 
-// httpTransport is the round tripper for requests dialled by dial: http.DefaultTransport
-// when dial is nil.
-func httpTransport(dial func(ctx context.Context, network, addr string) (net.Conn, error)) http.RoundTripper {
-	if dial == nil {
+// httpTransport is the round tripper for requests dialled by dial and, with tlsConf,
+// verified with it: http.DefaultTransport when both are nil.
+func httpTransport(dial func(ctx context.Context, network, addr string) (net.Conn, error), tlsConf *tls.Config) http.RoundTripper {
+	if dial == nil && tlsConf == nil {
 		return http.DefaultTransport
 	}
-	return &http.Transport{DialContext: dial, MaxIdleConnsPerHost: 8, IdleConnTimeout: 90 * time.Second}
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	}
+	return &http.Transport{DialContext: dial, TLSClientConfig: tlsConf, TLSHandshakeTimeout: 10 * time.Second,
+		MaxIdleConnsPerHost: 8, IdleConnTimeout: 90 * time.Second}
+}
+
+// url is the URL of path on the node or controller at addr: https with TLS.
+func (c *Controller) url(addr, path string) string {
+	return tlsconf.Scheme(c.cfg.ClientTLS, "http") + "://" + addr + path
 }

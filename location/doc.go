@@ -53,7 +53,9 @@
 //     promotion_metrics.go: the last promotions kept in the directory and their metrics;
 //     operations.go: the admin calls running now, with their progress.
 //   - auth.go, raft_auth.go: the cluster secret and admin tokens (below), on HTTP and on
-//     raft's connections.
+//     raft's connections; raft_tls.go: raft's connections over TLS (Config.ServerTLS and
+//     ClientTLS; every HTTP call the controller makes is https with ClientTLS, and the
+//     caller serves Handler on a TLS listener).
 //   - auth_cmds.go, auth_admin.go: roles and token hashes in the directory, and the admin
 //     ops that change them (createRole, deleteRole, listRoles, createToken, revokeToken).
 //

@@ -229,7 +229,7 @@ func (c *Controller) sendBatch(m adMessage) (string, bool) {
 func (c *Controller) postAds(addr string, body []byte) (hint string, err error) {
 	ctx, cancel := context.WithTimeout(c.ctx, adSendTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+pathInternalAds, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url(addr, pathInternalAds), bytes.NewReader(body))
 	if err != nil {
 		return "", err
 	}
@@ -394,7 +394,7 @@ func (c *Controller) localLocations() command.LocationsReply {
 func (c *Controller) getFrom(ctx context.Context, addr, path string, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url(addr, path), nil)
 	if err != nil {
 		return err
 	}

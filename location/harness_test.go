@@ -2,6 +2,7 @@ package location
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -141,6 +142,9 @@ func (tc *testCluster) start(id string, raftLn, httpLn net.Listener) {
 	}
 	for _, o := range tc.opts {
 		o(&cfg)
+	}
+	if cfg.ServerTLS != nil {
+		httpLn = tls.NewListener(httpLn, cfg.ServerTLS) // as cmd/sibyl serves it
 	}
 	c, err := New(cfg)
 	if err != nil {

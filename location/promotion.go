@@ -597,7 +597,7 @@ func chooseMain(replies map[uint16]command.SealReply) command.SealReply {
 func (c *Controller) sendSeal(ctx context.Context, addr string, req command.SealRequest) (command.SealReply, error) {
 	var out command.SealReply
 	body, _ := json.Marshal(req)
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/v1/internal/seal", bytes.NewReader(body))
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url(addr, "/v1/internal/seal"), bytes.NewReader(body))
 	if err != nil {
 		return out, err
 	}

@@ -306,7 +306,7 @@ func (c *Controller) CloseStreams() error {
 func (c *Controller) fetchStatus(ctx context.Context, addr string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+pathStatus, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url(addr, pathStatus), nil)
 	if err != nil {
 		return nil, fmt.Errorf("status from %s: %w", addr, err)
 	}

@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/tlsconf"
 )
 
 // ctrlClient speaks the node <-> controller protocol of command/directory.go. Only the raft
@@ -24,6 +26,7 @@ import (
 // abandon, admin calls, status), which the controllers require when they have one.
 type ctrlClient struct {
 	addrs  []string
+	scheme string // http, or https with TLS
 	secret string
 	log    zerolog.Logger
 	http   *http.Client
@@ -34,7 +37,7 @@ type ctrlClient struct {
 	leader string
 }
 
-func newCtrlClient(addrs []string, log zerolog.Logger, dial DialFunc, secret string) *ctrlClient {
+func newCtrlClient(addrs []string, log zerolog.Logger, dial DialFunc, tlsConf *tls.Config, secret string) *ctrlClient {
 	var clean []string
 	for _, a := range addrs {
 		a = strings.TrimSpace(strings.TrimPrefix(strings.TrimPrefix(a, "http://"), "https://"))
@@ -42,8 +45,9 @@ func newCtrlClient(addrs []string, log zerolog.Logger, dial DialFunc, secret str
 			clean = append(clean, strings.TrimSuffix(a, "/"))
 		}
 	}
-	return &ctrlClient{addrs: clean, secret: secret, log: log, http: &http.Client{Timeout: 15 * time.Second, Transport: HTTPTransport(dial)},
-		long: &http.Client{Transport: HTTPTransport(dial)}}
+	return &ctrlClient{addrs: clean, scheme: tlsconf.Scheme(tlsConf, "http"), secret: secret, log: log,
+		http: &http.Client{Timeout: 15 * time.Second, Transport: HTTPTransport(dial, tlsConf)},
+		long: &http.Client{Transport: HTTPTransport(dial, tlsConf)}}
 }
 
 // candidates lists controller addresses, the last known leader first.
@@ -87,7 +91,7 @@ func (c *ctrlClient) doWith(hc *http.Client, ctx context.Context, method, path, 
 			continue
 		}
 		tried[addr] = true
-		req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, bytes.NewReader(payload))
+		req, err := http.NewRequestWithContext(ctx, method, c.scheme+"://"+addr+path, bytes.NewReader(payload))
 		if err != nil {
 			return err
 		}
@@ -167,7 +171,7 @@ func (c *ctrlClient) admin(ctx context.Context, req *command.Request) (*command.
 // controllers, and a node joins its own. It reports whether it found loc.
 func (c *ctrlClient) learn(ctx context.Context, loc string) bool {
 	for _, addr := range c.candidates() {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/locations", nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.scheme+"://"+addr+"/v1/locations", nil)
 		if err != nil {
 			return false
 		}

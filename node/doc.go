@@ -41,7 +41,9 @@
 //     events of types outside its scope (events_hub.go, events_catchup.go).
 //   - node.go: Handler, the node-to-node and controller-to-node endpoints under
 //     /v1/internal/, each refusing a call without the cluster secret (Config.ClusterSecret,
-//     compared in constant time) with unauthorized.
+//     compared in constant time) with unauthorized. With Config.ClientTLS every call the
+//     node makes to another node or a controller is https or wss, verified with it
+//     (peerURL, wsDialer, HTTPTransport); the caller serves the node on a TLS listener.
 //   - seal.go: a promotion's seal: the copy fsyncs the new epoch before it answers with
 //     its last entry, commit point and copy ID, and refuses the old main from then on.
 //   - handover.go: a planned promotion: the main freezes (executes nothing) until the

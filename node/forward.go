@@ -93,7 +93,7 @@ func (f *forwarder) dial(target uint16) (*fwdConn, error) {
 		return nil, command.Errorf(command.CodeUnavailable, "node %d has no known address", target)
 	}
 	d := f.n.wsDialer(2 * time.Second)
-	ws, _, err := d.Dial("ws://"+addr+"/v1/internal/fwd?from="+strconv.Itoa(int(f.n.cfg.ID)), f.n.internalHeader())
+	ws, _, err := d.Dial(f.n.peerURL("ws", addr, "/v1/internal/fwd?from="+strconv.Itoa(int(f.n.cfg.ID))), f.n.internalHeader())
 	if err != nil {
 		return nil, command.Errorf(command.CodeUnavailable, "node %d at %s unreachable: %v", target, addr, err)
 	}

@@ -81,7 +81,7 @@ func TestNodePresentsTheSecretToControllers(t *testing.T) {
 		_, _ = w.Write([]byte(`{}`))
 	}))
 	defer srv.Close()
-	c := newCtrlClient([]string{srv.URL}, zerolog.Nop(), nil, "s3cret")
+	c := newCtrlClient([]string{srv.URL}, zerolog.Nop(), nil, nil, "s3cret")
 	ctx := context.Background()
 	var out map[string]any
 	for _, call := range []struct{ method, path string }{
@@ -136,7 +136,7 @@ func TestControllerRefusalIsUnauthorized(t *testing.T) {
 		_, _ = w.Write([]byte(`{"error":{"code":"unauthorized","message":"needs the cluster secret"}}`))
 	}))
 	defer srv.Close()
-	c := newCtrlClient([]string{srv.URL}, zerolog.Nop(), nil, "wrong")
+	c := newCtrlClient([]string{srv.URL}, zerolog.Nop(), nil, nil, "wrong")
 	var out map[string]any
 	err := c.do(context.Background(), http.MethodPost, "/v1/internal/join", nil, &out)
 	if command.CodeOf(err) != command.CodeUnauthorized || calls != 1 {

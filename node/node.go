@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 	"github.com/sibylhq/sibyl/node/core"
 	"github.com/sibylhq/sibyl/node/store"
 	"github.com/sibylhq/sibyl/node/wal"
+	"github.com/sibylhq/sibyl/tlsconf"
 )
 
 // Config configures one node process.
@@ -77,23 +79,36 @@ type Config struct {
 	// Dial, when set, opens every connection the node makes to another process (nil: TCP).
 	// Tests run whole clusters on an in-memory network through it.
 	Dial DialFunc
+	// ClientTLS, when set, makes every call to another node or a controller https or wss,
+	// verified with it (tlsconf.Settings.Client); nil calls in plaintext.
+	ClientTLS *tls.Config
 }
 
 // DialFunc opens a connection to addr, as net.Dialer.DialContext does.
 type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 
-// HTTPTransport is the round tripper for requests dialled by dial: http.DefaultTransport
-// when dial is nil.
-func HTTPTransport(dial DialFunc) http.RoundTripper {
-	if dial == nil {
+// HTTPTransport is the round tripper for requests dialled by dial and, with tlsConf,
+// verified with it: http.DefaultTransport when both are nil.
+func HTTPTransport(dial DialFunc, tlsConf *tls.Config) http.RoundTripper {
+	if dial == nil && tlsConf == nil {
 		return http.DefaultTransport
 	}
-	return &http.Transport{DialContext: dial, MaxIdleConnsPerHost: 8, IdleConnTimeout: 90 * time.Second}
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	}
+	return &http.Transport{DialContext: dial, TLSClientConfig: tlsConf,
+		TLSHandshakeTimeout: 10 * time.Second, MaxIdleConnsPerHost: 8, IdleConnTimeout: 90 * time.Second}
 }
 
-// wsDialer is a WebSocket dialer that connects through the node's Dial.
+// wsDialer is a WebSocket dialer that connects through the node's Dial, with its TLS.
 func (n *Node) wsDialer(handshake time.Duration) websocket.Dialer {
-	return websocket.Dialer{HandshakeTimeout: handshake, NetDialContext: n.cfg.Dial}
+	return websocket.Dialer{HandshakeTimeout: handshake, NetDialContext: n.cfg.Dial, TLSClientConfig: n.cfg.ClientTLS}
+}
+
+// peerURL is the URL of path (with its query) on the process at addr, over TLS when the
+// node has it: scheme is "http" or "ws".
+func (n *Node) peerURL(scheme, addr, path string) string {
+	return tlsconf.Scheme(n.cfg.ClientTLS, scheme) + "://" + addr + path
 }
 
 // Node is one running node.
@@ -217,8 +232,8 @@ func New(cfg Config) (*Node, error) {
 		n.groups[id] = g
 	}
 	n.fwd = newForwarder(n)
-	n.ctrl = newCtrlClient(cfg.Controllers, n.log, cfg.Dial, cfg.ClusterSecret)
-	n.peerHTTP = &http.Client{Transport: HTTPTransport(cfg.Dial)}
+	n.ctrl = newCtrlClient(cfg.Controllers, n.log, cfg.Dial, cfg.ClientTLS, cfg.ClusterSecret)
+	n.peerHTTP = &http.Client{Transport: HTTPTransport(cfg.Dial, cfg.ClientTLS)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	// Logged before run starts: run may adopt another incarnation (adoptIncarnation).
 	n.log.Info().Str("addr", cfg.HTTPAddr).Str("instance", n.instance).Uint64("incarnation", n.incarnation).

@@ -171,10 +171,11 @@ func (l *peerLink) streamSnapshot(ctx context.Context, t *snapshotTransfer) (res
 	if addr == "" {
 		return resync.Stats{}, errors.New("sibling's address is unknown")
 	}
-	u := "ws://" + addr + "/v1/internal/resync?group=" + strconv.Itoa(int(g.id)) + "&from=" + strconv.Itoa(int(g.n.cfg.ID))
+	u := g.n.peerURL("ws", addr, "/v1/internal/resync?group="+strconv.Itoa(int(g.id))+"&from="+strconv.Itoa(int(g.n.cfg.ID)))
 	d := snapshotDialer
 	d.HandshakeTimeout = g.n.cfg.DownAfter
 	d.NetDialContext = g.n.cfg.Dial
+	d.TLSClientConfig = g.n.cfg.ClientTLS
 	conn, _, err := d.DialContext(ctx, u, g.n.internalHeader())
 	if err != nil {
 		return resync.Stats{}, err

@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,8 +18,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/sibylhq/sibyl/api/client"
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/tlsconf"
 )
 
 // Proc is one process of a cluster as cluster.json describes it.
@@ -37,6 +41,9 @@ func (p *Proc) Name() string { return strings.Trim(string(p.ID), `"`) }
 type clusterFile struct {
 	Controllers []*Proc `json:"controllers"`
 	Nodes       []*Proc `json:"nodes"`
+	TLS         *struct {
+		CA string `json:"ca"`
+	} `json:"tls"`
 }
 
 // Options of a scenario cluster.
@@ -60,6 +67,9 @@ type Options struct {
 	ClientRole bool
 	// Locations is dev's --locations (default 1); Controllers is per location.
 	Locations int
+	// TLS starts the cluster with dev --tls: every listener serves TLS only, and the
+	// cluster's own calls (Status, Client, URL) verify it with the CA cluster.json names.
+	TLS bool
 }
 
 // Cluster is a running `sibyl dev` cluster.
@@ -73,6 +83,10 @@ type Cluster struct {
 	// secret and adminToken are the cluster secret and admin token the cluster runs with;
 	// token is what Client presents: the admin token, or the client role's token.
 	secret, token, adminToken string
+	// tls verifies the cluster's certificates (nil: plaintext); hc calls its HTTP
+	// endpoints with it.
+	tls *tls.Config
+	hc  *http.Client
 }
 
 // ClientRoleName is the role scenario clients get with Options.ClientRole, and
@@ -170,6 +184,9 @@ func StartCluster(t testing.TB, o Options) *Cluster {
 	if o.AdminToken != "" {
 		c.dev.Args = append(c.dev.Args, "--admin-token", o.AdminToken)
 	}
+	if o.TLS {
+		c.dev.Args = append(c.dev.Args, "--tls")
+	}
 	logf, err := os.Create(filepath.Join(c.Dir, "dev.out"))
 	if err != nil {
 		t.Fatal(err)
@@ -191,13 +208,44 @@ func StartCluster(t testing.TB, o Options) *Cluster {
 			return false
 		}
 		c.Controllers, c.Nodes = f.Controllers, f.Nodes
+		if o.TLS != (f.TLS != nil) {
+			t.Fatalf("cluster.json names TLS %+v; the cluster was started with TLS %v", f.TLS, o.TLS)
+		}
+		if f.TLS != nil {
+			s, err := tlsconf.Load(tlsconf.Files{CA: f.TLS.CA})
+			if err != nil {
+				t.Fatalf("the CA cluster.json names: %v", err)
+			}
+			c.tls = s.Client
+		}
 		return true
 	})
+	c.hc = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: c.tls}}
 	if o.ClientRole && o.AdminToken != "" {
 		c.token = c.CreateRoleToken(ClientRoleName, command.Grant{Types: ClientTypes,
 			Ops: []string{command.KindRead, command.KindWrite, command.KindSubscribe, command.KindTicket}})
 	}
 	return c
+}
+
+// URL is the URL of path on process p: https when the cluster serves TLS.
+func (c *Cluster) URL(p *Proc, path string) string {
+	return tlsconf.Scheme(c.tls, "http") + "://" + p.HTTP + path
+}
+
+// WSURL is the WebSocket URL of path on process p: wss when the cluster serves TLS.
+func (c *Cluster) WSURL(p *Proc, path string) string {
+	return tlsconf.Scheme(c.tls, "ws") + "://" + p.HTTP + path
+}
+
+// HTTP is a client of the cluster's HTTP endpoints, verifying its TLS when it has it.
+func (c *Cluster) HTTP() *http.Client { return c.hc }
+
+// WSDialer dials the cluster's WebSocket endpoints, verifying its TLS when it has it.
+func (c *Cluster) WSDialer() *websocket.Dialer {
+	d := *websocket.DefaultDialer
+	d.TLSClientConfig = c.tls
+	return &d
 }
 
 // CreateRoleToken creates role name with grants (as the admin) and a token of it, and
@@ -228,12 +276,11 @@ func (c *Cluster) WaitTokenAccepted(token string, accepted bool) time.Duration {
 	if accepted {
 		want = http.StatusOK
 	}
-	hc := &http.Client{Timeout: 2 * time.Second}
 	waitFor(c.t, 10*time.Second, fmt.Sprintf("every node answering %d to a token", want), func() bool {
 		for _, p := range c.Nodes {
-			req, _ := http.NewRequest(http.MethodGet, "http://"+p.HTTP+"/v1/status", nil)
+			req, _ := http.NewRequest(http.MethodGet, c.URL(p, "/v1/status"), nil)
 			req.Header.Set("Authorization", "Bearer "+token)
-			resp, err := hc.Do(req)
+			resp, err := c.hc.Do(req)
 			if err != nil {
 				return false
 			}
@@ -359,13 +406,12 @@ func (c *Cluster) Restart(p *Proc) {
 // Status asks the controllers for /v1/status (any that answers).
 func (c *Cluster) Status() (*command.Status, error) {
 	var lastErr error
-	hc := &http.Client{Timeout: 2 * time.Second}
 	for _, p := range c.Controllers {
-		req, _ := http.NewRequest(http.MethodGet, "http://"+p.HTTP+"/v1/status", nil)
+		req, _ := http.NewRequest(http.MethodGet, c.URL(p, "/v1/status"), nil)
 		if c.adminToken != "" {
 			req.Header.Set("Authorization", "Bearer "+c.adminToken)
 		}
-		resp, err := hc.Do(req)
+		resp, err := c.hc.Do(req)
 		if err != nil {
 			lastErr = err
 			continue
@@ -449,7 +495,7 @@ func (c *Cluster) ClientWithToken(token string, nodes ...int) *client.Client {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cl, err := client.Dial(ctx, client.Options{Addrs: addrs, Token: token})
+	cl, err := client.Dial(ctx, client.Options{Addrs: addrs, Token: token, TLS: c.tls})
 	if err != nil {
 		c.t.Fatalf("dial %v: %v", addrs, err)
 	}
@@ -482,7 +528,7 @@ func keepLogs(t testing.TB, dir string) {
 // Metric returns the value of the unlabelled Prometheus sample name on node id's /metrics.
 func (c *Cluster) Metric(id int, name string) float64 {
 	c.t.Helper()
-	resp, err := http.Get("http://" + c.Node(id).HTTP + "/metrics")
+	resp, err := c.hc.Get(c.URL(c.Node(id), "/metrics"))
 	if err != nil {
 		c.t.Fatalf("metrics of node %d: %v", id, err)
 	}
@@ -505,7 +551,7 @@ func (c *Cluster) Metric(id int, name string) float64 {
 func (c *Cluster) WaitServing(id int) {
 	c.t.Helper()
 	waitFor(c.t, 30*time.Second, fmt.Sprintf("node %d serving", id), func() bool {
-		resp, err := http.Get("http://" + c.Node(id).HTTP + "/healthz")
+		resp, err := c.hc.Get(c.URL(c.Node(id), "/healthz"))
 		if err != nil {
 			return false
 		}

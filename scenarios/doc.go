@@ -16,9 +16,12 @@
 // History checks every resource's operations against a model of one resource (existence,
 // data, version, ticket), so a lost, doubled or misplaced effect of any op fails it.
 //
-// The kill -9 failover and the planned promote run twice (clusterModes): on an open
-// cluster, and with a cluster secret and an admin token on every process, where
-// checkGuarded first has intruders refused on every controller and node port.
+// The kill -9 failover, the planned promote, the sibling registration and the drain run in
+// every clusterMode: on an open cluster; with a cluster secret and an admin token on every
+// process, where checkGuarded first has intruders refused on every controller and node
+// port; and with TLS on every listener besides (dev --tls). TestEndpointsRefuseIntruders
+// calls every endpoint the routers register (routerPatterns) in plaintext on a TLS cluster
+// and, for internal ones, without the secret, and checks that nothing is served or changed.
 //
 // TestMain builds the binary once. Each test starts its own cluster on its own ports
 // (chosen from a seeded sequence, printed with the seed) and data directory, and stops it

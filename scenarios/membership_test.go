@@ -158,7 +158,7 @@ func testDrainUnderLoad(t *testing.T, mode Options) {
 		failed += w.failed.Load()
 	}
 	lost := checkRun(t, c, h, all, 1)
-	t.Logf("drain of node 2 took %v; ops %d, failed %d, lost %d, linearizable: yes", took.Round(time.Millisecond), h.Len(), failed, lost)
+	t.Logf("%s: drain of node 2 took %v; ops %d, failed %d, lost %d, linearizable: yes", describeMode(mode), took.Round(time.Millisecond), h.Len(), failed, lost)
 
 	// Decommission: refused while the drained node still runs, done once it is stopped.
 	if err := adminCall(t, c, 1, command.OpRemoveNode, 0, 2); command.CodeOf(err) != command.CodeConflict {
@@ -186,13 +186,14 @@ func testDrainUnderLoad(t *testing.T, mode Options) {
 	}
 }
 
-// registerOverWS sends registerSibling on a raw WebSocket and returns the phases of the
-// progress events that came before the ok reply (docs/protocol.md §3). A retryable refusal
-// (a controller leader change, say) is retried, as an operator would.
+// registerOverWS sends registerSibling on a raw WebSocket to node via (with the cluster's
+// TLS and admin token) and returns the phases of the progress events that came before the
+// ok reply (docs/protocol.md §3). A retryable refusal (a controller leader change, say) is
+// retried, as an operator would.
 func registerOverWS(t *testing.T, c *Cluster, via int, server, node int64) []string {
 	t.Helper()
 	for attempt := 1; ; attempt++ {
-		phases, err := registerOnce(t, c.Node(via).HTTP, c.adminToken, server, node)
+		phases, err := registerOnce(t, c, via, server, node)
 		if err == nil {
 			return phases
 		}
@@ -203,13 +204,13 @@ func registerOverWS(t *testing.T, c *Cluster, via int, server, node int64) []str
 	}
 }
 
-func registerOnce(t *testing.T, addr, token string, server, node int64) ([]string, *command.Error) {
+func registerOnce(t *testing.T, c *Cluster, via int, server, node int64) ([]string, *command.Error) {
 	t.Helper()
-	var header http.Header
-	if token != "" {
-		header = http.Header{"Authorization": {"Bearer " + token}}
+	header := http.Header{}
+	if c.adminToken != "" {
+		header.Set("Authorization", "Bearer "+c.adminToken)
 	}
-	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/v1/ws", header)
+	ws, _, err := c.WSDialer().Dial(c.WSURL(c.Node(via), "/v1/ws"), header)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -18,6 +20,7 @@ import (
 	"github.com/sibylhq/sibyl/command"
 	"github.com/sibylhq/sibyl/location"
 	"github.com/sibylhq/sibyl/node"
+	"github.com/sibylhq/sibyl/tlsconf"
 )
 
 // readyTimeout bounds how long dev waits for the cluster to serve.
@@ -42,6 +45,7 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&adminTokens, "admin-token", "admin token given to every node and controller (repeatable): every client then needs a token, "+
 		"admin calls an admin token; it is printed and recorded in cluster.json")
 	auth := fs.Bool("auth", false, "turn tokens on with a generated admin token (as --admin-token), printed and recorded in cluster.json")
+	useTLS := fs.Bool("tls", false, "serve every listener over TLS: make a CA and a certificate per process under DIR/tls/ (ca.pem; clients take --tls-ca DIR/tls/ca.pem)")
 	if _, code, ok := parseOrExit(fs, args, stderr); !ok {
 		return code
 	}
@@ -63,8 +67,9 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 		}
 		*secret = s
 	}
-	if *secret == "" && len(adminTokens) > 0 {
-		// With admin tokens the cluster is meant to be closed: its internal endpoints too.
+	if *secret == "" && (len(adminTokens) > 0 || *useTLS) {
+		// With admin tokens or TLS the cluster is meant to be closed: its internal
+		// endpoints too.
 		generated, err := newSecret()
 		if err != nil {
 			fmt.Fprintf(stderr, "sibyl dev: generate a cluster secret: %v\n", err)
@@ -92,6 +97,12 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 	opts := devOptions{Exe: exe, Dir: dir, WriteTimeout: *writeTimeout, DownAfter: *downAfter, LogLevel: *logLevel,
 		MaxClockDrift: *drift, NodeFlags: extra, CopyTimeout: *copyTimeout,
 		ClusterSecret: *secret, AdminTokens: adminTokens}
+	if *useTLS {
+		if opts.TLS, err = writeDevTLS(dir, layout); err != nil {
+			fmt.Fprintf(stderr, "sibyl dev: %v\n", err)
+			return exitFail
+		}
+	}
 	return runDevCluster(layout, opts, stdout, stderr)
 }
 
@@ -131,6 +142,7 @@ func runDevCluster(layout devLayout, opts devOptions, stdout, stderr io.Writer) 
 	defer runtime.UnlockOSThread()
 
 	clusterPath := filepath.Join(opts.Dir, "cluster.json")
+	var cf clusterFile
 	// A cluster.json left by an earlier run would tell readers the cluster is ready
 	// before it is.
 	if err := os.Remove(clusterPath); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -140,8 +152,19 @@ func runDevCluster(layout devLayout, opts devOptions, stdout, stderr io.Writer) 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	var cf clusterFile
 	fmt.Fprintf(stdout, "sibyl dev: cluster directory %s (logs: %s)\n", opts.Dir, filepath.Join(opts.Dir, "<name>.log"))
+	var clientTLS *tls.Config
+	if opts.TLS != nil {
+		caPath := devCA(opts.TLS)
+		s, err := tlsconf.Load(tlsconf.Files{CA: caPath})
+		if err != nil {
+			fmt.Fprintf(stderr, "sibyl dev: %v\n", err)
+			return exitFail
+		}
+		clientTLS = s.Client
+		cf.TLS = &clusterTLS{CA: caPath}
+		fmt.Fprintf(stdout, "TLS on: every listener serves TLS; clients verify with --tls-ca %s\n", caPath)
+	}
 	if opts.ClusterSecret != "" {
 		fmt.Fprintf(stdout, "cluster secret on: every internal call between nodes and controllers needs it (see the args in cluster.json)\n")
 	}
@@ -191,7 +214,7 @@ func runDevCluster(layout devLayout, opts devOptions, stdout, stderr io.Writer) 
 	} else {
 		fmt.Fprintf(stdout, "waiting up to %s for every node to serve and every group to have a main...\n", readyTimeout)
 	}
-	if err := waitReady(ctx, layout, opts.ClusterSecret, exits); err != nil {
+	if err := waitReady(ctx, layout, opts.ClusterSecret, clientTLS, exits); err != nil {
 		if ctx.Err() != nil {
 			fmt.Fprintf(stdout, "sibyl dev: interrupted while starting; stopping every process\n")
 			stopChildren(children)
@@ -201,7 +224,7 @@ func runDevCluster(layout devLayout, opts devOptions, stdout, stderr io.Writer) 
 		stopChildren(children)
 		return exitFail
 	}
-	printReady(stdout, layout, time.Since(startedAt))
+	printReady(stdout, layout, clientTLS, opts.AdminTokens, time.Since(startedAt))
 	if err := writeClusterFile(clusterPath, cf); err != nil {
 		fmt.Fprintf(stderr, "sibyl dev: %v\n", err)
 		stopChildren(children)
@@ -229,13 +252,41 @@ func runDevCluster(layout devLayout, opts devOptions, stdout, stderr io.Writer) 
 	}
 }
 
-// printReady lists where to connect.
-func printReady(w io.Writer, layout devLayout, took time.Duration) {
+// printReady lists where to connect: ws:// and http:// URLs, or wss:// and https:// with
+// TLS settings. With tokens on, the status pages' URLs carry the admin token (?token=),
+// which the page needs and passes on to its stream.
+func printReady(w io.Writer, layout devLayout, tlsConf *tls.Config, adminTokens []string, took time.Duration) {
+	ws, web := tlsconf.Scheme(tlsConf, "ws"), tlsconf.Scheme(tlsConf, "http")
+	page := "/"
+	if len(adminTokens) > 0 {
+		page = "/?token=" + url.QueryEscape(adminTokens[0])
+	}
 	fmt.Fprintf(w, "cluster ready after %s\n", took.Round(10*time.Millisecond))
 	for _, n := range layout.Nodes {
-		fmt.Fprintf(w, "  node %-3d websocket ws://%s/v1/ws  status page http://%s/\n", n.ID, n.HTTP, n.HTTP)
+		fmt.Fprintf(w, "  node %-3d websocket %s://%s/v1/ws  status page %s://%s%s\n", n.ID, ws, n.HTTP, web, n.HTTP, page)
 	}
 	for _, c := range layout.Controllers {
-		fmt.Fprintf(w, "  controller %-3s status page http://%s/  (%s)\n", c.ID, c.HTTP, c.Location)
+		fmt.Fprintf(w, "  controller %-3s status page %s://%s%s  (%s)\n", c.ID, web, c.HTTP, page, c.Location)
 	}
+}
+
+// writeDevTLS makes the CA and every process's certificate of a dev cluster under
+// dir/tls/ (tlsconf.WriteDev), named by controller ID and nodeName.
+func writeDevTLS(dir string, layout devLayout) (map[string]tlsconf.Files, error) {
+	var names []string
+	for _, c := range layout.Controllers {
+		names = append(names, c.ID)
+	}
+	for _, n := range layout.Nodes {
+		names = append(names, nodeName(n))
+	}
+	return tlsconf.WriteDev(filepath.Join(dir, "tls"), names)
+}
+
+// devCA is the CA every certificate of files verifies with (they share one).
+func devCA(files map[string]tlsconf.Files) string {
+	for _, f := range files {
+		return f.CA
+	}
+	return ""
 }

@@ -49,9 +49,14 @@ func runLocation(args []string, stdout, stderr io.Writer) int {
 	var adminTokens listFlag
 	fs.Var(&adminTokens, "admin-token", "admin token every admin call must carry (repeatable; none: any admin call with the cluster secret is accepted)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	tlsf := addTLSFlags(fs)
 	addConfigFlag(fs)
 	if _, code, ok := parseOrExit(fs, args, stderr); !ok {
 		return code
+	}
+	tlsSettings, err := tlsf.load()
+	if err != nil {
+		return usageError(fs, stderr, "%v", err)
 	}
 	if *id == "" || *httpAddr == "" || *raftAddr == "" || *dataDir == "" {
 		return usageError(fs, stderr, "--id, --http, --raft and --data are required")
@@ -90,13 +95,14 @@ func runLocation(args []string, stdout, stderr io.Writer) int {
 		ID: *id, HTTPAddr: *httpAddr, RaftAddr: *raftAddr, DataDir: *dataDir, Peers: peers,
 		Location: *loc, DownAfter: *downAfter, CopyTimeout: *copyTimeout, Logger: log,
 		ClusterSecret: *secret, AdminTokens: adminTokens, Locations: others,
+		ServerTLS: tlsSettings.Server, ClientTLS: tlsSettings.Client,
 	})
 	if err != nil {
 		ln.Close()
 		log.Error().Err(err).Msg("cannot start controller")
 		return exitFail
 	}
-	return serveUntilSignal(log, ln, c.Handler(), c.CloseStreams, c.Close)
+	return serveUntilSignal(log, listenerFor(ln, tlsSettings), c.Handler(), c.CloseStreams, c.Close)
 }
 
 func runNode(args []string, stdout, stderr io.Writer) int {
@@ -131,9 +137,14 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	maxSubs := fs.Int("max-subs", 1000, "subscriptions one client connection may have open (more: rate_limited)")
 	maxConnsPerIP := fs.Int("max-conns-per-ip", api.DefaultMaxConnsPerIP, "WebSocket connections open from one client IP (more: refused with rate_limited)")
 	rate := fs.Int("rate", 0, "requests a second per token, or per IP without tokens (0: no limit; more: rate_limited with retryAfterMs)")
+	tlsf := addTLSFlags(fs)
 	addConfigFlag(fs)
 	if _, code, ok := parseOrExit(fs, args, stderr); !ok {
 		return code
+	}
+	tlsSettings, err := tlsf.load()
+	if err != nil {
+		return usageError(fs, stderr, "%v", err)
 	}
 	if *maxFrame < 1024 || *maxInflight < 1 || *maxSubs < 1 || *maxConnsPerIP < 1 || *rate < 0 {
 		return usageError(fs, stderr, "--max-frame %d (at least 1024), --max-inflight %d, --max-subs %d, --max-conns-per-ip %d (at least 1), --rate %d (0 or more)",
@@ -182,7 +193,7 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 		MaxClockDrift: *drift, Logger: log, SyncRate: *syncRate, LogKeep: *logKeep, LogKeepMax: *logKeepMax,
 		VacuumEvery: *vacuumEvery, TombstoneRetention: *tombstoneRetention, DedupeRetention: *dedupeRetention,
 		FlushBytes: *flushBytes, FlushEvery: *flushEvery, MaxSubs: *maxSubs, WALSegmentBytes: *walSegment,
-		RegisterHoldBytes: *holdBytes, RegisterHoldTime: *holdTime,
+		RegisterHoldBytes: *holdBytes, RegisterHoldTime: *holdTime, ClientTLS: tlsSettings.Client,
 	})
 	if err != nil {
 		ln.Close()
@@ -195,7 +206,7 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 		MaxFrameBytes: *maxFrame, MaxPendingPerConn: *maxInflight, MaxConnsPerIP: *maxConnsPerIP, RatePerSecond: *rate,
 		Served: statuspage.Served{Kind: "node", ID: strconv.Itoa(int(*id)), Location: nodeLocation(*loc)},
 	})
-	return serveUntilSignal(log, ln, nodeMux(n, srv, apiMetrics), srv.Close, n.Close)
+	return serveUntilSignal(log, listenerFor(ln, tlsSettings), nodeMux(n, srv, apiMetrics), srv.Close, n.Close)
 }
 
 // nodeBackend adapts *node.Node to api.Backend: the node's session constructors return its
