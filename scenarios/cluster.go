@@ -407,24 +407,34 @@ func (c *Cluster) Restart(p *Proc) {
 func (c *Cluster) Status() (*command.Status, error) {
 	var lastErr error
 	for _, p := range c.Controllers {
-		req, _ := http.NewRequest(http.MethodGet, c.URL(p, "/v1/status"), nil)
-		if c.adminToken != "" {
-			req.Header.Set("Authorization", "Bearer "+c.adminToken)
+		st, err := c.StatusFrom(p)
+		if err == nil {
+			return st, nil
 		}
-		resp, err := c.hc.Do(req)
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		var st command.Status
-		err = json.NewDecoder(resp.Body).Decode(&st)
-		resp.Body.Close()
-		if err == nil && resp.StatusCode == 200 {
-			return &st, nil
-		}
-		lastErr = fmt.Errorf("status from %s: HTTP %d %v", p.HTTP, resp.StatusCode, err)
+		lastErr = err
 	}
 	return nil, lastErr
+}
+
+// StatusFrom asks process p for /v1/status, with the admin token when the cluster has one.
+func (c *Cluster) StatusFrom(p *Proc) (*command.Status, error) {
+	req, err := http.NewRequest(http.MethodGet, c.URL(p, "/v1/status"), nil)
+	if err != nil {
+		return nil, err
+	}
+	if c.adminToken != "" {
+		req.Header.Set("Authorization", "Bearer "+c.adminToken)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var st command.Status
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil || resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("status from %s: HTTP %d %v", p.HTTP, resp.StatusCode, err)
+	}
+	return &st, nil
 }
 
 // WaitVoting waits until group g has n voting siblings and returns its status.

@@ -289,12 +289,12 @@ func clusterState(t *testing.T, c *Cluster, rid string) (parts []string, settled
 	// heard so far.
 	var st command.Status
 	waitFor(t, 20*time.Second, "the status of "+c.Controllers[0].Name(), func() bool {
-		resp, err := c.HTTP().Get(c.URL(c.Controllers[0], "/v1/status"))
+		got, err := c.StatusFrom(c.Controllers[0])
 		if err != nil {
 			return false
 		}
-		defer resp.Body.Close()
-		return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&st) == nil
+		st = *got
+		return true
 	})
 	settled = len(st.Nodes) == len(c.Nodes) && len(st.Controllers) == len(c.Controllers) && len(st.Groups) > 0
 	for _, n := range st.Nodes {
