@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,6 +61,13 @@ func (c *ctrlClient) candidates() []string {
 		}
 	}
 	return out
+}
+
+// knows reports whether addr is one of this client's controllers.
+func (c *ctrlClient) knows(addr string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return addr == c.leader || slices.Contains(c.addrs, addr)
 }
 
 // do sends one request to the leader, following hints, and decodes the answer into out.

@@ -22,6 +22,9 @@ import (
 // readyTimeout bounds how long dev waits for the cluster to serve.
 const readyTimeout = 60 * time.Second
 
+// defaultWANDelay is dev's one-way delay between locations (docs/protocol.md §6).
+const defaultWANDelay = 10 * time.Millisecond
+
 func runDev(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("dev", "dev [--nodes 4] [--controllers 3] [--locations 1] [--base-port 7700] [--data DIR] [flags]", stderr)
 	nodes := fs.Int("nodes", 4, "number of nodes (server IDs 1..N)")
@@ -39,8 +42,15 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 		"(default: none, or a generated one when --admin-token is set; a --cluster-secret in --node-flags reaches the controllers too)")
 	var adminTokens listFlag
 	fs.Var(&adminTokens, "admin-token", "admin token given to every node and controller (repeatable); admin calls then need it")
+	wanDelay := fs.Duration("wan-delay", -1, "one-way delay added to every connection between processes of different locations (default 10ms with more than one location, else 0)")
 	if _, code, ok := parseOrExit(fs, args, stderr); !ok {
 		return code
+	}
+	if *wanDelay < 0 {
+		*wanDelay = 0
+		if *locations > 1 {
+			*wanDelay = defaultWANDelay
+		}
 	}
 	extra := strings.Fields(*nodeFlags)
 	if s, ok := nodeFlagValue(extra, "cluster-secret"); ok {
@@ -80,7 +90,7 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 	}
 	opts := devOptions{Exe: exe, Dir: dir, WriteTimeout: *writeTimeout, DownAfter: *downAfter, LogLevel: *logLevel,
 		MaxClockDrift: *drift, NodeFlags: extra, CopyTimeout: *copyTimeout,
-		ClusterSecret: *secret, AdminTokens: adminTokens}
+		ClusterSecret: *secret, AdminTokens: adminTokens, WANDelay: *wanDelay}
 	return runDevCluster(layout, opts, stdout, stderr)
 }
 

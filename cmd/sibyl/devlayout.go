@@ -164,6 +164,16 @@ type devOptions struct {
 	ClusterSecret string
 	// AdminTokens, when set, are given to every controller and node (--admin-token).
 	AdminTokens []string
+	// WANDelay, when positive, is given to every controller and node (--wan-delay).
+	WANDelay time.Duration
+}
+
+// wanArgs are the flags that give a child the one-way delay between locations.
+func (o devOptions) wanArgs() []string {
+	if o.WANDelay <= 0 {
+		return nil
+	}
+	return []string{"--wan-delay", o.WANDelay.String()}
 }
 
 // securityArgs are the flags that give a child the cluster's secret and admin tokens.
@@ -195,6 +205,7 @@ func (l devLayout) controllerArgs(o devOptions, c devController) []string {
 	if o.CopyTimeout != 0 && o.CopyTimeout != location.DefaultCopyTimeout {
 		args = append(args, "--copy-timeout", o.CopyTimeout.String())
 	}
+	args = append(args, o.wanArgs()...)
 	return append(args, o.securityArgs()...)
 }
 
@@ -229,6 +240,7 @@ func nodeArgs(o devOptions, n devNode) []string {
 	if o.MaxClockDrift != 0 && o.MaxClockDrift != node.DefaultMaxClockDrift {
 		args = append(args, "--max-clock-drift", strconv.FormatFloat(o.MaxClockDrift, 'g', -1, 64))
 	}
+	args = append(args, o.wanArgs()...)
 	args = append(args, o.securityArgs()...)
 	return append(args, o.NodeFlags...)
 }

@@ -47,6 +47,7 @@ func runLocation(args []string, stdout, stderr io.Writer) int {
 	var adminTokens listFlag
 	fs.Var(&adminTokens, "admin-token", "admin token every admin call must carry (repeatable; none: any admin call with the cluster secret is accepted)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	wanDelay := fs.Duration("wan-delay", 0, wanDelayUsage)
 	addConfigFlag(fs)
 	if _, code, ok := parseOrExit(fs, args, stderr); !ok {
 		return code
@@ -84,16 +85,19 @@ func runLocation(args []string, stdout, stderr io.Writer) int {
 		log.Error().Err(err).Str("http", *httpAddr).Msg("cannot listen")
 		return exitFail
 	}
+	var peerLocations lateLocator
 	c, err := location.New(location.Config{
 		ID: *id, HTTPAddr: *httpAddr, RaftAddr: *raftAddr, DataDir: *dataDir, Peers: peers,
 		Location: *loc, DownAfter: *downAfter, CopyTimeout: *copyTimeout, Logger: log,
 		ClusterSecret: *secret, AdminTokens: adminTokens, Locations: others,
+		Dial: wanDialFor(locationOrDefault(*loc), *wanDelay, &peerLocations),
 	})
 	if err != nil {
 		ln.Close()
 		log.Error().Err(err).Msg("cannot start controller")
 		return exitFail
 	}
+	peerLocations.set(c.LocationOf)
 	return serveUntilSignal(log, ln, c.Handler(), nil, c.Close)
 }
 
@@ -126,6 +130,7 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	maxSubs := fs.Int("max-subs", 1000, "subscriptions one client connection may have open (more: rate_limited)")
 	maxConnsPerIP := fs.Int("max-conns-per-ip", api.DefaultMaxConnsPerIP, "WebSocket connections open from one client IP (more: refused with rate_limited)")
 	rate := fs.Int("rate", 0, "requests a second per token, or per IP without tokens (0: no limit; more: rate_limited with retryAfterMs)")
+	wanDelay := fs.Duration("wan-delay", 0, wanDelayUsage)
 	addConfigFlag(fs)
 	if _, code, ok := parseOrExit(fs, args, stderr); !ok {
 		return code
@@ -165,18 +170,21 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 		log.Error().Err(err).Str("http", *httpAddr).Msg("cannot listen")
 		return exitFail
 	}
+	var peerLocations lateLocator
 	n, err := node.New(node.Config{
 		ID: command.ServerID(*id), HTTPAddr: advertised(*httpAddr, *advertise), DataDir: *dataDir, Controllers: ctrlAddrs,
 		Location: *loc, WriteTimeout: *writeTimeout, DownAfter: *downAfter, ClusterSecret: *secret,
 		MaxClockDrift: *drift, Logger: log, SyncRate: *syncRate, LogKeep: *logKeep, LogKeepMax: *logKeepMax,
 		VacuumEvery: *vacuumEvery, TombstoneRetention: *tombstoneRetention, DedupeRetention: *dedupeRetention,
 		FlushBytes: *flushBytes, FlushEvery: *flushEvery, MaxSubs: *maxSubs,
+		Dial: node.DialFunc(wanDialFor(locationOrDefault(*loc), *wanDelay, &peerLocations)),
 	})
 	if err != nil {
 		ln.Close()
 		log.Error().Err(err).Uint("id", *id).Str("data", *dataDir).Msg("cannot start node")
 		return exitFail
 	}
+	peerLocations.set(n.LocationOf)
 	apiMetrics := api.NewMetrics()
 	srv := api.NewServer(nodeBackend{n}, api.Options{
 		ClientTokens: tokens, AdminTokens: adminTokens, Logger: log, Metrics: apiMetrics,
