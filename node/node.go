@@ -91,7 +91,8 @@ type Node struct {
 	log         zerolog.Logger
 	store       store.Store
 	instance    string
-	incarnation uint64
+	incarnation atomic.Uint64 // raised by adoptIncarnation (under incMu)
+	incMu       sync.Mutex
 	generation  atomic.Uint64
 	ids         *command.IDGen
 	joins       atomic.Int64 // successful joins (a restart of the controllers' state forces another)
@@ -113,9 +114,13 @@ type Node struct {
 	// applyMu serialises applyDirectory (taken before mu and every group's mu).
 	applyMu sync.Mutex
 	mu      sync.RWMutex
-	dir     *command.Directory
-	groups  map[command.ServerID]*group
-	joined  bool
+	// own is the link to this node's location's controllers, links every location's by
+	// name (locations.go); dir is their directories merged.
+	own    *link
+	links  map[string]*link
+	dir    *command.Directory
+	groups map[command.ServerID]*group
+	joined bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -170,7 +175,7 @@ func New(cfg Config) (*Node, error) {
 		if err != nil {
 			return nil, err
 		}
-		n.incarnation = inc
+		n.incarnation.Store(inc)
 	}
 	if cfg.Store != nil {
 		n.store = cfg.Store
@@ -198,10 +203,12 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.fwd = newForwarder(n)
 	n.ctrl = newCtrlClient(cfg.Controllers, n.log, cfg.Dial, cfg.ClusterSecret)
+	n.own = &link{loc: cfg.Location, own: true, ctrl: n.ctrl}
+	n.links = map[string]*link{cfg.Location: n.own}
 	n.peerHTTP = &http.Client{Transport: HTTPTransport(cfg.Dial)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	// Logged before run starts: run may adopt another incarnation (adoptIncarnation).
-	n.log.Info().Str("addr", cfg.HTTPAddr).Str("instance", n.instance).Uint64("incarnation", n.incarnation).
+	n.log.Info().Str("addr", cfg.HTTPAddr).Str("instance", n.instance).Uint64("incarnation", n.incarnation.Load()).
 		Int("groups", len(held)).Msg("node started")
 	n.wg.Add(1)
 	go n.run()
