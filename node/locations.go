@@ -146,6 +146,9 @@ func (n *Node) homeOf(id command.ServerID) string {
 // first by name, and warned of), and every node once, preferring the record of the node's
 // own location's directory. Index is the own location's. n.mu is held.
 func (n *Node) mergeLocked() *command.Directory {
+	if n.own == nil {
+		return &command.Directory{Location: n.cfg.Location}
+	}
 	out := &command.Directory{Location: n.cfg.Location}
 	if n.own.dir != nil {
 		out.Index = n.own.dir.Index
@@ -162,7 +165,9 @@ func (n *Node) mergeLocked() *command.Directory {
 	for _, loc := range locs {
 		d := n.links[loc].dir
 		for _, ni := range d.Nodes {
-			if old, ok := nodes[ni.ID]; !ok || (old.Location != loc && ni.Location == loc) {
+			// The node's own location's record wins: it is the one that watches it as a
+			// member, not as a guest.
+			if _, ok := nodes[ni.ID]; !ok || ni.Location == loc {
 				nodes[ni.ID] = ni
 			}
 		}
