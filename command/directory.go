@@ -85,6 +85,11 @@ type GroupInfo struct {
 	// Managed: an operator changed the membership (registerSibling, removeSibling, drain);
 	// the controller no longer adds siblings to this group on its own.
 	Managed bool `json:"managed,omitempty"`
+	// Home is the location whose controllers own the group: they alone raise its epoch,
+	// change its configs and promote its main, wherever its copies live
+	// (docs/replication.md case 6, docs/locations.md). A location's directory lists only
+	// the groups homed there.
+	Home string `json:"home,omitempty"`
 }
 
 // Promotion phases.
@@ -136,11 +141,14 @@ func (g *GroupInfo) Voters() []uint16 {
 	return out
 }
 
-// Directory is a snapshot of the controller's state at raft index Index.
+// Directory is a snapshot of the controller's state at raft index Index. Location names
+// the location whose controllers answered it: its groups are the ones homed there, its
+// nodes that location's own and the guests of other locations that joined it.
 type Directory struct {
-	Index  uint64      `json:"index"`
-	Nodes  []NodeInfo  `json:"nodes"`
-	Groups []GroupInfo `json:"groups"`
+	Index    uint64      `json:"index"`
+	Location string      `json:"location,omitempty"`
+	Nodes    []NodeInfo  `json:"nodes"`
+	Groups   []GroupInfo `json:"groups"`
 	// Roles and Tokens (docs/protocol.md §7), by name and by hash; tokens are never
 	// stored or sent themselves, only their HashToken.
 	Roles  []Role      `json:"roles,omitempty"`
@@ -196,6 +204,9 @@ type SealRequest struct {
 	From   uint16 `json:"from"`
 	// Auto: the controller decided on its own; the sibling must agree the main is gone.
 	Auto bool `json:"auto"`
+	// Home is the location of the controllers that seal: a copy refuses a seal from any
+	// location but its group's home (docs/replication.md case 6).
+	Home string `json:"home,omitempty"`
 }
 
 // SealReply is a sealed sibling's position: its last durable entry, commit point and copy.

@@ -241,11 +241,11 @@ func TestDecidePromotionPassesOverAnOverdueMain(t *testing.T) {
 		for _, r := range tc.replies {
 			replies[r.Node] = r
 		}
-		cmd, chosen := decidePromotion(&g, 3, replies, true, 2)
+		cmd, chosen := decidePromotion(&g, 3, replies, true, 2, nil)
 		if c, ok := cmd.(choosePromotion); !ok || c.Main != tc.want || chosen.Node != tc.want {
 			t.Fatalf("%s: %+v (chosen %d), want node %d chosen", tc.name, cmd, chosen.Node, tc.want)
 		}
-		if _, chosen := decidePromotion(&g, 3, replies, true, 0); chosen.Node != 2 {
+		if _, chosen := decidePromotion(&g, 3, replies, true, 0, nil); chosen.Node != 2 {
 			t.Fatalf("%s: without passing over, chose %d; want 2, the highest last entry", tc.name, chosen.Node)
 		}
 	}

@@ -35,13 +35,16 @@ type registerController struct {
 }
 
 // joinNode records a node at its start. It creates the node's own group (the node is its
-// main, epoch 1, an empty active config) the first time the node joins.
+// main, epoch 1, an empty active config) the first time the node joins, unless the node is
+// a Guest: a node of another location, which joins every location so that their groups
+// may keep copies on it (docs/locations.md); its own group is homed in its own location.
 type joinNode struct {
 	ID          uint16 `json:"id"`
 	Addr        string `json:"addr"`
 	Location    string `json:"location"`
 	Instance    string `json:"instance"`
 	Incarnation uint64 `json:"incarnation"`
+	Guest       bool   `json:"guest,omitempty"`
 }
 
 // addLearner makes Node a syncing sibling of group Server.
@@ -95,6 +98,14 @@ func (c joinNode) applyTo(s *dirState) error {
 		return refuse("joinNode %d: id, addr, location and instance are required (got addr=%q location=%q instance=%q)",
 			c.ID, c.Addr, c.Location, c.Instance)
 	}
+	if old, ok := s.Nodes[c.ID]; ok && old.Location != c.Location {
+		// Server IDs name groups across every location: one ID, one node.
+		return refuse("joinNode %d of location %q: the directory already has node %d in location %q",
+			c.ID, c.Location, c.ID, old.Location)
+	}
+	if _, ok := s.Groups[c.ID]; c.Guest && ok {
+		return refuse("joinNode %d of location %q as a guest: this location homes a group %d", c.ID, c.Location, c.ID)
+	}
 	if old, ok := s.Nodes[c.ID]; ok {
 		inc, restarted, wiped := joinIncarnation(old, c)
 		if wiped {
@@ -144,7 +155,7 @@ func (c joinNode) applyTo(s *dirState) error {
 	} else {
 		s.Nodes[c.ID] = nodeRecord{ID: c.ID, Addr: c.Addr, Location: c.Location, Instance: c.Instance, Incarnation: c.Incarnation}
 	}
-	if _, ok := s.Groups[c.ID]; !ok {
+	if _, ok := s.Groups[c.ID]; !ok && !c.Guest {
 		s.Groups[c.ID] = &command.GroupInfo{
 			Server: c.ID, Epoch: 1, Main: c.ID,
 			Siblings: []command.Member{},

@@ -259,7 +259,7 @@ func (c *Controller) Directory() command.Directory {
 		return c.directoryFor(t)
 	}
 	st, _ := c.fsm.view()
-	return st.directory(c.unknownState)
+	return c.stamped(st.directory(c.unknownState))
 }
 
 // leadershipLoop follows raft's leadership events: it starts a leaderTerm when this
@@ -408,7 +408,16 @@ func (c *Controller) registerWith(addr string) error {
 func (c *Controller) directoryFor(t *leaderTerm) command.Directory {
 	st, _ := c.fsm.view()
 	now := c.now()
-	return st.directory(func(n nodeRecord) (string, uint64) { return t.nodeState(n, now, c.cfg.DownAfter) })
+	return c.stamped(st.directory(func(n nodeRecord) (string, uint64) { return t.nodeState(n, now, c.cfg.DownAfter) }))
+}
+
+// stamped names this location on directory d and as the home of each of its groups.
+func (c *Controller) stamped(d command.Directory) command.Directory {
+	d.Location = c.cfg.Location
+	for i := range d.Groups {
+		d.Groups[i].Home = c.cfg.Location
+	}
+	return d
 }
 
 // unknownState is the node state a controller without leader memory reports: it cannot

@@ -80,8 +80,13 @@
 //
 //   - POST /v1/internal/join, command.JoinRequest -> command.Directory. Applies joinNode;
 //     the first join of a node creates its group {main: node, epoch 1, active config
-//     version 1 with no voters}. An empty location means the controller's; another
-//     location is 400. A join from the recorded instance changes nothing (a retry). A join
+//     version 1 with no voters}. An empty location means the controller's. A node of
+//     another location joins as a guest: it is recorded (groups homed here may keep copies
+//     on it, docs/locations.md) but no group is created for it; a guest with the ID of a
+//     group homed here, or a node ID already recorded in another location, is 400. The
+//     answered directory names this location (Directory.Location, GroupInfo.Home). A
+//     guest's heartbeats are not taken as its ads. A join from the recorded instance
+//     changes nothing (a retry). A join
 //     from another instance is a restart: a main's group moves to a new epoch. When its
 //     incarnation is not above the recorded one, its data directory was wiped or replaced:
 //     the directory records (and answers, in NodeInfo.Incarnation) the recorded

@@ -294,7 +294,8 @@ func (c *Controller) handleInternalAds(w http.ResponseWriter, r *http.Request) {
 // hearNode takes a node's join or heartbeat, at the leader, as the node's ad.
 func (c *Controller) hearNode(id uint16, instance string, incarnation, generation uint64) {
 	rec, ok := c.fsm.node(id)
-	if !ok {
+	if !ok || (rec.Location != "" && rec.Location != c.cfg.Location) {
+		// A guest of another location: its own location's controllers advertise it.
 		return
 	}
 	ad := command.Ad{Kind: command.AdNode, ID: strconv.Itoa(int(id)), Location: rec.Location, Addr: rec.Addr,

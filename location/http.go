@@ -154,17 +154,20 @@ func (c *Controller) handleJoin(w http.ResponseWriter, r *http.Request) {
 	if req.Location == "" {
 		req.Location = c.cfg.Location
 	}
-	if req.Location != c.cfg.Location {
-		writeError(w, http.StatusBadRequest, command.CodeBadRequest,
-			"join of node %d: its location %q is not this controller's location %q", req.ID, req.Location, c.cfg.Location)
-		return
-	}
 	t := c.leaderGate(w, r)
 	if t == nil {
 		return
 	}
-	cmd := joinNode{ID: req.ID, Addr: req.Addr, Location: req.Location, Instance: req.Instance, Incarnation: req.Incarnation}
+	// A node of another location joins as a guest: groups homed here may keep copies on
+	// it, and it follows this directory for them (docs/locations.md).
+	cmd := joinNode{ID: req.ID, Addr: req.Addr, Location: req.Location, Instance: req.Instance, Incarnation: req.Incarnation,
+		Guest: req.Location != c.cfg.Location}
 	if _, err := c.cons.propose(cmd); err != nil {
+		var ref *refusal
+		if errors.As(err, &ref) {
+			writeError(w, http.StatusBadRequest, command.CodeBadRequest, "join of node %d: %v", req.ID, err)
+			return
+		}
 		c.writeProposeError(w, err)
 		return
 	}

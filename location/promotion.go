@@ -401,8 +401,8 @@ func (c *Controller) promote(t *leaderTerm, a promotionAction, passOver uint16) 
 	}
 	log := c.log.With().Uint16("group", g.Server).Uint64("epoch", epoch).Uint16("from", g.Main).Logger()
 	log.Info().Bool("auto", auto).Str("why", why).Msg("promotion: sealing")
-	replies := c.seal(t, &g, command.SealRequest{Server: g.Server, Epoch: epoch, From: g.Main, Auto: auto})
-	cmd, chosen := decidePromotion(&g, epoch, replies, mainFenced(t, &g, replies, c.now(), c.cfg.DownAfter), passOver)
+	replies := c.seal(t, &g, command.SealRequest{Server: g.Server, Epoch: epoch, From: g.Main, Auto: auto, Home: c.cfg.Location})
+	cmd, chosen := decidePromotion(&g, epoch, replies, mainFenced(t, &g, replies, c.now(), c.cfg.DownAfter), passOver, c.atHome(t))
 	if _, abandon := cmd.(abandonPromotion); abandon {
 		log.Warn().Int("sealed", len(replies)).Msg("promotion: too few siblings sealed; abandoning the attempt")
 		_ = c.proposeLogged(cmd)
@@ -427,8 +427,9 @@ func (c *Controller) promote(t *leaderTerm, a promotionAction, passOver uint16) 
 // main whose barrier did not commit within down-after (docs/replication.md case 7). It is
 // left out of the choice when the other seals alone cover R voters of every config: every
 // committed entry is then on one of them, so the highest of them holds it. Otherwise it
-// may be chosen again.
-func decidePromotion(g *command.GroupInfo, epoch uint64, replies map[uint16]command.SealReply, mainUp bool, passOver uint16) (cmd dirCommand, chosen command.SealReply) {
+// may be chosen again. atHome (nil: every node) says which nodes are in the home location,
+// whom the choice prefers among the longest logs.
+func decidePromotion(g *command.GroupInfo, epoch uint64, replies map[uint16]command.SealReply, mainUp bool, passOver uint16, atHome func(uint16) bool) (cmd dirCommand, chosen command.SealReply) {
 	if !sealsCover(g, replies) {
 		return abandonPromotion{Server: g.Server, Epoch: epoch, Refresh: mainUp}, command.SealReply{}
 	}
@@ -440,7 +441,7 @@ func decidePromotion(g *command.GroupInfo, epoch uint64, replies map[uint16]comm
 			candidates = others
 		}
 	}
-	chosen = chooseMain(candidates)
+	chosen = chooseMainAt(candidates, atHome)
 	return choosePromotion{Server: g.Server, Epoch: epoch, Main: chosen.Node}, chosen
 }
 
@@ -582,16 +583,36 @@ func sealsCover(g *command.GroupInfo, replies map[uint16]command.SealReply) bool
 // chooseMain picks the sealed sibling whose last log entry (epoch, seq) is highest (never
 // its current epoch, docs/replication.md case 2); ties go to the lowest node ID.
 func chooseMain(replies map[uint16]command.SealReply) command.SealReply {
+	return chooseMainAt(replies, nil)
+}
+
+// chooseMainAt is chooseMain preferring, among the siblings with the highest last entry,
+// one in the group's home location (atHome; nil: no preference), then the lowest node ID
+// (docs/protocol.md §6). The log decides first: a home copy that lacks an entry another
+// copy holds is never chosen over it.
+func chooseMainAt(replies map[uint16]command.SealReply, atHome func(uint16) bool) command.SealReply {
+	home := func(n uint16) bool { return atHome == nil || atHome(n) }
 	var best command.SealReply
 	found := false
 	for _, r := range replies {
 		better := r.LastEpoch > best.LastEpoch ||
-			(r.LastEpoch == best.LastEpoch && (r.LastSeq > best.LastSeq || (r.LastSeq == best.LastSeq && r.Node < best.Node)))
+			(r.LastEpoch == best.LastEpoch && (r.LastSeq > best.LastSeq ||
+				(r.LastSeq == best.LastSeq && (home(r.Node) && !home(best.Node) ||
+					home(r.Node) == home(best.Node) && r.Node < best.Node))))
 		if !found || better {
 			best, found = r, true
 		}
 	}
 	return best
+}
+
+// atHome says which nodes of leader t's directory are in this controller's location.
+func (c *Controller) atHome(t *leaderTerm) func(uint16) bool {
+	d := c.directoryFor(t)
+	return func(node uint16) bool {
+		n := d.NodeByID(node)
+		return n != nil && n.Location == c.cfg.Location
+	}
 }
 
 func (c *Controller) sendSeal(ctx context.Context, addr string, req command.SealRequest) (command.SealReply, error) {

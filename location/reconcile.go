@@ -32,7 +32,9 @@ const (
 func planRound(d command.Directory, reports reportSet, silent silentFunc) []dirCommand {
 	up := map[uint16]bool{}
 	var eligible []uint16 // up and not spare, by ID
+	where := map[uint16]string{}
 	for _, n := range d.Nodes {
+		where[n.ID] = n.Location
 		if n.State == command.NodeUp {
 			up[n.ID] = true
 			eligible = append(eligible, n.ID)
@@ -53,7 +55,7 @@ func planRound(d command.Directory, reports reportSet, silent silentFunc) []dirC
 		out = append(out, planDrops(g, reports)...)
 		out = append(out, planRevivals(g, up, reports)...)
 		if len(g.Siblings) < target && !g.Managed {
-			if node, ok := pickLearner(g, eligible, copies); ok {
+			if node, ok := pickLearner(g, eligible, copies, where); ok {
 				copies[node]++
 				out = append(out, addLearner{Server: g.Server, Node: node})
 			}
@@ -144,19 +146,36 @@ func caughtUp(main command.GroupReport, node uint16) bool {
 }
 
 // pickLearner chooses the eligible node without a copy of g that holds the fewest copies,
-// the lowest ID among equals.
-func pickLearner(g *command.GroupInfo, eligible []uint16, copies map[uint16]int) (uint16, bool) {
-	var best uint16
-	found := false
-	for _, n := range eligible { // ascending IDs: a strict < keeps the lowest on ties
-		if n == g.Main || siblingIndex(g, n) >= 0 {
-			continue
-		}
-		if !found || copies[n] < copies[best] {
-			best, found = n, true
+// the lowest ID among equals. While no copy of g lives outside its main's location (where
+// names each node's), it chooses among the nodes of other locations first, so that a
+// group outlives the loss of its main's location (docs/protocol.md §6).
+func pickLearner(g *command.GroupInfo, eligible []uint16, copies map[uint16]int, where map[uint16]string) (uint16, bool) {
+	mainLoc := where[g.Main]
+	elsewhere := false
+	for _, m := range g.Siblings {
+		if m.State != command.SiblingStale && where[m.Node] != mainLoc {
+			elsewhere = true
 		}
 	}
-	return best, found
+	pick := func(remoteOnly bool) (uint16, bool) {
+		var best uint16
+		found := false
+		for _, n := range eligible { // ascending IDs: a strict < keeps the lowest on ties
+			if n == g.Main || siblingIndex(g, n) >= 0 || (remoteOnly && where[n] == mainLoc) {
+				continue
+			}
+			if !found || copies[n] < copies[best] {
+				best, found = n, true
+			}
+		}
+		return best, found
+	}
+	if !elsewhere {
+		if n, ok := pick(true); ok {
+			return n, true
+		}
+	}
+	return pick(false)
 }
 
 // reconcile runs one round as leader of term t.

@@ -227,7 +227,7 @@ func (a *simAttempt) decide(s *sim) {
 		return
 	}
 	a.phase = 2
-	cmd, chosen := decidePromotion(&a.g, a.epoch, a.replies, mainFenced(a.t.lt, &a.g, a.replies, a.t.now(s), simDownAfter), a.passOver)
+	cmd, chosen := decidePromotion(&a.g, a.epoch, a.replies, mainFenced(a.t.lt, &a.g, a.replies, a.t.now(s), simDownAfter), a.passOver, nil)
 	if c, ok := cmd.(choosePromotion); ok && s.mutation == "lowest-last" {
 		low := chosen
 		for _, n := range sortedKeys(a.replies) {

@@ -113,9 +113,16 @@ func buildStatus(in statusInput) command.Status {
 	})
 
 	up := map[uint16]bool{}
+	advertised := map[uint16]bool{}
+	for _, n := range remoteNodes {
+		advertised[n.ID] = true
+	}
 	for _, n := range in.st.sortedNodes() {
 		state, gen := in.nodeState(n)
 		up[n.ID] = state == command.NodeUp
+		if n.Location != "" && n.Location != in.location && advertised[n.ID] {
+			continue // a guest of another location: listed once, from its own location's ads
+		}
 		sn := command.StatusNode{ID: n.ID, Addr: n.Addr, Location: n.Location, State: state, Instance: n.Instance, Generation: gen}
 		if state == command.NodeDegraded && in.reason != nil {
 			sn.Reason = in.reason(n.ID)

@@ -29,7 +29,7 @@ type progressEvent struct {
 func (s *Session) registerWithProgress(ctx context.Context, req *command.Request) func() (*command.Reply, error) {
 	ss := s.events()
 	if ss == nil || req.Sub == "" || req.Server == nil || req.Node == nil {
-		return func() (*command.Reply, error) { return s.n.ctrl.admin(ctx, req) }
+		return func() (*command.Reply, error) { return s.n.adminCtrl(req).admin(ctx, req) }
 	}
 	type result struct {
 		reply *command.Reply
@@ -37,7 +37,7 @@ func (s *Session) registerWithProgress(ctx context.Context, req *command.Request
 	}
 	done := make(chan result, 1)
 	go func() {
-		r, err := s.n.ctrl.admin(ctx, req)
+		r, err := s.n.adminCtrl(req).admin(ctx, req)
 		done <- result{r, err}
 	}()
 	emitRecorded := func(phase string, d, total, recorded uint64) <-chan struct{} {
@@ -70,7 +70,7 @@ func (s *Session) registerWithProgress(ctx context.Context, req *command.Request
 				return r.reply, nil
 			case <-tick.C:
 			}
-			st, err := s.n.ctrl.status(ctx)
+			st, err := s.n.adminCtrl(req).status(ctx)
 			if err != nil {
 				continue
 			}

@@ -32,15 +32,20 @@ type diskState struct {
 	// fault is the store's disk fault as last seen (nil: the disk works).
 	fault error
 	since time.Time
-	// held: roles are held from the first sight of a fault until a join after the disk
-	// healed; heldBelow: directories below this index are held too (a directory fetched
-	// before that join may still name this node main in the epoch it lost).
-	held      bool
-	heldBelow uint64
-	stopped   bool   // the roles were stopped for the current hold
-	rejoin    bool   // the disk healed: join again as a new life
-	faults    uint64 // faults seen, so a join that raced one does not release the hold
-	kick      chan struct{}
+	// held: roles are held from the first sight of a fault until the own location's
+	// controllers answered a join of the new life after the disk healed.
+	held    bool
+	stopped bool   // the roles were stopped for the current hold
+	rejoin  bool   // the disk healed: join again as a new life
+	faults  uint64 // faults seen, so a join that raced one does not release the hold
+	// life is the instance of the last new life ("" before any); joined, by location, the
+	// directory index of that location's answer to a join of it. A location's groups take
+	// roles only from its directories from that index on: one fetched before may still name
+	// this node main in the epoch it lost. A location not yet joined again (its heartbeat
+	// is refused for the new instance, and its link joins) holds its groups' roles.
+	life   string
+	joined map[string]uint64
+	kick   chan struct{}
 }
 
 func newDiskState() *diskState { return &diskState{kick: make(chan struct{}, 1)} }
@@ -99,11 +104,20 @@ func (n *Node) noteDiskFault(err error) {
 	}
 }
 
-// rolesHeld reports whether copies may take roles from a directory of the given index.
-func (n *Node) rolesHeld(index uint64) bool {
-	n.disk.mu.Lock()
-	defer n.disk.mu.Unlock()
-	return n.disk.held || index < n.disk.heldBelow
+// rolesHeld reports whether copies of groups homed in location loc may not take roles from
+// loc's directory of the given index.
+func (n *Node) rolesHeld(loc string, index uint64) bool {
+	d := n.disk
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.held {
+		return true
+	}
+	if d.life == "" {
+		return false // no disk fault since the process started
+	}
+	from, ok := d.joined[loc]
+	return !ok || index < from
 }
 
 // diskLoop follows the store's disk: on a fault it stops every role, and when the disk
@@ -174,7 +188,7 @@ func (n *Node) stopRolesForDisk(fault error) {
 }
 
 // rejoinDue reports whether the disk healed and the node must join again; called by the
-// run loop, which alone changes the node's instance and incarnation.
+// own location's heartbeat loop, which alone starts a new life.
 func (n *Node) rejoinDue() bool {
 	n.disk.mu.Lock()
 	defer n.disk.mu.Unlock()
@@ -182,28 +196,47 @@ func (n *Node) rejoinDue() bool {
 }
 
 // newLife makes this process a new instance with the next incarnation, persisted first:
-// the controllers take its next join for a restart and give the groups it is main of a
-// fresh epoch. Called only from the run loop.
+// the controllers of every location take its next join for a restart and give the groups
+// it is main of a fresh epoch. Called only from the own location's heartbeat loop.
 func (n *Node) newLife() error {
-	inc := n.incarnation + 1
+	n.incMu.Lock()
+	defer n.incMu.Unlock()
+	inc := n.incarnation.Load() + 1
 	if n.cfg.DataDir != "" {
 		if err := writeIncarnation(filepath.Join(n.cfg.DataDir, "incarnation"), inc); err != nil {
 			return fmt.Errorf("new life after a disk fault: %w", err)
 		}
 	}
-	n.incarnation, n.instance = inc, ulid.Make().String()
+	n.incarnation.Store(inc)
+	n.instance = ulid.Make().String()
+	n.disk.mu.Lock()
+	n.disk.life, n.disk.joined = n.instance, map[string]uint64{}
+	n.disk.mu.Unlock()
 	n.log.Info().Str("instance", n.instance).Uint64("incarnation", inc).Msg("new life after a disk fault")
 	return nil
 }
 
-// joinedAt releases a hold once a join answered with directory index, unless another fault
-// came meanwhile (faults is the count before the join was sent).
-func (n *Node) joinedAt(index, faults uint64) {
+// identity is the instance and incarnation this process presents to the controllers.
+func (n *Node) identity() (string, uint64) {
+	n.incMu.Lock()
+	defer n.incMu.Unlock()
+	return n.instance, n.incarnation.Load()
+}
+
+// joinedAt records that link l's location answered a join sent as instance with directory
+// index, unless another fault came meanwhile (faults is the count before the join was
+// sent): a join of the new life after a fault lets that location's groups take roles from
+// its directories from index on, and the own location's join releases the hold.
+func (n *Node) joinedAt(l *link, index, faults uint64, instance string) {
 	d := n.disk
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.held && d.fault == nil && d.rejoin && d.faults == faults {
-		d.held, d.rejoin, d.heldBelow = false, false, index
+	if d.life == "" || instance != d.life || d.fault != nil || d.faults != faults {
+		return
+	}
+	d.joined[l.loc] = index
+	if l.own && d.held && d.rejoin {
+		d.held, d.rejoin = false, false
 	}
 }
 

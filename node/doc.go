@@ -27,7 +27,9 @@
 //   - group_sibling.go: the sibling role. Frames from the main are stepped through the
 //     core and made durable in one write per batch before they are acked.
 //   - ctrl.go: join, heartbeats with each copy's position, and a long poll of the
-//     directory; applyDirectory sets every group's role. A stream from the main that
+//     directory; applyDirectory sets every group's role. locations.go: one such link per
+//     location (a guest in every location but its own); each group's role comes from its
+//     home location's directory alone, and the directories are merged for routing. A stream from the main that
 //     breaks is reported to the controller at once (peer.go), so a crashed main is
 //     replaced without waiting for heartbeats to time out. Every call to a controller
 //     carries the cluster secret, and an admin call its caller's token.

@@ -113,11 +113,15 @@ func (n *Node) peerURL(scheme, addr, path string) string {
 
 // Node is one running node.
 type Node struct {
-	cfg         Config
-	log         zerolog.Logger
-	store       store.Store
+	cfg   Config
+	log   zerolog.Logger
+	store store.Store
+	// instance and incarnation name this life of the process to the controllers: the
+	// incarnation is raised by adoptIncarnation, both change with a new life after a disk
+	// fault (newLife); both under incMu, read with identity.
 	instance    string
-	incarnation uint64
+	incarnation atomic.Uint64
+	incMu       sync.Mutex
 	generation  atomic.Uint64
 	ids         *command.IDGen
 	joins       atomic.Int64 // successful joins (a restart of the controllers' state forces another)
@@ -141,9 +145,13 @@ type Node struct {
 	// applyMu serialises applyDirectory (taken before mu and every group's mu).
 	applyMu sync.Mutex
 	mu      sync.RWMutex
-	dir     *command.Directory
-	groups  map[command.ServerID]*group
-	joined  bool
+	// own is the link to this node's location's controllers, links every location's by
+	// name (locations.go); dir is their directories merged.
+	own    *link
+	links  map[string]*link
+	dir    *command.Directory
+	groups map[command.ServerID]*group
+	joined bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -204,7 +212,7 @@ func New(cfg Config) (*Node, error) {
 		if err != nil {
 			return nil, err
 		}
-		n.incarnation = inc
+		n.incarnation.Store(inc)
 	}
 	if cfg.Store != nil {
 		n.store = cfg.Store
@@ -233,10 +241,12 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.fwd = newForwarder(n)
 	n.ctrl = newCtrlClient(cfg.Controllers, n.log, cfg.Dial, cfg.ClientTLS, cfg.ClusterSecret)
+	n.own = &link{loc: cfg.Location, own: true, ctrl: n.ctrl}
+	n.links = map[string]*link{cfg.Location: n.own}
 	n.peerHTTP = &http.Client{Transport: HTTPTransport(cfg.Dial, cfg.ClientTLS)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	// Logged before run starts: run may adopt another incarnation (adoptIncarnation).
-	n.log.Info().Str("addr", cfg.HTTPAddr).Str("instance", n.instance).Uint64("incarnation", n.incarnation).
+	n.log.Info().Str("addr", cfg.HTTPAddr).Str("instance", n.instance).Uint64("incarnation", n.incarnation.Load()).
 		Int("groups", len(held)).Msg("node started")
 	n.wg.Add(2)
 	go n.run()

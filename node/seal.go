@@ -25,6 +25,12 @@ func (n *Node) serveSeal(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no copy of that group", http.StatusNotFound)
 		return
 	}
+	if home := n.homeOf(g.id); req.Home != "" && req.Home != home && (home != "" || req.Home != n.cfg.Location) {
+		// Only the group's home raises its epoch (docs/replication.md case 6). A group no
+		// directory lists yet is taken to be homed in this node's own location.
+		http.Error(w, fmt.Sprintf("seal of group %d from location %q refused: its home is %q", req.Server, req.Home, home), http.StatusConflict)
+		return
+	}
 	reply, status, msg := g.seal(&req)
 	if status != http.StatusOK {
 		http.Error(w, msg, status)

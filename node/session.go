@@ -71,7 +71,7 @@ func (s *Session) Start(ctx context.Context, req *command.Request, admin bool) f
 		if req.Op == command.OpRegisterSibling {
 			return s.registerWithProgress(ctx, req)
 		}
-		return func() (*command.Reply, error) { return s.n.ctrl.admin(ctx, req) }
+		return func() (*command.Reply, error) { return s.n.adminCtrl(req).admin(ctx, req) }
 	}
 	return failed(command.Errorf(command.CodeBadRequest, "op %q is not supported by this server yet", req.Op))
 }
@@ -271,19 +271,39 @@ func (s *Session) siblingGet(ctx context.Context, gid command.ServerID, req *com
 	}
 	r := *req
 	r.MinSeq = floor
-	return s.route(ctx, gid, &r, admin, func(g *group) func() (*command.Reply, error) {
+	if !s.forwarded {
+		// A copy in this node's location answers before the main does (docs/protocol.md §6);
+		// if it cannot (it lags the floor, it stopped serving), the main does.
+		if gi := s.n.directoryGroup(gid); gi != nil {
+			if near := s.n.nearCopy(gi); near != 0 && near != gi.Main {
+				wait := s.n.fwd.start(ctx, near, s.id, &r, admin)
+				return func() (*command.Reply, error) {
+					if rep, err := wait(); err == nil || !command.CodeOf(err).Retryable() {
+						return rep, err
+					}
+					return s.route(ctx, gid, &r, admin, s.mainSiblingRead(ctx, req.RID, floor))()
+				}
+			}
+		}
+	}
+	return s.route(ctx, gid, &r, admin, s.mainSiblingRead(ctx, req.RID, floor))
+}
+
+// mainSiblingRead is a `sibling` read served by the main's copy.
+func (s *Session) mainSiblingRead(ctx context.Context, rid string, floor uint64) func(g *group) func() (*command.Reply, error) {
+	return func(g *group) func() (*command.Reply, error) {
 		return func() (*command.Reply, error) {
 			at, gen, err := g.siblingRead(ctx, floor)
 			if err != nil {
 				return nil, err
 			}
-			r, err := g.readResource(req.RID, at)
+			r, err := g.readResource(rid, at)
 			if verr := g.stillValid(gen); verr != nil {
 				return nil, verr
 			}
 			return r, err
 		}
-	})
+	}
 }
 
 func (g *group) readResource(rid string, at uint64) (*command.Reply, error) {

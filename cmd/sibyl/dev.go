@@ -26,6 +26,9 @@ import (
 // readyTimeout bounds how long dev waits for the cluster to serve.
 const readyTimeout = 60 * time.Second
 
+// defaultWANDelay is dev's one-way delay between locations (docs/protocol.md §6).
+const defaultWANDelay = 10 * time.Millisecond
+
 func runDev(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("dev", "dev [--nodes 4] [--controllers 3] [--locations 1] [--base-port 7700] [--data DIR] [flags]", stderr)
 	nodes := fs.Int("nodes", 4, "number of nodes (server IDs 1..N)")
@@ -46,6 +49,7 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 		"admin calls an admin token; it is printed and recorded in cluster.json")
 	auth := fs.Bool("auth", false, "turn tokens on with a generated admin token (as --admin-token), printed and recorded in cluster.json")
 	useTLS := fs.Bool("tls", false, "serve every listener over TLS: make a CA and a certificate per process under DIR/tls/ (ca.pem; clients take --tls-ca DIR/tls/ca.pem)")
+	wanDelay := fs.Duration("wan-delay", -1, "one-way delay added to every connection between processes of different locations (default 10ms with more than one location, else 0)")
 	if _, code, ok := parseOrExit(fs, args, stderr); !ok {
 		return code
 	}
@@ -56,6 +60,12 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 			return exitFail
 		}
 		adminTokens = append(adminTokens, generated)
+	}
+	if *wanDelay < 0 {
+		*wanDelay = 0
+		if *locations > 1 {
+			*wanDelay = defaultWANDelay
+		}
 	}
 	extra := strings.Fields(*nodeFlags)
 	if s, ok := nodeFlagValue(extra, "cluster-secret"); ok {
@@ -96,7 +106,7 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 	}
 	opts := devOptions{Exe: exe, Dir: dir, WriteTimeout: *writeTimeout, DownAfter: *downAfter, LogLevel: *logLevel,
 		MaxClockDrift: *drift, NodeFlags: extra, CopyTimeout: *copyTimeout,
-		ClusterSecret: *secret, AdminTokens: adminTokens}
+		ClusterSecret: *secret, AdminTokens: adminTokens, WANDelay: *wanDelay}
 	if *useTLS {
 		if opts.TLS, err = writeDevTLS(dir, layout); err != nil {
 			fmt.Fprintf(stderr, "sibyl dev: %v\n", err)

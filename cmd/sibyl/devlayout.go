@@ -168,6 +168,8 @@ type devOptions struct {
 	// TLS, when set, holds every process's certificate, key and the CA, by process name
 	// (controller ID, nodeName): dev --tls.
 	TLS map[string]tlsconf.Files
+	// WANDelay, when positive, is given to every controller and node (--wan-delay).
+	WANDelay time.Duration
 }
 
 // tlsArgs are the flags that make process name serve and call over TLS.
@@ -177,6 +179,14 @@ func (o devOptions) tlsArgs(name string) []string {
 		return nil
 	}
 	return []string{"--tls-cert", f.Cert, "--tls-key", f.Key, "--tls-ca", f.CA}
+}
+
+// wanArgs are the flags that give a child the one-way delay between locations.
+func (o devOptions) wanArgs() []string {
+	if o.WANDelay <= 0 {
+		return nil
+	}
+	return []string{"--wan-delay", o.WANDelay.String()}
 }
 
 // securityArgs are the flags that give a child the cluster's secret and admin tokens.
@@ -209,6 +219,7 @@ func (l devLayout) controllerArgs(o devOptions, c devController) []string {
 		args = append(args, "--copy-timeout", o.CopyTimeout.String())
 	}
 	args = append(args, o.tlsArgs(c.ID)...)
+	args = append(args, o.wanArgs()...)
 	return append(args, o.securityArgs()...)
 }
 
@@ -244,6 +255,7 @@ func nodeArgs(o devOptions, n devNode) []string {
 		args = append(args, "--max-clock-drift", strconv.FormatFloat(o.MaxClockDrift, 'g', -1, 64))
 	}
 	args = append(args, o.tlsArgs(nodeName(n))...)
+	args = append(args, o.wanArgs()...)
 	args = append(args, o.securityArgs()...)
 	return append(args, o.NodeFlags...)
 }

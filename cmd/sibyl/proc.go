@@ -50,6 +50,7 @@ func runLocation(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&adminTokens, "admin-token", "admin token every admin call must carry (repeatable; none: any admin call with the cluster secret is accepted)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	tlsf := addTLSFlags(fs)
+	wanDelay := fs.Duration("wan-delay", 0, wanDelayUsage)
 	addConfigFlag(fs)
 	if _, code, ok := parseOrExit(fs, args, stderr); !ok {
 		return code
@@ -91,17 +92,20 @@ func runLocation(args []string, stdout, stderr io.Writer) int {
 		log.Error().Err(err).Str("http", *httpAddr).Msg("cannot listen")
 		return exitFail
 	}
+	var peerLocations lateLocator
 	c, err := location.New(location.Config{
 		ID: *id, HTTPAddr: *httpAddr, RaftAddr: *raftAddr, DataDir: *dataDir, Peers: peers,
 		Location: *loc, DownAfter: *downAfter, CopyTimeout: *copyTimeout, Logger: log,
 		ClusterSecret: *secret, AdminTokens: adminTokens, Locations: others,
 		ServerTLS: tlsSettings.Server, ClientTLS: tlsSettings.Client,
+		Dial: wanDialFor(locationOrDefault(*loc), *wanDelay, &peerLocations),
 	})
 	if err != nil {
 		ln.Close()
 		log.Error().Err(err).Msg("cannot start controller")
 		return exitFail
 	}
+	peerLocations.set(c.LocationOf)
 	return serveUntilSignal(log, listenerFor(ln, tlsSettings), c.Handler(), c.CloseStreams, c.Close)
 }
 
@@ -138,6 +142,7 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	maxConnsPerIP := fs.Int("max-conns-per-ip", api.DefaultMaxConnsPerIP, "WebSocket connections open from one client IP (more: refused with rate_limited)")
 	rate := fs.Int("rate", 0, "requests a second per token, or per IP without tokens (0: no limit; more: rate_limited with retryAfterMs)")
 	tlsf := addTLSFlags(fs)
+	wanDelay := fs.Duration("wan-delay", 0, wanDelayUsage)
 	addConfigFlag(fs)
 	if _, code, ok := parseOrExit(fs, args, stderr); !ok {
 		return code
@@ -187,6 +192,7 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 		log.Error().Err(err).Str("http", *httpAddr).Msg("cannot listen")
 		return exitFail
 	}
+	var peerLocations lateLocator
 	n, err := node.New(node.Config{
 		ID: command.ServerID(*id), HTTPAddr: advertised(*httpAddr, *advertise), DataDir: *dataDir, Controllers: ctrlAddrs,
 		Location: *loc, WriteTimeout: *writeTimeout, DownAfter: *downAfter, ClusterSecret: *secret,
@@ -194,12 +200,14 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 		VacuumEvery: *vacuumEvery, TombstoneRetention: *tombstoneRetention, DedupeRetention: *dedupeRetention,
 		FlushBytes: *flushBytes, FlushEvery: *flushEvery, MaxSubs: *maxSubs, WALSegmentBytes: *walSegment,
 		RegisterHoldBytes: *holdBytes, RegisterHoldTime: *holdTime, ClientTLS: tlsSettings.Client,
+		Dial: node.DialFunc(wanDialFor(locationOrDefault(*loc), *wanDelay, &peerLocations)),
 	})
 	if err != nil {
 		ln.Close()
 		log.Error().Err(err).Uint("id", *id).Str("data", *dataDir).Msg("cannot start node")
 		return exitFail
 	}
+	peerLocations.set(n.LocationOf)
 	apiMetrics := api.NewMetrics()
 	srv := api.NewServer(nodeBackend{n}, api.Options{
 		ClientTokens: tokens, AdminTokens: adminTokens, Tokens: n, Logger: log, Metrics: apiMetrics,
