@@ -16,7 +16,13 @@ import (
 func TestCase6_CopyRefusesASealFromAnotherLocation(t *testing.T) {
 	_, nodes := testCluster(t)
 	b := nodes[1]
-	waitUntil(t, 5*time.Second, "node 2 follows group 1", func() bool { return b.n.homeOf(1) == "default" })
+	waitUntil(t, 5*time.Second, "node 2 follows group 1 in epoch 1", func() bool {
+		if b.n.homeOf(1) != "default" || b.n.localGroup(1) == nil {
+			return false
+		}
+		m, err := b.n.localGroup(1).gs.Meta()
+		return err == nil && m.Epoch == 1
+	})
 	seal := func(home string, epoch uint64) int {
 		body, _ := json.Marshal(command.SealRequest{Server: 1, Epoch: epoch, From: 1, Home: home})
 		resp, err := http.Post("http://"+b.cfg.HTTPAddr+"/v1/internal/seal", "application/json", bytes.NewReader(body))
