@@ -34,8 +34,10 @@
 //     replaced without waiting for heartbeats to time out. Every call to a controller
 //     carries the cluster secret, and an admin call its caller's token.
 //   - disk.go: a degraded node (its store's disk fails): every role stops and none is
-//     taken, heartbeats carry the fault, and once the disk works the node joins as a new
-//     life (fresh epochs for the groups it is main of) before serving again.
+//     taken, heartbeats to every location carry the fault, and once the disk works the
+//     node joins as a new life (fresh epochs for the groups it is main of) before serving
+//     again: its own location first, then each other one, whose groups wait for that
+//     location's answer.
 //   - auth.go: the roles and token hashes of the latest directory, which the API server
 //     resolves its callers' tokens with (Tokens). A request's Scope (the types its
 //     caller's role grants for the op's kind) travels with it when forwarded; the main's
