@@ -60,7 +60,7 @@ func TestRESTTrailingBytesAndEmptyKeyAreRefused(t *testing.T) {
 	}
 }
 
-// tokenBackend records the Token of every admin request that reaches the backend.
+// tokenBackend records the Bearer of every admin request that reaches the backend.
 type tokenBackend struct {
 	fakeBackend
 	mu     *sync.Mutex
@@ -79,15 +79,15 @@ type tokenSession struct {
 func (s tokenSession) Start(ctx context.Context, req *command.Request, admin bool) func() (*command.Reply, error) {
 	if isAdminOp(req.Op) {
 		s.b.mu.Lock()
-		*s.b.tokens = append(*s.b.tokens, req.Token)
+		*s.b.tokens = append(*s.b.tokens, req.Bearer)
 		s.b.mu.Unlock()
 	}
 	return s.Session.Start(ctx, req, admin)
 }
 
 // An admin call reaches the backend with the token its caller authenticated with (on the
-// upgrade, by hello, or on a REST call), whatever token field the frame carried: the node
-// passes it on to the controllers.
+// upgrade, by hello, or on a REST call) as its Bearer, whatever token field the frame
+// carried: the node passes it on to the controllers.
 func TestAdminCallsCarryTheCallersToken(t *testing.T) {
 	fb := fake.New()
 	var mu sync.Mutex

@@ -4,7 +4,7 @@
 //
 // Driving it:
 //
-//	srv := api.NewServer(backend, api.Options{ClientTokens: ..., AdminTokens: ...})
+//	srv := api.NewServer(backend, api.Options{ClientTokens: ..., AdminTokens: ..., Tokens: node})
 //	httpServer := &http.Server{Addr: addr, Handler: srv.Handler()}
 //	go httpServer.ListenAndServe()
 //	...
@@ -12,7 +12,8 @@
 //
 // Endpoints: GET /v1/ws, POST /v1/resources, GET /v1/resources (list, extra: ?type=,
 // ?server=, ?after=, ?limit=), GET/PUT/PATCH/DELETE /v1/resources/{rid}, POST
-// /v1/admin/{op}, GET /v1/status, GET /healthz, GET /metrics, GET / (status page).
+// /v1/admin/{op}, GET /v1/status, GET /v1/status/stream (server-sent events), GET /healthz,
+// GET /metrics, GET / (the status page of package statuspage).
 //
 // One WebSocket connection is one Session. The read loop decodes each frame and calls
 // Session.Start in arrival order (Start fixes the order of writes); a goroutine per request
@@ -27,10 +28,15 @@
 //     decoding so that deep nesting costs no allocation.
 //   - Oversized frames are read to their end and dropped, never with gorilla's read limit,
 //     which would close the connection.
-//   - GET /v1/status, /healthz, /metrics and / need no token: status is the operators'
-//     view, and the status page polls it from a browser that cannot send a bearer header.
-//     Every WebSocket op but hello (the status op too) and every REST call needs one when
-//     tokens are configured.
+//   - /healthz and /metrics need no token. With tokens configured, GET /v1/status, the
+//     status page and its stream (/v1/status/stream) need any valid token, as a bearer
+//     token or as ?token= (a browser opening the page cannot send a header, and neither
+//     can its EventSource: the page passes its ?token= on to the stream); every WebSocket
+//     op but hello (the status op too) and every REST call needs one. Roles limit a token
+//     to some op kinds on some types (auth.go).
+//   - A directory token that stops working (revoked, expired, its role deleted) closes its
+//     WebSocket connections with 1008 as soon as the node has the directory that says so,
+//     and the next frame on such a connection is unauthorized.
 //   - Any Origin may open a WebSocket: auth is by bearer token, never by cookies.
 //   - "retryable" on the wire always follows the code; a backend error without a protocol
 //     code is sent as internal.

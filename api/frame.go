@@ -29,17 +29,12 @@ var knownOps = map[string]bool{
 	command.OpUnsubscribe: true, command.OpAcquireTicket: true, command.OpRenewTicket: true,
 	command.OpReleaseTicket: true, command.OpStatus: true, command.OpHello: true,
 	command.OpRegisterSibling: true, command.OpRemoveSibling: true, command.OpPromote: true,
-	command.OpDrain: true, command.OpRemoveNode: true,
+	command.OpDrain: true, command.OpRemoveNode: true, command.OpCreateRole: true, command.OpDeleteRole: true,
+	command.OpListRoles: true, command.OpCreateToken: true, command.OpRevokeToken: true,
 }
 
-// isAdminOp reports whether op needs an admin token (docs/protocol.md §3).
-func isAdminOp(op string) bool {
-	switch op {
-	case command.OpRegisterSibling, command.OpRemoveSibling, command.OpPromote, command.OpDrain, command.OpRemoveNode:
-		return true
-	}
-	return false
-}
+// isAdminOp reports whether op needs an admin token (docs/protocol.md §3 and §7).
+func isAdminOp(op string) bool { return command.IsAdminOp(op) }
 
 // decodeFrame turns one text frame into a request. Exactly one of req and err is non-nil.
 // id is the frame's id when it could be read as a string (also on most errors, so the

@@ -88,6 +88,9 @@ func FuzzFrame(f *testing.F) {
 		`{"id":"5","op":"subscribe","from":{"t":[1,2]}}`,
 		`{"id":"6","op":"patch","patch":` + strings.Repeat("[", 70) + strings.Repeat("]", 70) + `}`,
 		`[`, `"`, `{"id":"\ud800"}`, "{\"id\":\"\xff\"}", `{"id":"7","op":"hello","token":"t"}`,
+		`{"id":"8","op":"createRole","name":"r","grants":[{"types":["job","doc*"],"ops":["read","write"]}]}`,
+		`{"id":"9","op":"createToken","role":"r","ttlMs":1000,"scope":["*"],"Scope":["*"],"bearer":"x","Bearer":"x"}`,
+		`{"id":"10","op":"revokeToken","token":"sbt_x"}`, `{"id":"11","op":"createRole","grants":{"types":1}}`,
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))
@@ -102,6 +105,9 @@ func FuzzFrame(f *testing.F) {
 		}
 		if req != nil && (id == nil || !knownOps[req.Op]) {
 			t.Fatalf("frame %q: accepted without an id or with op %q", frame, req.Op)
+		}
+		if req != nil && (req.Scope != nil || req.Bearer != "") {
+			t.Fatalf("frame %q: a client set the server's own fields: scope %q bearer %q", frame, req.Scope, req.Bearer)
 		}
 		if id != nil && !utf8.ValidString(*id) && utf8.Valid(frame) {
 			t.Fatalf("frame %q: id %q is not UTF-8", frame, *id)

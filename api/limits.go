@@ -77,13 +77,13 @@ func rateLimited(retryAfter time.Duration, format string, args ...any) *command.
 
 // checkRate applies the request rate limit to a caller known by the token it
 // authenticated with when the server has tokens, else by its IP.
-func (s *Server) checkRate(authed bool, token, ip string) *command.Error {
+func (s *Server) checkRate(who *caller, ip string) *command.Error {
 	if s.rate == nil {
 		return nil
 	}
 	key := "ip " + ip
-	if authed && token != "" && (len(s.opts.ClientTokens) > 0 || len(s.opts.AdminTokens) > 0) {
-		key = "token " + token
+	if who != nil && who.token != "" && s.authOn() {
+		key = "token " + who.token
 	}
 	if ok, wait := s.rate.allow(key); !ok {
 		return rateLimited(wait, "more than %d requests a second from this caller", s.opts.RatePerSecond)

@@ -22,6 +22,7 @@ type Metrics struct {
 	latency  map[string]*histogram
 	open     atomic.Int64
 	events   atomic.Uint64
+	revoked  atomic.Uint64
 }
 
 type opCode struct{ op, code string }
@@ -72,6 +73,7 @@ func (m *Metrics) observe(op, code string, d time.Duration) {
 func (m *Metrics) connOpened()      { m.open.Add(1) }
 func (m *Metrics) eventsSent(n int) { m.events.Add(uint64(n)) }
 func (m *Metrics) connClosed()      { m.open.Add(-1) }
+func (m *Metrics) revokedClose()    { m.revoked.Add(1) }
 
 // opLabel keeps the op label bounded: a client can send any string as op.
 func opLabel(op string) string {
@@ -139,4 +141,8 @@ func (m *Metrics) write(w *bufio.Writer) {
 	fmt.Fprintln(w, "# HELP sibyl_event_frames_total Event frames (events, resync, lagged) sent to WebSocket clients.")
 	fmt.Fprintln(w, "# TYPE sibyl_event_frames_total counter")
 	fmt.Fprintf(w, "sibyl_event_frames_total %d\n", m.events.Load())
+
+	fmt.Fprintln(w, "# HELP sibyl_connections_revoked_total WebSocket connections closed because their token was revoked or expired.")
+	fmt.Fprintln(w, "# TYPE sibyl_connections_revoked_total counter")
+	fmt.Fprintf(w, "sibyl_connections_revoked_total %d\n", m.revoked.Load())
 }

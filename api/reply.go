@@ -22,6 +22,7 @@ type wireReply struct {
 	Ticket    *command.TicketInfo `json:"ticket,omitempty"`
 	Token     *string             `json:"token,omitempty"`
 	Status    *command.Status     `json:"status,omitempty"`
+	Roles     *[]command.Role     `json:"roles,omitempty"`
 }
 
 // restError is the body of a failed REST call: {"error":{...}} as on the WebSocket.
@@ -82,6 +83,11 @@ func shapeReply(op string, rep *command.Reply) *wireReply {
 		w.Duplicate = rep.Duplicate
 	case command.OpStatus:
 		w.Status = normalizeStatus(rep.Status)
+	case command.OpCreateToken:
+		w.Token = ptr(rep.Token)
+	case command.OpListRoles:
+		roles := nonNil(rep.Roles)
+		w.Roles = &roles
 	}
 	return w
 }
@@ -98,6 +104,8 @@ func normalizeStatus(st *command.Status) *command.Status {
 	// Copies, so that the backend's status object is never changed.
 	out.Controllers = nonNil(out.Controllers)
 	out.Nodes = nonNil(out.Nodes)
+	out.Promotions = nonNil(out.Promotions)
+	out.Operations = nonNil(out.Operations)
 	groups := make([]command.StatusGroup, len(out.Groups))
 	for i, g := range out.Groups {
 		g.Siblings = nonNil(g.Siblings)

@@ -15,7 +15,7 @@ import (
 // data is written as stored: it was validated as JSON where the request arrived.
 func appendFastReply(buf []byte, w *wireReply) ([]byte, bool) {
 	if !w.OK || w.Error != nil || w.Resources != nil || w.Next != "" || w.Ticket != nil || w.Token != nil ||
-		w.Status != nil {
+		w.Status != nil || w.Roles != nil {
 		return buf, false
 	}
 	buf = append(buf, '{')

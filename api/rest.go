@@ -31,9 +31,10 @@ func (s *Server) rest(op string) http.HandlerFunc {
 
 func (s *Server) restAdmin(w http.ResponseWriter, r *http.Request) {
 	op := r.PathValue("op")
-	if !isAdminOp(op) {
+	if !command.IsAdminOp(op) {
 		start := time.Now()
-		err := command.Errorf(command.CodeNotFound, "unknown admin op %q (want registerSibling, removeSibling, promote or drain)", op)
+		err := command.Errorf(command.CodeNotFound, "unknown admin op %q (want registerSibling, removeSibling, promote, drain, "+
+			"removeNode, createRole, deleteRole, listRoles, createToken or revokeToken)", op)
 		s.metrics.observe("invalid", string(err.Code), time.Since(start))
 		writeError(w, err)
 		return
@@ -71,22 +72,30 @@ func (s *Server) serveREST(w http.ResponseWriter, r *http.Request, op string) {
 
 // restCall authenticates, builds the request from path, headers and body, and runs it.
 func (s *Server) restCall(w http.ResponseWriter, r *http.Request, op string) (*command.Reply, error) {
-	token := bearer(r)
-	ok, admin := s.authorize(token)
-	if err := access(op, ok, admin); err != nil {
-		return nil, err
+	who := s.resolve(bearer(r))
+	if who == nil {
+		return nil, errUnauthorized()
 	}
-	if err := s.checkRate(ok, token, clientIP(r)); err != nil {
+	if command.IsAdminOp(op) && !who.admin {
+		return nil, command.Errorf(command.CodeForbidden, "op %q needs an admin token", op)
+	}
+	if err := s.checkRate(who, clientIP(r)); err != nil {
 		return nil, err
 	}
 	req, err := s.restRequest(w, r, op)
 	if err != nil {
 		return nil, err
 	}
-	adminToken(req, token)
+	if err := permit(who, req); err != nil {
+		return nil, err
+	}
 	sess := s.b.NewSession(nil)
 	defer sess.Close()
-	return s.start(r.Context(), sess, req, admin)()
+	rep, rerr := s.start(r.Context(), sess, req, who.admin)()
+	if rerr != nil {
+		return nil, rerr
+	}
+	return filterReply(req, rep)
 }
 
 // restRequest decodes the body and folds in the path, query and headers.

@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"crypto/subtle"
 	"fmt"
 	"net/http"
 	"runtime/debug"
@@ -13,6 +12,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/rs/zerolog"
 
+	"github.com/sibylhq/sibyl/api/statuspage"
 	"github.com/sibylhq/sibyl/command"
 )
 
@@ -30,6 +30,10 @@ type Options struct {
 	// every caller is accepted and is admin (dev mode).
 	ClientTokens []string
 	AdminTokens  []string
+	// Tokens, when set, adds the roles and tokens of the node's directory to the static
+	// tokens (docs/protocol.md §7). They count only on a server with static tokens, whose
+	// admin token is what creates them.
+	Tokens TokenSource
 	// MaxFrameBytes bounds a WebSocket frame and a REST body (default 1 MiB).
 	MaxFrameBytes int
 	// MaxPendingPerConn bounds the requests one connection has outstanding (default 1024);
@@ -48,6 +52,8 @@ type Options struct {
 	// Metrics is where the server counts; nil gives the server its own. GET /metrics
 	// serves it.
 	Metrics *Metrics
+	// Served names this process on the status page (kind "node", its ID and location).
+	Served statuspage.Served
 }
 
 // Server serves the WebSocket command API, the REST mirror and the HTTP endpoints of
@@ -62,6 +68,10 @@ type Server struct {
 
 	rate    *rateLimiter
 	ipConns ipConns
+	// stream pushes the status to open status pages (GET /v1/status/stream).
+	stream *statuspage.Stream
+	book   bookPtr       // the directory's tokens (Options.Tokens), kept by watchTokens
+	stop   chan struct{} // closed by Close: ends watchTokens
 
 	mu     sync.Mutex
 	conns  map[*wsConn]struct{}
@@ -90,10 +100,18 @@ func NewServer(b Backend, opts Options) *Server {
 		conns:   map[*wsConn]struct{}{},
 		rate:    newRateLimiter(opts.RatePerSecond, time.Now),
 		ipConns: ipConns{max: opts.MaxConnsPerIP, n: map[string]int{}},
+		stop:    make(chan struct{}),
 	}
 	if s.metrics == nil {
 		s.metrics = NewMetrics()
 	}
+	s.stream = statuspage.NewStream(func(ctx context.Context) (*command.Status, error) {
+		st, err := s.b.Status(ctx)
+		if err = realError(err); err != nil {
+			return nil, err
+		}
+		return normalizeStatus(st), nil
+	}, statuspage.StreamOptions{Served: opts.Served})
 	s.upgrade = websocket.Upgrader{
 		ReadBufferSize:  4096,
 		WriteBufferSize: 4096,
@@ -106,6 +124,11 @@ func NewServer(b Backend, opts Options) *Server {
 		CheckOrigin: func(*http.Request) bool { return true },
 	}
 	s.handler = s.routes()
+	if opts.Tokens != nil && s.authOn() {
+		book, _ := opts.Tokens.Tokens()
+		s.book.Store(book)
+		go s.watchTokens(opts.Tokens, s.stop)
+	}
 	return s
 }
 
@@ -113,9 +136,14 @@ func NewServer(b Backend, opts Options) *Server {
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // Close refuses new WebSocket connections and closes the open ones with 1001 (going
-// away); their outstanding requests are cancelled. REST calls are left to the HTTP server.
+// away); their outstanding requests are cancelled. Open status streams end. REST calls are
+// left to the HTTP server.
 func (s *Server) Close() error {
+	s.stream.Close()
 	s.mu.Lock()
+	if !s.closed {
+		close(s.stop)
+	}
 	s.closed = true
 	conns := make([]*wsConn, 0, len(s.conns))
 	for c := range s.conns {
@@ -131,41 +159,13 @@ func (s *Server) Close() error {
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/ws", s.serveWS)
-	mux.HandleFunc("GET /v1/status", s.serveStatus)
+	mux.HandleFunc("GET /v1/status", s.needToken(s.serveStatus))
 	mux.HandleFunc("GET /healthz", s.serveHealth)
 	mux.Handle("GET /metrics", s.metrics.Handler())
-	mux.HandleFunc("GET /{$}", serveStatusPage)
+	mux.HandleFunc("GET /{$}", s.needToken(statuspage.ServePage))
+	mux.HandleFunc("GET "+statuspage.Path, s.streamWhileValid(s.stream.ServeHTTP))
 	s.restRoutes(mux)
 	return s.recoverHTTP(mux)
-}
-
-// authorize checks a bearer token: ok when it is accepted, admin when it is an admin
-// token. Without configured tokens everyone is an admin.
-func (s *Server) authorize(token string) (ok, admin bool) {
-	if len(s.opts.ClientTokens) == 0 && len(s.opts.AdminTokens) == 0 {
-		return true, true
-	}
-	if token == "" {
-		return false, false
-	}
-	if tokenIn(token, s.opts.AdminTokens) {
-		return true, true
-	}
-	if tokenIn(token, s.opts.ClientTokens) {
-		return true, false
-	}
-	return false, false
-}
-
-// tokenIn compares in constant time per token, so timing does not reveal a prefix.
-func tokenIn(token string, tokens []string) bool {
-	found := false
-	for _, t := range tokens {
-		if subtle.ConstantTimeCompare([]byte(token), []byte(t)) == 1 {
-			found = true
-		}
-	}
-	return found
 }
 
 // bearer returns the token of an "Authorization: Bearer TOKEN" header, or "".
@@ -176,32 +176,6 @@ func bearer(r *http.Request) string {
 		return strings.TrimSpace(h[len(prefix):])
 	}
 	return ""
-}
-
-// errUnauthorized is the answer to any request before authentication.
-func errUnauthorized() *command.Error {
-	return command.Errorf(command.CodeUnauthorized,
-		"authenticate first: send Authorization: Bearer TOKEN or a hello frame with a valid token")
-}
-
-// access checks that a caller authenticated as (ok, admin) may run op.
-func access(op string, ok, admin bool) *command.Error {
-	if !ok {
-		return errUnauthorized()
-	}
-	if isAdminOp(op) && !admin {
-		return command.Errorf(command.CodeForbidden, "op %q needs an admin token", op)
-	}
-	return nil
-}
-
-// adminToken sets an admin call's Token to the token its connection authenticated with
-// (whatever the frame carried there): the node passes it on to the controllers, which check
-// it against their own admin tokens.
-func adminToken(req *command.Request, token string) {
-	if isAdminOp(req.Op) {
-		req.Token = token
-	}
 }
 
 // start calls sess.Start and returns the function that waits for the outcome. A panic in

@@ -50,12 +50,13 @@ type wsConn struct {
 	answers  []answer
 	answered chan struct{} // capacity 1
 
-	ip string // the client's address, for its rate limit without a token
+	ip     string // the client's address, for its rate limit without a token
+	remote string // the client's address and port, for logs
 
-	// Read loop only. token is the one the connection authenticated with, passed on with
-	// admin calls (see adminToken).
-	authed, admin bool
-	token         string
+	// who is the caller the connection authenticated as (nil: not yet). The read loop
+	// sets it (upgrade, hello, a token found revoked); the token watcher reads it and
+	// replaces it when the book changed.
+	who atomic.Pointer[caller]
 }
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
@@ -91,15 +92,15 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		done:     make(chan struct{}),
 	}
 	c.sess = s.b.NewSession(c)
+	c.remote = r.RemoteAddr
 	// A token on the upgrade authenticates; a missing or wrong one still gets a connection,
 	// since the client may send a hello frame next.
-	c.token = bearer(r)
-	c.authed, c.admin = s.authorize(c.token)
+	c.who.Store(s.resolve(bearer(r)))
 	if !s.register(c) {
 		c.shutdown(websocket.CloseGoingAway, "server shutting down")
 	}
 	s.metrics.connOpened()
-	s.log.Debug().Str("remote", r.RemoteAddr).Bool("authed", c.authed).Msg("websocket open")
+	s.log.Debug().Str("remote", r.RemoteAddr).Bool("authed", c.who.Load() != nil).Msg("websocket open")
 	c.run()
 	s.metrics.connClosed()
 	s.log.Debug().Str("remote", r.RemoteAddr).Msg("websocket closed")
@@ -191,7 +192,8 @@ func (c *wsConn) handle(frame []byte, start time.Time) {
 		c.hello(id, req, start)
 		return
 	}
-	if err := access(req.Op, c.authed, c.admin); err != nil {
+	who := c.authenticated()
+	if err := permit(who, req); err != nil {
 		c.reply(id, req.Op, nil, err, start)
 		return
 	}
@@ -200,11 +202,10 @@ func (c *wsConn) handle(frame []byte, start time.Time) {
 			"more than %d requests outstanding on this connection", c.s.opts.MaxPendingPerConn), start)
 		return
 	}
-	if err := c.s.checkRate(c.authed, c.token, c.ip); err != nil {
+	if err := c.s.checkRate(who, c.ip); err != nil {
 		c.reply(id, req.Op, nil, err, start)
 		return
 	}
-	adminToken(req, c.token)
 	if req.Op == command.OpSubscribe || req.Op == command.OpRegisterSibling {
 		// A subscription's events, and a registration's progress events, carry the id of
 		// the request that opened them.
@@ -215,7 +216,10 @@ func (c *wsConn) handle(frame []byte, start time.Time) {
 	// Start runs here, in arrival order, because it fixes the order of writes. The
 	// outcome is queued for the writer, which encodes and sends it.
 	op := req.Op
-	c.s.startAsync(c.ctx, c.sess, req, c.admin, func(rep *command.Reply, err error) {
+	c.s.startAsync(c.ctx, c.sess, req, who.admin, func(rep *command.Reply, err error) {
+		if err == nil {
+			rep, err = filterReply(req, rep)
+		}
 		c.amu.Lock()
 		c.answers = append(c.answers, answer{id: id, op: op, rep: rep, err: err, start: start})
 		c.amu.Unlock()
@@ -255,13 +259,24 @@ func (c *wsConn) writeAnswers() bool {
 // hello authenticates the connection with the frame's token. A refused token leaves the
 // connection as it was.
 func (c *wsConn) hello(id *string, req *command.Request, start time.Time) {
-	ok, admin := c.s.authorize(req.Token)
-	if !ok {
+	who := c.s.resolve(req.Token)
+	if who == nil {
 		c.reply(id, req.Op, nil, command.Errorf(command.CodeUnauthorized, "hello token not accepted"), start)
 		return
 	}
-	c.authed, c.admin, c.token = true, admin, req.Token
+	c.who.Store(who)
 	c.reply(id, req.Op, nil, nil, start)
+}
+
+// authenticated is the connection's caller as of now: a directory token that was revoked,
+// expired or lost its role since it authenticated gives nil (unauthorized).
+func (c *wsConn) authenticated() *caller {
+	who := c.who.Load()
+	now := c.s.stillValid(who)
+	if now != who {
+		c.who.CompareAndSwap(who, now)
+	}
+	return now
 }
 
 // reply encodes the answer to one request, counts it, and hands it to the writer.

@@ -8,6 +8,9 @@ const (
 	NodeUp    = "up"
 	NodeDown  = "down"
 	NodeSpare = "spare"
+	// NodeDegraded: the node heartbeats but its store cannot write or fsync (its
+	// heartbeat says why); it serves no group, and as main it is replaced after down-after.
+	NodeDegraded = "degraded"
 )
 
 // Sibling states. A syncing sibling is a learner: it receives the log but is never counted
@@ -82,6 +85,11 @@ type GroupInfo struct {
 	// Managed: an operator changed the membership (registerSibling, removeSibling, drain);
 	// the controller no longer adds siblings to this group on its own.
 	Managed bool `json:"managed,omitempty"`
+	// Home is the location whose controllers own the group: they alone raise its epoch,
+	// change its configs and promote its main, wherever its copies live
+	// (docs/replication.md case 6, docs/locations.md). A location's directory lists only
+	// the groups homed there.
+	Home string `json:"home,omitempty"`
 }
 
 // Promotion phases.
@@ -98,6 +106,11 @@ type Promotion struct {
 	Chosen uint16 `json:"chosen,omitempty"`
 	// From is the main the attempt replaces.
 	From uint16 `json:"from"`
+	// Reason is why the attempt began (a command.Reason* value) and SuspectedMs when the
+	// leader first had cause for it (Unix milliseconds; 0: unknown): the start of the
+	// promotion's recorded duration.
+	Reason      string `json:"reason,omitempty"`
+	SuspectedMs int64  `json:"suspectedMs,omitempty"`
 }
 
 // NextEpoch is the epoch a new promotion attempt of the group must use.
@@ -128,11 +141,18 @@ func (g *GroupInfo) Voters() []uint16 {
 	return out
 }
 
-// Directory is a snapshot of the controller's state at raft index Index.
+// Directory is a snapshot of the controller's state at raft index Index. Location names
+// the location whose controllers answered it: its groups are the ones homed there, its
+// nodes that location's own and the guests of other locations that joined it.
 type Directory struct {
-	Index  uint64      `json:"index"`
-	Nodes  []NodeInfo  `json:"nodes"`
-	Groups []GroupInfo `json:"groups"`
+	Index    uint64      `json:"index"`
+	Location string      `json:"location,omitempty"`
+	Nodes    []NodeInfo  `json:"nodes"`
+	Groups   []GroupInfo `json:"groups"`
+	// Roles and Tokens (docs/protocol.md §7), by name and by hash; tokens are never
+	// stored or sent themselves, only their HashToken.
+	Roles  []Role      `json:"roles,omitempty"`
+	Tokens []TokenInfo `json:"tokens,omitempty"`
 }
 
 // Group returns the record of group server, or nil.
@@ -184,6 +204,9 @@ type SealRequest struct {
 	From   uint16 `json:"from"`
 	// Auto: the controller decided on its own; the sibling must agree the main is gone.
 	Auto bool `json:"auto"`
+	// Home is the location of the controllers that seal: a copy refuses a seal from any
+	// location but its group's home (docs/replication.md case 6).
+	Home string `json:"home,omitempty"`
 }
 
 // SealReply is a sealed sibling's position: its last durable entry, commit point and copy.
@@ -223,6 +246,9 @@ type Heartbeat struct {
 	Incarnation uint64        `json:"incarnation"`
 	Generation  uint64        `json:"generation"`
 	Groups      []GroupReport `json:"groups"`
+	// Degraded, when set, says why the node's store cannot write or fsync (its disk is
+	// full or failing): the node serves no group until it works again.
+	Degraded string `json:"degraded,omitempty"`
 }
 
 // Roles a node reports for a copy.
@@ -244,6 +270,8 @@ type GroupReport struct {
 	CopyID    string            `json:"copyId"`
 	Siblings  []SiblingProgress `json:"siblings,omitempty"`
 	Activated uint64            `json:"activated,omitempty"`
+	// Load is a main's write load over the last minute (the page's charts).
+	Load *GroupLoad `json:"load,omitempty"`
 	// Resyncing is true while the copy is being rebuilt from a snapshot (after it was
 	// wiped: stale, below the horizon, or divergence point not found). Such a copy has a
 	// new CopyID, reports position 0 until the snapshot is in, and counts nowhere.
@@ -260,4 +288,7 @@ type SiblingProgress struct {
 	// an estimate); both 0 when none is.
 	SyncDone  uint64 `json:"syncDone,omitempty"`
 	SyncTotal uint64 `json:"syncTotal,omitempty"`
+	// Aborted: the main gave up registering this learner (docs/register-sibling.md); the
+	// controller drops it from the group and fails its registerSibling with Aborted.Err.
+	Aborted *RegisterAbort `json:"aborted,omitempty"`
 }

@@ -67,6 +67,9 @@ func Execute(v View, req *Request, ctx ExecContext) Outcome {
 	if err := checkGroup(req, ctx.Group); err != nil {
 		return fail(err)
 	}
+	if err := checkScope(v, req); err != nil {
+		return fail(err)
+	}
 
 	var hash string
 	if req.Key != "" {
@@ -147,6 +150,43 @@ func checkGroup(req *Request, group ServerID) *Error {
 	}
 	if g != group {
 		return Errorf(CodeBadRequest, "rid %q belongs to group %d, not %d", req.RID, g, group)
+	}
+	return nil
+}
+
+// checkScope refuses a write whose caller's role does not grant it on the resource's
+// type (docs/protocol.md §7), before the key is looked up, so that a repeat of someone
+// else's keyed write reveals nothing either. The type is the create's, else the live
+// resource's, else that of the resource a keyed first write stored; a rid that names
+// nothing of either passes, and the usual checks answer not_found.
+func checkScope(v View, req *Request) *Error {
+	if req.Scope == nil {
+		return nil
+	}
+	typ := req.Type
+	if req.Op != OpCreate {
+		cur, _, err := v.Resource(req.RID)
+		if err != nil {
+			return Errorf(CodeInternal, "reading rid %q: %v", req.RID, err)
+		}
+		typ = ""
+		if cur != nil {
+			typ = cur.Type
+		} else if req.Key != "" {
+			rec, err := v.Dedupe(req.Key)
+			if err != nil {
+				return Errorf(CodeInternal, "reading key %q: %v", req.Key, err)
+			}
+			if rec != nil && rec.Resource != nil {
+				typ = rec.Resource.Type
+			}
+		}
+		if typ == "" {
+			return nil
+		}
+	}
+	if !TypeAllowed(req.Scope, typ) {
+		return Errorf(CodeForbidden, "this token's role does not grant %s on type %q", OpKind(req.Op), typ)
 	}
 	return nil
 }

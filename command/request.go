@@ -26,7 +26,24 @@ const (
 	OpPromote         = "promote"
 	OpDrain           = "drain"
 	OpRemoveNode      = "removeNode"
+
+	// Roles and tokens (docs/protocol.md §7). listRoles is an extra.
+	OpCreateRole  = "createRole"
+	OpDeleteRole  = "deleteRole"
+	OpListRoles   = "listRoles"
+	OpCreateToken = "createToken"
+	OpRevokeToken = "revokeToken"
 )
+
+// IsAdminOp reports whether op needs an admin token (docs/protocol.md §3 and §7).
+func IsAdminOp(op string) bool {
+	switch op {
+	case OpRegisterSibling, OpRemoveSibling, OpPromote, OpDrain, OpRemoveNode,
+		OpCreateRole, OpDeleteRole, OpListRoles, OpCreateToken, OpRevokeToken:
+		return true
+	}
+	return false
+}
 
 // IsWrite reports whether op changes state through a group's log.
 func IsWrite(op string) bool {
@@ -64,6 +81,17 @@ type Request struct {
 	From        json.RawMessage `json:"from,omitempty"`
 	Sub         string          `json:"sub,omitempty"`
 	Token       string          `json:"token,omitempty"`
+	// Name, Grants: createRole and deleteRole. Role: createToken.
+	Name   string  `json:"name,omitempty"`
+	Grants []Grant `json:"grants,omitempty"`
+	Role   string  `json:"role,omitempty"`
+	// Scope restricts the request to the resource types its caller's role grants for the
+	// op's kind (TypeAllowed); nil: no restriction. The API layer sets it from the caller's
+	// token and nodes pass it along when they forward; it never comes from a client frame.
+	Scope []string `json:"-"`
+	// Bearer is the token an admin call's caller authenticated with; the node presents it
+	// to the controllers. Set by the API layer, never read from a client frame.
+	Bearer string `json:"-"`
 	// JSONChecked: Data and Patch were found to be valid JSON within MaxDepth where the
 	// request was decoded (the API server's frame parse), so validation does not scan them
 	// again. It never travels on the wire.
@@ -82,6 +110,8 @@ type Reply struct {
 	Ticket    *TicketInfo `json:"ticket,omitempty"`
 	Token     string      `json:"token,omitempty"`
 	Status    *Status     `json:"status,omitempty"`
+	// Roles: listRoles.
+	Roles []Role `json:"roles,omitempty"`
 }
 
 // TicketInfo is the "ticket" object of ticket replies and events.

@@ -68,6 +68,19 @@ func ValidateRequest(req *Request) *Error {
 		return first(checkServer("server", req.Server, true), checkServer("node", req.Node, true))
 	case OpDrain, OpRemoveNode:
 		return checkServer("node", req.Node, true)
+	case OpCreateRole:
+		return ValidateRole(req.Name, req.Grants)
+	case OpDeleteRole:
+		return checkRoleName(req.Name)
+	case OpListRoles:
+		return nil
+	case OpCreateToken:
+		return first(checkTokenRole(req.Role), checkTokenTTL(req.TTLMs))
+	case OpRevokeToken:
+		if req.Token == "" {
+			return Errorf(CodeBadRequest, "token is missing: revokeToken needs the token to revoke")
+		}
+		return nil
 	case "":
 		return Errorf(CodeBadRequest, "op is missing")
 	}
@@ -232,4 +245,26 @@ func checkSubscribe(req *Request) *Error {
 		return checkServer("server", req.Server, true)
 	}
 	return checkType(req.Type)
+}
+
+// checkTokenRole checks createToken's role: a role name or AdminRole.
+func checkTokenRole(role string) *Error {
+	if role == "" {
+		return Errorf(CodeBadRequest, "role is missing: a token names a role, or %q", AdminRole)
+	}
+	return checkRoleName(role)
+}
+
+// MaxTokenTTLMs bounds createToken's ttlMs: ten years.
+const MaxTokenTTLMs = 10 * 365 * 24 * 3600 * 1000
+
+// checkTokenTTL checks createToken's optional ttlMs: absent (no expiry) or 1..MaxTokenTTLMs.
+func checkTokenTTL(ttl *int64) *Error {
+	if ttl == nil {
+		return nil
+	}
+	if *ttl < 1 || *ttl > MaxTokenTTLMs {
+		return Errorf(CodeBadRequest, "ttlMs %d: want 1 to %d (or leave it out: no expiry)", *ttl, int64(MaxTokenTTLMs))
+	}
+	return nil
 }

@@ -27,7 +27,7 @@ func TestAbandonedAttemptRefreshesALiveMain(t *testing.T) {
 			fsmStep(t, f, &idx, beginPromotion{Server: 1, Epoch: 2, From: 1})
 			g, _ = f.group(1)
 			// Only one voter sealed: R = 2 of {2,3,4} is not covered.
-			cmd, _ := decidePromotion(&g, 2, map[uint16]command.SealReply{2: {Node: 2, LastEpoch: 1, LastSeq: 9, CopyID: member(&g, 2).CopyID}}, tc.mainUp)
+			cmd, _ := decidePromotion(&g, 2, map[uint16]command.SealReply{2: {Node: 2, LastEpoch: 1, LastSeq: 9, CopyID: member(&g, 2).CopyID}}, tc.mainUp, 0, nil)
 			ab, ok := cmd.(abandonPromotion)
 			if !ok || ab.Refresh != tc.mainUp {
 				t.Fatalf("decision %+v, want an abandon with refresh=%t", cmd, tc.mainUp)

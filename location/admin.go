@@ -41,11 +41,15 @@ func (c *Controller) handleAdmin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var err *command.Error
+	rep := &command.Reply{}
 	ctx, cancel := context.WithTimeout(r.Context(), adminTimeout)
 	defer cancel()
 	switch op := r.PathValue("op"); op {
+	case command.OpCreateRole, command.OpDeleteRole, command.OpListRoles, command.OpCreateToken, command.OpRevokeToken:
+		req.Op = op
+		rep, err = c.adminAuthOp(&req)
 	case command.OpPromote:
-		err = c.adminPromote(ctx, t, &req)
+		err = c.adminPromote(ctx, t, &req, command.ReasonPlanned)
 	case command.OpRegisterSibling:
 		err = c.adminRegisterSibling(ctx, t, &req)
 	case command.OpRemoveSibling:
@@ -63,14 +67,16 @@ func (c *Controller) handleAdmin(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusUnprocessableEntity, errorBody{Error: err})
 		return
 	}
-	writeJSON(w, http.StatusOK, command.Reply{})
+	writeJSON(w, http.StatusOK, rep)
 }
 
 // adminPromote hands group server's main role to node, a voting sibling, losing nothing
 // (docs/replication.md case 13): the main stops assigning seqs and waits until node holds its
 // whole log, all committed; then the new epoch with node as main (and the old main as a
 // voter of the new config) is committed; node writes its barrier.
-func (c *Controller) adminPromote(ctx context.Context, t *leaderTerm, req *command.Request) *command.Error {
+// reason is recorded with the promotion (planned, or drain).
+func (c *Controller) adminPromote(ctx context.Context, t *leaderTerm, req *command.Request, reason string) *command.Error {
+	asked := c.now()
 	d, g, n, perr := c.groupAndNode(t, req)
 	if perr != nil {
 		return perr
@@ -98,7 +104,7 @@ func (c *Controller) adminPromote(ctx context.Context, t *leaderTerm, req *comma
 	ok := false
 	defer func() { t.promo.finish(server, ok, time.Time{}, 0) }()
 	epoch := g.NextEpoch()
-	if err := c.proposeLogged(beginPromotion{Server: server, Epoch: epoch, From: g.Main}); err != nil {
+	if err := c.proposeLogged(beginPromotion{Server: server, Epoch: epoch, From: g.Main, Reason: reason, SuspectedMs: asked.UnixMilli()}); err != nil {
 		return command.Errorf(command.CodeConflict, "promote group %d: %v", server, err)
 	}
 	hreq := HandoverRequest{Server: server, Target: node, Epoch: epoch}
@@ -148,7 +154,7 @@ func (c *Controller) postNode(ctx context.Context, addr, path string, body any, 
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	b, _ := json.Marshal(body)
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+path, bytes.NewReader(b))
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url(addr, path), bytes.NewReader(b))
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/rs/zerolog"
 
+	"github.com/sibylhq/sibyl/api/statuspage"
 	"github.com/sibylhq/sibyl/command"
 )
 
@@ -148,12 +149,61 @@ func TestControllerEndpointsNeedTheClusterSecret(t *testing.T) {
 		command.Request{Op: command.OpDrain, Node: &nine}); err != nil || status == http.StatusUnauthorized || code != command.CodeNotFound {
 		t.Fatalf("admin drain of node 9 with secret and token: HTTP %d %s %v, want not_found", status, body, err)
 	}
-	// The public endpoints need neither.
-	for _, path := range []string{"/healthz", "/metrics", pathStatus, "/"} {
+	// The health and metrics endpoints need neither; the status and its page any valid
+	// token, or the secret.
+	for _, path := range []string{"/healthz", "/metrics"} {
 		if status, _, body, err := callAuth(http.MethodGet, lead.httpAddr, path, "", "", nil); err != nil || status != http.StatusOK {
 			t.Errorf("GET %s without credentials: HTTP %d %.200s %v, want 200", path, status, body, err)
 		}
 	}
+	for _, path := range []string{pathStatus, "/"} {
+		if status, code, body, err := callAuth(http.MethodGet, lead.httpAddr, path, "", "wrong", nil); err != nil ||
+			status != http.StatusUnauthorized || code != command.CodeUnauthorized {
+			t.Errorf("GET %s with a wrong token: HTTP %d %.200s %v, want 401 unauthorized", path, status, body, err)
+		}
+		for _, cred := range [][2]string{{testSecret, ""}, {"", testAdminToken}} {
+			if status, _, body, err := callAuth(http.MethodGet, lead.httpAddr, path, cred[0], cred[1], nil); err != nil || status != http.StatusOK {
+				t.Errorf("GET %s with secret %q token %q: HTTP %d %.200s %v, want 200", path, cred[0], cred[1], status, body, err)
+			}
+		}
+	}
+	// The page's stream follows the same rule; a browser passes the token as ?token=.
+	for _, tc := range []struct {
+		query, secret, token string
+		want                 int
+	}{
+		{"", "", "", http.StatusUnauthorized}, {"?token=wrong", "", "", http.StatusUnauthorized},
+		{"", "", "wrong", http.StatusUnauthorized}, {"?token=" + testAdminToken, "", "", http.StatusOK},
+		{"", "", testAdminToken, http.StatusOK}, {"", testSecret, "", http.StatusOK},
+	} {
+		if got := streamStatus(t, lead.httpAddr, statuspage.Path+tc.query, tc.secret, tc.token); got != tc.want {
+			t.Errorf("GET %s%s with secret %q token %q: HTTP %d, want %d", statuspage.Path, tc.query, tc.secret, tc.token, got, tc.want)
+		}
+	}
+}
+
+// streamStatus opens the status stream at path and returns the HTTP status of its answer,
+// closing the stream at once.
+func streamStatus(t *testing.T, addr, path, secret, token string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if secret != "" {
+		req.Header.Set(command.SecretHeader, secret)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 // Without AdminTokens, an admin call needs only the cluster secret.
@@ -200,8 +250,8 @@ func TestControllerPresentsTheSecret(t *testing.T) {
 	defer srv.Close()
 	addr := strings.TrimPrefix(srv.URL, "http://")
 	c := &Controller{cfg: Config{ID: "c1", ClusterSecret: testSecret}, ctx: context.Background()}
-	c.client = &http.Client{Timeout: 2 * time.Second, Transport: withSecret(httpTransport(nil), testSecret)}
-	c.long = &http.Client{Transport: withSecret(httpTransport(nil), testSecret)}
+	c.client = &http.Client{Timeout: 2 * time.Second, Transport: withSecret(httpTransport(nil, nil), testSecret)}
+	c.long = &http.Client{Transport: withSecret(httpTransport(nil, nil), testSecret)}
 	c.fsm = newFSM()
 	ctx := context.Background()
 	if _, err := c.sendSeal(ctx, addr, command.SealRequest{Server: 1, Epoch: 2}); err != nil {
@@ -239,7 +289,7 @@ func TestRaftConnectionsNeedTheClusterSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sl := newSecretListener(ln, testSecret, zerolog.Nop())
+	sl := newGuardedListener(ln, nil, testSecret, zerolog.Nop())
 	defer sl.Close()
 	accepted := make(chan net.Conn, 8)
 	go func() {

@@ -517,7 +517,7 @@ func TestCase7B_OneWayPartitionMainIsReplacedOnItsOwnReport(t *testing.T) {
 		le, ls, commit := s.Seal(epoch, d)
 		replies[id] = command.SealReply{Node: id, LastEpoch: le, LastSeq: ls, CommitSeq: commit, CopyID: member(&gi, id).CopyID}
 	}
-	cmd, chosen := decidePromotion(&gi, epoch, replies, true)
+	cmd, chosen := decidePromotion(&gi, epoch, replies, true, 0, nil)
 	choice, ok := cmd.(choosePromotion)
 	if !ok || chosen.LastSeq <= committed {
 		t.Fatalf("decision %T %+v (chosen %+v); want a new main holding the entries above the commit point %d", cmd, cmd, chosen, committed)

@@ -35,13 +35,16 @@ type registerController struct {
 }
 
 // joinNode records a node at its start. It creates the node's own group (the node is its
-// main, epoch 1, an empty active config) the first time the node joins.
+// main, epoch 1, an empty active config) the first time the node joins, unless the node is
+// a Guest: a node of another location, which joins every location so that their groups
+// may keep copies on it (docs/locations.md); its own group is homed in its own location.
 type joinNode struct {
 	ID          uint16 `json:"id"`
 	Addr        string `json:"addr"`
 	Location    string `json:"location"`
 	Instance    string `json:"instance"`
 	Incarnation uint64 `json:"incarnation"`
+	Guest       bool   `json:"guest,omitempty"`
 }
 
 // addLearner makes Node a syncing sibling of group Server.
@@ -69,6 +72,10 @@ type activate struct {
 	Server  uint16   `json:"server"`
 	Version uint64   `json:"version"`
 	CopyIDs []copyID `json:"copyIds,omitempty"`
+	// AtMs is when the proposing leader knew the main's entry under the config committed
+	// (Unix milliseconds; 0: not given). For a promotion's config it is the moment the new
+	// main's barrier committed, which ends the promotion's recorded duration.
+	AtMs int64 `json:"atMs,omitempty"`
 }
 
 func (registerController) kind() string { return kindRegisterController }
@@ -90,6 +97,14 @@ func (c joinNode) applyTo(s *dirState) error {
 	if c.ID == 0 || c.Addr == "" || c.Instance == "" || c.Location == "" {
 		return refuse("joinNode %d: id, addr, location and instance are required (got addr=%q location=%q instance=%q)",
 			c.ID, c.Addr, c.Location, c.Instance)
+	}
+	if old, ok := s.Nodes[c.ID]; ok && old.Location != c.Location {
+		// Server IDs name groups across every location: one ID, one node.
+		return refuse("joinNode %d of location %q: the directory already has node %d in location %q",
+			c.ID, c.Location, c.ID, old.Location)
+	}
+	if _, ok := s.Groups[c.ID]; c.Guest && ok {
+		return refuse("joinNode %d of location %q as a guest: this location homes a group %d", c.ID, c.Location, c.ID)
 	}
 	if old, ok := s.Nodes[c.ID]; ok {
 		inc, restarted, wiped := joinIncarnation(old, c)
@@ -147,7 +162,7 @@ func (c joinNode) applyTo(s *dirState) error {
 	} else {
 		s.Nodes[c.ID] = nodeRecord{ID: c.ID, Addr: c.Addr, Location: c.Location, Instance: c.Instance, Incarnation: c.Incarnation}
 	}
-	if _, ok := s.Groups[c.ID]; !ok {
+	if _, ok := s.Groups[c.ID]; !ok && !c.Guest {
 		s.Groups[c.ID] = &command.GroupInfo{
 			Server: c.ID, Epoch: 1, Main: c.ID,
 			Siblings: []command.Member{},
@@ -235,7 +250,8 @@ func (c activate) applyTo(s *dirState) error {
 	}
 	g.Active = *g.Pending
 	g.Pending = nil
-	if g.Promotion != nil && g.Promotion.Phase == command.PromotionChosen {
+	if p := g.Promotion; p != nil && p.Phase == command.PromotionChosen {
+		s.recordPromotion(g, p, c.AtMs)
 		g.Promotion = nil
 	}
 	// A voter the new config leaves out was removed (removeSibling, drain) and leaves the
@@ -300,6 +316,10 @@ func decodeCommand(data []byte) (dirCommand, error) {
 		var v removeNode
 		err = json.Unmarshal(env.Body, &v)
 		c = v
+	case kindDropLearner:
+		var v dropLearner
+		err = json.Unmarshal(env.Body, &v)
+		c = v
 	case kindSetManaged:
 		var v setManaged
 		err = json.Unmarshal(env.Body, &v)
@@ -322,6 +342,22 @@ func decodeCommand(data []byte) (dirCommand, error) {
 		c = v
 	case kindReviveStale:
 		var v reviveStale
+		err = json.Unmarshal(env.Body, &v)
+		c = v
+	case kindCreateRole:
+		var v createRole
+		err = json.Unmarshal(env.Body, &v)
+		c = v
+	case kindDeleteRole:
+		var v deleteRole
+		err = json.Unmarshal(env.Body, &v)
+		c = v
+	case kindCreateToken:
+		var v createToken
+		err = json.Unmarshal(env.Body, &v)
+		c = v
+	case kindRevokeToken:
+		var v revokeToken
 		err = json.Unmarshal(env.Body, &v)
 		c = v
 	default:

@@ -3,6 +3,7 @@ package location
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,7 +16,9 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/sibylhq/sibyl/api/statuspage"
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/tlsconf"
 )
 
 // Config configures one controller process.
@@ -41,6 +44,11 @@ type Config struct {
 	// AdminTokens, when set, are the tokens an admin call (/v1/internal/admin/{op}) must
 	// carry; nodes pass on the token their caller authenticated with.
 	AdminTokens []string
+	// ServerTLS, when set, serves the raft transport over TLS (the HTTP listener is the
+	// caller's: it wraps it with the same settings). ClientTLS, when set, makes every call
+	// to nodes and controllers https and every raft connection TLS, verified with it.
+	// tlsconf.Load makes both.
+	ServerTLS, ClientTLS *tls.Config
 
 	// RaftListener, when set, is used for the raft transport instead of listening on
 	// RaftAddr (an empty RaftAddr then becomes the listener's address). The controller
@@ -86,8 +94,14 @@ type Controller struct {
 	adFailures zerolog.Logger
 	gossip     *gossip
 
-	term   atomic.Pointer[leaderTerm] // non-nil while this controller leads
-	polls  atomic.Int32               // directory long polls waiting for a change
+	term  atomic.Pointer[leaderTerm] // non-nil while this controller leads
+	polls atomic.Int32               // directory long polls waiting for a change
+	// promoStats counts the promotions this controller completed as leader (/metrics).
+	promoStats promotionStats
+	// ops are the admin calls this controller runs as leader (the page's progress bars).
+	ops operations
+	// stream pushes the status to open status pages (GET /v1/status/stream).
+	stream *statuspage.Stream
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -177,6 +191,7 @@ func New(cfg Config) (*Controller, error) {
 	rn, err := openRaft(raftSetup{
 		ID: cfg.ID, RaftAddr: cfg.RaftAddr, Listener: ln, Dial: cfg.Dial, Peers: peers, DataDir: cfg.DataDir,
 		Timeout: cfg.RaftTimeout, Logger: newHclogAdapter(log), Secret: cfg.ClusterSecret, Log: log,
+		ServerTLS: cfg.ServerTLS, ClientTLS: cfg.ClientTLS,
 	}, f)
 	if err != nil {
 		_ = ln.Close()
@@ -184,19 +199,22 @@ func New(cfg Config) (*Controller, error) {
 	}
 	c := &Controller{
 		cfg: cfg, log: log, fsm: f, cons: rn, raft: rn, now: time.Now,
-		client:     &http.Client{Timeout: 2 * time.Second, Transport: withSecret(httpTransport(cfg.Dial), cfg.ClusterSecret)},
-		long:       &http.Client{Transport: withSecret(httpTransport(cfg.Dial), cfg.ClusterSecret)},
+		client:     &http.Client{Timeout: 2 * time.Second, Transport: withSecret(httpTransport(cfg.Dial, cfg.ClientTLS), cfg.ClusterSecret)},
+		long:       &http.Client{Transport: withSecret(httpTransport(cfg.Dial, cfg.ClientTLS), cfg.ClusterSecret)},
 		refusals:   log.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second}),
 		adFailures: log.Sample(&zerolog.BurstSampler{Burst: 3, Period: 10 * time.Second}),
 	}
 	c.initGossip(incarnation)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.stream = statuspage.NewStream(c.pageStatus, statuspage.StreamOptions{
+		Served: statuspage.Served{Kind: "controller", ID: cfg.ID, Location: cfg.Location}})
 	c.mux = c.routes()
 	log.Info().Str("http", cfg.HTTPAddr).Str("raft", cfg.RaftAddr).Str("dir", cfg.DataDir).
-		Bool("bootstrapped", rn.bootstrapped).Bool("clusterSecret", cfg.ClusterSecret != "").
+		Bool("bootstrapped", rn.bootstrapped).Bool("clusterSecret", cfg.ClusterSecret != "").Bool("tls", cfg.ServerTLS != nil).
 		Int("adminTokens", len(cfg.AdminTokens)).Str("instance", c.Instance()).Uint64("incarnation", c.Incarnation()).
 		Int("otherLocations", len(c.gossip.book.cfg.Seeds)).Msg("controller started")
-	c.wg.Add(3)
+	c.wg.Add(4)
+	go c.pokeStreamLoop()
 	go c.leadershipLoop()
 	go c.registerLoop()
 	go c.gossipLoop()
@@ -211,6 +229,7 @@ func (c *Controller) Handler() http.Handler { return c.mux }
 // still arriving on Handler get 503.
 func (c *Controller) Close() error {
 	c.closed.Do(func() {
+		c.stream.Close()
 		c.cancel()
 		// Shutting raft down first fails any Apply or Barrier a loop is blocked in.
 		c.err = c.cons.shutdown()
@@ -240,7 +259,7 @@ func (c *Controller) Directory() command.Directory {
 		return c.directoryFor(t)
 	}
 	st, _ := c.fsm.view()
-	return st.directory(c.unknownState)
+	return c.stamped(st.directory(c.unknownState))
 }
 
 // leadershipLoop follows raft's leadership events: it starts a leaderTerm when this
@@ -368,7 +387,7 @@ func (c *Controller) registerWith(addr string) error {
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+pathController, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url(addr, pathController), bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("register %s with leader at %s: %w", c.cfg.ID, addr, err)
 	}
@@ -389,7 +408,16 @@ func (c *Controller) registerWith(addr string) error {
 func (c *Controller) directoryFor(t *leaderTerm) command.Directory {
 	st, _ := c.fsm.view()
 	now := c.now()
-	return st.directory(func(n nodeRecord) (string, uint64) { return t.nodeState(n, now, c.cfg.DownAfter) })
+	return c.stamped(st.directory(func(n nodeRecord) (string, uint64) { return t.nodeState(n, now, c.cfg.DownAfter) }))
+}
+
+// stamped names this location on directory d and as the home of each of its groups.
+func (c *Controller) stamped(d command.Directory) command.Directory {
+	d.Location = c.cfg.Location
+	for i := range d.Groups {
+		d.Groups[i].Home = c.cfg.Location
+	}
+	return d
 }
 
 // unknownState is the node state a controller without leader memory reports: it cannot
@@ -404,11 +432,20 @@ func (c *Controller) unknownState(n nodeRecord) (string, uint64) {
 // errClosed is returned by requests served after Close.
 var errClosed = errors.New("controller is closed")
 
-// httpTransport is the round tripper for requests dialled by dial: http.DefaultTransport
-// when dial is nil.
-func httpTransport(dial func(ctx context.Context, network, addr string) (net.Conn, error)) http.RoundTripper {
-	if dial == nil {
+// httpTransport is the round tripper for requests dialled by dial and, with tlsConf,
+// verified with it: http.DefaultTransport when both are nil.
+func httpTransport(dial func(ctx context.Context, network, addr string) (net.Conn, error), tlsConf *tls.Config) http.RoundTripper {
+	if dial == nil && tlsConf == nil {
 		return http.DefaultTransport
 	}
-	return &http.Transport{DialContext: dial, MaxIdleConnsPerHost: 8, IdleConnTimeout: 90 * time.Second}
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	}
+	return &http.Transport{DialContext: dial, TLSClientConfig: tlsConf, TLSHandshakeTimeout: 10 * time.Second,
+		MaxIdleConnsPerHost: 8, IdleConnTimeout: 90 * time.Second}
+}
+
+// url is the URL of path on the node or controller at addr: https with TLS.
+func (c *Controller) url(addr, path string) string {
+	return tlsconf.Scheme(c.cfg.ClientTLS, "http") + "://" + addr + path
 }

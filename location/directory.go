@@ -40,6 +40,11 @@ type dirState struct {
 	Controllers map[string]controllerRecord
 	Nodes       map[uint16]nodeRecord
 	Groups      map[uint16]*command.GroupInfo
+	// Promotions are the last completed promotions, oldest first (promotion_history.go).
+	Promotions []promotionRecord
+	// Roles by name and Tokens by hash (auth_cmds.go).
+	Roles  map[string]command.Role
+	Tokens map[string]command.TokenInfo
 }
 
 func newDirState() *dirState {
@@ -47,6 +52,8 @@ func newDirState() *dirState {
 		Controllers: map[string]controllerRecord{},
 		Nodes:       map[uint16]nodeRecord{},
 		Groups:      map[uint16]*command.GroupInfo{},
+		Roles:       map[string]command.Role{},
+		Tokens:      map[string]command.TokenInfo{},
 	}
 }
 
@@ -120,6 +127,7 @@ func (s *dirState) sortedGroupPtrs() []*command.GroupInfo {
 func (s *dirState) clone() *dirState {
 	out := newDirState()
 	out.Index = s.Index
+	out.Promotions = slices.Clone(s.Promotions)
 	for k, v := range s.Controllers {
 		out.Controllers[k] = v
 	}
@@ -130,6 +138,12 @@ func (s *dirState) clone() *dirState {
 		c := cloneGroup(g)
 		out.Groups[k] = &c
 	}
+	for k, r := range s.Roles {
+		out.Roles[k] = cloneRole(r)
+	}
+	for k, t := range s.Tokens {
+		out.Tokens[k] = t
+	}
 	return out
 }
 
@@ -137,6 +151,9 @@ func (s *dirState) clone() *dirState {
 // node's liveness (the leader's view); Generation comes from the same source.
 func (s *dirState) directory(state func(n nodeRecord) (string, uint64)) command.Directory {
 	d := command.Directory{Index: s.Index, Nodes: []command.NodeInfo{}, Groups: s.sortedGroups()}
+	if len(s.Roles) > 0 || len(s.Tokens) > 0 {
+		d.Roles, d.Tokens = s.sortedRoles(), s.sortedTokens()
+	}
 	for _, n := range s.sortedNodes() {
 		st, gen := state(n)
 		d.Nodes = append(d.Nodes, command.NodeInfo{

@@ -48,21 +48,30 @@
 //     drives it: the controller's own ad every Config.AdEvery, nodes' joins and heartbeats
 //     as their ads, batches to other controllers, GET /v1/ads and GET /v1/locations
 //     (docs/locations.md).
-//   - http.go, status.go, metrics.go, page.go: the HTTP endpoints.
+//   - http.go, status.go, metrics.go: the HTTP endpoints; the status page and its event
+//     stream come from package api/statuspage. promotion_history.go and
+//     promotion_metrics.go: the last promotions kept in the directory and their metrics;
+//     operations.go: the admin calls running now, with their progress.
 //   - auth.go, raft_auth.go: the cluster secret and admin tokens (below), on HTTP and on
-//     raft's connections.
+//     raft's connections; raft_tls.go: raft's connections over TLS (Config.ServerTLS and
+//     ClientTLS; every HTTP call the controller makes is https with ClientTLS, and the
+//     caller serves Handler on a TLS listener).
+//   - auth_cmds.go, auth_admin.go: roles and token hashes in the directory, and the admin
+//     ops that change them (createRole, deleteRole, listRoles, createToken, revokeToken).
 //
 // # Endpoints
 //
 // Authentication: with Config.ClusterSecret, every /v1/internal/ endpoint below refuses a
 // call without the secret in command.SecretHeader (X-Sibyl-Secret) with 401 unauthorized,
 // on followers too, before anything else; with Config.AdminTokens, /v1/internal/admin/{op}
-// also needs one of them as "Authorization: Bearer TOKEN" (nodes pass on their caller's).
+// also needs an admin token as "Authorization: Bearer TOKEN" (nodes pass on their
+// caller's): one of Config.AdminTokens or an unexpired admin token of the directory.
 // The controller presents the secret on every call it makes (seals and hand-overs to
 // nodes, registration and the status proxy to controllers) and opens every raft
 // connection with a digest of it (raft_auth.go); a raft connection without it never
-// reaches raft. GET /healthz, /metrics, /v1/status and / need neither; GET /v1/ads and
-// /v1/locations need the secret or an admin token when either is configured.
+// reaches raft. GET /healthz and /metrics need neither; GET /v1/status and / need, with
+// Config.AdminTokens, the secret or any valid token; GET /v1/ads and /v1/locations need
+// the secret or an admin token when either is configured.
 //
 // Node protocol (leader only; a follower answers 421 with command.LeaderHint naming the
 // leader's HTTP address, empty when unknown; a leader that has not yet applied its
@@ -71,8 +80,13 @@
 //
 //   - POST /v1/internal/join, command.JoinRequest -> command.Directory. Applies joinNode;
 //     the first join of a node creates its group {main: node, epoch 1, active config
-//     version 1 with no voters}. An empty location means the controller's; another
-//     location is 400. A join from the recorded instance changes nothing (a retry). A join
+//     version 1 with no voters}. An empty location means the controller's. A node of
+//     another location joins as a guest: it is recorded (groups homed here may keep copies
+//     on it, docs/locations.md) but no group is created for it; a guest with the ID of a
+//     group homed here, or a node ID already recorded in another location, is 400. The
+//     answered directory names this location (Directory.Location, GroupInfo.Home). A
+//     guest's heartbeats are not taken as its ads. A join from the recorded instance
+//     changes nothing (a retry). A join
 //     from another instance is a restart: a main's group moves to a new epoch. When its
 //     incarnation is not above the recorded one, its data directory was wiped or replaced:
 //     the directory records (and answers, in NodeInfo.Incarnation) the recorded
@@ -106,7 +120,9 @@
 //
 // In every Directory answered, Index is the index of the last applied directory command and
 // NodeInfo.State/Generation are the leader's view: "up" when the node joined or
-// heartbeated within DownAfter, else "down" ("spare" once drain exists). Liveness changes
+// heartbeated within DownAfter, "degraded" when its latest heartbeat reports a disk fault
+// (command.Heartbeat.Degraded; /v1/status gives the reason, and a main degraded for
+// DownAfter is replaced by a non-automatic promotion), else "down" ("spare" once drained). Liveness changes
 // do not raise Index, so a long poll shows them at its next answer.
 //
 // Everyone: GET /v1/status (command.Status; a follower proxies to the leader and, without
@@ -114,8 +130,8 @@
 // liveness; the other locations, their controllers and nodes come from the ads), GET /healthz (200 while raft knows a leader, else 503), GET /metrics
 // (Prometheus, from the controller's own registry: raft state, term and indexes, directory
 // index, nodes by state (leader only), groups, pending configs, siblings by state, commands
-// applied by kind and outcome, Go and process metrics), GET / (a self-contained status page
-// polling /v1/status).
+// applied by kind and outcome, Go and process metrics), GET / (the status page of package
+// api/statuspage) and GET /v1/status/stream (the status as server-sent events).
 //
 // # Reconciliation rules
 //

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 
 	"github.com/hashicorp/raft"
@@ -39,6 +40,8 @@ func (f *fsm) Apply(l *raft.Log) any {
 	kind := "invalid"
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	// Index is set first: a command that completes a promotion records it under its index.
+	f.st.Index = l.Index
 	if err == nil {
 		kind = cmd.kind()
 		err = cmd.applyTo(f.st)
@@ -48,7 +51,6 @@ func (f *fsm) Apply(l *raft.Log) any {
 		outcome = "refused"
 	}
 	f.results[[2]string{kind, outcome}]++
-	f.st.Index = l.Index
 	f.notifyLocked()
 	return applyResult{Index: l.Index, Err: err}
 }
@@ -63,6 +65,13 @@ func (f *fsm) view() (*dirState, <-chan struct{}) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	return f.st.clone(), f.changed
+}
+
+// changes returns the channel closed at the next change.
+func (f *fsm) changes() <-chan struct{} {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.changed
 }
 
 // index returns the index of the last applied command.
@@ -99,6 +108,22 @@ func (f *fsm) group(server uint16) (command.GroupInfo, bool) {
 	return cloneGroup(g), true
 }
 
+// role returns the role named name.
+func (f *fsm) role(name string) (command.Role, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	r, ok := f.st.Roles[name]
+	return r, ok
+}
+
+// token returns the token recorded under hash.
+func (f *fsm) token(hash string) (command.TokenInfo, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	t, ok := f.st.Tokens[hash]
+	return t, ok
+}
+
 // commandCounts returns a copy of the per-kind outcome counters.
 func (f *fsm) commandCounts() map[[2]string]uint64 {
 	f.mu.RLock()
@@ -120,12 +145,17 @@ type snapshotFile struct {
 	Controllers []controllerRecord  `json:"controllers"`
 	Nodes       []nodeRecord        `json:"nodes"`
 	Groups      []command.GroupInfo `json:"groups"`
+	Promotions  []promotionRecord   `json:"promotions,omitempty"`
+	Roles       []command.Role      `json:"roles,omitempty"`
+	Tokens      []command.TokenInfo `json:"tokens,omitempty"`
 }
 
 func (s *dirState) snapshotFile() snapshotFile {
 	return snapshotFile{
 		Format: snapshotFormat, Index: s.Index,
 		Controllers: s.sortedControllers(), Nodes: s.sortedNodes(), Groups: s.sortedGroups(),
+		Promotions: slices.Clone(s.Promotions),
+		Roles:      s.sortedRoles(), Tokens: s.sortedTokens(),
 	}
 }
 
@@ -135,6 +165,7 @@ func (sf snapshotFile) state() (*dirState, error) {
 	}
 	st := newDirState()
 	st.Index = sf.Index
+	st.Promotions = sf.Promotions
 	for _, c := range sf.Controllers {
 		st.Controllers[c.ID] = c
 	}
@@ -147,6 +178,12 @@ func (sf snapshotFile) state() (*dirState, error) {
 			return nil, fmt.Errorf("directory snapshot holds group %d twice", g.Server)
 		}
 		st.Groups[g.Server] = &g
+	}
+	for _, r := range sf.Roles {
+		st.Roles[r.Name] = r
+	}
+	for _, t := range sf.Tokens {
+		st.Tokens[t.Hash] = t
 	}
 	return st, nil
 }

@@ -229,7 +229,7 @@ func (c *Controller) sendBatch(m adMessage) (string, bool) {
 func (c *Controller) postAds(addr string, body []byte) (hint string, err error) {
 	ctx, cancel := context.WithTimeout(c.ctx, adSendTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+pathInternalAds, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url(addr, pathInternalAds), bytes.NewReader(body))
 	if err != nil {
 		return "", err
 	}
@@ -294,7 +294,8 @@ func (c *Controller) handleInternalAds(w http.ResponseWriter, r *http.Request) {
 // hearNode takes a node's join or heartbeat, at the leader, as the node's ad.
 func (c *Controller) hearNode(id uint16, instance string, incarnation, generation uint64) {
 	rec, ok := c.fsm.node(id)
-	if !ok {
+	if !ok || (rec.Location != "" && rec.Location != c.cfg.Location) {
+		// A guest of another location: its own location's controllers advertise it.
 		return
 	}
 	ad := command.Ad{Kind: command.AdNode, ID: strconv.Itoa(int(id)), Location: rec.Location, Addr: rec.Addr,
@@ -394,7 +395,7 @@ func (c *Controller) localLocations() command.LocationsReply {
 func (c *Controller) getFrom(ctx context.Context, addr, path string, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url(addr, path), nil)
 	if err != nil {
 		return err
 	}

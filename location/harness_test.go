@@ -2,6 +2,7 @@ package location
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -142,6 +143,9 @@ func (tc *testCluster) start(id string, raftLn, httpLn net.Listener) {
 	for _, o := range tc.opts {
 		o(&cfg)
 	}
+	if cfg.ServerTLS != nil {
+		httpLn = tls.NewListener(httpLn, cfg.ServerTLS) // as cmd/sibyl serves it
+	}
 	c, err := New(cfg)
 	if err != nil {
 		tc.t.Fatalf("start controller %s: %v", id, err)
@@ -273,6 +277,11 @@ type fakeNode struct {
 	dir    command.Directory
 	disk   string // suffix of the copy IDs this node reports: change it to simulate a wiped disk
 	inc    uint64 // incarnation (1 when zero); raised to the one the controller records for it
+	// aborts: as main, the registrations of these learners are reported given up.
+	aborts map[uint16]*command.RegisterAbort
+	// noBarrier: as a main chosen by a promotion, never report its barrier committed (it
+	// is cut off from its new config).
+	noBarrier bool
 }
 
 const fakeLastSeq = 1000
@@ -336,11 +345,15 @@ func (n *fakeNode) heartbeat() error {
 		if g.Main == n.id {
 			rep := command.GroupReport{Server: g.Server, Role: command.RoleMain, Epoch: g.Epoch, LastEpoch: g.Epoch,
 				LastSeq: fakeLastSeq, CommitSeq: fakeLastSeq, Applied: fakeLastSeq, CopyID: copyName(g.Server, n.id) + n.disk, Activated: g.Active.Version}
-			if g.Pending != nil {
+			if g.Pending != nil && !n.noBarrier {
 				rep.Activated = g.Pending.Version
 			}
 			for _, m := range g.Siblings {
-				rep.Siblings = append(rep.Siblings, command.SiblingProgress{Node: m.Node, Seq: fakeLastSeq - 10, Recent: true})
+				p := command.SiblingProgress{Node: m.Node, Seq: fakeLastSeq - 10, Recent: true}
+				if a := n.aborts[m.Node]; a != nil && m.State == command.SiblingSyncing {
+					p.Seq, p.Aborted = 0, a
+				}
+				rep.Siblings = append(rep.Siblings, p)
 			}
 			hb.Groups = append(hb.Groups, rep)
 		} else if siblingIndex(&g, n.id) >= 0 {

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/sibylhq/sibyl/api/statuspage"
 	"github.com/sibylhq/sibyl/command"
 )
 
@@ -44,10 +45,11 @@ func (c *Controller) routes() *http.ServeMux {
 	mux.HandleFunc("POST "+pathInternalAds, c.internal(c.handleInternalAds))
 	mux.HandleFunc("GET "+pathAds, c.view(c.handleAds))
 	mux.HandleFunc("GET "+pathLocations, c.view(c.handleLocations))
-	mux.HandleFunc("GET "+pathStatus, c.handleStatus)
+	mux.HandleFunc("GET "+pathStatus, c.anyToken(c.handleStatus))
 	mux.HandleFunc("GET /healthz", c.handleHealthz)
 	mux.Handle("GET /metrics", c.metricsHandler())
-	mux.HandleFunc("GET /{$}", c.handlePage)
+	mux.HandleFunc("GET /{$}", c.anyToken(statuspage.ServePage))
+	mux.HandleFunc("GET "+statuspage.Path, c.anyToken(c.streamWhileValid(c.stream.ServeHTTP)))
 	return mux
 }
 
@@ -152,17 +154,20 @@ func (c *Controller) handleJoin(w http.ResponseWriter, r *http.Request) {
 	if req.Location == "" {
 		req.Location = c.cfg.Location
 	}
-	if req.Location != c.cfg.Location {
-		writeError(w, http.StatusBadRequest, command.CodeBadRequest,
-			"join of node %d: its location %q is not this controller's location %q", req.ID, req.Location, c.cfg.Location)
-		return
-	}
 	t := c.leaderGate(w, r)
 	if t == nil {
 		return
 	}
-	cmd := joinNode{ID: req.ID, Addr: req.Addr, Location: req.Location, Instance: req.Instance, Incarnation: req.Incarnation}
+	// A node of another location joins as a guest: groups homed here may keep copies on
+	// it, and it follows this directory for them (docs/locations.md).
+	cmd := joinNode{ID: req.ID, Addr: req.Addr, Location: req.Location, Instance: req.Instance, Incarnation: req.Incarnation,
+		Guest: req.Location != c.cfg.Location}
 	if _, err := c.cons.propose(cmd); err != nil {
+		var ref *refusal
+		if errors.As(err, &ref) {
+			writeError(w, http.StatusBadRequest, command.CodeBadRequest, "join of node %d: %v", req.ID, err)
+			return
+		}
 		c.writeProposeError(w, err)
 		return
 	}
@@ -231,6 +236,7 @@ func (c *Controller) handleSuspect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if n, ok := c.fsm.node(sp.Main); ok {
+		t.promo.suspect(sp.Main, c.now())
 		go c.probe(t, sp.Main, n.Addr)
 	}
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})

@@ -31,11 +31,19 @@ type leaderTerm struct {
 	verifiedAt time.Time
 
 	promo *promotions
+
+	// aborts are the registrations this term dropped because the main gave them up, by
+	// {server, node}: registerSibling answers with them (membership.go).
+	aborts map[[2]uint16]*command.RegisterAbort
 }
 
 type liveness struct {
 	lastSeen   time.Time
 	generation uint64
+	// degraded is why the node's disk fails, from its latest heartbeat ("" when it works);
+	// degradedSince is when a heartbeat first said so.
+	degraded      string
+	degradedSince time.Time
 }
 
 // verifyCacheFor is how long a successful raft VerifyLeader stands in for another one:
@@ -50,6 +58,7 @@ func newLeaderTerm(now time.Time) *leaderTerm {
 		done:      make(chan struct{}),
 		kick:      make(chan struct{}, 1),
 		seen:      map[uint16]liveness{},
+		aborts:    map[[2]uint16]*command.RegisterAbort{},
 		verifying: make(chan struct{}, 1),
 
 		reports:  map[uint16]map[uint16]command.GroupReport{},
@@ -108,11 +117,25 @@ func (t *leaderTerm) nodeState(n nodeRecord, now time.Time, downAfter time.Durat
 	switch {
 	case n.Spare:
 		return command.NodeSpare, l.generation
+	case now.Sub(last) <= downAfter && l.degraded != "":
+		return command.NodeDegraded, l.generation
 	case now.Sub(last) <= downAfter:
 		return command.NodeUp, l.generation
 	default:
 		return command.NodeDown, l.generation
 	}
+}
+
+// degradedFor says why node's disk fails and since how long, as its heartbeats report
+// ("" when they report none).
+func (t *leaderTerm) degradedFor(node uint16, now time.Time) (string, time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	l := t.seen[node]
+	if l.degraded == "" {
+		return "", 0
+	}
+	return l.degraded, now.Sub(l.degradedSince)
 }
 
 // heardWithin reports whether node sent a heartbeat (or joined) within d of now.
@@ -121,6 +144,14 @@ func (t *leaderTerm) heardWithin(node uint16, now time.Time, d time.Duration) bo
 	defer t.mu.Unlock()
 	l, ok := t.seen[node]
 	return ok && now.Sub(l.lastSeen) <= d
+}
+
+// lastHeard returns when node last heartbeated (or joined) in this term.
+func (t *leaderTerm) lastHeard(node uint16) (time.Time, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	l, ok := t.seen[node]
+	return l.lastSeen, ok
 }
 
 // noteJoin records a (re)started node: it is alive now, and whatever its previous process
@@ -142,7 +173,14 @@ func (t *leaderTerm) noteHeartbeat(hb command.Heartbeat, now time.Time) bool {
 	if l, ok := t.seen[hb.Node]; ok && hb.Generation < l.generation {
 		return false
 	}
-	t.seen[hb.Node] = liveness{lastSeen: now, generation: hb.Generation}
+	next := liveness{lastSeen: now, generation: hb.Generation, degraded: hb.Degraded}
+	if hb.Degraded != "" {
+		next.degradedSince = now
+		if l, ok := t.seen[hb.Node]; ok && l.degraded != "" {
+			next.degradedSince = l.degradedSince
+		}
+	}
+	t.seen[hb.Node] = next
 	t.promo.alive(hb.Node)
 	// The report map is replaced, never modified, so snapshots can share it.
 	reps := make(map[uint16]command.GroupReport, len(hb.Groups))
@@ -161,6 +199,23 @@ type reportSet map[uint16]map[uint16]command.GroupReport
 func (r reportSet) get(node, server uint16) (command.GroupReport, bool) {
 	g, ok := r[node][server]
 	return g, ok
+}
+
+// noteAbort remembers why the learner d dropped was given up.
+func (t *leaderTerm) noteAbort(d dropLearner) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.aborts[[2]uint16{d.Server, d.Node}] = d.Abort
+}
+
+// takeAbort returns (and forgets) why node's registration in group server was given up,
+// if this term dropped it.
+func (t *leaderTerm) takeAbort(server, node uint16) (*command.RegisterAbort, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	a, ok := t.aborts[[2]uint16{server, node}]
+	delete(t.aborts, [2]uint16{server, node})
+	return a, ok
 }
 
 // snapshotReports returns the latest reports; the inner maps are shared read-only.

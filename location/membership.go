@@ -83,6 +83,8 @@ func (c *Controller) adminRegisterSibling(ctx context.Context, t *leaderTerm, re
 	if g.Main == node || (m != nil && !stale) {
 		return command.Errorf(command.CodeConflict, "node %d already holds a copy of group %d", node, server)
 	}
+	_, end := c.ops.start(operation{op: command.OperationRegister, server: server, node: node, started: c.now()})
+	defer end()
 	if n.State == command.NodeDown {
 		return command.Errorf(command.CodeUnavailable, "node %d is down", node)
 	}
@@ -102,10 +104,21 @@ func (c *Controller) adminRegisterSibling(ctx context.Context, t *leaderTerm, re
 		return command.Errorf(command.CodeConflict, "register node %d in group %d: %v", node, server, e)
 	}
 	c.log.Info().Uint16("group", server).Uint16("node", node).Msg("registerSibling: syncing")
-	return c.waitGroup(ctx, t, server, func(g *command.GroupInfo) bool {
+	t.takeAbort(server, node) // an earlier registration's
+	gone := false
+	if e := c.waitGroup(ctx, t, server, func(g *command.GroupInfo) bool {
 		m := member(g, node)
-		return g.Main == node || (m != nil && m.State == command.SiblingVoting && slices.Contains(g.Active.Voters, node))
-	})
+		gone = g.Main != node && m == nil
+		return gone || g.Main == node || (m != nil && m.State == command.SiblingVoting && slices.Contains(g.Active.Voters, node))
+	}); e != nil || !gone {
+		return e
+	}
+	// The learner left the group before it voted: the main gave the registration up, or
+	// someone removed it.
+	if a, ok := t.takeAbort(server, node); ok && a != nil {
+		return a.Err(server, node)
+	}
+	return command.Errorf(command.CodeConflict, "registerSibling of node %d in group %d: the copy was removed from the group before it voted", node, server)
 }
 
 // adminRemoveSibling takes node out of group server, refusing when the remaining voters
@@ -157,27 +170,38 @@ func (c *Controller) adminDrain(ctx context.Context, t *leaderTerm, req *command
 	if d.NodeByID(node) == nil {
 		return command.Errorf(command.CodeNotFound, "no node %d", node)
 	}
+	var total, done uint64
+	for _, g := range d.Groups {
+		if g.Main == node || member(&g, node) != nil {
+			total++
+		}
+	}
+	id, end := c.ops.start(operation{op: command.OperationDrain, node: node, started: c.now(), phase: "promote", total: total})
+	defer end()
 	for _, g := range d.Groups {
 		if g.Main != node {
 			continue
 		}
+		c.ops.step(id, "promote", done, total)
 		target, e := c.drainTarget(ctx, t, g.Server, node)
 		if e != nil {
 			return e
 		}
 		srv, tn := int64(g.Server), int64(target)
-		if e := c.adminPromote(ctx, t, &command.Request{Op: command.OpPromote, Server: &srv, Node: &tn}); e != nil {
+		if e := c.adminPromote(ctx, t, &command.Request{Op: command.OpPromote, Server: &srv, Node: &tn}, command.ReasonDrain); e != nil {
 			return e
 		}
 		if e := c.waitGroup(ctx, t, g.Server, func(g *command.GroupInfo) bool { return g.Pending == nil }); e != nil {
 			return e
 		}
+		done++
 	}
 	d = c.directoryFor(t)
 	for _, g := range d.Groups {
 		if member(&g, node) == nil {
 			continue
 		}
+		c.ops.step(id, "move", done, max(total, done+1))
 		if repl, ok := c.replacement(t, g.Server, node); ok {
 			srv, rn := int64(g.Server), int64(repl)
 			if e := c.adminRegisterSibling(ctx, t, &command.Request{Op: command.OpRegisterSibling, Server: &srv, Node: &rn}); e != nil {
@@ -188,7 +212,9 @@ func (c *Controller) adminDrain(ctx context.Context, t *leaderTerm, req *command
 		if e := c.adminRemoveSibling(ctx, t, &command.Request{Op: command.OpRemoveSibling, Server: &srv, Node: &nn}); e != nil {
 			return e
 		}
+		done++
 	}
+	c.ops.step(id, "spare", done, max(total, done))
 	if e := c.proposeLogged(setSpare{Node: node, Spare: true}); e != nil {
 		return command.Errorf(command.CodeUnavailable, "drain node %d: %v", node, e)
 	}

@@ -15,6 +15,7 @@ const (
 	kindSetSpare      = "setSpare"
 	kindSetManaged    = "setManaged"
 	kindRemoveNode    = "removeNode"
+	kindDropLearner   = "dropLearner"
 )
 
 // removeSibling takes Node out of group Server: a learner at once, a voter through a
@@ -40,6 +41,16 @@ type removeNode struct {
 	Node uint16 `json:"node"`
 }
 
+// dropLearner takes learner Node out of group Server because its main gave the
+// registration up (Abort, docs/register-sibling.md). Unlike removeSibling it leaves the
+// group's Managed flag as it was, and it is refused once the copy votes in any config.
+type dropLearner struct {
+	Server uint16                 `json:"server"`
+	Node   uint16                 `json:"node"`
+	Abort  *command.RegisterAbort `json:"abort,omitempty"`
+}
+
+func (dropLearner) kind() string   { return kindDropLearner }
 func (removeNode) kind() string    { return kindRemoveNode }
 func (removeSibling) kind() string { return kindRemoveSibling }
 func (setSpare) kind() string      { return kindSetSpare }
@@ -68,6 +79,22 @@ func (c removeSibling) applyTo(s *dirState) error {
 	voters := slices.DeleteFunc(slices.Clone(g.Active.Voters), func(n uint16) bool { return n == c.Node })
 	g.Pending = &command.Config{Version: g.Active.Version + 1, Voters: voters}
 	g.Managed = true
+	return nil
+}
+
+func (c dropLearner) applyTo(s *dirState) error {
+	g, ok := s.Groups[c.Server]
+	if !ok {
+		return refuse("dropLearner %d from group %d: no such group", c.Node, c.Server)
+	}
+	i := siblingIndex(g, c.Node)
+	switch {
+	case i < 0:
+		return refuse("dropLearner %d from group %d: not a sibling", c.Node, c.Server)
+	case g.Siblings[i].State != command.SiblingSyncing || slices.Contains(g.Voters(), c.Node):
+		return refuse("dropLearner %d from group %d: the copy is %s, not a learner", c.Node, c.Server, g.Siblings[i].State)
+	}
+	g.Siblings = slices.Delete(g.Siblings, i, i+1)
 	return nil
 }
 

@@ -32,6 +32,7 @@ type controllerCollector struct {
 	info, raftState, leader, term, lastIndex, commitIndex, appliedIndex *prometheus.Desc
 	dirIndex, polls, nodesTotal, nodes, groups, pending, siblings       *prometheus.Desc
 	commands                                                            *prometheus.Desc
+	promotions, promotionSeconds                                        *prometheus.Desc
 	adsReceived, adsForwarded, adsDropped, adsHeld, locReachable        *prometheus.Desc
 }
 
@@ -61,7 +62,13 @@ func newControllerCollector(c *Controller) *controllerCollector {
 		adsForwarded: d("ads_forwarded_total", "Ads this controller passed on (one per ad and target)."),
 		adsDropped: d("ads_dropped_total",
 			"Ads not taken or not delivered, by reason: own, loop, duplicate, older, expired, invalid, unsent.", "reason"),
-		adsHeld:      d("ads_held", "Ads this controller holds, its own included."),
+		adsHeld: d("ads_held", "Ads this controller holds, its own included."),
+		promotions: prometheus.NewDesc("sibyl_promotions_total",
+			"Promotions this controller completed as leader (the new main's barrier committed), by group and reason.",
+			[]string{"server", "reason"}, nil),
+		promotionSeconds: prometheus.NewDesc("sibyl_promotion_seconds",
+			"Promotions this controller completed as leader: time from the first suspicion (a planned promotion: the admin call) to the new main's barrier committed.",
+			nil, nil),
 		locReachable: d("location_reachable", "1 while another location is reachable, 0 when it is not.", "location"),
 	}
 }
@@ -69,7 +76,7 @@ func newControllerCollector(c *Controller) *controllerCollector {
 func (cc *controllerCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{cc.info, cc.raftState, cc.leader, cc.term, cc.lastIndex, cc.commitIndex,
 		cc.appliedIndex, cc.dirIndex, cc.polls, cc.nodesTotal, cc.nodes, cc.groups, cc.pending, cc.siblings, cc.commands,
-		cc.adsReceived, cc.adsForwarded, cc.adsDropped, cc.adsHeld, cc.locReachable} {
+		cc.adsReceived, cc.adsForwarded, cc.adsDropped, cc.adsHeld, cc.locReachable, cc.promotions, cc.promotionSeconds} {
 		ch <- d
 	}
 }
@@ -108,7 +115,7 @@ func (cc *controllerCollector) Collect(ch chan<- prometheus.Metric) {
 			s, _ := t.nodeState(n, now, c.cfg.DownAfter)
 			counts[s]++
 		}
-		for _, s := range []string{command.NodeUp, command.NodeDown, command.NodeSpare} {
+		for _, s := range []string{command.NodeUp, command.NodeDown, command.NodeSpare, command.NodeDegraded} {
 			gauge(cc.nodes, float64(counts[s]), s)
 		}
 	}
@@ -137,6 +144,11 @@ func (cc *controllerCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, v := range c.remoteLocations(c.now()) {
 		gauge(cc.locReachable, boolValue(v.Reachable), v.Name)
 	}
+	groups := make([]uint16, 0, len(st.Groups))
+	for id := range st.Groups {
+		groups = append(groups, id)
+	}
+	c.promoStats.collect(ch, cc.promotions, cc.promotionSeconds, groups)
 	for k, v := range c.fsm.commandCounts() {
 		ch <- prometheus.MustNewConstMetric(cc.commands, prometheus.CounterValue, float64(v), k[0], k[1])
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"sync"
@@ -30,6 +31,10 @@ type promotions struct {
 	dead    map[uint16]time.Time // node -> when a probe found nothing listening
 	useless map[uint16]time.Time // group -> since when its main reports no write quorum
 	chosen  map[uint16]chosenAt  // group -> when this term first saw its open choice
+	// suspected: node -> when a sibling first reported its stream from the node broken, or
+	// a probe found it gone; forgotten when the node is heard again. The start of a
+	// promotion's recorded duration.
+	suspected map[uint16]time.Time
 }
 
 // chosenAt is when the leader first saw a group's chosen, not yet activated, attempt.
@@ -40,7 +45,25 @@ type chosenAt struct {
 
 func newPromotions() *promotions {
 	return &promotions{running: map[uint16]bool{}, next: map[uint16]time.Time{}, fails: map[uint16]int{},
-		dead: map[uint16]time.Time{}, useless: map[uint16]time.Time{}, chosen: map[uint16]chosenAt{}}
+		dead: map[uint16]time.Time{}, useless: map[uint16]time.Time{}, chosen: map[uint16]chosenAt{},
+		suspected: map[uint16]time.Time{}}
+}
+
+// suspect records that node's failure was first suspected at now, unless it already was.
+func (p *promotions) suspect(node uint16, now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.suspected[node]; !ok {
+		p.suspected[node] = now
+	}
+}
+
+// suspectedAt returns when node was first suspected since it was last heard.
+func (p *promotions) suspectedAt(node uint16) (time.Time, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	at, ok := p.suspected[node]
+	return at, ok
 }
 
 // chosenSince returns when this term first saw group g's chosen main waiting for its
@@ -81,6 +104,9 @@ func barrierOverdue(g *command.GroupInfo, reports reportSet, since, now time.Tim
 func (p *promotions) markDead(node uint16, now time.Time) {
 	p.mu.Lock()
 	p.dead[node] = now
+	if _, ok := p.suspected[node]; !ok {
+		p.suspected[node] = now
+	}
 	p.mu.Unlock()
 }
 
@@ -88,6 +114,7 @@ func (p *promotions) markDead(node uint16, now time.Time) {
 func (p *promotions) alive(node uint16) {
 	p.mu.Lock()
 	delete(p.dead, node)
+	delete(p.suspected, node)
 	p.mu.Unlock()
 }
 
@@ -163,8 +190,12 @@ func (c *Controller) planPromotions(t *leaderTerm, d command.Directory, reports 
 		if !a.start {
 			continue
 		}
+		var passOver uint16
+		if a.overdue > 0 {
+			passOver = g.Main // it counts as down: another copy is chosen if the seals allow
+		}
 		c.wg.Add(1)
-		go c.promote(t, g, a.auto, a.why)
+		go c.promote(t, a, passOver)
 	}
 }
 
@@ -179,6 +210,10 @@ type promotionAction struct {
 	auto    bool
 	overdue time.Duration
 	why     string // what made the main count as failed, for the log
+	// reason (a command.Reason* value) and since (when the leader first had cause) are
+	// recorded with the attempt.
+	reason string
+	since  time.Time
 }
 
 // planPromotionActions is the leader's promotion planning for one round, a function of the
@@ -204,18 +239,24 @@ func planPromotionActions(t *leaderTerm, d command.Directory, reports reportSet,
 		// sibling hears a main to refuse an automatic seal for.
 		auto := g.Main != 0
 		failed := g.Main == 0 || mainFailed(t, &d, g.Main)
-		why := "no main"
+		why, reason, since := "no main", command.ReasonNoMain, now
 		if g.Main != 0 {
-			why = "main down or gone"
+			why, reason, since = "main down or gone", command.ReasonMainUnreachable, mainSuspectedAt(t, g.Main, now, downAfter)
+		}
+		if fault, d := t.degradedFor(g.Main, now); !failed && g.Main != 0 && fault != "" && d >= downAfter {
+			// Its disk fails (its heartbeats say so): it serves nothing and acknowledges
+			// nothing; its siblings may still hear its stream, so seal non-auto. A degraded
+			// sibling refuses the seal, so the new main is one whose disk works.
+			failed, auto, why, reason, since = true, false, "main's disk fails: "+fault, command.ReasonDiskFault, now.Add(-d)
 		}
 		var overdue time.Duration
 		if !failed && awaitingBarrier(&g, reports) {
 			// A chosen main is alive but its barrier did not commit in time (cut off from
 			// its new config, or stuck): its siblings may still hear it, so seal non-auto.
-			since := t.promo.chosenSince(g.Server, g.Epoch, now)
-			if barrierOverdue(&g, reports, since, now, downAfter) {
-				overdue = now.Sub(since)
-				failed, auto, why = true, false, "barrier overdue"
+			chosen := t.promo.chosenSince(g.Server, g.Epoch, now)
+			if barrierOverdue(&g, reports, chosen, now, downAfter) {
+				overdue = now.Sub(chosen)
+				failed, auto, why, reason, since = true, false, "barrier overdue", command.ReasonBarrierOverdue, chosen
 			}
 		}
 		if !failed {
@@ -227,12 +268,12 @@ func planPromotionActions(t *leaderTerm, d command.Directory, reports reportSet,
 			fresh := votersFresh(t, &g, now, downAfter)
 			useless := t.promo.uselessFor(g.Server, fresh && (noQuorum || silent), now)
 			if noQuorum && useless >= downAfter/2 {
-				failed, auto, why = true, false, "main reports no write quorum"
+				failed, auto, why, reason, since = true, false, "main reports no write quorum", command.ReasonNoQuorum, now.Add(-useless)
 			} else if silent && useless >= downAfter {
-				failed, auto, why = true, false, "main reports no role in its epoch"
+				failed, auto, why, reason, since = true, false, "main reports no role in its epoch", command.ReasonMainSilent, now.Add(-useless)
 			}
 		}
-		a := promotionAction{group: g, auto: auto, overdue: overdue, why: why}
+		a := promotionAction{group: g, auto: auto, overdue: overdue, why: why, reason: reason, since: since}
 		// Sealing fewer than R voters of a config cannot succeed, and every seal it does
 		// place fences the current main: wait until enough voters are up.
 		a.start = failed && sealable(&g, &d) && t.promo.tryStart(g.Server, now)
@@ -324,6 +365,19 @@ func mainFenced(t *leaderTerm, g *command.GroupInfo, replies map[uint16]command.
 	return len(replies) > 0 || r.Role != command.RoleMain
 }
 
+// mainSuspectedAt is when the leader first had cause to doubt main: a sibling's report or a
+// probe, else the moment its heartbeats were overdue (last heard + down-after), else now.
+func mainSuspectedAt(t *leaderTerm, main uint16, now time.Time, downAfter time.Duration) time.Time {
+	at := now
+	if last, ok := t.lastHeard(main); ok && last.Add(downAfter).Before(at) {
+		at = last.Add(downAfter)
+	}
+	if s, ok := t.promo.suspectedAt(main); ok && s.Before(at) {
+		at = s
+	}
+	return at
+}
+
 // mainFailed: the main's heartbeats stopped for down-after, or a probe found its process gone.
 func mainFailed(t *leaderTerm, d *command.Directory, main uint16) bool {
 	if n := d.NodeByID(main); n != nil && n.State == command.NodeDown {
@@ -332,20 +386,23 @@ func mainFailed(t *leaderTerm, d *command.Directory, main uint16) bool {
 	return t.promo.isDead(main)
 }
 
-// promote runs one automatic attempt for group g.
-func (c *Controller) promote(t *leaderTerm, g command.GroupInfo, auto bool, why string) {
+// promote runs one automatic attempt for action a's group, choosing another copy than
+// passOver when the seals allow it (decidePromotion).
+func (c *Controller) promote(t *leaderTerm, a promotionAction, passOver uint16) {
 	defer c.wg.Done()
+	g, auto, why := a.group, a.auto, a.why
 	start := c.now()
 	ok := false
 	defer func() { t.promo.finish(g.Server, ok, c.now(), c.cfg.DownAfter) }()
 	epoch := g.NextEpoch()
-	if err := c.proposeLogged(beginPromotion{Server: g.Server, Epoch: epoch, From: g.Main}); err != nil {
+	begin := beginPromotion{Server: g.Server, Epoch: epoch, From: g.Main, Reason: a.reason, SuspectedMs: a.since.UnixMilli()}
+	if err := c.proposeLogged(begin); err != nil {
 		return
 	}
 	log := c.log.With().Uint16("group", g.Server).Uint64("epoch", epoch).Uint16("from", g.Main).Logger()
 	log.Info().Bool("auto", auto).Str("why", why).Msg("promotion: sealing")
-	replies := c.seal(t, &g, command.SealRequest{Server: g.Server, Epoch: epoch, From: g.Main, Auto: auto})
-	cmd, chosen := decidePromotion(&g, epoch, replies, mainFenced(t, &g, replies, c.now(), c.cfg.DownAfter))
+	replies := c.seal(t, &g, command.SealRequest{Server: g.Server, Epoch: epoch, From: g.Main, Auto: auto, Home: c.cfg.Location})
+	cmd, chosen := decidePromotion(&g, epoch, replies, mainFenced(t, &g, replies, c.now(), c.cfg.DownAfter), passOver, c.atHome(t))
 	if _, abandon := cmd.(abandonPromotion); abandon {
 		log.Warn().Int("sealed", len(replies)).Msg("promotion: too few siblings sealed; abandoning the attempt")
 		_ = c.proposeLogged(cmd)
@@ -365,11 +422,26 @@ func (c *Controller) promote(t *leaderTerm, g command.GroupInfo, auto bool, why 
 // is still serving (mainUp) gives that main a fresh epoch: the siblings the attempt sealed
 // refuse its old one, and without a new epoch it would wait for a promotion that cannot
 // happen (an amnesiac sole voter of a pending config, say).
-func decidePromotion(g *command.GroupInfo, epoch uint64, replies map[uint16]command.SealReply, mainUp bool) (cmd dirCommand, chosen command.SealReply) {
+//
+// passOver (0: none) is a main that counts as down although it answered its seal: a chosen
+// main whose barrier did not commit within down-after (docs/replication.md case 7). It is
+// left out of the choice when the other seals alone cover R voters of every config: every
+// committed entry is then on one of them, so the highest of them holds it. Otherwise it
+// may be chosen again. atHome (nil: every node) says which nodes are in the home location,
+// whom the choice prefers among the longest logs.
+func decidePromotion(g *command.GroupInfo, epoch uint64, replies map[uint16]command.SealReply, mainUp bool, passOver uint16, atHome func(uint16) bool) (cmd dirCommand, chosen command.SealReply) {
 	if !sealsCover(g, replies) {
 		return abandonPromotion{Server: g.Server, Epoch: epoch, Refresh: mainUp}, command.SealReply{}
 	}
-	chosen = chooseMain(replies)
+	candidates := replies
+	if _, sealed := replies[passOver]; passOver != 0 && sealed {
+		others := maps.Clone(replies)
+		delete(others, passOver)
+		if len(others) > 0 && sealsCover(g, others) {
+			candidates = others
+		}
+	}
+	chosen = chooseMainAt(candidates, atHome)
 	return choosePromotion{Server: g.Server, Epoch: epoch, Main: chosen.Node, CopyID: chosen.CopyID}, chosen
 }
 
@@ -511,11 +583,22 @@ func sealsCover(g *command.GroupInfo, replies map[uint16]command.SealReply) bool
 // chooseMain picks the sealed sibling whose last log entry (epoch, seq) is highest (never
 // its current epoch, docs/replication.md case 2); ties go to the lowest node ID.
 func chooseMain(replies map[uint16]command.SealReply) command.SealReply {
+	return chooseMainAt(replies, nil)
+}
+
+// chooseMainAt is chooseMain preferring, among the siblings with the highest last entry,
+// one in the group's home location (atHome; nil: no preference), then the lowest node ID
+// (docs/protocol.md §6). The log decides first: a home copy that lacks an entry another
+// copy holds is never chosen over it.
+func chooseMainAt(replies map[uint16]command.SealReply, atHome func(uint16) bool) command.SealReply {
+	home := func(n uint16) bool { return atHome == nil || atHome(n) }
 	var best command.SealReply
 	found := false
 	for _, r := range replies {
 		better := r.LastEpoch > best.LastEpoch ||
-			(r.LastEpoch == best.LastEpoch && (r.LastSeq > best.LastSeq || (r.LastSeq == best.LastSeq && r.Node < best.Node)))
+			(r.LastEpoch == best.LastEpoch && (r.LastSeq > best.LastSeq ||
+				(r.LastSeq == best.LastSeq && (home(r.Node) && !home(best.Node) ||
+					home(r.Node) == home(best.Node) && r.Node < best.Node))))
 		if !found || better {
 			best, found = r, true
 		}
@@ -523,10 +606,19 @@ func chooseMain(replies map[uint16]command.SealReply) command.SealReply {
 	return best
 }
 
+// atHome says which nodes of leader t's directory are in this controller's location.
+func (c *Controller) atHome(t *leaderTerm) func(uint16) bool {
+	d := c.directoryFor(t)
+	return func(node uint16) bool {
+		n := d.NodeByID(node)
+		return n != nil && n.Location == c.cfg.Location
+	}
+}
+
 func (c *Controller) sendSeal(ctx context.Context, addr string, req command.SealRequest) (command.SealReply, error) {
 	var out command.SealReply
 	body, _ := json.Marshal(req)
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/v1/internal/seal", bytes.NewReader(body))
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url(addr, "/v1/internal/seal"), bytes.NewReader(body))
 	if err != nil {
 		return out, err
 	}

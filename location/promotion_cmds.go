@@ -22,6 +22,10 @@ type beginPromotion struct {
 	Server uint16 `json:"server"`
 	Epoch  uint64 `json:"epoch"`
 	From   uint16 `json:"from"`
+	// Reason and SuspectedMs are carried into the group's Promotion record and, once the
+	// promotion completes, into the history (promotion_history.go).
+	Reason      string `json:"reason,omitempty"`
+	SuspectedMs int64  `json:"suspectedMs,omitempty"`
 }
 
 // choosePromotion makes Main the main of group Server in the attempt's epoch. The new
@@ -74,7 +78,8 @@ func (c beginPromotion) applyTo(s *dirState) error {
 		// A config with no siblings cannot be sealed: its main alone holds the writes.
 		return refuse("beginPromotion of group %d: the active config has no voting sibling", c.Server)
 	}
-	g.Promotion = &command.Promotion{Epoch: c.Epoch, Phase: command.PromotionSealing, From: c.From}
+	g.Promotion = &command.Promotion{Epoch: c.Epoch, Phase: command.PromotionSealing, From: c.From,
+		Reason: c.Reason, SuspectedMs: c.SuspectedMs}
 	return nil
 }
 

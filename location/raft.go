@@ -2,6 +2,7 @@ package location
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -94,6 +95,9 @@ type raftSetup struct {
 	// open with (raft_auth.go); Log receives the refusals.
 	Secret string
 	Log    zerolog.Logger
+	// ServerTLS, when set, makes the TCP transport accept only TLS connections, and
+	// ClientTLS makes it dial TLS, verified with it (raft_tls.go).
+	ServerTLS, ClientTLS *tls.Config
 }
 
 // openRaft opens (or creates) the raft state in DataDir and starts raft. A data directory
@@ -140,9 +144,11 @@ func openRaft(s raftSetup, f *fsm) (*raftNode, error) {
 
 	trans := s.Transport
 	if trans == nil {
-		layer := &streamLayer{Listener: s.Listener, advertise: tcpAddr(s.RaftAddr, s.Listener.Addr()), dial: s.Dial}
+		layer := &streamLayer{Listener: s.Listener, advertise: tcpAddr(s.RaftAddr, s.Listener.Addr()), dial: s.Dial, tls: s.ClientTLS}
+		if s.Secret != "" || s.ServerTLS != nil {
+			layer.Listener = newGuardedListener(s.Listener, s.ServerTLS, s.Secret, s.Log)
+		}
 		if s.Secret != "" {
-			layer.Listener = newSecretListener(s.Listener, s.Secret, s.Log)
 			layer.preamble = raftPreamble(s.Secret)
 		}
 		trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
@@ -293,12 +299,13 @@ func closeTransport(t raft.Transport) error {
 
 // streamLayer is raft's TCP stream layer over a listener the caller opened, so tests (and
 // cmd/sibyl) can bind ephemeral ports before the controller starts.
-// With a cluster secret its listener is a secretListener and every connection it dials
-// opens with preamble.
+// With a cluster secret or TLS its listener is a guardedListener; every connection it dials
+// is TLS with tls set, and opens with preamble with a secret.
 type streamLayer struct {
 	net.Listener
 	advertise net.Addr
 	dial      func(ctx context.Context, network, addr string) (net.Conn, error) // nil: TCP
+	tls       *tls.Config                                                       // nil: no TLS
 	preamble  []byte                                                            // nil: no secret
 }
 
@@ -306,6 +313,9 @@ func (s *streamLayer) Addr() net.Addr { return s.advertise }
 
 func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	conn, err := dialTimeout(s.dial, string(address), timeout)
+	if err == nil && s.tls != nil {
+		conn, err = clientHandshake(conn, s.tls, string(address), timeout)
+	}
 	if err != nil || s.preamble == nil {
 		return conn, err
 	}

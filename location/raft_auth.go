@@ -3,6 +3,7 @@ package location
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -41,10 +42,13 @@ func writePreamble(conn net.Conn, preamble []byte, timeout time.Duration) error 
 	return err
 }
 
-// secretListener passes on only the connections that open with the preamble.
-type secretListener struct {
+// guardedListener passes on only the connections that pass its checks, each run on a
+// goroutine of its own within raftHandshakeTimeout: a TLS handshake when it has TLS
+// settings (raft_tls.go), then the secret's preamble when it has a secret.
+type guardedListener struct {
 	net.Listener
-	preamble []byte
+	tls      *tls.Config    // nil: no TLS
+	preamble []byte         // nil: no secret
 	log      zerolog.Logger // sampled: refusals are logged a few per period
 
 	start   sync.Once
@@ -58,16 +62,21 @@ type acceptResult struct {
 	err  error
 }
 
-func newSecretListener(ln net.Listener, secret string, log zerolog.Logger) *secretListener {
-	return &secretListener{
-		Listener: ln, preamble: raftPreamble(secret),
+// newGuardedListener guards ln with serverTLS and secret; either may be empty.
+func newGuardedListener(ln net.Listener, serverTLS *tls.Config, secret string, log zerolog.Logger) *guardedListener {
+	l := &guardedListener{
+		Listener: ln, tls: serverTLS,
 		log:     log.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second}),
 		results: make(chan acceptResult), closed: make(chan struct{}),
 	}
+	if secret != "" {
+		l.preamble = raftPreamble(secret)
+	}
+	return l
 }
 
-// Accept returns the next connection that presented the secret, or the listener's error.
-func (l *secretListener) Accept() (net.Conn, error) {
+// Accept returns the next connection that passed the checks, or the listener's error.
+func (l *guardedListener) Accept() (net.Conn, error) {
 	l.start.Do(func() { go l.acceptLoop() })
 	select {
 	case r := <-l.results:
@@ -80,7 +89,7 @@ func (l *secretListener) Accept() (net.Conn, error) {
 // acceptLoop accepts connections and checks each one's preamble on a goroutine of its own.
 // Accept errors go to Accept as they are (raft backs off on a temporary one); the loop ends
 // when the listener is closed.
-func (l *secretListener) acceptLoop() {
+func (l *guardedListener) acceptLoop() {
 	for {
 		conn, err := l.Listener.Accept()
 		if err != nil {
@@ -98,17 +107,29 @@ func (l *secretListener) acceptLoop() {
 	}
 }
 
-func (l *secretListener) handshake(conn net.Conn) {
-	_ = conn.SetReadDeadline(time.Now().Add(raftHandshakeTimeout))
-	got := make([]byte, len(l.preamble))
-	_, err := io.ReadFull(conn, got)
-	if err != nil || subtle.ConstantTimeCompare(got, l.preamble) != 1 {
-		l.log.Warn().Str("remote", conn.RemoteAddr().String()).AnErr("read", err).
-			Msg("raft connection refused: no cluster secret or a wrong one")
-		conn.Close()
-		return
+func (l *guardedListener) handshake(conn net.Conn) {
+	_ = conn.SetDeadline(time.Now().Add(raftHandshakeTimeout))
+	if l.tls != nil {
+		tc, err := serverHandshake(conn, l.tls)
+		if err != nil {
+			l.log.Warn().Str("remote", conn.RemoteAddr().String()).Err(err).
+				Msg("raft connection refused: TLS handshake failed")
+			conn.Close()
+			return
+		}
+		conn = tc
 	}
-	_ = conn.SetReadDeadline(time.Time{})
+	if l.preamble != nil {
+		got := make([]byte, len(l.preamble))
+		_, err := io.ReadFull(conn, got)
+		if err != nil || subtle.ConstantTimeCompare(got, l.preamble) != 1 {
+			l.log.Warn().Str("remote", conn.RemoteAddr().String()).AnErr("read", err).
+				Msg("raft connection refused: no cluster secret or a wrong one")
+			conn.Close()
+			return
+		}
+	}
+	_ = conn.SetDeadline(time.Time{})
 	select {
 	case l.results <- acceptResult{conn: conn}:
 	case <-l.closed:
@@ -117,7 +138,7 @@ func (l *secretListener) handshake(conn net.Conn) {
 }
 
 // Close stops accepting; connections still in their handshake are closed as they finish.
-func (l *secretListener) Close() error {
+func (l *guardedListener) Close() error {
 	l.once.Do(func() { close(l.closed) })
 	return l.Listener.Close()
 }

@@ -25,13 +25,16 @@ const (
 
 // planRound returns the commands of one reconcile round, in the order to apply them:
 // per group (by server ID) at most one config command (activate, else a demotion of
-// amnesiac or silent voters, else proposeVoter), the revivals of rebuilt stale copies, and
-// at most one addLearner. It never removes a sibling. silent says which copies went
+// amnesiac or silent voters, else proposeVoter), the learners whose registration the main
+// gave up, the revivals of rebuilt stale copies, and at most one addLearner. It removes no
+// other sibling. silent says which copies went
 // unreported for copy-timeout (nil: none).
 func planRound(d command.Directory, reports reportSet, silent silentFunc) []dirCommand {
 	up := map[uint16]bool{}
 	var eligible []uint16 // up and not spare, by ID
+	where := map[uint16]string{}
 	for _, n := range d.Nodes {
+		where[n.ID] = n.Location
 		if n.State == command.NodeUp {
 			up[n.ID] = true
 			eligible = append(eligible, n.ID)
@@ -49,9 +52,10 @@ func planRound(d command.Directory, reports reportSet, silent silentFunc) []dirC
 		if c := planConfig(g, up, reports, silent); c != nil {
 			out = append(out, c)
 		}
+		out = append(out, planDrops(g, reports)...)
 		out = append(out, planRevivals(g, up, reports)...)
 		if len(g.Siblings) < target && !g.Managed {
-			if node, ok := pickLearner(g, eligible, copies); ok {
+			if node, ok := pickLearner(g, eligible, copies, where); ok {
 				copies[node]++
 				out = append(out, addLearner{Server: g.Server, Node: node})
 			}
@@ -97,8 +101,34 @@ func planConfig(g *command.GroupInfo, up map[uint16]bool, reports reportSet, sil
 		return act
 	}
 	for _, m := range g.Siblings {
-		if m.State == command.SiblingSyncing && up[m.Node] && caughtUp(rep, m.Node) && freshCopy(g, m, reports) {
+		if m.State == command.SiblingSyncing && up[m.Node] && caughtUp(rep, m.Node) && freshCopy(g, m, reports) && registerAbort(rep, m.Node) == nil {
 			return proposeVoter{Server: g.Server, Node: m.Node}
+		}
+	}
+	return nil
+}
+
+// planDrops drops the learners whose registration the group's main gave up: keeping its
+// log for them passed a bound (docs/register-sibling.md).
+func planDrops(g *command.GroupInfo, reports reportSet) []dirCommand {
+	rep, ok := mainReport(g, reports)
+	if !ok {
+		return nil
+	}
+	var out []dirCommand
+	for _, m := range g.Siblings {
+		if a := registerAbort(rep, m.Node); a != nil && m.State == command.SiblingSyncing && !slices.Contains(g.Voters(), m.Node) {
+			out = append(out, dropLearner{Server: g.Server, Node: m.Node, Abort: a})
+		}
+	}
+	return out
+}
+
+// registerAbort is the main's abort of node's registration, nil if none.
+func registerAbort(main command.GroupReport, node uint16) *command.RegisterAbort {
+	for _, p := range main.Siblings {
+		if p.Node == node {
+			return p.Aborted
 		}
 	}
 	return nil
@@ -116,19 +146,36 @@ func caughtUp(main command.GroupReport, node uint16) bool {
 }
 
 // pickLearner chooses the eligible node without a copy of g that holds the fewest copies,
-// the lowest ID among equals.
-func pickLearner(g *command.GroupInfo, eligible []uint16, copies map[uint16]int) (uint16, bool) {
-	var best uint16
-	found := false
-	for _, n := range eligible { // ascending IDs: a strict < keeps the lowest on ties
-		if n == g.Main || siblingIndex(g, n) >= 0 {
-			continue
-		}
-		if !found || copies[n] < copies[best] {
-			best, found = n, true
+// the lowest ID among equals. While no copy of g lives outside its main's location (where
+// names each node's), it chooses among the nodes of other locations first, so that a
+// group outlives the loss of its main's location (docs/protocol.md §6).
+func pickLearner(g *command.GroupInfo, eligible []uint16, copies map[uint16]int, where map[uint16]string) (uint16, bool) {
+	mainLoc := where[g.Main]
+	elsewhere := false
+	for _, m := range g.Siblings {
+		if m.State != command.SiblingStale && where[m.Node] != mainLoc {
+			elsewhere = true
 		}
 	}
-	return best, found
+	pick := func(remoteOnly bool) (uint16, bool) {
+		var best uint16
+		found := false
+		for _, n := range eligible { // ascending IDs: a strict < keeps the lowest on ties
+			if n == g.Main || siblingIndex(g, n) >= 0 || (remoteOnly && where[n] == mainLoc) {
+				continue
+			}
+			if !found || copies[n] < copies[best] {
+				best, found = n, true
+			}
+		}
+		return best, found
+	}
+	if !elsewhere {
+		if n, ok := pick(true); ok {
+			return n, true
+		}
+	}
+	return pick(false)
 }
 
 // reconcile runs one round as leader of term t.
@@ -142,7 +189,14 @@ func (c *Controller) reconcile(t *leaderTerm) {
 			return
 		default:
 		}
-		_, err := c.cons.propose(cmd)
+		switch v := cmd.(type) {
+		case dropLearner:
+			t.noteAbort(v) // before the drop commits: registerSibling answers on seeing it
+		case activate:
+			v.AtMs = c.now().UnixMilli()
+			cmd = v
+		}
+		idx, err := c.cons.propose(cmd)
 		var ref *refusal
 		switch {
 		case errors.As(err, &ref):
@@ -155,6 +209,9 @@ func (c *Controller) reconcile(t *leaderTerm) {
 			return
 		default:
 			c.logApplied(cmd)
+			if _, ok := cmd.(activate); ok {
+				c.notePromotion(idx)
+			}
 		}
 	}
 }
@@ -178,6 +235,12 @@ func (c *Controller) logApplied(cmd dirCommand) {
 			e = e.Str("reason", "the copy was not reported for copy-timeout").Dur("copyTimeout", c.cfg.CopyTimeout)
 		}
 		e.Uint16("group", v.Server).Interface("nodes", v.Nodes).Str("to", v.To).Msg("voters demoted: config proposed")
+	case dropLearner:
+		e := c.log.Warn().Uint16("group", v.Server).Uint16("node", v.Node)
+		if v.Abort != nil {
+			e = e.Str("bound", v.Abort.Bound).Uint64("limit", v.Abort.Limit).Uint64("held", v.Abort.Held)
+		}
+		e.Msg("registration aborted by the main: learner dropped")
 	case reviveStale:
 		c.log.Info().Uint16("group", v.Server).Uint16("node", v.Node).Msg("stale copy rebuilt: learner again")
 	case activate:

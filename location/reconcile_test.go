@@ -163,3 +163,37 @@ func TestPlanConvergesThroughFSM(t *testing.T) {
 		}
 	}
 }
+
+// With several locations, a group's first sibling goes to another location than its
+// main's, whichever node holds fewer copies; later ones are spread as before.
+func TestPlanPlacesASiblingOutsideTheMainsLocation(t *testing.T) {
+	d := dir(4)
+	for i := range d.Nodes {
+		d.Nodes[i].Location = "loc1"
+	}
+	d.Nodes[3].Location = "loc2" // node 4
+	d.Groups = d.Groups[:1]      // group 1, main 1 in loc1
+	got := planRound(d, reportSet{}, nil)
+	if want := []dirCommand{addLearner{Server: 1, Node: 4}}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("plan %+v, want the first learner in loc2: %+v", got, want)
+	}
+	// Once a copy lives in loc2, the fewest copies decide again (lowest ID on ties).
+	d.Groups[0].Siblings = []command.Member{{Node: 4, State: command.SiblingSyncing}}
+	got = planRound(d, reportSet{}, nil)
+	if want := []dirCommand{addLearner{Server: 1, Node: 2}}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("plan %+v, want %+v", got, want)
+	}
+	// A stale copy elsewhere does not count as one.
+	d.Groups[0].Siblings = []command.Member{{Node: 4, State: command.SiblingStale}, {Node: 2, State: command.SiblingVoting}}
+	d.Nodes = append(d.Nodes, command.NodeInfo{ID: 5, State: command.NodeUp, Location: "loc3"})
+	got = planRound(d, reportSet{}, nil)
+	if want := []dirCommand{addLearner{Server: 1, Node: 5}}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("plan %+v, want %+v", got, want)
+	}
+	// One location: nothing changes (no node elsewhere to prefer).
+	one := dir(4)
+	one.Groups = one.Groups[:1]
+	if got := planRound(one, reportSet{}, nil); !reflect.DeepEqual(got, []dirCommand{addLearner{Server: 1, Node: 2}}) {
+		t.Fatalf("one location: plan %+v", got)
+	}
+}

@@ -56,7 +56,11 @@ func (t *simTerm) tick(s *sim) {
 			continue
 		}
 		if a.start {
-			t.startAttempt(s, a.group, a.auto)
+			var passOver uint16
+			if a.overdue > 0 {
+				passOver = a.group.Main
+			}
+			t.startAttempt(s, a.group, a.auto, passOver)
 		}
 	}
 	for _, c := range planRound(d, reports, t.lt.copyClock(t.now(s), simCopyTO)) {
@@ -109,6 +113,7 @@ type simAttempt struct {
 	t        *simTerm
 	g        command.GroupInfo
 	auto     bool
+	passOver uint16 // a main whose barrier was overdue (decidePromotion)
 	epoch    uint64
 	phase    int // 0: beginPromotion proposed; 1: sealing; 2: outcome proposed; 3: over
 	voters   []uint16
@@ -120,8 +125,8 @@ type simAttempt struct {
 	start    time.Duration
 }
 
-func (t *simTerm) startAttempt(s *sim, g command.GroupInfo, auto bool) {
-	a := &simAttempt{t: t, g: g, auto: auto, epoch: g.NextEpoch(), replies: map[uint16]command.SealReply{},
+func (t *simTerm) startAttempt(s *sim, g command.GroupInfo, auto bool, passOver uint16) {
+	a := &simAttempt{t: t, g: g, auto: auto, passOver: passOver, epoch: g.NextEpoch(), replies: map[uint16]command.SealReply{},
 		answered: map[uint16]bool{}, retryAt: map[uint16]time.Time{}, start: s.now}
 	t.attempts = append(t.attempts, a)
 	s.tracef("term %d starts attempt %d (auto %v) to replace main %d", t.id, a.epoch, auto, g.Main)
@@ -222,7 +227,7 @@ func (a *simAttempt) decide(s *sim) {
 		return
 	}
 	a.phase = 2
-	cmd, chosen := decidePromotion(&a.g, a.epoch, a.replies, mainFenced(a.t.lt, &a.g, a.replies, a.t.now(s), simDownAfter))
+	cmd, chosen := decidePromotion(&a.g, a.epoch, a.replies, mainFenced(a.t.lt, &a.g, a.replies, a.t.now(s), simDownAfter), a.passOver, nil)
 	if c, ok := cmd.(choosePromotion); ok && s.mutation == "lowest-last" {
 		low := chosen
 		for _, n := range sortedKeys(a.replies) {

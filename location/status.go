@@ -25,12 +25,15 @@ type statusInput struct {
 	members   []raftMember
 	leader    string // raft ID of the leader, "" if none
 	nodeState func(nodeRecord) (string, uint64)
-	reports   reportSet
-	silent    silentFunc // copies unreported for copy-timeout (the leader's clock); nil: none
+	// reason says why a degraded node's disk fails (nil: no leader memory).
+	reason  func(node uint16) string
+	reports reportSet
+	silent  silentFunc // copies unreported for copy-timeout (the leader's clock); nil: none
 	// remote: the other locations as the ads show them; a node of theirs counts as up while
 	// its ad is younger than nodeFresh.
 	remote    []locationView
 	nodeFresh time.Duration
+	ops       []operation // admin calls running at the leader
 }
 
 // twoVotersWarning is set on a group with exactly two voting siblings.
@@ -41,6 +44,7 @@ func buildStatus(in statusInput) command.Status {
 	out := command.Status{
 		Locations: []command.StatusLocation{}, Controllers: []command.StatusController{},
 		Nodes: []command.StatusNode{}, Groups: []command.StatusGroup{},
+		Promotions: statusPromotions(in.st.Promotions),
 	}
 	// Controllers: the registered ones, plus raft members that have not registered yet
 	// (their HTTP address is unknown, their location is this one).
@@ -109,12 +113,21 @@ func buildStatus(in statusInput) command.Status {
 	})
 
 	up := map[uint16]bool{}
+	advertised := map[uint16]bool{}
+	for _, n := range remoteNodes {
+		advertised[n.ID] = true
+	}
 	for _, n := range in.st.sortedNodes() {
 		state, gen := in.nodeState(n)
 		up[n.ID] = state == command.NodeUp
-		out.Nodes = append(out.Nodes, command.StatusNode{
-			ID: n.ID, Addr: n.Addr, Location: n.Location, State: state, Instance: n.Instance, Generation: gen,
-		})
+		if n.Location != "" && n.Location != in.location && advertised[n.ID] {
+			continue // a guest of another location: listed once, from its own location's ads
+		}
+		sn := command.StatusNode{ID: n.ID, Addr: n.Addr, Location: n.Location, State: state, Instance: n.Instance, Generation: gen}
+		if state == command.NodeDegraded && in.reason != nil {
+			sn.Reason = in.reason(n.ID)
+		}
+		out.Nodes = append(out.Nodes, sn)
 	}
 	if len(remoteNodes) > 0 {
 		out.Nodes = append(out.Nodes, remoteNodes...)
@@ -129,7 +142,7 @@ func buildStatus(in statusInput) command.Status {
 		}
 		mainRep, hasMain := mainReport(&g, in.reports)
 		if hasMain {
-			sg.Seq = mainRep.LastSeq
+			sg.Seq, sg.Load = mainRep.LastSeq, mainRep.Load
 		}
 		_, blocked := planDemotion(&g, up, in.reports, in.silent)
 		voting := 0
@@ -162,6 +175,7 @@ func buildStatus(in statusInput) command.Status {
 		sg.Warning = strings.Join(warnings, "; ")
 		out.Groups = append(out.Groups, sg)
 	}
+	out.Operations = statusOperations(in.ops, out.Groups)
 	return out
 }
 
@@ -210,9 +224,19 @@ func (c *Controller) localStatus() command.Status {
 	now := c.now()
 	in.remote, in.nodeFresh = c.remoteLocations(now), 3*c.cfg.AdEvery
 	if t := c.term.Load(); t != nil && t.isReady() {
-		in.nodeState = func(n nodeRecord) (string, uint64) { return t.nodeState(n, now, c.cfg.DownAfter) }
+		in.nodeState = func(n nodeRecord) (string, uint64) {
+			state, gen := t.nodeState(n, now, c.cfg.DownAfter)
+			if (state == command.NodeUp || state == command.NodeDegraded) && t.promo.isDead(n.ID) {
+				// A probe found nothing listening: the operator sees it down before its
+				// heartbeats are overdue (the directory waits for them).
+				state = command.NodeDown
+			}
+			return state, gen
+		}
+		in.reason = func(node uint16) string { r, _ := t.degradedFor(node, now); return r }
 		in.reports = t.snapshotReports()
 		in.silent = t.copyClock(now, c.cfg.CopyTimeout)
+		in.ops = c.ops.list()
 	}
 	return buildStatus(in)
 }
@@ -224,25 +248,72 @@ func (c *Controller) handleStatus(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, c.localStatus())
 		return
 	}
-	if id := c.cons.leaderID(); id != "" && id != c.cfg.ID {
-		if rec, ok := c.fsm.controller(id); ok {
-			body, err := c.fetchStatus(r.Context(), rec.HTTPAddr)
-			if err == nil {
-				w.Header().Set("Content-Type", "application/json")
-				_, _ = w.Write(body)
-				return
-			}
-			c.log.Debug().Err(err).Str("leader", id).Msg("status proxy failed; answering from local state")
-		}
+	if body, ok := c.leaderStatus(r.Context()); ok {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(body)
+		return
 	}
 	writeJSON(w, http.StatusOK, c.localStatus())
+}
+
+// leaderStatus fetches /v1/status from the leader when another controller leads.
+func (c *Controller) leaderStatus(ctx context.Context) ([]byte, bool) {
+	id := c.cons.leaderID()
+	if id == "" || id == c.cfg.ID {
+		return nil, false
+	}
+	rec, ok := c.fsm.controller(id)
+	if !ok {
+		return nil, false
+	}
+	body, err := c.fetchStatus(ctx, rec.HTTPAddr)
+	if err != nil {
+		c.log.Debug().Err(err).Str("leader", id).Msg("status proxy failed; answering from local state")
+		return nil, false
+	}
+	return body, true
+}
+
+// pageStatus is the status page's source: what GET /v1/status answers.
+func (c *Controller) pageStatus(ctx context.Context) (*command.Status, error) {
+	if !c.IsLeader() {
+		if body, ok := c.leaderStatus(ctx); ok {
+			var st command.Status
+			if err := json.Unmarshal(body, &st); err == nil {
+				return &st, nil
+			}
+		}
+	}
+	st := c.localStatus()
+	return &st, nil
+}
+
+// pokeStreamLoop refreshes the open status pages at every directory change, so a
+// promotion shows within a round trip rather than a poll.
+func (c *Controller) pokeStreamLoop() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.fsm.changes():
+			c.stream.Poke()
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
+// CloseStreams ends the open status streams (GET /v1/status/stream), which an HTTP
+// server's Shutdown would otherwise wait for.
+func (c *Controller) CloseStreams() error {
+	c.stream.Close()
+	return nil
 }
 
 // fetchStatus gets /v1/status from the controller at addr and checks that it decodes.
 func (c *Controller) fetchStatus(ctx context.Context, addr string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+pathStatus, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url(addr, pathStatus), nil)
 	if err != nil {
 		return nil, fmt.Errorf("status from %s: %w", addr, err)
 	}

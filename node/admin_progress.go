@@ -23,12 +23,13 @@ type progressEvent struct {
 // can take events, reports its phases as the directory shows them: sync (bytes of the
 // snapshot the main sends when the copy starts below its log's horizon; 0 of 0 when the
 // log reaches back far enough), replay (the learner's position against the main's last
-// seq), and active once the copy
-// votes, sent before the reply.
+// seq, from when the copy holds something), and active once the copy votes, sent before
+// the reply. The main holds its log for the copy until it votes (register_hold.go), so each
+// phase comes once.
 func (s *Session) registerWithProgress(ctx context.Context, req *command.Request) func() (*command.Reply, error) {
 	ss := s.events()
 	if ss == nil || req.Sub == "" || req.Server == nil || req.Node == nil {
-		return func() (*command.Reply, error) { return s.n.ctrl.admin(ctx, req) }
+		return func() (*command.Reply, error) { return s.n.adminCtrl(req).admin(ctx, req) }
 	}
 	type result struct {
 		reply *command.Reply
@@ -36,7 +37,7 @@ func (s *Session) registerWithProgress(ctx context.Context, req *command.Request
 	}
 	done := make(chan result, 1)
 	go func() {
-		r, err := s.n.ctrl.admin(ctx, req)
+		r, err := s.n.adminCtrl(req).admin(ctx, req)
 		done <- result{r, err}
 	}()
 	emitRecorded := func(phase string, d, total, recorded uint64) <-chan struct{} {
@@ -69,7 +70,7 @@ func (s *Session) registerWithProgress(ctx context.Context, req *command.Request
 				return r.reply, nil
 			case <-tick.C:
 			}
-			st, err := s.n.ctrl.status(ctx)
+			st, err := s.n.adminCtrl(req).status(ctx)
 			if err != nil {
 				continue
 			}
@@ -91,6 +92,11 @@ func (s *Session) registerWithProgress(ctx context.Context, req *command.Request
 						continue
 					}
 					d := g.Seq - min(sib.LagSeq, g.Seq)
+					if d == 0 {
+						// The copy holds nothing yet: the main is still finding out whether
+						// it needs a snapshot, so the sync phase goes on.
+						continue
+					}
 					if !replayed || d != last.done || g.Seq != last.total {
 						last.done, last.total, replayed = d, g.Seq, true
 						emit("replay", d, g.Seq)

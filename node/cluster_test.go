@@ -26,6 +26,7 @@ type fakeController struct {
 	reports map[uint16]command.Heartbeat
 	joined  map[uint16]bool
 	srv     *http.Server
+	mux     *http.ServeMux
 	addr    string
 }
 
@@ -76,6 +77,7 @@ func newFakeController(t testing.TB, dir command.Directory) *fakeController {
 		}
 		f.reply(w)
 	})
+	f.mux = mux
 	f.srv = &http.Server{Handler: mux}
 	go f.srv.Serve(ln)
 	t.Cleanup(func() { f.srv.Close() })

@@ -16,7 +16,9 @@ import (
 // keeps more for a sibling that lags (its Match), but never more than LogKeepMax: a sibling
 // further behind is rebuilt from a snapshot instead, so one copy that is down cannot make
 // the log grow without bound. A snapshot being sent pins the log after its seq, so the
-// sibling can continue from it. The epoch history is never compacted.
+// sibling can continue from it. A copy being registered holds the log from its position
+// until it votes, within the bounds of register_hold.go rather than LogKeepMax. The epoch
+// history is never compacted.
 //
 // Vacuum is a log entry the main writes every VacuumEvery: every copy applies it at the same
 // position, so all drop the same records (case 12D).
@@ -40,10 +42,17 @@ func (g *group) compactStep(tl *tailLog) uint64 {
 		if g.applied > g.n.cfg.LogKeepMax {
 			floor = g.applied - g.n.cfg.LogKeepMax
 		}
-		for _, p := range g.c.Replication().Peers() {
+		held, holding := g.holdFloor(time.Now())
+		for n, p := range g.c.Replication().Peers() {
+			if g.holds[n] != nil {
+				continue // a learner that answered: held below, or given up
+			}
 			if !p.Snapshot && p.Match < target {
 				target = max(p.Match, floor)
 			}
+		}
+		if holding && held < target {
+			target = held
 		}
 		if pin := g.snapshotPin(); pin > 0 && pin < target {
 			target = pin

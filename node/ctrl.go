@@ -3,12 +3,14 @@ package node
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/tlsconf"
 )
 
 // ctrlClient speaks the node <-> controller protocol of command/directory.go. Only the raft
@@ -24,6 +27,7 @@ import (
 // abandon, admin calls, status), which the controllers require when they have one.
 type ctrlClient struct {
 	addrs  []string
+	scheme string // http, or https with TLS
 	secret string
 	log    zerolog.Logger
 	http   *http.Client
@@ -34,7 +38,7 @@ type ctrlClient struct {
 	leader string
 }
 
-func newCtrlClient(addrs []string, log zerolog.Logger, dial DialFunc, secret string) *ctrlClient {
+func newCtrlClient(addrs []string, log zerolog.Logger, dial DialFunc, tlsConf *tls.Config, secret string) *ctrlClient {
 	var clean []string
 	for _, a := range addrs {
 		a = strings.TrimSpace(strings.TrimPrefix(strings.TrimPrefix(a, "http://"), "https://"))
@@ -42,8 +46,9 @@ func newCtrlClient(addrs []string, log zerolog.Logger, dial DialFunc, secret str
 			clean = append(clean, strings.TrimSuffix(a, "/"))
 		}
 	}
-	return &ctrlClient{addrs: clean, secret: secret, log: log, http: &http.Client{Timeout: 15 * time.Second, Transport: HTTPTransport(dial)},
-		long: &http.Client{Transport: HTTPTransport(dial)}}
+	return &ctrlClient{addrs: clean, scheme: tlsconf.Scheme(tlsConf, "http"), secret: secret, log: log,
+		http: &http.Client{Timeout: 15 * time.Second, Transport: HTTPTransport(dial, tlsConf)},
+		long: &http.Client{Transport: HTTPTransport(dial, tlsConf)}}
 }
 
 // candidates lists controller addresses, the last known leader first.
@@ -60,6 +65,13 @@ func (c *ctrlClient) candidates() []string {
 		}
 	}
 	return out
+}
+
+// knows reports whether addr is one of this client's controllers.
+func (c *ctrlClient) knows(addr string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return addr == c.leader || slices.Contains(c.addrs, addr)
 }
 
 // do sends one request to the leader, following hints, and decodes the answer into out.
@@ -87,7 +99,7 @@ func (c *ctrlClient) doWith(hc *http.Client, ctx context.Context, method, path, 
 			continue
 		}
 		tried[addr] = true
-		req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, bytes.NewReader(payload))
+		req, err := http.NewRequestWithContext(ctx, method, c.scheme+"://"+addr+path, bytes.NewReader(payload))
 		if err != nil {
 			return err
 		}
@@ -134,17 +146,20 @@ func (c *ctrlClient) doWith(hc *http.Client, ctx context.Context, method, path, 
 	return lastErr
 }
 
-// admin forwards an operator's admin call to the controller leader. req.Token, the token
+// admin forwards an operator's admin call to the controller leader. req.Bearer, the token
 // the operator authenticated with (set by the API layer), goes as the call's bearer token,
-// not in its body: the controllers check it against their admin tokens.
+// not in its body: the controllers check it against their admin tokens. The body's token
+// field goes only with revokeToken, whose subject it is.
 func (c *ctrlClient) admin(ctx context.Context, req *command.Request) (*command.Reply, error) {
 	var out struct {
 		command.Reply
 		Error *command.Error `json:"error"`
 	}
 	body := *req
-	body.Token = ""
-	err := c.doWith(c.long, ctx, http.MethodPost, "/v1/internal/admin/"+req.Op, req.Token, &body, &out)
+	if req.Op != command.OpRevokeToken {
+		body.Token = ""
+	}
+	err := c.doWith(c.long, ctx, http.MethodPost, "/v1/internal/admin/"+req.Op, req.Bearer, &body, &out)
 	if err != nil {
 		var ce *command.Error
 		if errors.As(err, &ce) {
@@ -161,42 +176,36 @@ func (c *ctrlClient) admin(ctx context.Context, req *command.Request) (*command.
 // learn asks the controllers this client knows for the locations they know (GET
 // /v1/locations, docs/protocol.md §6) and, when one of them names location loc with
 // controllers, talks to those from then on: --controllers may list any location's
-// controllers, and a node joins its own. It reports whether it found loc.
+// controllers, and a node's own link is to its own location's. It reports whether it found
+// loc.
 func (c *ctrlClient) learn(ctx context.Context, loc string) bool {
-	for _, addr := range c.candidates() {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/locations", nil)
-		if err != nil {
-			return false
-		}
-		if c.secret != "" {
-			req.Header.Set(command.SecretHeader, c.secret)
-		}
-		resp, err := c.http.Do(req)
-		if err != nil {
+	lr, from, err := c.locations(ctx)
+	if err != nil {
+		return false
+	}
+	for _, l := range lr.Locations {
+		if l.Name != loc || len(l.Controllers) == 0 {
 			continue
 		}
-		var lr command.LocationsReply
-		err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&lr)
-		resp.Body.Close()
-		if err != nil || resp.StatusCode != http.StatusOK {
-			continue
+		c.mu.Lock()
+		c.addrs, c.leader = append([]string(nil), l.Controllers...), ""
+		if l.Leader != nil {
+			c.leader = *l.Leader
 		}
-		for _, l := range lr.Locations {
-			if l.Name != loc || len(l.Controllers) == 0 {
-				continue
-			}
-			c.mu.Lock()
-			c.addrs, c.leader = append([]string(nil), l.Controllers...), ""
-			if l.Leader != nil {
-				c.leader = *l.Leader
-			}
-			c.mu.Unlock()
-			c.log.Info().Str("location", loc).Strs("controllers", l.Controllers).Str("from", addr).
-				Msg("learnt this location's controllers from another location's")
-			return true
-		}
+		c.mu.Unlock()
+		c.log.Info().Str("location", loc).Strs("controllers", l.Controllers).Str("from", from).
+			Msg("learnt this location's controllers from another location's")
+		return true
 	}
 	return false
+}
+
+// errNoControllers: a client without a controller address.
+var errNoControllers = errors.New("no controller address configured")
+
+// decodeLimited decodes a controller's JSON answer of at most 64 MiB into out.
+func decodeLimited(resp *http.Response, out any) error {
+	return json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(out)
 }
 
 func (c *ctrlClient) status(ctx context.Context) (*command.Status, error) {
@@ -207,28 +216,44 @@ func (c *ctrlClient) status(ctx context.Context) (*command.Status, error) {
 	return &st, nil
 }
 
-// join registers this process with the controller leader, retrying until it succeeds or
-// the node closes (false).
-func (n *Node) join() bool {
+// join registers this process with the controllers of link l's location (as a guest in
+// any location but its own), retrying until it succeeds or the node closes (false).
+func (n *Node) join(l *link) bool {
+	instance, incarnation := n.identity()
 	req := command.JoinRequest{ID: uint16(n.cfg.ID), Addr: n.cfg.HTTPAddr, Location: n.cfg.Location,
-		Instance: n.instance, Incarnation: n.incarnation}
+		Instance: instance, Incarnation: incarnation}
 	warned, learnt := false, false
+	faults := n.diskFaults()
 	for {
 		var d command.Directory
-		err := n.ctrl.do(n.ctx, http.MethodPost, "/v1/internal/join", req, &d)
+		err := l.ctrl.do(n.ctx, http.MethodPost, "/v1/internal/join", req, &d)
+		if err == nil && d.Location != "" && d.Location != l.loc {
+			// Controllers of another location than the link's: the own link's
+			// --controllers may name any location's; find this location's.
+			if l.own && !learnt {
+				if learnt = l.ctrl.learn(n.ctx, l.loc); learnt {
+					continue
+				}
+			}
+			err = command.Errorf(command.CodeUnavailable, "the controllers at %v are of location %q, not %q", l.ctrl.candidates(), d.Location, l.loc)
+		}
 		if err == nil {
 			n.adoptIncarnation(&d)
-			n.applyDirectory(&d)
-			n.mu.Lock()
-			n.joined = true
-			n.mu.Unlock()
-			n.joins.Add(1)
-			n.log.Info().Uint64("index", d.Index).Msg("joined the location controller")
+			n.joinedAt(l, d.Index, faults, req.Instance)
+			n.applyDirectory(l, &d)
+			if l.own {
+				n.mu.Lock()
+				n.joined = true
+				n.mu.Unlock()
+				n.joins.Add(1)
+			}
+			n.log.Info().Uint64("index", d.Index).Str("location", l.loc).Bool("guest", !l.own).Msg("joined the location controller")
 			return true
 		}
-		if command.CodeOf(err) == command.CodeBadRequest && n.cfg.Location != "" && !learnt {
-			// A controller of another location refuses the join: find this location's.
-			if learnt = n.ctrl.learn(n.ctx, n.cfg.Location); learnt {
+		if command.CodeOf(err) == command.CodeBadRequest && l.own && !learnt {
+			// A controller that refuses the join (of an older version, or another
+			// location's): find this location's.
+			if learnt = l.ctrl.learn(n.ctx, l.loc); learnt {
 				continue
 			}
 		}
@@ -237,7 +262,7 @@ func (n *Node) join() bool {
 			n.log.Error().Err(err).Msg("the controller refused this node's cluster secret; check --cluster-secret on nodes and controllers")
 			warned = true
 		} else {
-			n.log.Debug().Err(err).Msg("join failed; retrying")
+			n.log.Debug().Err(err).Str("location", l.loc).Msg("join failed; retrying")
 		}
 		select {
 		case <-n.ctx.Done():
@@ -251,30 +276,41 @@ func (n *Node) join() bool {
 // is above the node's own: a node whose data directory was wiped starts again at 1, and
 // the controller answers its join with the recorded incarnation + 1. The node heartbeats
 // with it from now on and persists it, so its next start counts up from there. Called only
-// from the run goroutine, which alone reads n.incarnation after New.
+// by every link's goroutine; the other links then rejoin with it (their controllers refuse
+// a heartbeat of another incarnation).
 func (n *Node) adoptIncarnation(d *command.Directory) {
+	n.incMu.Lock()
+	defer n.incMu.Unlock()
 	me := d.NodeByID(uint16(n.cfg.ID))
-	if me == nil || me.Instance != n.instance || me.Incarnation <= n.incarnation {
+	cur := n.incarnation.Load()
+	if me == nil || me.Instance != n.instance || me.Incarnation <= cur {
 		return
 	}
-	n.log.Warn().Uint64("incarnation", n.incarnation).Uint64("recorded", me.Incarnation).
+	n.log.Warn().Uint64("incarnation", cur).Uint64("recorded", me.Incarnation).
 		Msg("the controller knew a later incarnation of this node (its data directory was replaced); adopting it")
-	n.incarnation = me.Incarnation
+	n.incarnation.Store(me.Incarnation)
 	if n.cfg.Store == nil && n.cfg.DataDir != "" {
-		if err := writeIncarnation(filepath.Join(n.cfg.DataDir, "incarnation"), n.incarnation); err != nil {
+		if err := writeIncarnation(filepath.Join(n.cfg.DataDir, "incarnation"), me.Incarnation); err != nil {
 			n.log.Error().Err(err).Msg("cannot persist the adopted incarnation")
 		}
 	}
 }
 
-// run joins the controller leader, then keeps heartbeating and following the directory.
+// run joins the own location's controller leader, then keeps heartbeating and following
+// the directory, and finds the other locations, each followed by its own link.
 func (n *Node) run() {
 	defer n.wg.Done()
-	if !n.join() {
+	if !n.join(n.own) {
 		return
 	}
-	n.wg.Add(1)
-	go n.watchLoop()
+	n.wg.Add(2)
+	go n.watchLoop(n.own)
+	go n.discoverLoop()
+	n.heartbeatLoop(n.own)
+}
+
+// heartbeatLoop heartbeats link l's controllers every down-after/4.
+func (n *Node) heartbeatLoop(l *link) {
 	tick := time.NewTicker(n.cfg.DownAfter / 4)
 	defer tick.Stop()
 	for {
@@ -283,13 +319,26 @@ func (n *Node) run() {
 			return
 		case <-tick.C:
 		}
-		n.heartbeat()
+		if l.own && n.rejoinDue() {
+			// The disk works again: a new life joins its own location first; the other
+			// locations' controllers refuse its next heartbeat there (another instance) and
+			// their links join again as well.
+			if err := n.newLife(); err != nil {
+				n.log.Error().Err(err).Msg("cannot join again after the disk healed; retrying")
+			} else if !n.join(l) {
+				return
+			}
+		}
+		n.heartbeat(l)
 	}
 }
 
-func (n *Node) heartbeat() {
-	hb := command.Heartbeat{Node: uint16(n.cfg.ID), Instance: n.instance, Incarnation: n.incarnation,
-		Generation: n.generation.Add(1)}
+// heartbeat reports every copy this node holds to link l's controller leader (each
+// location takes what concerns its groups) and applies the directory it answers.
+func (n *Node) heartbeat(l *link) {
+	instance, incarnation := n.identity()
+	hb := command.Heartbeat{Node: uint16(n.cfg.ID), Instance: instance, Incarnation: incarnation,
+		Generation: n.generation.Add(1), Degraded: n.degradedReason()}
 	n.mu.RLock()
 	groups := make([]*group, 0, len(n.groups))
 	for _, g := range n.groups {
@@ -302,41 +351,44 @@ func (n *Node) heartbeat() {
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.DownAfter)
 	defer cancel()
 	var d command.Directory
-	if err := n.ctrl.do(ctx, http.MethodPost, "/v1/internal/heartbeat", hb, &d); err != nil {
+	if err := l.ctrl.do(ctx, http.MethodPost, "/v1/internal/heartbeat", hb, &d); err != nil {
 		// The leader does not know this node, or knows another instance of it (its state
 		// was restored or reset): join again rather than heartbeat into a refusal forever.
 		if c := command.CodeOf(err); c == command.CodeNotFound || c == command.CodeConflict {
-			n.log.Warn().Err(err).Msg("the controller does not know this node as it is; joining again")
-			n.join()
+			n.log.Warn().Err(err).Str("location", l.loc).Msg("the controller does not know this node as it is; joining again")
+			n.join(l)
 			return
 		}
-		n.log.Debug().Err(err).Msg("heartbeat failed")
+		n.log.Debug().Err(err).Str("location", l.loc).Msg("heartbeat failed")
 		return
 	}
-	n.applyDirectory(&d)
+	n.applyDirectory(l, &d)
 }
 
-// reportSuspect tells the controller leader that this copy lost its stream from main.
+// reportSuspect tells the group's home controller leader that this copy lost its stream
+// from main.
 func (n *Node) reportSuspect(g command.ServerID, main uint16) {
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.DownAfter)
 	defer cancel()
 	var ok map[string]bool
 	sp := command.Suspect{Node: uint16(n.cfg.ID), Server: uint16(g), Main: main}
-	if err := n.ctrl.do(ctx, http.MethodPost, "/v1/internal/suspect", sp, &ok); err != nil {
+	if err := n.ctrlFor(g).do(ctx, http.MethodPost, "/v1/internal/suspect", sp, &ok); err != nil {
 		n.log.Debug().Err(err).Uint16("group", uint16(g)).Msg("could not report a lost main stream")
 	}
 }
 
-// watchLoop long-polls the leader so directory changes reach the node as they commit.
-func (n *Node) watchLoop() {
+// watchLoop long-polls link l's leader so directory changes reach the node as they commit.
+func (n *Node) watchLoop(l *link) {
 	defer n.wg.Done()
 	for n.ctx.Err() == nil {
 		after := uint64(0)
-		if d := n.directory(); d != nil {
-			after = d.Index
+		n.mu.RLock()
+		if l.dir != nil {
+			after = l.dir.Index
 		}
+		n.mu.RUnlock()
 		var d command.Directory
-		err := n.ctrl.do(n.ctx, http.MethodGet, "/v1/internal/directory?after="+strconv.FormatUint(after, 10), nil, &d)
+		err := l.ctrl.do(n.ctx, http.MethodGet, "/v1/internal/directory?after="+strconv.FormatUint(after, 10), nil, &d)
 		if err != nil {
 			select {
 			case <-n.ctx.Done():
@@ -345,24 +397,29 @@ func (n *Node) watchLoop() {
 			}
 			continue
 		}
-		n.applyDirectory(&d)
+		n.applyDirectory(l, &d)
 	}
 }
 
-// applyDirectory adopts a directory no older than the current one and sets this node's role
-// for every group it names.
-func (n *Node) applyDirectory(d *command.Directory) {
+// applyDirectory adopts a directory of link l's location no older than the one it had and
+// sets this node's role for every group it names: the groups homed there.
+func (n *Node) applyDirectory(l *link, d *command.Directory) {
 	// One directory at a time, all the way through its groups: the heartbeat, the watch
 	// and a join each fetch directories, and two applied at once could reach a group in the
 	// wrong order, handing a main the older of two configs.
 	n.applyMu.Lock()
 	defer n.applyMu.Unlock()
 	n.mu.Lock()
-	if n.dir != nil && d.Index < n.dir.Index {
+	if (d.Location != "" && d.Location != l.loc) || (l.dir != nil && d.Index < l.dir.Index) {
 		n.mu.Unlock()
 		return
 	}
-	n.dir = d
+	l.dir = d
+	n.dir = n.mergeLocked()
+	if l.own {
+		// Roles and tokens are the node's own location's (docs/security.md).
+		n.tokens.update(d)
+	}
 	self := uint16(n.cfg.ID)
 	type todo struct {
 		g  *group
@@ -370,6 +427,12 @@ func (n *Node) applyDirectory(d *command.Directory) {
 	}
 	var work []todo
 	for _, gi := range d.Groups {
+		if gi.Home == "" {
+			gi.Home = l.loc
+		}
+		if merged := n.dir.Group(gi.Server); gi.Home != l.loc || merged == nil || merged.Home != l.loc {
+			continue // not homed here, or another location's record is followed
+		}
 		holder := gi.Main == self
 		for _, m := range gi.Siblings {
 			holder = holder || m.Node == self
@@ -396,13 +459,14 @@ func (n *Node) applyDirectory(d *command.Directory) {
 	}
 	n.mu.Unlock()
 	for _, w := range work {
-		w.g.follow(&w.gi, self)
+		w.g.follow(&w.gi, self, l.loc, d.Index)
 	}
 	n.subs.directoryChanged()
 }
 
-// follow sets the copy's role from its directory record.
-func (g *group) follow(gi *command.GroupInfo, self uint16) {
+// follow sets the copy's role from its directory record, taken from the directory of the
+// given index of location loc (the group's home).
+func (g *group) follow(gi *command.GroupInfo, self uint16, loc string, index uint64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	isSibling, stale := false, false
@@ -415,6 +479,11 @@ func (g *group) follow(gi *command.GroupInfo, self uint16) {
 			g.retireStale(m.StaleCopyID)
 		}
 		isSibling = !stale
+	}
+	if g.n.rolesHeld(loc, index) {
+		// The disk failed: no role until it works and the node joined as a new life
+		// (disk.go); the directory is followed again then.
+		return
 	}
 	if g.resyncing && gi.Main != self {
 		// Being rebuilt: the transfer (endResync) or the next append that is not a snapshot's

@@ -25,7 +25,7 @@ func TestMainKeepsItsConfigWhenAnOlderDirectoryArrivesLate(t *testing.T) {
 	older := *nodes[0].n.directoryGroup(1)
 	older.Active = command.Config{Version: 1}
 	older.Siblings = nil
-	g1.follow(&older, 1)
+	g1.follow(&older, 1, nodes[0].n.cfg.Location, nodes[0].n.directory().Index)
 	g1.mu.Lock()
 	q := g1.c.Replication().Quorum()
 	g1.mu.Unlock()

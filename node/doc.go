@@ -27,13 +27,27 @@
 //   - group_sibling.go: the sibling role. Frames from the main are stepped through the
 //     core and made durable in one write per batch before they are acked.
 //   - ctrl.go: join, heartbeats with each copy's position, and a long poll of the
-//     directory; applyDirectory sets every group's role. A stream from the main that
+//     directory; applyDirectory sets every group's role. locations.go: one such link per
+//     location (a guest in every location but its own); each group's role comes from its
+//     home location's directory alone, and the directories are merged for routing. A stream from the main that
 //     breaks is reported to the controller at once (peer.go), so a crashed main is
 //     replaced without waiting for heartbeats to time out. Every call to a controller
 //     carries the cluster secret, and an admin call its caller's token.
+//   - disk.go: a degraded node (its store's disk fails): every role stops and none is
+//     taken, heartbeats to every location carry the fault, and once the disk works the
+//     node joins as a new life (fresh epochs for the groups it is main of) before serving
+//     again: its own location first, then each other one, whose groups wait for that
+//     location's answer.
+//   - auth.go: the roles and token hashes of the latest directory, which the API server
+//     resolves its callers' tokens with (Tokens). A request's Scope (the types its
+//     caller's role grants for the op's kind) travels with it when forwarded; the main's
+//     Execute refuses a write to a resource of another type, and a subscription skips
+//     events of types outside its scope (events_hub.go, events_catchup.go).
 //   - node.go: Handler, the node-to-node and controller-to-node endpoints under
 //     /v1/internal/, each refusing a call without the cluster secret (Config.ClusterSecret,
-//     compared in constant time) with unauthorized.
+//     compared in constant time) with unauthorized. With Config.ClientTLS every call the
+//     node makes to another node or a controller is https or wss, verified with it
+//     (peerURL, wsDialer, HTTPTransport); the caller serves the node on a TLS listener.
 //   - seal.go: a promotion's seal: the copy fsyncs the new epoch before it answers with
 //     its last entry, commit point and copy ID, and refuses the old main from then on.
 //   - handover.go: a planned promotion: the main freezes (executes nothing) until the

@@ -141,7 +141,7 @@ func (sg *subGroup) process(views []entryView) bool {
 	now := time.Now()
 	for i := range views {
 		v := &views[i]
-		if s.f.matches(v.kind, v.rid, v.typ) {
+		if s.f.matches(v.kind, v.rid, v.typ) && s.allows(v.typ) {
 			if !s.add(sg, qitem{ev: newEvent(sg.g, v, now)}, &v.pos, true, stop) {
 				return false
 			}
@@ -166,6 +166,9 @@ func (sg *subGroup) pushResync(at position, res []json.RawMessage) {
 		s.mu.Unlock()
 		return
 	}
+	if s.scope != nil {
+		res = allowedResources(res, s)
+	}
 	pages := pageResources(res)
 	for i, p := range pages {
 		page := &resyncPage{group: sg.g, resources: p, final: i == len(pages)-1, at: at}
@@ -177,6 +180,20 @@ func (sg *subGroup) pushResync(at position, res []json.RawMessage) {
 			return
 		}
 	}
+}
+
+// allowedResources keeps the resources of res whose type s's caller may see.
+func allowedResources(res []json.RawMessage, s *subscription) []json.RawMessage {
+	out := make([]json.RawMessage, 0, len(res))
+	for _, r := range res {
+		var head struct {
+			Type string `json:"type"`
+		}
+		if json.Unmarshal(r, &head) == nil && s.allows(head.Type) {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // pageResources splits a resync set into pages; there is always at least one (an empty

@@ -215,7 +215,7 @@ func (m *subManager) dialFeed(g command.ServerID, from position, current bool, a
 		return nil, position{}, fmt.Errorf("group %d: no other node holds a copy", g)
 	}
 	addr := addrs[attempt%len(addrs)]
-	u := fmt.Sprintf("ws://%s/v1/internal/feed?group=%d&epoch=%d&seq=%d", addr, g, from.Epoch, from.Seq)
+	u := m.n.peerURL("ws", addr, fmt.Sprintf("/v1/internal/feed?group=%d&epoch=%d&seq=%d", g, from.Epoch, from.Seq))
 	if current {
 		u += "&current=1"
 	}

@@ -321,6 +321,10 @@ func (h *hub) deliverLocked(v *entryView, now time.Time) {
 	fan := func(l []*subGroup) {
 		for i := 0; i < len(l); {
 			sg := l[i]
+			if sg.sub.scope != nil && !sg.sub.allows(v.typ) {
+				i++ // a type its caller may not see: the subscription passes it by
+				continue
+			}
 			if ev == nil {
 				ev = newEvent(h.g, v, now)
 			}

@@ -103,7 +103,7 @@ func (sg *subGroup) resyncRemote() error {
 	}
 	ctx, cancel := context.WithTimeout(m.n.ctx, m.n.cfg.WriteTimeout+10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/internal/snapshot?"+q.Encode(), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.n.peerURL("http", addr, "/v1/internal/snapshot?"+q.Encode()), nil)
 	if err != nil {
 		return err
 	}

@@ -96,6 +96,7 @@ func (s *Session) subscribe(ctx context.Context, ss *subSession, req *command.Re
 	}
 	sub := newSubscription(ss, req.Sub, f, subBuffer)
 	sub.from = from
+	sub.scope = req.Scope
 	if err := ss.add(sub); err != nil {
 		return failed(err)
 	}

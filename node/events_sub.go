@@ -201,6 +201,9 @@ type subscription struct {
 	max    int
 	done   chan struct{} // closed when the subscription ends
 	from   *token        // the token it resumed from, if any
+	// scope restricts the events to the resource types its caller may subscribe to
+	// (command.TypeAllowed; nil: every type). Set before the subscription opens.
+	scope []string
 
 	mu      sync.Mutex
 	queue   []qitem
@@ -383,6 +386,9 @@ func (s *subscription) detach() {
 		s.ss.m.forgetType(s)
 	}
 }
+
+// allows reports whether the subscription's caller may see an event of resource type typ.
+func (s *subscription) allows(typ string) bool { return command.TypeAllowed(s.scope, typ) }
 
 func (s *subscription) isEnded() bool {
 	select {

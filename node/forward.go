@@ -25,6 +25,10 @@ type fwdFrame struct {
 	Admin bool             `json:"admin,omitempty"`
 	Close bool             `json:"close,omitempty"`
 	Req   *command.Request `json:"req,omitempty"`
+	// Scoped and Scope carry the request's command.Request.Scope, which the request's own
+	// JSON leaves out: Scoped set with an empty Scope restricts to nothing.
+	Scoped bool     `json:"scoped,omitempty"`
+	Scope  []string `json:"scope,omitempty"`
 }
 
 type fwdReply struct {
@@ -89,7 +93,7 @@ func (f *forwarder) dial(target uint16) (*fwdConn, error) {
 		return nil, command.Errorf(command.CodeUnavailable, "node %d has no known address", target)
 	}
 	d := f.n.wsDialer(2 * time.Second)
-	ws, _, err := d.Dial("ws://"+addr+"/v1/internal/fwd?from="+strconv.Itoa(int(f.n.cfg.ID)), f.n.internalHeader())
+	ws, _, err := d.Dial(f.n.peerURL("ws", addr, "/v1/internal/fwd?from="+strconv.Itoa(int(f.n.cfg.ID))), f.n.internalHeader())
 	if err != nil {
 		return nil, command.Errorf(command.CodeUnavailable, "node %d at %s unreachable: %v", target, addr, err)
 	}
@@ -163,7 +167,7 @@ func (f *forwarder) start(ctx context.Context, target uint16, sess uint64, req *
 	c.mu.Unlock()
 	c.wmu.Lock()
 	c.conn.SetWriteDeadline(time.Now().Add(2 * time.Second))
-	err = c.conn.WriteJSON(fwdFrame{ID: id, Sess: sess, Admin: admin, Req: req})
+	err = c.conn.WriteJSON(fwdFrame{ID: id, Sess: sess, Admin: admin, Req: req, Scoped: req.Scope != nil, Scope: req.Scope})
 	c.wmu.Unlock()
 	if err != nil {
 		c.fail()
@@ -235,6 +239,12 @@ func (n *Node) serveFwd(w http.ResponseWriter, r *http.Request) {
 		}
 		if f.Req == nil {
 			continue
+		}
+		if f.Scoped {
+			f.Req.Scope = f.Scope
+			if f.Req.Scope == nil {
+				f.Req.Scope = []string{}
+			}
 		}
 		if s == nil {
 			s = n.newSession(true)

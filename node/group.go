@@ -79,6 +79,10 @@ type group struct {
 	marks       []seqMark                    // the main's seqs by monotonic time (compact.go)
 	droppable   uint64                       // highest seq of a delete or a keyed write (compact.go)
 	assignedAt  []seqMark                    // uncommitted entries by when their seq was assigned (sibyl_commit_seconds)
+	holds       map[uint16]*learnerHold      // the log kept for learners until they vote (register_hold.go)
+	logBytes    uint64                       // bytes of entries this main logged
+	byteMarks   []byteMark                   // logBytes at some seqs (register_hold.go)
+	load        *loadRing                    // commits per second and their latency, last minute (load.go)
 
 	// Sibling role.
 	ftail *tailLog
@@ -196,7 +200,8 @@ func (g *group) failWaiters(err *command.Error) {
 func (g *group) report() command.GroupReport {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	r := g.c.Report(time.Now(), func() (uint64, uint64) {
+	now := time.Now()
+	r := g.c.Report(now, func() (uint64, uint64) {
 		m, err := g.gs.Meta()
 		if err != nil {
 			return 0, 0
@@ -211,8 +216,15 @@ func (g *group) report() command.GroupReport {
 		r.Siblings = nil
 		return r
 	}
+	if g.c.Role() == core.Main && g.c.Replication() != nil {
+		g.checkHolds(now)
+	}
+	if r.Role == core.Main.String() && g.load != nil {
+		r.Load = g.load.snapshot(now)
+	}
 	for i := range r.Siblings {
 		sp := &r.Siblings[i]
+		sp.Aborted = g.holdAborted(sp.Node)
 		if t := g.snapshots[sp.Node]; t != nil && g.c.Replication().Peers()[sp.Node].Snapshot {
 			sp.SyncDone, sp.SyncTotal = t.done.Bytes, max(t.snap.Header().Bytes, t.done.Bytes)
 		}
@@ -287,8 +299,13 @@ func (g *group) drain() {
 // Call with g.mu held.
 func (g *group) observeCommits(commit uint64, now time.Time) {
 	n := 0
+	if g.load == nil && len(g.assignedAt) > 0 {
+		g.load = &loadRing{}
+	}
 	for n < len(g.assignedAt) && g.assignedAt[n].seq <= commit {
-		g.n.metrics.commitSeconds.Observe(now.Sub(g.assignedAt[n].at).Seconds())
+		d := now.Sub(g.assignedAt[n].at)
+		g.n.metrics.commitSeconds.Observe(d.Seconds())
+		g.load.observe(now, d)
 		n++
 	}
 	g.assignedAt = append(g.assignedAt[:0], g.assignedAt[n:]...)
@@ -321,6 +338,7 @@ func (g *group) roleChanged(rc core.RoleChange) error {
 // the pending layer. Call with g.mu held.
 func (g *group) logged(p *core.Proposal) {
 	g.tail.add(p.Entry)
+	g.noteLoggedBytes(p.Entry.Seq, len(p.Entry.Data))
 	g.unpersisted = append(g.unpersisted, p.Entry)
 	g.effects[p.Entry.Seq] = p.Effect
 	g.ov.Add(p.Entry.Seq, p.Effect)

@@ -22,6 +22,7 @@ func (g *group) startMain(rc core.RoleChange) error {
 	g.unpersisted, g.frozen = nil, 0
 	g.links = map[uint16]*peerLink{}
 	g.snapshots = map[uint16]*snapshotTransfer{}
+	g.holds, g.logBytes, g.byteMarks = map[uint16]*learnerHold{}, 0, []byteMark{{seq: m.LastSeq}}
 	g.vacuumed, g.marks = command.Vacuum{}, []seqMark{{seq: m.LastSeq, at: time.Now()}}
 	g.droppable = m.LastSeq // whatever it inherited may hold tombstones and keys
 	g.kickPersist = make(chan struct{}, 1)
@@ -131,7 +132,8 @@ func (g *group) persistLoop(stop chan struct{}, kick chan struct{}) {
 		}
 		if err != nil {
 			g.log.Error().Err(err).Msg("log write failed; stepping down")
-			g.c.Stop(command.Errorf(command.CodeUnavailable, "group %d: log write failed", g.id))
+			g.n.noteDiskFault(err)
+			g.c.Stop(command.Errorf(command.CodeUnavailable, "group %d: the main's log write failed; retry: %v", g.id, err))
 			g.drain()
 			g.mu.Unlock()
 			return
@@ -178,7 +180,9 @@ func (g *group) forgetBelow() uint64 {
 func (g *group) onAcks(acks []*sibling.Ack) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.c.HandleAcks(acks, time.Now())
+	now := time.Now()
+	g.learnersAnswered(acks, now)
+	g.c.HandleAcks(acks, now)
 	g.drain()
 }
 

@@ -70,6 +70,7 @@ func (g *group) writeSiblingBatch(w *core.Write) bool {
 	start := time.Now()
 	if err := g.gs.Write(b); err != nil {
 		g.log.Error().Err(err).Msg("log write failed; this copy stops serving the group")
+		g.n.noteDiskFault(err)
 		g.c.Stop(nil)
 		return false
 	}

@@ -101,7 +101,7 @@ func (g *group) freezeWatchdog(epoch uint64) {
 		}
 		ctx, cancel := context.WithTimeout(g.n.ctx, g.n.cfg.DownAfter)
 		var ok map[string]bool
-		err := g.n.ctrl.do(ctx, http.MethodPost, "/v1/internal/abandon", handoverRequest{Server: uint16(g.id), Epoch: epoch}, &ok)
+		err := g.n.ctrlFor(g.id).do(ctx, http.MethodPost, "/v1/internal/abandon", handoverRequest{Server: uint16(g.id), Epoch: epoch}, &ok)
 		cancel()
 		if err == nil {
 			g.log.Warn().Uint64("epoch", epoch).Msg("hand-over abandoned; resuming writes")

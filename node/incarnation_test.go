@@ -19,18 +19,19 @@ func TestAdoptIncarnation(t *testing.T) {
 	if err != nil || inc != 1 {
 		t.Fatalf("first incarnation %d, %v", inc, err)
 	}
-	n := &Node{cfg: Config{ID: 3, DataDir: dir}, instance: "me", incarnation: inc, log: zerolog.Nop()}
+	n := &Node{cfg: Config{ID: 3, DataDir: dir}, instance: "me", log: zerolog.Nop()}
+	n.incarnation.Store(inc)
 	dirWith := func(instance string, inc uint64) *command.Directory {
 		return &command.Directory{Nodes: []command.NodeInfo{{ID: 3, Instance: instance, Incarnation: inc}}}
 	}
 	n.adoptIncarnation(dirWith("someone-else", 9))
 	n.adoptIncarnation(dirWith("me", 1))
-	if n.incarnation != 1 {
-		t.Fatalf("adopted %d from another instance or an equal incarnation", n.incarnation)
+	if n.incarnation.Load() != 1 {
+		t.Fatalf("adopted %d from another instance or an equal incarnation", n.incarnation.Load())
 	}
 	n.adoptIncarnation(dirWith("me", 7))
-	if n.incarnation != 7 {
-		t.Fatalf("incarnation %d, want the recorded 7", n.incarnation)
+	if n.incarnation.Load() != 7 {
+		t.Fatalf("incarnation %d, want the recorded 7", n.incarnation.Load())
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "incarnation"))
 	if err != nil || strings.TrimSpace(string(b)) != "7" {

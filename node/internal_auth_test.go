@@ -81,7 +81,7 @@ func TestNodePresentsTheSecretToControllers(t *testing.T) {
 		_, _ = w.Write([]byte(`{}`))
 	}))
 	defer srv.Close()
-	c := newCtrlClient([]string{srv.URL}, zerolog.Nop(), nil, "s3cret")
+	c := newCtrlClient([]string{srv.URL}, zerolog.Nop(), nil, nil, "s3cret")
 	ctx := context.Background()
 	var out map[string]any
 	for _, call := range []struct{ method, path string }{
@@ -94,12 +94,16 @@ func TestNodePresentsTheSecretToControllers(t *testing.T) {
 		}
 	}
 	srvID, node := int64(1), int64(2)
-	req := &command.Request{Op: command.OpPromote, Server: &srvID, Node: &node, Token: "adm1n"}
+	req := &command.Request{Op: command.OpPromote, Server: &srvID, Node: &node, Token: "forged", Bearer: "adm1n"}
 	if _, err := c.admin(ctx, req); err != nil {
 		t.Fatalf("admin: %v", err)
 	}
-	if req.Token != "adm1n" {
+	if req.Token != "forged" {
 		t.Errorf("admin changed the caller's request: token %q", req.Token)
+	}
+	// revokeToken's token field is its subject: it goes in the body, the bearer not.
+	if _, err := c.admin(ctx, &command.Request{Op: command.OpRevokeToken, Token: "sbt_old", Bearer: "adm1n"}); err != nil {
+		t.Fatalf("admin revokeToken: %v", err)
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -110,8 +114,11 @@ func TestNodePresentsTheSecretToControllers(t *testing.T) {
 		}
 	}
 	a := got["/v1/internal/admin/promote"]
-	if a.auth != "Bearer adm1n" || strings.Contains(a.body, "adm1n") {
+	if a.auth != "Bearer adm1n" || strings.Contains(a.body, "adm1n") || strings.Contains(a.body, "forged") {
 		t.Errorf("admin call: Authorization %q, body %s; want the token as bearer only", a.auth, a.body)
+	}
+	if r := got["/v1/internal/admin/revokeToken"]; r.auth != "Bearer adm1n" || !strings.Contains(r.body, `"token":"sbt_old"`) || strings.Contains(r.body, "adm1n") {
+		t.Errorf("revokeToken call: Authorization %q, body %s; want the bearer as bearer and the revoked token in the body", r.auth, r.body)
 	}
 	if s := got["/v1/internal/join"]; s.auth != "" {
 		t.Errorf("join carried Authorization %q, want none", s.auth)
@@ -129,7 +136,7 @@ func TestControllerRefusalIsUnauthorized(t *testing.T) {
 		_, _ = w.Write([]byte(`{"error":{"code":"unauthorized","message":"needs the cluster secret"}}`))
 	}))
 	defer srv.Close()
-	c := newCtrlClient([]string{srv.URL}, zerolog.Nop(), nil, "wrong")
+	c := newCtrlClient([]string{srv.URL}, zerolog.Nop(), nil, nil, "wrong")
 	var out map[string]any
 	err := c.do(context.Background(), http.MethodPost, "/v1/internal/join", nil, &out)
 	if command.CodeOf(err) != command.CodeUnauthorized || calls != 1 {

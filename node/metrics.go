@@ -19,15 +19,22 @@ type metrics struct {
 	commitSeconds prometheus.Histogram
 	fsync         prometheus.Histogram
 	batch         prometheus.Histogram
-	// snapshotBytes counts bytes of snapshots this node sent as main.
+	// snapshotBytes counts bytes of snapshots this node sent as main; snapshotsSent the
+	// snapshots it opened for siblings.
 	snapshotBytes prometheus.Counter
-	compacted     prometheus.Counter
+	snapshotsSent prometheus.Counter
+	// registerAborts counts registrations this node gave up as main, by the bound passed.
+	registerAborts *prometheus.CounterVec
+	compacted      prometheus.Counter
 	// vacuumed is the tombstone bound of the last vacuum entry a main wrote, by group.
 	vacuumed *prometheus.GaugeVec
 	// snapshotRecords counts snapshot records this node installed as a sibling;
 	// snapshotResumes the transfers that continued one cut short.
 	snapshotRecords prometheus.Counter
 	snapshotResumes prometheus.Counter
+	// diskFaults counts the times the store's disk failed; diskDegraded is 1 while it does.
+	diskFaults   prometheus.Counter
+	diskDegraded prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -44,6 +51,10 @@ func newMetrics() *metrics {
 			Help: "Entries a main appends per durable write (its batch in the group commit).", Buckets: prometheus.ExponentialBuckets(1, 2, 12)}),
 		snapshotBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "sibyl_node_snapshot_sent_bytes_total",
 			Help: "Bytes of snapshots sent to siblings that were behind the log's horizon."}),
+		snapshotsSent: prometheus.NewCounter(prometheus.CounterOpts{Name: "sibyl_node_snapshots_sent_total",
+			Help: "Snapshots opened to rebuild siblings that were behind the log's horizon (a resumed transfer counts once)."}),
+		registerAborts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sibyl_node_register_aborts_total",
+			Help: "Registrations a main gave up because keeping the log for the copy passed a bound."}, []string{"bound"}),
 		compacted: prometheus.NewCounter(prometheus.CounterOpts{Name: "sibyl_node_log_compacted_entries_total",
 			Help: "Log entries removed by compaction."}),
 	}
@@ -53,7 +64,12 @@ func newMetrics() *metrics {
 		Help: "store.Snapshot records this node wrote while its copy was rebuilt."})
 	m.snapshotResumes = prometheus.NewCounter(prometheus.CounterOpts{Name: "sibyl_node_snapshot_resumes_total",
 		Help: "store.Snapshot transfers that continued from the position an earlier, broken one reached."})
-	m.reg.MustRegister(m.commits, m.commitSeconds, m.fsync, m.batch, m.snapshotBytes, m.compacted, m.vacuumed,
+	m.diskFaults = prometheus.NewCounter(prometheus.CounterOpts{Name: "sibyl_node_disk_faults_total",
+		Help: "Times the node's store could not write or fsync (disk full, I/O error) and the node became degraded."})
+	m.diskDegraded = prometheus.NewGauge(prometheus.GaugeOpts{Name: "sibyl_node_disk_degraded",
+		Help: "1 while the node's store cannot write or fsync: the node serves no group and retries its disk."})
+	m.reg.MustRegister(m.diskFaults, m.diskDegraded)
+	m.reg.MustRegister(m.commits, m.commitSeconds, m.fsync, m.batch, m.snapshotBytes, m.snapshotsSent, m.registerAborts, m.compacted, m.vacuumed,
 		m.snapshotRecords, m.snapshotResumes, prometheus.NewGoCollector())
 	return m
 }

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -21,6 +22,8 @@ import (
 	"github.com/sibylhq/sibyl/command"
 	"github.com/sibylhq/sibyl/node/core"
 	"github.com/sibylhq/sibyl/node/store"
+	"github.com/sibylhq/sibyl/node/wal"
+	"github.com/sibylhq/sibyl/tlsconf"
 )
 
 // Config configures one node process.
@@ -52,12 +55,22 @@ type Config struct {
 	// replays.
 	FlushBytes int64
 	FlushEvery time.Duration
+	// WALSegmentBytes is the size of each preallocated log segment (default
+	// wal.DefaultSegmentBytes, 64 MiB; smaller for a small disk).
+	WALSegmentBytes int64
 	// SyncRate caps a snapshot transfer to a sibling, in bytes per second (0: no cap).
 	SyncRate int64
 	// LogKeep is how many applied entries a copy keeps behind its applied seq (default
 	// 10,000); a main keeps more for a sibling that lags, up to LogKeepMax (default
 	// 1,000,000), past which the sibling is rebuilt from a snapshot instead.
 	LogKeep, LogKeepMax uint64
+	// RegisterHoldBytes and RegisterHoldTime bound what a main keeps of its log for a copy
+	// being registered, which is held until the copy votes whatever LogKeep and LogKeepMax
+	// say: bytes logged after the copy's position (default 1 GiB) and time since the main
+	// started holding (default 10 minutes). Past either the registration is aborted
+	// (register_hold.go).
+	RegisterHoldBytes uint64
+	RegisterHoldTime  time.Duration
 	// VacuumEvery is how often a main writes a vacuum entry (default 30 s); tombstones and
 	// dedupe records older than TombstoneRetention and DedupeRetention (default 10 min
 	// each) go with it.
@@ -66,32 +79,49 @@ type Config struct {
 	// Dial, when set, opens every connection the node makes to another process (nil: TCP).
 	// Tests run whole clusters on an in-memory network through it.
 	Dial DialFunc
+	// ClientTLS, when set, makes every call to another node or a controller https or wss,
+	// verified with it (tlsconf.Settings.Client); nil calls in plaintext.
+	ClientTLS *tls.Config
 }
 
 // DialFunc opens a connection to addr, as net.Dialer.DialContext does.
 type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 
-// HTTPTransport is the round tripper for requests dialled by dial: http.DefaultTransport
-// when dial is nil.
-func HTTPTransport(dial DialFunc) http.RoundTripper {
-	if dial == nil {
+// HTTPTransport is the round tripper for requests dialled by dial and, with tlsConf,
+// verified with it: http.DefaultTransport when both are nil.
+func HTTPTransport(dial DialFunc, tlsConf *tls.Config) http.RoundTripper {
+	if dial == nil && tlsConf == nil {
 		return http.DefaultTransport
 	}
-	return &http.Transport{DialContext: dial, MaxIdleConnsPerHost: 8, IdleConnTimeout: 90 * time.Second}
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	}
+	return &http.Transport{DialContext: dial, TLSClientConfig: tlsConf,
+		TLSHandshakeTimeout: 10 * time.Second, MaxIdleConnsPerHost: 8, IdleConnTimeout: 90 * time.Second}
 }
 
-// wsDialer is a WebSocket dialer that connects through the node's Dial.
+// wsDialer is a WebSocket dialer that connects through the node's Dial, with its TLS.
 func (n *Node) wsDialer(handshake time.Duration) websocket.Dialer {
-	return websocket.Dialer{HandshakeTimeout: handshake, NetDialContext: n.cfg.Dial}
+	return websocket.Dialer{HandshakeTimeout: handshake, NetDialContext: n.cfg.Dial, TLSClientConfig: n.cfg.ClientTLS}
+}
+
+// peerURL is the URL of path (with its query) on the process at addr, over TLS when the
+// node has it: scheme is "http" or "ws".
+func (n *Node) peerURL(scheme, addr, path string) string {
+	return tlsconf.Scheme(n.cfg.ClientTLS, scheme) + "://" + addr + path
 }
 
 // Node is one running node.
 type Node struct {
-	cfg         Config
-	log         zerolog.Logger
-	store       store.Store
+	cfg   Config
+	log   zerolog.Logger
+	store store.Store
+	// instance and incarnation name this life of the process to the controllers: the
+	// incarnation is raised by adoptIncarnation, both change with a new life after a disk
+	// fault (newLife); both under incMu, read with identity.
 	instance    string
-	incarnation uint64
+	incarnation atomic.Uint64
+	incMu       sync.Mutex
 	generation  atomic.Uint64
 	ids         *command.IDGen
 	joins       atomic.Int64 // successful joins (a restart of the controllers' state forces another)
@@ -100,6 +130,8 @@ type Node struct {
 	fwd         *forwarder
 	metrics     *metrics
 	subs        *subManager
+	disk        *diskState
+	tokens      tokenBook
 	// refusals logs internal calls refused for their secret, a few per period, so a
 	// caller hammering the port cannot flood the log.
 	refusals zerolog.Logger
@@ -113,9 +145,13 @@ type Node struct {
 	// applyMu serialises applyDirectory (taken before mu and every group's mu).
 	applyMu sync.Mutex
 	mu      sync.RWMutex
-	dir     *command.Directory
-	groups  map[command.ServerID]*group
-	joined  bool
+	// own is the link to this node's location's controllers, links every location's by
+	// name (locations.go); dir is their directories merged.
+	own    *link
+	links  map[string]*link
+	dir    *command.Directory
+	groups map[command.ServerID]*group
+	joined bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -143,6 +179,12 @@ func New(cfg Config) (*Node, error) {
 	if cfg.LogKeepMax < cfg.LogKeep {
 		cfg.LogKeepMax = max(cfg.LogKeep, 1_000_000)
 	}
+	if cfg.RegisterHoldBytes == 0 {
+		cfg.RegisterHoldBytes = DefaultRegisterHoldBytes
+	}
+	if cfg.RegisterHoldTime <= 0 {
+		cfg.RegisterHoldTime = DefaultRegisterHoldTime
+	}
 	if cfg.VacuumEvery <= 0 {
 		cfg.VacuumEvery = 30 * time.Second
 	}
@@ -157,7 +199,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With().Uint16("node", uint16(cfg.ID)).Logger(),
 		instance: ulid.Make().String(), groups: map[command.ServerID]*group{}, metrics: newMetrics(),
-		conns: map[*websocket.Conn]struct{}{}, streams: map[command.ServerID]int{}}
+		conns: map[*websocket.Conn]struct{}{}, streams: map[command.ServerID]int{}, disk: newDiskState()}
 	n.ids = command.NewIDGen(cfg.ID, rand.Reader)
 	n.refusals = n.log.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second})
 	n.subs = newSubManager(n)
@@ -170,12 +212,13 @@ func New(cfg Config) (*Node, error) {
 		if err != nil {
 			return nil, err
 		}
-		n.incarnation = inc
+		n.incarnation.Store(inc)
 	}
 	if cfg.Store != nil {
 		n.store = cfg.Store
 	} else {
-		st, err := store.OpenDurable(cfg.DataDir, store.DurableOptions{FlushBytes: cfg.FlushBytes, FlushEvery: cfg.FlushEvery})
+		st, err := store.OpenDurable(cfg.DataDir, store.DurableOptions{FlushBytes: cfg.FlushBytes, FlushEvery: cfg.FlushEvery,
+			WAL: wal.Options{SegmentBytes: cfg.WALSegmentBytes}})
 		if err != nil {
 			return nil, fmt.Errorf("node: opening store: %w", err)
 		}
@@ -197,14 +240,17 @@ func New(cfg Config) (*Node, error) {
 		n.groups[id] = g
 	}
 	n.fwd = newForwarder(n)
-	n.ctrl = newCtrlClient(cfg.Controllers, n.log, cfg.Dial, cfg.ClusterSecret)
-	n.peerHTTP = &http.Client{Transport: HTTPTransport(cfg.Dial)}
+	n.ctrl = newCtrlClient(cfg.Controllers, n.log, cfg.Dial, cfg.ClientTLS, cfg.ClusterSecret)
+	n.own = &link{loc: cfg.Location, own: true, ctrl: n.ctrl}
+	n.links = map[string]*link{cfg.Location: n.own}
+	n.peerHTTP = &http.Client{Transport: HTTPTransport(cfg.Dial, cfg.ClientTLS)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	// Logged before run starts: run may adopt another incarnation (adoptIncarnation).
-	n.log.Info().Str("addr", cfg.HTTPAddr).Str("instance", n.instance).Uint64("incarnation", n.incarnation).
+	n.log.Info().Str("addr", cfg.HTTPAddr).Str("instance", n.instance).Uint64("incarnation", n.incarnation.Load()).
 		Int("groups", len(held)).Msg("node started")
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.run()
+	go n.diskLoop()
 	return n, nil
 }
 
@@ -287,11 +333,22 @@ func (n *Node) publish(g command.ServerID, applied []store.AppliedEffect) { n.su
 // Metrics returns the node's metrics registry handler (Prometheus text).
 func (n *Node) Metrics() http.Handler { return n.metrics.handler() }
 
-// Healthy reports whether the node has joined and serves.
+// Healthy reports whether the node has joined and serves: false while its disk fails.
 func (n *Node) Healthy() bool {
+	if n.diskFault() != nil {
+		return false
+	}
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	return n.joined && n.dir != nil
+}
+
+// Degraded is why the node's store cannot write or fsync now ("" while its disk works).
+func (n *Node) Degraded() string {
+	if f := n.diskFault(); f != nil {
+		return f.Error()
+	}
+	return ""
 }
 
 // Status returns the cluster status from the controller leader.

@@ -46,6 +46,7 @@ func (g *group) syncLinks() {
 			l.close()
 			delete(g.links, id)
 			g.dropSnapshot(id)
+			delete(g.holds, id)
 		}
 	}
 	for id := range peers {
@@ -69,7 +70,7 @@ func (l *peerLink) run() {
 		var conn *websocket.Conn
 		var err error
 		if addr != "" {
-			u := "ws://" + addr + "/v1/internal/repl?group=" + strconv.Itoa(int(l.g.id)) + "&from=" + strconv.Itoa(int(l.g.n.cfg.ID))
+			u := l.g.n.peerURL("ws", addr, "/v1/internal/repl?group="+strconv.Itoa(int(l.g.id))+"&from="+strconv.Itoa(int(l.g.n.cfg.ID)))
 			d := l.g.n.wsDialer(l.g.n.cfg.DownAfter)
 			conn, _, err = d.Dial(u, l.g.n.internalHeader())
 		}

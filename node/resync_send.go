@@ -79,6 +79,9 @@ func (l *peerLink) startSnapshot() {
 		t.snap.Close()
 		t = nil
 	}
+	if a := g.holdAborted(l.node); a != nil {
+		return // its registration was given up: the controller drops it
+	}
 	if t == nil {
 		var id [8]byte
 		rand.Read(id[:])
@@ -91,6 +94,7 @@ func (l *peerLink) startSnapshot() {
 		snap.SetSender(g.c.Epoch(), uint16(g.n.cfg.ID))
 		t = &snapshotTransfer{snap: snap}
 		g.snapshots[l.node] = t
+		g.n.metrics.snapshotsSent.Inc()
 		h := snap.Header()
 		g.log.Info().Uint16("sibling", l.node).Uint64("seq", h.Seq).Hex("id", binary.BigEndian.AppendUint64(nil, h.ID)).
 			Msg("sibling is behind the log's horizon; sending a snapshot")
@@ -167,10 +171,11 @@ func (l *peerLink) streamSnapshot(ctx context.Context, t *snapshotTransfer) (res
 	if addr == "" {
 		return resync.Stats{}, errors.New("sibling's address is unknown")
 	}
-	u := "ws://" + addr + "/v1/internal/resync?group=" + strconv.Itoa(int(g.id)) + "&from=" + strconv.Itoa(int(g.n.cfg.ID))
+	u := g.n.peerURL("ws", addr, "/v1/internal/resync?group="+strconv.Itoa(int(g.id))+"&from="+strconv.Itoa(int(g.n.cfg.ID)))
 	d := snapshotDialer
 	d.HandshakeTimeout = g.n.cfg.DownAfter
 	d.NetDialContext = g.n.cfg.Dial
+	d.TLSClientConfig = g.n.cfg.ClientTLS
 	conn, _, err := d.DialContext(ctx, u, g.n.internalHeader())
 	if err != nil {
 		return resync.Stats{}, err
@@ -221,6 +226,9 @@ func (g *group) snapshotPin() uint64 {
 	for n, t := range g.snapshots {
 		if !t.running && !t.failed.IsZero() && time.Since(t.failed) > snapshotIdle {
 			g.dropSnapshot(n)
+			continue
+		}
+		if g.holdAborted(n) != nil {
 			continue
 		}
 		if s := t.snap.Header().Seq; pin == 0 || s < pin {

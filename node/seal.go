@@ -2,6 +2,7 @@ package node
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -24,6 +25,12 @@ func (n *Node) serveSeal(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no copy of that group", http.StatusNotFound)
 		return
 	}
+	if home := n.homeOf(g.id); req.Home != "" && req.Home != home && (home != "" || req.Home != n.cfg.Location) {
+		// Only the group's home raises its epoch (docs/replication.md case 6). A group no
+		// directory lists yet is taken to be homed in this node's own location.
+		http.Error(w, fmt.Sprintf("seal of group %d from location %q refused: its home is %q", req.Server, req.Home, home), http.StatusConflict)
+		return
+	}
 	reply, status, msg := g.seal(&req)
 	if status != http.StatusOK {
 		http.Error(w, msg, status)
@@ -44,12 +51,16 @@ func (g *group) seal(req *command.SealRequest) (command.SealReply, int, string) 
 	if g.resyncing {
 		return out, http.StatusConflict, "this copy is being rebuilt from a snapshot and holds nothing to report"
 	}
+	if err := g.n.diskFault(); err != nil {
+		return out, http.StatusServiceUnavailable, fmt.Sprintf("this node's disk fails; it cannot make the seal durable: %v", err)
+	}
 	m, err := g.gs.Meta()
 	if err != nil {
 		return out, http.StatusInternalServerError, err.Error()
 	}
 	if req.Epoch > m.Epoch {
 		if err := g.gs.Write(&store.Batch{Epoch: req.Epoch}); err != nil {
+			g.n.noteDiskFault(err)
 			return out, http.StatusInternalServerError, err.Error()
 		}
 	}

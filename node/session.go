@@ -63,14 +63,15 @@ func (s *Session) Start(ctx context.Context, req *command.Request, admin bool) f
 			}
 			return &command.Reply{Status: st}, nil
 		}
-	case command.OpRegisterSibling, command.OpRemoveSibling, command.OpPromote, command.OpDrain, command.OpRemoveNode:
+	case command.OpRegisterSibling, command.OpRemoveSibling, command.OpPromote, command.OpDrain, command.OpRemoveNode,
+		command.OpCreateRole, command.OpDeleteRole, command.OpListRoles, command.OpCreateToken, command.OpRevokeToken:
 		if !admin {
 			return failed(command.Errorf(command.CodeForbidden, "%s needs an admin token", req.Op))
 		}
 		if req.Op == command.OpRegisterSibling {
 			return s.registerWithProgress(ctx, req)
 		}
-		return func() (*command.Reply, error) { return s.n.ctrl.admin(ctx, req) }
+		return func() (*command.Reply, error) { return s.n.adminCtrl(req).admin(ctx, req) }
 	}
 	return failed(command.Errorf(command.CodeBadRequest, "op %q is not supported by this server yet", req.Op))
 }
@@ -165,6 +166,9 @@ func (s *Session) route(ctx context.Context, gid command.ServerID, req *command.
 		return failed(command.Errorf(command.CodeNoMain, "group %d has no main", gid))
 	}
 	if gi.Main == uint16(s.n.cfg.ID) {
+		if err := s.n.diskFault(); err != nil {
+			return failed(command.Errorf(command.CodeUnavailable, "group %d: node %d's disk fails; retry: %v", gid, s.n.cfg.ID, err))
+		}
 		return failed(command.Errorf(command.CodeNoMain, "group %d: this node is becoming its main", gid))
 	}
 	return s.n.fwd.start(ctx, gi.Main, s.id, req, admin)
@@ -267,19 +271,39 @@ func (s *Session) siblingGet(ctx context.Context, gid command.ServerID, req *com
 	}
 	r := *req
 	r.MinSeq = floor
-	return s.route(ctx, gid, &r, admin, func(g *group) func() (*command.Reply, error) {
+	if !s.forwarded {
+		// A copy in this node's location answers before the main does (docs/protocol.md §6);
+		// if it cannot (it lags the floor, it stopped serving), the main does.
+		if gi := s.n.directoryGroup(gid); gi != nil {
+			if near := s.n.nearCopy(gi); near != 0 && near != gi.Main {
+				wait := s.n.fwd.start(ctx, near, s.id, &r, admin)
+				return func() (*command.Reply, error) {
+					if rep, err := wait(); err == nil || !command.CodeOf(err).Retryable() {
+						return rep, err
+					}
+					return s.route(ctx, gid, &r, admin, s.mainSiblingRead(ctx, req.RID, floor))()
+				}
+			}
+		}
+	}
+	return s.route(ctx, gid, &r, admin, s.mainSiblingRead(ctx, req.RID, floor))
+}
+
+// mainSiblingRead is a `sibling` read served by the main's copy.
+func (s *Session) mainSiblingRead(ctx context.Context, rid string, floor uint64) func(g *group) func() (*command.Reply, error) {
+	return func(g *group) func() (*command.Reply, error) {
 		return func() (*command.Reply, error) {
 			at, gen, err := g.siblingRead(ctx, floor)
 			if err != nil {
 				return nil, err
 			}
-			r, err := g.readResource(req.RID, at)
+			r, err := g.readResource(rid, at)
 			if verr := g.stillValid(gen); verr != nil {
 				return nil, verr
 			}
 			return r, err
 		}
-	})
+	}
 }
 
 func (g *group) readResource(rid string, at uint64) (*command.Reply, error) {

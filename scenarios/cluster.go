@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,8 +18,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/sibylhq/sibyl/api/client"
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/tlsconf"
 )
 
 // Proc is one process of a cluster as cluster.json describes it.
@@ -37,6 +41,9 @@ func (p *Proc) Name() string { return strings.Trim(string(p.ID), `"`) }
 type clusterFile struct {
 	Controllers []*Proc `json:"controllers"`
 	Nodes       []*Proc `json:"nodes"`
+	TLS         *struct {
+		CA string `json:"ca"`
+	} `json:"tls"`
 }
 
 // Options of a scenario cluster.
@@ -52,10 +59,17 @@ type Options struct {
 	// --cluster-secret): every call between them must carry it.
 	ClusterSecret string
 	// AdminToken, when set, is given to every node and controller (dev --admin-token):
-	// clients of the cluster (Client) then present it.
+	// clients of the cluster (Client) then present it, and admin calls (Admin) always.
 	AdminToken string
+	// ClientRole, with AdminToken: once the cluster runs, an admin creates the role
+	// ClientRoleName granting read, write, subscribe and ticket on the scenarios' types
+	// (ClientTypes) and a token of it, which Client presents from then on.
+	ClientRole bool
 	// Locations is dev's --locations (default 1); Controllers is per location.
 	Locations int
+	// TLS starts the cluster with dev --tls: every listener serves TLS only, and the
+	// cluster's own calls (Status, Client, URL) verify it with the CA cluster.json names.
+	TLS bool
 }
 
 // Cluster is a running `sibyl dev` cluster.
@@ -66,9 +80,20 @@ type Cluster struct {
 	Controllers []*Proc
 	Nodes       []*Proc
 	extra       []*exec.Cmd // processes restarted by the test itself
-	// secret and token are the cluster secret and admin token the cluster runs with.
-	secret, token string
+	// secret and adminToken are the cluster secret and admin token the cluster runs with;
+	// token is what Client presents: the admin token, or the client role's token.
+	secret, token, adminToken string
+	// tls verifies the cluster's certificates (nil: plaintext); hc calls its HTTP
+	// endpoints with it.
+	tls *tls.Config
+	hc  *http.Client
 }
+
+// ClientRoleName is the role scenario clients get with Options.ClientRole, and
+// ClientTypes the resource types it grants.
+const ClientRoleName = "scenario-client"
+
+var ClientTypes = []string{writerType, "blob"}
 
 var sibylBin string
 
@@ -143,7 +168,7 @@ func StartCluster(t testing.TB, o Options) *Cluster {
 	if base == 0 {
 		t.Fatal("no free port range for a cluster")
 	}
-	c := &Cluster{t: t, Dir: t.TempDir(), secret: o.ClusterSecret, token: o.AdminToken}
+	c := &Cluster{t: t, Dir: t.TempDir(), secret: o.ClusterSecret, token: o.AdminToken, adminToken: o.AdminToken}
 	c.dev = exec.Command(sibylBin, "dev", "--nodes", strconv.Itoa(o.Nodes), "--controllers", strconv.Itoa(o.Controllers),
 		"--base-port", strconv.Itoa(base), "--data", c.Dir, "--write-timeout", o.WriteTimeout.String(),
 		"--down-after", o.DownAfter.String(), "--log-level", "info", "--node-flags", o.NodeFlags)
@@ -158,6 +183,9 @@ func StartCluster(t testing.TB, o Options) *Cluster {
 	}
 	if o.AdminToken != "" {
 		c.dev.Args = append(c.dev.Args, "--admin-token", o.AdminToken)
+	}
+	if o.TLS {
+		c.dev.Args = append(c.dev.Args, "--tls")
 	}
 	logf, err := os.Create(filepath.Join(c.Dir, "dev.out"))
 	if err != nil {
@@ -180,9 +208,96 @@ func StartCluster(t testing.TB, o Options) *Cluster {
 			return false
 		}
 		c.Controllers, c.Nodes = f.Controllers, f.Nodes
+		if o.TLS != (f.TLS != nil) {
+			t.Fatalf("cluster.json names TLS %+v; the cluster was started with TLS %v", f.TLS, o.TLS)
+		}
+		if f.TLS != nil {
+			s, err := tlsconf.Load(tlsconf.Files{CA: f.TLS.CA})
+			if err != nil {
+				t.Fatalf("the CA cluster.json names: %v", err)
+			}
+			c.tls = s.Client
+		}
 		return true
 	})
+	c.hc = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: c.tls}}
+	if o.ClientRole && o.AdminToken != "" {
+		c.token = c.CreateRoleToken(ClientRoleName, command.Grant{Types: ClientTypes,
+			Ops: []string{command.KindRead, command.KindWrite, command.KindSubscribe, command.KindTicket}})
+	}
 	return c
+}
+
+// URL is the URL of path on process p: https when the cluster serves TLS.
+func (c *Cluster) URL(p *Proc, path string) string {
+	return tlsconf.Scheme(c.tls, "http") + "://" + p.HTTP + path
+}
+
+// WSURL is the WebSocket URL of path on process p: wss when the cluster serves TLS.
+func (c *Cluster) WSURL(p *Proc, path string) string {
+	return tlsconf.Scheme(c.tls, "ws") + "://" + p.HTTP + path
+}
+
+// HTTP is a client of the cluster's HTTP endpoints, verifying its TLS when it has it.
+func (c *Cluster) HTTP() *http.Client { return c.hc }
+
+// WSDialer dials the cluster's WebSocket endpoints, verifying its TLS when it has it.
+func (c *Cluster) WSDialer() *websocket.Dialer {
+	d := *websocket.DefaultDialer
+	d.TLSClientConfig = c.tls
+	return &d
+}
+
+// CreateRoleToken creates role name with grants (as the admin) and a token of it, and
+// waits until every node accepts that token.
+func (c *Cluster) CreateRoleToken(name string, grants ...command.Grant) string {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin := c.Admin(1)
+	if _, err := admin.DoRetry(ctx, &command.Request{Op: command.OpCreateRole, Name: name, Grants: grants}); err != nil {
+		c.t.Fatalf("createRole %s: %v", name, err)
+	}
+	rep, err := admin.Do(ctx, &command.Request{Op: command.OpCreateToken, Role: name})
+	if err != nil || rep.Token == "" {
+		c.t.Fatalf("createToken for role %s: %v", name, err)
+	}
+	c.WaitTokenAccepted(rep.Token, true)
+	return rep.Token
+}
+
+// WaitTokenAccepted waits until every running node accepts token (GET /v1/status
+// answers 200 with it), or refuses it (401) when accepted is false, and returns how
+// long that took.
+func (c *Cluster) WaitTokenAccepted(token string, accepted bool) time.Duration {
+	c.t.Helper()
+	start := time.Now()
+	want := http.StatusUnauthorized
+	if accepted {
+		want = http.StatusOK
+	}
+	waitFor(c.t, 10*time.Second, fmt.Sprintf("every node answering %d to a token", want), func() bool {
+		for _, p := range c.Nodes {
+			req, _ := http.NewRequest(http.MethodGet, c.URL(p, "/v1/status"), nil)
+			req.Header.Set("Authorization", "Bearer "+token)
+			resp, err := c.hc.Do(req)
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				return false
+			}
+		}
+		return true
+	})
+	return time.Since(start)
+}
+
+// Admin connects to the given nodes with the cluster's admin token (none in an open
+// cluster).
+func (c *Cluster) Admin(nodes ...int) *client.Client {
+	return c.ClientWithToken(c.adminToken, nodes...)
 }
 
 func (c *Cluster) stop() {
@@ -291,22 +406,35 @@ func (c *Cluster) Restart(p *Proc) {
 // Status asks the controllers for /v1/status (any that answers).
 func (c *Cluster) Status() (*command.Status, error) {
 	var lastErr error
-	hc := &http.Client{Timeout: 2 * time.Second}
 	for _, p := range c.Controllers {
-		resp, err := hc.Get("http://" + p.HTTP + "/v1/status")
-		if err != nil {
-			lastErr = err
-			continue
+		st, err := c.StatusFrom(p)
+		if err == nil {
+			return st, nil
 		}
-		var st command.Status
-		err = json.NewDecoder(resp.Body).Decode(&st)
-		resp.Body.Close()
-		if err == nil && resp.StatusCode == 200 {
-			return &st, nil
-		}
-		lastErr = fmt.Errorf("status from %s: HTTP %d %v", p.HTTP, resp.StatusCode, err)
+		lastErr = err
 	}
 	return nil, lastErr
+}
+
+// StatusFrom asks process p for /v1/status, with the admin token when the cluster has one.
+func (c *Cluster) StatusFrom(p *Proc) (*command.Status, error) {
+	req, err := http.NewRequest(http.MethodGet, c.URL(p, "/v1/status"), nil)
+	if err != nil {
+		return nil, err
+	}
+	if c.adminToken != "" {
+		req.Header.Set("Authorization", "Bearer "+c.adminToken)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var st command.Status
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil || resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("status from %s: HTTP %d %v", p.HTTP, resp.StatusCode, err)
+	}
+	return &st, nil
 }
 
 // WaitVoting waits until group g has n voting siblings and returns its status.
@@ -377,7 +505,7 @@ func (c *Cluster) ClientWithToken(token string, nodes ...int) *client.Client {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cl, err := client.Dial(ctx, client.Options{Addrs: addrs, Token: token})
+	cl, err := client.Dial(ctx, client.Options{Addrs: addrs, Token: token, TLS: c.tls})
 	if err != nil {
 		c.t.Fatalf("dial %v: %v", addrs, err)
 	}
@@ -410,7 +538,7 @@ func keepLogs(t testing.TB, dir string) {
 // Metric returns the value of the unlabelled Prometheus sample name on node id's /metrics.
 func (c *Cluster) Metric(id int, name string) float64 {
 	c.t.Helper()
-	resp, err := http.Get("http://" + c.Node(id).HTTP + "/metrics")
+	resp, err := c.hc.Get(c.URL(c.Node(id), "/metrics"))
 	if err != nil {
 		c.t.Fatalf("metrics of node %d: %v", id, err)
 	}
@@ -433,7 +561,7 @@ func (c *Cluster) Metric(id int, name string) float64 {
 func (c *Cluster) WaitServing(id int) {
 	c.t.Helper()
 	waitFor(c.t, 30*time.Second, fmt.Sprintf("node %d serving", id), func() bool {
-		resp, err := http.Get("http://" + c.Node(id).HTTP + "/healthz")
+		resp, err := c.hc.Get(c.URL(c.Node(id), "/healthz"))
 		if err != nil {
 			return false
 		}

@@ -16,9 +16,16 @@
 // History checks every resource's operations against a model of one resource (existence,
 // data, version, ticket), so a lost, doubled or misplaced effect of any op fails it.
 //
-// The kill -9 failover and the planned promote run twice (clusterModes): on an open
-// cluster, and with a cluster secret and an admin token on every process, where
-// checkGuarded first has intruders refused on every controller and node port.
+// The kill -9 failover, the planned promote, the sibling registration and the drain run in
+// every clusterMode: on an open cluster; "secured", with a cluster secret and an admin token
+// on every process and clients holding a role's token, where checkGuarded first has
+// intruders refused on every controller and node port; and "tls", that with TLS on every
+// listener besides (dev --tls). Groups spanning three locations run open and in the tls
+// mode. TestEndpointsRefuseIntruders calls every endpoint the routers register
+// (routerPatterns) in plaintext on a TLS cluster and, for internal ones, without the
+// secret, and checks that nothing is served or changed; TestRolesAndTokens calls every
+// endpoint without the credentials it needs; the status page is driven in chromium with and
+// without tokens.
 //
 // TestMain builds the binary once. Each test starts its own cluster on its own ports
 // (chosen from a seeded sequence, printed with the seed) and data directory, and stops it

@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -66,6 +67,14 @@ func checkRun(t *testing.T, c *Cluster, h *History, ws []*writer, via int) (lost
 	}
 	if lost > 0 {
 		t.Errorf("%d acknowledged writes lost", lost)
+	}
+	// A client whose token grants what it does was never refused for its token.
+	for _, w := range ws {
+		for _, code := range []command.Code{command.CodeUnauthorized, command.CodeForbidden} {
+			if n, ok := w.codes.Load(code); ok && n.(*atomic.Int64).Load() > 0 {
+				t.Errorf("writer %d: %d requests refused with %s", w.id, n.(*atomic.Int64).Load(), code)
+			}
+		}
 	}
 	if err := h.Check(60 * time.Second); err != nil {
 		t.Fatal(err)
@@ -189,16 +198,23 @@ func testPlannedPromote(t *testing.T, mode Options) {
 	waitFor(t, 20*time.Second, "200 writes", func() bool { return acked(ws) >= 200 })
 	target := sg.Siblings[0].Node
 	srv, node := int64(1), int64(target)
-	if c.token != "" {
+	if c.adminToken != "" {
 		// An operator without the admin token is refused by the node, and an intruder that
-		// reaches a controller with the secret but not the token (checkGuarded) too.
+		// reaches a controller with the secret but not the token (checkGuarded) too; a
+		// client's token is forbidden.
 		intruder := c.ClientWithToken("not-the-admin-token", 2)
 		_, err := intruder.Do(context.Background(), &command.Request{Op: command.OpPromote, Server: &srv, Node: &node})
 		if command.CodeOf(err) != command.CodeUnauthorized {
 			t.Fatalf("promote with a wrong token: %v, want unauthorized", err)
 		}
+		if c.token != c.adminToken {
+			_, err = c.Client(2).Do(context.Background(), &command.Request{Op: command.OpPromote, Server: &srv, Node: &node})
+			if command.CodeOf(err) != command.CodeForbidden {
+				t.Fatalf("promote with a client role's token: %v, want forbidden", err)
+			}
+		}
 	}
-	admin := c.Client(2)
+	admin := c.Admin(2)
 	at := h.Now()
 	if _, err := admin.Do(context.Background(), &command.Request{Op: command.OpPromote, Server: &srv, Node: &node}); err != nil {
 		t.Fatalf("promote group 1 to node %d: %v", target, err)

@@ -19,6 +19,7 @@ import (
 	"github.com/sibylhq/sibyl/location"
 	"github.com/sibylhq/sibyl/node"
 	"github.com/sibylhq/sibyl/node/store"
+	"github.com/sibylhq/sibyl/node/wal"
 	"github.com/sibylhq/sibyl/scenarios/memnet"
 )
 
@@ -54,9 +55,12 @@ type memNode struct {
 	id    int
 	host  string
 	store store.Store // the node's memory store, kept across its restarts (nil: bbolt)
-	n     *node.Node
-	api   *api.Server
-	srv   *http.Server
+	// disk fails the node's store where it says (faultyStore over the memory store, or
+	// the durable store's injected faults), across its restarts.
+	disk *wal.Faults
+	n    *node.Node
+	api  *api.Server
+	srv  *http.Server
 }
 
 func (m *memCtrl) httpAddr() string { return m.host + ":80" }
@@ -66,7 +70,13 @@ func (m *memNode) addr() string     { return m.host + ":80" }
 // startMemCluster starts controllers c1..cC and nodes 1..N and waits until every node's
 // group has a main. Call it inside synctest.Test.
 func startMemCluster(t *testing.T, net *memnet.Network, controllers, nodes int) *memCluster {
-	m := &memCluster{t: t, net: net, dir: t.TempDir(), logs: &lockedBuffer{}, bolt: os.Getenv("SIBYL_INPROC_STORE") == "bolt"}
+	return startMemClusterWith(t, net, controllers, nodes, os.Getenv("SIBYL_INPROC_STORE") == "bolt")
+}
+
+// startMemClusterWith is startMemCluster with the nodes' stores chosen: bolt for the
+// durable store (write-ahead log and bbolt files), else the memory store.
+func startMemClusterWith(t *testing.T, net *memnet.Network, controllers, nodes int, bolt bool) *memCluster {
+	m := &memCluster{t: t, net: net, dir: t.TempDir(), logs: &lockedBuffer{}, bolt: bolt}
 	for i := 1; i <= controllers; i++ {
 		m.ctrls = append(m.ctrls, &memCtrl{id: fmt.Sprintf("c%d", i), host: fmt.Sprintf("10.0.1.%d", i)})
 	}
@@ -150,6 +160,12 @@ func (m *memCluster) startNode(n *memNode) {
 	if err != nil {
 		m.t.Fatal(err)
 	}
+	if n.disk == nil {
+		n.disk = &wal.Faults{}
+	}
+	// A node (re)started works on a disk that works: a full disk's fault ends with it.
+	n.disk.Heal()
+	dataDir := filepath.Join(m.dir, fmt.Sprintf("node%d", n.id))
 	var st store.Store
 	if !m.bolt {
 		if n.store == nil {
@@ -157,11 +173,19 @@ func (m *memCluster) startNode(n *memNode) {
 		} else {
 			n.store = store.ReopenMemStore(n.store)
 		}
-		st = n.store
+		st = newFaultyStore(n.store, n.disk)
+	} else {
+		if err := os.MkdirAll(dataDir, 0o755); err != nil {
+			m.t.Fatal(err)
+		}
+		st, err = store.OpenDurable(dataDir, store.DurableOptions{HealEvery: retryEvery, WAL: wal.Options{Faults: n.disk}})
+		if err != nil {
+			m.t.Fatalf("node %d: %v", n.id, err)
+		}
 	}
 	n.n, err = node.New(node.Config{
 		Store: st,
-		ID:    command.ServerID(n.id), HTTPAddr: n.addr(), DataDir: filepath.Join(m.dir, fmt.Sprintf("node%d", n.id)),
+		ID:    command.ServerID(n.id), HTTPAddr: n.addr(), DataDir: dataDir,
 		Controllers: ctrlAddrs, Logger: m.logger(fmt.Sprintf("node%d", n.id)), Dial: m.net.Dialer(n.host),
 		WriteTimeout: time.Second,
 	})

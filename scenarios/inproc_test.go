@@ -18,6 +18,7 @@ import (
 
 	"github.com/sibylhq/sibyl/api/client"
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/node/wal"
 	"github.com/sibylhq/sibyl/scenarios/memnet"
 )
 
@@ -67,7 +68,7 @@ type inprocResult struct {
 // schedule injects 3 to 6 faults, each held for a while: kill -9 of the main or of a
 // sibling (restarted later, sometimes with its disk lost), partitions of the main (both
 // ways, one way, from the controllers only), kill of the controller leader, a planned
-// promote. Then everything heals, and the run is checked: the history with porcupine,
+// promote, a full disk under the main or a sibling (its writes fail with ENOSPC). Then everything heals, and the run is checked: the history with porcupine,
 // no acknowledged write lost, every acknowledged event write delivered to each
 // subscriber once and in order.
 //
@@ -400,7 +401,7 @@ func inprocInject(m *memCluster, rand func(int) int, dur func(lo, hi time.Durati
 			}
 		}
 	}
-	switch k := rand(9); {
+	switch k := rand(10); {
 	case k == 0 && up(mainNode):
 		m.crashNode(mainNode)
 		return inprocFault{name: fmt.Sprintf("kill main %d", mainNode.id), heal: restart(mainNode)}
@@ -452,6 +453,22 @@ func inprocInject(m *memCluster, rand func(int) int, dur func(lo, hi time.Durati
 		cancel()
 		via.Close()
 		return inprocFault{name: fmt.Sprintf("promote %d (%s)", target.id, errName(err))}
+	case k == 9 && (up(mainNode) || len(sibs) > 0):
+		// A disk fills up under the main or a voting sibling: the node is degraded until
+		// the fault ends, and then comes back by itself.
+		n := mainNode
+		if !up(n) || (len(sibs) > 0 && rand(2) == 0) {
+			n = sibs[rand(len(sibs))]
+		}
+		if !up(n) {
+			break
+		}
+		role := "sibling"
+		if n == mainNode {
+			role = "main"
+		}
+		n.disk.Set(wal.FaultWrite, wal.ErrNoSpace)
+		return inprocFault{name: fmt.Sprintf("disk of %s %d full", role, n.id), heal: n.disk.Heal}
 	case k == 8:
 		// A node that serves only clients goes away and comes back: its clients move on.
 		var others []*memNode

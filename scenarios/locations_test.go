@@ -410,7 +410,7 @@ func joinThroughAnotherLocation(t *testing.T, c *Cluster) {
 		}
 	}
 	took := until(t, 15*time.Second, fmt.Sprintf("node %d of loc2, given loc1's controllers, up in loc2", id), func() string {
-		st, err := statusOf(loc2)
+		st, err := c.StatusFrom(loc2)
 		if err != nil {
 			return err.Error()
 		}
@@ -439,18 +439,4 @@ func mustAtoi(t *testing.T, s string) int {
 		t.Fatal(err)
 	}
 	return n
-}
-
-// statusOf is controller p's /v1/status.
-func statusOf(p *Proc) (*command.Status, error) {
-	resp, err := (&http.Client{Timeout: time.Second}).Get("http://" + p.HTTP + "/v1/status")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	var st command.Status
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		return nil, err
-	}
-	return &st, nil
 }

@@ -3,6 +3,7 @@ package scenarios
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"slices"
 	"testing"
 	"time"
@@ -34,14 +35,20 @@ func adminCall(t *testing.T, c *Cluster, via int, op string, server, node int64)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	_, err := c.Client(via).Do(ctx, req)
+	_, err := c.Admin(via).Do(ctx, req)
 	return err
 }
 
 // TestRegisterAndRemoveSibling: an operator adds a fifth copy to a group and removes it
-// again; the refusals of docs/protocol.md §3 hold.
+// again; the refusals of docs/protocol.md §3 hold. It runs in every clusterMode.
 func TestRegisterAndRemoveSibling(t *testing.T) {
-	c := StartCluster(t, Options{Nodes: 5})
+	for _, mode := range clusterModes {
+		t.Run(mode.name, func(t *testing.T) { testRegisterAndRemoveSibling(t, mode.opts) })
+	}
+}
+
+func testRegisterAndRemoveSibling(t *testing.T, mode Options) {
+	c := StartCluster(t, withMode(Options{Nodes: 5}, mode))
 	sg := c.WaitVoting(1, 3)
 	holders := map[uint16]bool{*sg.Main: true}
 	for _, s := range sg.Siblings {
@@ -53,7 +60,7 @@ func TestRegisterAndRemoveSibling(t *testing.T) {
 			extra = int64(id)
 		}
 	}
-	phases := registerOverWS(t, c.Node(1).HTTP, 1, extra)
+	phases := registerOverWS(t, c, 1, 1, extra)
 	if len(phases) < 3 || phases[0] != "sync" || phases[len(phases)-1] != "active" || !slices.Contains(phases, "replay") {
 		t.Fatalf("registerSibling progress phases %v: want sync, replay..., active last", phases)
 	}
@@ -93,9 +100,15 @@ func TestRegisterAndRemoveSibling(t *testing.T) {
 
 // TestDrainUnderLoad: drain a node that is main of one group and sibling of others while
 // clients write to every group: nothing is lost, the history is linearizable, and the node
-// ends spare with no copy.
+// ends spare with no copy. It runs in every clusterMode.
 func TestDrainUnderLoad(t *testing.T) {
-	c := StartCluster(t, Options{Nodes: 5})
+	for _, mode := range clusterModes {
+		t.Run(mode.name, func(t *testing.T) { testDrainUnderLoad(t, mode.opts) })
+	}
+}
+
+func testDrainUnderLoad(t *testing.T, mode Options) {
+	c := StartCluster(t, withMode(Options{Nodes: 5}, mode))
 	for g := uint16(1); g <= 5; g++ {
 		c.WaitVoting(g, 3)
 	}
@@ -145,7 +158,7 @@ func TestDrainUnderLoad(t *testing.T) {
 		failed += w.failed.Load()
 	}
 	lost := checkRun(t, c, h, all, 1)
-	t.Logf("drain of node 2 took %v; ops %d, failed %d, lost %d, linearizable: yes", took.Round(time.Millisecond), h.Len(), failed, lost)
+	t.Logf("%s: drain of node 2 took %v; ops %d, failed %d, lost %d, linearizable: yes", describeMode(mode), took.Round(time.Millisecond), h.Len(), failed, lost)
 
 	// Decommission: refused while the drained node still runs, done once it is stopped.
 	if err := adminCall(t, c, 1, command.OpRemoveNode, 0, 2); command.CodeOf(err) != command.CodeConflict {
@@ -173,13 +186,14 @@ func TestDrainUnderLoad(t *testing.T) {
 	}
 }
 
-// registerOverWS sends registerSibling on a raw WebSocket and returns the phases of the
-// progress events that came before the ok reply (docs/protocol.md §3). A retryable refusal
-// (a controller leader change, say) is retried, as an operator would.
-func registerOverWS(t *testing.T, addr string, server, node int64) []string {
+// registerOverWS sends registerSibling on a raw WebSocket to node via (with the cluster's
+// TLS and admin token) and returns the phases of the progress events that came before the
+// ok reply (docs/protocol.md §3). A retryable refusal (a controller leader change, say) is
+// retried, as an operator would.
+func registerOverWS(t *testing.T, c *Cluster, via int, server, node int64) []string {
 	t.Helper()
 	for attempt := 1; ; attempt++ {
-		phases, err := registerOnce(t, addr, server, node)
+		phases, err := registerOnce(t, c, via, server, node)
 		if err == nil {
 			return phases
 		}
@@ -190,9 +204,13 @@ func registerOverWS(t *testing.T, addr string, server, node int64) []string {
 	}
 }
 
-func registerOnce(t *testing.T, addr string, server, node int64) ([]string, *command.Error) {
+func registerOnce(t *testing.T, c *Cluster, via int, server, node int64) ([]string, *command.Error) {
 	t.Helper()
-	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/v1/ws", nil)
+	header := http.Header{}
+	if c.adminToken != "" {
+		header.Set("Authorization", "Bearer "+c.adminToken)
+	}
+	ws, _, err := c.WSDialer().Dial(c.WSURL(c.Node(via), "/v1/ws"), header)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package scenarios
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,7 +55,7 @@ func StartProxiedCluster(t testing.TB, n int, o Options) *ProxiedCluster {
 	if o.DownAfter == 0 {
 		o.DownAfter = time.Second
 	}
-	pc := &ProxiedCluster{Cluster: &Cluster{t: t, Dir: t.TempDir()}, Proxies: map[int]*Proxy{}}
+	pc := &ProxiedCluster{Cluster: &Cluster{t: t, Dir: t.TempDir(), hc: &http.Client{Timeout: 5 * time.Second}}, Proxies: map[int]*Proxy{}}
 	res := &portReservations{t: t}
 	defer res.release()
 	var peers, ctrlHTTP []string

@@ -6,30 +6,33 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/sibylhq/sibyl/command"
 )
 
-// clusterModes are the configurations the failover scenarios run in: an open cluster, and
-// one whose every process has the cluster secret and an admin token, as a cluster on an
-// untrusted network runs. Failover, promotion and the checks must pass in both.
+// clusterModes are the configurations the failover, promotion, registration and drain
+// scenarios run in: an open cluster; one as a cluster on an untrusted network runs, whose
+// every process has the cluster secret and an admin token, whose clients have a token of a
+// role that grants them their types only, and whose admin calls carry the admin token; and
+// that one with TLS on every listener besides (dev --tls). The scenarios and their checks
+// must pass in each.
 var clusterModes = []struct {
 	name string
 	opts Options
 }{
 	{"open", Options{}},
-	{"secret", Options{ClusterSecret: "scenario-s3cret", AdminToken: "scenario-adm1n"}},
+	{"secured", Options{ClusterSecret: "scenario-s3cret", AdminToken: "scenario-adm1n", ClientRole: true}},
+	{"tls", Options{ClusterSecret: "scenario-s3cret", AdminToken: "scenario-adm1n", ClientRole: true, TLS: true}},
 }
 
 // withMode returns o with mode's security settings.
 func withMode(o Options, mode Options) Options {
-	o.ClusterSecret, o.AdminToken = mode.ClusterSecret, mode.AdminToken
+	o.ClusterSecret, o.AdminToken, o.ClientRole, o.TLS = mode.ClusterSecret, mode.AdminToken, mode.ClientRole, mode.TLS
 	return o
 }
 
-// guardedCall sends one request and returns its HTTP status and error code.
-func guardedCall(method, url string, header http.Header, body any) (int, command.Code, error) {
+// guardedCall sends one request with hc and returns its HTTP status and error code.
+func guardedCall(hc *http.Client, method, url string, header http.Header, body any) (int, command.Code, error) {
 	var b []byte
 	if body != nil {
 		b, _ = json.Marshal(body)
@@ -41,7 +44,7 @@ func guardedCall(method, url string, header http.Header, body any) (int, command
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return 0, "", err
 	}
@@ -84,32 +87,36 @@ func checkGuarded(t *testing.T, c *Cluster) {
 	for _, p := range c.Controllers {
 		for _, h := range bad {
 			probes = append(probes,
-				probe{"join at " + p.Name(), http.MethodPost, "http://" + p.HTTP + "/v1/internal/join", h,
+				probe{"join at " + p.Name(), http.MethodPost, c.URL(p, "/v1/internal/join"), h,
 					command.JoinRequest{ID: 99, Addr: "127.0.0.1:1", Instance: "intruder", Incarnation: 1}},
-				probe{"directory at " + p.Name(), http.MethodGet, "http://" + p.HTTP + "/v1/internal/directory?after=0", h, nil},
-				probe{"suspect at " + p.Name(), http.MethodPost, "http://" + p.HTTP + "/v1/internal/suspect", h,
+				probe{"directory at " + p.Name(), http.MethodGet, c.URL(p, "/v1/internal/directory?after=0"), h, nil},
+				probe{"suspect at " + p.Name(), http.MethodPost, c.URL(p, "/v1/internal/suspect"), h,
 					command.Suspect{Node: 2, Server: 1, Main: 1}})
 		}
-		if c.token != "" {
-			// The right secret without the admin token is still no admin.
-			probes = append(probes, probe{"admin drain at " + p.Name(), http.MethodPost, "http://" + p.HTTP + "/v1/internal/admin/drain",
+		if c.adminToken != "" {
+			// The right secret without the admin token is still no admin, nor is a
+			// client's token.
+			probes = append(probes, probe{"admin drain with a client token at " + p.Name(), http.MethodPost,
+				c.URL(p, "/v1/internal/admin/drain"),
+				http.Header{command.SecretHeader: {c.secret}, "Authorization": {"Bearer " + c.token}}, map[string]any{"op": "drain", "node": 1}})
+			probes = append(probes, probe{"admin drain at " + p.Name(), http.MethodPost, c.URL(p, "/v1/internal/admin/drain"),
 				http.Header{command.SecretHeader: {c.secret}, "Authorization": {"Bearer wrong"}}, map[string]any{"op": "drain", "node": 1}})
 		}
 	}
 	for _, p := range c.Nodes {
 		for _, h := range bad {
 			probes = append(probes,
-				probe{"seal at node " + p.Name(), http.MethodPost, "http://" + p.HTTP + "/v1/internal/seal", h,
+				probe{"seal at node " + p.Name(), http.MethodPost, c.URL(p, "/v1/internal/seal"), h,
 					command.SealRequest{Server: 1, Epoch: 1 << 40, From: 1}},
-				probe{"metrics at node " + p.Name(), http.MethodGet, "http://" + p.HTTP + "/v1/internal/metrics", h, nil})
+				probe{"metrics at node " + p.Name(), http.MethodGet, c.URL(p, "/v1/internal/metrics"), h, nil})
 		}
-		if c.token != "" {
-			probes = append(probes, probe{"REST create at node " + p.Name(), http.MethodPost, "http://" + p.HTTP + "/v1/resources",
+		if c.adminToken != "" {
+			probes = append(probes, probe{"REST create at node " + p.Name(), http.MethodPost, c.URL(p, "/v1/resources"),
 				http.Header{}, map[string]any{"type": "intruder", "data": 1}})
 		}
 	}
 	for _, p := range probes {
-		status, code, err := guardedCall(p.method, p.url, p.header, p.body)
+		status, code, err := guardedCall(c.HTTP(), p.method, p.url, p.header, p.body)
 		if err != nil || status != http.StatusUnauthorized || code != command.CodeUnauthorized {
 			t.Errorf("%s with headers %v: HTTP %d %q %v, want 401 unauthorized", p.what, p.header, status, code, err)
 		}
@@ -133,8 +140,13 @@ func checkGuarded(t *testing.T, c *Cluster) {
 
 // describeMode names a mode in logs.
 func describeMode(o Options) string {
-	if o.ClusterSecret == "" {
+	switch {
+	case o.ClusterSecret == "":
 		return "open cluster"
+	case o.TLS:
+		return "TLS, cluster secret and admin token on every process, clients with a role's token"
+	case o.ClientRole:
+		return "cluster secret and admin token on every process, clients with a role's token"
 	}
 	return "cluster secret and admin token on every process"
 }

@@ -2,8 +2,10 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -26,9 +28,14 @@ const (
 
 // Options configure a Client.
 type Options struct {
-	// Addrs are the nodes to talk to, tried in order: "host:port", "ws://host:port" or
-	// "http://host:port" (the path defaults to /v1/ws).
+	// Addrs are the nodes to talk to, tried in order: "host:port", "ws://host:port",
+	// "http://host:port" or their TLS forms wss:// and https:// (the path defaults to
+	// /v1/ws). A bare host:port is dialled with TLS when TLS is set.
 	Addrs []string
+	// TLS, when set, verifies the nodes' certificates (RootCAs: the cluster's CA, as
+	// tlsconf.Load makes it from --tls-ca); nil with a wss:// or https:// address uses the
+	// system's roots.
+	TLS *tls.Config
 	// Token is sent as "Authorization: Bearer" on every connection; empty for dev mode.
 	Token string
 	// RequestTimeout bounds one request and one connection attempt (default 10 s).
@@ -110,7 +117,7 @@ func Dial(ctx context.Context, opts Options) (*Client, error) {
 		rng:    rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x5b1b)),
 	}
 	for _, a := range opts.Addrs {
-		u, err := wsURL(a)
+		u, err := wsURL(a, opts.TLS != nil)
 		if err != nil {
 			return nil, err
 		}
@@ -127,10 +134,15 @@ func Dial(ctx context.Context, opts Options) (*Client, error) {
 	return c, nil
 }
 
-// wsURL turns an address into the URL of its WebSocket endpoint.
-func wsURL(addr string) (string, error) {
+// wsURL turns an address into the URL of its WebSocket endpoint; a bare host:port gets
+// wss with secure, ws without.
+func wsURL(addr string, secure bool) (string, error) {
 	if !strings.Contains(addr, "://") {
-		addr = "ws://" + addr
+		if secure {
+			addr = "wss://" + addr
+		} else {
+			addr = "ws://" + addr
+		}
 	}
 	u, err := url.Parse(addr)
 	if err != nil || u.Host == "" {
@@ -194,15 +206,28 @@ func (c *Client) dial(ctx context.Context, u string) (*conn, error) {
 	}
 	d := *websocket.DefaultDialer
 	d.NetDialContext = c.opts.Dial
+	d.TLSClientConfig = c.opts.TLS
 	ws, resp, err := d.DialContext(ctx, u, header)
 	if err != nil {
 		if resp != nil {
+			if servesTLS(resp) {
+				return nil, fmt.Errorf("the node serves TLS: connect with wss:// and the cluster's CA (Options.TLS, --tls-ca)")
+			}
 			return nil, fmt.Errorf("%w (HTTP %s)", err, resp.Status)
 		}
 		return nil, err
 	}
 	resp.Body.Close()
 	return newConn(ws, u), nil
+}
+
+// servesTLS reports whether resp is Go's answer to plaintext on a TLS port.
+func servesTLS(resp *http.Response) bool {
+	if resp.StatusCode != http.StatusBadRequest || resp.Body == nil {
+		return false
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	return strings.Contains(string(b), "HTTP request to an HTTPS server")
 }
 
 // Do sends one request and waits for its reply. Server errors come back as

@@ -5,6 +5,9 @@
 //	got, err := c.Get(ctx, rep.Resource.ID, command.SiblingRead)
 //	c.Close()
 //
+// Options.TLS (a *tls.Config whose RootCAs hold the cluster's CA) dials nodes over wss;
+// routed connections use the same settings.
+//
 // A Client keeps a default connection to one of its addresses and pipelines requests
 // over it: ids are a counter per connection, a writer lock serializes frames, and one
 // reader goroutine hands each reply to the request waiting for it. Server errors come

@@ -15,7 +15,8 @@ import (
 // the request through json.Marshal instead. It reports false for anything else, which
 // then goes through json.Marshal.
 func appendRequestFrame(buf []byte, id string, r *command.Request) ([]byte, bool) {
-	if len(r.From) > 0 || r.After != "" || r.Limit != 0 || r.Sub != "" || r.Token != "" || r.Node != nil {
+	if len(r.From) > 0 || r.After != "" || r.Limit != 0 || r.Sub != "" || r.Token != "" || r.Node != nil ||
+		r.Name != "" || r.Grants != nil || r.Role != "" {
 		return buf, false
 	}
 	ok := true

@@ -35,6 +35,8 @@ func adminUsage(w io.Writer) {
 	for _, a := range adminOps {
 		fmt.Fprintf(w, "  %-17s %s\n", a.name, a.summary)
 	}
+	fmt.Fprintf(w, "  %-17s %s\n", "role", "create, delete or list roles (grants of op kinds on types)")
+	fmt.Fprintf(w, "  %-17s %s\n", "token", "create a token for a role (shown once) or revoke one")
 	fmt.Fprintf(w, "  %-17s %s\n", "status", "print the cluster status")
 }
 
@@ -49,6 +51,10 @@ func runAdmin(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	case "status":
 		return runStatus(args[1:], stdout, stderr)
+	case "role":
+		return runAdminRole(args[1:], stdout, stderr)
+	case "token":
+		return runAdminToken(args[1:], stdout, stderr)
 	}
 	for _, a := range adminOps {
 		if a.name == args[0] {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -27,7 +28,10 @@ type benchConfig struct {
 	Size     int
 	Workload string
 	Token    string
-	JSON     bool
+	// TLS verifies the nodes' certificates (--tls-ca, or the CA cluster.json names); nil:
+	// plaintext.
+	TLS  *tls.Config
+	JSON bool
 	// NoRouting makes each worker send its writes to the node it connects to, which
 	// forwards them when it is not the resource's main.
 	NoRouting bool
@@ -47,6 +51,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	size := fs.Int("size", 256, "bytes of the string field written by each update")
 	workload := fs.String("workload", "writes", "writes (updates), reads (linearizable gets) or mixed (50/50)")
 	asJSON := fs.Bool("json", false, "also print the result as one JSON object")
+	tlsCA := fs.String("tls-ca", "", tlsCAUsage+" (default: the CA --cluster's cluster.json names)")
 	noRouting := fs.Bool("no-routing", false, "send every request to the node the client connects to, which forwards it to the resource's main (default: straight to the main)")
 	pos, code, ok := parseOrExit(fs, args, stderr)
 	if !ok {
@@ -69,6 +74,14 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	}
 	var err error
 	if cfg.Addrs, err = benchAddrs(*addr, *clusterPath); err != nil {
+		return usageError(fs, stderr, "%v", err)
+	}
+	if *tlsCA == "" && *clusterPath != "" {
+		if cf, err := readClusterFile(*clusterPath); err == nil && cf.TLS != nil {
+			*tlsCA = cf.TLS.CA
+		}
+	}
+	if cfg.TLS, err = clientTLS(*tlsCA); err != nil {
 		return usageError(fs, stderr, "%v", err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -195,7 +208,7 @@ func setupWorkers(ctx context.Context, cfg benchConfig, workers []*benchWorker) 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := client.Dial(ctx, client.Options{Addrs: []string{w.addr}, Token: cfg.Token, Seed: uint64(i + 1),
+			c, err := client.Dial(ctx, client.Options{Addrs: []string{w.addr}, Token: cfg.Token, TLS: cfg.TLS, Seed: uint64(i + 1),
 				NoRouting: cfg.NoRouting})
 			if err != nil {
 				errs[i] = fmt.Errorf("client %d: connect to %s: %w", i, w.addr, err)

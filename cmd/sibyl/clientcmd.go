@@ -23,6 +23,7 @@ type clientFlags struct {
 	addr    *string
 	token   *string
 	timeout *time.Duration
+	tlsCA   *string
 }
 
 func addClientFlags(fs *flag.FlagSet) clientFlags {
@@ -30,6 +31,7 @@ func addClientFlags(fs *flag.FlagSet) clientFlags {
 		addr:    fs.String("addr", defaultAddr, "node to talk to, host:port (a comma-separated list is tried in order)"),
 		token:   fs.String("token", "", "bearer token (client or admin)"),
 		timeout: fs.Duration("timeout", 30*time.Second, "bound on the whole command, retries included"),
+		tlsCA:   fs.String("tls-ca", "", tlsCAUsage),
 	}
 }
 
@@ -48,7 +50,11 @@ func (f clientFlags) addrs() []string {
 func call[T any](f clientFlags, name string, stdout, stderr io.Writer, do func(context.Context, *client.Client) (T, error)) int {
 	ctx, cancel := context.WithTimeout(context.Background(), *f.timeout)
 	defer cancel()
-	c, err := client.Dial(ctx, client.Options{Addrs: f.addrs(), Token: *f.token, RequestTimeout: *f.timeout})
+	tlsConf, err := clientTLS(*f.tlsCA)
+	if err != nil {
+		return printFailure(stderr, name, err)
+	}
+	c, err := client.Dial(ctx, client.Options{Addrs: f.addrs(), Token: *f.token, RequestTimeout: *f.timeout, TLS: tlsConf})
 	if err != nil {
 		return printFailure(stderr, name, fmt.Errorf("connect to %s: %w", *f.addr, err))
 	}

@@ -108,7 +108,13 @@ func checkDashboard(t *testing.T, cf clusterFile) {
 			t.Errorf("no node exposes %s (docs/protocol.md §8)", f)
 		}
 	}
-	for f := range scrapedFamilies(t, cf.Controllers[0].HTTP) {
+	ctl := scrapedFamilies(t, cf.Controllers[0].HTTP)
+	for _, f := range []string{"sibyl_promotions_total", "sibyl_promotion_seconds"} {
+		if !ctl[f] {
+			t.Errorf("controller %s does not expose %s (docs/protocol.md §8)", cf.Controllers[0].HTTP, f)
+		}
+	}
+	for f := range ctl {
 		live[f] = true
 	}
 	for f := range dashboardMetrics(t) {

@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -15,12 +17,17 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sibylhq/sibyl/command"
 	"github.com/sibylhq/sibyl/location"
 	"github.com/sibylhq/sibyl/node"
+	"github.com/sibylhq/sibyl/tlsconf"
 )
 
 // readyTimeout bounds how long dev waits for the cluster to serve.
 const readyTimeout = 60 * time.Second
+
+// defaultWANDelay is dev's one-way delay between locations (docs/protocol.md §6).
+const defaultWANDelay = 10 * time.Millisecond
 
 func runDev(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("dev", "dev [--nodes 4] [--controllers 3] [--locations 1] [--base-port 7700] [--data DIR] [flags]", stderr)
@@ -38,9 +45,27 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 	secret := fs.String("cluster-secret", "", "cluster secret given to every node and controller "+
 		"(default: none, or a generated one when --admin-token is set; a --cluster-secret in --node-flags reaches the controllers too)")
 	var adminTokens listFlag
-	fs.Var(&adminTokens, "admin-token", "admin token given to every node and controller (repeatable); admin calls then need it")
+	fs.Var(&adminTokens, "admin-token", "admin token given to every node and controller (repeatable): every client then needs a token, "+
+		"admin calls an admin token; it is printed and recorded in cluster.json")
+	auth := fs.Bool("auth", false, "turn tokens on with a generated admin token (as --admin-token), printed and recorded in cluster.json")
+	useTLS := fs.Bool("tls", false, "serve every listener over TLS: make a CA and a certificate per process under DIR/tls/ (ca.pem; clients take --tls-ca DIR/tls/ca.pem)")
+	wanDelay := fs.Duration("wan-delay", -1, "one-way delay added to every connection between processes of different locations (default 10ms with more than one location, else 0)")
 	if _, code, ok := parseOrExit(fs, args, stderr); !ok {
 		return code
+	}
+	if *auth && len(adminTokens) == 0 {
+		generated, err := command.NewToken()
+		if err != nil {
+			fmt.Fprintf(stderr, "sibyl dev: generate an admin token: %v\n", err)
+			return exitFail
+		}
+		adminTokens = append(adminTokens, generated)
+	}
+	if *wanDelay < 0 {
+		*wanDelay = 0
+		if *locations > 1 {
+			*wanDelay = defaultWANDelay
+		}
 	}
 	extra := strings.Fields(*nodeFlags)
 	if s, ok := nodeFlagValue(extra, "cluster-secret"); ok {
@@ -52,8 +77,9 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 		}
 		*secret = s
 	}
-	if *secret == "" && len(adminTokens) > 0 {
-		// With admin tokens the cluster is meant to be closed: its internal endpoints too.
+	if *secret == "" && (len(adminTokens) > 0 || *useTLS) {
+		// With admin tokens or TLS the cluster is meant to be closed: its internal
+		// endpoints too.
 		generated, err := newSecret()
 		if err != nil {
 			fmt.Fprintf(stderr, "sibyl dev: generate a cluster secret: %v\n", err)
@@ -80,7 +106,13 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 	}
 	opts := devOptions{Exe: exe, Dir: dir, WriteTimeout: *writeTimeout, DownAfter: *downAfter, LogLevel: *logLevel,
 		MaxClockDrift: *drift, NodeFlags: extra, CopyTimeout: *copyTimeout,
-		ClusterSecret: *secret, AdminTokens: adminTokens}
+		ClusterSecret: *secret, AdminTokens: adminTokens, WANDelay: *wanDelay}
+	if *useTLS {
+		if opts.TLS, err = writeDevTLS(dir, layout); err != nil {
+			fmt.Fprintf(stderr, "sibyl dev: %v\n", err)
+			return exitFail
+		}
+	}
 	return runDevCluster(layout, opts, stdout, stderr)
 }
 
@@ -120,6 +152,7 @@ func runDevCluster(layout devLayout, opts devOptions, stdout, stderr io.Writer) 
 	defer runtime.UnlockOSThread()
 
 	clusterPath := filepath.Join(opts.Dir, "cluster.json")
+	var cf clusterFile
 	// A cluster.json left by an earlier run would tell readers the cluster is ready
 	// before it is.
 	if err := os.Remove(clusterPath); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -130,16 +163,31 @@ func runDevCluster(layout devLayout, opts devOptions, stdout, stderr io.Writer) 
 	defer stop()
 
 	fmt.Fprintf(stdout, "sibyl dev: cluster directory %s (logs: %s)\n", opts.Dir, filepath.Join(opts.Dir, "<name>.log"))
+	var clientTLS *tls.Config
+	if opts.TLS != nil {
+		caPath := devCA(opts.TLS)
+		s, err := tlsconf.Load(tlsconf.Files{CA: caPath})
+		if err != nil {
+			fmt.Fprintf(stderr, "sibyl dev: %v\n", err)
+			return exitFail
+		}
+		clientTLS = s.Client
+		cf.TLS = &clusterTLS{CA: caPath}
+		fmt.Fprintf(stdout, "TLS on: every listener serves TLS; clients verify with --tls-ca %s\n", caPath)
+	}
 	if opts.ClusterSecret != "" {
 		fmt.Fprintf(stdout, "cluster secret on: every internal call between nodes and controllers needs it (see the args in cluster.json)\n")
 	}
 	if len(opts.AdminTokens) > 0 {
-		fmt.Fprintf(stdout, "admin tokens on: %d; clients need a token (--token)\n", len(opts.AdminTokens))
+		fmt.Fprintf(stdout, "tokens on: every client needs a token (--token); admin token %s\n"+
+			"  make a role and a token for clients: sibyl admin role create --token %s --name app --grant '*=read,write,subscribe,ticket'\n"+
+			"                                       sibyl admin token create --token %s --role app\n",
+			opts.AdminTokens[0], opts.AdminTokens[0], opts.AdminTokens[0])
+		cf.Auth = &clusterAuth{AdminToken: opts.AdminTokens[0]}
 	}
 	exits := make(chan childExit, len(layout.Controllers)+len(layout.Nodes))
 	env := childEnv(os.Environ(), len(layout.Controllers)+len(layout.Nodes), runtime.NumCPU())
 	var children []*child
-	var cf clusterFile
 	startedAt := time.Now()
 	for _, c := range layout.Controllers {
 		args := layout.controllerArgs(opts, c)
@@ -176,7 +224,7 @@ func runDevCluster(layout devLayout, opts devOptions, stdout, stderr io.Writer) 
 	} else {
 		fmt.Fprintf(stdout, "waiting up to %s for every node to serve and every group to have a main...\n", readyTimeout)
 	}
-	if err := waitReady(ctx, layout, opts.ClusterSecret, exits); err != nil {
+	if err := waitReady(ctx, layout, opts.ClusterSecret, clientTLS, exits); err != nil {
 		if ctx.Err() != nil {
 			fmt.Fprintf(stdout, "sibyl dev: interrupted while starting; stopping every process\n")
 			stopChildren(children)
@@ -186,7 +234,7 @@ func runDevCluster(layout devLayout, opts devOptions, stdout, stderr io.Writer) 
 		stopChildren(children)
 		return exitFail
 	}
-	printReady(stdout, layout, time.Since(startedAt))
+	printReady(stdout, layout, clientTLS, opts.AdminTokens, time.Since(startedAt))
 	if err := writeClusterFile(clusterPath, cf); err != nil {
 		fmt.Fprintf(stderr, "sibyl dev: %v\n", err)
 		stopChildren(children)
@@ -214,13 +262,41 @@ func runDevCluster(layout devLayout, opts devOptions, stdout, stderr io.Writer) 
 	}
 }
 
-// printReady lists where to connect.
-func printReady(w io.Writer, layout devLayout, took time.Duration) {
+// printReady lists where to connect: ws:// and http:// URLs, or wss:// and https:// with
+// TLS settings. With tokens on, the status pages' URLs carry the admin token (?token=),
+// which the page needs and passes on to its stream.
+func printReady(w io.Writer, layout devLayout, tlsConf *tls.Config, adminTokens []string, took time.Duration) {
+	ws, web := tlsconf.Scheme(tlsConf, "ws"), tlsconf.Scheme(tlsConf, "http")
+	page := "/"
+	if len(adminTokens) > 0 {
+		page = "/?token=" + url.QueryEscape(adminTokens[0])
+	}
 	fmt.Fprintf(w, "cluster ready after %s\n", took.Round(10*time.Millisecond))
 	for _, n := range layout.Nodes {
-		fmt.Fprintf(w, "  node %-3d websocket ws://%s/v1/ws  status page http://%s/\n", n.ID, n.HTTP, n.HTTP)
+		fmt.Fprintf(w, "  node %-3d websocket %s://%s/v1/ws  status page %s://%s%s\n", n.ID, ws, n.HTTP, web, n.HTTP, page)
 	}
 	for _, c := range layout.Controllers {
-		fmt.Fprintf(w, "  controller %-3s status page http://%s/  (%s)\n", c.ID, c.HTTP, c.Location)
+		fmt.Fprintf(w, "  controller %-3s status page %s://%s%s  (%s)\n", c.ID, web, c.HTTP, page, c.Location)
 	}
+}
+
+// writeDevTLS makes the CA and every process's certificate of a dev cluster under
+// dir/tls/ (tlsconf.WriteDev), named by controller ID and nodeName.
+func writeDevTLS(dir string, layout devLayout) (map[string]tlsconf.Files, error) {
+	var names []string
+	for _, c := range layout.Controllers {
+		names = append(names, c.ID)
+	}
+	for _, n := range layout.Nodes {
+		names = append(names, nodeName(n))
+	}
+	return tlsconf.WriteDev(filepath.Join(dir, "tls"), names)
+}
+
+// devCA is the CA every certificate of files verifies with (they share one).
+func devCA(files map[string]tlsconf.Files) string {
+	for _, f := range files {
+		return f.CA
+	}
+	return ""
 }

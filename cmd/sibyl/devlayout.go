@@ -12,6 +12,7 @@ import (
 
 	"github.com/sibylhq/sibyl/location"
 	"github.com/sibylhq/sibyl/node"
+	"github.com/sibylhq/sibyl/tlsconf"
 )
 
 // devHost is where dev runs every process.
@@ -164,6 +165,28 @@ type devOptions struct {
 	ClusterSecret string
 	// AdminTokens, when set, are given to every controller and node (--admin-token).
 	AdminTokens []string
+	// TLS, when set, holds every process's certificate, key and the CA, by process name
+	// (controller ID, nodeName): dev --tls.
+	TLS map[string]tlsconf.Files
+	// WANDelay, when positive, is given to every controller and node (--wan-delay).
+	WANDelay time.Duration
+}
+
+// tlsArgs are the flags that make process name serve and call over TLS.
+func (o devOptions) tlsArgs(name string) []string {
+	f, ok := o.TLS[name]
+	if !ok {
+		return nil
+	}
+	return []string{"--tls-cert", f.Cert, "--tls-key", f.Key, "--tls-ca", f.CA}
+}
+
+// wanArgs are the flags that give a child the one-way delay between locations.
+func (o devOptions) wanArgs() []string {
+	if o.WANDelay <= 0 {
+		return nil
+	}
+	return []string{"--wan-delay", o.WANDelay.String()}
 }
 
 // securityArgs are the flags that give a child the cluster's secret and admin tokens.
@@ -195,6 +218,8 @@ func (l devLayout) controllerArgs(o devOptions, c devController) []string {
 	if o.CopyTimeout != 0 && o.CopyTimeout != location.DefaultCopyTimeout {
 		args = append(args, "--copy-timeout", o.CopyTimeout.String())
 	}
+	args = append(args, o.tlsArgs(c.ID)...)
+	args = append(args, o.wanArgs()...)
 	return append(args, o.securityArgs()...)
 }
 
@@ -229,6 +254,8 @@ func nodeArgs(o devOptions, n devNode) []string {
 	if o.MaxClockDrift != 0 && o.MaxClockDrift != node.DefaultMaxClockDrift {
 		args = append(args, "--max-clock-drift", strconv.FormatFloat(o.MaxClockDrift, 'g', -1, 64))
 	}
+	args = append(args, o.tlsArgs(nodeName(n))...)
+	args = append(args, o.wanArgs()...)
 	args = append(args, o.securityArgs()...)
 	return append(args, o.NodeFlags...)
 }
@@ -238,6 +265,21 @@ func nodeArgs(o devOptions, n devNode) []string {
 type clusterFile struct {
 	Controllers []clusterController `json:"controllers"`
 	Nodes       []clusterNode       `json:"nodes"`
+	// Auth is set when the cluster checks tokens (dev --admin-token or --auth).
+	Auth *clusterAuth `json:"auth,omitempty"`
+	// TLS is set when the cluster serves TLS (dev --tls).
+	TLS *clusterTLS `json:"tls,omitempty"`
+}
+
+// clusterAuth is what a client of a dev cluster with tokens needs: the admin token, which
+// creates roles and their tokens.
+type clusterAuth struct {
+	AdminToken string `json:"adminToken"`
+}
+
+// clusterTLS names the CA a dev cluster's certificates verify with.
+type clusterTLS struct {
+	CA string `json:"ca"`
 }
 
 type clusterController struct {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/node"
+	"github.com/sibylhq/sibyl/tlsconf"
 )
 
 // readyPoll is how often dev checks whether the cluster serves yet.
@@ -21,15 +24,17 @@ const readyPoll = 100 * time.Millisecond
 // main, and, with several locations, every location's GET /v1/locations shows every other
 // one reachable with a leader. It fails when a child exits meanwhile (its log tail is in
 // the error), at readyTimeout, or when ctx ends.
-func waitReady(ctx context.Context, layout devLayout, secret string, exits <-chan childExit) error {
-	hc := &http.Client{Timeout: time.Second}
+// With tlsConf it calls https, verified with it.
+func waitReady(ctx context.Context, layout devLayout, secret string, tlsConf *tls.Config, exits <-chan childExit) error {
+	hc := &http.Client{Timeout: time.Second, Transport: node.HTTPTransport(nil, tlsConf)}
+	scheme := tlsconf.Scheme(tlsConf, "http")
 	deadline := time.NewTimer(readyTimeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(readyPoll)
 	defer tick.Stop()
 	var missing string
 	for {
-		if missing = notReady(ctx, hc, layout, secret); missing == "" {
+		if missing = notReady(ctx, hc, scheme, layout, secret); missing == "" {
 			return nil
 		}
 		select {
@@ -46,9 +51,9 @@ func waitReady(ctx context.Context, layout devLayout, secret string, exits <-cha
 }
 
 // notReady returns what the cluster still lacks, or "" when it is ready.
-func notReady(ctx context.Context, hc *http.Client, layout devLayout, secret string) string {
+func notReady(ctx context.Context, hc *http.Client, scheme string, layout devLayout, secret string) string {
 	for _, n := range layout.Nodes {
-		if err := getJSON(ctx, hc, "http://"+n.HTTP+"/healthz", "", nil); err != nil {
+		if err := getJSON(ctx, hc, scheme+"://"+n.HTTP+"/healthz", "", nil); err != nil {
 			return fmt.Sprintf("node %d health: %v", n.ID, err)
 		}
 	}
@@ -59,7 +64,7 @@ func notReady(ctx context.Context, hc *http.Client, layout devLayout, secret str
 		var lastErr error
 		got := false
 		for _, c := range part.Controllers {
-			if lastErr = getJSON(ctx, hc, "http://"+c.HTTP+"/v1/status", "", &st); lastErr == nil {
+			if lastErr = getJSON(ctx, hc, scheme+"://"+c.HTTP+"/v1/status", secret, &st); lastErr == nil {
 				got = true
 				break
 			}
@@ -75,7 +80,7 @@ func notReady(ctx context.Context, hc *http.Client, layout devLayout, secret str
 		return ""
 	}
 	for _, loc := range names {
-		if m := locationsMissing(ctx, hc, layout.inLocation(loc), names, secret); m != "" {
+		if m := locationsMissing(ctx, hc, scheme, layout.inLocation(loc), names, secret); m != "" {
 			return m
 		}
 	}
@@ -84,11 +89,11 @@ func notReady(ctx context.Context, hc *http.Client, layout devLayout, secret str
 
 // locationsMissing asks a controller of one location for GET /v1/locations and reports the
 // locations of names it does not reach with a known leader.
-func locationsMissing(ctx context.Context, hc *http.Client, part devLayout, names []string, secret string) string {
+func locationsMissing(ctx context.Context, hc *http.Client, scheme string, part devLayout, names []string, secret string) string {
 	var lr command.LocationsReply
 	var lastErr error
 	for _, c := range part.Controllers {
-		if lastErr = getJSON(ctx, hc, "http://"+c.HTTP+"/v1/locations", secret, &lr); lastErr == nil {
+		if lastErr = getJSON(ctx, hc, scheme+"://"+c.HTTP+"/v1/locations", secret, &lr); lastErr == nil {
 			break
 		}
 	}

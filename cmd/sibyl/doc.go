@@ -29,6 +29,12 @@
 //     own location's are its raft peers). With N > 1 dev also waits, before cluster.json,
 //     until every location's /v1/locations reaches every other one with a known leader.
 //     --wan-delay is not implemented yet.
+//   - node and location serve their listener (and the controller its raft port) over TLS
+//     with --tls-cert/--tls-key and verify the processes they call with --tls-ca
+//     (tlsflags.go, package tlsconf). dev --tls makes a CA and a certificate per child under
+//     DIR/tls/, generates a cluster secret when none is given, and names the CA in
+//     cluster.json; the client commands, watch and bench take --tls-ca (bench by default
+//     from --cluster's cluster.json).
 //   - watch subscribes through api/client, so it resumes by itself (from the last event's
 //     token, on the next --addr node) after a disconnect or a lagged; it prints every
 //     frame (events and resync) as received, one compact JSON object per line.

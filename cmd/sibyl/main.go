@@ -40,7 +40,7 @@ func commands() []subcommand {
 		{"delete", "delete a resource", runDelete},
 		{"list", "list resources", runList},
 		{"watch", "subscribe to events and print them, one JSON object per line", runWatch},
-		{"admin", "register-sibling, remove-sibling, promote, drain, status", runAdmin},
+		{"admin", "register-sibling, remove-sibling, promote, drain, remove-node, role, token, status", runAdmin},
 		{"status", "print the cluster status (same as admin status)", runStatus},
 		{"bench", "run a standard workload against a cluster and report throughput and latency", runBench},
 	}

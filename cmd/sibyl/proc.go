@@ -17,10 +17,12 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/sibylhq/sibyl/api"
+	"github.com/sibylhq/sibyl/api/statuspage"
 	"github.com/sibylhq/sibyl/command"
 	"github.com/sibylhq/sibyl/location"
 	"github.com/sibylhq/sibyl/node"
 	"github.com/sibylhq/sibyl/node/store"
+	"github.com/sibylhq/sibyl/node/wal"
 )
 
 // secretUsage describes --cluster-secret, the same for nodes and controllers.
@@ -47,9 +49,15 @@ func runLocation(args []string, stdout, stderr io.Writer) int {
 	var adminTokens listFlag
 	fs.Var(&adminTokens, "admin-token", "admin token every admin call must carry (repeatable; none: any admin call with the cluster secret is accepted)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	tlsf := addTLSFlags(fs)
+	wanDelay := fs.Duration("wan-delay", 0, wanDelayUsage)
 	addConfigFlag(fs)
 	if _, code, ok := parseOrExit(fs, args, stderr); !ok {
 		return code
+	}
+	tlsSettings, err := tlsf.load()
+	if err != nil {
+		return usageError(fs, stderr, "%v", err)
 	}
 	if *id == "" || *httpAddr == "" || *raftAddr == "" || *dataDir == "" {
 		return usageError(fs, stderr, "--id, --http, --raft and --data are required")
@@ -84,17 +92,21 @@ func runLocation(args []string, stdout, stderr io.Writer) int {
 		log.Error().Err(err).Str("http", *httpAddr).Msg("cannot listen")
 		return exitFail
 	}
+	var peerLocations lateLocator
 	c, err := location.New(location.Config{
 		ID: *id, HTTPAddr: *httpAddr, RaftAddr: *raftAddr, DataDir: *dataDir, Peers: peers,
 		Location: *loc, DownAfter: *downAfter, CopyTimeout: *copyTimeout, Logger: log,
 		ClusterSecret: *secret, AdminTokens: adminTokens, Locations: others,
+		ServerTLS: tlsSettings.Server, ClientTLS: tlsSettings.Client,
+		Dial: wanDialFor(locationOrDefault(*loc), *wanDelay, &peerLocations),
 	})
 	if err != nil {
 		ln.Close()
 		log.Error().Err(err).Msg("cannot start controller")
 		return exitFail
 	}
-	return serveUntilSignal(log, ln, c.Handler(), nil, c.Close)
+	peerLocations.set(c.LocationOf)
+	return serveUntilSignal(log, listenerFor(ln, tlsSettings), c.Handler(), c.CloseStreams, c.Close)
 }
 
 func runNode(args []string, stdout, stderr io.Writer) int {
@@ -116,8 +128,11 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	syncRate := fs.Int64("sync-rate", 32<<20, "cap on a snapshot sent to a sibling, bytes per second (0: none); the default keeps writers' p99 within 1.5x during a registration on a small machine")
 	logKeep := fs.Uint64("log-keep", 10_000, "applied log entries every copy keeps")
 	logKeepMax := fs.Uint64("log-keep-max", 1_000_000, "applied entries a main keeps for a lagging sibling before it must be rebuilt from a snapshot")
+	holdBytes := fs.Uint64("register-hold-bytes", node.DefaultRegisterHoldBytes, "log a main keeps for a copy being registered until it votes, in bytes logged after the copy's position; past it the registration is aborted (rate_limited)")
+	holdTime := fs.Duration("register-hold-time", node.DefaultRegisterHoldTime, "how long a main keeps its log for a copy being registered until it votes; past it the registration is aborted (timeout)")
 	flushBytes := fs.Int64("flush-bytes", store.DefaultFlushBytes, "write-ahead log written since the last flush that starts the next one (bbolt gets every change in one transaction); bounds what a restart replays")
 	flushEvery := fs.Duration("flush-every", store.DefaultFlushEvery, "longest time between flushes of the write-ahead log into bbolt")
+	walSegment := fs.Int64("wal-segment-bytes", wal.DefaultSegmentBytes, "size of each preallocated write-ahead log segment (smaller for a small disk)")
 	vacuumEvery := fs.Duration("vacuum-every", 30*time.Second, "how often a main writes a vacuum entry")
 	tombstoneRetention := fs.Duration("tombstone-retention", 10*time.Minute, "age after which a tombstone every copy holds is vacuumed")
 	dedupeRetention := fs.Duration("dedupe-retention", 10*time.Minute, "age after which an idempotency key is forgotten")
@@ -126,16 +141,28 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	maxSubs := fs.Int("max-subs", 1000, "subscriptions one client connection may have open (more: rate_limited)")
 	maxConnsPerIP := fs.Int("max-conns-per-ip", api.DefaultMaxConnsPerIP, "WebSocket connections open from one client IP (more: refused with rate_limited)")
 	rate := fs.Int("rate", 0, "requests a second per token, or per IP without tokens (0: no limit; more: rate_limited with retryAfterMs)")
+	tlsf := addTLSFlags(fs)
+	wanDelay := fs.Duration("wan-delay", 0, wanDelayUsage)
 	addConfigFlag(fs)
 	if _, code, ok := parseOrExit(fs, args, stderr); !ok {
 		return code
+	}
+	tlsSettings, err := tlsf.load()
+	if err != nil {
+		return usageError(fs, stderr, "%v", err)
 	}
 	if *maxFrame < 1024 || *maxInflight < 1 || *maxSubs < 1 || *maxConnsPerIP < 1 || *rate < 0 {
 		return usageError(fs, stderr, "--max-frame %d (at least 1024), --max-inflight %d, --max-subs %d, --max-conns-per-ip %d (at least 1), --rate %d (0 or more)",
 			*maxFrame, *maxInflight, *maxSubs, *maxConnsPerIP, *rate)
 	}
+	if *holdBytes < 1<<20 || *holdTime < time.Second {
+		return usageError(fs, stderr, "--register-hold-bytes %d, --register-hold-time %s: want at least 1 MiB and 1s", *holdBytes, *holdTime)
+	}
 	if *id < 1 || *id > 65535 {
 		return usageError(fs, stderr, "--id %d: want a server ID in 1..65535", *id)
+	}
+	if *walSegment < 1<<20 {
+		return usageError(fs, stderr, "--wal-segment-bytes %d: want at least 1 MiB", *walSegment)
 	}
 	if *flushBytes < 1<<20 || *flushEvery < 100*time.Millisecond {
 		return usageError(fs, stderr, "--flush-bytes %d, --flush-every %s: want at least 1 MiB and 100ms", *flushBytes, *flushEvery)
@@ -165,24 +192,29 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 		log.Error().Err(err).Str("http", *httpAddr).Msg("cannot listen")
 		return exitFail
 	}
+	var peerLocations lateLocator
 	n, err := node.New(node.Config{
 		ID: command.ServerID(*id), HTTPAddr: advertised(*httpAddr, *advertise), DataDir: *dataDir, Controllers: ctrlAddrs,
 		Location: *loc, WriteTimeout: *writeTimeout, DownAfter: *downAfter, ClusterSecret: *secret,
 		MaxClockDrift: *drift, Logger: log, SyncRate: *syncRate, LogKeep: *logKeep, LogKeepMax: *logKeepMax,
 		VacuumEvery: *vacuumEvery, TombstoneRetention: *tombstoneRetention, DedupeRetention: *dedupeRetention,
-		FlushBytes: *flushBytes, FlushEvery: *flushEvery, MaxSubs: *maxSubs,
+		FlushBytes: *flushBytes, FlushEvery: *flushEvery, MaxSubs: *maxSubs, WALSegmentBytes: *walSegment,
+		RegisterHoldBytes: *holdBytes, RegisterHoldTime: *holdTime, ClientTLS: tlsSettings.Client,
+		Dial: node.DialFunc(wanDialFor(locationOrDefault(*loc), *wanDelay, &peerLocations)),
 	})
 	if err != nil {
 		ln.Close()
 		log.Error().Err(err).Uint("id", *id).Str("data", *dataDir).Msg("cannot start node")
 		return exitFail
 	}
+	peerLocations.set(n.LocationOf)
 	apiMetrics := api.NewMetrics()
 	srv := api.NewServer(nodeBackend{n}, api.Options{
-		ClientTokens: tokens, AdminTokens: adminTokens, Logger: log, Metrics: apiMetrics,
+		ClientTokens: tokens, AdminTokens: adminTokens, Tokens: n, Logger: log, Metrics: apiMetrics,
 		MaxFrameBytes: *maxFrame, MaxPendingPerConn: *maxInflight, MaxConnsPerIP: *maxConnsPerIP, RatePerSecond: *rate,
+		Served: statuspage.Served{Kind: "node", ID: strconv.Itoa(int(*id)), Location: nodeLocation(*loc)},
 	})
-	return serveUntilSignal(log, ln, nodeMux(n, srv, apiMetrics), srv.Close, n.Close)
+	return serveUntilSignal(log, listenerFor(ln, tlsSettings), nodeMux(n, srv, apiMetrics), srv.Close, n.Close)
 }
 
 // nodeBackend adapts *node.Node to api.Backend: the node's session constructors return its
@@ -258,6 +290,14 @@ func serveUntilSignal(log zerolog.Logger, ln net.Listener, h http.Handler, befor
 	}
 	log.Info().Msg("stopped")
 	return code
+}
+
+// nodeLocation is the location a node names on its status page.
+func nodeLocation(loc string) string {
+	if loc == "" {
+		return "default"
+	}
+	return loc
 }
 
 // advertised is the address a node gives the directory: --advertise when set, else --http.

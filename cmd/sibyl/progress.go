@@ -11,6 +11,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/tlsconf"
 )
 
 // progressFrame is a frame of an admin call that reports progress: the reply (id) or a
@@ -33,12 +34,21 @@ type progressFrame struct {
 func runWithProgress(f clientFlags, name string, req *command.Request, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(context.Background(), *f.timeout)
 	defer cancel()
-	addr := strings.TrimPrefix(f.addrs()[0], "http://")
+	tlsConf, err := clientTLS(*f.tlsCA)
+	if err != nil {
+		return printFailure(stderr, name, err)
+	}
+	addr := f.addrs()[0]
+	for _, scheme := range []string{"http://", "https://", "ws://", "wss://"} {
+		addr = strings.TrimPrefix(addr, scheme)
+	}
 	h := http.Header{}
 	if *f.token != "" {
 		h.Set("Authorization", "Bearer "+*f.token)
 	}
-	ws, _, err := websocket.DefaultDialer.DialContext(ctx, "ws://"+addr+"/v1/ws", h)
+	d := *websocket.DefaultDialer
+	d.TLSClientConfig = tlsConf
+	ws, _, err := d.DialContext(ctx, tlsconf.Scheme(tlsConf, "ws")+"://"+addr+"/v1/ws", h)
 	if err != nil {
 		return printFailure(stderr, name, fmt.Errorf("connect to %s: %w", addr, err))
 	}

@@ -30,6 +30,7 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	typ := fs.String("type", "", "events of resources of this type, across groups")
 	from := fs.String("from", "", "resume token of the last event seen: continue right after it")
 	timeout := fs.Duration("timeout", 30*time.Second, "bound on connecting and subscribing")
+	tlsCA := fs.String("tls-ca", "", tlsCAUsage)
 	pos, code, ok := parseOrExit(fs, args, stderr)
 	if !ok {
 		return code
@@ -49,6 +50,10 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	if *server > 65535 {
 		return usageError(fs, stderr, "--server %d: want 1..65535", *server)
 	}
+	tlsConf, err := clientTLS(*tlsCA)
+	if err != nil {
+		return usageError(fs, stderr, "%v", err)
+	}
 	f := client.Filter{RID: *rid, Server: command.ServerID(*server), Type: *typ}
 	var addrs []string
 	for _, a := range strings.Split(*addr, ",") {
@@ -58,7 +63,7 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := watch(ctx, addrs, *token, *timeout, f, strings.Trim(*from, `"`), stdout, stderr); err != nil {
+	if err := watch(ctx, client.Options{Addrs: addrs, Token: *token, RequestTimeout: *timeout, TLS: tlsConf}, f, strings.Trim(*from, `"`), stdout, stderr); err != nil {
 		return printFailure(stderr, "watch", err)
 	}
 	return exitOK
@@ -67,12 +72,12 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 // watch subscribes and prints events, one compact JSON object per line, until ctx ends
 // (nil) or the subscription fails for good (an error naming the last token, from which
 // the caller can resume).
-func watch(ctx context.Context, addrs []string, token string, timeout time.Duration, f client.Filter, from string, stdout, stderr io.Writer) error {
-	dctx, cancel := context.WithTimeout(ctx, timeout)
+func watch(ctx context.Context, opts client.Options, f client.Filter, from string, stdout, stderr io.Writer) error {
+	dctx, cancel := context.WithTimeout(ctx, opts.RequestTimeout)
 	defer cancel()
-	c, err := client.Dial(dctx, client.Options{Addrs: addrs, Token: token, RequestTimeout: timeout})
+	c, err := client.Dial(dctx, opts)
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", strings.Join(addrs, ","), err)
+		return fmt.Errorf("connect to %s: %w", strings.Join(opts.Addrs, ","), err)
 	}
 	defer c.Close()
 	sub, err := c.Subscribe(dctx, f, from)

@@ -14,7 +14,8 @@
 //
 // The files: store.go (the interfaces), batch.go (planning a Batch against the buckets),
 // group.go (the GroupStore shared by the implementations), bolt.go, mem.go, wal.go and
-// wal_group.go (the durable store), walrec.go (the log record of a planned batch),
+// wal_group.go (the durable store), fault.go (its disk faults: ErrDiskFault, Health, the
+// self-repair), walrec.go (the log record of a planned batch),
 // layer.go (the in-memory layer over bbolt between flushes), snapshot.go, tickets.go,
 // view.go.
 //

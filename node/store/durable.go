@@ -19,6 +19,8 @@ type Durable interface {
 	// Kill stops the store as a killed process would: nothing more is flushed to the
 	// state store, and what the log holds is all the next open has beyond the last flush.
 	Kill() error
+	// Health reports a disk fault the store is waiting out.
+	Health
 }
 
 func (s *walStore) Flush() error { return s.flush() }

@@ -49,8 +49,12 @@ type DurableOptions struct {
 	FlushBytes int64
 	// FlushEvery starts a flush of whatever changed after this long without one.
 	FlushEvery time.Duration
-	// WAL configures the log (segment size, fault hooks for tests).
+	// WAL configures the log (segment size; injected disk faults for tests, which fail
+	// the state store's commits too, at wal.FaultCommit).
 	WAL wal.Options
+	// HealEvery is how often a store whose disk failed tries it again (default
+	// DefaultHealEvery).
+	HealEvery time.Duration
 }
 
 type walStore struct {
@@ -63,8 +67,12 @@ type walStore struct {
 	mu        sync.Mutex
 	groups    map[command.ServerID]*walGroup
 	flushedAt uint64 // log position of the last flush
-	failed    error  // sticky: a log write or a flush failed
-	closed    bool
+	failed    error  // sticky: a logged batch could not be executed (a bug, not the disk)
+	// fault: the disk failed (a log write or sync, a segment, a bbolt commit); writes are
+	// refused until heal succeeds (fault.go). faultChanged is closed when fault changes.
+	fault        error
+	faultChanged chan struct{}
+	closed       bool
 
 	kick chan struct{}
 	stop chan struct{}
@@ -132,11 +140,14 @@ func OpenDurable(dir string, opts DurableOptions) (Store, error) {
 	if opts.FlushEvery <= 0 {
 		opts.FlushEvery = DefaultFlushEvery
 	}
+	if opts.HealEvery <= 0 {
+		opts.HealEvery = DefaultHealEvery
+	}
 	db, err := openStateDB(filepath.Join(dir, "sibyl.db"))
 	if err != nil {
 		return nil, err
 	}
-	s := &walStore{db: db, opts: opts, groups: map[command.ServerID]*walGroup{},
+	s := &walStore{db: db, opts: opts, groups: map[command.ServerID]*walGroup{}, faultChanged: make(chan struct{}),
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	pos := map[command.ServerID]uint64{}
 	err = db.View(func(tx *bolt.Tx) error {
@@ -296,6 +307,9 @@ func (s *walStore) Group(g command.ServerID) (GroupStore, error) {
 		return err
 	})
 	if err != nil {
+		if isDiskError(err) {
+			err = s.setFault(err)
+		}
 		return nil, fmt.Errorf("create group %d: %w", g, err)
 	}
 	wg.lmu.Lock()
@@ -400,20 +414,33 @@ func (s *walStore) noteWrite(lsn uint64) {
 	}
 }
 
+// flusher flushes when the log has grown enough or FlushEvery passed; while the disk is
+// faulted it tries it again every HealEvery instead (heal).
 func (s *walStore) flusher() {
 	defer close(s.done)
 	t := time.NewTicker(s.opts.FlushEvery)
 	defer t.Stop()
+	h := time.NewTicker(s.opts.HealEvery)
+	defer h.Stop()
 	for {
+		healTick := false
 		select {
 		case <-s.stop:
 			return
 		case <-s.kick:
 		case <-t.C:
+		case <-h.C:
+			healTick = true
+		}
+		if s.faulted() != nil {
+			s.heal()
+			continue
+		}
+		if healTick {
+			continue // the heal ticker only matters while faulted
 		}
 		if err := s.flush(); err != nil {
-			s.fail(err)
-			return
+			s.setFault(err)
 		}
 	}
 }
@@ -427,6 +454,12 @@ func (s *walStore) flush() error {
 	if s.failed != nil {
 		s.mu.Unlock()
 		return s.failed
+	}
+	if err := s.log.Fault(); err != nil {
+		// The layers hold lazy records the log has not yet written: stored in bbolt with a
+		// walPos past them, and then the log repaired, a boot would skip records after it.
+		s.mu.Unlock()
+		return err
 	}
 	groups := make([]*walGroup, 0, len(s.groups))
 	for _, g := range s.groups {
@@ -471,6 +504,9 @@ func (s *walStore) flush() error {
 	}
 	empties := make([][bucketCount]bool, len(work))
 	err := s.db.Update(func(tx *bolt.Tx) error {
+		if err := s.opts.WAL.Faults.Check(wal.FaultCommit); err != nil {
+			return err
+		}
 		for i, f := range work {
 			top := tx.Bucket(f.g.name)
 			if top == nil {

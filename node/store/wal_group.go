@@ -5,6 +5,8 @@ import (
 	"slices"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/sibylhq/sibyl/node/wal"
 )
 
 // walGroupStore is a group's GroupStore in the durable store: the shared group logic
@@ -88,6 +90,9 @@ func (g *walGroup) directLocked(fn func(*groupBuckets) error) error {
 	if err := s.failure(); err != nil {
 		return err
 	}
+	if err := s.faulted(); err != nil {
+		return err
+	}
 	g.lmu.RLock()
 	dropped := g.dropped
 	g.lmu.RUnlock()
@@ -96,6 +101,9 @@ func (g *walGroup) directLocked(fn func(*groupBuckets) error) error {
 	}
 	var empty [bucketCount]bool
 	err := s.db.Update(func(tx *bolt.Tx) error {
+		if err := s.opts.WAL.Faults.Check(wal.FaultCommit); err != nil {
+			return err
+		}
 		top := tx.Bucket(g.name)
 		if top == nil {
 			return ErrNoCopy
@@ -118,6 +126,9 @@ func (g *walGroup) directLocked(fn func(*groupBuckets) error) error {
 		return err
 	})
 	if err != nil {
+		if isDiskError(err) {
+			return s.setFault(err)
+		}
 		return err
 	}
 	g.lmu.Lock()
@@ -173,6 +184,9 @@ func (w *walGroupStore) Write(b *Batch) error {
 	if err := s.failure(); err != nil {
 		return w.wrap(err)
 	}
+	if err := s.faulted(); err != nil {
+		return w.wrap(err)
+	}
 	m, err := w.Meta()
 	if err != nil {
 		return err
@@ -189,7 +203,8 @@ func (w *walGroupStore) Write(b *Batch) error {
 		lsn, err = s.log.AppendLazy(w.buf)
 	}
 	if err != nil {
-		return w.wrap(s.fail(fmt.Errorf("write-ahead log: %w", err)))
+		// Nothing of the batch is durable or applied (wal.Log drops a failed record).
+		return w.wrap(s.setFault(fmt.Errorf("write-ahead log: %w", err)))
 	}
 	if cap(w.buf) > 1<<20 {
 		w.buf = nil // do not pin a large record's buffer

@@ -1,13 +1,10 @@
 package store
 
 import (
-	"errors"
 	"fmt"
-	"path/filepath"
 	"reflect"
 	"testing"
 
-	"github.com/sibylhq/sibyl/command"
 	"github.com/sibylhq/sibyl/node/wal"
 )
 
@@ -105,33 +102,4 @@ func TestDurableStoreDropAndRecreateAfterCrash(t *testing.T) {
 	if got := storeStateOf(t, storeGroup(t, s, 7), "7-A"); !reflect.DeepEqual(got, want) {
 		t.Fatalf("recreated group after crash:\n got %+v\nwant %+v", got, want)
 	}
-}
-
-// A log that cannot be written fails the write, and the store takes no more writes.
-func TestDurableStoreLogFailureIsNotAcknowledged(t *testing.T) {
-	dir := t.TempDir()
-	fail := false
-	hooks := &wal.Hooks{BeforeSync: func() error {
-		if fail {
-			return errors.New("injected ENOSPC")
-		}
-		return nil
-	}}
-	s := openTestDurable(t, dir, DurableOptions{WAL: wal.Options{Hooks: hooks}})
-	defer s.Close()
-	gs := storeGroup(t, s, 1)
-	storeWrite(t, gs, &Batch{Epoch: 1, Append: storeEntries(1, 1, 1)})
-	fail = true
-	if err := gs.Write(&Batch{Append: storeEntries(1, 2, 1)}); err == nil {
-		t.Fatal("a write whose log sync failed was acknowledged")
-	}
-	if m := storeMeta(t, gs); m.LastSeq != 1 {
-		t.Fatalf("a failed write changed the copy: last seq %d", m.LastSeq)
-	}
-	fail = false
-	if err := gs.Write(&Batch{Append: storeEntries(1, 2, 1)}); err == nil {
-		t.Fatal("the store took a write after its log failed")
-	}
-	_ = command.ServerID(0)
-	_ = filepath.Join
 }

@@ -18,5 +18,12 @@
 //
 // A record whose length is 0 or whose checksum does not match ends a segment: it is the
 // torn tail of a write that never finished, and nothing after it was acknowledged. A
-// segment that ends anywhere but where the next one starts is corruption and Open fails.
+// segment is read only up to where the next one starts (bytes past it are a failed write
+// that Repair made again in the next segment); one that ends before it is corruption and
+// Open fails.
+//
+// Disk faults: a failed write, fsync or segment creation fails the log (Fault); Appends
+// fail and drop their records until Repair, which starts a new segment at the last
+// durable position and writes the lazy records kept since (docs/storage.md). Faults
+// injects such failures at chosen points for tests.
 package wal

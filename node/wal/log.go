@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"sync"
 )
@@ -16,15 +17,9 @@ const DefaultSegmentBytes = 64 << 20
 type Options struct {
 	// SegmentBytes is the size of each new segment (default DefaultSegmentBytes).
 	SegmentBytes int64
-	// Hooks, when set, are called around the log's disk writes, so tests can fail them.
-	Hooks *Hooks
-}
-
-// Hooks let tests inject disk faults: a hook that returns an error makes the write (or
-// sync) fail with it, as a full or broken disk would.
-type Hooks struct {
-	BeforeWrite func() error
-	BeforeSync  func() error
+	// Faults, when set, fail the log's writes, syncs and segment creations where a test
+	// chooses, as a full or broken disk would.
+	Faults *Faults
 }
 
 // ErrClosed is returned by Append on a closed log.
@@ -40,6 +35,13 @@ type Stats struct {
 // Group commit: the first appender to find no write in flight becomes the leader; it
 // writes every record queued so far with one write and one fdatasync, then wakes the
 // others. Appenders that arrive meanwhile queue and are written by the next leader.
+//
+// A failed write, sync or segment creation fails the log (Fault) until Repair succeeds:
+// every Append waiting for that write, or arriving meanwhile, fails, and its record is
+// dropped; records appended with AppendLazy (already counted on) are kept and written by
+// Repair. Repair never writes over bytes whose fate a failed sync left unknown: it starts a
+// new segment at the last durable position, and Open reads a segment only up to where the
+// next one starts (docs/storage.md, "Disk faults").
 type Log struct {
 	dir  string
 	opts Options
@@ -47,11 +49,14 @@ type Log struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
 	pending []byte // framed records not yet written
+	lazy    []bool // per record of pending: appended with AppendLazy
 	spare   []byte // the buffer of the previous write, reused
 	end     uint64 // LSN after the last queued record
 	synced  uint64 // LSN up to which everything is durable
 	writing bool
-	err     error // sticky: once a write or sync failed, the log takes nothing more
+	fault   error  // set by a failed write; cleared by Repair
+	faults  uint64 // failed writes so far: a waiting appender learns its record was dropped
+	lastErr error  // the error of the last failed write
 	closed  bool
 	stats   Stats
 
@@ -86,7 +91,11 @@ func Open(dir string, opts Options, replay func(lsn uint64, rec []byte) error) (
 			return nil, fmt.Errorf("open wal %s: segment %s starts at LSN %d but the one before it ends at %d",
 				dir, seg.path, seg.start, end)
 		}
-		e, err := scanSegment(seg, replay)
+		limit := uint64(0)
+		if i+1 < len(segs) {
+			limit = segs[i+1].start
+		}
+		e, err := scanSegment(seg, limit, replay)
 		if errors.Is(err, errNoHeader) && i == len(segs)-1 {
 			// Created but never written: a crash between creating and using it.
 			if err := os.Remove(seg.path); err != nil {
@@ -122,6 +131,9 @@ func (l *Log) roll(start uint64, need int64) error {
 		l.segs = l.segs[:n-1]
 	}
 	l.segMu.Unlock()
+	if err := l.opts.Faults.Check(FaultCreate); err != nil {
+		return fmt.Errorf("create wal segment at %d: %w", start, err)
+	}
 	f, err := createSegment(l.dir, start, size)
 	if err != nil {
 		return err
@@ -154,22 +166,25 @@ func (l *Log) append(rec []byte, wait bool) (uint64, error) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.err != nil {
-		return 0, l.err
-	}
 	if l.closed {
 		return 0, ErrClosed
 	}
+	if l.fault != nil {
+		return 0, l.fault
+	}
 	l.pending = appendRecord(l.pending, rec)
+	l.lazy = append(l.lazy, !wait)
 	l.end += uint64(recordHeader + len(rec))
 	lsn := l.end
 	l.stats.Records++
 	if !wait {
 		return lsn, nil
 	}
+	faults := l.faults
 	for l.synced < lsn {
-		if l.err != nil {
-			return 0, l.err
+		if l.faults != faults {
+			// The write that carried the record failed, and the record was dropped.
+			return 0, l.lastErr
 		}
 		if l.closed {
 			return 0, ErrClosed
@@ -186,25 +201,136 @@ func (l *Log) append(rec []byte, wait bool) (uint64, error) {
 // lead writes and syncs everything pending. Called with l.mu held; returns with it held.
 func (l *Log) lead() {
 	l.writing = true
-	buf := l.pending
+	buf, lazy := l.pending, l.lazy
 	upTo := l.end
-	l.pending = l.spare[:0]
+	l.pending, l.lazy = l.spare[:0], nil
 	l.mu.Unlock()
 
 	err := l.write(buf)
 
 	l.mu.Lock()
-	l.spare = buf
 	l.writing = false
 	if err != nil {
-		l.err = fmt.Errorf("wal %s: %w", l.dir, err)
+		l.failed(err, buf, lazy)
 	} else {
+		l.spare = buf
 		l.synced = upTo
 		l.stats.Writes++
 		l.stats.Syncs++
 		l.stats.Bytes += uint64(len(buf))
 	}
 	l.cond.Broadcast()
+}
+
+// failed records a failed write of buf: the log takes nothing more until Repair. Of the
+// records in buf and those queued since, the ones appended with Append are dropped (their
+// appenders get err) and the lazy ones kept for Repair to write; LSNs from the last durable
+// position on are counted again over what is kept. Call with l.mu held.
+func (l *Log) failed(err error, buf []byte, lazy []bool) {
+	kept := keepLazy(nil, buf, lazy)
+	kept = keepLazy(kept, l.pending, l.lazy)
+	l.pending, l.lazy = kept, nil
+	for range countRecords(kept) {
+		l.lazy = append(l.lazy, true)
+	}
+	l.end = l.synced + uint64(len(kept))
+	l.fault = fmt.Errorf("wal %s: %w", l.dir, err)
+	l.lastErr = l.fault
+	l.faults++
+}
+
+// keepLazy appends to dst the framed records of buf whose flag in lazy is set.
+func keepLazy(dst, buf []byte, lazy []bool) []byte {
+	for i := 0; len(buf) > 0; i++ {
+		n := recordHeader + int(binary.BigEndian.Uint32(buf))
+		if lazy[i] {
+			dst = append(dst, buf[:n]...)
+		}
+		buf = buf[n:]
+	}
+	return dst
+}
+
+func countRecords(buf []byte) int {
+	k := 0
+	for len(buf) > 0 {
+		buf = buf[recordHeader+int(binary.BigEndian.Uint32(buf)):]
+		k++
+	}
+	return k
+}
+
+// Fault is why the log takes no record now (a failed write, sync or segment creation that
+// Repair has not yet overcome), or nil.
+func (l *Log) Fault() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.fault
+}
+
+// Repair tries to bring a failed log back: it abandons the segment the failed write went
+// to at the last durable position (its bytes after that may or may not be on disk, and a
+// later fsync would not tell: a failed fsync can drop dirty pages and report success
+// next time), starts a new segment there, and writes and syncs the kept lazy records into
+// it. It returns nil once the log takes records again, or why it still cannot; call it
+// again later. A log that has not failed is left alone.
+func (l *Log) Repair() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for l.writing {
+		l.cond.Wait()
+	}
+	if l.closed {
+		return ErrClosed
+	}
+	if l.fault == nil {
+		return nil
+	}
+	// While fault is set no append queues, so pending is exactly the kept records.
+	l.writing = true
+	buf, start, upTo := l.pending, l.synced, l.end
+	l.mu.Unlock()
+
+	err := l.restartAt(start)
+	if err == nil {
+		err = l.write(buf)
+	}
+
+	l.mu.Lock()
+	l.writing = false
+	if err != nil {
+		l.fault = fmt.Errorf("wal %s: repair: %w", l.dir, err)
+		l.lastErr = l.fault
+	} else {
+		l.pending, l.lazy = l.spare[:0], nil
+		l.synced, l.fault = upTo, nil
+		l.stats.Writes++
+		l.stats.Syncs++
+		l.stats.Bytes += uint64(len(buf))
+	}
+	l.cond.Broadcast()
+	return err
+}
+
+// restartAt closes the current segment and removes every segment starting at or after
+// start (nothing in them is durable as far as the log knows), then starts a new one at
+// start. Called by the leader.
+func (l *Log) restartAt(start uint64) error {
+	if l.cur != nil {
+		l.cur.Close()
+		l.cur = nil
+	}
+	l.segMu.Lock()
+	for n := len(l.segs); n > 0 && l.segs[n-1].start >= start; n = len(l.segs) {
+		if err := os.Remove(l.segs[n-1].path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			l.segMu.Unlock()
+			return fmt.Errorf("remove abandoned wal segment %s: %w", l.segs[n-1].path, err)
+		}
+		l.segs = l.segs[:n-1]
+	}
+	l.segMu.Unlock()
+	// createSegment syncs the directory: the removals are durable with the new segment.
+	return l.roll(start, 0)
 }
 
 // write puts buf (whole records) at the end of the current segment, rolling to new ones
@@ -230,10 +356,8 @@ func (l *Log) write(buf []byte) error {
 			}
 			continue
 		}
-		if h := l.opts.Hooks; h != nil && h.BeforeWrite != nil {
-			if err := h.BeforeWrite(); err != nil {
-				return err
-			}
+		if err := l.opts.Faults.Check(FaultWrite); err != nil {
+			return fmt.Errorf("write %d bytes to %s: %w", fit, l.cur.Name(), err)
 		}
 		if _, err := l.cur.WriteAt(buf[:fit], l.curOff); err != nil {
 			return err
@@ -245,10 +369,8 @@ func (l *Log) write(buf []byte) error {
 }
 
 func (l *Log) sync() error {
-	if h := l.opts.Hooks; h != nil && h.BeforeSync != nil {
-		if err := h.BeforeSync(); err != nil {
-			return err
-		}
+	if err := l.opts.Faults.Check(FaultSync); err != nil {
+		return fmt.Errorf("fdatasync %s: %w", l.cur.Name(), err)
 	}
 	return fdatasync(l.cur)
 }
@@ -295,7 +417,8 @@ func (l *Log) Segments() int {
 }
 
 // Close writes what is queued, waits for a write in flight and closes the current segment;
-// Append fails afterwards.
+// Append fails afterwards. A failed log writes nothing more: its kept lazy records are
+// lost, as a crash would lose them.
 func (l *Log) Close() error {
 	l.mu.Lock()
 	for l.writing {
@@ -305,11 +428,14 @@ func (l *Log) Close() error {
 		l.mu.Unlock()
 		return nil
 	}
-	if len(l.pending) > 0 && l.err == nil {
+	if len(l.pending) > 0 && l.fault == nil {
 		l.lead()
 	}
 	l.closed = true
 	l.cond.Broadcast()
 	l.mu.Unlock()
+	if l.cur == nil {
+		return nil
+	}
 	return l.cur.Close()
 }

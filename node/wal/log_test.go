@@ -2,7 +2,6 @@ package wal
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -230,31 +229,6 @@ func TestTruncateBeforeKeepsWhatIsNeeded(t *testing.T) {
 	if got[len(got)-1].lsn != lsns[99] {
 		t.Fatalf("last replayed LSN %d, want %d", got[len(got)-1].lsn, lsns[99])
 	}
-}
-
-func TestFailedSyncIsStickyAndNothingIsAcknowledged(t *testing.T) {
-	dir := t.TempDir()
-	fail := false
-	eio := errors.New("injected EIO")
-	hooks := &Hooks{BeforeSync: func() error {
-		if fail {
-			return eio
-		}
-		return nil
-	}}
-	l, _ := openT(t, dir, Options{Hooks: hooks})
-	if _, err := l.Append([]byte("ok")); err != nil {
-		t.Fatal(err)
-	}
-	fail = true
-	if _, err := l.Append([]byte("lost")); !errors.Is(err, eio) {
-		t.Fatalf("append with a failing sync: %v, want the injected error", err)
-	}
-	fail = false
-	if _, err := l.Append([]byte("later")); !errors.Is(err, eio) {
-		t.Fatalf("append after a failed sync: %v, want the sticky error", err)
-	}
-	l.Close()
 }
 
 func TestEmptySegmentLeftByACrashIsRemoved(t *testing.T) {

@@ -65,7 +65,9 @@ var errNoHeader = errors.New("segment has no header")
 
 // scanSegment reads seg's intact records in order, calls fn with each record's LSN and
 // payload (valid only during the call), and returns the LSN where the intact part ends.
-func scanSegment(seg segment, fn func(lsn uint64, rec []byte) error) (uint64, error) {
+// With limit > 0 (where the next segment starts) it stops there: bytes after it are a
+// write that failed and was made again in the next segment (Log.Repair).
+func scanSegment(seg segment, limit uint64, fn func(lsn uint64, rec []byte) error) (uint64, error) {
 	f, err := os.Open(seg.path)
 	if err != nil {
 		return 0, fmt.Errorf("open wal segment %s: %w", seg.path, err)
@@ -85,7 +87,7 @@ func scanSegment(seg segment, fn func(lsn uint64, rec []byte) error) (uint64, er
 		return 0, fmt.Errorf("wal segment %s: header says it starts at LSN %d", seg.path, got)
 	}
 	off := segHeader
-	for off+recordHeader <= len(data) {
+	for off+recordHeader <= len(data) && (limit == 0 || seg.start+uint64(off-segHeader) < limit) {
 		n := int(binary.BigEndian.Uint32(data[off:]))
 		sum := binary.BigEndian.Uint32(data[off+4:])
 		if n == 0 || off+recordHeader+n > len(data) {
