@@ -365,9 +365,20 @@ func (c *Cluster) Kill(p *Proc) {
 	if err := syscall.Kill(p.PID, syscall.SIGKILL); err != nil {
 		c.t.Fatalf("kill %d: %v", p.PID, err)
 	}
+	// Gone: reaped, or a zombie whose descriptors are closed. The group leader of a Go
+	// process turns zombie before its other threads have exited and released the
+	// descriptors they share, so a restart could still find its ports bound.
 	waitFor(c.t, 10*time.Second, "process "+p.Name()+" gone", func() bool {
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(p.PID) + "/stat")
-		return err != nil || strings.Contains(string(b), ") Z ")
+		proc := "/proc/" + strconv.Itoa(p.PID)
+		b, err := os.ReadFile(proc + "/stat")
+		if err != nil {
+			return true
+		}
+		if !strings.Contains(string(b), ") Z ") {
+			return false
+		}
+		fds, err := os.ReadDir(proc + "/fd")
+		return err != nil || len(fds) == 0
 	})
 }
 
