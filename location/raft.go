@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -75,6 +76,13 @@ type raftNode struct {
 	changes      chan string
 	stopObserver chan struct{}
 	bootstrapped bool // this start bootstrapped a new cluster
+
+	// raft answers a VerifyLeader request only while it runs: one still queued when it
+	// shuts down is never answered, and its caller would wait for ever. shutdown therefore
+	// waits for the verifications under way, and none starts once it began.
+	verifyMu  sync.Mutex
+	closing   bool
+	verifying sync.WaitGroup
 }
 
 // raftSetup is what openRaft needs besides the FSM.
@@ -235,6 +243,14 @@ func (n *raftNode) leaderID() string {
 func (n *raftNode) isLeader() bool { return n.raft.State() == raft.Leader }
 
 func (n *raftNode) verifyLeader() error {
+	n.verifyMu.Lock()
+	if n.closing {
+		n.verifyMu.Unlock()
+		return fmt.Errorf("verify leadership: %w (%v)", errNotLeader, raft.ErrRaftShutdown)
+	}
+	n.verifying.Add(1)
+	n.verifyMu.Unlock()
+	defer n.verifying.Done()
 	if err := n.raft.VerifyLeader().Error(); err != nil {
 		return fmt.Errorf("verify leadership: %w (%v)", errNotLeader, err)
 	}
@@ -272,6 +288,10 @@ func (n *raftNode) stats() raftStats {
 
 // shutdown stops raft, then the transport and the store; it is safe to call once.
 func (n *raftNode) shutdown() error {
+	n.verifyMu.Lock()
+	n.closing = true
+	n.verifyMu.Unlock()
+	n.verifying.Wait()
 	var errs []error
 	if n.observer != nil {
 		n.raft.DeregisterObserver(n.observer)
