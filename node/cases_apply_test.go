@@ -62,6 +62,8 @@ func TestCase4A_SiblingNeverAppliesUncommittedEffects(t *testing.T) {
 		t.Fatalf("new main's update: epoch %d version %d, want epoch 2 version 2 (the pending v7 never happened)", up.Epoch, up.Resource.Version)
 	}
 	waitUntil(t, 5*time.Second, "A applied the new main's update", func() bool { return appliedOf1(nodes[1]) >= up.Seq })
+	// The main answers a write once it commits, and applies it just after.
+	waitUntil(t, 5*time.Second, "the new main applied its update", func() bool { return appliedOf1(nodes[2]) >= up.Seq })
 	// A truncated (1,pending) and holds the new main's entry there; its committed layer is
 	// the new main's, not v7 with (2,...) on top.
 	ga := nodes[1].n.localGroup(1)
