@@ -50,16 +50,7 @@ func TestRegisterAndRemoveSibling(t *testing.T) {
 func testRegisterAndRemoveSibling(t *testing.T, mode Options) {
 	c := StartCluster(t, withMode(Options{Nodes: 5}, mode))
 	sg := c.WaitVoting(1, 3)
-	holders := map[uint16]bool{*sg.Main: true}
-	for _, s := range sg.Siblings {
-		holders[s.Node] = true
-	}
-	var extra int64
-	for id := uint16(1); id <= 5; id++ {
-		if !holders[id] {
-			extra = int64(id)
-		}
-	}
+	extra := int64(nodeWithoutCopy(t, sg, 5))
 	phases := registerOverWS(t, c, 1, 1, extra)
 	if len(phases) < 3 || phases[0] != "sync" || phases[len(phases)-1] != "active" || !slices.Contains(phases, "replay") {
 		t.Fatalf("registerSibling progress phases %v: want sync, replay..., active last", phases)

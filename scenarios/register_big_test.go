@@ -39,16 +39,7 @@ func TestRegisterSiblingBigGroup(t *testing.T) {
 	n := int(total / size)
 	c := StartCluster(t, Options{Nodes: 5, WriteTimeout: 5 * time.Second})
 	sg := c.WaitVoting(1, 3)
-	holders := map[uint16]bool{*sg.Main: true}
-	for _, s := range sg.Siblings {
-		holders[s.Node] = true
-	}
-	var extra int
-	for id := 1; id <= 5; id++ {
-		if !holders[uint16(id)] {
-			extra = id
-		}
-	}
+	extra := nodeWithoutCopy(t, sg, 5)
 	start := time.Now()
 	rids := fill(t, c, 1, n, size, 32)
 	t.Logf("filled group 1 with %d resources of %d KiB (%.2f GiB) in %v", n, size>>10, float64(n*size)/(1<<30), time.Since(start).Round(time.Second))

@@ -37,6 +37,23 @@ func latencyP99(ws []*writer, from, to int64) (time.Duration, int) {
 	return time.Duration(ls[len(ls)*99/100]), len(ls)
 }
 
+// nodeWithoutCopy returns the highest-numbered of nodes 1..nodes that holds no copy of sg
+// (neither its main nor a sibling), failing the test when every node holds one.
+func nodeWithoutCopy(t *testing.T, sg command.StatusGroup, nodes int) int {
+	t.Helper()
+	holders := map[uint16]bool{*sg.Main: true}
+	for _, s := range sg.Siblings {
+		holders[s.Node] = true
+	}
+	for id := nodes; id >= 1; id-- {
+		if !holders[uint16(id)] {
+			return id
+		}
+	}
+	t.Fatalf("every node holds group %d: %+v", sg.Server, sg)
+	return 0
+}
+
 // fill creates n resources of size bytes in group g with `workers` clients in parallel and
 // returns their rids.
 func fill(t *testing.T, c *Cluster, g command.ServerID, n, size, workers int) []string {
@@ -92,16 +109,7 @@ func TestRegisterSiblingUnder20kResources(t *testing.T) {
 	c := StartCluster(t, Options{Nodes: 5, WriteTimeout: 2 * time.Second,
 		NodeFlags: "--log-keep 500 --log-keep-max 500 --sync-rate 8000000"})
 	sg := c.WaitVoting(1, 3)
-	holders := map[uint16]bool{*sg.Main: true}
-	for _, s := range sg.Siblings {
-		holders[s.Node] = true
-	}
-	var extra int
-	for id := 1; id <= 5; id++ {
-		if !holders[uint16(id)] {
-			extra = id
-		}
-	}
+	extra := nodeWithoutCopy(t, sg, 5)
 	start := time.Now()
 	rids := fill(t, c, 1, n, 1024, 16)
 	t.Logf("filled group 1 with %d resources of 1 KiB in %v", n, time.Since(start).Round(time.Millisecond))
