@@ -33,6 +33,8 @@ type Proc struct {
 	PID      int             `json:"pid"`
 	Location string          `json:"location,omitempty"`
 	Args     []string        `json:"args"`
+
+	exited chan struct{} // closed when a process restarted by the test has exited
 }
 
 // Name is the process's id as text ("c1", "3").
@@ -79,7 +81,8 @@ type Cluster struct {
 	dev         *exec.Cmd
 	Controllers []*Proc
 	Nodes       []*Proc
-	extra       []*exec.Cmd // processes restarted by the test itself
+	extra       []*exec.Cmd     // processes restarted by the test itself
+	exited      []chan struct{} // closed when extra[i] has exited
 	// secret and adminToken are the cluster secret and admin token the cluster runs with;
 	// token is what Client presents: the admin token, or the client role's token.
 	secret, token, adminToken string
@@ -307,9 +310,9 @@ func (c *Cluster) stop() {
 	for _, p := range append(c.Controllers, c.Nodes...) {
 		_ = syscall.Kill(p.PID, syscall.SIGCONT)
 	}
-	for _, cmd := range c.extra {
+	for i, cmd := range c.extra {
 		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		<-c.exited[i]
 	}
 	_ = c.dev.Process.Signal(os.Interrupt)
 	done := make(chan struct{})
@@ -322,7 +325,9 @@ func (c *Cluster) stop() {
 	}
 	if c.t.Failed() {
 		keepLogs(c.t, c.Dir)
-		for _, f := range []string{"dev.out"} {
+		restarts, _ := filepath.Glob(filepath.Join(c.Dir, "restart-*.log"))
+		for _, f := range append([]string{"dev.out"}, restarts...) {
+			f = filepath.Base(f)
 			if b, err := os.ReadFile(filepath.Join(c.Dir, f)); err == nil {
 				c.t.Logf("%s:\n%s", f, tail(b, 4000))
 			}
@@ -410,8 +415,36 @@ func (c *Cluster) Restart(p *Proc) {
 		c.t.Fatalf("restarting %s: %v", p.Name(), err)
 	}
 	c.extra = append(c.extra, cmd)
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	c.exited = append(c.exited, exited)
 	p.PID = cmd.Process.Pid
+	p.exited = exited
 	c.t.Logf("restarted %s (pid %d)", p.Name(), p.PID)
+}
+
+// WaitListening waits until restarted process p accepts connections on its HTTP address,
+// and fails at once, with the end of its log, if it exits first.
+func (c *Cluster) WaitListening(p *Proc, d time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		select {
+		case <-p.exited:
+			b, _ := os.ReadFile(filepath.Join(c.Dir, "restart-"+p.Name()+".log"))
+			c.t.Fatalf("restarted %s exited before it listened on %s:\n%s", p.Name(), p.HTTP, tail(b, 4000))
+		default:
+		}
+		conn, err := net.DialTimeout("tcp", p.HTTP, time.Second)
+		if err == nil {
+			conn.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("restarted %s does not listen on %s after %v: %v", p.Name(), p.HTTP, d, err)
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval
+	}
 }
 
 // Status asks the controllers for /v1/status (any that answers).

@@ -192,6 +192,9 @@ func TestLocationsAdsConverge(t *testing.T) {
 			}
 			c.Kill(loc2Leader)
 			c.Restart(loc2Leader)
+			// The bound is on the ad's journey: it starts once the new process serves (a
+			// process start on a loaded 2-core machine is not part of it).
+			c.WaitListening(loc2Leader, 15*time.Second)
 			restarted := time.Now()
 			var life lifeAt
 			until(t, 5*time.Second, "the restarted controller's own ad", func() string {
@@ -227,6 +230,7 @@ func TestLocationsAdsConverge(t *testing.T) {
 			}
 			c.Kill(nd)
 			c.Restart(nd)
+			c.WaitListening(nd, 15*time.Second)
 			restarted = time.Now()
 			want = map[string]lifeAt{adKey(command.AdNode, nd.Name()): {incarnation: prev.Incarnation + 1}}
 			took := until(t, 5*time.Second, "the restarted node's new life everywhere", func() string { return everywhere(c, nil, want) })
