@@ -389,13 +389,13 @@ func (c *simChecker) healed() {
 	s := c.s
 	c.healedAt, c.settledAt, c.backoff = s.now, 0, 0
 	c.waiting = map[*simClient]waitingSince{}
-	if s.term != nil {
-		p := s.term.lt.promo
+	if t := s.home.term; t != nil {
+		p := t.lt.promo
 		p.mu.Lock()
 		next, ok := p.next[simGroup]
 		p.mu.Unlock()
 		if ok {
-			c.backoff = min(max(next.Sub(s.term.now(s)), 0), simMaxBackoff)
+			c.backoff = min(max(next.Sub(t.now(s)), 0), simMaxBackoff)
 		}
 	}
 }

@@ -139,13 +139,14 @@ func (c *simChecker) clientStep() {
 		if cl.req == nil && !c.nextRequest(cl) {
 			continue
 		}
-		mid := live[s.rng.Intn(len(live))].dir.Main
+		entry := live[s.rng.Intn(len(live))]
+		mid := entry.dir.Main
 		if mid == 0 {
 			continue
 		}
 		target := s.node(mid)
-		if !target.up || target.c.Role() != core.Main {
-			continue // no_main: nothing happened; try again later
+		if !target.up || target.c.Role() != core.Main || s.locBlocked(entry.loc, target.loc) {
+			continue // no_main, or no route to it: nothing happened; try again later
 		}
 		if cl.tries == 0 {
 			cl.sent, cl.mono = s.now, cl.now(s)

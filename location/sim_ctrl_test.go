@@ -2,20 +2,24 @@ package location
 
 import (
 	"cmp"
+	"fmt"
 	"maps"
 	"slices"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/sibylhq/sibyl/command"
 )
 
-// The controller leader of the simulation: one simTerm per stretch of leadership, holding
-// the real leaderTerm. Its reconcile loop and its promotion attempts are written as state
+// The controller leader of a location of the simulation: one simTerm per stretch of
+// leadership, holding the real leaderTerm. Its reconcile loop and its promotion attempts are written as state
 // machines that wait for their proposals to commit, where the real controller blocks a
 // goroutine; the decisions are the real functions.
 
 type simTerm struct {
 	ctrl      uint16
+	loc       *simLoc
 	clock     *simClock
 	id        int
 	lt        *leaderTerm
@@ -27,11 +31,20 @@ type simTerm struct {
 
 func (t *simTerm) now(s *sim) time.Time { return t.clock.at(s.now) }
 
-// directory is directoryFor: the FSM's state with this leader's view of node liveness.
+// directory is directoryFor: its location's FSM state with this leader's view of node
+// liveness, stamped with the location's name.
 func (t *simTerm) directory(s *sim) command.Directory {
 	now := t.now(s)
-	return s.fsm.st.directory(func(n nodeRecord) (string, uint64) { return t.lt.nodeState(n, now, simDownAfter) })
+	d := t.loc.fsm.st.directory(func(n nodeRecord) (string, uint64) { return t.lt.nodeState(n, now, simDownAfter) })
+	d.Location = t.loc.name
+	for i := range d.Groups {
+		d.Groups[i].Home = t.loc.name
+	}
+	return d
 }
+
+// current: t is its location's term still.
+func (t *simTerm) current() bool { return t == t.loc.term }
 
 // tick runs the reconcile loop (every simRoundTick of the leader's clock, one round at a
 // time) and the attempts' timers.
@@ -39,10 +52,13 @@ func (t *simTerm) tick(s *sim) {
 	for _, a := range slices.Clone(t.attempts) {
 		a.tick(s)
 	}
-	if t != s.term || t.roundBusy || t.now(s).Before(t.nextRound) {
+	if !t.current() || t.roundBusy || t.now(s).Before(t.nextRound) {
 		return
 	}
 	t.nextRound = t.now(s).Add(simRoundTick)
+	if t.loc.group() == nil {
+		return // a location that does not home the simulated group plans nothing for it
+	}
 	d := t.directory(s)
 	reports := t.lt.snapshotReports()
 	// c.reconcile: planPromotions, then planRound's commands one by one.
@@ -73,7 +89,7 @@ func (t *simTerm) tick(s *sim) {
 
 // nextCommand proposes the round's next command once the previous one committed.
 func (t *simTerm) nextCommand(s *sim) {
-	if len(t.round) == 0 || t != s.term {
+	if len(t.round) == 0 || !t.current() {
 		t.roundBusy = false
 		t.round = nil
 		return
@@ -148,7 +164,7 @@ func (a *simAttempt) sendSeal(s *sim, v uint16) {
 	// A call that gets no answer within down-after/2 is made again (Controller.seal).
 	a.retryAt[v] = a.t.now(s).Add(simDownAfter / 2)
 	s.send(&simMsg{kind: mSeal, from: a.t.ctrl, to: v, attempt: a,
-		seal: &command.SealRequest{Server: a.g.Server, Epoch: a.epoch, From: a.g.Main, Auto: a.auto}})
+		seal: &command.SealRequest{Server: a.g.Server, Epoch: a.epoch, From: a.g.Main, Auto: a.auto, Home: a.t.loc.name}})
 }
 
 // finish is the deferred promo.finish of Controller.promote.
@@ -164,7 +180,7 @@ func (a *simAttempt) finish(s *sim, ok bool) {
 // tick ends the attempt's term with it, retries seals refused because the sibling still
 // hears the main or not answered at all, and ends the sealing at its deadline.
 func (a *simAttempt) tick(s *sim) {
-	if a.t != s.term {
+	if !a.t.current() {
 		a.finish(s, false) // the goroutine's next proposal fails: not the leader
 		return
 	}
@@ -189,7 +205,7 @@ func (a *simAttempt) tick(s *sim) {
 
 // sealAnswer is one answer of a voter to the attempt's seal.
 func (a *simAttempt) sealAnswer(s *sim, m *simMsg) {
-	if a.phase != 1 || a.t != s.term || a.answered[m.from] {
+	if a.phase != 1 || !a.t.current() || a.answered[m.from] {
 		return
 	}
 	switch m.sealErr {
@@ -227,7 +243,7 @@ func (a *simAttempt) decide(s *sim) {
 		return
 	}
 	a.phase = 2
-	cmd, chosen := decidePromotion(&a.g, a.epoch, a.replies, mainFenced(a.t.lt, &a.g, a.replies, a.t.now(s), simDownAfter), a.passOver, nil)
+	cmd, chosen := decidePromotion(&a.g, a.epoch, a.replies, mainFenced(a.t.lt, &a.g, a.replies, a.t.now(s), simDownAfter), a.passOver, s.atHome(a.t.loc))
 	if c, ok := cmd.(choosePromotion); ok && s.mutation == "lowest-last" {
 		low := chosen
 		for _, n := range sortedKeys(a.replies) {
@@ -253,6 +269,9 @@ func (a *simAttempt) decide(s *sim) {
 		}
 		if err == nil {
 			s.stats.promotions++
+			if c, ok := cmd.(choosePromotion); ok && len(s.locs) > 1 && s.node(c.Main).loc != a.t.loc.idx {
+				s.stats.awayPromotions++
+			}
 		}
 		a.finish(s, err == nil)
 	})
@@ -262,43 +281,159 @@ func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {
 	return slices.Sorted(maps.Keys(m))
 }
 
-// ctrlReceive handles a message to a controller: only the leader answers.
+// ctrlReceive handles a message to a controller: only its location's leader answers.
 func (s *sim) ctrlReceive(m *simMsg) {
-	t := s.term
+	l := s.locs[s.locOf(m.to)]
+	t := l.term
 	if t == nil || t.ctrl != m.to {
 		return // a follower answers 421; the node tries again later
 	}
 	switch m.kind {
 	case mJoin:
 		req := *m.join
-		s.propose(t, joinNode{ID: req.ID, Addr: "sim", Location: "sim", Instance: req.Instance, Incarnation: req.Incarnation}, func(err error) {
-			if err != nil || t != s.term {
+		from := s.node(req.ID)
+		join := joinNode{ID: req.ID, Addr: "sim", Location: s.locs[from.loc].name, Instance: req.Instance,
+			Incarnation: req.Incarnation, Guest: from.loc != l.idx}
+		s.propose(t, join, func(err error) {
+			if err != nil || !t.current() {
 				return
 			}
 			t.lt.noteJoin(req.ID, t.now(s))
 			var dir *command.GroupInfo
-			if g := s.group(); g != nil {
+			if g := l.group(); g != nil {
 				c := cloneGroup(g)
 				dir = &c
 			}
-			s.send(&simMsg{kind: mHBReply, from: t.ctrl, to: req.ID, dir: dir, dirIdx: s.index, join: &req,
-				sealedAt: s.fsm.st.Nodes[req.ID].Incarnation})
+			s.send(&simMsg{kind: mHBReply, from: t.ctrl, to: req.ID, dir: dir, dirIdx: l.index, join: &req,
+				sealedAt: l.fsm.st.Nodes[req.ID].Incarnation})
 		})
 	case mHeartbeat:
 		hb := *m.hb
-		rec, ok := s.fsm.st.Nodes[hb.Node]
+		rec, ok := l.fsm.st.Nodes[hb.Node]
 		if !ok || rec.Instance != hb.Instance || rec.Incarnation != hb.Incarnation {
 			s.send(&simMsg{kind: mHBReply, from: t.ctrl, to: hb.Node, rejoin: true})
 			return
 		}
 		t.lt.noteHeartbeat(hb, t.now(s))
-		if g := s.group(); g != nil {
+		if g := l.group(); g != nil {
 			c := cloneGroup(g)
-			s.send(&simMsg{kind: mHBReply, from: t.ctrl, to: hb.Node, dir: &c, dirIdx: s.index})
+			s.send(&simMsg{kind: mHBReply, from: t.ctrl, to: hb.Node, dir: &c, dirIdx: l.index})
 		}
 	case mSealReply:
 		if m.attempt != nil && m.attempt.t == t {
 			m.attempt.sealAnswer(s, m)
 		}
 	}
+}
+
+// proposal is a command submitted to a location's raft stand-in.
+type proposal struct {
+	cmd      dirCommand
+	term     *simTerm
+	commitAt time.Duration
+	done     bool
+	err      error
+	then     func(err error) // called when it commits or fails (nil: nothing)
+}
+
+var errSimNotLeader = fmt.Errorf("not the leader")
+
+// propose submits cmd for the leader of term t; it commits 0.5-3 ms later unless the term
+// ends first.
+func (s *sim) propose(t *simTerm, cmd dirCommand, then func(error)) *proposal {
+	p := &proposal{cmd: cmd, term: t, commitAt: s.now + time.Duration(500+s.rng.Intn(2500))*time.Microsecond, then: then}
+	if t != t.loc.term {
+		p.done, p.err = true, errSimNotLeader
+		if then != nil {
+			then(p.err)
+		}
+		return p
+	}
+	t.loc.inflight = append(t.loc.inflight, p)
+	return p
+}
+
+// commitDue commits location l's in-flight proposals whose time has come, in log order.
+func (s *sim) commitDue(l *simLoc) {
+	for len(l.inflight) > 0 && l.inflight[0].commitAt <= s.now {
+		p := l.inflight[0]
+		l.inflight = l.inflight[1:]
+		s.apply(l, p)
+	}
+}
+
+// apply runs p's command through location l's real FSM; the home's changes of the
+// simulated group are checked and pushed to the nodes.
+func (s *sim) apply(l *simLoc, p *proposal) {
+	data, err := encodeCommand(p.cmd)
+	if err != nil {
+		s.fatalf("encode %T: %v", p.cmd, err)
+	}
+	var before command.GroupInfo
+	if g := l.group(); g != nil {
+		before = cloneGroup(g)
+	}
+	l.index++
+	res := l.fsm.Apply(&raft.Log{Index: l.index, Data: data}).(applyResult)
+	p.done, p.err = true, res.Err
+	if res.Err == nil && l == s.home && l.group() != nil {
+		s.tracef("%s committed %s %+v: %s", l.name, p.cmd.kind(), p.cmd, groupString(l.group()))
+		s.chk.directoryChanged(&before, p.cmd)
+		s.broadcastDir(l)
+	}
+	if p.then != nil {
+		p.then(res.Err)
+	}
+}
+
+// broadcastDir answers the nodes' long polls of location l with its new directory.
+func (s *sim) broadcastDir(l *simLoc) {
+	if l.term == nil || l.group() == nil {
+		return
+	}
+	g := cloneGroup(l.group())
+	for _, nd := range s.nodes {
+		s.send(&simMsg{kind: mDir, from: l.term.ctrl, to: nd.id, dir: &g, dirIdx: l.index})
+	}
+}
+
+// endTerm ends location l's current term, if any, committing a prefix of its in-flight
+// proposals and dropping the rest, as raft does with an old leader's uncommitted tail.
+func (s *sim) endTerm(l *simLoc) {
+	if l.term == nil {
+		return
+	}
+	keep := s.rng.Intn(len(l.inflight) + 1)
+	inflight := l.inflight
+	l.inflight = nil
+	for _, p := range inflight[:keep] {
+		s.apply(l, p)
+	}
+	l.term = nil // what the old term's callbacks do now is refused
+	for _, p := range inflight[keep:] {
+		p.done, p.err = true, errSimNotLeader
+		if p.then != nil {
+			p.then(p.err)
+		}
+	}
+	s.tracef("%s leader change: %d of %d in-flight proposals committed", l.name, keep, len(inflight))
+	s.stats.leaderChanges++
+}
+
+// elect ends location l's current term, if any, and starts a term at its controller i;
+// with i < 0 the location has no leader for 5-50 ms. The new leader's barrier is implied:
+// it starts with everything committed applied.
+func (s *sim) elect(l *simLoc, i int) {
+	s.endTerm(l)
+	if i < 0 {
+		l.electAt = s.now + time.Duration(5+s.rng.Intn(45))*time.Millisecond
+		return
+	}
+	s.terms++
+	ctrl := ctrlID(l.idx, i)
+	l.term = &simTerm{ctrl: ctrl, loc: l, clock: &l.ctrlClock[i], id: s.terms}
+	l.term.lt = newLeaderTerm(l.term.clock.at(s.now))
+	close(l.term.lt.ready)
+	l.term.nextRound = l.term.now(s)
+	s.tracef("controller %d leads %s (term %d)", ctrl, l.name, s.terms)
 }

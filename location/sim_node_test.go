@@ -18,15 +18,16 @@ import (
 type simNode struct {
 	s     *sim
 	id    uint16
+	loc   int // its location's index
 	clock simClock
 	up    bool
 	// process
 	instance int
-	joined   bool
+	joined   []bool // by location: joined its controllers (its own first, then as a guest)
 	gen      uint64
 	nextHB   time.Time
-	dir      *command.GroupInfo
-	dirIdx   uint64
+	dir      *command.GroupInfo // the group's record in its home's directory
+	dirIdx   uint64             // of the home's directory
 	// disk: the copy
 	log         *sibling.MemLog
 	store       store.GroupStore // the committed layer (sim_state_test.go)
@@ -43,7 +44,8 @@ type simNode struct {
 }
 
 func newSimNode(s *sim, id uint16) *simNode {
-	n := &simNode{s: s, id: id, clock: s.newClock(), log: sibling.NewMemLog(), store: newSimStore(), copyID: 1, incarnation: 1, instance: 1}
+	n := &simNode{s: s, id: id, clock: s.newClock(), log: sibling.NewMemLog(), store: newSimStore(), copyID: 1, incarnation: 1, instance: 1,
+		joined: make([]bool, len(s.locs))}
 	n.c = n.newCore()
 	return n
 }
@@ -82,16 +84,20 @@ func (n *simNode) disk() (core.Disk, error) {
 	return core.Disk{Epoch: n.epoch, LastEpoch: le, LastSeq: last, Commit: n.commit, History: historyOf(n.log), Log: n.log}, nil
 }
 
-func (n *simNode) sendJoin() {
-	if n.s.term == nil {
+// sendJoin joins location l's controller leader (as a guest in any location but the
+// node's own).
+func (n *simNode) sendJoin(l int) {
+	t := n.s.locs[l].term
+	if t == nil {
 		return
 	}
-	n.s.send(&simMsg{kind: mJoin, from: n.id, to: n.s.term.ctrl,
-		join: &command.JoinRequest{ID: n.id, Instance: fmt.Sprintf("n%d-%d", n.id, n.instance), Incarnation: n.incarnation}})
+	n.s.send(&simMsg{kind: mJoin, from: n.id, to: t.ctrl,
+		join: &command.JoinRequest{ID: n.id, Location: n.s.locs[n.loc].name, Instance: fmt.Sprintf("n%d-%d", n.id, n.instance), Incarnation: n.incarnation}})
 }
 
-// tick: the node's heartbeat timer (every down-after/4 of its clock): a heartbeat to the
-// controller leader (a join first), and the main's replication heartbeats.
+// tick: the node's heartbeat timer (every down-after/4 of its clock): a heartbeat to every
+// location's controller leader (a join first: its own location's, then the others'), and
+// the main's replication heartbeats.
 func (n *simNode) tick() {
 	if !n.up {
 		return
@@ -106,15 +112,22 @@ func (n *simNode) tick() {
 		return
 	}
 	n.nextHB = n.now().Add(simDownAfter / 4)
-	if !n.joined {
-		n.sendJoin()
+	if !n.joined[n.loc] {
+		n.sendJoin(n.loc)
 		return
 	}
-	if n.s.term != nil {
-		n.gen++
-		n.s.send(&simMsg{kind: mHeartbeat, from: n.id, to: n.s.term.ctrl, hb: &command.Heartbeat{Node: n.id,
-			Instance: fmt.Sprintf("n%d-%d", n.id, n.instance), Incarnation: n.incarnation, Generation: n.gen,
-			Groups: []command.GroupReport{n.report()}}})
+	for i := range n.s.locs {
+		l := (n.loc + i) % len(n.s.locs) // its own location first
+		t := n.s.locs[l].term
+		switch {
+		case !n.joined[l]:
+			n.sendJoin(l)
+		case t != nil:
+			n.gen++
+			n.s.send(&simMsg{kind: mHeartbeat, from: n.id, to: t.ctrl, hb: &command.Heartbeat{Node: n.id,
+				Instance: fmt.Sprintf("n%d-%d", n.id, n.instance), Incarnation: n.incarnation, Generation: n.gen,
+				Groups: []command.GroupReport{n.report()}}})
+		}
 	}
 	if n.c.Role() == core.Main {
 		n.heartbeats()
@@ -142,19 +155,22 @@ func (n *simNode) receive(m *simMsg) {
 	case mAck:
 		n.onAck(m.ack)
 	case mHBReply, mDir:
+		l := n.s.locOf(m.from)
 		if m.rejoin {
-			n.joined = false
+			n.joined[l] = false
 			return
 		}
 		if m.join != nil {
 			if m.join.Instance != fmt.Sprintf("n%d-%d", n.id, n.instance) {
 				return // an answer to an earlier process
 			}
-			n.joined = true
-			n.incarnation = m.sealedAt // adopts the recorded incarnation
+			n.joined[l] = true
+			// adoptIncarnation: the recorded incarnation when it is above the node's own;
+			// the other locations then refuse its heartbeats and it joins them again
+			n.incarnation = max(n.incarnation, m.sealedAt)
 		}
-		if !n.joined || m.dir == nil || m.dirIdx <= n.dirIdx {
-			return
+		if l != n.s.home.idx || !n.joined[l] || m.dir == nil || m.dirIdx <= n.dirIdx {
+			return // roles come from the group's home alone
 		}
 		n.dir, n.dirIdx = m.dir, m.dirIdx
 		n.follow()
@@ -373,7 +389,7 @@ func (n *simNode) crash() {
 // restart: a new process (instance) with the disk it had; it joins before anything else.
 func (n *simNode) restart() {
 	n.s.tracef("node %d restarts", n.id)
-	n.up, n.joined, n.instance = true, false, n.instance+1
+	n.up, n.joined, n.instance = true, make([]bool, len(n.s.locs)), n.instance+1
 	n.incarnation++
 	n.dir, n.dirIdx = nil, 0
 	n.c = n.newCore()

@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/raft"
-
 	"github.com/sibylhq/sibyl/command"
 	"github.com/sibylhq/sibyl/node/core"
 	"github.com/sibylhq/sibyl/sibling"
@@ -86,7 +84,8 @@ func (s *sim) newClock() simClock {
 	return simClock{offset: time.Duration(s.rng.Int63n(int64(2*time.Hour))) - time.Hour, drift: (s.rng.Float64()*2 - 1) * 0.02}
 }
 
-// Endpoints: nodes are 1..n, controllers ctrlBase+i.
+// Endpoints: nodes are 1..n, controllers ctrlBase+1+l·simCtrls+i for controller i of
+// location l (sim_locations_test.go).
 const ctrlBase = 100
 
 type msgKind int
@@ -132,16 +131,14 @@ type sim struct {
 	oneWay  map[[2]uint16]bool // from -> to dropped
 	ctrlCut map[uint16]bool    // a node cut from the controllers only
 	replCut map[uint16]bool    // a node's replication links cut
-	// controllers and the raft stand-in
-	fsm       *fsm
-	index     uint64
-	inflight  []*proposal
-	ctrlClock [simCtrls]simClock
-	term      *simTerm
-	terms     int
-	electAt   time.Duration // no leader until then
-	mutation  string        // a deliberate bug, for the mutation tests
-	liveness  string        // the liveness failure of the schedule, reported at its end
+	locCut  map[[2]int]bool    // location from -> location to dropped
+	// the locations, each a controller cluster on a raft stand-in (sim_locations_test.go),
+	// and the simulated group's home among them
+	locs     []*simLoc
+	home     *simLoc
+	terms    int
+	mutation string // a deliberate bug, for the mutation tests
+	liveness string // the liveness failure of the schedule, reported at its end
 	// clients and checks
 	chk   *simChecker
 	stats simStats
@@ -150,6 +147,9 @@ type sim struct {
 type simStats struct {
 	schedules, ops, acked, promotions, abandoned, leaderChanges, lost, nonLinear, stuck int
 	retries, duplicates, conflicts, tickets, siblingReads, events, digests              int
+	// faults injected, by kind, and promotions that chose a main outside the group's home
+	faults         map[string]int
+	awayPromotions int
 	// the slowest schedule: from healing to a settled group, and the longest a client
 	// waited for an answer after healing (invariant 15)
 	settleMax, waitMax, backoffMax time.Duration
@@ -172,6 +172,13 @@ func (st *simStats) add(o simStats) {
 	st.siblingReads += o.siblingReads
 	st.events += o.events
 	st.digests += o.digests
+	st.awayPromotions += o.awayPromotions
+	for k, v := range o.faults {
+		if st.faults == nil {
+			st.faults = map[string]int{}
+		}
+		st.faults[k] += v
+	}
 	st.settleMax = max(st.settleMax, o.settleMax)
 	st.waitMax = max(st.waitMax, o.waitMax)
 	st.backoffMax = max(st.backoffMax, o.backoffMax)
@@ -212,30 +219,40 @@ func groupString(g *command.GroupInfo) string {
 	return fmt.Sprintf("epoch %d main %d siblings %v active %v pending %s promotion %s", g.Epoch, g.Main, g.Siblings, g.Active, p, pr)
 }
 
-func newSim(t simT, seed int64, mutation string) *sim {
-	s := &sim{t: t, seed: seed, rng: rand.New(rand.NewSource(seed)), fsm: newFSM(), mutation: mutation,
-		cut: map[uint16]bool{}, oneWay: map[[2]uint16]bool{}, ctrlCut: map[uint16]bool{}, replCut: map[uint16]bool{}}
+// newSim makes a schedule over locs locations (1: the single-location simulation, whose
+// schedules are those it had before locations existed).
+func newSim(t simT, seed int64, mutation string, locs int) *sim {
+	s := &sim{t: t, seed: seed, rng: rand.New(rand.NewSource(seed)), mutation: mutation, stats: simStats{faults: map[string]int{}},
+		cut: map[uint16]bool{}, oneWay: map[[2]uint16]bool{}, ctrlCut: map[uint16]bool{}, replCut: map[uint16]bool{}, locCut: map[[2]int]bool{}}
 	s.chk = newChecker(s)
-	for i := range s.ctrlClock {
-		s.ctrlClock[i] = s.newClock()
+	for i := range locs {
+		s.locs = append(s.locs, s.newLoc(i))
 	}
+	s.home = s.locs[0] // node 1's location, where its join creates the simulated group
 	n := 4 + s.rng.Intn(2)
+	if locs > 1 {
+		n = 2*locs + s.rng.Intn(2)
+	}
 	for id := uint16(1); id <= uint16(n); id++ {
 		s.nodes = append(s.nodes, newSimNode(s, id))
 	}
-	s.elect(0)
-	// Every node joins (through the leader, like the real join); node 1's group is the one
-	// simulated. The reconcile rounds add learners and make them voters, one config change
-	// at a time, so the group grows from S=0 through the real registration path.
+	s.placeNodes()
+	for _, l := range s.locs {
+		s.elect(l, 0)
+	}
+	// Every node joins its own location (through the leader, like the real join), then
+	// every other location as a guest; node 1's group is the one simulated. The reconcile
+	// rounds of its home add learners and make them voters, one config change at a time,
+	// so the group grows from S=0 through the real registration path.
 	for _, nd := range s.nodes {
 		nd.up = true
-		nd.sendJoin()
+		nd.sendJoin(nd.loc)
 	}
 	return s
 }
 
-// group returns the FSM's record of the simulated group (the FSM's own: read only).
-func (s *sim) group() *command.GroupInfo { return s.fsm.st.Groups[simGroup] }
+// group returns the home FSM's record of the simulated group (the FSM's own: read only).
+func (s *sim) group() *command.GroupInfo { return s.home.group() }
 
 func (s *sim) node(id uint16) *simNode { return s.nodes[id-1] }
 
@@ -243,7 +260,7 @@ func isCtrl(id uint16) bool { return id > ctrlBase }
 
 // blocked: a partition drops messages from -> to.
 func (s *sim) blocked(from, to uint16) bool {
-	if s.cut[from] || s.cut[to] || s.oneWay[[2]uint16{from, to}] {
+	if s.cut[from] || s.cut[to] || s.oneWay[[2]uint16{from, to}] || s.locCut[[2]int{s.locOf(from), s.locOf(to)}] {
 		return true
 	}
 	if isCtrl(from) != isCtrl(to) {
@@ -257,16 +274,16 @@ func (s *sim) blocked(from, to uint16) bool {
 }
 
 // send puts m on the network: lost with 4%, duplicated with 3%, delayed 0.2-8 ms (so
-// reordered).
+// reordered), and by the WAN delay more between locations.
 func (s *sim) send(m *simMsg) {
 	if s.blocked(m.from, m.to) || s.rng.Float64() < 0.04 {
 		return
 	}
-	m.at = s.now + time.Duration(200+s.rng.Intn(7800))*time.Microsecond
+	m.at = s.now + time.Duration(200+s.rng.Intn(7800))*time.Microsecond + s.wanDelay(m)
 	s.net = append(s.net, m)
 	if s.rng.Float64() < 0.03 {
 		d := *m
-		d.at = s.now + time.Duration(200+s.rng.Intn(12000))*time.Microsecond
+		d.at = s.now + time.Duration(200+s.rng.Intn(12000))*time.Microsecond + s.wanDelay(m)
 		s.net = append(s.net, &d)
 	}
 }
@@ -296,131 +313,33 @@ func (s *sim) deliverDue() {
 	}
 }
 
-// proposal is a command submitted to the raft stand-in.
-type proposal struct {
-	cmd      dirCommand
-	term     *simTerm
-	commitAt time.Duration
-	done     bool
-	err      error
-	then     func(err error) // called when it commits or fails (nil: nothing)
-}
-
-var errSimNotLeader = fmt.Errorf("not the leader")
-
-// propose submits cmd for the leader of term t; it commits 0.5-3 ms later unless the term
-// ends first.
-func (s *sim) propose(t *simTerm, cmd dirCommand, then func(error)) *proposal {
-	p := &proposal{cmd: cmd, term: t, commitAt: s.now + time.Duration(500+s.rng.Intn(2500))*time.Microsecond, then: then}
-	if t != s.term {
-		p.done, p.err = true, errSimNotLeader
-		if then != nil {
-			then(p.err)
-		}
-		return p
-	}
-	s.inflight = append(s.inflight, p)
-	return p
-}
-
-// commitDue commits the in-flight proposals whose time has come, in log order.
-func (s *sim) commitDue() {
-	for len(s.inflight) > 0 && s.inflight[0].commitAt <= s.now {
-		p := s.inflight[0]
-		s.inflight = s.inflight[1:]
-		s.apply(p)
-	}
-}
-
-// apply runs p's command through the real FSM.
-func (s *sim) apply(p *proposal) {
-	data, err := encodeCommand(p.cmd)
-	if err != nil {
-		s.fatalf("encode %T: %v", p.cmd, err)
-	}
-	var before command.GroupInfo
-	if g := s.group(); g != nil {
-		before = cloneGroup(g)
-	}
-	s.index++
-	res := s.fsm.Apply(&raft.Log{Index: s.index, Data: data}).(applyResult)
-	p.done, p.err = true, res.Err
-	if res.Err == nil && s.group() != nil {
-		s.tracef("committed %s %+v: %s", p.cmd.kind(), p.cmd, groupString(s.group()))
-		s.chk.directoryChanged(&before, p.cmd)
-		s.broadcastDir()
-	}
-	if p.then != nil {
-		p.then(res.Err)
-	}
-}
-
-// broadcastDir answers the nodes' long polls with the new directory.
-func (s *sim) broadcastDir() {
-	if s.term == nil || s.group() == nil {
-		return
-	}
-	g := cloneGroup(s.group())
-	for _, nd := range s.nodes {
-		s.send(&simMsg{kind: mDir, from: s.term.ctrl, to: nd.id, dir: &g, dirIdx: s.index})
-	}
-}
-
-// elect ends the current term, if any (committing a prefix of its in-flight proposals and
-// dropping the rest, as raft does with an old leader's uncommitted tail), and starts a term
-// at controller i; with i < 0 the location has no leader for 5-50 ms. The new leader's
-// barrier is implied: it starts with everything committed applied.
-func (s *sim) elect(i int) {
-	if s.term != nil {
-		keep := s.rng.Intn(len(s.inflight) + 1)
-		inflight := s.inflight
-		s.inflight = nil
-		for _, p := range inflight[:keep] {
-			s.apply(p)
-		}
-		s.term = nil // what the old term's callbacks do now is refused
-		for _, p := range inflight[keep:] {
-			p.done, p.err = true, errSimNotLeader
-			if p.then != nil {
-				p.then(p.err)
-			}
-		}
-		s.tracef("leader change: %d of %d in-flight proposals committed", keep, len(inflight))
-		s.stats.leaderChanges++
-	}
-	if i < 0 {
-		s.electAt = s.now + time.Duration(5+s.rng.Intn(45))*time.Millisecond
-		return
-	}
-	s.terms++
-	ctrl := uint16(ctrlBase + 1 + i)
-	s.term = &simTerm{ctrl: ctrl, clock: &s.ctrlClock[i], id: s.terms}
-	s.term.lt = newLeaderTerm(s.term.clock.at(s.now))
-	close(s.term.lt.ready)
-	s.term.nextRound = s.term.now(s)
-	s.tracef("controller %d leads (term %d)", ctrl, s.terms)
-}
-
 // step advances simulated time by 1 ms and runs what is due, then maybe a fault or a
 // client request.
 func (s *sim) step(faults bool) {
 	s.now += time.Millisecond
-	if s.term == nil && s.now >= s.electAt {
-		s.elect(s.rng.Intn(simCtrls))
+	for _, l := range s.locs {
+		if l.term == nil && !l.lost && s.now >= l.electAt {
+			s.elect(l, s.rng.Intn(simCtrls))
+		}
 	}
-	s.commitDue()
+	for _, l := range s.locs {
+		s.commitDue(l)
+	}
 	s.deliverDue()
 	for _, nd := range s.nodes {
 		nd.tick()
 	}
-	if s.term != nil {
-		if s.mutation == "no-promotion-after-healing" && s.chk.healedAt != 0 {
-			p := s.term.lt.promo
+	for _, l := range s.locs {
+		if l.term == nil {
+			continue
+		}
+		if s.mutation == "no-promotion-after-healing" && s.chk.healedAt != 0 && l == s.home {
+			p := l.term.lt.promo
 			p.mu.Lock()
-			p.next[simGroup] = s.term.now(s).Add(time.Hour)
+			p.next[simGroup] = l.term.now(s).Add(time.Hour)
 			p.mu.Unlock()
 		}
-		s.term.tick(s)
+		l.term.tick(s)
 	}
 	s.chk.clientStep()
 	s.chk.subStep()
@@ -430,7 +349,8 @@ func (s *sim) step(faults bool) {
 	s.chk.checkCopies()
 }
 
-// fault injects one fault, rarely.
+// fault injects one fault, rarely; with several locations, also the faults of whole
+// locations (locationFault).
 func (s *sim) fault() {
 	r := s.rng.Intn(1000)
 	nd := s.nodes[s.rng.Intn(len(s.nodes))]
@@ -438,18 +358,20 @@ func (s *sim) fault() {
 	case r < 3: // crash
 		if nd.up {
 			nd.crash()
+			s.stats.faults["node crash"]++
 		}
-	case r < 9: // restart a crashed node
-		if !nd.up {
+	case r < 9: // restart a crashed node (not in a location that is lost)
+		if !nd.up && !s.locs[nd.loc].lost {
 			nd.restart()
 		}
 	case r < 11: // partition a node, or heal it
 		s.cut[nd.id] = !s.cut[nd.id]
 		s.tracef("node %d cut=%v", nd.id, s.cut[nd.id])
+		s.stats.faults["node partition"]++
 	case r < 13: // one direction of one link
 		other := uint16(1 + s.rng.Intn(len(s.nodes)))
 		if s.rng.Intn(3) == 0 {
-			other = uint16(ctrlBase + 1 + s.rng.Intn(simCtrls))
+			other = uint16(ctrlBase + 1 + s.rng.Intn(simCtrls*len(s.locs)))
 		}
 		k := [2]uint16{nd.id, other}
 		if s.rng.Intn(2) == 0 {
@@ -457,40 +379,53 @@ func (s *sim) fault() {
 		}
 		if k[0] != k[1] {
 			s.oneWay[k] = !s.oneWay[k]
+			s.stats.faults["one-way link"]++
 		}
 	case r < 14: // a node cut from the controllers only
 		s.ctrlCut[nd.id] = !s.ctrlCut[nd.id]
+		s.stats.faults["node cut from controllers"]++
 	case r < 15: // a node's replication links only
 		s.replCut[nd.id] = !s.replCut[nd.id]
+		s.stats.faults["replication links cut"]++
 	case r < 19: // controller leader kill (in the middle of whatever it was doing)
-		if s.term != nil {
-			s.tracef("controller leader %d killed", s.term.ctrl)
-			s.elect(-1)
+		if l := s.randLoc(); l.term != nil {
+			s.tracef("controller leader %d killed", l.term.ctrl)
+			s.elect(l, -1)
+			s.stats.faults["controller leader kill"]++
 		}
 	case r < 21: // clock offset step of a node or a controller
 		step := time.Duration(s.rng.Int63n(int64(2*time.Second))) - time.Second
 		if s.rng.Intn(2) == 0 {
 			nd.clock.offset += step
 		} else {
-			s.ctrlClock[s.rng.Intn(simCtrls)].offset += step
+			s.randLoc().ctrlClock[s.rng.Intn(simCtrls)].offset += step
 		}
+		s.stats.faults["clock step"]++
 	case r < 22: // disk loss, while down
 		if !nd.up && s.chk.mayLoseDisk(nd) {
 			nd.loseDisk()
+			s.stats.faults["disk loss"]++
 		}
 	case r < 30: // heal everything
 		if s.rng.Intn(4) == 0 {
 			s.heal()
 		}
+	case r < 30+simLocFaults && len(s.locs) > 1:
+		s.locationFault(r - 30)
 	}
 }
 
+// heal ends every partition (lost locations stay lost: quiesce brings them back).
 func (s *sim) heal() {
 	s.cut, s.oneWay, s.ctrlCut, s.replCut = map[uint16]bool{}, map[[2]uint16]bool{}, map[uint16]bool{}, map[uint16]bool{}
+	s.locCut = map[[2]int]bool{}
 }
 
-func runSim(t simT, seed int64, mutation string) simStats {
-	s := newSim(t, seed, mutation)
+func runSim(t simT, seed int64, mutation string) simStats { return runSimAt(t, seed, mutation, 1) }
+
+// runSimAt runs schedule seed over locs locations.
+func runSimAt(t simT, seed int64, mutation string, locs int) simStats {
+	s := newSim(t, seed, mutation, locs)
 	for i := 0; i < simSteps; i++ {
 		s.step(true)
 	}
@@ -514,13 +449,18 @@ func runSim(t simT, seed int64, mutation string) simStats {
 // on what follows, so a schedule that breaks both reports the safety violation.
 func (s *sim) quiesce() {
 	s.heal()
+	for _, l := range s.locs {
+		l.lost = false
+	}
 	for _, nd := range s.nodes {
 		if !nd.up {
 			nd.restart()
 		}
 	}
-	if s.term == nil {
-		s.elect(0)
+	for _, l := range s.locs {
+		if l.term == nil {
+			s.elect(l, 0)
+		}
 	}
 	if s.mutation == "no-promotion-after-healing" {
 		// The group loses its main as the faults heal, and no promotion replaces it.
@@ -620,12 +560,15 @@ func (s *sim) settled() bool {
 // simSeeds returns the seeds to run: -sim.seed alone, or 1..runs (the same in every run:
 // regressions) and then a few fresh ones drawn from the clock (also returned apart), which
 // explore schedules no run tried before.
-func simSeeds() (seeds, fresh []int64) {
+func simSeeds() (seeds, fresh []int64) { return simSeedsOf(*simRuns) }
+
+// simSeedsOf is simSeeds with runs regression seeds.
+func simSeedsOf(runs int) (seeds, fresh []int64) {
 	if *simSeed != 0 {
 		return []int64{*simSeed}, nil
 	}
-	seeds = make([]int64, 0, *simRuns)
-	for i := 1; i <= *simRuns; i++ {
+	seeds = make([]int64, 0, runs)
+	for i := 1; i <= runs; i++ {
 		seeds = append(seeds, int64(i))
 	}
 	k := 25
