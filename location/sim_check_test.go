@@ -93,6 +93,8 @@ type simChecker struct {
 	// promotion backoff for the group: attempts before it ends are not expected.
 	backoff time.Duration
 	waiting map[*simClient]waitingSince
+	// quiet: the clients start no new request (converge)
+	quiet bool
 }
 
 type waitingSince struct {

@@ -129,7 +129,7 @@ func (c *simChecker) clientStep() {
 		return
 	}
 	for _, cl := range c.clients {
-		if cl.busy || s.rng.Float64() > 0.04 {
+		if cl.busy || s.rng.Float64() > 0.04 || (c.quiet && cl.req == nil) {
 			continue
 		}
 		if cl.kind == kindSiblingReader {
