@@ -225,13 +225,18 @@ type Suspect struct {
 	Main   uint16 `json:"main"`
 }
 
-// JoinRequest is sent by a node at every start.
+// JoinRequest is sent by a node at every start, to its own location's controllers and then,
+// as a guest, to every other location's. Wiped says that this process adopted the
+// incarnation a controller recorded, above its own: its counter did not survive, so its data
+// directory was wiped or replaced. A guest join carries the adopted incarnation, which the
+// other locations cannot tell from a restart's; Wiped tells them.
 type JoinRequest struct {
 	ID          uint16 `json:"id"`
 	Addr        string `json:"addr"`
 	Location    string `json:"location"`
 	Instance    string `json:"instance"`
 	Incarnation uint64 `json:"incarnation"`
+	Wiped       bool   `json:"wiped,omitempty"`
 }
 
 // LeaderHint is a follower's answer to a request only the leader serves.

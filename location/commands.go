@@ -45,6 +45,8 @@ type joinNode struct {
 	Instance    string `json:"instance"`
 	Incarnation uint64 `json:"incarnation"`
 	Guest       bool   `json:"guest,omitempty"`
+	// Wiped: the process adopted an incarnation recorded above its own (JoinRequest.Wiped).
+	Wiped bool `json:"wiped,omitempty"`
 }
 
 // addLearner makes Node a syncing sibling of group Server.
@@ -177,7 +179,9 @@ func (c joinNode) applyTo(s *dirState) error {
 // incarnation) changes nothing. Another instance is a restart; when its incarnation is not
 // above the recorded one, its incarnation counter did not survive, so its data directory
 // was wiped or replaced (wiped): it gets the recorded incarnation + 1, which the node
-// adopts from the directory it is answered (NodeInfo.Incarnation).
+// adopts from the directory it is answered (NodeInfo.Incarnation). A process that adopted
+// one says so (c.Wiped): its guest joins carry the adopted incarnation, above what the
+// other locations recorded, and are wiped returns there too.
 func joinIncarnation(old nodeRecord, c joinNode) (inc uint64, restarted, wiped bool) {
 	if c.Instance == old.Instance {
 		return max(old.Incarnation, c.Incarnation), false, false
@@ -185,7 +189,7 @@ func joinIncarnation(old nodeRecord, c joinNode) (inc uint64, restarted, wiped b
 	if c.Incarnation <= old.Incarnation {
 		return old.Incarnation + 1, true, true
 	}
-	return c.Incarnation, true, false
+	return c.Incarnation, true, c.Wiped
 }
 
 func (c addLearner) applyTo(s *dirState) error {

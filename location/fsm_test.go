@@ -377,6 +377,62 @@ func TestWipedMainLosesAnUnrecordedCopy(t *testing.T) {
 	}
 }
 
+// A node of loc2 is main of group 1, homed in loc1, and comes back on a wiped data
+// directory. Its own location answers its join with the recorded incarnation + 1, which it
+// adopts; its guest join at the home carries that incarnation, above the home's record, so
+// the home took it for a restart and kept the node as main of a fresh epoch with an empty
+// copy (simulation seed 76 of TestSimulationLocations; the node's core then refused to serve,
+// and the group waited for the home to notice). The join says it adopted one (Wiped): the
+// home clears the main and marks its unrecorded voting copies as lost, as for a wiped
+// return at its own location.
+func TestWipedGuestMainLosesItsRoleAtItsHome(t *testing.T) {
+	own, home := newDirState(), newDirState()
+	for _, s := range []*dirState{own, home} {
+		s.Nodes[2] = nodeRecord{ID: 2, Addr: "a", Location: "loc2", Instance: "n2-1", Incarnation: 2}
+	}
+	home.Groups[1] = &command.GroupInfo{Server: 1, Epoch: 3, Main: 2, MainCopyID: "c2.1",
+		Siblings: []command.Member{{Node: 3, State: command.SiblingVoting, CopyID: "c3"}},
+		Active:   command.Config{Version: 5, Voters: []uint16{3}}}
+	// Node 2 also holds a voting copy of group 5 whose ID was never recorded.
+	home.Groups[5] = &command.GroupInfo{Server: 5, Epoch: 1, Main: 5,
+		Siblings: []command.Member{{Node: 2, State: command.SiblingVoting}},
+		Active:   command.Config{Version: 2, Voters: []uint16{2}}}
+	// The new process starts its counter again at 1; its own location records 3.
+	if err := (joinNode{ID: 2, Addr: "a", Location: "loc2", Instance: "n2-2", Incarnation: 1}).applyTo(own); err != nil {
+		t.Fatal(err)
+	}
+	adopted := own.Nodes[2].Incarnation
+	if adopted != 3 {
+		t.Fatalf("own location recorded incarnation %d for the wiped return, want 3", adopted)
+	}
+	join := joinNode{ID: 2, Addr: "a", Location: "loc2", Instance: "n2-2", Incarnation: adopted, Guest: true, Wiped: true}
+	if err := join.applyTo(home); err != nil {
+		t.Fatal(err)
+	}
+	g := home.Groups[1]
+	if g.Main != 0 {
+		t.Fatalf("the home kept the wiped node 2 as main (epoch %d, main %d)", g.Epoch, g.Main)
+	}
+	if id := home.Groups[5].Siblings[0].CopyID; id == "" {
+		t.Fatal("node 2's unrecorded voting copy of group 5 is still unmarked: its new copy's seals would count")
+	}
+	if home.Nodes[2].Incarnation != adopted {
+		t.Fatalf("home recorded incarnation %d, want the adopted %d", home.Nodes[2].Incarnation, adopted)
+	}
+	// The same join without the flag is a restart: the main stays, with a fresh epoch.
+	restart := newDirState()
+	restart.Nodes[2] = nodeRecord{ID: 2, Addr: "a", Location: "loc2", Instance: "n2-1", Incarnation: 2}
+	restart.Groups[1] = &command.GroupInfo{Server: 1, Epoch: 3, Main: 2, MainCopyID: "c2.1", Siblings: []command.Member{},
+		Active: command.Config{Version: 5, Voters: []uint16{3}}}
+	join.Wiped = false
+	if err := join.applyTo(restart); err != nil {
+		t.Fatal(err)
+	}
+	if g := restart.Groups[1]; g.Main != 2 || g.Epoch != 4 {
+		t.Fatalf("a restarted main: main %d epoch %d, want main 2 in a fresh epoch 4", g.Main, g.Epoch)
+	}
+}
+
 // A promotion records the copy the chosen sibling sealed with when the directory had none
 // for it, so a wiped return of that main later is recognised as another copy.
 func TestChosenMainKeepsItsSealedCopy(t *testing.T) {

@@ -161,7 +161,7 @@ func (c *Controller) handleJoin(w http.ResponseWriter, r *http.Request) {
 	// A node of another location joins as a guest: groups homed here may keep copies on
 	// it, and it follows this directory for them (docs/locations.md).
 	cmd := joinNode{ID: req.ID, Addr: req.Addr, Location: req.Location, Instance: req.Instance, Incarnation: req.Incarnation,
-		Guest: req.Location != c.cfg.Location}
+		Guest: req.Location != c.cfg.Location, Wiped: req.Wiped}
 	if _, err := c.cons.propose(cmd); err != nil {
 		var ref *refusal
 		if errors.As(err, &ref) {

@@ -254,6 +254,14 @@ func (c *simChecker) directoryChanged(before *command.GroupInfo, cmd dirCommand)
 		}
 		c.dirMain[g.Epoch] = g.Main
 	}
+	if j, ok := cmd.(joinNode); ok && j.ID == g.Main && g.MainCopyID != "" {
+		// A main that comes back without its copy (its data directory was wiped) holds
+		// none of the group's entries: it must not stay main (docs/replication.md case 5D).
+		if nd := c.s.node(j.ID); nd.copyIDString() != g.MainCopyID {
+			c.s.fatalf("joinNode %+v kept node %d main of epoch %d, but its copy is %s, not the main's copy %s: its data directory was wiped (case 5D)",
+				j, j.ID, g.Epoch, nd.copyIDString(), g.MainCopyID)
+		}
+	}
 	c.configs[g.Active.Version] = slices.Clone(g.Active.Voters)
 	if g.Pending != nil {
 		if old, ok := c.configs[g.Pending.Version]; ok && !slices.Equal(old, g.Pending.Voters) {

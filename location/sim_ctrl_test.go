@@ -293,7 +293,7 @@ func (s *sim) ctrlReceive(m *simMsg) {
 		req := *m.join
 		from := s.node(req.ID)
 		join := joinNode{ID: req.ID, Addr: "sim", Location: s.locs[from.loc].name, Instance: req.Instance,
-			Incarnation: req.Incarnation, Guest: from.loc != l.idx}
+			Incarnation: req.Incarnation, Guest: from.loc != l.idx, Wiped: req.Wiped}
 		s.propose(t, join, func(err error) {
 			if err != nil || !t.current() {
 				return

@@ -182,6 +182,21 @@ func (s *sim) loseLocation(l *simLoc, nodes bool) {
 			n.crash()
 		}
 	}
+	// Now and then a disk goes with it: the main's when it is there, else any node's
+	// (as long as the checks can tell what the group must keep: mayLoseDisk).
+	if s.rng.Intn(3) > 0 {
+		return
+	}
+	var n *simNode
+	for _, x := range s.nodes {
+		if x.loc == l.idx && (n == nil || (s.group() != nil && x.id == s.group().Main)) {
+			n = x
+		}
+	}
+	if n != nil && s.chk.mayLoseDisk(n) {
+		n.loseDisk()
+		s.stats.faults["disk lost with its location"]++
+	}
 }
 
 // restoreLocation brings location l back: its controllers elect a leader in 5-50 ms, and

@@ -23,6 +23,7 @@ type simNode struct {
 	up    bool
 	// process
 	instance int
+	adopted  int    // the instance that adopted a recorded incarnation above its own
 	joined   []bool // by location: joined its controllers (its own first, then as a guest)
 	gen      uint64
 	nextHB   time.Time
@@ -92,7 +93,8 @@ func (n *simNode) sendJoin(l int) {
 		return
 	}
 	n.s.send(&simMsg{kind: mJoin, from: n.id, to: t.ctrl,
-		join: &command.JoinRequest{ID: n.id, Location: n.s.locs[n.loc].name, Instance: fmt.Sprintf("n%d-%d", n.id, n.instance), Incarnation: n.incarnation}})
+		join: &command.JoinRequest{ID: n.id, Location: n.s.locs[n.loc].name, Instance: fmt.Sprintf("n%d-%d", n.id, n.instance),
+			Incarnation: n.incarnation, Wiped: n.adopted == n.instance}})
 }
 
 // tick: the node's heartbeat timer (every down-after/4 of its clock): a heartbeat to every
@@ -166,8 +168,11 @@ func (n *simNode) receive(m *simMsg) {
 			}
 			n.joined[l] = true
 			// adoptIncarnation: the recorded incarnation when it is above the node's own;
-			// the other locations then refuse its heartbeats and it joins them again
-			n.incarnation = max(n.incarnation, m.sealedAt)
+			// the other locations then refuse its heartbeats and it joins them again,
+			// saying that it adopted one (JoinRequest.Wiped)
+			if m.sealedAt > n.incarnation {
+				n.incarnation, n.adopted = m.sealedAt, n.instance
+			}
 		}
 		if l != n.s.home.idx || !n.joined[l] || m.dir == nil || m.dirIdx <= n.dirIdx {
 			return // roles come from the group's home alone

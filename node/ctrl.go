@@ -219,9 +219,9 @@ func (c *ctrlClient) status(ctx context.Context) (*command.Status, error) {
 // join registers this process with the controllers of link l's location (as a guest in
 // any location but its own), retrying until it succeeds or the node closes (false).
 func (n *Node) join(l *link) bool {
-	instance, incarnation := n.identity()
+	instance, incarnation, wiped := n.joinIdentity()
 	req := command.JoinRequest{ID: uint16(n.cfg.ID), Addr: n.cfg.HTTPAddr, Location: n.cfg.Location,
-		Instance: instance, Incarnation: incarnation}
+		Instance: instance, Incarnation: incarnation, Wiped: wiped}
 	warned, learnt := false, false
 	faults := n.diskFaults()
 	for {
@@ -289,6 +289,7 @@ func (n *Node) adoptIncarnation(d *command.Directory) {
 	n.log.Warn().Uint64("incarnation", cur).Uint64("recorded", me.Incarnation).
 		Msg("the controller knew a later incarnation of this node (its data directory was replaced); adopting it")
 	n.incarnation.Store(me.Incarnation)
+	n.adopted = n.instance
 	if n.cfg.Store == nil && n.cfg.DataDir != "" {
 		if err := writeIncarnation(filepath.Join(n.cfg.DataDir, "incarnation"), me.Incarnation); err != nil {
 			n.log.Error().Err(err).Msg("cannot persist the adopted incarnation")

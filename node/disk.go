@@ -223,6 +223,14 @@ func (n *Node) identity() (string, uint64) {
 	return n.instance, n.incarnation.Load()
 }
 
+// joinIdentity is identity for a join, with whether this instance adopted a recorded
+// incarnation above its own (its data directory was wiped or replaced).
+func (n *Node) joinIdentity() (instance string, incarnation uint64, wiped bool) {
+	n.incMu.Lock()
+	defer n.incMu.Unlock()
+	return n.instance, n.incarnation.Load(), n.adopted != "" && n.adopted == n.instance
+}
+
 // joinedAt records that link l's location answered a join sent as instance with directory
 // index, unless another fault came meanwhile (faults is the count before the join was
 // sent): a join of the new life after a fault lets that location's groups take roles from

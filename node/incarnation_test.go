@@ -29,9 +29,17 @@ func TestAdoptIncarnation(t *testing.T) {
 	if n.incarnation.Load() != 1 {
 		t.Fatalf("adopted %d from another instance or an equal incarnation", n.incarnation.Load())
 	}
+	if _, _, wiped := n.joinIdentity(); wiped {
+		t.Fatal("a join says wiped before any incarnation was adopted")
+	}
 	n.adoptIncarnation(dirWith("me", 7))
 	if n.incarnation.Load() != 7 {
 		t.Fatalf("incarnation %d, want the recorded 7", n.incarnation.Load())
+	}
+	// Its joins at the other locations (as a guest) say that its data directory was wiped:
+	// they carry the adopted 7, which those locations cannot tell from a restart's.
+	if instance, inc, wiped := n.joinIdentity(); instance != "me" || inc != 7 || !wiped {
+		t.Fatalf("join identity after adopting: %q %d wiped=%v; want me 7 wiped", instance, inc, wiped)
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "incarnation"))
 	if err != nil || strings.TrimSpace(string(b)) != "7" {

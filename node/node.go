@@ -122,6 +122,9 @@ type Node struct {
 	instance    string
 	incarnation atomic.Uint64
 	incMu       sync.Mutex
+	// adopted: this instance took a recorded incarnation above its own (adoptIncarnation),
+	// which every later join says (JoinRequest.Wiped); under incMu
+	adopted string
 	generation  atomic.Uint64
 	ids         *command.IDGen
 	joins       atomic.Int64 // successful joins (a restart of the controllers' state forces another)
