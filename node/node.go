@@ -124,17 +124,17 @@ type Node struct {
 	incMu       sync.Mutex
 	// adopted: this instance took a recorded incarnation above its own (adoptIncarnation),
 	// which every later join says (JoinRequest.Wiped); under incMu
-	adopted string
-	generation  atomic.Uint64
-	ids         *command.IDGen
-	joins       atomic.Int64 // successful joins (a restart of the controllers' state forces another)
-	ctrl        *ctrlClient
-	peerHTTP    *http.Client // requests to other nodes (bounded by their contexts)
-	fwd         *forwarder
-	metrics     *metrics
-	subs        *subManager
-	disk        *diskState
-	tokens      tokenBook
+	adopted    string
+	generation atomic.Uint64
+	ids        *command.IDGen
+	joins      atomic.Int64 // successful joins (a restart of the controllers' state forces another)
+	ctrl       *ctrlClient
+	peerHTTP   *http.Client // requests to other nodes (bounded by their contexts)
+	fwd        *forwarder
+	metrics    *metrics
+	subs       *subManager
+	disk       *diskState
+	tokens     tokenBook
 	// refusals logs internal calls refused for their secret, a few per period, so a
 	// caller hammering the port cannot flood the log.
 	refusals zerolog.Logger
