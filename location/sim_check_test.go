@@ -256,8 +256,12 @@ func (c *simChecker) directoryChanged(before *command.GroupInfo, cmd dirCommand)
 	}
 	if j, ok := cmd.(joinNode); ok && j.ID == g.Main && g.MainCopyID != "" {
 		// A main that comes back without its copy (its data directory was wiped) holds
-		// none of the group's entries: it must not stay main (docs/replication.md case 5D).
-		if nd := c.s.node(j.ID); nd.copyIDString() != g.MainCopyID {
+		// none of the group's entries: once its process knows (it adopted the incarnation a
+		// controller recorded above its own), no join of it may keep it main (docs/replication.md
+		// case 5D). (A wiped node that crashes again before its first join starts its next
+		// life with a counter that looks like a restart's; the core then refuses to serve as
+		// main with an empty copy while the group has voters, and the home replaces it.)
+		if nd := c.s.node(j.ID); nd.copyIDString() != g.MainCopyID && nd.adopted == nd.instance {
 			c.s.fatalf("joinNode %+v kept node %d main of epoch %d, but its copy is %s, not the main's copy %s: its data directory was wiped (case 5D)",
 				j, j.ID, g.Epoch, nd.copyIDString(), g.MainCopyID)
 		}

@@ -254,3 +254,14 @@ func faultsString(f map[string]int) string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// A node back on a wiped data directory whose guest joins do not say so (as before
+// JoinRequest.Wiped) is kept main by the home of a group it was main of, with an empty copy:
+// the check of every join at the home (directoryChanged) catches it at seed 76.
+func TestSimulationLocationsMutationGuestJoinNotWiped(t *testing.T) {
+	msg := caughtAtLocs(76, "guest-join-not-wiped", 3)
+	if !strings.Contains(msg, "data directory was wiped") {
+		t.Fatalf("a wiped main kept by its home was not caught at seed 76 (failure: %q)", msg)
+	}
+	t.Logf("caught: %s", msg)
+}

@@ -94,7 +94,7 @@ func (n *simNode) sendJoin(l int) {
 	}
 	n.s.send(&simMsg{kind: mJoin, from: n.id, to: t.ctrl,
 		join: &command.JoinRequest{ID: n.id, Location: n.s.locs[n.loc].name, Instance: fmt.Sprintf("n%d-%d", n.id, n.instance),
-			Incarnation: n.incarnation, Wiped: n.adopted == n.instance}})
+			Incarnation: n.incarnation, Wiped: n.adopted == n.instance && n.s.mutation != "guest-join-not-wiped"}})
 }
 
 // tick: the node's heartbeat timer (every down-after/4 of its clock): a heartbeat to every

@@ -52,7 +52,7 @@ import (
 
 var (
 	simSeed  = flag.Int64("sim.seed", 0, "run only this seed of the directory+replication simulation")
-	simRuns  = flag.Int("sim.runs", 1000, "schedules of the directory+replication simulation to run")
+	simRuns  = flag.Int("sim.runs", 400, "schedules of the single-location simulation to run (TestSimulationLocations runs -sim.locruns over several)")
 	simFresh = flag.Int("sim.fresh", -1, "fresh random seeds of the simulation beside seeds 1..runs (default 25, or SIBYL_SIM_FRESH)")
 	simTrace = flag.Bool("sim.trace", false, "log the simulation's events")
 )
@@ -652,7 +652,10 @@ func (m *mutantT) Fatalf(format string, args ...any) {
 }
 
 // caughtAt runs schedule seed with a deliberate bug and returns the check it failed, or "".
-func caughtAt(seed int64, mutation string) (msg string) {
+func caughtAt(seed int64, mutation string) (msg string) { return caughtAtLocs(seed, mutation, 1) }
+
+// caughtAtLocs is caughtAt over locs locations.
+func caughtAtLocs(seed int64, mutation string, locs int) (msg string) {
 	mt := &mutantT{}
 	defer func() {
 		if r := recover(); r != nil {
@@ -662,7 +665,7 @@ func caughtAt(seed int64, mutation string) (msg string) {
 			msg = mt.msg
 		}
 	}()
-	runSim(mt, seed, mutation)
+	runSimAt(mt, seed, mutation, locs)
 	return ""
 }
 
