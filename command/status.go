@@ -28,11 +28,12 @@ const (
 	ReasonDiskFault       = "disk_fault"       // the main reported its disk failing (degraded) for down-after
 	ReasonPlanned         = "planned"          // admin promote
 	ReasonDrain           = "drain"            // admin drain moved the main role off the node
+	ReasonRehome          = "rehome"           // admin rehome: another location took over the group
 )
 
 // PromotionReasons lists every reason, in the order the page and the metrics use.
 var PromotionReasons = []string{ReasonMainUnreachable, ReasonNoMain, ReasonNoQuorum, ReasonMainSilent,
-	ReasonBarrierOverdue, ReasonDiskFault, ReasonPlanned, ReasonDrain}
+	ReasonBarrierOverdue, ReasonDiskFault, ReasonPlanned, ReasonDrain, ReasonRehome}
 
 // StatusPromotion is one completed promotion: group Server's main went from From (0: none)
 // to To in Epoch, for Reason. AtMs (Unix milliseconds, the leader's clock) is when the new
