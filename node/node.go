@@ -147,11 +147,11 @@ type Node struct {
 	mu      sync.RWMutex
 	// own is the link to this node's location's controllers, links every location's by
 	// name (locations.go); dir is their directories merged.
-	own    *link
-	links  map[string]*link
-	dir    *command.Directory
+	own   *link
+	links map[string]*link
+	dir   *command.Directory
 	// homes are the homes this node's copies promised (homes.go).
-	homes *homes
+	homes  *homes
 	groups map[command.ServerID]*group
 	joined bool
 
