@@ -12,6 +12,9 @@ type Status struct {
 	// Operations are the admin calls the controller leader is running now (registrations and
 	// drains) with their progress.
 	Operations []StatusOperation `json:"operations"`
+	// Moved lists the groups this location homed until another location took them over
+	// (rehome), with their home now.
+	Moved []MovedGroup `json:"moved,omitempty"`
 }
 
 // MaxPromotionHistory bounds the promotions a location keeps and Status lists.

@@ -14,7 +14,8 @@ import (
 // from their copies the epochs already promised.
 
 // serveGroupView answers GET /v1/internal/group?server=N with what this node knows of
-// group N (command.GroupView).
+// group N (command.GroupView): the latest record any location's directory gave it (home
+// generation, then epoch), even one its own copy's home record makes it no longer follow.
 func (n *Node) serveGroupView(w http.ResponseWriter, r *http.Request) {
 	server, err := strconv.ParseUint(r.URL.Query().Get("server"), 10, 16)
 	if err != nil || server == 0 {
@@ -24,13 +25,18 @@ func (n *Node) serveGroupView(w http.ResponseWriter, r *http.Request) {
 	id := command.ServerID(server)
 	var view command.GroupView
 	n.mu.RLock()
-	if n.dir != nil {
-		if gi := n.dir.Group(uint16(id)); gi != nil {
+	for loc, l := range n.links {
+		if l.dir == nil {
+			continue
+		}
+		gi := l.dir.Group(uint16(id))
+		if gi == nil || (gi.Home != "" && gi.Home != loc) {
+			continue
+		}
+		if view.Group == nil || gi.HomeGen > view.Group.HomeGen || (gi.HomeGen == view.Group.HomeGen && gi.Epoch > view.Group.Epoch) {
 			c := *gi
-			view.Group = &c
-			if l := n.links[gi.Home]; l != nil && l.dir != nil {
-				view.Index = l.dir.Index
-			}
+			c.Home = loc
+			view.Group, view.Index = &c, l.dir.Index
 		}
 	}
 	n.mu.RUnlock()
