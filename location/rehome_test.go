@@ -202,6 +202,20 @@ func TestRehomeAfterTheHomeIsGonePromotesAndFencesTheOldHome(t *testing.T) {
 		return fmt.Errorf("promotions %+v", st.Promotions)
 	})
 
+	// The old home's ballot is below the new one's: whatever epoch it would seal at, the
+	// copies that promised loc2 refuse, and too few are left for R of its last config.
+	r := len(before.Active.Voters) - (len(before.Active.Voters)/2 + 1) + 1
+	took := 0
+	for _, v := range before.Active.Voters {
+		req := command.SealRequest{Server: 1, Epoch: before.NextEpoch() + 1000, From: before.Main, Home: "loc1"}
+		if code, _, err := secretCall(rehomeSecret, http.MethodPost, w.nodes[v].addr, "/v1/internal/seal", req, nil); err == nil && code == http.StatusOK {
+			took++
+		}
+	}
+	if took >= r {
+		t.Fatalf("%d of voters %v took a seal of the old home, which needs %d: it could promote", took, before.Active.Voters, r)
+	}
+
 	for _, id := range w.locs["loc1"].ids {
 		w.locs["loc1"].restart(id)
 	}
