@@ -58,6 +58,8 @@ func (c *Controller) handleAdmin(w http.ResponseWriter, r *http.Request) {
 		err = c.adminDrain(ctx, t, &req)
 	case command.OpRemoveNode:
 		err = c.adminRemoveNode(t, &req)
+	case command.OpRehome:
+		err = c.adminRehome(ctx, t, &req)
 	default:
 		err = command.Errorf(command.CodeBadRequest, "admin op %q is not supported by this controller yet", op)
 	}
