@@ -151,6 +151,14 @@ func testLoseControllers(t *testing.T, o Options) {
 		}
 		return true
 	})
+	// A baseline of 6 s with every controller up, to set the gaps after the kill against.
+	baseFrom, baseStart := h.Now(), time.Now()
+	waitFor(t, 30*time.Second, "6 s of writes with every controller up", func() bool { return time.Since(baseStart) >= 6*time.Second })
+	var baseline time.Duration
+	for _, w := range ws {
+		baseline = max(baseline, longestGap(w, baseFrom, h.Now()))
+	}
+	t.Logf("baseline, every controller up: longest gap between acknowledged writes of a group over 6 s: %v", baseline.Round(time.Millisecond))
 
 	// kill -9 every controller of loc1.
 	var loc1 []*Proc
