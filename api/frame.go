@@ -31,6 +31,7 @@ var knownOps = map[string]bool{
 	command.OpRegisterSibling: true, command.OpRemoveSibling: true, command.OpPromote: true,
 	command.OpDrain: true, command.OpRemoveNode: true, command.OpCreateRole: true, command.OpDeleteRole: true,
 	command.OpListRoles: true, command.OpCreateToken: true, command.OpRevokeToken: true,
+	command.OpRehome: true,
 }
 
 // isAdminOp reports whether op needs an admin token (docs/protocol.md §3 and §7).

@@ -34,7 +34,7 @@ func (s *Server) restAdmin(w http.ResponseWriter, r *http.Request) {
 	if !command.IsAdminOp(op) {
 		start := time.Now()
 		err := command.Errorf(command.CodeNotFound, "unknown admin op %q (want registerSibling, removeSibling, promote, drain, "+
-			"removeNode, createRole, deleteRole, listRoles, createToken or revokeToken)", op)
+			"removeNode, rehome, createRole, deleteRole, listRoles, createToken or revokeToken)", op)
 		s.metrics.observe("invalid", string(err.Code), time.Since(start))
 		writeError(w, err)
 		return

@@ -90,7 +90,31 @@ type GroupInfo struct {
 	// (docs/replication.md case 6, docs/locations.md). A location's directory lists only
 	// the groups homed there.
 	Home string `json:"home,omitempty"`
+	// HomeGen counts the moves of the group's home (rehome); RehomedFrom is the home the
+	// latest move replaced. Every epoch the home opens lies in its generation's band
+	// (EpochBand), so (HomeGen, epoch) orders every promise a copy makes, across homes.
+	HomeGen     uint64 `json:"homeGen,omitempty"`
+	RehomedFrom string `json:"rehomedFrom,omitempty"`
 }
+
+// MovedGroup is a group this location homed once and that another location took over
+// (rehome): its directory keeps only this, so that it never acts for the group again.
+type MovedGroup struct {
+	Server  uint16 `json:"server"`
+	Home    string `json:"home"`
+	HomeGen uint64 `json:"homeGen"`
+}
+
+// homeGenBits is the width of an epoch's place within its home generation's band.
+const homeGenBits = 32
+
+// EpochBand is the lowest epoch of home generation gen: every epoch a group's home opens
+// after its gen-th move is at least this, and below the next band. Epochs stay below 2^53
+// (exact in JSON numbers) for the first 2^21 moves of a group.
+func EpochBand(gen uint64) uint64 { return gen << homeGenBits }
+
+// HomeGenOfEpoch is the home generation whose band holds epoch.
+func HomeGenOfEpoch(epoch uint64) uint64 { return epoch >> homeGenBits }
 
 // Promotion phases.
 const (
@@ -149,6 +173,8 @@ type Directory struct {
 	Location string      `json:"location,omitempty"`
 	Nodes    []NodeInfo  `json:"nodes"`
 	Groups   []GroupInfo `json:"groups"`
+	// Moved lists the groups this location homed until another one took them over.
+	Moved []MovedGroup `json:"moved,omitempty"`
 	// Roles and Tokens (docs/protocol.md §7), by name and by hash; tokens are never
 	// stored or sent themselves, only their HashToken.
 	Roles  []Role      `json:"roles,omitempty"`
@@ -207,11 +233,19 @@ type SealRequest struct {
 	// Home is the location of the controllers that seal: a copy refuses a seal from any
 	// location but its group's home (docs/replication.md case 6).
 	Home string `json:"home,omitempty"`
+	// HomeGen is the sealing home's generation, and RehomedFrom the home it replaced (set
+	// once a group was moved). A copy that recorded an older generation takes the seal only
+	// when it hears no controller of the home it knew (docs/locations.md "Moving a home").
+	HomeGen     uint64 `json:"homeGen,omitempty"`
+	RehomedFrom string `json:"rehomedFrom,omitempty"`
 }
 
 // SealReply is a sealed sibling's position: its last durable entry, commit point and copy.
+// Epoch is the epoch the copy holds after the seal: above the request's when it had
+// promised a later one already.
 type SealReply struct {
 	Node      uint16 `json:"node"`
+	Epoch     uint64 `json:"epoch,omitempty"`
 	LastEpoch uint64 `json:"lastEpoch"`
 	LastSeq   uint64 `json:"lastSeq"`
 	CommitSeq uint64 `json:"commitSeq"`
@@ -281,6 +315,30 @@ type GroupReport struct {
 	// wiped: stale, below the horizon, or divergence point not found). Such a copy has a
 	// new CopyID, reports position 0 until the snapshot is in, and counts nowhere.
 	Resyncing bool `json:"resyncing,omitempty"`
+	// Home and HomeGen are the home this copy recorded with its latest seal (empty: never
+	// sealed by a moved home). A home that sees a later generation than its own was
+	// replaced and drops the group.
+	Home    string `json:"home,omitempty"`
+	HomeGen uint64 `json:"homeGen,omitempty"`
+}
+
+// GroupView is what a node knows of one group (GET /v1/internal/group?server=N): the
+// record of its home's directory as the node last had it, with that directory's index,
+// and the state of the node's own copy. A location taking the group over (rehome) builds
+// its record from the newest view the nodes give.
+type GroupView struct {
+	Group *GroupInfo `json:"group,omitempty"`
+	Index uint64     `json:"index"`
+	Copy  *CopyView  `json:"copy,omitempty"`
+}
+
+// CopyView is a node's copy of a group: its promised epoch, last entry and recorded home.
+type CopyView struct {
+	Epoch     uint64 `json:"epoch"`
+	LastEpoch uint64 `json:"lastEpoch"`
+	LastSeq   uint64 `json:"lastSeq"`
+	Home      string `json:"home,omitempty"`
+	HomeGen   uint64 `json:"homeGen,omitempty"`
 }
 
 // SiblingProgress is the main's view of one sibling: the highest seq it acked in the main's

@@ -26,6 +26,9 @@ const (
 	OpPromote         = "promote"
 	OpDrain           = "drain"
 	OpRemoveNode      = "removeNode"
+	// OpRehome moves a group's home to Location when its home lost its controllers
+	// (docs/protocol.md §6, docs/locations.md).
+	OpRehome = "rehome"
 
 	// Roles and tokens (docs/protocol.md §7). listRoles is an extra.
 	OpCreateRole  = "createRole"
@@ -38,7 +41,7 @@ const (
 // IsAdminOp reports whether op needs an admin token (docs/protocol.md §3 and §7).
 func IsAdminOp(op string) bool {
 	switch op {
-	case OpRegisterSibling, OpRemoveSibling, OpPromote, OpDrain, OpRemoveNode,
+	case OpRegisterSibling, OpRemoveSibling, OpPromote, OpDrain, OpRemoveNode, OpRehome,
 		OpCreateRole, OpDeleteRole, OpListRoles, OpCreateToken, OpRevokeToken:
 		return true
 	}
@@ -85,6 +88,8 @@ type Request struct {
 	Name   string  `json:"name,omitempty"`
 	Grants []Grant `json:"grants,omitempty"`
 	Role   string  `json:"role,omitempty"`
+	// Location: rehome's new home.
+	Location string `json:"location,omitempty"`
 	// Scope restricts the request to the resource types its caller's role grants for the
 	// op's kind (TypeAllowed); nil: no restriction. The API layer sets it from the caller's
 	// token and nodes pass it along when they forward; it never comes from a client frame.

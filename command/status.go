@@ -12,6 +12,9 @@ type Status struct {
 	// Operations are the admin calls the controller leader is running now (registrations and
 	// drains) with their progress.
 	Operations []StatusOperation `json:"operations"`
+	// Moved lists the groups this location homed until another location took them over
+	// (rehome), with their home now.
+	Moved []MovedGroup `json:"moved,omitempty"`
 }
 
 // MaxPromotionHistory bounds the promotions a location keeps and Status lists.
@@ -28,11 +31,12 @@ const (
 	ReasonDiskFault       = "disk_fault"       // the main reported its disk failing (degraded) for down-after
 	ReasonPlanned         = "planned"          // admin promote
 	ReasonDrain           = "drain"            // admin drain moved the main role off the node
+	ReasonRehome          = "rehome"           // admin rehome: another location took over the group
 )
 
 // PromotionReasons lists every reason, in the order the page and the metrics use.
 var PromotionReasons = []string{ReasonMainUnreachable, ReasonNoMain, ReasonNoQuorum, ReasonMainSilent,
-	ReasonBarrierOverdue, ReasonDiskFault, ReasonPlanned, ReasonDrain}
+	ReasonBarrierOverdue, ReasonDiskFault, ReasonPlanned, ReasonDrain, ReasonRehome}
 
 // StatusPromotion is one completed promotion: group Server's main went from From (0: none)
 // to To in Epoch, for Reason. AtMs (Unix milliseconds, the leader's clock) is when the new

@@ -68,6 +68,11 @@ func ValidateRequest(req *Request) *Error {
 		return first(checkServer("server", req.Server, true), checkServer("node", req.Node, true))
 	case OpDrain, OpRemoveNode:
 		return checkServer("node", req.Node, true)
+	case OpRehome:
+		if req.Location == "" {
+			return Errorf(CodeBadRequest, "location is missing: rehome needs the location that takes the group over")
+		}
+		return checkServer("server", req.Server, true)
 	case OpCreateRole:
 		return ValidateRole(req.Name, req.Grants)
 	case OpDeleteRole:

@@ -55,9 +55,11 @@ func (c *Controller) handleAdmin(w http.ResponseWriter, r *http.Request) {
 	case command.OpRemoveSibling:
 		err = c.adminRemoveSibling(ctx, t, &req)
 	case command.OpDrain:
-		err = c.adminDrain(ctx, t, &req)
+		err = c.adminDrain(ctx, t, &req, adminViaOf(r))
 	case command.OpRemoveNode:
-		err = c.adminRemoveNode(t, &req)
+		err = c.adminRemoveNode(ctx, t, &req, adminViaOf(r))
+	case command.OpRehome:
+		err = c.adminRehome(ctx, t, &req)
 	default:
 		err = command.Errorf(command.CodeBadRequest, "admin op %q is not supported by this controller yet", op)
 	}

@@ -22,8 +22,9 @@ import (
 // restarted controller's new life does within 5 s.
 
 // newTestLocations starts per controllers in each named location, every controller given
-// every other location's HTTP addresses (--locations) and the cluster secret.
-func newTestLocations(t *testing.T, names []string, per int, secret string) map[string]*testCluster {
+// every other location's HTTP addresses (--locations) and the cluster secret; opts adjust
+// every controller's Config besides.
+func newTestLocations(t *testing.T, names []string, per int, secret string, opts ...func(*Config)) map[string]*testCluster {
 	t.Helper()
 	type pending struct {
 		tc     *testCluster
@@ -53,9 +54,9 @@ func newTestLocations(t *testing.T, names []string, per int, secret string) map[
 	out := map[string]*testCluster{}
 	for i, p := range ps {
 		loc := names[i]
-		p.tc.opts = []func(*Config){func(c *Config) {
+		p.tc.opts = append([]func(*Config){func(c *Config) {
 			c.Location, c.ClusterSecret, c.Locations = loc, secret, all
-		}}
+		}}, opts...)
 		for _, id := range p.tc.ids {
 			p.tc.start(id, p.raftLn[id], p.httpLn[id])
 		}

@@ -105,7 +105,8 @@ func (c joinNode) applyTo(s *dirState) error {
 		return refuse("joinNode %d of location %q: the directory already has node %d in location %q",
 			c.ID, c.Location, c.ID, old.Location)
 	}
-	if _, ok := s.Groups[c.ID]; c.Guest && ok {
+	if g, ok := s.Groups[c.ID]; c.Guest && ok && g.HomeGen == 0 {
+		// A group this location took over (rehome) may have its creator as a guest.
 		return refuse("joinNode %d of location %q as a guest: this location homes a group %d", c.ID, c.Location, c.ID)
 	}
 	if old, ok := s.Nodes[c.ID]; ok {
@@ -163,6 +164,9 @@ func (c joinNode) applyTo(s *dirState) error {
 		s.Nodes[c.ID] = old
 	} else {
 		s.Nodes[c.ID] = nodeRecord{ID: c.ID, Addr: c.Addr, Location: c.Location, Instance: c.Instance, Incarnation: c.Incarnation}
+	}
+	if _, moved := s.Moved[c.ID]; moved {
+		return nil // homed in another location now (rehome): never created again here
 	}
 	if _, ok := s.Groups[c.ID]; !ok && !c.Guest {
 		s.Groups[c.ID] = &command.GroupInfo{
@@ -362,6 +366,22 @@ func decodeCommand(data []byte) (dirCommand, error) {
 		c = v
 	case kindRevokeToken:
 		var v revokeToken
+		err = json.Unmarshal(env.Body, &v)
+		c = v
+	case kindBeginRehome:
+		var v beginRehome
+		err = json.Unmarshal(env.Body, &v)
+		c = v
+	case kindReopenRehome:
+		var v reopenRehome
+		err = json.Unmarshal(env.Body, &v)
+		c = v
+	case kindDropRehome:
+		var v dropRehome
+		err = json.Unmarshal(env.Body, &v)
+		c = v
+	case kindDisownGroup:
+		var v disownGroup
 		err = json.Unmarshal(env.Body, &v)
 		c = v
 	default:

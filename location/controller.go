@@ -96,6 +96,8 @@ type Controller struct {
 
 	term  atomic.Pointer[leaderTerm] // non-nil while this controller leads
 	polls atomic.Int32               // directory long polls waiting for a change
+	// disowning: groups with a disownGroup in flight (rehome.go).
+	disowning sync.Map
 	// promoStats counts the promotions this controller completed as leader (/metrics).
 	promoStats promotionStats
 	// ops are the admin calls this controller runs as leader (the page's progress bars).

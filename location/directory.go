@@ -40,6 +40,8 @@ type dirState struct {
 	Controllers map[string]controllerRecord
 	Nodes       map[uint16]nodeRecord
 	Groups      map[uint16]*command.GroupInfo
+	// Moved are the groups homed here once and taken over by another location (rehome).
+	Moved map[uint16]command.MovedGroup
 	// Promotions are the last completed promotions, oldest first (promotion_history.go).
 	Promotions []promotionRecord
 	// Roles by name and Tokens by hash (auth_cmds.go).
@@ -52,6 +54,7 @@ func newDirState() *dirState {
 		Controllers: map[string]controllerRecord{},
 		Nodes:       map[uint16]nodeRecord{},
 		Groups:      map[uint16]*command.GroupInfo{},
+		Moved:       map[uint16]command.MovedGroup{},
 		Roles:       map[string]command.Role{},
 		Tokens:      map[string]command.TokenInfo{},
 	}
@@ -123,6 +126,16 @@ func (s *dirState) sortedGroupPtrs() []*command.GroupInfo {
 	return out
 }
 
+// sortedMoved returns the moved groups ordered by server ID (nil when none).
+func (s *dirState) sortedMoved() []command.MovedGroup {
+	var out []command.MovedGroup
+	for _, m := range s.Moved {
+		out = append(out, m)
+	}
+	slices.SortFunc(out, func(a, b command.MovedGroup) int { return int(a.Server) - int(b.Server) })
+	return out
+}
+
 // clone deep-copies the whole state.
 func (s *dirState) clone() *dirState {
 	out := newDirState()
@@ -138,6 +151,9 @@ func (s *dirState) clone() *dirState {
 		c := cloneGroup(g)
 		out.Groups[k] = &c
 	}
+	for k, m := range s.Moved {
+		out.Moved[k] = m
+	}
 	for k, r := range s.Roles {
 		out.Roles[k] = cloneRole(r)
 	}
@@ -150,7 +166,7 @@ func (s *dirState) clone() *dirState {
 // directory renders the state as the shared command.Directory. state computes each
 // node's liveness (the leader's view); Generation comes from the same source.
 func (s *dirState) directory(state func(n nodeRecord) (string, uint64)) command.Directory {
-	d := command.Directory{Index: s.Index, Nodes: []command.NodeInfo{}, Groups: s.sortedGroups()}
+	d := command.Directory{Index: s.Index, Nodes: []command.NodeInfo{}, Groups: s.sortedGroups(), Moved: s.sortedMoved()}
 	if len(s.Roles) > 0 || len(s.Tokens) > 0 {
 		d.Roles, d.Tokens = s.sortedRoles(), s.sortedTokens()
 	}

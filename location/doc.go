@@ -52,6 +52,9 @@
 //     stream come from package api/statuspage. promotion_history.go and
 //     promotion_metrics.go: the last promotions kept in the directory and their metrics;
 //     operations.go: the admin calls running now, with their progress.
+//   - drain_locations.go: drain and removeNode of a node that other locations hold copies
+//     on: its own location has every other one act on its own groups first
+//     (docs/locations.md "Drain and removeNode across locations").
 //   - auth.go, raft_auth.go: the cluster secret and admin tokens (below), on HTTP and on
 //     raft's connections; raft_tls.go: raft's connections over TLS (Config.ServerTLS and
 //     ClientTLS; every HTTP call the controller makes is https with ClientTLS, and the

@@ -140,20 +140,21 @@ const snapshotFormat = 1
 
 // snapshotFile is the serialised directory: sorted lists, so equal states give equal bytes.
 type snapshotFile struct {
-	Format      int                 `json:"format"`
-	Index       uint64              `json:"index"`
-	Controllers []controllerRecord  `json:"controllers"`
-	Nodes       []nodeRecord        `json:"nodes"`
-	Groups      []command.GroupInfo `json:"groups"`
-	Promotions  []promotionRecord   `json:"promotions,omitempty"`
-	Roles       []command.Role      `json:"roles,omitempty"`
-	Tokens      []command.TokenInfo `json:"tokens,omitempty"`
+	Format      int                  `json:"format"`
+	Index       uint64               `json:"index"`
+	Controllers []controllerRecord   `json:"controllers"`
+	Nodes       []nodeRecord         `json:"nodes"`
+	Groups      []command.GroupInfo  `json:"groups"`
+	Moved       []command.MovedGroup `json:"moved,omitempty"`
+	Promotions  []promotionRecord    `json:"promotions,omitempty"`
+	Roles       []command.Role       `json:"roles,omitempty"`
+	Tokens      []command.TokenInfo  `json:"tokens,omitempty"`
 }
 
 func (s *dirState) snapshotFile() snapshotFile {
 	return snapshotFile{
 		Format: snapshotFormat, Index: s.Index,
-		Controllers: s.sortedControllers(), Nodes: s.sortedNodes(), Groups: s.sortedGroups(),
+		Controllers: s.sortedControllers(), Nodes: s.sortedNodes(), Groups: s.sortedGroups(), Moved: s.sortedMoved(),
 		Promotions: slices.Clone(s.Promotions),
 		Roles:      s.sortedRoles(), Tokens: s.sortedTokens(),
 	}
@@ -178,6 +179,9 @@ func (sf snapshotFile) state() (*dirState, error) {
 			return nil, fmt.Errorf("directory snapshot holds group %d twice", g.Server)
 		}
 		st.Groups[g.Server] = &g
+	}
+	for _, m := range sf.Moved {
+		st.Moved[m.Server] = m
 	}
 	for _, r := range sf.Roles {
 		st.Roles[r.Name] = r

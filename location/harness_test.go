@@ -282,6 +282,9 @@ type fakeNode struct {
 	// noBarrier: as a main chosen by a promotion, never report its barrier committed (it
 	// is cut off from its new config).
 	noBarrier bool
+	// location, when set, is the node's own location (its join names it: a guest where the
+	// controllers are of another one); addr, when set, its address (127.0.0.1:9000+id else).
+	location, addr string
 }
 
 const fakeLastSeq = 1000
@@ -325,7 +328,11 @@ func (n *fakeNode) incarnation() uint64 {
 }
 
 func (n *fakeNode) join() error {
-	d, err := n.send(pathJoin, command.JoinRequest{ID: n.id, Addr: fmt.Sprintf("127.0.0.1:%d", 9000+int(n.id)), Instance: n.instance, Incarnation: n.incarnation()})
+	addr := n.addr
+	if addr == "" {
+		addr = fmt.Sprintf("127.0.0.1:%d", 9000+int(n.id))
+	}
+	d, err := n.send(pathJoin, command.JoinRequest{ID: n.id, Addr: addr, Location: n.location, Instance: n.instance, Incarnation: n.incarnation()})
 	if err == nil {
 		// As node/ctrl.go's adoptIncarnation does.
 		if me := d.NodeByID(n.id); me != nil && me.Instance == n.instance {

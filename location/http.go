@@ -216,6 +216,7 @@ func (c *Controller) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 		c.hearNode(hb.Node, hb.Instance, hb.Incarnation, hb.Generation)
 		t.requestRound()
 	}
+	c.noteMovedHomes(hb)
 	writeJSON(w, http.StatusOK, c.directoryFor(t))
 }
 

@@ -35,6 +35,9 @@ type leaderTerm struct {
 	// aborts are the registrations this term dropped because the main gave them up, by
 	// {server, node}: registerSibling answers with them (membership.go).
 	aborts map[[2]uint16]*command.RegisterAbort
+	// backoffs are the waits before a node whose registration was given up is added to
+	// that group again, by {server, node} (register_backoff.go).
+	backoffs map[[2]uint16]backoffState
 }
 
 type liveness struct {
@@ -59,6 +62,7 @@ func newLeaderTerm(now time.Time) *leaderTerm {
 		kick:      make(chan struct{}, 1),
 		seen:      map[uint16]liveness{},
 		aborts:    map[[2]uint16]*command.RegisterAbort{},
+		backoffs:  map[[2]uint16]backoffState{},
 		verifying: make(chan struct{}, 1),
 
 		reports:  map[uint16]map[uint16]command.GroupReport{},

@@ -160,16 +160,25 @@ func (c *Controller) adminRemoveSibling(ctx context.Context, t *leaderTerm, req 
 
 // adminDrain moves every main role and every copy off node, then marks it spare. Main
 // roles move by planned promotion; copies by registering a replacement first and removing
-// the node's copy only once the replacement votes.
-func (c *Controller) adminDrain(ctx context.Context, t *leaderTerm, req *command.Request) *command.Error {
+// the node's copy only once the replacement votes. The node's own location first has every
+// other location do the same with their groups' copies (drain_locations.go).
+func (c *Controller) adminDrain(ctx context.Context, t *leaderTerm, req *command.Request, via adminVia) *command.Error {
 	_, node, err := serverNode(req, false)
 	if err != nil {
 		return err
 	}
 	d := c.directoryFor(t)
-	if d.NodeByID(node) == nil {
+	n := d.NodeByID(node)
+	if n == nil {
+		if via.from != "" {
+			return nil // never a guest here: it holds no copy of this location's groups
+		}
 		return command.Errorf(command.CodeNotFound, "no node %d", node)
 	}
+	if done, e := c.acrossLocations(ctx, command.OpDrain, req, n, via); done || e != nil {
+		return e
+	}
+	d = c.directoryFor(t)
 	var total, done uint64
 	for _, g := range d.Groups {
 		if g.Main == node || member(&g, node) != nil {
@@ -277,8 +286,10 @@ func (c *Controller) replacement(t *leaderTerm, server, except uint16) (uint16, 
 
 // adminRemoveNode decommissions node: it must be spare (drained), hold no copy, and be
 // stopped (not heard within down-after), since a running process would join again at once.
-// A process started later under the same ID joins as a new node.
-func (c *Controller) adminRemoveNode(t *leaderTerm, req *command.Request) *command.Error {
+// A process started later under the same ID joins as a new node. The node's own location
+// checks its own record first, then has every other location check that it homes no group
+// the node holds a copy of and remove its guest record (drain_locations.go).
+func (c *Controller) adminRemoveNode(ctx context.Context, t *leaderTerm, req *command.Request, via adminVia) *command.Error {
 	_, node, err := serverNode(req, false)
 	if err != nil {
 		return err
@@ -286,7 +297,13 @@ func (c *Controller) adminRemoveNode(t *leaderTerm, req *command.Request) *comma
 	d := c.directoryFor(t)
 	n := d.NodeByID(node)
 	if n == nil {
+		if via.from != "" {
+			return nil // never a guest here, or removed already
+		}
 		return command.Errorf(command.CodeNotFound, "no node %d", node)
+	}
+	if act, _, passTo := c.nodeRouting(n, via); passTo != "" || !act {
+		return c.adminAt(ctx, passTo, command.OpRemoveNode, req, via, "")
 	}
 	var held []uint16
 	for _, g := range d.Groups {
@@ -299,8 +316,13 @@ func (c *Controller) adminRemoveNode(t *leaderTerm, req *command.Request) *comma
 		return command.Errorf(command.CodeConflict, "node %d holds copies of groups %v; drain it first", node, held)
 	case n.State != command.NodeSpare:
 		return command.Errorf(command.CodeConflict, "node %d is %s, not spare; drain it first", node, n.State)
-	case t.heardWithin(node, time.Now(), c.cfg.DownAfter):
+	case via.from == "" && t.heardWithin(node, time.Now(), c.cfg.DownAfter):
 		return command.Errorf(command.CodeConflict, "node %d is still running; stop its process first", node)
+	}
+	if via.from == "" {
+		if _, e := c.acrossLocations(ctx, command.OpRemoveNode, req, n, via); e != nil {
+			return e
+		}
 	}
 	if e := c.proposeLogged(removeNode{Node: node}); e != nil {
 		return command.Errorf(command.CodeConflict, "remove node %d: %v", node, e)

@@ -401,7 +401,8 @@ func (c *Controller) promote(t *leaderTerm, a promotionAction, passOver uint16) 
 	}
 	log := c.log.With().Uint16("group", g.Server).Uint64("epoch", epoch).Uint16("from", g.Main).Logger()
 	log.Info().Bool("auto", auto).Str("why", why).Msg("promotion: sealing")
-	replies := c.seal(t, &g, command.SealRequest{Server: g.Server, Epoch: epoch, From: g.Main, Auto: auto, Home: c.cfg.Location})
+	replies := c.seal(t, &g, command.SealRequest{Server: g.Server, Epoch: epoch, From: g.Main, Auto: auto, Home: c.cfg.Location,
+		HomeGen: g.HomeGen, RehomedFrom: g.RehomedFrom})
 	cmd, chosen := decidePromotion(&g, epoch, replies, mainFenced(t, &g, replies, c.now(), c.cfg.DownAfter), passOver, c.atHome(t))
 	if _, abandon := cmd.(abandonPromotion); abandon {
 		log.Warn().Int("sealed", len(replies)).Msg("promotion: too few siblings sealed; abandoning the attempt")

@@ -183,7 +183,9 @@ func (c *Controller) reconcile(t *leaderTerm) {
 	d := c.directoryFor(t)
 	reports := t.snapshotReports()
 	c.planPromotions(t, d, reports)
-	for _, cmd := range planRound(d, reports, t.copyClock(c.now(), c.cfg.CopyTimeout)) {
+	now := c.now()
+	plan := withoutBackedOff(planRound(d, reports, t.copyClock(now, c.cfg.CopyTimeout)), t.registerWaiting(now))
+	for _, cmd := range plan {
 		select {
 		case <-t.stop:
 			return
@@ -195,6 +197,9 @@ func (c *Controller) reconcile(t *leaderTerm) {
 		case activate:
 			v.AtMs = c.now().UnixMilli()
 			cmd = v
+			for _, id := range v.CopyIDs {
+				t.clearRegisterBackoff(v.Server, id.Node)
+			}
 		}
 		idx, err := c.cons.propose(cmd)
 		var ref *refusal
@@ -208,6 +213,11 @@ func (c *Controller) reconcile(t *leaderTerm) {
 			c.log.Warn().Str("kind", cmd.kind()).Err(err).Msg("reconcile command failed")
 			return
 		default:
+			if d, ok := cmd.(dropLearner); ok {
+				wait := t.noteRegisterAbort(d.Server, d.Node, c.now())
+				c.log.Info().Uint16("group", d.Server).Uint16("node", d.Node).Dur("wait", wait).
+					Msg("registration given up: the node is not added to the group again before the wait")
+			}
 			c.logApplied(cmd)
 			if _, ok := cmd.(activate); ok {
 				c.notePromotion(idx)

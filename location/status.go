@@ -176,6 +176,7 @@ func buildStatus(in statusInput) command.Status {
 		out.Groups = append(out.Groups, sg)
 	}
 	out.Operations = statusOperations(in.ops, out.Groups)
+	out.Moved = in.st.sortedMoved()
 	return out
 }
 

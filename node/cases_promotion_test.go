@@ -22,7 +22,7 @@ func TestCase5B_SealIsDurableBeforeItsReply(t *testing.T) {
 	defer s1.Close()
 	created := createIn1(t, s1, `"x0"`)
 	waitUntil(t, 5*time.Second, "A holds the create", func() bool { return lastSeqOf1(nodes[1]) >= created.Seq })
-	reply, status, msg := nodes[1].n.localGroup(1).seal(&command.SealRequest{Server: 1, Epoch: 2, From: 1})
+	reply, status, msg := nodes[1].n.localGroup(1).seal(&command.SealRequest{Server: 1, Epoch: 2, From: 1}, nil)
 	if status != http.StatusOK {
 		t.Fatalf("seal of A: %d %s", status, msg)
 	}

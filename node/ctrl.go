@@ -411,6 +411,9 @@ func (n *Node) applyDirectory(l *link, d *command.Directory) {
 	n.applyMu.Lock()
 	defer n.applyMu.Unlock()
 	n.mu.Lock()
+	if d.Location == "" || d.Location == l.loc {
+		l.heard = time.Now()
+	}
 	if (d.Location != "" && d.Location != l.loc) || (l.dir != nil && d.Index < l.dir.Index) {
 		n.mu.Unlock()
 		return

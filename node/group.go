@@ -209,6 +209,9 @@ func (g *group) report() command.GroupReport {
 		return m.LastEpoch, m.LastSeq
 	})
 	r.Applied, r.CopyID = g.applied, g.copyID
+	if rec, ok := g.n.homes.get(g.id); ok {
+		r.Home, r.HomeGen = rec.Home, rec.Gen
+	}
 	if g.resyncing {
 		// No position: a copy being rebuilt holds nothing it could vouch for.
 		r.CommitSeq, r.Applied, r.LastEpoch, r.LastSeq, r.Resyncing = 0, 0, 0, 0, true

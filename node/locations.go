@@ -27,8 +27,10 @@ type link struct {
 	loc  string
 	own  bool
 	ctrl *ctrlClient
-	// dir is the directory this location last answered; guarded by Node.mu.
-	dir *command.Directory
+	// dir is the directory this location last answered, and heard when its controllers
+	// last answered one; guarded by Node.mu.
+	dir   *command.Directory
+	heard time.Time
 }
 
 // discoverEvery is how often a node asks the controllers for the locations they know.
@@ -124,8 +126,12 @@ func (n *Node) homeLink(id command.ServerID) *link {
 func (n *Node) ctrlFor(id command.ServerID) *ctrlClient { return n.homeLink(id).ctrl }
 
 // adminCtrl returns the controllers an admin call goes to: the home's of the group it
-// names, the own location's for a call about a node (drain, removeNode).
+// names, the own location's for a call about a node (drain, removeNode), those of the
+// location a rehome names (nil when this node knows no such location).
 func (n *Node) adminCtrl(req *command.Request) *ctrlClient {
+	if req.Op == command.OpRehome {
+		return n.rehomeCtrl(req.Location)
+	}
 	if req.Server != nil && *req.Server > 0 && *req.Server <= 65535 {
 		return n.ctrlFor(command.ServerID(*req.Server))
 	}
@@ -142,8 +148,9 @@ func (n *Node) homeOf(id command.ServerID) string {
 }
 
 // mergeLocked builds the node's one view of every location's directory: the groups of each
-// (each homed in the location that lists it; a group two locations list is taken from the
-// first by name, and warned of), and every node once, preferring the record of the node's
+// (each homed in the location that lists it; of two locations listing a group, the one of
+// the later home generation, else the first by name, warned of; never one older than the
+// home this node's copy recorded: a home that was replaced may list it still), and every node once, preferring the record of the node's
 // own location's directory. Index is the own location's. n.mu is held.
 func (n *Node) mergeLocked() *command.Directory {
 	if n.own == nil {
@@ -176,10 +183,20 @@ func (n *Node) mergeLocked() *command.Directory {
 			if gi.Home == "" {
 				gi.Home = loc
 			}
-			if other, ok := groups[gi.Server]; ok {
-				n.log.Warn().Uint16("group", gi.Server).Str("home", other.Home).Str("also", loc).
-					Msg("two locations list the same group; following the first")
+			if gi.Home != loc {
 				continue
+			}
+			if rec, ok := n.homes.get(command.ServerID(gi.Server)); ok && rec.Gen > gi.HomeGen {
+				continue // a later home sealed this node's copy: this record is of a replaced home
+			}
+			if other, ok := groups[gi.Server]; ok {
+				if other.HomeGen == gi.HomeGen {
+					n.log.Warn().Uint16("group", gi.Server).Str("home", other.Home).Str("also", loc).
+						Msg("two locations list the same group; following the first")
+				}
+				if other.HomeGen >= gi.HomeGen {
+					continue
+				}
 			}
 			groups[gi.Server] = gi
 		}

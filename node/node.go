@@ -150,9 +150,11 @@ type Node struct {
 	mu      sync.RWMutex
 	// own is the link to this node's location's controllers, links every location's by
 	// name (locations.go); dir is their directories merged.
-	own    *link
-	links  map[string]*link
-	dir    *command.Directory
+	own   *link
+	links map[string]*link
+	dir   *command.Directory
+	// homes are the homes this node's copies promised (homes.go).
+	homes  *homes
 	groups map[command.ServerID]*group
 	joined bool
 
@@ -217,6 +219,11 @@ func New(cfg Config) (*Node, error) {
 		}
 		n.incarnation.Store(inc)
 	}
+	hs, err := loadHomes(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	n.homes = hs
 	if cfg.Store != nil {
 		n.store = cfg.Store
 	} else {
@@ -300,6 +307,7 @@ func (n *Node) Handler() http.Handler {
 	mux.HandleFunc("/v1/internal/feed", n.serveFeed)
 	mux.HandleFunc("/v1/internal/snapshot", n.serveSnapshot)
 	mux.HandleFunc("/v1/internal/seal", n.serveSeal)
+	mux.HandleFunc("/v1/internal/group", n.serveGroupView)
 	mux.HandleFunc("/v1/internal/handover", n.serveHandover)
 	mux.Handle("/v1/internal/metrics", n.metrics.handler())
 	// Profiles for operators, behind the same cluster secret as the rest of /v1/internal/.

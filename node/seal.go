@@ -25,13 +25,12 @@ func (n *Node) serveSeal(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no copy of that group", http.StatusNotFound)
 		return
 	}
-	if home := n.homeOf(g.id); req.Home != "" && req.Home != home && (home != "" || req.Home != n.cfg.Location) {
-		// Only the group's home raises its epoch (docs/replication.md case 6). A group no
-		// directory lists yet is taken to be homed in this node's own location.
-		http.Error(w, fmt.Sprintf("seal of group %d from location %q refused: its home is %q", req.Server, req.Home, home), http.StatusConflict)
+	rec, err := n.sealHome(g.id, &req)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusConflict)
 		return
 	}
-	reply, status, msg := g.seal(&req)
+	reply, status, msg := g.seal(&req, rec)
 	if status != http.StatusOK {
 		http.Error(w, msg, status)
 		return
@@ -40,7 +39,66 @@ func (n *Node) serveSeal(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(reply)
 }
 
-func (g *group) seal(req *command.SealRequest) (command.SealReply, int, string) {
+// sealHome checks that req comes from group id's home (docs/replication.md case 6,
+// docs/locations.md "Moving a home") and returns the home record the seal makes (nil: none
+// to record). The copy's recorded home, else the directories' (a group no directory lists
+// yet is taken to be homed in this node's own location), decides:
+//   - a seal of an older home generation is refused: a later home fenced it;
+//   - of the same generation, only that home's;
+//   - of a later generation (a rehome), only when it names as replaced the home this copy
+//     knows and this node hears no controller of that home nor of the replaced one within
+//     down-after: the copy's own check that the home it promised is gone.
+func (n *Node) sealHome(id command.ServerID, req *command.SealRequest) (*homeRecord, error) {
+	if req.Home == "" {
+		return nil, nil
+	}
+	known, recorded := n.homes.get(id)
+	if !recorded {
+		known = homeRecord{Home: n.cfg.Location}
+		if gi := n.directoryGroup(id); gi != nil {
+			known = homeRecord{Home: gi.Home, Gen: gi.HomeGen}
+		}
+	}
+	switch {
+	case req.HomeGen < known.Gen:
+		return nil, fmt.Errorf("seal of group %d from location %q refused: it was homed there at generation %d, and is homed in %q at generation %d since",
+			req.Server, req.Home, req.HomeGen, known.Home, known.Gen)
+	case req.HomeGen == known.Gen:
+		if req.Home != known.Home {
+			return nil, fmt.Errorf("seal of group %d from location %q refused: its home is %q", req.Server, req.Home, known.Home)
+		}
+		if recorded || req.HomeGen == 0 {
+			return nil, nil
+		}
+	default:
+		if req.RehomedFrom == "" || (req.RehomedFrom != known.Home && req.HomeGen == known.Gen+1) {
+			return nil, fmt.Errorf("seal of group %d from location %q at home generation %d refused: this copy knows %q as its home at generation %d, and the seal does not replace it",
+				req.Server, req.Home, req.HomeGen, known.Home, known.Gen)
+		}
+		for _, loc := range []string{known.Home, req.RehomedFrom} {
+			if at, ok := n.heardFrom(loc); ok && time.Since(at) < n.cfg.DownAfter {
+				return nil, fmt.Errorf("seal of group %d from location %q refused: this node still hears the controllers of %q (%s ago), the home it replaces",
+					req.Server, req.Home, loc, time.Since(at).Round(time.Millisecond))
+			}
+		}
+	}
+	return &homeRecord{Home: req.Home, Gen: req.HomeGen}, nil
+}
+
+// heardFrom returns when location loc's controllers last answered this node.
+func (n *Node) heardFrom(loc string) (time.Time, bool) {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	l := n.links[loc]
+	if l == nil || l.heard.IsZero() {
+		return time.Time{}, false
+	}
+	return l.heard, true
+}
+
+// seal makes the copy promise req's epoch, recording home first when it is set (the home
+// that sealed it, durable before the epoch is).
+func (g *group) seal(req *command.SealRequest, home *homeRecord) (command.SealReply, int, string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var out command.SealReply
@@ -58,6 +116,12 @@ func (g *group) seal(req *command.SealRequest) (command.SealReply, int, string) 
 	if err != nil {
 		return out, http.StatusInternalServerError, err.Error()
 	}
+	if home != nil {
+		if err := g.n.homes.record(g.id, *home); err != nil {
+			g.n.noteDiskFault(err)
+			return out, http.StatusInternalServerError, err.Error()
+		}
+	}
 	if req.Epoch > m.Epoch {
 		if err := g.gs.Write(&store.Batch{Epoch: req.Epoch}); err != nil {
 			g.n.noteDiskFault(err)
@@ -71,6 +135,6 @@ func (g *group) seal(req *command.SealRequest) (command.SealReply, int, string) 
 		ev = ev.Dur("heardAgo", time.Since(heard))
 	}
 	ev.Msg("sealed for a promotion")
-	return command.SealReply{Node: uint16(g.n.cfg.ID), LastEpoch: le, LastSeq: ls, CommitSeq: commit, CopyID: g.copyID},
+	return command.SealReply{Node: uint16(g.n.cfg.ID), Epoch: max(req.Epoch, m.Epoch), LastEpoch: le, LastSeq: ls, CommitSeq: commit, CopyID: g.copyID},
 		http.StatusOK, ""
 }

@@ -63,13 +63,16 @@ func (s *Session) Start(ctx context.Context, req *command.Request, admin bool) f
 			}
 			return &command.Reply{Status: st}, nil
 		}
-	case command.OpRegisterSibling, command.OpRemoveSibling, command.OpPromote, command.OpDrain, command.OpRemoveNode,
+	case command.OpRegisterSibling, command.OpRemoveSibling, command.OpPromote, command.OpDrain, command.OpRemoveNode, command.OpRehome,
 		command.OpCreateRole, command.OpDeleteRole, command.OpListRoles, command.OpCreateToken, command.OpRevokeToken:
 		if !admin {
 			return failed(command.Errorf(command.CodeForbidden, "%s needs an admin token", req.Op))
 		}
 		if req.Op == command.OpRegisterSibling {
 			return s.registerWithProgress(ctx, req)
+		}
+		if req.Op == command.OpRehome && s.n.adminCtrl(req) == nil {
+			return failed(command.Errorf(command.CodeBadRequest, "rehome of group %d: location %q is unknown to this node", *req.Server, req.Location))
 		}
 		return func() (*command.Reply, error) { return s.n.adminCtrl(req).admin(ctx, req) }
 	}

@@ -20,8 +20,8 @@
 // every clusterMode: on an open cluster; "secured", with a cluster secret and an admin token
 // on every process and clients holding a role's token, where checkGuarded first has
 // intruders refused on every controller and node port; and "tls", that with TLS on every
-// listener besides (dev --tls). Groups spanning three locations run open and in the tls
-// mode. TestEndpointsRefuseIntruders calls every endpoint the routers register
+// listener besides (dev --tls). Groups spanning three locations, and a location losing all its
+// controllers, run open and in the tls mode; a drain across locations in the tls mode. TestEndpointsRefuseIntruders calls every endpoint the routers register
 // (routerPatterns) in plaintext on a TLS cluster and, for internal ones, without the
 // secret, and checks that nothing is served or changed; TestRolesAndTokens calls every
 // endpoint without the credentials it needs; the status page is driven in chromium with and

@@ -559,6 +559,12 @@ func pairPeers(ws []*writer) {
 // longestGap returns the longest time between consecutive acknowledgements of any of the
 // writers, within [from, to] of the history clock.
 func longestGap(ws []*writer, from, to int64) time.Duration {
+	gap, _ := longestGapAt(ws, from, to)
+	return gap
+}
+
+// longestGapAt is longestGap and the history time its gap began.
+func longestGapAt(ws []*writer, from, to int64) (time.Duration, int64) {
 	var ts []int64
 	for _, w := range ws {
 		w.mu.Lock()
@@ -570,9 +576,11 @@ func longestGap(ws []*writer, from, to int64) time.Duration {
 		w.mu.Unlock()
 	}
 	slices.Sort(ts)
-	var gap int64
+	var gap, at int64
 	for i := 1; i < len(ts); i++ {
-		gap = max(gap, ts[i]-ts[i-1])
+		if d := ts[i] - ts[i-1]; d > gap {
+			gap, at = d, ts[i-1]
+		}
 	}
-	return time.Duration(gap)
+	return time.Duration(gap), at
 }

@@ -16,7 +16,7 @@ import (
 // then goes through json.Marshal.
 func appendRequestFrame(buf []byte, id string, r *command.Request) ([]byte, bool) {
 	if len(r.From) > 0 || r.After != "" || r.Limit != 0 || r.Sub != "" || r.Token != "" || r.Node != nil ||
-		r.Name != "" || r.Grants != nil || r.Role != "" {
+		r.Name != "" || r.Grants != nil || r.Role != "" || r.Location != "" {
 		return buf, false
 	}
 	ok := true

@@ -35,6 +35,7 @@ func adminUsage(w io.Writer) {
 	for _, a := range adminOps {
 		fmt.Fprintf(w, "  %-17s %s\n", a.name, a.summary)
 	}
+	fmt.Fprintf(w, "  %-17s %s\n", "rehome", "move group --server's home to --location (its home lost every controller)")
 	fmt.Fprintf(w, "  %-17s %s\n", "role", "create, delete or list roles (grants of op kinds on types)")
 	fmt.Fprintf(w, "  %-17s %s\n", "token", "create a token for a role (shown once) or revoke one")
 	fmt.Fprintf(w, "  %-17s %s\n", "status", "print the cluster status")
@@ -51,6 +52,8 @@ func runAdmin(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	case "status":
 		return runStatus(args[1:], stdout, stderr)
+	case "rehome":
+		return runAdminRehome(args[1:], stdout, stderr)
 	case "role":
 		return runAdminRole(args[1:], stdout, stderr)
 	case "token":
@@ -111,6 +114,38 @@ func runAdminOp(a adminOp, args []string, stdout, stderr io.Writer) int {
 	// Sent once: an admin op is not idempotent, so a retry after an unknown outcome is
 	// the operator's decision.
 	return call(cf, "admin "+a.name, stdout, stderr, func(ctx context.Context, c *client.Client) (adminOutput, error) {
+		if _, err := c.Do(ctx, req); err != nil {
+			return adminOutput{}, err
+		}
+		return adminOutput{OK: true}, nil
+	})
+}
+
+// runAdminRehome moves a group's home to another location (docs/locations.md "Moving a
+// home"): `sibyl admin rehome --server N --location LOC`.
+func runAdminRehome(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("admin rehome", "admin rehome --server N --location LOC", stderr)
+	cf := addClientFlags(fs)
+	fs.Lookup("timeout").DefValue = adminTimeout.String()
+	*cf.timeout = adminTimeout
+	server := fs.Uint("server", 0, "group (server ID) whose home moves (required)")
+	loc := fs.String("location", "", "location whose controllers take the group over (required)")
+	pos, code, ok := parseOrExit(fs, args, stderr)
+	if !ok {
+		return code
+	}
+	if len(pos) > 0 {
+		return usageError(fs, stderr, "unexpected arguments %q", pos)
+	}
+	if *server < 1 || *server > 65535 {
+		return usageError(fs, stderr, "--server %d: want a server ID in 1..65535", *server)
+	}
+	if *loc == "" {
+		return usageError(fs, stderr, "--location is required")
+	}
+	s := int64(*server)
+	req := &command.Request{Op: command.OpRehome, Server: &s, Location: *loc}
+	return call(cf, "admin rehome", stdout, stderr, func(ctx context.Context, c *client.Client) (adminOutput, error) {
 		if _, err := c.Do(ctx, req); err != nil {
 			return adminOutput{}, err
 		}

@@ -1,0 +1,103 @@
+package node
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sibylhq/sibyl/command"
+)
+
+// Case 6 with a moved home (docs/locations.md "Moving a home"): a copy takes a rehome seal
+// (the next home generation, naming its home as the one replaced) only once it hears none
+// of its home's controllers; from then on, across a restart of its node, it refuses its old
+// home's seals whatever their epoch, and another location's of the same generation.
+func TestCase6_RehomeCopyRefusesTheOldHomeAfterTheNewOne(t *testing.T) {
+	fc, nodes := testCluster(t)
+	b := nodes[1]
+	waitUntil(t, 5*time.Second, "node 2 follows group 1 in epoch 1", func() bool {
+		if b.n.homeOf(1) != "default" || b.n.localGroup(1) == nil {
+			return false
+		}
+		m, err := b.n.localGroup(1).gs.Meta()
+		return err == nil && m.Epoch == 1
+	})
+	seal := func(req command.SealRequest) (int, string) {
+		req.Server, req.From = 1, 1
+		body, _ := json.Marshal(req)
+		resp, err := http.Post("http://"+b.cfg.HTTPAddr+"/v1/internal/seal", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		msg, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(msg)
+	}
+	epoch := func() uint64 {
+		m, err := b.n.localGroup(1).gs.Meta()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Epoch
+	}
+	band := command.EpochBand(1)
+	rehome := command.SealRequest{Epoch: band, Home: "loc2", HomeGen: 1, RehomedFrom: "default"}
+
+	if code, msg := seal(command.SealRequest{Epoch: 2, Home: "default"}); code != http.StatusOK {
+		t.Fatalf("seal from the group's home: HTTP %d %s, want 200", code, msg)
+	}
+	if code, msg := seal(rehome); code != http.StatusConflict || !strings.Contains(msg, "still hears") {
+		t.Fatalf("rehome seal while the home's controllers answer: HTTP %d %s, want 409 (still hears)", code, msg)
+	}
+	if code, _ := seal(command.SealRequest{Epoch: band, Home: "loc2", HomeGen: 1}); code != http.StatusConflict {
+		t.Fatalf("a later generation's seal naming no replaced home: HTTP %d, want 409", code)
+	}
+	if e := epoch(); e != 2 {
+		t.Fatalf("epoch after refused seals: %d, want 2", e)
+	}
+
+	fc.srv.Close() // the home's controllers are gone
+	waitUntil(t, 5*time.Second, "the rehome seal taken once node 2 no longer hears its home", func() bool {
+		code, _ := seal(rehome)
+		return code == http.StatusOK
+	})
+	if e := epoch(); e != band {
+		t.Fatalf("epoch after the rehome seal: %d, want %d", e, band)
+	}
+	if rec, ok := b.n.homes.get(1); !ok || rec != (homeRecord{Home: "loc2", Gen: 1}) {
+		t.Fatalf("recorded home %+v %v, want loc2 at generation 1", rec, ok)
+	}
+	if r := b.n.localGroup(1).report(); r.Home != "loc2" || r.HomeGen != 1 {
+		t.Fatalf("heartbeat report names home %q generation %d, want loc2 at 1", r.Home, r.HomeGen)
+	}
+
+	refusedAfter := func(when string) {
+		t.Helper()
+		for _, req := range []command.SealRequest{
+			{Epoch: band + 100, Home: "default"},                                  // the old home, at any epoch
+			{Epoch: band + 100, Home: "loc3", HomeGen: 1, RehomedFrom: "default"}, // another home of the same generation
+		} {
+			if code, msg := seal(req); code != http.StatusConflict {
+				t.Fatalf("%s: seal %+v: HTTP %d %s, want 409", when, req, code, msg)
+			}
+		}
+		if e := epoch(); e != band {
+			t.Fatalf("%s: epoch %d after refused seals, want %d", when, e, band)
+		}
+		if code, msg := seal(command.SealRequest{Epoch: band + 1, Home: "loc2", HomeGen: 1, RehomedFrom: "default"}); code != http.StatusOK {
+			t.Fatalf("%s: the new home's next seal: HTTP %d %s, want 200", when, code, msg)
+		}
+		band++
+	}
+	refusedAfter("after the rehome seal")
+
+	b.stop()
+	b = startTestNode(t, b.cfg)
+	nodes[1] = b
+	waitUntil(t, 5*time.Second, "node 2 back with its copy of group 1", func() bool { return b.n.localGroup(1) != nil })
+	refusedAfter("after node 2 restarted")
+}
