@@ -46,9 +46,14 @@ import (
 // Once the faults heal, the group must settle and every request be answered within
 // bounds (invariant 15), or the schedule fails.
 //
-// Seeds 1..-sim.runs run every time; -sim.fresh (or SIBYL_SIM_FRESH) more, drawn from the
-// clock, explore new schedules in each run and are printed before they run. A failure
-// prints its seed; -sim.seed=N replays it, -sim.trace logs its events.
+// TestSimulation runs all of this in one location; TestSimulationLocations across several
+// (-sim.locs, 3 by default), each a controller cluster of its own, with WAN delays,
+// partitions between locations and whole locations lost (sim_locations_test.go).
+//
+// Seeds 1..-sim.runs (-sim.locruns across locations) run every time; -sim.fresh (or
+// SIBYL_SIM_FRESH) more, drawn from the clock, explore new schedules in each run and are
+// printed before they run. A failure prints its seed; -sim.seed=N replays it, -sim.trace
+// logs its events.
 
 var (
 	simSeed  = flag.Int64("sim.seed", 0, "run only this seed of the directory+replication simulation")
