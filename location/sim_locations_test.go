@@ -212,14 +212,19 @@ func (s *sim) restoreLocation(l *simLoc) {
 	}
 }
 
-// rehome is the hook for moving the group's home to location to (docs/protocol.md §6
-// rehome): its place in the fault menu is kept, but the simulation does not move homes
-// yet. Simulating it needs: the new home's leader fencing the live configs through the
-// same seal quorum, the group's record moving from s.home.fsm to to.fsm, s.home = to, the
-// nodes taking the group's role from the new home's directory (simNode.dir and dirIdx are
-// the home's), and the checks of directoryChanged across the two FSMs.
+// rehome is the hook for moving the group's home to location to while its home is lost
+// (admin rehome: location/rehome.go, node/homes.go; docs/locations.md "Moving a home"). Its
+// place in the fault menu is kept, but the simulation does not move homes yet: nothing
+// happens. Simulating it needs a simTerm step machine for adminRehome (the group's newest
+// view from the copies, beginRehome in to's FSM, seals at the next home generation's epoch
+// band counted by sealsCoverMajority, reopenRehome, the outcome), the nodes' durable
+// (home, generation) with the seal refusing older or other homes, disownGroup at the old
+// home once it is back, s.home = to with simNode.dir and dirIdx following the latest home
+// generation, and directoryChanged checking epochs across the two FSMs.
 func (s *sim) rehome(to *simLoc) {
-	_ = to
+	if s.home.lost && to != s.home {
+		s.stats.faults["rehome (not simulated)"]++
+	}
 }
 
 func TestSimulationLocations(t *testing.T) {
