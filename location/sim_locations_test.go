@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/node/core"
 )
 
 // The simulation across locations (docs/locations.md). Each location is a controller
@@ -212,6 +213,50 @@ func (s *sim) restoreLocation(l *simLoc) {
 	}
 }
 
+// simHeadless is how long the group's home stays without controllers in
+// homeWithoutControllers, and simHeadlessBound the longest a request may wait then.
+const (
+	simHeadless      = 2000
+	simHeadlessBound = 10 * simDownAfter
+)
+
+// homeWithoutControllers: once the group has settled after healing, its home loses every
+// controller (its nodes keep running) for simHeadless steps. The group keeps serving
+// (docs/locations.md "A location that loses its controllers"): the directory's main keeps
+// its role in its epoch, and every request is answered within simHeadlessBound. Then the
+// controllers come back.
+func (s *sim) homeWithoutControllers() {
+	g := s.group()
+	main, epoch := g.Main, g.Epoch
+	s.loseLocation(s.home, false)
+	s.stats.faults["home's controllers lost after healing"]++
+	since := map[*simClient]waitingSince{}
+	for range simHeadless {
+		s.step(false)
+		if m := s.node(main); !m.up || m.c.Role() != core.Main || m.c.Epoch() != epoch {
+			s.fatalf("main %d of epoch %d stopped serving while its home %s had no controller (role %s, epoch %d)",
+				main, epoch, s.home.name, m.c.Role(), m.c.Epoch())
+		}
+		for _, cl := range s.chk.clients {
+			if cl.req == nil {
+				delete(since, cl)
+				continue
+			}
+			w, ok := since[cl]
+			if !ok || w.req != cl.req {
+				w = waitingSince{req: cl.req, since: s.now}
+				since[cl] = w
+			}
+			s.stats.headlessWaitMax = max(s.stats.headlessWaitMax, s.now-w.since)
+			if s.now-w.since > simHeadlessBound {
+				s.fatalf("client %d has waited %v for the answer to its %s %s while the home %s had no controller (bound %v): %s",
+					cl.id, s.now-w.since, cl.req.Op, cl.req.RID, s.home.name, simHeadlessBound, s.chk.livenessState())
+			}
+		}
+	}
+	s.restoreLocation(s.home)
+}
+
 // rehome is the hook for moving the group's home to location to while its home is lost
 // (admin rehome: location/rehome.go, node/homes.go; docs/locations.md "Moving a home"). Its
 // place in the fault menu is kept, but the simulation does not move homes yet: nothing
@@ -250,6 +295,8 @@ func TestSimulationLocations(t *testing.T) {
 	t.Logf("faults: %s", faultsString(total.faults))
 	t.Logf("liveness after healing (and the promotion backoff then, at most %v): the slowest group settled in %v (bound %v), the longest wait for an answer was %v (bound %v)",
 		total.backoffMax, total.settleMax, simSettleBound, total.waitMax, simAnswerBound)
+	t.Logf("%d times the home lost its controllers after healing, for %v each: the main kept its role, the longest wait for an answer was %v (bound %v)",
+		total.faults["home's controllers lost after healing"], time.Duration(simHeadless)*time.Millisecond, total.headlessWaitMax, simHeadlessBound)
 }
 
 func faultsString(f map[string]int) string {

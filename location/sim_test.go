@@ -155,6 +155,8 @@ type simStats struct {
 	// faults injected, by kind, and promotions that chose a main outside the group's home
 	faults         map[string]int
 	awayPromotions int
+	// the longest wait for an answer while the home had no controller (sim_locations_test.go)
+	headlessWaitMax time.Duration
 	// the slowest schedule: from healing to a settled group, and the longest a client
 	// waited for an answer after healing (invariant 15)
 	settleMax, waitMax, backoffMax time.Duration
@@ -178,6 +180,7 @@ func (st *simStats) add(o simStats) {
 	st.events += o.events
 	st.digests += o.digests
 	st.awayPromotions += o.awayPromotions
+	st.headlessWaitMax = max(st.headlessWaitMax, o.headlessWaitMax)
 	for k, v := range o.faults {
 		if st.faults == nil {
 			st.faults = map[string]int{}
@@ -436,6 +439,10 @@ func runSimAt(t simT, seed int64, mutation string, locs int) simStats {
 	}
 	s.quiesce()
 	s.converge()
+	if len(s.locs) > 1 && s.rng.Intn(3) == 0 {
+		s.homeWithoutControllers()
+		s.converge()
+	}
 	s.chk.final()
 	if s.liveness != "" {
 		s.fatalf("%s (after every node restarted, the group settled and every safety check passed)", s.liveness)
