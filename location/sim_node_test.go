@@ -31,6 +31,7 @@ type simNode struct {
 	dirIdx   uint64             // of the home's directory
 	// disk: the copy
 	log         *sibling.MemLog
+	logWrites   uint64           // raised by every change of the log (checkCopies skips an unchanged one)
 	store       store.GroupStore // the committed layer (sim_state_test.go)
 	applied     uint64
 	epoch       uint64 // durable epoch
@@ -259,6 +260,7 @@ func (n *simNode) retireStale(staleID string) {
 
 func (n *simNode) wipe() {
 	n.log, n.epoch, n.commit, n.copyID = sibling.NewMemLog(), 0, 0, n.copyID+1
+	n.logWrites++
 	n.store, n.applied = newSimStore(), 0
 	n.c.StartOver()
 	n.drain()
@@ -342,7 +344,9 @@ func (n *simNode) onAppend(m *simMsg) {
 				n.s.fatalf("node %d truncates from %d at or below its commit point %d (invariant 5)", n.id, w.Truncate, n.commit)
 			}
 			n.log.Truncate(w.Truncate)
+			n.logWrites++
 		}
+		n.logWrites++
 		if err := n.log.Append(w.Append...); err != nil {
 			n.s.fatalf("node %d: %v", n.id, err)
 		}
@@ -383,6 +387,7 @@ func (n *simNode) crash() {
 	n.s.tracef("node %d crashes (role %s, persisted %d, last %d)", n.id, n.c.Role(), n.persisted, n.log.Last())
 	if n.c.Role() == core.Main {
 		n.log.Truncate(n.persisted + 1)
+		n.logWrites++
 		n.c.Stop(nil)
 		n.drain()
 	}

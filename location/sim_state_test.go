@@ -120,6 +120,7 @@ func (n *simNode) appendEffect(eff *command.Effect) uint64 {
 // layer; the ticket deadlines follow it.
 func (n *simNode) logged(p core.Proposal) {
 	e, seq, eff := p.Entry.Epoch, p.Entry.Seq, p.Effect
+	n.logWrites++
 	if err := n.log.Append(p.Entry); err != nil {
 		n.s.fatalf("node %d: %v", n.id, err)
 	}

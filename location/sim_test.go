@@ -1,6 +1,7 @@
 package location
 
 import (
+	"cmp"
 	"flag"
 	"fmt"
 	"maps"
@@ -297,19 +298,22 @@ func (s *sim) send(m *simMsg) {
 }
 
 // deliverDue delivers every message whose time has come, in time order (ties by position).
+// What a delivery sends is due 0.2 ms later at the earliest, so the due ones are taken out
+// at once.
 func (s *sim) deliverDue() {
-	for {
-		best := -1
-		for i, m := range s.net {
-			if m.at <= s.now && (best < 0 || m.at < s.net[best].at) {
-				best = i
-			}
+	var due []*simMsg
+	rest := s.net[:0]
+	for _, m := range s.net {
+		if m.at <= s.now {
+			due = append(due, m)
+		} else {
+			rest = append(rest, m)
 		}
-		if best < 0 {
-			return
-		}
-		m := s.net[best]
-		s.net = slices.Delete(s.net, best, best+1)
+	}
+	clear(s.net[len(rest):])
+	s.net = rest
+	slices.SortStableFunc(due, func(a, b *simMsg) int { return cmp.Compare(a.at, b.at) })
+	for _, m := range due {
 		if s.blocked(m.from, m.to) {
 			continue
 		}
