@@ -216,7 +216,7 @@ func (s *sim) restoreLocation(l *simLoc) {
 // simHeadless is how long the group's home stays without controllers in
 // homeWithoutControllers, and simHeadlessBound the longest a request may wait then.
 const (
-	simHeadless      = 2000
+	simHeadless      = 1200
 	simHeadlessBound = 10 * simDownAfter
 )
 
