@@ -381,7 +381,7 @@ func TestWipedMainLosesAnUnrecordedCopy(t *testing.T) {
 // directory. Its own location answers its join with the recorded incarnation + 1, which it
 // adopts; its guest join at the home carries that incarnation, above the home's record, so
 // the home took it for a restart and kept the node as main of a fresh epoch with an empty
-// copy (simulation seed 76 of TestSimulationLocations; the node's core then refused to serve,
+// copy (seed 76 of TestSimulationLocations when it was found; the node's core then refused to serve,
 // and the group waited for the home to notice). The join says it adopted one (Wiped): the
 // home clears the main and marks its unrecorded voting copies as lost, as for a wiped
 // return at its own location.
