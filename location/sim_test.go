@@ -58,7 +58,7 @@ import (
 
 var (
 	simSeed  = flag.Int64("sim.seed", 0, "run only this seed of the directory+replication simulation")
-	simRuns  = flag.Int("sim.runs", 300, "schedules of the single-location simulation to run (TestSimulationLocations runs -sim.locruns over several)")
+	simRuns  = flag.Int("sim.runs", 200, "schedules of the single-location simulation to run (TestSimulationLocations runs -sim.locruns over several)")
 	simFresh = flag.Int("sim.fresh", -1, "fresh random seeds of the simulation beside seeds 1..runs (default 25, or SIBYL_SIM_FRESH)")
 	simTrace = flag.Bool("sim.trace", false, "log the simulation's events")
 )
