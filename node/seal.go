@@ -2,6 +2,7 @@ package node
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -117,7 +118,9 @@ func (g *group) seal(req *command.SealRequest, home *homeRecord) (command.SealRe
 		return out, http.StatusInternalServerError, err.Error()
 	}
 	if home != nil {
-		if err := g.n.homes.record(g.id, *home); err != nil {
+		if err := g.n.homes.record(g.id, *home); errors.Is(err, errHomePromised) {
+			return out, http.StatusConflict, err.Error()
+		} else if err != nil {
 			g.n.noteDiskFault(err)
 			return out, http.StatusInternalServerError, err.Error()
 		}
