@@ -372,10 +372,6 @@ func decodeCommand(data []byte) (dirCommand, error) {
 		var v reopenRehome
 		err = json.Unmarshal(env.Body, &v)
 		c = v
-	case kindDropRehome:
-		var v dropRehome
-		err = json.Unmarshal(env.Body, &v)
-		c = v
 	case kindDisownGroup:
 		var v disownGroup
 		err = json.Unmarshal(env.Body, &v)

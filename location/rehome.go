@@ -92,23 +92,24 @@ func (c *Controller) adminRehome(ctx context.Context, t *leaderTerm, req *comman
 			continue
 		}
 		if !sealsCoverMajority(&g, sealed) {
-			log.Warn().Int("sealed", len(sealed)).Msg("rehome: too few copies sealed; giving the group up again")
-			_ = c.proposeLogged(dropRehome{Server: server, HomeGen: g.HomeGen})
+			log.Warn().Int("sealed", len(sealed)).Msg("rehome: too few copies sealed; the attempt is abandoned and the group stays here")
+			_ = c.proposeLogged(abandonPromotion{Server: server, Epoch: epoch})
 			return command.Errorf(command.CodeUnavailable,
-				"rehome of group %d: %d copies sealed, fewer than a majority of the voters of every config (%v)", server, len(sealed), g.Voters())
+				"rehome of group %d: homed in %q now, but %d copies sealed, fewer than a majority of the voters of every config (%v); its promotion goes on as copies answer",
+				server, c.cfg.Location, len(sealed), g.Voters())
 		}
 		chosen := chooseMainAt(sealed, c.atHome(t))
 		if err := c.proposeLogged(choosePromotion{Server: server, Epoch: epoch, Main: chosen.Node, CopyID: chosen.CopyID}); err != nil {
-			_ = c.proposeLogged(dropRehome{Server: server, HomeGen: g.HomeGen})
-			return command.Errorf(command.CodeUnavailable, "rehome of group %d: %v", server, err)
+			_ = c.proposeLogged(abandonPromotion{Server: server, Epoch: epoch})
+			return command.Errorf(command.CodeUnavailable, "rehome of group %d: homed in %q now; choosing its main: %v", server, c.cfg.Location, err)
 		}
 		ok = true
 		log.Info().Uint16("main", chosen.Node).Uint64("epoch", epoch).Uint64("lastEpoch", chosen.LastEpoch).
 			Uint64("lastSeq", chosen.LastSeq).Dur("took", c.now().Sub(asked)).Msg("rehome: new main chosen")
 		return nil
 	}
-	_ = c.proposeLogged(dropRehome{Server: server, HomeGen: g.HomeGen})
-	return command.Errorf(command.CodeUnavailable, "rehome of group %d: copies kept promising later epochs", server)
+	_ = c.proposeLogged(abandonPromotion{Server: server, Epoch: g.Promotion.Epoch})
+	return command.Errorf(command.CodeUnavailable, "rehome of group %d: homed in %q now, but copies kept promising later epochs; its promotion goes on", server, c.cfg.Location)
 }
 
 // rehomedRecord is rec as home loc takes it over: the next home generation, and an open
