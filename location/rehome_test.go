@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -68,12 +69,26 @@ func (rn *rehomeNode) stop() {
 
 func newRehomeWorld(t *testing.T) *rehomeWorld {
 	t.Helper()
+	return newRehomeWorldWith(t, nil)
+}
+
+// newRehomeWorldWith is newRehomeWorld with prepare (if set) run on each node's data
+// directory before the node starts.
+func newRehomeWorldWith(t *testing.T, prepare func(id uint16, dataDir string)) *rehomeWorld {
+	t.Helper()
 	w := &rehomeWorld{t: t, locs: newTestLocations(t, []string{"loc1", "loc2"}, 3, rehomeSecret), nodes: map[uint16]*rehomeNode{}}
 	base := t.TempDir()
 	for id := uint16(1); id <= 4; id++ {
 		loc := "loc1"
 		if id > 2 {
 			loc = "loc2"
+		}
+		if prepare != nil {
+			dir := filepath.Join(base, fmt.Sprint(id))
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			prepare(id, dir)
 		}
 		w.nodes[id] = startRehomeNode(t, "127.0.0.1:0", node.Config{ID: command.ServerID(id), Location: loc,
 			DataDir: filepath.Join(base, fmt.Sprint(id)), Controllers: w.locs[loc].httpAddrs(), ClusterSecret: rehomeSecret,
