@@ -180,6 +180,8 @@ func (l *peerLink) serve(conn *websocket.Conn) string {
 			if err := conn.WriteMessage(websocket.BinaryMessage, buf); err != nil {
 				return "write: " + err.Error()
 			}
+			g.n.metrics.appendMessages.Inc()
+			g.n.metrics.appendFrames.Add(float64(len(msgs)))
 			if cap(buf) > 1<<20 {
 				buf = nil
 			}
@@ -285,6 +287,8 @@ func (n *Node) serveRepl(w http.ResponseWriter, r *http.Request) {
 			if err := conn.WriteMessage(websocket.BinaryMessage, buf); err != nil {
 				return
 			}
+			n.metrics.ackMessages.Inc()
+			n.metrics.ackFrames.Add(float64(len(acks)))
 		}
 	}
 }
