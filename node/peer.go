@@ -132,6 +132,7 @@ func (l *peerLink) serve(conn *websocket.Conn) string {
 	heartbeat := time.NewTicker(g.n.cfg.DownAfter / 4)
 	defer heartbeat.Stop()
 	var buf []byte
+	var msgs []*sibling.Append // reused from one wake-up to the next
 	beat := true
 	for {
 		// Yield once before collecting: client requests already runnable propose their
@@ -143,7 +144,8 @@ func (l *peerLink) serve(conn *websocket.Conn) string {
 			g.mu.Unlock()
 			return "stepped down"
 		}
-		var msgs []*sibling.Append
+		clear(msgs)
+		msgs = msgs[:0]
 		for {
 			a, err := g.c.Replication().NextAppend(l.node)
 			if errors.Is(err, sibling.ErrNeedSnapshot) {
