@@ -568,6 +568,12 @@ func member(g *command.GroupInfo, node uint16) *command.Member {
 // sealsCover: R = S-W+1 voters of every config in use are sealed, so every quorum that
 // could have acked a write meets the sealed set (docs/replication.md case 1, rule 3).
 func sealsCover(g *command.GroupInfo, replies map[uint16]command.SealReply) bool {
+	return sealedInEachConfig(g, replies, func(s int) int { return s - (s/2 + 1) + 1 })
+}
+
+// sealedInEachConfig reports whether, in every config in use, at least need(S) of its S
+// voters are sealed (a config without voters never is).
+func sealedInEachConfig(g *command.GroupInfo, replies map[uint16]command.SealReply, need func(s int) int) bool {
 	configs := []command.Config{g.Active}
 	if g.Pending != nil {
 		configs = append(configs, *g.Pending)
@@ -577,14 +583,13 @@ func sealsCover(g *command.GroupInfo, replies map[uint16]command.SealReply) bool
 		if s == 0 {
 			return false
 		}
-		need := s - (s/2 + 1) + 1
 		got := 0
 		for _, v := range cfg.Voters {
 			if _, ok := replies[v]; ok {
 				got++
 			}
 		}
-		if got < need {
+		if got < need(s) {
 			return false
 		}
 	}

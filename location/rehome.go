@@ -209,26 +209,7 @@ func rehomedWithoutMain(g *command.GroupInfo) bool {
 
 // sealsCoverMajority: a majority of the voters of every config in use are sealed.
 func sealsCoverMajority(g *command.GroupInfo, replies map[uint16]command.SealReply) bool {
-	configs := []command.Config{g.Active}
-	if g.Pending != nil {
-		configs = append(configs, *g.Pending)
-	}
-	for _, cfg := range configs {
-		s := len(cfg.Voters)
-		if s == 0 {
-			return false
-		}
-		got := 0
-		for _, v := range cfg.Voters {
-			if _, ok := replies[v]; ok {
-				got++
-			}
-		}
-		if got < s/2+1 {
-			return false
-		}
-	}
-	return true
+	return sealedInEachConfig(g, replies, func(s int) int { return s/2 + 1 })
 }
 
 // newestGroupView asks every node of this location's directory that is up what it knows of
