@@ -41,6 +41,14 @@ func isAdminOp(op string) bool { return command.IsAdminOp(op) }
 // id is the frame's id when it could be read as a string (also on most errors, so the
 // client can match the failure), and nil when it could not.
 func decodeFrame(frame []byte, maxDepth int) (id *string, req *command.Request, err *command.Error) {
+	if id, req, ok := decodeFastFrame(frame, maxDepth); ok {
+		return id, req, nil
+	}
+	return decodeJSONFrame(frame, maxDepth)
+}
+
+// decodeJSONFrame is decodeFrame with encoding/json, for every frame.
+func decodeJSONFrame(frame []byte, maxDepth int) (id *string, req *command.Request, err *command.Error) {
 	w, perr := parseObject(frame, maxDepth)
 	if w == nil {
 		if !utf8.Valid(frame) {

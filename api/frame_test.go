@@ -97,6 +97,7 @@ func FuzzFrame(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		id, req, err := decodeFrame(frame, 64)
+		checkFastFrame(t, frame, 64)
 		if (req != nil) == (err != nil) {
 			t.Fatalf("frame %q: req=%v err=%v, want exactly one", frame, req, err)
 		}

@@ -33,6 +33,7 @@ const (
 type wsConn struct {
 	s      *Server
 	ws     *websocket.Conn
+	sock   *corkConn // ws's socket: the writer corks it around what it sends together
 	sess   Session
 	ctx    context.Context // cancelled when the connection ends
 	cancel context.CancelFunc
@@ -73,7 +74,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.ipConns.close(ip)
-	ws, err := s.upgrade.Upgrade(w, r, nil) // on failure gorilla has answered already
+	cw := &corkingWriter{ResponseWriter: w}
+	ws, err := s.upgrade.Upgrade(cw, r, nil) // on failure gorilla has answered already
 	if err != nil {
 		s.log.Debug().Err(err).Str("remote", r.RemoteAddr).Msg("websocket upgrade failed")
 		return
@@ -82,6 +84,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	c := &wsConn{
 		s:        s,
 		ws:       ws,
+		sock:     cw.conn,
 		ctx:      ctx,
 		cancel:   cancel,
 		out:      make(chan outFrame, s.opts.MaxPendingPerConn+64),
@@ -247,11 +250,21 @@ func (c *wsConn) writeAnswers() bool {
 	as := c.answers
 	c.answers = nil
 	c.amu.Unlock()
+	c.sock.cork()
 	for i := range as {
 		a := &as[i]
 		if !c.writeFrame(c.encode(a.id, a.op, a.rep, a.err, a.start)) {
 			return false
 		}
+	}
+	return c.uncork()
+}
+
+// uncork sends what the writer held back; it reports false when the connection failed.
+func (c *wsConn) uncork() bool {
+	if err := c.sock.uncork(); err != nil {
+		c.fail(err)
+		return false
 	}
 	return true
 }
@@ -342,12 +355,16 @@ func (c *wsConn) writeEvents() bool {
 		return false
 	}
 	n := len(c.events)
+	c.sock.cork()
 	for _, f := range c.events {
 		c.ws.SetWriteDeadline(time.Now().Add(writeWait))
 		if err := c.ws.WriteMessage(websocket.TextMessage, f); err != nil {
 			c.fail(err)
 			return false
 		}
+	}
+	if !c.uncork() {
+		return false
 	}
 	clear(c.events)
 	c.s.metrics.eventsSent(n)
@@ -364,7 +381,8 @@ func (c *wsConn) writeLoop() {
 	for {
 		select {
 		case f := <-c.out:
-			if !c.writeFrame(f) {
+			c.sock.cork()
+			if !c.writeFrame(f) || !c.uncork() {
 				return
 			}
 		case <-c.answered:

@@ -127,21 +127,13 @@ func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 // effectTimesFit reports whether every time e carries fits RFC 3339 (years 0-9999), as
 // replies and events write them.
 func effectTimesFit(e *Effect) bool {
-	ts := []time.Time{e.At}
-	for _, r := range []*Resource{e.Resource, dedupeResource(e.Dedupe)} {
-		if r != nil {
-			ts = append(ts, r.Created, r.Updated)
-		}
-	}
-	if e.Dedupe != nil {
-		ts = append(ts, e.Dedupe.At)
-	}
-	for _, t := range ts {
-		if y := t.Year(); y < 0 || y > 9999 {
+	fit := func(t time.Time) bool { y := t.Year(); return y >= 0 && y <= 9999 }
+	for _, r := range [2]*Resource{e.Resource, dedupeResource(e.Dedupe)} {
+		if r != nil && (!fit(r.Created) || !fit(r.Updated)) {
 			return false
 		}
 	}
-	return true
+	return fit(e.At) && (e.Dedupe == nil || fit(e.Dedupe.At))
 }
 
 func dedupeResource(d *DedupeRecord) *Resource {

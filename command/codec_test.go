@@ -89,6 +89,17 @@ func TestEncodeEffectRefuses(t *testing.T) {
 	if _, err := EncodeEffect(e); err == nil {
 		t.Fatal("encoded a time JSON cannot hold")
 	}
+	for _, e := range sampleEffects() {
+		if e.Resource == nil {
+			continue
+		}
+		r := *e.Resource
+		r.Updated = time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC)
+		e.Resource = &r
+		if _, err := EncodeEffect(e); err == nil {
+			t.Fatalf("encoded a resource updated in year -1: %+v", e)
+		}
+	}
 }
 
 // FuzzDecodeEffect checks that DecodeEffect never panics, and that whatever it accepts

@@ -242,7 +242,9 @@ type SealRequest struct {
 
 // SealReply is a sealed sibling's position: its last durable entry, commit point and copy.
 // Epoch is the epoch the copy holds after the seal: above the request's when it had
-// promised a later one already.
+// promised a later one already. Config is the highest config version the copy ever
+// followed (its own as main, or a main's appends it took): a record whose configs are all
+// older is stale (docs/locations.md "Moving a home").
 type SealReply struct {
 	Node      uint16 `json:"node"`
 	Epoch     uint64 `json:"epoch,omitempty"`
@@ -250,6 +252,7 @@ type SealReply struct {
 	LastSeq   uint64 `json:"lastSeq"`
 	CommitSeq uint64 `json:"commitSeq"`
 	CopyID    string `json:"copyId"`
+	Config    uint64 `json:"config,omitempty"`
 }
 
 // Suspect tells the controller leader that Node lost its replication stream from Main.
@@ -332,13 +335,15 @@ type GroupView struct {
 	Copy  *CopyView  `json:"copy,omitempty"`
 }
 
-// CopyView is a node's copy of a group: its promised epoch, last entry and recorded home.
+// CopyView is a node's copy of a group: its promised epoch, last entry, recorded home and
+// the highest config version it followed (as SealReply.Config).
 type CopyView struct {
 	Epoch     uint64 `json:"epoch"`
 	LastEpoch uint64 `json:"lastEpoch"`
 	LastSeq   uint64 `json:"lastSeq"`
 	Home      string `json:"home,omitempty"`
 	HomeGen   uint64 `json:"homeGen,omitempty"`
+	Config    uint64 `json:"config,omitempty"`
 }
 
 // SiblingProgress is the main's view of one sibling: the highest seq it acked in the main's

@@ -116,8 +116,15 @@ func (c joinNode) applyTo(s *dirState) error {
 			// had no report from it) would otherwise be counted from any copy the node
 			// holds: what it holds now is not the copy that voted. Record an ID no copy has,
 			// so that its seals are not counted and the copy is demoted as amnesiac.
+			// The same for a learner already named in a pending config: a seal it gave
+			// before the wipe may still be counted by an open attempt, and must not make
+			// its new, empty copy the group's main (choosePromotion checks the ID).
 			for _, g := range s.sortedGroupPtrs() {
-				if i := siblingIndex(g, c.ID); i >= 0 && g.Siblings[i].State == command.SiblingVoting && g.Siblings[i].CopyID == "" {
+				i := siblingIndex(g, c.ID)
+				if i < 0 || g.Siblings[i].CopyID != "" {
+					continue
+				}
+				if g.Siblings[i].State == command.SiblingVoting || slices.Contains(g.Voters(), c.ID) {
 					g.Siblings[i].CopyID = fmt.Sprintf("lost-at-incarnation-%d", inc)
 				}
 			}
@@ -374,10 +381,6 @@ func decodeCommand(data []byte) (dirCommand, error) {
 		c = v
 	case kindReopenRehome:
 		var v reopenRehome
-		err = json.Unmarshal(env.Body, &v)
-		c = v
-	case kindDropRehome:
-		var v dropRehome
 		err = json.Unmarshal(env.Body, &v)
 		c = v
 	case kindDisownGroup:

@@ -448,3 +448,32 @@ func TestChosenMainKeepsItsSealedCopy(t *testing.T) {
 		t.Fatalf("MainCopyID %q after choosing node 4 sealed as c4.1", got)
 	}
 }
+
+// A learner named in a pending config seals an open attempt, then comes back with an
+// empty disk before the attempt decides: its seal reported a copy it no longer holds, so
+// the attempt may not make it main (simulation seed 4323 chose it, and its new main's
+// barrier truncated committed entries at a sibling).
+func TestWipedPendingVoterIsNotChosenFromItsOldSeal(t *testing.T) {
+	s := newDirState()
+	s.Nodes[4] = nodeRecord{ID: 4, Addr: "a", Location: "l", Instance: "n4-2", Incarnation: 2}
+	s.Groups[1] = &command.GroupInfo{Server: 1, Epoch: 2, Main: 3,
+		Siblings:  []command.Member{{Node: 2, State: command.SiblingVoting, CopyID: "c2.1"}, {Node: 4, State: command.SiblingSyncing}},
+		Active:    command.Config{Version: 3, Voters: []uint16{2, 3}},
+		Pending:   &command.Config{Version: 5, Voters: []uint16{2, 4}},
+		Promotion: &command.Promotion{Epoch: 3, Phase: command.PromotionSealing, From: 3}}
+	sealed := command.SealReply{Node: 4, Epoch: 3, LastEpoch: 1, LastSeq: 20, CopyID: "c4.1"}
+	if !sameCopy(s.Groups[1], sealed) {
+		t.Fatal("before the wipe, node 4's seal does not count")
+	}
+	wiped := joinNode{ID: 4, Addr: "a", Location: "l", Instance: "n4-3", Incarnation: 1}
+	if err := wiped.applyTo(s); err != nil {
+		t.Fatal(err)
+	}
+	if sameCopy(s.Groups[1], sealed) {
+		t.Fatal("after the wipe, node 4's seal from its old copy still counts")
+	}
+	err := (choosePromotion{Server: 1, Epoch: 3, Main: 4, CopyID: "c4.1"}).applyTo(s)
+	if err == nil || s.Groups[1].Main == 4 {
+		t.Fatalf("choosePromotion of the wiped node from its old seal: %v, main %d; want refused", err, s.Groups[1].Main)
+	}
+}

@@ -404,8 +404,13 @@ func (c *Controller) promote(t *leaderTerm, a promotionAction, passOver uint16) 
 	replies := c.seal(t, &g, command.SealRequest{Server: g.Server, Epoch: epoch, From: g.Main, Auto: auto, Home: c.cfg.Location,
 		HomeGen: g.HomeGen, RehomedFrom: g.RehomedFrom})
 	cmd, chosen := decidePromotion(&g, epoch, replies, mainFenced(t, &g, replies, c.now(), c.cfg.DownAfter), passOver, c.atHome(t))
-	if _, abandon := cmd.(abandonPromotion); abandon {
+	if n, v := newerConfigSealed(&g, replies); v > 0 && rehomedWithoutMain(&g) {
+		log.Warn().Uint16("node", n).Uint64("config", v).Uint64("recordConfig", recordConfig(&g)).
+			Msg("promotion: a sealed copy followed a newer config than the record a rehome took over; abandoning the attempt")
+	} else if _, abandon := cmd.(abandonPromotion); abandon {
 		log.Warn().Int("sealed", len(replies)).Msg("promotion: too few siblings sealed; abandoning the attempt")
+	}
+	if _, abandon := cmd.(abandonPromotion); abandon {
 		_ = c.proposeLogged(cmd)
 		return
 	}
@@ -431,6 +436,11 @@ func (c *Controller) promote(t *leaderTerm, a promotionAction, passOver uint16) 
 // may be chosen again. atHome (nil: every node) says which nodes are in the home location,
 // whom the choice prefers among the longest logs.
 func decidePromotion(g *command.GroupInfo, epoch uint64, replies map[uint16]command.SealReply, mainUp bool, passOver uint16, atHome func(uint16) bool) (cmd dirCommand, chosen command.SealReply) {
+	if _, v := newerConfigSealed(g, replies); v > 0 && rehomedWithoutMain(g) {
+		// The record came from a rehome's stale view: its configs may miss writes a newer
+		// config acknowledged (docs/locations.md "Moving a home", rule 5).
+		return abandonPromotion{Server: g.Server, Epoch: epoch, Refresh: mainUp}, command.SealReply{}
+	}
 	if !sealsCover(g, replies) {
 		return abandonPromotion{Server: g.Server, Epoch: epoch, Refresh: mainUp}, command.SealReply{}
 	}
@@ -558,6 +568,12 @@ func member(g *command.GroupInfo, node uint16) *command.Member {
 // sealsCover: R = S-W+1 voters of every config in use are sealed, so every quorum that
 // could have acked a write meets the sealed set (docs/replication.md case 1, rule 3).
 func sealsCover(g *command.GroupInfo, replies map[uint16]command.SealReply) bool {
+	return sealedInEachConfig(g, replies, func(s int) int { return s - (s/2 + 1) + 1 })
+}
+
+// sealedInEachConfig reports whether, in every config in use, at least need(S) of its S
+// voters are sealed (a config without voters never is).
+func sealedInEachConfig(g *command.GroupInfo, replies map[uint16]command.SealReply, need func(s int) int) bool {
 	configs := []command.Config{g.Active}
 	if g.Pending != nil {
 		configs = append(configs, *g.Pending)
@@ -567,14 +583,13 @@ func sealsCover(g *command.GroupInfo, replies map[uint16]command.SealReply) bool
 		if s == 0 {
 			return false
 		}
-		need := s - (s/2 + 1) + 1
 		got := 0
 		for _, v := range cfg.Voters {
 			if _, ok := replies[v]; ok {
 				got++
 			}
 		}
-		if got < need {
+		if got < need(s) {
 			return false
 		}
 	}

@@ -117,6 +117,11 @@ func (c choosePromotion) applyTo(s *dirState) error {
 	if m := member(g, c.Main); m != nil {
 		chosenCopy = m.CopyID
 	}
+	if chosenCopy != "" && c.CopyID != "" && chosenCopy != c.CopyID {
+		// The node sealed with another copy than the one the directory now records: its
+		// disk was lost after it sealed, and what it holds now is not what it reported.
+		return refuse("choosePromotion of group %d: node %d sealed copy %q, but its copy is recorded as %q", c.Server, c.Main, c.CopyID, chosenCopy)
+	}
 	if chosenCopy == "" {
 		chosenCopy = c.CopyID
 	}

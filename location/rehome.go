@@ -65,6 +65,9 @@ func (c *Controller) adminRehome(ctx context.Context, t *leaderTerm, req *comman
 		return command.Errorf(command.CodeConflict, "rehome of group %d: its home %q answers (controller %s); move a home only when its controllers are gone",
 			server, old, addr)
 	}
+	if v := newerConfigViewed(rec, views); v > 0 {
+		return command.Errorf(command.CodeConflict, "rehome of group %d: %s", server, staleRecordMsg(rec, v))
+	}
 	if !t.promo.tryStart(server, time.Time{}) {
 		return command.Errorf(command.CodeConflict, "rehome of group %d: a promotion of it is under way", server)
 	}
@@ -81,6 +84,13 @@ func (c *Controller) adminRehome(ctx context.Context, t *leaderTerm, req *comman
 		epoch := g.Promotion.Epoch
 		replies := c.seal(t, &g, command.SealRequest{Server: server, Epoch: epoch, From: g.Main,
 			Home: c.cfg.Location, HomeGen: g.HomeGen, RehomedFrom: old})
+		if n, v := newerConfigSealed(&g, replies); v > 0 {
+			log.Warn().Uint16("node", n).Uint64("config", v).Uint64("recordConfig", recordConfig(&g)).
+				Msg("rehome: a sealed copy followed a newer config than the record; the attempt is abandoned and no main is chosen")
+			_ = c.proposeLogged(abandonPromotion{Server: server, Epoch: epoch})
+			return command.Errorf(command.CodeConflict, "rehome of group %d: homed in %q now, but no main is chosen: node %d's %s",
+				server, c.cfg.Location, n, staleRecordMsg(&g, v))
+		}
 		sealed, above := sealedAt(replies, epoch)
 		if above > epoch {
 			next := above + 1
@@ -92,23 +102,24 @@ func (c *Controller) adminRehome(ctx context.Context, t *leaderTerm, req *comman
 			continue
 		}
 		if !sealsCoverMajority(&g, sealed) {
-			log.Warn().Int("sealed", len(sealed)).Msg("rehome: too few copies sealed; giving the group up again")
-			_ = c.proposeLogged(dropRehome{Server: server, HomeGen: g.HomeGen})
+			log.Warn().Int("sealed", len(sealed)).Msg("rehome: too few copies sealed; the attempt is abandoned and the group stays here")
+			_ = c.proposeLogged(abandonPromotion{Server: server, Epoch: epoch})
 			return command.Errorf(command.CodeUnavailable,
-				"rehome of group %d: %d copies sealed, fewer than a majority of the voters of every config (%v)", server, len(sealed), g.Voters())
+				"rehome of group %d: homed in %q now, but %d copies sealed, fewer than a majority of the voters of every config (%v); its promotion goes on as copies answer",
+				server, c.cfg.Location, len(sealed), g.Voters())
 		}
 		chosen := chooseMainAt(sealed, c.atHome(t))
 		if err := c.proposeLogged(choosePromotion{Server: server, Epoch: epoch, Main: chosen.Node, CopyID: chosen.CopyID}); err != nil {
-			_ = c.proposeLogged(dropRehome{Server: server, HomeGen: g.HomeGen})
-			return command.Errorf(command.CodeUnavailable, "rehome of group %d: %v", server, err)
+			_ = c.proposeLogged(abandonPromotion{Server: server, Epoch: epoch})
+			return command.Errorf(command.CodeUnavailable, "rehome of group %d: homed in %q now; choosing its main: %v", server, c.cfg.Location, err)
 		}
 		ok = true
 		log.Info().Uint16("main", chosen.Node).Uint64("epoch", epoch).Uint64("lastEpoch", chosen.LastEpoch).
 			Uint64("lastSeq", chosen.LastSeq).Dur("took", c.now().Sub(asked)).Msg("rehome: new main chosen")
 		return nil
 	}
-	_ = c.proposeLogged(dropRehome{Server: server, HomeGen: g.HomeGen})
-	return command.Errorf(command.CodeUnavailable, "rehome of group %d: copies kept promising later epochs", server)
+	_ = c.proposeLogged(abandonPromotion{Server: server, Epoch: g.Promotion.Epoch})
+	return command.Errorf(command.CodeUnavailable, "rehome of group %d: homed in %q now, but copies kept promising later epochs; its promotion goes on", server, c.cfg.Location)
 }
 
 // rehomedRecord is rec as home loc takes it over: the next home generation, and an open
@@ -143,28 +154,62 @@ func sealedAt(replies map[uint16]command.SealReply, epoch uint64) (map[uint16]co
 	return out, above
 }
 
+// A rehome starts from the newest directory view a reachable node holds; the old home may
+// have changed the group's configs since (docs/locations.md "Moving a home", rule 5). Each
+// change commits under the joint quorum, so a write quorum of the older config followed the
+// newer one, and every copy records the highest config version it followed before it acks
+// (command.SealReply.Config). A majority of the older config, or R of it, meets that write
+// quorum: when the record is stale, a sealed copy says so, and choosing from the record's
+// configs could lose writes the newer config acknowledged.
+
+// recordConfig is the newest config version g's record knows: its pending config's while
+// there is one, else its active config's.
+func recordConfig(g *command.GroupInfo) uint64 {
+	v := g.Active.Version
+	if g.Pending != nil {
+		v = max(v, g.Pending.Version)
+	}
+	return v
+}
+
+// newerConfigSealed returns the copy reporting the highest config version above g's record
+// among replies, and that version (0: none does).
+func newerConfigSealed(g *command.GroupInfo, replies map[uint16]command.SealReply) (node uint16, version uint64) {
+	for n, r := range replies {
+		if r.Config > recordConfig(g) && (r.Config > version || r.Config == version && n < node) {
+			node, version = n, r.Config
+		}
+	}
+	return node, version
+}
+
+// newerConfigViewed returns the highest config version a node's copy reports in views above
+// rec's configs (0: none does).
+func newerConfigViewed(rec *command.GroupInfo, views []command.GroupView) uint64 {
+	var version uint64
+	for _, v := range views {
+		if v.Copy != nil && v.Copy.Config > recordConfig(rec) {
+			version = max(version, v.Copy.Config)
+		}
+	}
+	return version
+}
+
+// staleRecordMsg says why a record is stale and what brings the group back.
+func staleRecordMsg(rec *command.GroupInfo, version uint64) string {
+	return fmt.Sprintf("a copy holds config version %d, newer than the record's %d (the nodes that answered hold an older directory of the group): "+
+		"bring back a copy of the newer config with a node that followed it, or the old home's controllers", version, recordConfig(rec))
+}
+
+// rehomedWithoutMain: g was taken over by a rehome and no main was chosen at its home
+// generation yet, so its configs are still those of the view the rehome started from.
+func rehomedWithoutMain(g *command.GroupInfo) bool {
+	return g.RehomedFrom != "" && command.HomeGenOfEpoch(g.Epoch) < g.HomeGen
+}
+
 // sealsCoverMajority: a majority of the voters of every config in use are sealed.
 func sealsCoverMajority(g *command.GroupInfo, replies map[uint16]command.SealReply) bool {
-	configs := []command.Config{g.Active}
-	if g.Pending != nil {
-		configs = append(configs, *g.Pending)
-	}
-	for _, cfg := range configs {
-		s := len(cfg.Voters)
-		if s == 0 {
-			return false
-		}
-		got := 0
-		for _, v := range cfg.Voters {
-			if _, ok := replies[v]; ok {
-				got++
-			}
-		}
-		if got < s/2+1 {
-			return false
-		}
-	}
-	return true
+	return sealedInEachConfig(g, replies, func(s int) int { return s/2 + 1 })
 }
 
 // newestGroupView asks every node of this location's directory that is up what it knows of

@@ -7,13 +7,13 @@ import (
 // The FSM side of moving a group's home (docs/locations.md "Moving a home"). The taking
 // location adds the group to its directory with an open attempt at an epoch of the next
 // home generation (beginRehome), seals, and either chooses a main as a promotion does
-// (choosePromotion) or gives the group up again (dropRehome). The replaced location, once
+// (choosePromotion) or abandons the attempt as a promotion does (abandonPromotion): the
+// group stays in its new home, whose promotion rounds go on. The replaced location, once
 // it hears of the later generation, keeps only a note that the group moved (disownGroup).
 
 const (
 	kindBeginRehome  = "beginRehome"
 	kindReopenRehome = "reopenRehome"
-	kindDropRehome   = "dropRehome"
 	kindDisownGroup  = "disownGroup"
 )
 
@@ -30,13 +30,6 @@ type reopenRehome struct {
 	Epoch  uint64 `json:"epoch"`
 }
 
-// dropRehome gives up a rehome of group Server at generation HomeGen that chose no main:
-// the group leaves the directory as if it had never been taken.
-type dropRehome struct {
-	Server  uint16 `json:"server"`
-	HomeGen uint64 `json:"homeGen"`
-}
-
 // disownGroup records that group Server is homed in Home at generation HomeGen, later
 // than this location's: the group leaves this directory for good.
 type disownGroup struct {
@@ -47,7 +40,6 @@ type disownGroup struct {
 
 func (beginRehome) kind() string  { return kindBeginRehome }
 func (reopenRehome) kind() string { return kindReopenRehome }
-func (dropRehome) kind() string   { return kindDropRehome }
 func (disownGroup) kind() string  { return kindDisownGroup }
 
 func (c beginRehome) applyTo(s *dirState) error {
@@ -84,16 +76,6 @@ func (c reopenRehome) applyTo(s *dirState) error {
 		return refuse("reopenRehome of group %d: epoch %d is not above %d within generation %d", c.Server, c.Epoch, g.Promotion.Epoch, g.HomeGen)
 	}
 	g.Promotion.Epoch = c.Epoch
-	return nil
-}
-
-func (c dropRehome) applyTo(s *dirState) error {
-	g, ok := s.Groups[c.Server]
-	if !ok || g.HomeGen != c.HomeGen || g.Promotion == nil || g.Promotion.Reason != command.ReasonRehome ||
-		g.Promotion.Phase != command.PromotionSealing {
-		return refuse("dropRehome of group %d: no open rehome attempt at generation %d", c.Server, c.HomeGen)
-	}
-	delete(s.Groups, c.Server)
 	return nil
 }
 

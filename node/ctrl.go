@@ -18,6 +18,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/node/core"
 	"github.com/sibylhq/sibyl/tlsconf"
 )
 
@@ -497,5 +498,21 @@ func (g *group) follow(gi *command.GroupInfo, self uint16, loc string, index uin
 	if err := g.c.Follow(gi, isSibling, g.disk, time.Now()); err != nil {
 		g.log.Error().Err(err).Msg("cannot take the role the directory assigns")
 	}
+	if g.c.Role() == core.Main {
+		// The main's own appends carry its quorum's version: it follows it as its siblings do.
+		if err := g.n.configs.raise(g.id, quorumVersion(gi)); err != nil {
+			g.n.noteDiskFault(err)
+			g.c.Stop(command.Errorf(command.CodeUnavailable, "group %d: the main cannot record its config version; retry: %v", g.id, err))
+		}
+	}
 	g.drain()
+}
+
+// quorumVersion is the config version a main of gi writes under: the pending config's
+// while there is one (the joint quorum), else the active one's.
+func quorumVersion(gi *command.GroupInfo) uint64 {
+	if gi.Pending != nil {
+		return gi.Pending.Version
+	}
+	return gi.Active.Version
 }

@@ -38,8 +38,15 @@ func (g *group) handleAppends(msgs []*sibling.Append) []*sibling.Ack {
 }
 
 // writeSiblingBatch writes w with the entries it commits applied, and reports it to the
-// core. Call with g.mu held.
+// core. The config version of its appends is recorded first (configs.go). Call with g.mu
+// held.
 func (g *group) writeSiblingBatch(w *core.Write) bool {
+	if err := g.n.configs.raise(g.id, w.Config); err != nil {
+		g.log.Error().Err(err).Msg("recording the config version failed; this copy stops serving the group")
+		g.n.noteDiskFault(err)
+		g.c.Stop(nil)
+		return false
+	}
 	if w.Truncate > 0 {
 		g.ftail.truncate(w.Truncate)
 	}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -61,12 +62,23 @@ func (h *homes) get(id command.ServerID) (homeRecord, bool) {
 	return r, ok
 }
 
-// record makes r group id's home, durably, unless it is recorded already.
+// errHomePromised is record's refusal: the copy promised a later home generation, or
+// another home of the same generation, since the seal was checked.
+var errHomePromised = errors.New("this copy promised its group to another home")
+
+// record makes r group id's home, durably, unless it is recorded already. The check and
+// the write are one step under h.mu: of two seals of one generation from two homes that
+// both passed sealHome, only the first is recorded, and the second is refused with
+// errHomePromised, so a copy never promises two homes.
 func (h *homes) record(id command.ServerID, r homeRecord) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.recs[id] == r {
+	cur, ok := h.recs[id]
+	if cur == r {
 		return nil
+	}
+	if ok && (cur.Gen > r.Gen || cur.Gen == r.Gen && cur.Home != r.Home) {
+		return fmt.Errorf("record home %q generation %d of group %d: %w (%q at generation %d)", r.Home, r.Gen, id, errHomePromised, cur.Home, cur.Gen)
 	}
 	next := make(map[command.ServerID]homeRecord, len(h.recs)+1)
 	for k, v := range h.recs {

@@ -35,6 +35,10 @@ type metrics struct {
 	// diskFaults counts the times the store's disk failed; diskDegraded is 1 while it does.
 	diskFaults   prometheus.Counter
 	diskDegraded prometheus.Gauge
+	// Replication traffic: messages (one socket write each) and the frames in them, of
+	// appends (heartbeats included) a main sent and acks a sibling sent.
+	appendMessages, appendFrames prometheus.Counter
+	ackMessages, ackFrames       prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -69,6 +73,13 @@ func newMetrics() *metrics {
 	m.diskDegraded = prometheus.NewGauge(prometheus.GaugeOpts{Name: "sibyl_node_disk_degraded",
 		Help: "1 while the node's store cannot write or fsync: the node serves no group and retries its disk."})
 	m.reg.MustRegister(m.diskFaults, m.diskDegraded)
+	repl := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sibyl_replication_messages_total",
+		Help: "Replication messages sent (one socket write each): append messages by mains, ack messages by siblings."}, []string{"kind"})
+	frames := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sibyl_replication_frames_total",
+		Help: "Frames in the replication messages sent: Append frames (heartbeats included) by mains, Ack frames by siblings."}, []string{"kind"})
+	m.appendMessages, m.appendFrames = repl.WithLabelValues("append"), frames.WithLabelValues("append")
+	m.ackMessages, m.ackFrames = repl.WithLabelValues("ack"), frames.WithLabelValues("ack")
+	m.reg.MustRegister(repl, frames)
 	m.reg.MustRegister(m.commits, m.commitSeconds, m.fsync, m.batch, m.snapshotBytes, m.snapshotsSent, m.registerAborts, m.compacted, m.vacuumed,
 		m.snapshotRecords, m.snapshotResumes, prometheus.NewGoCollector())
 	return m

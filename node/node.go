@@ -154,9 +154,11 @@ type Node struct {
 	links map[string]*link
 	dir   *command.Directory
 	// homes are the homes this node's copies promised (homes.go).
-	homes  *homes
-	groups map[command.ServerID]*group
-	joined bool
+	homes *homes
+	// configs are the highest config versions this node's copies followed (configs.go).
+	configs *configsSeen
+	groups  map[command.ServerID]*group
+	joined  bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -224,6 +226,11 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.homes = hs
+	cs, err := loadConfigsSeen(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	n.configs = cs
 	if cfg.Store != nil {
 		n.store = cfg.Store
 	} else {

@@ -42,7 +42,7 @@ func (n *Node) serveGroupView(w http.ResponseWriter, r *http.Request) {
 	n.mu.RUnlock()
 	if g := n.localGroup(id); g != nil {
 		if m, err := g.gs.Meta(); err == nil {
-			view.Copy = &command.CopyView{Epoch: m.Epoch, LastEpoch: m.LastEpoch, LastSeq: m.LastSeq}
+			view.Copy = &command.CopyView{Epoch: m.Epoch, LastEpoch: m.LastEpoch, LastSeq: m.LastSeq, Config: n.configs.get(id)}
 			if rec, ok := n.homes.get(id); ok {
 				view.Copy.Home, view.Copy.HomeGen = rec.Home, rec.Gen
 			}

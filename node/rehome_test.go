@@ -101,3 +101,79 @@ func TestCase6_RehomeCopyRefusesTheOldHomeAfterTheNewOne(t *testing.T) {
 	waitUntil(t, 5*time.Second, "node 2 back with its copy of group 1", func() bool { return b.n.localGroup(1) != nil })
 	refusedAfter("after node 2 restarted")
 }
+
+// A copy reports in its seal reply, and in its group view, the highest config version it
+// followed, across a restart of its node: a location moving the group's home compares it
+// with its record of the group's configs (docs/locations.md "Moving a home", rule 5).
+func TestSealReportsTheConfigVersionAcrossARestart(t *testing.T) {
+	fc, nodes := testCluster(t)
+	b := nodes[1]
+	waitUntil(t, 5*time.Second, "node 2 follows group 1", func() bool {
+		g := b.n.localGroup(1)
+		return g != nil && b.n.configs.get(1) == 1
+	})
+	fc.update(func(d *command.Directory) {
+		for i := range d.Groups {
+			if d.Groups[i].Server == 1 {
+				d.Groups[i].Pending = &command.Config{Version: 2, Voters: []uint16{2, 3}}
+			}
+		}
+	})
+	// The main writes a config entry under the joint quorum; its appends carry version 2.
+	waitUntil(t, 5*time.Second, "main and siblings follow config version 2", func() bool {
+		for _, tn := range nodes[:4] {
+			if tn.n.configs.get(1) != 2 {
+				return false
+			}
+		}
+		return true
+	})
+	sealAt := func(epoch uint64) command.SealReply {
+		t.Helper()
+		body, _ := json.Marshal(command.SealRequest{Server: 1, Epoch: epoch, From: 1})
+		resp, err := http.Post("http://"+b.cfg.HTTPAddr+"/v1/internal/seal", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var r command.SealReply
+		if resp.StatusCode != http.StatusOK {
+			msg, _ := io.ReadAll(resp.Body)
+			t.Fatalf("seal at epoch %d: HTTP %d %s", epoch, resp.StatusCode, msg)
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	view := func() command.GroupView {
+		t.Helper()
+		resp, err := http.Get("http://" + b.cfg.HTTPAddr + "/v1/internal/group?server=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var v command.GroupView
+		if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if r := sealAt(2); r.Config != 2 {
+		t.Fatalf("seal reply %+v: config version %d, want 2", r, r.Config)
+	}
+	if v := view(); v.Copy == nil || v.Copy.Config != 2 {
+		t.Fatalf("group view %+v: want its copy at config version 2", v.Copy)
+	}
+
+	b.stop()
+	b = startTestNode(t, b.cfg)
+	nodes[1] = b
+	waitUntil(t, 5*time.Second, "node 2 back with its copy of group 1", func() bool { return b.n.localGroup(1) != nil })
+	if r := sealAt(3); r.Config != 2 {
+		t.Fatalf("seal reply after a restart %+v: config version %d, want 2", r, r.Config)
+	}
+	if v := view(); v.Copy == nil || v.Copy.Config != 2 {
+		t.Fatalf("group view after a restart %+v: want its copy at config version 2", v.Copy)
+	}
+}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -12,8 +13,9 @@ import (
 
 // serveSeal answers the controller's seal of a promotion attempt: the copy fsyncs the new
 // epoch before it replies, so from then on (across restarts too) it refuses the old main,
-// and it reports its last durable entry, commit point and copy ID. An automatic seal is
-// refused while this copy still hears the main it would replace (docs/replication.md case 7).
+// and it reports its last durable entry, commit point, copy ID and the highest config
+// version it followed (configs.go). An automatic seal is refused while this copy still
+// hears the main it would replace (docs/replication.md case 7).
 func (n *Node) serveSeal(w http.ResponseWriter, r *http.Request) {
 	var req command.SealRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil || req.Server == 0 || req.Epoch == 0 {
@@ -117,7 +119,9 @@ func (g *group) seal(req *command.SealRequest, home *homeRecord) (command.SealRe
 		return out, http.StatusInternalServerError, err.Error()
 	}
 	if home != nil {
-		if err := g.n.homes.record(g.id, *home); err != nil {
+		if err := g.n.homes.record(g.id, *home); errors.Is(err, errHomePromised) {
+			return out, http.StatusConflict, err.Error()
+		} else if err != nil {
 			g.n.noteDiskFault(err)
 			return out, http.StatusInternalServerError, err.Error()
 		}
@@ -135,6 +139,7 @@ func (g *group) seal(req *command.SealRequest, home *homeRecord) (command.SealRe
 		ev = ev.Dur("heardAgo", time.Since(heard))
 	}
 	ev.Msg("sealed for a promotion")
-	return command.SealReply{Node: uint16(g.n.cfg.ID), Epoch: max(req.Epoch, m.Epoch), LastEpoch: le, LastSeq: ls, CommitSeq: commit, CopyID: g.copyID},
+	return command.SealReply{Node: uint16(g.n.cfg.ID), Epoch: max(req.Epoch, m.Epoch), LastEpoch: le, LastSeq: ls, CommitSeq: commit, CopyID: g.copyID,
+			Config: g.n.configs.get(g.id)},
 		http.StatusOK, ""
 }

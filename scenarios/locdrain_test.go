@@ -62,15 +62,7 @@ func TestLocationsDrainAcrossLocations(t *testing.T) {
 		ws, stop := startWritersFrom(t, c, h, command.ServerID(id), 2, entries, int(id)*10)
 		all, stops = append(all, ws...), append(stops, stop)
 	}
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			for _, s := range stops {
-				s()
-			}
-		}
-	}
+	stop := stopOnce(stops...)
 	defer stop()
 	waitFor(t, 60*time.Second, "300 writes", func() bool { return acked(all) >= 300 })
 

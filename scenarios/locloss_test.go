@@ -133,15 +133,7 @@ func testLoseControllers(t *testing.T, o Options) {
 		w, stop := startWritersFrom(t, c, h, command.ServerID(id), 3, entries, int(id)*10)
 		ws[id], all, stops = w, append(all, w...), append(stops, stop)
 	}
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			for _, s := range stops {
-				s()
-			}
-		}
-	}
+	stop := stopOnce(stops...)
 	defer stop()
 	waitFor(t, 60*time.Second, "50 writes to every group", func() bool {
 		for _, w := range ws {

@@ -35,13 +35,7 @@ func TestLocationsRehome(t *testing.T) {
 
 	h := NewHistory()
 	ws, stopWriters := startWritersFrom(t, c, h, 1, 8, []int{2, 3, 5, 6}, 0)
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			stopWriters()
-		}
-	}
+	stop := stopOnce(stopWriters)
 	defer stop()
 	waitFor(t, 30*time.Second, "200 writes to group 1", func() bool { return acked(ws) >= 200 })
 

@@ -124,14 +124,7 @@ func testGroupsSpanLocations(t *testing.T, o Options) {
 	h := NewHistory()
 	ws1, stop1 := startWritersFrom(t, c, h, 1, 8, []int{2, 3, 5, 6}, 0)
 	ws2, stop2 := startWritersFrom(t, c, h, 2, 8, []int{1, 3, 4, 6}, 100)
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			stop1()
-			stop2()
-		}
-	}
+	stop := stopOnce(stop1, stop2)
 	defer stop()
 	steadyFrom := h.Now()
 	waitFor(t, 30*time.Second, "200 writes to each group", func() bool { return acked(ws1) >= 200 && acked(ws2) >= 200 })

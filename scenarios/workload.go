@@ -584,3 +584,17 @@ func longestGapAt(ws []*writer, from, to int64) (time.Duration, int64) {
 	}
 	return time.Duration(gap), at
 }
+
+// stopOnce returns a function that calls every stop in order the first time it is called
+// and does nothing after: a test stops its writers before it checks, and defers the same
+// call for the paths that fail first.
+func stopOnce(stops ...func()) func() {
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			for _, s := range stops {
+				s()
+			}
+		})
+	}
+}

@@ -1,6 +1,10 @@
 package sibling
 
-import "sort"
+import (
+	"cmp"
+	"slices"
+	"sort"
+)
 
 // Quorum is the set of voting sets a main must satisfy: a majority (floor(S/2)+1) of every
 // set. Normally one set, the active config; during a membership change two, the active and
@@ -38,7 +42,8 @@ func Majority(n int) int {
 // given each member's value. With no sets, or only empty ones, it returns max.
 func (q Quorum) Agreed(value func(node uint16) uint64, max uint64) uint64 {
 	agreed := max
-	vals := make([]uint64, 0, 8)
+	var buf [8]uint64 // sets of up to 8 members sort without allocating
+	vals := buf[:0]
 	for _, set := range q.Sets {
 		if len(set) == 0 {
 			continue
@@ -47,7 +52,7 @@ func (q Quorum) Agreed(value func(node uint16) uint64, max uint64) uint64 {
 		for _, n := range set {
 			vals = append(vals, value(n))
 		}
-		sort.Slice(vals, func(i, j int) bool { return vals[i] > vals[j] })
+		slices.SortFunc(vals, func(a, b uint64) int { return cmp.Compare(b, a) })
 		if v := vals[Majority(len(set))-1]; v < agreed {
 			agreed = v
 		}

@@ -126,31 +126,27 @@ func (c *conn) readLoop() {
 			return
 		}
 		data := scratch.Bytes()
-		var r wireReply
-		if json.Unmarshal(data, &r) != nil {
-			continue // a frame that is not JSON cannot be matched to a request
-		}
-		if r.Event != "" {
-			// An event goes to its subscription's handler, which must not block: this
-			// loop also carries every reply of the connection.
-			c.mu.Lock()
-			h := c.subs[r.Sub]
-			c.mu.Unlock()
-			if h != nil {
-				h(bytes.Clone(data))
+		r := new(wireReply)
+		id, matched := decodeReply(data, r)
+		if !matched {
+			if r.Event != "" {
+				// An event goes to its subscription's handler, which must not block: this
+				// loop also carries every reply of the connection.
+				c.mu.Lock()
+				h := c.subs[r.Sub]
+				c.mu.Unlock()
+				if h != nil {
+					h(bytes.Clone(data))
+				}
 			}
-			continue
-		}
-		var id string
-		if json.Unmarshal(r.ID, &id) != nil {
-			continue // "id": null answers a frame the server could not read; none of ours
+			continue // a frame that is not JSON, or "id": null, cannot be matched to a request
 		}
 		c.mu.Lock()
 		ch := c.pending[id]
 		delete(c.pending, id)
 		c.mu.Unlock()
 		if ch != nil {
-			ch <- &r
+			ch <- r
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,7 +42,7 @@ type benchConfig struct {
 const errorBackoff = 10 * time.Millisecond
 
 func runBench(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("bench", "bench [--addr A,B,...] [--clients 64] [--duration 10s] [--size 256] [--workload writes|reads|mixed] [--warmup 2s] [--json] [--no-routing]", stderr)
+	fs := newFlagSet("bench", "bench [--addr A,B,...] [--clients 64] [--duration 10s] [--size 256] [--workload writes|reads|mixed] [--warmup 2s] [--json] [--no-routing] [--cpuprofile FILE]", stderr)
 	addr := fs.String("addr", "", "nodes, host:port comma-separated; clients are spread over them round-robin (default: --cluster's nodes, else 127.0.0.1:7801..7804)")
 	clusterPath := fs.String("cluster", "", "cluster.json written by sibyl dev, to take the node addresses from")
 	token := fs.String("token", "", "bearer token")
@@ -53,6 +54,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "also print the result as one JSON object")
 	tlsCA := fs.String("tls-ca", "", tlsCAUsage+" (default: the CA --cluster's cluster.json names)")
 	noRouting := fs.Bool("no-routing", false, "send every request to the node the client connects to, which forwards it to the resource's main (default: straight to the main)")
+	cpuProfile := fs.String("cpuprofile", "", "write the bench client's own CPU profile (pprof) to this file")
 	pos, code, ok := parseOrExit(fs, args, stderr)
 	if !ok {
 		return code
@@ -83,6 +85,17 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	}
 	if cfg.TLS, err = clientTLS(*tlsCA); err != nil {
 		return usageError(fs, stderr, "%v", err)
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return usageError(fs, stderr, "--cpuprofile: %v", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return usageError(fs, stderr, "--cpuprofile %s: %v", *cpuProfile, err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -245,8 +258,14 @@ type benchValue struct {
 }
 
 func benchData(size int, n uint64) json.RawMessage {
-	b, _ := json.Marshal(benchValue{N: n, Pad: strings.Repeat("x", size)})
-	return b
+	return appendBenchData(nil, n, strings.Repeat("x", size))
+}
+
+// appendBenchData appends the JSON of benchValue{n, pad} as json.Marshal writes it; pad
+// is all 'x', which needs no escaping.
+func appendBenchData(buf []byte, n uint64, pad string) []byte {
+	buf = strconv.AppendUint(append(buf, `{"n":`...), n, 10)
+	return append(append(append(buf, `,"pad":"`...), pad...), `"}`...)
 }
 
 // run is a worker's closed loop: one op at a time until ctx ends. Ops that finish inside
@@ -254,11 +273,12 @@ func benchData(size int, n uint64) json.RawMessage {
 // choice.
 func (w *benchWorker) run(ctx context.Context, cfg benchConfig, measureFrom, end time.Time, measuredOps *atomic.Uint64) {
 	pad := strings.Repeat("x", cfg.Size)
+	var data []byte // reused: the client has encoded it into its frame once Do returns
 	for i := uint64(1); ctx.Err() == nil; i++ {
 		write := cfg.Workload == "writes" || (cfg.Workload == "mixed" && i%2 == 1)
 		var req *command.Request
 		if write {
-			data, _ := json.Marshal(benchValue{N: i, Pad: pad})
+			data = appendBenchData(data[:0], i, pad)
 			req = &command.Request{Op: command.OpUpdate, RID: w.rid, Data: data}
 		} else {
 			req = &command.Request{Op: command.OpGet, RID: w.rid, Consistency: command.Linearizable}

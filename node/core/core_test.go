@@ -170,3 +170,45 @@ func TestMainRefusesSeal(t *testing.T) {
 		t.Fatalf("seal of a main: %v, want ErrSealMain", err)
 	}
 }
+
+// A sibling's write carries the highest config version of the appends it takes, for the
+// driver to record before it acks (a seal reports it, docs/locations.md "Moving a home");
+// an append it refuses adds nothing, and the version survives a truncation's split.
+func TestSiblingWriteCarriesTheConfigVersionOfTakenAppends(t *testing.T) {
+	c := New(cfgFor(2), 0, 0)
+	l := sibling.NewMemLog()
+	if err := c.Follow(groupInfo(2, 1), true, diskOf(l, 2, 0), t0); err != nil {
+		t.Fatal(err)
+	}
+	c.Ready()
+	auth := func(epoch uint64, main uint16) bool { return epoch == 2 && main == 1 }
+	msgs := []*sibling.Append{
+		{Group: 1, Epoch: 1, Main: 9, Config: 9}, // a fenced main: refused
+		{Group: 1, Epoch: 2, Main: 1, Config: 3, Entries: []sibling.Entry{{Epoch: 2, Seq: 1, Data: []byte("x")}}}, // taken
+		{Group: 1, Epoch: 2, Main: 1, Config: 4, PrevEpoch: 2, PrevSeq: 1},                                        // a heartbeat, taken
+	}
+	writes, acks := c.Step(msgs, auth, t0)
+	if len(acks) != 3 || acks[0].OK || !acks[1].OK || !acks[2].OK {
+		t.Fatalf("acks %+v; want the fenced main refused, the others taken", acks)
+	}
+	if len(writes) != 1 || writes[0].Config != 4 {
+		t.Fatalf("writes %+v; want one carrying config version 4 (not the refused append's 9)", writes)
+	}
+	c.Written(&writes[0])
+	l.Append(writes[0].Append...)
+
+	// A later main's entry at seq 2 truncates this batch's: the write splits in two, and
+	// each carries the version of the appends up to it.
+	auth = func(epoch uint64, main uint16) bool { return epoch >= 2 && main == 1 }
+	msgs = []*sibling.Append{
+		{Group: 1, Epoch: 2, Main: 1, Config: 5, PrevEpoch: 2, PrevSeq: 1, Entries: []sibling.Entry{{Epoch: 2, Seq: 2, Data: []byte("y")}}},
+		{Group: 1, Epoch: 3, Main: 1, Config: 6, PrevEpoch: 2, PrevSeq: 1, Entries: []sibling.Entry{{Epoch: 3, Seq: 2, Data: []byte("z")}}},
+	}
+	writes, acks = c.Step(msgs, auth, t0)
+	if len(writes) != 2 || writes[1].Truncate != 2 || !acks[1].OK {
+		t.Fatalf("writes %+v acks %+v; want two, the second truncating at seq 2", writes, acks)
+	}
+	if writes[0].Config != 5 || writes[1].Config != 6 {
+		t.Fatalf("config versions %d and %d of the split writes, want 5 and 6", writes[0].Config, writes[1].Config)
+	}
+}

@@ -7,12 +7,15 @@ import (
 )
 
 // Write is what a sibling must make durable, in one write, before it acks: an epoch, a
-// truncation of its log's tail, entries to append, a commit point to record.
+// truncation of its log's tail, entries to append, a commit point to record. Config is the
+// highest config version of the appends it takes (sibling.Append.Config), for the driver
+// to record with it; alone it makes no write.
 type Write struct {
 	Epoch    uint64
 	Truncate uint64
 	Append   []sibling.Entry
 	Commit   uint64
+	Config   uint64
 }
 
 func (w *Write) empty() bool {
@@ -42,7 +45,7 @@ func (c *Group) Step(msgs []*sibling.Append, authorize sibling.Authorize, now ti
 		}
 		if st.Truncate > 0 && (len(w.Append) > 0 || w.Truncate > 0) {
 			writes = append(writes, w)
-			w = Write{}
+			w = Write{Config: w.Config}
 		}
 		w.Epoch = max(w.Epoch, st.Epoch)
 		if st.Truncate > 0 {
@@ -50,6 +53,9 @@ func (c *Group) Step(msgs []*sibling.Append, authorize sibling.Authorize, now ti
 		}
 		w.Append = append(w.Append, st.Append...)
 		w.Commit = max(w.Commit, st.Commit)
+		if st.Ack.OK {
+			w.Config = max(w.Config, m.Config)
+		}
 		if st.Ack.OK && st.Ack.Epoch == c.epoch {
 			c.lastHeard = now
 		}

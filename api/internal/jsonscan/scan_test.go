@@ -1,0 +1,62 @@
+package jsonscan
+
+import (
+	"encoding/json"
+	"testing"
+)
+
+// Value returns exactly the bytes encoding/json keeps in a json.RawMessage.
+func TestValueMatchesRawMessage(t *testing.T) {
+	for _, v := range []string{`{"a":[1,"]}\"",{}]}`, `"x\\"`, `"\u00e9"`, `-12.5e3`, `0`, `true`, `null`, `[]`, `[ 1 , 2 ]`, `{ }`} {
+		frame := []byte(`{"v": ` + v + ` , "w":1}`)
+		var want struct{ V json.RawMessage }
+		if err := json.Unmarshal(frame, &want); err != nil {
+			t.Fatal(err)
+		}
+		s := New(frame)
+		var got []byte
+		ok := s.Object(func(k []byte) bool {
+			if string(k) == "v" {
+				var ok bool
+				got, ok = s.Value()
+				return ok
+			}
+			_, ok := s.Uint()
+			return ok
+		})
+		if !ok || string(got) != string(want.V) || !s.End() {
+			t.Errorf("%s: value %q ok %v, encoding/json keeps %q", frame, got, ok, want.V)
+		}
+	}
+}
+
+func TestNumbers(t *testing.T) {
+	for _, c := range []struct {
+		in  string
+		u   uint64
+		uok bool
+		i   int64
+		iok bool
+	}{
+		{"0", 0, true, 0, true}, {"18446744073709551615", 1<<64 - 1, true, 0, false},
+		{"-1", 0, false, -1, true}, {"1.0", 0, false, 0, false}, {"1e3", 0, false, 0, false},
+		{"9223372036854775808", 1 << 63, true, 0, false}, {`"1"`, 0, false, 0, false}, {"-", 0, false, 0, false},
+	} {
+		s := New([]byte(c.in))
+		u, uok := s.Uint()
+		s = New([]byte(c.in))
+		i, iok := s.Int()
+		if u != c.u || uok != c.uok || i != c.i || iok != c.iok {
+			t.Errorf("%s: Uint %d %v, Int %d %v; want %d %v, %d %v", c.in, u, uok, i, iok, c.u, c.uok, c.i, c.iok)
+		}
+	}
+}
+
+func TestStrRefusesWhatNeedsDecoding(t *testing.T) {
+	for in, ok := range map[string]bool{`"abc-1_Z"`: true, `""`: true, `"a\"b"`: false, `"é"`: false, "\"\xff\"": false, `x`: false} {
+		s := New([]byte(in))
+		if _, got := s.Str(); got != ok {
+			t.Errorf("%s: ok %v, want %v", in, got, ok)
+		}
+	}
+}
