@@ -1,12 +1,8 @@
 package node
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"sync"
 
 	"github.com/sibylhq/sibyl/command"
 )
@@ -24,31 +20,16 @@ type homeRecord struct {
 	Gen  uint64 `json:"gen"`
 }
 
-// homes holds every group's recorded home; path is "" without a data directory.
-type homes struct {
-	mu   sync.Mutex
-	path string
-	recs map[command.ServerID]homeRecord
-}
+// homes holds every group's recorded home (homes.json).
+type homes struct{ r *durableRecords[homeRecord] }
 
 // loadHomes reads the records kept in dataDir ("" keeps them in memory only).
 func loadHomes(dataDir string) (*homes, error) {
-	h := &homes{recs: map[command.ServerID]homeRecord{}}
-	if dataDir == "" {
-		return h, nil
-	}
-	h.path = filepath.Join(dataDir, "homes.json")
-	b, err := os.ReadFile(h.path)
-	if os.IsNotExist(err) {
-		return h, nil
-	}
+	r, err := loadDurableRecords[homeRecord](dataDir, "homes.json", "recorded homes")
 	if err != nil {
-		return nil, fmt.Errorf("node: read recorded homes %s: %w", h.path, err)
+		return nil, err
 	}
-	if err := json.Unmarshal(b, &h.recs); err != nil {
-		return nil, fmt.Errorf("node: recorded homes %s: %w", h.path, err)
-	}
-	return h, nil
+	return &homes{r}, nil
 }
 
 // get returns group id's recorded home.
@@ -56,10 +37,7 @@ func (h *homes) get(id command.ServerID) (homeRecord, bool) {
 	if h == nil {
 		return homeRecord{}, false
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	r, ok := h.recs[id]
-	return r, ok
+	return h.r.get(id)
 }
 
 // errHomePromised is record's refusal: the copy promised a later home generation, or
@@ -67,63 +45,21 @@ func (h *homes) get(id command.ServerID) (homeRecord, bool) {
 var errHomePromised = errors.New("this copy promised its group to another home")
 
 // record makes r group id's home, durably, unless it is recorded already. The check and
-// the write are one step under h.mu: of two seals of one generation from two homes that
-// both passed sealHome, only the first is recorded, and the second is refused with
-// errHomePromised, so a copy never promises two homes.
+// the write are one step: of two seals of one generation from two homes that both passed
+// sealHome, only the first is recorded, and the second is refused with errHomePromised,
+// so a copy never promises two homes.
 func (h *homes) record(id command.ServerID, r homeRecord) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	cur, ok := h.recs[id]
-	if cur == r {
-		return nil
-	}
-	if ok && (cur.Gen > r.Gen || cur.Gen == r.Gen && cur.Home != r.Home) {
-		return fmt.Errorf("record home %q generation %d of group %d: %w (%q at generation %d)", r.Home, r.Gen, id, errHomePromised, cur.Home, cur.Gen)
-	}
-	next := make(map[command.ServerID]homeRecord, len(h.recs)+1)
-	for k, v := range h.recs {
-		next[k] = v
-	}
-	next[id] = r
-	if h.path != "" {
-		if err := writeFileSynced(h.path, next); err != nil {
-			return fmt.Errorf("record home %q generation %d of group %d: %w", r.Home, r.Gen, id, err)
+	err := h.r.set(id, r, func(cur homeRecord, ok bool) (bool, error) {
+		if cur == r {
+			return true, nil
 		}
+		if ok && (cur.Gen > r.Gen || cur.Gen == r.Gen && cur.Home != r.Home) {
+			return false, fmt.Errorf("%w (%q at generation %d)", errHomePromised, cur.Home, cur.Gen)
+		}
+		return false, nil
+	})
+	if err != nil {
+		return fmt.Errorf("record home %q generation %d of group %d: %w", r.Home, r.Gen, id, err)
 	}
-	h.recs = next
 	return nil
-}
-
-// writeFileSynced writes v as JSON to path durably: a temporary file, fsynced, renamed
-// over path, and the directory fsynced.
-func writeFileSynced(path string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
