@@ -12,8 +12,9 @@ import (
 // (store_wal.go) keeps the newest layer (top) and, while a flush writes it to bbolt, the
 // one before it (mid); reads see top over mid over bbolt.
 type layer struct {
-	buckets [bucketCount]*btree.BTreeG[layerItem]
-	bytes   int // approximate size of what the layer holds
+	buckets [bucketCount]*btree.BTreeG[layerItem] // but the log bucket's
+	log     logLayer                              // the log bucket's (layer_log.go)
+	bytes   int                                   // approximate size of what the layer holds
 }
 
 type layerItem struct {
@@ -27,14 +28,19 @@ func lessItem(a, b layerItem) bool { return a.key < b.key }
 func newLayer() *layer {
 	l := &layer{}
 	for i := range l.buckets {
-		l.buckets[i] = btree.NewG(32, lessItem)
+		if i != bucketLog {
+			l.buckets[i] = btree.NewG(32, lessItem)
+		}
 	}
 	return l
 }
 
 func (l *layer) empty() bool {
+	if !l.log.empty() {
+		return false
+	}
 	for _, b := range l.buckets {
-		if b.Len() > 0 {
+		if b != nil && b.Len() > 0 {
 			return false
 		}
 	}
@@ -54,13 +60,19 @@ func (l *layer) set(bucket int, key []byte, val []byte, del bool) {
 
 // writeTo stores the layer's changes in the group's bbolt buckets.
 func (l *layer) writeTo(bk *groupBuckets) error {
+	if p, ok := bk.log.(interface{ packFull() }); ok {
+		// Log keys only ever grow (seqs), and leave from the front: full pages, not
+		// bbolt's default of half-full ones, mean half the pages to write.
+		p.packFull()
+	}
+	if err := l.log.writeTo(bk.log); err != nil {
+		return err
+	}
 	for i, b := range l.buckets {
-		kv := *bucketField(bk, i)
-		if p, ok := kv.(interface{ packFull() }); ok && i == bucketLog {
-			// Log keys only ever grow (seqs), and leave from the front: full pages, not
-			// bbolt's default of half-full ones, mean half the pages to write.
-			p.packFull()
+		if b == nil {
+			continue
 		}
+		kv := *bucketField(bk, i)
 		var err error
 		b.Ascend(func(it layerItem) bool {
 			if it.del {
@@ -130,6 +142,9 @@ func (k *layerKV) lookup(key []byte) (layerItem, bool) {
 }
 
 func (k *layerKV) get(key []byte) []byte {
+	if k.bucket == bucketLog {
+		return k.logGet(key)
+	}
 	if it, ok := k.lookup(key); ok {
 		return it.val // nil when deleted
 	}
@@ -140,11 +155,17 @@ func (k *layerKV) get(key []byte) []byte {
 }
 
 func (k *layerKV) put(key, v []byte) error {
+	if k.bucket == bucketLog {
+		return k.logPut(key, v)
+	}
 	k.top.set(k.bucket, key, v, false)
 	return nil
 }
 
 func (k *layerKV) del(key []byte) error {
+	if k.bucket == bucketLog {
+		return k.logDel(key)
+	}
 	k.top.set(k.bucket, key, nil, true)
 	return nil
 }
@@ -152,6 +173,9 @@ func (k *layerKV) del(key []byte) error {
 // each merges the layers and the base in key order; for a key in several, the upper one
 // wins, and a deletion mark hides the key.
 func (k *layerKV) each(from []byte, fn func(k, v []byte) (bool, error)) error {
+	if k.bucket == bucketLog {
+		return k.logEach(from, fn)
+	}
 	srcs := []*itemIter{{t: k.top.buckets[k.bucket], next: string(from)}}
 	if k.mid != nil {
 		srcs = append(srcs, &itemIter{t: k.mid.buckets[k.bucket], next: string(from)})

@@ -552,7 +552,11 @@ func (s *walStore) flush() error {
 
 // mergeLayers returns lower with upper's changes on top.
 func mergeLayers(lower, upper *layer) *layer {
+	upper.log.mergeInto(&lower.log)
 	for i, b := range upper.buckets {
+		if b == nil {
+			continue
+		}
 		b.Ascend(func(it layerItem) bool {
 			lower.set(i, []byte(it.key), it.val, it.del)
 			return true
