@@ -527,3 +527,91 @@ func TestCase7B_OneWayPartitionMainIsReplacedOnItsOwnReport(t *testing.T) {
 		t.Fatalf("group after the promotion: main %d epoch %d, want main %d epoch %d", after.Main, after.Epoch, chosen.Node, epoch)
 	}
 }
+
+// A main fenced by an attempt that was abandoned while the main was out of reach (so
+// without Refresh) reports no role in its epoch when it is back. With one voter of the
+// active config lost (fewer than R up), no new attempt can start, so the main must get a
+// fresh epoch itself (refreshMain), or the group waits for ever. Found by the location
+// simulation (seed 428): the active config's only voter had lost its disk.
+func TestStrandedFencedMainGetsAFreshEpoch(t *testing.T) {
+	const downAfter = time.Second
+	f, idx := threeVoters(t) // group 1: main 1, voters 2, 3, 4
+	apply := func(c dirCommand) error {
+		err := applyAt(t, f, idx, c)
+		idx++
+		return err
+	}
+	gi, _ := f.group(1)
+	attempt := gi.NextEpoch()
+	for _, c := range []dirCommand{
+		beginPromotion{Server: 1, Epoch: attempt, From: 1},
+		abandonPromotion{Server: 1, Epoch: attempt}, // by a new leader, the main cut off
+	} {
+		if err := apply(c); err != nil {
+			t.Fatalf("apply %s: %v", c.kind(), err)
+		}
+	}
+	start := time.Unix(1700000000, 0)
+	term := newLeaderTerm(start)
+	now := start
+	gen := uint64(0)
+	// Node 1 (the main, fenced: no role) and voter 2 heartbeat; voters 3 and 4 are down.
+	heartbeat := func(role string) {
+		gen++
+		term.noteHeartbeat(command.Heartbeat{Node: 1, Generation: gen, Groups: []command.GroupReport{
+			{Server: 1, Role: role, Epoch: gi.Epoch, LastEpoch: gi.Epoch, LastSeq: 40}}}, now)
+		term.noteHeartbeat(command.Heartbeat{Node: 2, Generation: gen, Groups: []command.GroupReport{
+			{Server: 1, Role: command.RoleSibling, Epoch: attempt, LastEpoch: gi.Epoch, LastSeq: 40}}}, now)
+	}
+	plan := func() []promotionAction {
+		st, _ := f.view()
+		d := st.directory(func(n nodeRecord) (string, uint64) { return term.nodeState(n, now, downAfter) })
+		var out []promotionAction
+		for _, a := range planPromotionActions(term, d, term.snapshotReports(), now, downAfter) {
+			if a.group.Server == 1 {
+				out = append(out, a)
+			}
+		}
+		return out
+	}
+	refreshAfter := func(role string) time.Duration {
+		for waited := time.Duration(0); waited <= 3*downAfter; waited += downAfter / 4 {
+			heartbeat(role)
+			for _, a := range plan() {
+				if a.start {
+					t.Fatalf("a promotion started with 2 of 3 voters down: %+v", a)
+				}
+				if a.refresh {
+					return waited
+				}
+			}
+			now = now.Add(downAfter / 4)
+		}
+		return -1
+	}
+
+	if w := refreshAfter(command.RoleMain); w >= 0 {
+		t.Fatalf("a main that serves got a fresh epoch after %v", w)
+	}
+	w := refreshAfter("none")
+	if w < downAfter {
+		t.Fatalf("the fenced main got a fresh epoch after %v; want one after down-after (%v), not before", w, downAfter)
+	}
+	if err := apply(refreshMain{Server: 1, Epoch: gi.Epoch, Main: 1}); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := f.group(1)
+	if after.Main != 1 || after.Epoch <= attempt {
+		t.Fatalf("after the refresh: main %d epoch %d; want main 1 in an epoch above the abandoned attempt %d", after.Main, after.Epoch, attempt)
+	}
+	if err := apply(refreshMain{Server: 1, Epoch: gi.Epoch, Main: 1}); err == nil {
+		t.Fatal("a second refresh of the old epoch was applied")
+	}
+	// Never while an attempt is open.
+	if err := apply(beginPromotion{Server: 1, Epoch: after.NextEpoch(), From: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := apply(refreshMain{Server: 1, Epoch: after.Epoch, Main: 1}); err == nil {
+		t.Fatal("a refresh was applied while an attempt is open")
+	}
+}

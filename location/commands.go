@@ -351,6 +351,10 @@ func decodeCommand(data []byte) (dirCommand, error) {
 		var v abandonPromotion
 		err = json.Unmarshal(env.Body, &v)
 		c = v
+	case kindRefreshMain:
+		var v refreshMain
+		err = json.Unmarshal(env.Body, &v)
+		c = v
 	case kindDemote:
 		var v demote
 		err = json.Unmarshal(env.Body, &v)

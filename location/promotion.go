@@ -30,6 +30,7 @@ type promotions struct {
 	fails   map[uint16]int       // group -> consecutive failed attempts
 	dead    map[uint16]time.Time // node -> when a probe found nothing listening
 	useless map[uint16]time.Time // group -> since when its main reports no write quorum
+	fenced  map[uint16]time.Time // group -> since when its main reports no role in its epoch
 	chosen  map[uint16]chosenAt  // group -> when this term first saw its open choice
 	// suspected: node -> when a sibling first reported its stream from the node broken, or
 	// a probe found it gone; forgotten when the node is heard again. The start of a
@@ -45,7 +46,7 @@ type chosenAt struct {
 
 func newPromotions() *promotions {
 	return &promotions{running: map[uint16]bool{}, next: map[uint16]time.Time{}, fails: map[uint16]int{},
-		dead: map[uint16]time.Time{}, useless: map[uint16]time.Time{}, chosen: map[uint16]chosenAt{},
+		dead: map[uint16]time.Time{}, useless: map[uint16]time.Time{}, fenced: map[uint16]time.Time{}, chosen: map[uint16]chosenAt{},
 		suspected: map[uint16]time.Time{}}
 }
 
@@ -142,6 +143,23 @@ func (p *promotions) uselessFor(g uint16, noQuorum bool, now time.Time) time.Dur
 	return now.Sub(since)
 }
 
+// fencedFor records whether group g's main reports no role in its epoch now, and returns
+// for how long it has.
+func (p *promotions) fencedFor(g uint16, fenced bool, now time.Time) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !fenced {
+		delete(p.fenced, g)
+		return 0
+	}
+	since, ok := p.fenced[g]
+	if !ok {
+		p.fenced[g] = now
+		return 0
+	}
+	return now.Sub(since)
+}
+
 // tryStart claims group g for an attempt if none runs and its backoff has passed.
 func (p *promotions) tryStart(g uint16, now time.Time) bool {
 	p.mu.Lock()
@@ -183,6 +201,12 @@ func (c *Controller) planPromotions(t *leaderTerm, d command.Directory, reports 
 			c.proposeLogged(abandonPromotion{Server: g.Server, Epoch: g.Promotion.Epoch})
 			continue
 		}
+		if a.refresh {
+			c.log.Warn().Uint16("group", g.Server).Uint64("epoch", g.Epoch).Uint16("main", g.Main).
+				Msg("the main reports no role in its epoch (fenced by an abandoned attempt) and no promotion can start; giving it a fresh epoch")
+			c.proposeLogged(refreshMain{Server: g.Server, Epoch: g.Epoch, Main: g.Main})
+			continue
+		}
 		if a.overdue > 0 {
 			c.log.Warn().Uint16("group", g.Server).Uint64("epoch", g.Epoch).Uint16("main", g.Main).
 				Dur("waited", a.overdue).Msg("the chosen main's barrier did not commit within down-after; treating it as down")
@@ -206,6 +230,7 @@ func (c *Controller) planPromotions(t *leaderTerm, d command.Directory, reports 
 type promotionAction struct {
 	group   command.GroupInfo
 	abandon bool
+	refresh bool // give the fenced main a fresh epoch (refreshMain)
 	start   bool
 	auto    bool
 	overdue time.Duration
@@ -277,11 +302,31 @@ func planPromotionActions(t *leaderTerm, d command.Directory, reports reportSet,
 		// Sealing fewer than R voters of a config cannot succeed, and every seal it does
 		// place fences the current main: wait until enough voters are up.
 		a.start = failed && sealable(&g, &d) && t.promo.tryStart(g.Server, now)
-		if a.start || overdue > 0 {
+		if !a.start && mainStranded(t, &g, now, downAfter) {
+			a.refresh = true
+		}
+		if a.start || a.refresh || overdue > 0 {
 			out = append(out, a)
 		}
 	}
 	return out
+}
+
+// mainStranded: g's main is alive in its epoch but has reported no role in it for
+// down-after, and no attempt is open: an attempt sealed siblings against it and was
+// abandoned while the main was out of reach (so without Refresh). When no new attempt can
+// start either (a config in use has no voter, or fewer than R of its voters are up), the
+// main would wait for ever; a fresh epoch lets it go on (refreshMain). A main that lost its
+// copy (no entry) or whose disk fails is left alone: a fresh epoch would not make it serve.
+func mainStranded(t *leaderTerm, g *command.GroupInfo, now time.Time, downAfter time.Duration) bool {
+	open := g.Promotion != nil && g.Promotion.Phase == command.PromotionSealing
+	stepped := false
+	fault, _ := t.degradedFor(g.Main, now)
+	if !open && fault == "" && !t.promo.isRunning(g.Server) && mainServing(t, g, now, downAfter) {
+		r, _ := t.snapshotReports().get(g.Main, g.Server)
+		stepped = r.Role != command.RoleMain && r.LastSeq > 0
+	}
+	return t.promo.fencedFor(g.Server, stepped, now) >= downAfter
 }
 
 // noQuorum reads the main's latest report: noQuorum when fewer than a majority of the

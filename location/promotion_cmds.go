@@ -15,6 +15,7 @@ const (
 	kindBeginPromotion   = "beginPromotion"
 	kindChoosePromotion  = "choosePromotion"
 	kindAbandonPromotion = "abandonPromotion"
+	kindRefreshMain      = "refreshMain"
 )
 
 // beginPromotion opens an attempt to replace main From of group Server in epoch Epoch.
@@ -59,6 +60,33 @@ type abandonPromotion struct {
 func (beginPromotion) kind() string   { return kindBeginPromotion }
 func (choosePromotion) kind() string  { return kindChoosePromotion }
 func (abandonPromotion) kind() string { return kindAbandonPromotion }
+func (refreshMain) kind() string      { return kindRefreshMain }
+
+// refreshMain gives main Main of group Server, in epoch Epoch, the group's next epoch while
+// no attempt is open (mainStranded): siblings that an abandoned attempt sealed refuse its
+// epoch, and no new attempt can replace it. As with abandonPromotion's Refresh, the main
+// holds every committed entry (it counts itself in every commit), so it goes on in an epoch
+// above the abandoned attempt's. Refused when the group has moved on meanwhile.
+type refreshMain struct {
+	Server uint16 `json:"server"`
+	Epoch  uint64 `json:"epoch"`
+	Main   uint16 `json:"main"`
+}
+
+func (c refreshMain) applyTo(s *dirState) error {
+	g, ok := s.Groups[c.Server]
+	if !ok {
+		return refuse("refreshMain of group %d: no such group", c.Server)
+	}
+	if g.Main == 0 || g.Main != c.Main || g.Epoch != c.Epoch {
+		return refuse("refreshMain of group %d: main %d in epoch %d, not main %d in epoch %d", c.Server, g.Main, g.Epoch, c.Main, c.Epoch)
+	}
+	if g.Promotion != nil && g.Promotion.Phase == command.PromotionSealing {
+		return refuse("refreshMain of group %d: attempt %d is open", c.Server, g.Promotion.Epoch)
+	}
+	g.Epoch = g.NextEpoch()
+	return nil
+}
 
 func (c beginPromotion) applyTo(s *dirState) error {
 	g, ok := s.Groups[c.Server]

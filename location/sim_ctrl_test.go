@@ -71,6 +71,11 @@ func (t *simTerm) tick(s *sim) {
 			t.round = append(t.round, abandonPromotion{Server: a.group.Server, Epoch: a.group.Promotion.Epoch})
 			continue
 		}
+		if a.refresh {
+			s.tracef("term %d gives the stranded main %d a fresh epoch", t.id, a.group.Main)
+			t.round = append(t.round, refreshMain{Server: a.group.Server, Epoch: a.group.Epoch, Main: a.group.Main})
+			continue
+		}
 		if a.start {
 			var passOver uint16
 			if a.overdue > 0 {
@@ -119,6 +124,8 @@ func commandServer(c dirCommand) uint16 {
 	case reviveStale:
 		return v.Server
 	case abandonPromotion:
+		return v.Server
+	case refreshMain:
 		return v.Server
 	}
 	return 0
