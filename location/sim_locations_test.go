@@ -15,8 +15,9 @@ import (
 // The simulation across locations (docs/locations.md). Each location is a controller
 // cluster of its own: simCtrls controllers, a real FSM behind its own raft stand-in, its own
 // leader terms and clocks. The nodes are spread across the locations; each joins its own
-// location first and then every other one as a guest (node.run: the guest links start
-// after the own join, with the incarnation the own location answered), heartbeats every
+// location and, once that answered, every other one as a guest; after a restart it joins
+// the guest locations it recorded at once, whatever its own answers (node.run), so either
+// may answer first and set the incarnation the others then see. It heartbeats every
 // location it joined, and takes the simulated group's role from its home's directory
 // alone. The group is node 1's, homed in node 1's location: only that location's leader
 // plans its configs and promotes, sealing voters wherever they are (seals name the home),

@@ -25,10 +25,13 @@ type simNode struct {
 	instance int
 	adopted  int    // the instance that adopted a recorded incarnation above its own
 	joined   []bool // by location: joined its controllers (its own first, then as a guest)
-	gen      uint64
-	nextHB   time.Time
-	dir      *command.GroupInfo // the group's record in its home's directory
-	dirIdx   uint64             // of the home's directory
+	// knows, by location: a guest location the node joined once and recorded
+	// (locations.json): after a restart it joins it at once, without its own location
+	knows  []bool
+	gen    uint64
+	nextHB time.Time
+	dir    *command.GroupInfo // the group's record in its home's directory
+	dirIdx uint64             // of the home's directory
 	// disk: the copy
 	log         *sibling.MemLog
 	logWrites   uint64           // raised by every change of the log (checkCopies skips an unchanged one)
@@ -47,7 +50,7 @@ type simNode struct {
 
 func newSimNode(s *sim, id uint16) *simNode {
 	n := &simNode{s: s, id: id, clock: s.newClock(), log: sibling.NewMemLog(), store: newSimStore(), copyID: 1, incarnation: 1, instance: 1,
-		joined: make([]bool, len(s.locs))}
+		joined: make([]bool, len(s.locs)), knows: make([]bool, len(s.locs))}
 	n.c = n.newCore()
 	return n
 }
@@ -106,8 +109,9 @@ func (n *simNode) sendJoin(l int) {
 }
 
 // tick: the node's heartbeat timer (every down-after/4 of its clock): a heartbeat to every
-// location's controller leader (a join first: its own location's, then the others'), and
-// the main's replication heartbeats.
+// location's controller leader (a join first), and the main's replication heartbeats. A
+// node finds the other locations through its own (node.discover) once it joined it, but
+// joins those it recorded before at once (node.run).
 func (n *simNode) tick() {
 	if !n.up {
 		return
@@ -122,14 +126,11 @@ func (n *simNode) tick() {
 		return
 	}
 	n.nextHB = n.now().Add(simDownAfter / 4)
-	if !n.joined[n.loc] {
-		n.sendJoin(n.loc)
-		return
-	}
 	for i := range n.s.locs {
 		l := (n.loc + i) % len(n.s.locs) // its own location first
 		t := n.s.locs[l].term
 		switch {
+		case l != n.loc && !n.joined[n.loc] && !n.knows[l]:
 		case !n.joined[l]:
 			n.sendJoin(l)
 		case t != nil:
@@ -175,6 +176,7 @@ func (n *simNode) receive(m *simMsg) {
 				return // an answer to an earlier process
 			}
 			n.joined[l] = true
+			n.knows[l] = l != n.loc
 			// adoptIncarnation: the recorded incarnation when it is above the node's own;
 			// the other locations then refuse its heartbeats and it joins them again,
 			// saying that it adopted one (JoinRequest.Wiped)
@@ -418,6 +420,7 @@ func (n *simNode) restart() {
 func (n *simNode) loseDisk() {
 	n.s.tracef("node %d loses its disk", n.id)
 	n.wipe()
+	n.knows = make([]bool, len(n.s.locs))
 	n.incarnation = 0
 	n.persisted = 0
 }

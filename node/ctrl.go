@@ -298,16 +298,26 @@ func (n *Node) adoptIncarnation(d *command.Directory) {
 	}
 }
 
-// run joins the own location's controller leader, then keeps heartbeating and following
-// the directory, and finds the other locations, each followed by its own link.
+// run follows every location: the ones the node recorded before a restart and those the
+// controllers name (discoverLoop), each on its own link, and its own: it joins its own
+// location's controller leader, then keeps heartbeating and following the directory. The
+// other locations do not wait for the own join: a node restarted while its own location
+// has no controller still takes its roles in the groups homed elsewhere.
 func (n *Node) run() {
 	defer n.wg.Done()
+	for _, l := range n.linkList() {
+		if !l.own {
+			n.wg.Add(1)
+			go n.runLink(l)
+		}
+	}
+	n.wg.Add(1)
+	go n.discoverLoop()
 	if !n.join(n.own) {
 		return
 	}
-	n.wg.Add(2)
+	n.wg.Add(1)
 	go n.watchLoop(n.own)
-	go n.discoverLoop()
 	n.heartbeatLoop(n.own)
 }
 

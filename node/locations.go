@@ -65,7 +65,7 @@ func (n *Node) discover() {
 			n.mu.Lock()
 			known := n.links[li.Name]
 			if known == nil {
-				known = &link{loc: li.Name, ctrl: newCtrlClient(li.Controllers, n.log.With().Str("location", li.Name).Logger(), n.cfg.Dial, n.cfg.ClientTLS, n.cfg.ClusterSecret)}
+				known = n.newLink(li.Name, li.Controllers)
 				n.links[li.Name] = known
 				n.wg.Add(1)
 				go n.runLink(known)
@@ -74,8 +74,14 @@ func (n *Node) discover() {
 			n.mu.Unlock()
 			known.ctrl.addAddrs(li.Controllers)
 		}
+		n.rememberLocations()
 		return
 	}
+}
+
+// newLink makes the link to location loc's controllers at addrs; the caller starts it.
+func (n *Node) newLink(loc string, addrs []string) *link {
+	return &link{loc: loc, ctrl: newCtrlClient(addrs, n.log.With().Str("location", loc).Logger(), n.cfg.Dial, n.cfg.ClientTLS, n.cfg.ClusterSecret)}
 }
 
 // linkList returns the links, this node's own location first.

@@ -153,6 +153,9 @@ type Node struct {
 	own   *link
 	links map[string]*link
 	dir   *command.Directory
+	// knownWritten is what locations.json last got (known_locations.go); only the
+	// discovery loop uses it.
+	knownWritten []byte
 	// homes are the homes this node's copies promised (homes.go).
 	homes *homes
 	// configs are the highest config versions this node's copies followed (configs.go).
@@ -260,6 +263,11 @@ func New(cfg Config) (*Node, error) {
 	n.ctrl = newCtrlClient(cfg.Controllers, n.log, cfg.Dial, cfg.ClientTLS, cfg.ClusterSecret)
 	n.own = &link{loc: cfg.Location, own: true, ctrl: n.ctrl}
 	n.links = map[string]*link{cfg.Location: n.own}
+	known, err := loadKnownLocations(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	n.startKnownLocations(known)
 	n.peerHTTP = &http.Client{Transport: HTTPTransport(cfg.Dial, cfg.ClientTLS)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	// Logged before run starts: run may adopt another incarnation (adoptIncarnation).
