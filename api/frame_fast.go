@@ -22,7 +22,7 @@ var opName = func() map[string]string {
 // for them. It reports false for every other frame, bad ones included, which decodeFrame
 // then reads with encoding/json and whose errors it words.
 func decodeFastFrame(frame []byte, maxDepth int) (id *string, req *command.Request, ok bool) {
-	if !utf8.Valid(frame) || checkDepth(frame, maxDepth) != nil || !json.Valid(frame) {
+	if valid, depth, _ := command.ScanJSON(frame); !valid || depth > maxDepth || !utf8.Valid(frame) {
 		return nil, nil, false
 	}
 	s := jsonscan.New(frame)

@@ -116,7 +116,7 @@ func checkStored(r *Resource, scanData bool) *Error {
 	if _, err := ParseRID(r.ID); err != nil {
 		return Errorf(CodeInternal, "stored resource: %s", AsError(err).Message)
 	}
-	if r.Version == 0 || checkType(r.Type) != nil || len(r.Data) == 0 || (scanData && !json.Valid(r.Data)) {
+	if r.Version == 0 || checkType(r.Type) != nil || len(r.Data) == 0 || (scanData && !validJSON(r.Data)) {
 		return Errorf(CodeInternal, "stored resource %q has no version, a bad type or invalid data", r.ID)
 	}
 	return nil

@@ -65,6 +65,9 @@ func intField(h hash.Hash, name string, v *int64) {
 // compactOrRaw drops insignificant whitespace; invalid JSON (refused by validation anyway)
 // is hashed as it is.
 func compactOrRaw(raw json.RawMessage) []byte {
+	if valid, _, compact := ScanJSON(raw); !valid || compact {
+		return raw
+	}
 	var buf bytes.Buffer
 	if err := json.Compact(&buf, raw); err != nil {
 		return raw

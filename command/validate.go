@@ -136,11 +136,12 @@ func checkData(field string, raw json.RawMessage, checked bool) *Error {
 }
 
 func checkValid(what string, raw json.RawMessage) *Error {
-	if !json.Valid(raw) {
+	valid, depth, _ := ScanJSON(raw)
+	if !valid {
 		return Errorf(CodeBadRequest, "%s is not valid JSON", what)
 	}
-	if err := CheckDepth(raw, MaxDepth); err != nil {
-		return Errorf(CodeBadRequest, "%s: %s", what, err.Message)
+	if depth > MaxDepth {
+		return Errorf(CodeBadRequest, "%s: JSON is nested deeper than %d levels", what, MaxDepth)
 	}
 	return nil
 }

@@ -36,12 +36,17 @@ func appendRequestFrame(buf []byte, id string, r *command.Request) ([]byte, bool
 		if len(v) == 0 || !ok {
 			return
 		}
-		b := bytes.NewBuffer(append(append(append(buf, ",\""...), key...), "\":"...))
-		if err := json.Compact(b, v); err != nil {
+		buf = append(append(append(buf, ",\""...), key...), "\":"...)
+		switch valid, _, compact := command.ScanJSON(v); {
+		case !valid:
 			ok = false
-			return
+		case compact:
+			buf = append(buf, v...)
+		default:
+			b := bytes.NewBuffer(buf)
+			_ = json.Compact(b, v) // valid, so it compacts
+			buf = b.Bytes()
 		}
-		buf = b.Bytes()
 	}
 	buf = append(buf, `{"id":"`...)
 	for i := 0; i < len(id); i++ {

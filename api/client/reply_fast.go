@@ -16,7 +16,7 @@ import (
 // anything else, and any frame parseFastReply does not recognise field for field, goes
 // through encoding/json, so both paths give the same result.
 func decodeReply(data []byte, r *wireReply) (id string, matched bool) {
-	if !json.Valid(data) {
+	if valid, _, _ := command.ScanJSON(data); !valid {
 		return "", false
 	}
 	if id, ok := parseFastReply(data, r); ok {

@@ -3,7 +3,7 @@ package jsonscan
 import "strconv"
 
 // Scanner is a position in a valid JSON text. Its methods check the shape the caller
-// expects, not the syntax, which json.Valid has checked.
+// expects, not the syntax, which command.ScanJSON has checked.
 type Scanner struct {
 	b []byte
 	i int
