@@ -318,11 +318,13 @@ func planPromotionActions(t *leaderTerm, d command.Directory, reports reportSet,
 // start either (a config in use has no voter, or fewer than R of its voters are up), the
 // main would wait for ever; a fresh epoch lets it go on (refreshMain). A main that lost its
 // copy (no entry) or whose disk fails is left alone: a fresh epoch would not make it serve.
+// So is a main named only by a rehome's record (rehomedWithoutMain): that record may be
+// older than a promotion of the old home, whose main acked writes this one never held.
 func mainStranded(t *leaderTerm, g *command.GroupInfo, now time.Time, downAfter time.Duration) bool {
 	open := g.Promotion != nil && g.Promotion.Phase == command.PromotionSealing
 	stepped := false
 	fault, _ := t.degradedFor(g.Main, now)
-	if !open && fault == "" && !t.promo.isRunning(g.Server) && mainServing(t, g, now, downAfter) {
+	if !open && fault == "" && !rehomedWithoutMain(g) && !t.promo.isRunning(g.Server) && mainServing(t, g, now, downAfter) {
 		r, _ := t.snapshotReports().get(g.Main, g.Server)
 		stepped = r.Role != command.RoleMain && r.LastSeq > 0
 	}
@@ -481,6 +483,9 @@ func (c *Controller) promote(t *leaderTerm, a promotionAction, passOver uint16) 
 // may be chosen again. atHome (nil: every node) says which nodes are in the home location,
 // whom the choice prefers among the longest logs.
 func decidePromotion(g *command.GroupInfo, epoch uint64, replies map[uint16]command.SealReply, mainUp bool, passOver uint16, atHome func(uint16) bool) (cmd dirCommand, chosen command.SealReply) {
+	// A main named only by a rehome's record is not known to hold every acked write (the
+	// record may predate a promotion of the old home): it never goes on in a fresh epoch.
+	mainUp = mainUp && !rehomedWithoutMain(g)
 	if _, v := newerConfigSealed(g, replies); v > 0 && rehomedWithoutMain(g) {
 		// The record came from a rehome's stale view: its configs may miss writes a newer
 		// config acknowledged (docs/locations.md "Moving a home", rule 5).

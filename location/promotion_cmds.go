@@ -66,7 +66,8 @@ func (refreshMain) kind() string      { return kindRefreshMain }
 // no attempt is open (mainStranded): siblings that an abandoned attempt sealed refuse its
 // epoch, and no new attempt can replace it. As with abandonPromotion's Refresh, the main
 // holds every committed entry (it counts itself in every commit), so it goes on in an epoch
-// above the abandoned attempt's. Refused when the group has moved on meanwhile.
+// above the abandoned attempt's. Refused when the group has moved on meanwhile, and for a
+// main that only a rehome's record names.
 type refreshMain struct {
 	Server uint16 `json:"server"`
 	Epoch  uint64 `json:"epoch"`
@@ -83,6 +84,12 @@ func (c refreshMain) applyTo(s *dirState) error {
 	}
 	if g.Promotion != nil && g.Promotion.Phase == command.PromotionSealing {
 		return refuse("refreshMain of group %d: attempt %d is open", c.Server, g.Promotion.Epoch)
+	}
+	if rehomedWithoutMain(g) {
+		// Named by a rehome's record only: it may miss writes a later main of the old home
+		// acked (docs/locations.md "Moving a home", rule 5).
+		return refuse("refreshMain of group %d: main %d is named only by the record home %q took over from %q",
+			c.Server, g.Main, g.Home, g.RehomedFrom)
 	}
 	g.Epoch = g.NextEpoch()
 	return nil

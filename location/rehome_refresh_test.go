@@ -93,3 +93,12 @@ func TestStaleRehomedMainNotRefreshedByAnAbandonedAttempt(t *testing.T) {
 		t.Fatalf("decision on a stale rehomed record whose main still reports: %T %+v; want an abandon without Refresh", cmd, cmd)
 	}
 }
+
+// The FSM refuses the refresh itself, whoever proposes it.
+func TestRefreshMainRefusedForAMainNamedOnlyByARehome(t *testing.T) {
+	f, idx := staleMainRehomed(t)
+	if err := applyAt(t, f, idx, refreshMain{Server: 1, Epoch: 1, Main: 1}); err == nil {
+		g, _ := f.group(1)
+		t.Fatalf("refreshMain of the rehomed record's main was applied: main %d epoch %d", g.Main, g.Epoch)
+	}
+}
