@@ -134,6 +134,19 @@ func (c joinNode) applyTo(s *dirState) error {
 				if g.Main != c.ID {
 					continue
 				}
+				if rehomedWithoutMain(g) && !wiped {
+					// Named only by the record a rehome took over, which may be older than a
+					// promotion of the old home: nothing shows that its log holds every
+					// acknowledged write, so it never goes on in a fresh epoch (as refreshMain
+					// refuses). The group has no main until a promotion among its voters, whose
+					// seals check the record (docs/locations.md "Moving a home", rule 5); the
+					// node keeps its copy as a learner.
+					if siblingIndex(g, c.ID) < 0 {
+						g.Siblings = append(g.Siblings, command.Member{Node: c.ID, State: command.SiblingSyncing, CopyID: g.MainCopyID})
+					}
+					g.Main, g.MainCopyID = 0, ""
+					continue
+				}
 				if wiped && len(g.Voters()) > 0 {
 					// Its copy is gone with its data directory: as main it would write a
 					// barrier at seq 1 over the siblings' committed entries. The group has

@@ -102,3 +102,22 @@ func TestRefreshMainRefusedForAMainNamedOnlyByARehome(t *testing.T) {
 		t.Fatalf("refreshMain of the rehomed record's main was applied: main %d epoch %d", g.Main, g.Epoch)
 	}
 }
+
+// A restarted process of a main named only by a rehome's record does not get the fresh
+// epoch a restarted main gets: it loses the role, keeps its copy as a learner, and the
+// group waits for a promotion among its voters.
+func TestRestartedMainNamedOnlyByARehomeLosesTheRole(t *testing.T) {
+	f, idx := staleMainRehomed(t)
+	before, _ := f.group(1)
+	if err := applyAt(t, f, idx, joinNode{ID: 1, Addr: "127.0.0.1:1", Location: "loc1", Instance: "i1-restarted", Incarnation: 2, Guest: true}); err != nil {
+		t.Fatal(err)
+	}
+	g, _ := f.group(1)
+	if g.Main != 0 || g.Epoch != before.Epoch {
+		t.Fatalf("after node 1 restarted: main %d epoch %d (was main %d epoch %d); want no main and the epoch unchanged",
+			g.Main, g.Epoch, before.Main, before.Epoch)
+	}
+	if m := member(&g, 1); m == nil || m.State != command.SiblingSyncing {
+		t.Fatalf("node 1 after its restart: %+v, want a learner", m)
+	}
+}
