@@ -209,21 +209,48 @@ func checkTypePattern(p string) *Error {
 	return nil
 }
 
-// Book resolves tokens against one version of the directory's roles and tokens. It is
+// Book resolves tokens against one version of the directories' roles and tokens. It is
 // immutable; a new directory makes a new Book.
 type Book struct {
-	roles  map[string]*Role
-	tokens map[string]TokenInfo
+	roles  map[string]*Role // the first part's
+	tokens map[string]bookToken
+}
+
+// bookToken is a token's record and the roles of the part (location) that holds it.
+type bookToken struct {
+	info  TokenInfo
+	roles map[string]*Role
+}
+
+// BookPart is one location's roles and tokens.
+type BookPart struct {
+	Roles  []Role
+	Tokens []TokenInfo
 }
 
 // NewBook indexes roles by name and tokens by hash.
 func NewBook(roles []Role, tokens []TokenInfo) *Book {
-	b := &Book{roles: make(map[string]*Role, len(roles)), tokens: make(map[string]TokenInfo, len(tokens))}
-	for i := range roles {
-		b.roles[roles[i].Name] = &roles[i]
-	}
-	for _, t := range tokens {
-		b.tokens[t.Hash] = t
+	return NewBookOf(BookPart{Roles: roles, Tokens: tokens})
+}
+
+// NewBookOf indexes several locations' roles and tokens: a token resolves against the roles
+// of the part that holds it, whatever another part names the same way, and of two parts
+// holding one token the first wins. Role looks in the first part only.
+func NewBookOf(parts ...BookPart) *Book {
+	b := &Book{roles: map[string]*Role{}, tokens: map[string]bookToken{}}
+	for i, p := range parts {
+		roles := make(map[string]*Role, len(p.Roles))
+		for j := range p.Roles {
+			roles[p.Roles[j].Name] = &p.Roles[j]
+		}
+		if i == 0 {
+			b.roles = roles
+		}
+		for _, t := range p.Tokens {
+			if _, dup := b.tokens[t.Hash]; !dup {
+				b.tokens[t.Hash] = bookToken{info: t, roles: roles}
+			}
+		}
 	}
 	return b
 }
@@ -235,14 +262,15 @@ func (b *Book) Lookup(token string, nowMs int64) (info TokenInfo, role *Role, ok
 	if b == nil || token == "" {
 		return TokenInfo{}, nil, false
 	}
-	info, ok = b.tokens[HashToken(token)]
+	bt, ok := b.tokens[HashToken(token)]
+	info = bt.info
 	if !ok || info.Expired(nowMs) {
 		return TokenInfo{}, nil, false
 	}
 	if info.Role == AdminRole {
 		return info, nil, true
 	}
-	role, ok = b.roles[info.Role]
+	role, ok = bt.roles[info.Role]
 	if !ok {
 		return TokenInfo{}, nil, false
 	}

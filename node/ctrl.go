@@ -431,10 +431,8 @@ func (n *Node) applyDirectory(l *link, d *command.Directory) {
 	}
 	l.dir = d
 	n.dir = n.mergeLocked()
-	if l.own {
-		// Roles and tokens are the node's own location's (docs/security.md).
-		n.tokens.update(d)
-	}
+	// Tokens made at any location are valid here (docs/security.md).
+	n.tokens.update(l.loc, d)
 	self := uint16(n.cfg.ID)
 	type todo struct {
 		g  *group

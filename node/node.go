@@ -210,6 +210,7 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, log: cfg.Logger.With().Uint16("node", uint16(cfg.ID)).Logger(),
 		instance: ulid.Make().String(), groups: map[command.ServerID]*group{}, metrics: newMetrics(),
 		conns: map[*websocket.Conn]struct{}{}, streams: map[command.ServerID]int{}, disk: newDiskState()}
+	n.tokens.own = cfg.Location
 	n.ids = command.NewIDGen(cfg.ID, rand.Reader)
 	n.refusals = n.log.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second})
 	n.subs = newSubManager(n)

@@ -26,7 +26,6 @@ func TestLocationsDrainAcrossLocations(t *testing.T) {
 		}
 	}
 	o := withMode(Options{Locations: 3, Nodes: 6}, mode)
-	o.ClientRole = false // writers enter at nodes of every location (see TestLocationsGroupsSpanLocations)
 	c := StartCluster(t, o)
 	where, at := nodesByLocation(t, c)
 	homes := map[uint16]string{}

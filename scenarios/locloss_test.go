@@ -29,7 +29,6 @@ func TestLocationsLoseControllers(t *testing.T) {
 		}
 		t.Run(mode.name, func(t *testing.T) {
 			o := withMode(Options{Locations: 3, Nodes: 6}, mode.opts)
-			o.ClientRole = false // writers enter at nodes of every location (see TestLocationsGroupsSpanLocations)
 			testLoseControllers(t, o)
 		})
 	}

@@ -24,7 +24,6 @@ func TestLocationsPlannedPromote(t *testing.T) {
 		}
 	}
 	o := withMode(Options{Locations: 3, Nodes: 6}, mode)
-	o.ClientRole = false // writers enter at nodes of every location (see TestLocationsGroupsSpanLocations)
 	c := StartCluster(t, o)
 	where, at := nodesByLocation(t, c)
 	g := waitGroupsServed(t, c, map[uint16]string{1: "loc1"}, 3, 90*time.Second)[1]

@@ -19,7 +19,6 @@ import (
 // rehome call to the first write acknowledged after it.
 func TestLocationsRehome(t *testing.T) {
 	o := withMode(Options{Locations: 3, Nodes: 6}, clusterModes[1].opts)
-	o.ClientRole = false // writers enter at every location; roles are one location's
 	c := StartCluster(t, o)
 	var g1 command.StatusGroup
 	waitFor(t, 60*time.Second, "group 1 (loc1) at 3 voting siblings", func() bool {

@@ -505,3 +505,39 @@ func testRevocationEverywhere(t *testing.T, c *Cluster, token string) {
 	t.Logf("revocation: the token's %d open connections on %d nodes stopped working within %v of the revokeToken reply",
 		len(subs)+len(idle), len(c.Nodes), worst.Round(time.Millisecond))
 }
+
+// TestTokensAcrossLocations: with `--locations 3 --nodes 6`, a role and its token made
+// through a node of loc1 work at every node of every location (CreateRoleToken waits for
+// all six to accept it), for writes to groups of every home, and a revocation at loc1
+// closes the token's connections at the nodes of loc2 and loc3 too.
+func TestTokensAcrossLocations(t *testing.T) {
+	c := StartCluster(t, Options{Locations: 3, Nodes: 6, ClusterSecret: "tokens-s3cret", AdminToken: "tokens-adm1n"})
+	where, at := nodesByLocation(t, c)
+	homes := map[uint16]string{}
+	for id, loc := range where {
+		homes[id] = loc
+	}
+	waitGroupsServed(t, c, homes, 2, 90*time.Second)
+	writer := c.CreateRoleToken("job-writer", command.Grant{Types: []string{"job"},
+		Ops: []string{command.KindRead, command.KindWrite, command.KindSubscribe}})
+	for _, loc := range []string{"loc2", "loc3"} {
+		via := at[loc][0]
+		cl := c.ClientWithToken(writer, via)
+		for g := int64(1); g <= 6; g++ {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			_, err := cl.DoRetry(ctx, &command.Request{Op: command.OpCreate, Type: "job", Server: &g, Data: json.RawMessage(`{"n":1}`),
+				Key: fmt.Sprintf("x-%s-%d", loc, g)})
+			cancel()
+			if err != nil {
+				t.Fatalf("create in group %d (home %s) with loc1's token at node %d (%s): %v", g, homes[uint16(g)], via, loc, err)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		_, err := cl.Do(ctx, &command.Request{Op: command.OpCreate, Type: "other", Data: json.RawMessage(`{"n":1}`)})
+		cancel()
+		if command.CodeOf(err) != command.CodeForbidden {
+			t.Fatalf("create of a type the role does not grant, at node %d (%s): %v, want forbidden", via, loc, err)
+		}
+	}
+	testRevocationEverywhere(t, c, writer)
+}

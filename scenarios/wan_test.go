@@ -58,9 +58,8 @@ func latencyP50(ws []*writer, from, to int64) time.Duration {
 // history is linearizable. It logs the write p50 with a quorum across locations and the
 // longest gap between acknowledged writes around the kill. It runs in an open cluster and
 // in the tls mode (TLS, the cluster secret and an admin token on every connection, the WAN
-// links included). Roles and their tokens belong to one location's directory
-// (docs/security.md), and the writers here enter at nodes of every location, so in the tls
-// mode they present the admin token, which every node is given.
+// links included), where the writers present a client role's token made at loc1 to nodes
+// of every location (docs/security.md: a token is valid at every location).
 func TestLocationsGroupsSpanLocations(t *testing.T) {
 	for _, mode := range clusterModes {
 		if mode.name == "secured" {
@@ -68,7 +67,6 @@ func TestLocationsGroupsSpanLocations(t *testing.T) {
 		}
 		t.Run(mode.name, func(t *testing.T) {
 			o := withMode(Options{Locations: 3, Nodes: 6}, mode.opts)
-			o.ClientRole = false
 			testGroupsSpanLocations(t, o)
 		})
 	}
