@@ -255,6 +255,11 @@ func (c *Controller) drainTarget(ctx context.Context, t *leaderTerm, server, fro
 	if found {
 		return best, nil
 	}
+	if len(g.Active.Voters) > 0 {
+		// Its voters are there but none was heard within down-after (a loaded machine, a
+		// leader that has just taken over): a retry may find one.
+		return 0, command.Errorf(command.CodeUnavailable, "group %d: none of its voting siblings %v is up; retry", server, g.Active.Voters)
+	}
 	repl, ok := c.replacement(t, server, from)
 	if !ok {
 		return 0, command.Errorf(command.CodeConflict, "group %d has no sibling to take over and no node to add one", server)

@@ -39,7 +39,7 @@ const (
 )
 
 var (
-	simLocRuns  = flag.Int("sim.locruns", 1000, "schedules of the simulation across locations to run")
+	simLocRuns  = flag.Int("sim.locruns", 400, "schedules of the simulation across locations to run")
 	simLocCount = flag.Int("sim.locs", 3, "locations of the simulation across locations")
 )
 
