@@ -180,16 +180,35 @@ func (s *dirState) directory(state func(n nodeRecord) (string, uint64)) command.
 	return d
 }
 
-// copies counts, per node, the groups it holds a copy of (as main or sibling).
-func copiesPerNode(groups []command.GroupInfo) map[uint16]int {
-	out := map[uint16]int{}
+// copiesHeld counts, per node, the groups of every home it holds a copy of: this
+// location's directory's, and those its heartbeats report (a node reports every copy it
+// holds to every location it joined, so the groups of other homes show there too).
+// Placement spreads by it, so that a node holding many copies of other homes' groups is
+// not chosen first.
+func copiesHeld(groups []command.GroupInfo, reports reportSet) map[uint16]int {
+	held := map[uint16]map[uint16]bool{}
+	add := func(node, group uint16) {
+		if held[node] == nil {
+			held[node] = map[uint16]bool{}
+		}
+		held[node][group] = true
+	}
 	for _, g := range groups {
 		if g.Main != 0 {
-			out[g.Main]++
+			add(g.Main, g.Server)
 		}
 		for _, m := range g.Siblings {
-			out[m.Node]++
+			add(m.Node, g.Server)
 		}
+	}
+	for node, reps := range reports {
+		for group := range reps {
+			add(node, group)
+		}
+	}
+	out := make(map[uint16]int, len(held))
+	for n, gs := range held {
+		out[n] = len(gs)
 	}
 	return out
 }

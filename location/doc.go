@@ -140,7 +140,8 @@
 //
 // Per group whose main is up: target siblings = min(3, up non-spare nodes - 1). With fewer
 // siblings than that, one learner per round is added: the up node without a copy that holds
-// the fewest copies (main or sibling), lowest ID on ties. A syncing learner that the main's
+// the fewest copies (main or sibling) of any home's groups (its heartbeats report those of
+// other homes), lowest ID on ties. A syncing learner that the main's
 // current report (role main, the group's epoch) shows Recent and within 64 of its LastSeq is
 // proposed as a voter when no config is pending (a pending config = active voters + it,
 // version + 1). When the main reports Activated >= the pending version, the pending config

@@ -272,11 +272,11 @@ func (c *Controller) drainTarget(ctx context.Context, t *leaderTerm, server, fro
 }
 
 // replacement picks an up, non-spare node holding no copy of group server (fewest copies
-// first, then lowest ID).
+// of every home's groups first, then lowest ID).
 func (c *Controller) replacement(t *leaderTerm, server, except uint16) (uint16, bool) {
 	d := c.directoryFor(t)
 	g := d.Group(server)
-	copies := copiesPerNode(d.Groups)
+	copies := copiesHeld(d.Groups, t.snapshotReports())
 	best, found := uint16(0), false
 	for _, n := range d.Nodes {
 		if n.ID == except || n.State != command.NodeUp || n.ID == g.Main || member(g, n.ID) != nil {

@@ -41,7 +41,7 @@ func planRound(d command.Directory, reports reportSet, silent silentFunc) []dirC
 		}
 	}
 	target := min(maxSiblings, len(eligible)-1)
-	copies := copiesPerNode(d.Groups)
+	copies := copiesHeld(d.Groups, reports)
 
 	var out []dirCommand
 	for i := range d.Groups {

@@ -149,7 +149,7 @@ func TestPlanConvergesThroughFSM(t *testing.T) {
 		}
 	}
 	st, _ := f.view()
-	copies := copiesPerNode(st.sortedGroups())
+	copies := copiesHeld(st.sortedGroups(), nil)
 	for _, g := range st.sortedGroups() {
 		if len(g.Active.Voters) != 3 || g.Pending != nil || g.Active.Version != 4 {
 			t.Fatalf("group %d did not converge: %+v", g.Server, g)
@@ -195,5 +195,29 @@ func TestPlanPlacesASiblingOutsideTheMainsLocation(t *testing.T) {
 	one.Groups = one.Groups[:1]
 	if got := planRound(one, reportSet{}, nil); !reflect.DeepEqual(got, []dirCommand{addLearner{Server: 1, Node: 2}}) {
 		t.Fatalf("one location: plan %+v", got)
+	}
+}
+
+// Placement counts the copies a node holds of other homes' groups too, as its heartbeats
+// report them: of two nodes holding no copy of this home's groups, the one holding fewer
+// copies of any home's is chosen.
+func TestPlanCountsCopiesOfOtherHomes(t *testing.T) {
+	d := dir(4)
+	d.Groups = d.Groups[:1] // group 1, main 1; nodes 2, 3, 4 hold nothing of this home
+	reports := reportSet{
+		2: {7: {Server: 7}, 8: {Server: 8}}, // node 2 holds copies of groups 7 and 8, homed elsewhere
+		3: {9: {Server: 9}},
+	}
+	got := planRound(d, reports, nil)
+	if want := []dirCommand{addLearner{Server: 1, Node: 4}}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("plan %+v, want the node holding no copy of any home's group: %+v", got, want)
+	}
+	if c := copiesHeld(d.Groups, reports); c[1] != 1 || c[2] != 2 || c[3] != 1 || c[4] != 0 {
+		t.Fatalf("copies held %v, want node 1: 1 (main of group 1), 2: 2, 3: 1, 4: 0", c)
+	}
+	// A report of a group this directory lists counts once.
+	reports[1] = map[uint16]command.GroupReport{1: {Server: 1}}
+	if c := copiesHeld(d.Groups, reports); c[1] != 1 {
+		t.Fatalf("node 1 counted %d copies for its one group", c[1])
 	}
 }
