@@ -43,10 +43,14 @@ type memCluster struct {
 	// node's memory store (same group logic and encoding, no fsync): a schedule then
 	// costs CPU, not disk flushes, as virtual time stands still during an fsync.
 	bolt bool
+	// home is the location of node 1, whose group the schedules load: leader, directory
+	// and group answer for its controllers ("" with one location).
+	home string
 }
 
 type memCtrl struct {
 	id, host string
+	loc      string // "" with one location
 	c        *location.Controller
 	srv      *http.Server
 }
@@ -54,6 +58,7 @@ type memCtrl struct {
 type memNode struct {
 	id    int
 	host  string
+	loc   string      // "" with one location
 	store store.Store // the node's memory store, kept across its restarts (nil: bbolt)
 	// disk fails the node's store where it says (faultyStore over the memory store, or
 	// the durable store's injected faults), across its restarts.
@@ -76,13 +81,32 @@ func startMemCluster(t *testing.T, net *memnet.Network, controllers, nodes int) 
 // startMemClusterWith is startMemCluster with the nodes' stores chosen: bolt for the
 // durable store (write-ahead log and bbolt files), else the memory store.
 func startMemClusterWith(t *testing.T, net *memnet.Network, controllers, nodes int, bolt bool) *memCluster {
+	return startMemLocations(t, net, 1, controllers, nodes, bolt)
+}
+
+// startMemLocations starts locs locations loc1..locN (one location, unnamed, when locs is
+// 1), each with controllers of its own (raft among themselves, the other locations'
+// addresses given as --locations), and nodes 1..N spread over them in turn (node k in
+// loc((k-1) mod locs + 1)), each following its own location's controllers; it waits until
+// every node's group has a main at its home.
+func startMemLocations(t *testing.T, net *memnet.Network, locs, controllers, nodes int, bolt bool) *memCluster {
 	m := &memCluster{t: t, net: net, dir: t.TempDir(), logs: &lockedBuffer{}, bolt: bolt}
-	for i := 1; i <= controllers; i++ {
-		m.ctrls = append(m.ctrls, &memCtrl{id: fmt.Sprintf("c%d", i), host: fmt.Sprintf("10.0.1.%d", i)})
+	locOf := func(i int) string { // of the i-th (from 0) location
+		if locs == 1 {
+			return ""
+		}
+		return fmt.Sprintf("loc%d", i%locs+1)
+	}
+	for l := 0; l < locs; l++ {
+		for i := 1; i <= controllers; i++ {
+			k := l*controllers + i
+			m.ctrls = append(m.ctrls, &memCtrl{id: fmt.Sprintf("c%d", k), host: fmt.Sprintf("10.0.1.%d", k), loc: locOf(l)})
+		}
 	}
 	for i := 1; i <= nodes; i++ {
-		m.nodes = append(m.nodes, &memNode{id: i, host: fmt.Sprintf("10.0.0.%d", i)})
+		m.nodes = append(m.nodes, &memNode{id: i, host: fmt.Sprintf("10.0.0.%d", i), loc: locOf(i - 1)})
 	}
+	m.home = m.nodes[0].loc
 	m.testLog = m.logger("test")
 	for _, c := range m.ctrls {
 		m.startCtrl(c)
@@ -90,19 +114,41 @@ func startMemClusterWith(t *testing.T, net *memnet.Network, controllers, nodes i
 	for _, n := range m.nodes {
 		m.startNode(n)
 	}
-	m.waitFor(30*time.Second, "every group with a main", func() bool {
-		d := m.directory()
-		if d == nil {
-			return false
-		}
+	m.waitFor(30*time.Second, "every group with a main at its home", func() bool {
 		for _, n := range m.nodes {
-			if g := d.Group(uint16(n.id)); g == nil || g.Main == 0 {
+			if g := m.groupAt(n.loc, uint16(n.id)); g == nil || g.Main == 0 {
 				return false
 			}
 		}
 		return true
 	})
 	return m
+}
+
+// locOfHost is the location of a host of the cluster ("" for a client's host).
+func (m *memCluster) locOfHost(h string) string {
+	for _, c := range m.ctrls {
+		if c.host == h {
+			return c.loc
+		}
+	}
+	for _, n := range m.nodes {
+		if n.host == h {
+			return n.loc
+		}
+	}
+	return ""
+}
+
+// ctrlsOf are the controllers of location loc.
+func (m *memCluster) ctrlsOf(loc string) []*memCtrl {
+	var out []*memCtrl
+	for _, c := range m.ctrls {
+		if c.loc == loc {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // logger logs warnings and errors into m.logs (printed when a schedule fails), or
@@ -129,8 +175,13 @@ func (m *memCluster) note(msg string) { m.testLog.Warn().Msg(msg) }
 
 func (m *memCluster) startCtrl(c *memCtrl) {
 	peers := map[string]string{}
+	others := map[string][]string{}
 	for _, o := range m.ctrls {
-		peers[o.id] = o.raftAddr()
+		if o.loc == c.loc {
+			peers[o.id] = o.raftAddr()
+		} else {
+			others[o.loc] = append(others[o.loc], o.httpAddr())
+		}
 	}
 	ln, err := m.net.Listen(c.httpAddr())
 	if err != nil {
@@ -142,6 +193,7 @@ func (m *memCluster) startCtrl(c *memCtrl) {
 	}
 	c.c, err = location.New(location.Config{
 		ID: c.id, HTTPAddr: c.httpAddr(), RaftAddr: c.raftAddr(), RaftListener: rl, Peers: peers,
+		Location: c.loc, Locations: others,
 		DataDir: filepath.Join(m.dir, c.id), Logger: m.logger(c.id), Dial: m.net.Dialer(c.host),
 	})
 	if err != nil {
@@ -153,7 +205,7 @@ func (m *memCluster) startCtrl(c *memCtrl) {
 
 func (m *memCluster) startNode(n *memNode) {
 	var ctrlAddrs []string
-	for _, c := range m.ctrls {
+	for _, c := range m.ctrlsOf(n.loc) {
 		ctrlAddrs = append(ctrlAddrs, c.httpAddr())
 	}
 	ln, err := m.net.Listen(n.addr())
@@ -186,7 +238,7 @@ func (m *memCluster) startNode(n *memNode) {
 	n.n, err = node.New(node.Config{
 		Store: st,
 		ID:    command.ServerID(n.id), HTTPAddr: n.addr(), DataDir: dataDir,
-		Controllers: ctrlAddrs, Logger: m.logger(fmt.Sprintf("node%d", n.id)), Dial: m.net.Dialer(n.host),
+		Controllers: ctrlAddrs, Location: n.loc, Logger: m.logger(fmt.Sprintf("node%d", n.id)), Dial: m.net.Dialer(n.host),
 		WriteTimeout: time.Second,
 	})
 	if err != nil {
@@ -245,9 +297,11 @@ func (m *memCluster) stop() {
 	m.net.Close()
 }
 
-// leader returns the controller that leads, or nil.
-func (m *memCluster) leader() *memCtrl {
-	for _, c := range m.ctrls {
+// leader returns the controller that leads the home location, or nil.
+func (m *memCluster) leader() *memCtrl { return m.leaderOf(m.home) }
+
+func (m *memCluster) leaderOf(loc string) *memCtrl {
+	for _, c := range m.ctrlsOf(loc) {
 		if c.c != nil && c.c.IsLeader() {
 			return c
 		}
@@ -255,7 +309,7 @@ func (m *memCluster) leader() *memCtrl {
 	return nil
 }
 
-// directory is the leader's directory, or nil when no controller leads.
+// directory is the home location leader's directory, or nil when no controller leads.
 func (m *memCluster) directory() *command.Directory {
 	if l := m.leader(); l != nil {
 		d := l.c.Directory()
@@ -264,9 +318,13 @@ func (m *memCluster) directory() *command.Directory {
 	return nil
 }
 
-// group returns the leader's record of group g, or nil.
-func (m *memCluster) group(g uint16) *command.GroupInfo {
-	if d := m.directory(); d != nil {
+// group returns the home location leader's record of group g, or nil.
+func (m *memCluster) group(g uint16) *command.GroupInfo { return m.groupAt(m.home, g) }
+
+// groupAt returns location loc's leader's record of group g, or nil.
+func (m *memCluster) groupAt(loc string, g uint16) *command.GroupInfo {
+	if l := m.leaderOf(loc); l != nil {
+		d := l.c.Directory()
 		return d.Group(g)
 	}
 	return nil

@@ -37,6 +37,9 @@ var (
 const (
 	inprocNodes   = 4
 	inprocWriters = 6
+	// inprocWAN ± inprocWANJitter is the one-way delay added between two locations.
+	inprocWAN       = 10 * time.Millisecond
+	inprocWANJitter = 5 * time.Millisecond
 )
 
 // inprocFault is one fault of a schedule: what it does, and how it ends.
@@ -164,8 +167,25 @@ func ackedOf(r *inprocResult) int {
 }
 
 // runInProc runs schedule seed in a bubble and returns what it recorded.
-func runInProc(t *testing.T, seed uint64) *inprocResult {
+func runInProc(t *testing.T, seed uint64) *inprocResult { return runInProcAt(t, seed, 1) }
+
+// runInProcAt runs schedule seed over locs locations: with one, 3 controllers and
+// inprocNodes nodes; with several, 3 controllers in each and 2 nodes per location, every
+// connection between two locations delayed by inprocWAN more, and location faults among
+// the schedule's (inprocLocationFault).
+func runInProcAt(t *testing.T, seed uint64, locs int) *inprocResult {
 	r := &inprocResult{seed: seed, h: nil, ew: &eventWriters{pace: 50 * time.Millisecond}}
+	nodes := inprocNodes
+	if locs > 1 {
+		nodes = 2 * locs
+	}
+	hostLoc := map[string]int{} // the cluster's hosts by location index (clients have none)
+	for i := 1; i <= 3*locs; i++ {
+		hostLoc[fmt.Sprintf("10.0.1.%d", i)] = (i - 1) / 3
+	}
+	for i := 1; i <= nodes; i++ {
+		hostLoc[fmt.Sprintf("10.0.0.%d", i)] = (i - 1) % locs
+	}
 	synctest.Test(t, func(t *testing.T) {
 		rng := rand.New(rand.NewPCG(seed, 0x5eed))
 		var rngMu sync.Mutex
@@ -182,10 +202,16 @@ func runInProc(t *testing.T, seed uint64) *inprocResult {
 			if _, ok := base[k]; !ok {
 				base[k] = 100*time.Microsecond + time.Duration(netRng.IntN(int(1500*time.Microsecond)))
 			}
-			return base[k] + time.Duration(netRng.IntN(int(200*time.Microsecond)))
+			wan := time.Duration(0)
+			if a, ok := hostLoc[from]; ok {
+				if b, ok := hostLoc[to]; ok && a != b {
+					wan = inprocWAN - inprocWANJitter + time.Duration(netRng.IntN(int(2*inprocWANJitter)))
+				}
+			}
+			return base[k] + wan + time.Duration(netRng.IntN(int(200*time.Microsecond)))
 		}
 		began := time.Now()
-		m := startMemCluster(t, net, 3, inprocNodes)
+		m := startMemLocations(t, net, locs, 3, nodes, os.Getenv("SIBYL_INPROC_STORE") == "bolt")
 		defer m.stop()
 		m.waitFor(60*time.Second, "group 1 with 2 voting siblings", func() bool {
 			g := m.group(1)
@@ -196,9 +222,9 @@ func runInProc(t *testing.T, seed uint64) *inprocResult {
 		// Clients, each on its own host, preferring different nodes.
 		var clients []*client.Client
 		newClient := func(i int) *client.Client {
-			first := 1 + i%inprocNodes
+			first := 1 + i%nodes
 			order := []int{first}
-			for id := 1; id <= inprocNodes; id++ {
+			for id := 1; id <= nodes; id++ {
 				if id != first {
 					order = append(order, id)
 				}
@@ -258,7 +284,12 @@ func runInProc(t *testing.T, seed uint64) *inprocResult {
 		time.Sleep(dur(200*time.Millisecond, time.Second))
 		nFaults := 3 + intn(4)
 		for i := 0; i < nFaults; i++ {
-			f := inprocInject(m, intn, dur)
+			var f inprocFault
+			if locs > 1 && intn(3) == 0 {
+				f = inprocLocationFault(m, intn)
+			} else {
+				f = inprocInject(m, intn, dur)
+			}
 			m.note("fault: " + f.name)
 			hold := dur(300*time.Millisecond, 3*time.Second)
 			time.Sleep(hold)
@@ -315,7 +346,8 @@ func runInProc(t *testing.T, seed uint64) *inprocResult {
 			r.events = append(r.events, subs[i].events)
 		}
 		if g := m.group(1); g != nil {
-			r.promoted = g.Epoch - 1
+			// Epochs past the first of the home generation's band (docs/locations.md).
+			r.promoted = g.Epoch - max(command.EpochBand(command.HomeGenOfEpoch(g.Epoch)), 1)
 		}
 		for _, cl := range clients {
 			cl.Close()
