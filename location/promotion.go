@@ -129,35 +129,30 @@ func (p *promotions) isDead(node uint16) bool {
 // uselessFor records whether group g's main reports a write quorum now, and returns for how
 // long it has reported none.
 func (p *promotions) uselessFor(g uint16, noQuorum bool, now time.Time) time.Duration {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !noQuorum {
-		delete(p.useless, g)
-		return 0
-	}
-	since, ok := p.useless[g]
-	if !ok {
-		p.useless[g] = now
-		return 0
-	}
-	return now.Sub(since)
+	return p.heldFor(p.useless, g, noQuorum, now)
 }
 
 // fencedFor records whether group g's main reports no role in its epoch now, and returns
 // for how long it has.
 func (p *promotions) fencedFor(g uint16, fenced bool, now time.Time) time.Duration {
+	return p.heldFor(p.fenced, g, fenced, now)
+}
+
+// heldFor records in since whether a condition holds for group g now, and returns for how
+// long it has held without a break.
+func (p *promotions) heldFor(since map[uint16]time.Time, g uint16, holds bool, now time.Time) time.Duration {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !fenced {
-		delete(p.fenced, g)
+	if !holds {
+		delete(since, g)
 		return 0
 	}
-	since, ok := p.fenced[g]
+	at, ok := since[g]
 	if !ok {
-		p.fenced[g] = now
+		since[g] = now
 		return 0
 	}
-	return now.Sub(since)
+	return now.Sub(at)
 }
 
 // tryStart claims group g for an attempt if none runs and its backoff has passed.

@@ -19,13 +19,7 @@ import (
 // tls mode: the call crosses locations over TLS with the cluster secret and the operator's
 // admin token.
 func TestLocationsDrainAcrossLocations(t *testing.T) {
-	var mode Options
-	for _, m := range clusterModes {
-		if m.name == "tls" {
-			mode = m.opts
-		}
-	}
-	o := withMode(Options{Locations: 3, Nodes: 6}, mode)
+	o := withMode(Options{Locations: 3, Nodes: 6}, modeNamed("tls"))
 	c := StartCluster(t, o)
 	where, at := nodesByLocation(t, c)
 	homes := map[uint16]string{}

@@ -17,13 +17,7 @@ import (
 // main and writes go on; no write fails, none acknowledged is lost, and the history is
 // linearizable.
 func TestLocationsPlannedPromote(t *testing.T) {
-	var mode Options
-	for _, m := range clusterModes {
-		if m.name == "tls" {
-			mode = m.opts
-		}
-	}
-	o := withMode(Options{Locations: 3, Nodes: 6}, mode)
+	o := withMode(Options{Locations: 3, Nodes: 6}, modeNamed("tls"))
 	c := StartCluster(t, o)
 	where, at := nodesByLocation(t, c)
 	g := waitGroupsServed(t, c, map[uint16]string{1: "loc1"}, 3, 90*time.Second)[1]

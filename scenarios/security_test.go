@@ -25,6 +25,16 @@ var clusterModes = []struct {
 	{"tls", Options{ClusterSecret: "scenario-s3cret", AdminToken: "scenario-adm1n", ClientRole: true, TLS: true}},
 }
 
+// modeNamed returns the settings of the clusterModes entry called name.
+func modeNamed(name string) Options {
+	for _, m := range clusterModes {
+		if m.name == name {
+			return m.opts
+		}
+	}
+	panic("no cluster mode " + name)
+}
+
 // withMode returns o with mode's security settings.
 func withMode(o Options, mode Options) Options {
 	o.ClusterSecret, o.AdminToken, o.ClientRole, o.TLS = mode.ClusterSecret, mode.AdminToken, mode.ClientRole, mode.TLS
