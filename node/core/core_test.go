@@ -111,6 +111,27 @@ func TestEmptyCopyRefusesToBeMainOfALaterEpoch(t *testing.T) {
 	}
 }
 
+// A copy that promised a later epoch is never main of an earlier one: a node that served
+// as main at its group's new home (rehome) and restarted can hear its replaced home first,
+// which gives it a fresh epoch of the older generation's band; serving would append entries
+// of that epoch after the later epoch's (TestSimulationLocations found it, seed 8 with the
+// copies accepting an older home's seal).
+func TestCopyRefusesToBeMainOfAnEpochBelowItsPromise(t *testing.T) {
+	later := command.EpochBand(1) + 1
+	l := sibling.NewMemLog()
+	if err := l.Append(sibling.Entry{Epoch: later, Seq: 1, Data: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	c := New(cfgFor(1), later, 0)
+	err := c.Follow(groupInfo(4, 1), false, diskOf(l, later, 0), t0)
+	if err == nil || c.Role() != None || len(c.Ready().Entries) != 0 {
+		t.Fatalf("err %v, role %v; want a refusal, no role and no entry", err, c.Role())
+	}
+	if err := c.Follow(groupInfo(later+1, 1), false, diskOf(l, later, 0), t0); err != nil || c.Role() != Main {
+		t.Fatalf("err %v, role %v in epoch %d; want main", err, c.Role(), later+1)
+	}
+}
+
 // A directory that arrives late with an older config changes nothing.
 func TestMainIgnoresAnOlderConfig(t *testing.T) {
 	c := New(cfgFor(1), 0, 0)

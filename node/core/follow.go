@@ -77,6 +77,14 @@ func (c *Group) becomeMain(gi *command.GroupInfo, disk func() (Disk, error), now
 		return fmt.Errorf("group %d: the copy is empty while the group has voters %v; not serving as main of epoch %d",
 			c.cfg.Group, gi.Voters(), gi.Epoch)
 	}
+	if d.Epoch > gi.Epoch {
+		// The copy promised a later epoch (a seal, or a main role of a later epoch): this
+		// record is of a replaced home (docs/locations.md "Moving a home"), which gave the
+		// restarted node a fresh epoch of its older band. Serving would append entries of
+		// the earlier epoch after the later epoch's in the log.
+		return fmt.Errorf("group %d: the copy promised epoch %d; not serving as main of the earlier epoch %d",
+			c.cfg.Group, d.Epoch, gi.Epoch)
+	}
 	epochFirst := d.LastSeq + 1
 	history := append([]sibling.EpochStart(nil), d.History...)
 	barrier := d.Epoch < gi.Epoch || d.LastEpoch < gi.Epoch
