@@ -238,6 +238,12 @@ func (c *Controller) newestGroupView(ctx context.Context, t *leaderTerm, server 
 		}(n.Addr)
 	}
 	wg.Wait()
+	return newestRecord(server, views), views
+}
+
+// newestRecord is the record of group server in the newest directory among views: the
+// highest home generation, then directory index (nil when no view lists the group).
+func newestRecord(server uint16, views []command.GroupView) *command.GroupInfo {
 	var best *command.GroupView
 	for i := range views {
 		v := &views[i]
@@ -250,9 +256,9 @@ func (c *Controller) newestGroupView(ctx context.Context, t *leaderTerm, server 
 		}
 	}
 	if best == nil {
-		return nil, views
+		return nil
 	}
-	return best.Group, views
+	return best.Group
 }
 
 // getNode GETs path from the node at addr into out.
@@ -328,11 +334,8 @@ func (c *Controller) locationAnswers(ctx context.Context, loc string) (string, b
 // controller. Each group is proposed once at a time.
 func (c *Controller) noteMovedHomes(hb command.Heartbeat) {
 	for _, r := range hb.Groups {
-		if r.HomeGen == 0 || r.Home == "" || r.Home == c.cfg.Location {
-			continue
-		}
 		g, ok := c.fsm.group(r.Server)
-		if !ok || g.HomeGen >= r.HomeGen {
+		if !ok || !movedAway(r, c.cfg.Location, &g) {
 			continue
 		}
 		if _, busy := c.disowning.LoadOrStore(r.Server, true); busy {
@@ -347,4 +350,10 @@ func (c *Controller) noteMovedHomes(hb command.Heartbeat) {
 			}
 		}()
 	}
+}
+
+// movedAway: copy report r names a later home generation, in another location, than
+// location loc's record g of the group: the group was taken over from loc.
+func movedAway(r command.GroupReport, loc string, g *command.GroupInfo) bool {
+	return r.HomeGen != 0 && r.Home != "" && r.Home != loc && g.HomeGen < r.HomeGen
 }

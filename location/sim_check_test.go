@@ -74,17 +74,21 @@ type simChecker struct {
 	committedKeys []string
 	keyRID        map[string]string
 	// replication
-	entries  map[[2]uint64]string // (epoch, seq) -> data: an entry's identity
-	ledger   map[uint64]uint64    // seq -> epoch of the committed history
-	mainOf   map[uint64]uint16    // epoch -> the node that acted as main
-	dirMain  map[uint64]uint16    // epoch -> the directory's main
-	configs  map[uint64][]uint16  // committed config versions
-	checked  map[uint16]uint64    // node -> commit point checked against the ledger
-	epochs   map[uint16]uint64    // node -> durable epoch last seen
+	entries  map[[2]uint64]string      // (epoch, seq) -> data: an entry's identity
+	ledger   map[uint64]uint64         // seq -> epoch of the committed history
+	mainOf   map[uint64]uint16         // epoch -> the node that acted as main
+	dirMain  map[uint64]uint16         // epoch -> the directory's main
+	configs  map[simConfigKey][]uint16 // committed config versions, by location
+	checked  map[uint16]uint64         // node -> commit point checked against the ledger
+	epochs   map[uint16]uint64         // node -> durable epoch last seen
 	sealLog  map[[2]uint64][]uint64
 	quorums  []sealQuorum
 	choices  map[uint64]map[uint16]command.SealReply
 	lostDisk map[uint16]bool
+	genEpoch map[uint64]uint64 // home generation -> the highest epoch a record of it held
+	// the highest home generation a rehome chose a main at, and where
+	fencedGen uint64
+	fencedBy  string
 	// logChecked: each node's logWrites when checkCopies last checked its log
 	logChecked map[uint16]uint64
 	maxEpoch   uint64
@@ -108,7 +112,7 @@ func newChecker(s *sim) *simChecker {
 	c := &simChecker{s: s, origins: map[[2]uint64]origin{}, entries: map[[2]uint64]string{},
 		ref: newSimStore(), hist: map[string][]refState{}, version: map[string]uint64{}, gone: map[string]bool{},
 		keySeq: map[string]uint64{}, firstReply: map[string]*command.Reply{}, keyRID: map[string]string{},
-		ledger: map[uint64]uint64{}, mainOf: map[uint64]uint16{}, dirMain: map[uint64]uint16{}, configs: map[uint64][]uint16{},
+		ledger: map[uint64]uint64{}, mainOf: map[uint64]uint16{}, dirMain: map[uint64]uint16{}, configs: map[simConfigKey][]uint16{},
 		checked: map[uint16]uint64{}, epochs: map[uint16]uint64{}, sealLog: map[[2]uint64][]uint64{},
 		choices: map[uint64]map[uint16]command.SealReply{}, lostDisk: map[uint16]bool{}, logChecked: map[uint16]uint64{}, waiting: map[*simClient]waitingSince{}}
 	c.clients = newClients(s)
@@ -216,11 +220,20 @@ func (c *simChecker) sealed(n *simNode, epoch uint64) {
 }
 
 func (c *simChecker) sealQuorum(a *simAttempt) {
-	c.quorums = append(c.quorums, sealQuorum{epoch: a.epoch, at: c.s.now, nodes: sortedKeys(a.replies)})
+	c.oldHomeSealed(a)
+	c.sealQuorumAt(a.epoch, sortedKeys(a.replies))
 }
 
-func (c *simChecker) choosing(a *simAttempt, cmd choosePromotion) {
-	c.choices[a.epoch] = a.replies
+// sealQuorumAt: the seals of nodes at epoch cover R of every config in use.
+func (c *simChecker) sealQuorumAt(epoch uint64, nodes []uint16) {
+	c.quorums = append(c.quorums, sealQuorum{epoch: epoch, at: c.s.now, nodes: nodes})
+}
+
+func (c *simChecker) choosing(a *simAttempt, cmd choosePromotion) { c.choosingAt(a.epoch, a.replies) }
+
+// choosingAt: a main is chosen at epoch from the seals in replies.
+func (c *simChecker) choosingAt(epoch uint64, replies map[uint16]command.SealReply) {
+	c.choices[epoch] = replies
 }
 
 func (c *simChecker) wiped(n *simNode) {
@@ -244,9 +257,18 @@ func (c *simChecker) mayLoseDisk(n *simNode) bool {
 	return true
 }
 
-// directoryChanged checks a command the FSM accepted against the state before it.
-func (c *simChecker) directoryChanged(before *command.GroupInfo, cmd dirCommand) {
-	g := c.s.group()
+// simConfigKey is a config version committed at a location.
+type simConfigKey struct {
+	loc     int
+	version uint64
+}
+
+// directoryChanged checks a command location l's FSM accepted against the state before it.
+// Epochs are checked across the locations: one main per epoch whichever home chose it, and
+// every epoch of a home in its generation's band (sim_rehome_test.go).
+func (c *simChecker) directoryChanged(l *simLoc, before *command.GroupInfo, cmd dirCommand) {
+	g := l.group()
+	c.bandCheck(l, g, cmd)
 	if g.Epoch < before.Epoch || g.NextEpoch() < before.NextEpoch() {
 		c.s.fatalf("%s moved the group's epoch back: %s -> %s (invariant 1)", cmd.kind(), groupString(before), groupString(g))
 	}
@@ -268,12 +290,13 @@ func (c *simChecker) directoryChanged(before *command.GroupInfo, cmd dirCommand)
 				j, j.ID, g.Epoch, nd.copyIDString(), g.MainCopyID)
 		}
 	}
-	c.configs[g.Active.Version] = slices.Clone(g.Active.Voters)
+	c.configs[simConfigKey{l.idx, g.Active.Version}] = slices.Clone(g.Active.Voters)
 	if g.Pending != nil {
-		if old, ok := c.configs[g.Pending.Version]; ok && !slices.Equal(old, g.Pending.Voters) {
-			c.s.fatalf("config version %d committed twice: %v and %v (invariant 14)", g.Pending.Version, old, g.Pending.Voters)
+		k := simConfigKey{l.idx, g.Pending.Version}
+		if old, ok := c.configs[k]; ok && !slices.Equal(old, g.Pending.Voters) {
+			c.s.fatalf("config version %d committed twice at %s: %v and %v (invariant 14)", g.Pending.Version, l.name, old, g.Pending.Voters)
 		}
-		c.configs[g.Pending.Version] = slices.Clone(g.Pending.Voters)
+		c.configs[k] = slices.Clone(g.Pending.Voters)
 	}
 	if ch, ok := cmd.(choosePromotion); ok {
 		replies := c.choices[ch.Epoch]

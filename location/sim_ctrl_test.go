@@ -171,7 +171,8 @@ func (a *simAttempt) sendSeal(s *sim, v uint16) {
 	// A call that gets no answer within down-after/2 is made again (Controller.seal).
 	a.retryAt[v] = a.t.now(s).Add(simDownAfter / 2)
 	s.send(&simMsg{kind: mSeal, from: a.t.ctrl, to: v, attempt: a,
-		seal: &command.SealRequest{Server: a.g.Server, Epoch: a.epoch, From: a.g.Main, Auto: a.auto, Home: a.t.loc.name}})
+		seal: &command.SealRequest{Server: a.g.Server, Epoch: a.epoch, From: a.g.Main, Auto: a.auto, Home: a.t.loc.name,
+			HomeGen: a.g.HomeGen, RehomedFrom: a.g.RehomedFrom}})
 }
 
 // finish is the deferred promo.finish of Controller.promote.
@@ -291,6 +292,9 @@ func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {
 // ctrlReceive handles a message to a controller: only its location's leader answers.
 func (s *sim) ctrlReceive(m *simMsg) {
 	l := s.locs[s.locOf(m.to)]
+	if s.rehomeReceive(l, m) {
+		return
+	}
 	t := l.term
 	if t == nil || t.ctrl != m.to {
 		return // a follower answers 421; the node tries again later
@@ -306,12 +310,7 @@ func (s *sim) ctrlReceive(m *simMsg) {
 				return
 			}
 			t.lt.noteJoin(req.ID, t.now(s))
-			var dir *command.GroupInfo
-			if g := l.group(); g != nil {
-				c := cloneGroup(g)
-				dir = &c
-			}
-			s.send(&simMsg{kind: mHBReply, from: t.ctrl, to: req.ID, dir: dir, dirIdx: l.index, join: &req,
+			s.send(&simMsg{kind: mHBReply, from: t.ctrl, to: req.ID, dir: s.record(l), dirIdx: l.index, join: &req,
 				sealedAt: l.fsm.st.Nodes[req.ID].Incarnation})
 		})
 	case mHeartbeat:
@@ -322,9 +321,13 @@ func (s *sim) ctrlReceive(m *simMsg) {
 			return
 		}
 		t.lt.noteHeartbeat(hb, t.now(s))
-		if g := l.group(); g != nil {
-			c := cloneGroup(g)
-			s.send(&simMsg{kind: mHBReply, from: t.ctrl, to: hb.Node, dir: &c, dirIdx: l.index})
+		if len(s.locs) > 1 {
+			s.noteMovedHomes(t, hb)
+		}
+		// The reply is the location's directory, which lists the group only at its home
+		// (with one location, as before locations, no reply until the group exists).
+		if rec := s.record(l); rec != nil || len(s.locs) > 1 {
+			s.send(&simMsg{kind: mHBReply, from: t.ctrl, to: hb.Node, dir: rec, dirIdx: l.index})
 		}
 	case mSealReply:
 		if m.attempt != nil && m.attempt.t == t {
@@ -377,15 +380,23 @@ func (s *sim) apply(l *simLoc, p *proposal) {
 		s.fatalf("encode %T: %v", p.cmd, err)
 	}
 	var before command.GroupInfo
-	if g := l.group(); g != nil {
-		before = cloneGroup(g)
+	had := l.group() != nil
+	if had {
+		before = cloneGroup(l.group())
 	}
 	l.index++
 	res := l.fsm.Apply(&raft.Log{Index: l.index, Data: data}).(applyResult)
 	p.done, p.err = true, res.Err
-	if res.Err == nil && l == s.home && l.group() != nil {
+	if _, ok := p.cmd.(beginRehome); ok && res.Err == nil {
+		s.tracef("%s takes the group over from %s: %s", l.name, s.home.name, groupString(l.group()))
+		s.chk.rehomed(l)
+		s.home = l
+	}
+	if res.Err == nil && (had || l.group() != nil) {
 		s.tracef("%s committed %s %+v: %s", l.name, p.cmd.kind(), p.cmd, groupString(l.group()))
-		s.chk.directoryChanged(&before, p.cmd)
+		if l.group() != nil {
+			s.chk.directoryChanged(l, &before, p.cmd)
+		}
 		s.broadcastDir(l)
 	}
 	if p.then != nil {
@@ -395,12 +406,12 @@ func (s *sim) apply(l *simLoc, p *proposal) {
 
 // broadcastDir answers the nodes' long polls of location l with its new directory.
 func (s *sim) broadcastDir(l *simLoc) {
-	if l.term == nil || l.group() == nil {
+	if l.term == nil || (l.group() == nil && len(s.locs) == 1) {
 		return
 	}
-	g := cloneGroup(l.group())
+	rec := s.record(l)
 	for _, nd := range s.nodes {
-		s.send(&simMsg{kind: mDir, from: l.term.ctrl, to: nd.id, dir: &g, dirIdx: l.index})
+		s.send(&simMsg{kind: mDir, from: l.term.ctrl, to: nd.id, dir: rec, dirIdx: l.index})
 	}
 }
 

@@ -41,6 +41,7 @@ const (
 var (
 	simLocRuns  = flag.Int("sim.locruns", 400, "schedules of the simulation across locations to run")
 	simLocCount = flag.Int("sim.locs", 3, "locations of the simulation across locations")
+	simMutation = flag.String("sim.mutation", "", "run TestSimulationLocations with this deliberate bug (to replay a mutation test's seed)")
 )
 
 // simLoc is one location: its controllers' raft stand-in, FSM, leader and clocks.
@@ -54,6 +55,7 @@ type simLoc struct {
 	term      *simTerm
 	electAt   time.Duration // no leader until then
 	lost      bool          // the location is down: no leader is elected
+	disowning bool          // a disownGroup is proposed (sim_rehome_test.go)
 }
 
 func (s *sim) newLoc(i int) *simLoc {
@@ -258,21 +260,6 @@ func (s *sim) homeWithoutControllers() {
 	s.restoreLocation(s.home)
 }
 
-// rehome is the hook for moving the group's home to location to while its home is lost
-// (admin rehome: location/rehome.go, node/homes.go; docs/locations.md "Moving a home"). Its
-// place in the fault menu is kept, but the simulation does not move homes yet: nothing
-// happens. Simulating it needs a simTerm step machine for adminRehome (the group's newest
-// view from the copies, beginRehome in to's FSM, seals at the next home generation's epoch
-// band counted by sealsCoverMajority, reopenRehome, the outcome), the nodes' durable
-// (home, generation) with the seal refusing older or other homes, disownGroup at the old
-// home once it is back, s.home = to with simNode.dir and dirIdx following the latest home
-// generation, and directoryChanged checking epochs across the two FSMs.
-func (s *sim) rehome(to *simLoc) {
-	if s.home.lost && to != s.home {
-		s.stats.faults["rehome (not simulated)"]++
-	}
-}
-
 func TestSimulationLocations(t *testing.T) {
 	start := time.Now()
 	var total simStats
@@ -284,7 +271,7 @@ func TestSimulationLocations(t *testing.T) {
 	}
 	for _, seed := range seeds {
 		var st simStats
-		ok := t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { st = runSimAt(t, seed, "", *simLocCount) })
+		ok := t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { st = runSimAt(t, seed, *simMutation, *simLocCount) })
 		if !ok {
 			t.Fatalf("schedule failed; replay with: go test ./location -run 'TestSimulationLocations$' -sim.seed=%d -sim.trace", seed)
 		}
@@ -294,6 +281,7 @@ func TestSimulationLocations(t *testing.T) {
 		total.schedules, *simLocCount, time.Since(start).Round(time.Millisecond), total.ops, total.acked, total.promotions, total.awayPromotions,
 		total.abandoned, total.leaderChanges, total.lost, total.nonLinear, total.stuck)
 	t.Logf("faults: %s", faultsString(total.faults))
+	t.Logf("%s", rehomesString(total.rehomes))
 	t.Logf("liveness after healing (and the promotion backoff then, at most %v): the slowest group settled in %v (bound %v), the longest wait for an answer was %v (bound %v)",
 		total.backoffMax, total.settleMax, simSettleBound, total.waitMax, simAnswerBound)
 	t.Logf("%d times the home lost its controllers after healing, for %v each: the main kept its role, the longest wait for an answer was %v (bound %v)",

@@ -30,9 +30,16 @@ type simNode struct {
 	knows  []bool
 	gen    uint64
 	nextHB time.Time
-	dir    *command.GroupInfo // the group's record in its home's directory
-	dirIdx uint64             // of the home's directory
-	// disk: the copy
+	// by location: when its controllers last answered (node.link.heard), the group's record
+	// in its directory (nil: not listed) and that directory's index
+	heard   []time.Time
+	dirs    []*command.GroupInfo
+	dirIdxs []uint64
+	dir     *command.GroupInfo // the record the node follows (node.mergeLocked)
+	// disk: the copy, the home its seals promised (homes.json) and the highest config
+	// version it followed (configs.json), sim_rehome_test.go
+	home        simHome
+	config      uint64
 	log         *sibling.MemLog
 	logWrites   uint64           // raised by every change of the log (checkCopies skips an unchanged one)
 	store       store.GroupStore // the committed layer (sim_state_test.go)
@@ -52,7 +59,14 @@ func newSimNode(s *sim, id uint16) *simNode {
 	n := &simNode{s: s, id: id, clock: s.newClock(), log: sibling.NewMemLog(), store: newSimStore(), copyID: 1, incarnation: 1, instance: 1,
 		joined: make([]bool, len(s.locs)), knows: make([]bool, len(s.locs))}
 	n.c = n.newCore()
+	n.forgetDirectories()
 	return n
+}
+
+// forgetDirectories: a new process knows no location's directory.
+func (n *simNode) forgetDirectories() {
+	n.heard, n.dirs, n.dirIdxs = make([]time.Time, len(n.s.locs)), make([]*command.GroupInfo, len(n.s.locs)), make([]uint64, len(n.s.locs))
+	n.dir = nil
 }
 
 // newCore is the process's copy state as a start finds it: no role, the durable epoch
@@ -74,8 +88,9 @@ func (n *simNode) copyIDString() string { return fmt.Sprintf("c%d.%d", n.id, n.c
 
 func (n *simNode) String() string {
 	le, _ := n.log.EpochAt(n.log.Last())
-	return fmt.Sprintf("up=%v joined=%v role=%s roleEpoch=%d epoch=%d last=(%d,%d) commit=%d mem=%d persisted=%d copy=%s fencedBy=%d dirIdx=%d",
-		n.up, n.joined, n.c.Role(), n.c.Epoch(), n.epoch, le, n.log.Last(), n.commit, n.c.Commit(), n.persisted, n.copyIDString(), n.c.FencedBy(), n.dirIdx)
+	return fmt.Sprintf("up=%v joined=%v role=%s roleEpoch=%d epoch=%d last=(%d,%d) commit=%d mem=%d persisted=%d copy=%s fencedBy=%d dirIdxs=%v home=%s config=%d",
+		n.up, n.joined, n.c.Role(), n.c.Epoch(), n.epoch, le, n.log.Last(), n.commit, n.c.Commit(), n.persisted, n.copyIDString(), n.c.FencedBy(), n.dirIdxs,
+		n.home, n.config)
 }
 
 func historyOf(l *sibling.MemLog) []sibling.EpochStart {
@@ -153,6 +168,9 @@ func (n *simNode) report() command.GroupReport {
 		return le, last
 	})
 	r.Applied, r.CopyID = n.c.Commit(), n.copyIDString()
+	if n.home.recorded {
+		r.Home, r.HomeGen = n.home.loc, n.home.gen
+	}
 	return r
 }
 
@@ -184,14 +202,52 @@ func (n *simNode) receive(m *simMsg) {
 				n.incarnation, n.adopted = m.sealedAt, n.instance
 			}
 		}
-		if l != n.s.home.idx || !n.joined[l] || m.dir == nil || m.dirIdx <= n.dirIdx {
-			return // roles come from the group's home alone
-		}
-		n.dir, n.dirIdx = m.dir, m.dirIdx
-		n.follow()
+		n.applyDirectory(l, m)
 	case mSeal:
 		n.onSeal(m)
+	case mView:
+		v := n.view()
+		n.s.send(&simMsg{kind: mViewReply, from: n.id, to: m.from, rehome: m.rehome, view: &v})
 	}
+}
+
+// applyDirectory is node.applyDirectory for the group: location l's directory (m.dir its
+// record of the group, nil when l does not list it) is kept, and the node follows the
+// group from l when l's is the record the merge of every location's directory chooses.
+func (n *simNode) applyDirectory(l int, m *simMsg) {
+	if !n.joined[l] {
+		return
+	}
+	n.heard[l] = n.now()
+	if m.dirIdx <= n.dirIdxs[l] {
+		return
+	}
+	n.dirs[l], n.dirIdxs[l] = m.dir, m.dirIdx
+	from, rec := n.merged()
+	n.dir = rec
+	if from == l {
+		n.follow()
+	}
+}
+
+// merged is node.mergeLocked's choice of the group's record: from the directory of the
+// highest home generation that lists it (of two of one generation, the first location by
+// name), never from one older than the home the copy recorded. It returns that location
+// (-1: none).
+func (n *simNode) merged() (int, *command.GroupInfo) {
+	best := -1
+	for l, d := range n.dirs {
+		if d == nil || (n.home.recorded && n.home.gen > d.HomeGen) {
+			continue
+		}
+		if best < 0 || d.HomeGen > n.dirs[best].HomeGen {
+			best = l
+		}
+	}
+	if best < 0 {
+		return -1, nil
+	}
+	return best, n.dirs[best]
 }
 
 // follow is group.follow.
@@ -211,6 +267,9 @@ func (n *simNode) follow() {
 	}
 	if err := n.c.Follow(gi, isSibling, n.disk, n.now()); err != nil {
 		n.s.tracef("node %d: %v", n.id, err)
+	}
+	if n.c.Role() == core.Main {
+		n.config = max(n.config, quorumVersion(gi))
 	}
 	n.drain()
 }
@@ -348,6 +407,7 @@ func (n *simNode) onAppend(m *simMsg) {
 		if len(w.Append) > 0 && m.app.Epoch < n.epoch {
 			n.s.fatalf("node %d at epoch %d accepted entries from a main of epoch %d (invariant 7)", n.id, n.epoch, m.app.Epoch)
 		}
+		n.config = max(n.config, w.Config)
 		if w.Truncate > 0 {
 			if w.Truncate <= n.commit {
 				n.s.fatalf("node %d truncates from %d at or below its commit point %d (invariant 5)", n.id, w.Truncate, n.commit)
@@ -372,19 +432,28 @@ func (n *simNode) onAppend(m *simMsg) {
 
 // onSeal is group.seal.
 func (n *simNode) onSeal(m *simMsg) {
-	reply := &simMsg{kind: mSealReply, from: n.id, to: m.from, attempt: m.attempt}
+	reply := &simMsg{kind: mSealReply, from: n.id, to: m.from, attempt: m.attempt, rehome: m.rehome}
 	req := m.seal
-	if err := n.c.CheckSeal(req, true, n.now()); err != nil {
+	home, err := n.sealHome(req)
+	if err != nil {
+		n.s.tracef("node %d refuses the seal of epoch %d: %v", n.id, req.Epoch, err)
+		reply.sealErr = 1 // 409: the controller asks again until its deadline
+	} else if err := n.c.CheckSeal(req, true, n.now()); err != nil {
 		n.s.tracef("node %d refuses the seal of epoch %d: %v (last heard %v ago)", n.id, req.Epoch, err, n.now().Sub(n.c.LastHeard()))
 		reply.sealErr = 1 // 409, which the controller takes for "still hears"
 	} else {
+		if home != nil {
+			n.home = *home // durable before the epoch (node.homes.record)
+		}
+		promised := max(req.Epoch, n.epoch)
 		if req.Epoch > n.epoch {
 			n.s.chk.epochDurable(n, req.Epoch)
 			n.epoch = req.Epoch
 		}
 		d, _ := n.disk()
 		le, ls, commit := n.c.Seal(req.Epoch, d)
-		reply.reply = &command.SealReply{Node: n.id, LastEpoch: le, LastSeq: ls, CommitSeq: commit, CopyID: n.copyIDString()}
+		reply.reply = &command.SealReply{Node: n.id, Epoch: promised, LastEpoch: le, LastSeq: ls, CommitSeq: commit, CopyID: n.copyIDString(),
+			Config: n.config}
 		n.s.tracef("node %d seals at epoch %d: last (%d,%d) commit %d", n.id, req.Epoch, le, ls, commit)
 		n.s.chk.sealed(n, req.Epoch)
 	}
@@ -410,7 +479,7 @@ func (n *simNode) restart() {
 	n.s.tracef("node %d restarts", n.id)
 	n.up, n.joined, n.instance = true, make([]bool, len(n.s.locs)), n.instance+1
 	n.incarnation++
-	n.dir, n.dirIdx = nil, 0
+	n.forgetDirectories()
 	n.c = n.newCore()
 	n.nextHB = time.Time{}
 }
@@ -420,6 +489,7 @@ func (n *simNode) restart() {
 func (n *simNode) loseDisk() {
 	n.s.tracef("node %d loses its disk", n.id)
 	n.wipe()
+	n.home, n.config = simHome{}, 0 // homes.json and configs.json went with the data directory
 	n.knows = make([]bool, len(n.s.locs))
 	n.incarnation = 0
 	n.persisted = 0

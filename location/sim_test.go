@@ -105,6 +105,10 @@ const (
 	mDir // controller -> node: the directory (long poll)
 	mSeal
 	mSealReply
+	mView      // controller -> node: GET /v1/internal/group (sim_rehome_test.go)
+	mViewReply // node -> controller
+	mProbe     // controller -> another location's controller: GET /healthz
+	mProbeReply
 )
 
 type simMsg struct {
@@ -123,6 +127,8 @@ type simMsg struct {
 	sealErr  int // 0 ok, 1 still hears (retry), 2 refused otherwise
 	attempt  *simAttempt
 	sealedAt uint64
+	rehome   *simRehome // the rehome a seal, a view or a probe is for
+	view     *command.GroupView
 }
 
 type sim struct {
@@ -142,6 +148,7 @@ type sim struct {
 	// and the simulated group's home among them
 	locs     []*simLoc
 	home     *simLoc
+	rehoming *simRehome // the rehome asked and not answered yet (sim_rehome_test.go)
 	terms    int
 	mutation string // a deliberate bug, for the mutation tests
 	liveness string // the liveness failure of the schedule, reported at its end
@@ -156,6 +163,8 @@ type simStats struct {
 	// faults injected, by kind, and promotions that chose a main outside the group's home
 	faults         map[string]int
 	awayPromotions int
+	// rehomes asked of a location's leader, and how each ended (sim_rehome_test.go)
+	rehomes simRehomeStats
 	// the longest wait for an answer while the home had no controller (sim_locations_test.go)
 	headlessWaitMax time.Duration
 	// the slowest schedule: from healing to a settled group, and the longest a client
@@ -181,6 +190,7 @@ func (st *simStats) add(o simStats) {
 	st.events += o.events
 	st.digests += o.digests
 	st.awayPromotions += o.awayPromotions
+	st.rehomes.add(o.rehomes)
 	st.headlessWaitMax = max(st.headlessWaitMax, o.headlessWaitMax)
 	for k, v := range o.faults {
 		if st.faults == nil {
@@ -353,6 +363,9 @@ func (s *sim) step(faults bool) {
 		}
 		l.term.tick(s)
 	}
+	if s.rehoming != nil {
+		s.rehoming.tick(s)
+	}
 	s.chk.clientStep()
 	s.chk.subStep()
 	if faults {
@@ -452,6 +465,12 @@ func runSimAt(t simT, seed int64, mutation string, locs int) simStats {
 		s.fatalf("%s (after every node restarted, the group settled and every safety check passed)", s.liveness)
 	}
 	s.stats.schedules = 1
+	if s.stats.rehomes.asked > 0 {
+		s.stats.rehomes.schedules = 1
+	}
+	if s.home != s.locs[0] {
+		s.stats.rehomes.moved = 1
+	}
 	return s.stats
 }
 
