@@ -68,6 +68,10 @@ func (c *Controller) adminRehome(ctx context.Context, t *leaderTerm, req *comman
 	if v := newerConfigViewed(rec, views); v > 0 {
 		return command.Errorf(command.CodeConflict, "rehome of group %d: %s", server, staleRecordMsg(rec, v))
 	}
+	if cfg, ok := configWithoutVoter(rec); ok {
+		return command.Errorf(command.CodeConflict, "rehome of group %d: its config version %d has no voter, so no majority of it can seal and no main could be chosen "+
+			"(every acknowledged write may be on its main alone); move it once it has a voting sibling, or bring back its home", server, cfg.Version)
+	}
 	if !t.promo.tryStart(server, time.Time{}) {
 		return command.Errorf(command.CodeConflict, "rehome of group %d: a promotion of it is under way", server)
 	}
@@ -205,6 +209,19 @@ func staleRecordMsg(rec *command.GroupInfo, version uint64) string {
 // generation yet, so its configs are still those of the view the rehome started from.
 func rehomedWithoutMain(g *command.GroupInfo) bool {
 	return g.RehomedFrom != "" && command.HomeGenOfEpoch(g.Epoch) < g.HomeGen
+}
+
+// configWithoutVoter returns a config of g in use that has no voter (the active one of a
+// group whose main has no voting sibling yet): no seal can cover it, so a rehome could
+// never choose a main, and the group, taken over, would stay without one for good.
+func configWithoutVoter(g *command.GroupInfo) (command.Config, bool) {
+	if len(g.Active.Voters) == 0 {
+		return g.Active, true
+	}
+	if g.Pending != nil && len(g.Pending.Voters) == 0 {
+		return *g.Pending, true
+	}
+	return command.Config{}, false
 }
 
 // sealsCoverMajority: a majority of the voters of every config in use are sealed.

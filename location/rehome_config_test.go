@@ -186,3 +186,30 @@ func TestRehomeRefusesARecordOlderThanACopysConfig(t *testing.T) {
 		}
 	}
 }
+
+// A group whose main has no voting sibling yet (its active config empty, its first voter
+// pending) cannot be moved: every acknowledged write may be on its main alone, no seal can
+// cover the empty config, and a rehome that took it would leave it without a main for good
+// once its restarted main loses the role (TestSimulationLocations found it: seed 36, before
+// adminRehome refused such a record). So adminRehome refuses it before taking anything.
+func TestRehomeRefusesARecordWithAConfigWithoutVoter(t *testing.T) {
+	forming := &command.GroupInfo{Server: 1, Epoch: 1, Main: 1,
+		Active: command.Config{Version: 1, Voters: []uint16{}}, Pending: &command.Config{Version: 2, Voters: []uint16{2}},
+		Siblings: []command.Member{{Node: 2, State: command.SiblingSyncing}}}
+	if cfg, ok := configWithoutVoter(forming); !ok || cfg.Version != 1 {
+		t.Fatalf("configWithoutVoter(%s) = version %d, %v; want the active config 1", groupString(forming), cfg.Version, ok)
+	}
+	g := rehomedRecord(forming, "loc2", nil, time.Now())
+	all := map[uint16]command.SealReply{2: {Node: 2, Epoch: g.Promotion.Epoch}}
+	if sealsCoverMajority(&g, all) {
+		t.Fatalf("every voter of %s sealed covers a majority; a rehome of it could choose a main", groupString(&g))
+	}
+	grown := staleRehomedRecord()
+	if _, ok := configWithoutVoter(grown); ok {
+		t.Fatalf("configWithoutVoter(%s) is true for a record whose configs all have voters", groupString(grown))
+	}
+	grown.Pending = &command.Config{Version: 2, Voters: []uint16{}}
+	if cfg, ok := configWithoutVoter(grown); !ok || cfg.Version != 2 {
+		t.Fatalf("configWithoutVoter(%s) = version %d, %v; want the pending config 2", groupString(grown), cfg.Version, ok)
+	}
+}

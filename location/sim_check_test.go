@@ -385,6 +385,12 @@ func (c *simChecker) final() {
 	}
 	c.finalState(m)
 	c.finalEvents(m)
+	c.linearizable()
+}
+
+// linearizable checks the client history with porcupine (invariant 9).
+func (c *simChecker) linearizable() {
+	s := c.s
 	var history []porcupine.Operation
 	for _, op := range c.ops {
 		if op.Return == -1 || op.Return == openReturn {

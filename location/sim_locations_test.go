@@ -18,18 +18,22 @@ import (
 // location and, once that answered, every other one as a guest; after a restart it joins
 // the guest locations it recorded at once, whatever its own answers (node.run), so either
 // may answer first and set the incarnation the others then see. It heartbeats every
-// location it joined, and takes the simulated group's role from its home's directory
-// alone. The group is node 1's, homed in node 1's location: only that location's leader
-// plans its configs and promotes, sealing voters wherever they are (seals name the home),
+// location it joined, keeps each one's directory, and takes the simulated group's role
+// from the directory of the latest home generation that lists it (node.mergeLocked). The
+// group is node 1's, homed in node 1's location: only its home's leader plans its configs
+// and promotes, sealing voters wherever they are (seals name the home and its generation),
 // and prefers a home copy among the longest logs (decidePromotion's atHome); its copies
 // span the locations by the real placement (a first sibling outside the main's location).
 //
 // Messages between locations take a WAN delay more (simWAN ± simWANJitter). Beyond the
 // faults of one location, the schedule partitions locations (both directions, or one),
 // loses a whole location (its controllers and its nodes down, later back) or only its
-// controllers (its nodes keep their roles), and heals. While the group's home is lost no
-// promotion can happen, so the liveness bounds (invariant 15) start only once every
-// location is back: quiesce brings every lost location back before the group must settle.
+// controllers (its nodes keep their roles), and heals. While the group's home is lost, the
+// schedule may ask another location's leader to move the group's home there (rehome,
+// sim_rehome_test.go): the old home, once back, drops the group, and the group must settle
+// at its new home. While the group's home is lost no promotion can happen, so the liveness
+// bounds (invariant 15) start only once every location is back: quiesce brings every lost
+// location back before the group must settle.
 
 const (
 	simWAN       = 10 * time.Millisecond

@@ -442,7 +442,7 @@ func (n *simNode) onSeal(m *simMsg) {
 		n.s.tracef("node %d refuses the seal of epoch %d: %v (last heard %v ago)", n.id, req.Epoch, err, n.now().Sub(n.c.LastHeard()))
 		reply.sealErr = 1 // 409, which the controller takes for "still hears"
 	} else {
-		if home != nil {
+		if home != nil && n.s.mutation != "copy-no-home-record" {
 			n.home = *home // durable before the epoch (node.homes.record)
 		}
 		promised := max(req.Epoch, n.epoch)

@@ -155,8 +155,8 @@ func (s *sim) noteMovedHomes(t *simTerm, hb command.Heartbeat) {
 // took the group, a main chosen, or the attempt abandoned after it took the group (which
 // then stays there, promoted by its rounds); and the old homes that dropped the group.
 type simRehomeStats struct {
-	asked, refused, succeeded, abandoned, disowned int
-	why                                            map[string]int
+	asked, refused, succeeded, abandoned, disowned, stranded int
+	why                                                      map[string]int
 	// schedules in which a rehome was asked, and in which one took the group
 	schedules, moved int
 }
@@ -167,6 +167,7 @@ func (st *simRehomeStats) add(o simRehomeStats) {
 	st.succeeded += o.succeeded
 	st.abandoned += o.abandoned
 	st.disowned += o.disowned
+	st.stranded += o.stranded
 	st.schedules += o.schedules
 	st.moved += o.moved
 	for k, v := range o.why {
@@ -365,8 +366,12 @@ func (r *simRehome) probeAnswer(s *sim, m *simMsg) {
 func (r *simRehome) probed(s *sim) {
 	t := r.t
 	rec := newestRecord(simGroup, r.views)
-	if v := newerConfigViewed(rec, r.views); v > 0 {
+	if v := newerConfigViewed(rec, r.views); v > 0 && s.mutation != "rehome-no-config-check" {
 		r.refuse(s, "a copy holds a newer config than the record")
+		return
+	}
+	if _, ok := configWithoutVoter(rec); ok {
+		r.refuse(s, "a config of the record has no voter")
 		return
 	}
 	if !t.lt.promo.tryStart(simGroup, time.Time{}) {
@@ -445,7 +450,7 @@ func (r *simRehome) decide(s *sim) {
 	}
 	r.phase = rhDeciding
 	epoch := r.g.Promotion.Epoch
-	if _, v := newerConfigSealed(&r.g, r.replies); v > 0 {
+	if _, v := newerConfigSealed(&r.g, r.replies); v > 0 && s.mutation != "rehome-no-config-check" {
 		r.abandon(s, "a sealed copy followed a newer config than the record")
 		return
 	}
@@ -467,8 +472,7 @@ func (r *simRehome) decide(s *sim) {
 		})
 		return
 	}
-	// (The mutation rehome-seals-r takes R of each config, as a promotion does, for a majority.)
-	if s.mutation == "rehome-seals-r" && !sealsCover(&r.g, sealed) || s.mutation != "rehome-seals-r" && !sealsCoverMajority(&r.g, sealed) {
+	if !sealsCoverMajority(&r.g, sealed) {
 		r.abandon(s, "too few copies sealed")
 		return
 	}
@@ -526,8 +530,8 @@ func (s *sim) rehomeReceive(l *simLoc, m *simMsg) bool {
 
 // rehomesString is the summary of the rehomes of a run.
 func rehomesString(st simRehomeStats) string {
-	s := fmt.Sprintf("%d rehomes asked while the home was lost, in %d schedules: %d refused, %d chose a main, %d abandoned after taking the group (the group moved in %d schedules); %d times the returning old home dropped the group",
-		st.asked, st.schedules, st.refused, st.succeeded, st.abandoned, st.moved, st.disowned)
+	s := fmt.Sprintf("%d rehomes asked while the home was lost, in %d schedules: %d refused, %d chose a main, %d abandoned after taking the group (the group moved in %d schedules); %d times the returning old home dropped the group; %d groups left without a main for an operator (a stale record)",
+		st.asked, st.schedules, st.refused, st.succeeded, st.abandoned, st.moved, st.disowned, st.stranded)
 	for _, k := range sortedKeys(st.why) {
 		s += fmt.Sprintf("; %s %d", k, st.why[k])
 	}
@@ -582,7 +586,7 @@ func (c *simChecker) oldHomeSealed(a *simAttempt) {
 }
 
 func TestSimulationLocationsMutationRehomeScan(t *testing.T) {
-	for _, mutation := range []string{"seal-older-home", "rehome-seals-r"} {
+	for _, mutation := range []string{"seal-older-home", "copy-no-home-record", "rehome-no-config-check"} {
 		n := 0
 		for seed := int64(1); seed <= 600; seed++ {
 			if msg := caughtAtLocs(seed, mutation, 3); msg != "" {
@@ -593,4 +597,22 @@ func TestSimulationLocationsMutationRehomeScan(t *testing.T) {
 			}
 		}
 	}
+}
+
+// strandedByRehome says why the group cannot settle when a rehome left it so, by design
+// (docs/locations.md "What is left"): it was taken over from a record older than a config a
+// voter's copy followed, so no promotion of its new home may choose a main from that record,
+// and nothing rebuilds the record; it needs an operator. "" for any other group.
+func (s *sim) strandedByRehome() string {
+	g := s.group()
+	if g == nil || !rehomedWithoutMain(g) {
+		return ""
+	}
+	for _, v := range g.Voters() {
+		if n := s.node(v); n.config > recordConfig(g) {
+			return fmt.Sprintf("%s took it over from a record of config version %d, and node %d's copy followed version %d",
+				s.home.name, recordConfig(g), v, n.config)
+		}
+	}
+	return ""
 }
