@@ -48,7 +48,7 @@ func quorumVersion(gi *command.GroupInfo) uint64 {
 // follows, else the node's own location: a seal of an older generation is refused, of the
 // same generation only its home's, and of a later one (a rehome) only one that replaces
 // the home the copy knows, while the node hears no controller of it nor of the replaced
-// one within down-after.
+// one within down-after that still lists the group.
 func (n *simNode) sealHome(req *command.SealRequest) (*simHome, error) {
 	if req.Home == "" {
 		return nil, nil
@@ -79,7 +79,7 @@ func (n *simNode) sealHome(req *command.SealRequest) (*simHome, error) {
 				req.Home, req.HomeGen, known.loc, known.gen)
 		}
 		for _, loc := range []string{known.loc, req.RehomedFrom} {
-			if l := n.s.locNamed(loc); l != nil && !n.heard[l.idx].IsZero() && n.now().Sub(n.heard[l.idx]) < simDownAfter {
+			if l := n.s.locNamed(loc); l != nil && !n.heard[l.idx].IsZero() && n.now().Sub(n.heard[l.idx]) < simDownAfter && n.dirs[l.idx] != nil {
 				return nil, fmt.Errorf("seal from %q: this node still hears the controllers of %q (%v ago)", req.Home, loc, n.now().Sub(n.heard[l.idx]))
 			}
 		}

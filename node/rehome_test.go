@@ -102,6 +102,50 @@ func TestCase6_RehomeCopyRefusesTheOldHomeAfterTheNewOne(t *testing.T) {
 	refusedAfter("after node 2 restarted")
 }
 
+// A group moved twice (default -> loc2 -> loc3): a copy sealed by loc2 at generation 1 takes
+// loc3's seal of generation 2 (replacing loc2) only while it hears no controller of loc2 that
+// still lists the group; once loc2 answers without the group (it dropped it, disownGroup),
+// hearing it no longer holds the copy back. Without that, a copy of a returning intermediate
+// home refused every seal of the group's next home for good (TestSimulationLocations found
+// it: seed 1614, a group at loc3 never promoted after loc2 came back).
+func TestRehomeSealPassesAHomeThatDroppedTheGroup(t *testing.T) {
+	_, nodes := testCluster(t)
+	b := nodes[1]
+	waitUntil(t, 5*time.Second, "node 2 holds a copy of group 1", func() bool { return b.n.localGroup(1) != nil })
+	if err := b.n.homes.record(1, homeRecord{Home: "loc2", Gen: 1}); err != nil {
+		t.Fatal(err)
+	}
+	loc2 := b.n.newLink("loc2", nil)
+	setLoc2 := func(groups []command.GroupInfo) {
+		b.n.mu.Lock()
+		loc2.dir, loc2.heard = &command.Directory{Location: "loc2", Index: 9, Groups: groups}, time.Now()
+		b.n.links["loc2"] = loc2
+		b.n.mu.Unlock()
+	}
+	seal := func() (int, string) {
+		body, _ := json.Marshal(command.SealRequest{Server: 1, From: 1, Epoch: command.EpochBand(2), Home: "loc3", HomeGen: 2, RehomedFrom: "loc2"})
+		resp, err := http.Post("http://"+b.cfg.HTTPAddr+"/v1/internal/seal", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		msg, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(msg)
+	}
+
+	setLoc2([]command.GroupInfo{{Server: 1, Epoch: command.EpochBand(1) + 3, Main: 1, Home: "loc2", HomeGen: 1}})
+	if code, msg := seal(); code != http.StatusConflict || !strings.Contains(msg, "still hears") {
+		t.Fatalf("generation 2's seal while loc2 answers and lists the group: HTTP %d %s, want 409 (still hears)", code, msg)
+	}
+	setLoc2(nil)
+	if code, msg := seal(); code != http.StatusOK {
+		t.Fatalf("generation 2's seal while loc2 answers without the group: HTTP %d %s, want 200", code, msg)
+	}
+	if rec, ok := b.n.homes.get(1); !ok || rec != (homeRecord{Home: "loc3", Gen: 2}) {
+		t.Fatalf("recorded home %+v %v, want loc3 at generation 2", rec, ok)
+	}
+}
+
 // A copy reports in its seal reply, and in its group view, the highest config version it
 // followed, across a restart of its node: a location moving the group's home compares it
 // with its record of the group's configs (docs/locations.md "Moving a home", rule 5).

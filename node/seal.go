@@ -49,7 +49,10 @@ func (n *Node) serveSeal(w http.ResponseWriter, r *http.Request) {
 //   - of the same generation, only that home's;
 //   - of a later generation (a rehome), only when it names as replaced the home this copy
 //     knows and this node hears no controller of that home nor of the replaced one within
-//     down-after: the copy's own check that the home it promised is gone.
+//     down-after that still lists the group: the copy's own check that the home it promised
+//     is gone. A home that answers but no longer lists the group dropped it (disownGroup)
+//     and never acts for it again; a later home's seals must then pass, or a copy sealed by
+//     an intermediate home that came back would refuse the group's next homes for good.
 func (n *Node) sealHome(id command.ServerID, req *command.SealRequest) (*homeRecord, error) {
 	if req.Home == "" {
 		return nil, nil
@@ -78,13 +81,26 @@ func (n *Node) sealHome(id command.ServerID, req *command.SealRequest) (*homeRec
 				req.Server, req.Home, req.HomeGen, known.Home, known.Gen)
 		}
 		for _, loc := range []string{known.Home, req.RehomedFrom} {
-			if at, ok := n.heardFrom(loc); ok && time.Since(at) < n.cfg.DownAfter {
+			if at, ok := n.heardFrom(loc); ok && time.Since(at) < n.cfg.DownAfter && n.listsGroup(loc, id) {
 				return nil, fmt.Errorf("seal of group %d from location %q refused: this node still hears the controllers of %q (%s ago), the home it replaces",
 					req.Server, req.Home, loc, time.Since(at).Round(time.Millisecond))
 			}
 		}
 	}
 	return &homeRecord{Home: req.Home, Gen: req.HomeGen}, nil
+}
+
+// listsGroup: the directory location loc's controllers last answered lists group id as
+// homed there.
+func (n *Node) listsGroup(loc string, id command.ServerID) bool {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	l := n.links[loc]
+	if l == nil || l.dir == nil {
+		return false
+	}
+	gi := l.dir.Group(uint16(id))
+	return gi != nil && (gi.Home == "" || gi.Home == loc)
 }
 
 // heardFrom returns when location loc's controllers last answered this node.
