@@ -649,9 +649,11 @@ func (s *sim) strandedByRehome() string {
 // 36 asked a rehome of a group whose main had no voting sibling yet, which stayed without a
 // main for good once taken (adminRehome now refuses it: configWithoutVoter); seed 223 took a
 // group over from a record older than a config a copy followed, which the simulation leaves
-// to an operator (strandedByRehome) while checking its history.
+// to an operator (strandedByRehome) while checking its history; seed 1614 moved the group
+// twice, and a copy sealed by the intermediate home, back and without the group, refused
+// the last home's seals for good (node.sealHome now lets them pass).
 func TestSimulationLocationsRehomeLimits(t *testing.T) {
-	for _, seed := range []int64{36, 223} {
+	for _, seed := range []int64{36, 223, 1614} {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { runSimAt(t, seed, "", 3) })
 	}
 }
