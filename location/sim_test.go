@@ -518,12 +518,13 @@ func (s *sim) quiesce() {
 		if failure == "" {
 			return
 		}
-		if why := s.strandedByRehome(); why != "" {
+		if kind, why := s.strandedByRehome(); why != "" {
 			s.tracef("%s; the group is left for an operator: %s", failure, why)
 			s.stranded = why
 			// its waits are not those of a group that can settle
 			s.stats.settleMax, s.stats.waitMax, s.stats.backoffMax = kept.settleMax, kept.waitMax, kept.backoffMax
 			s.stats.rehomes.stranded++
+			s.stats.rehomes.end(new(int), "left for an operator: "+kind)
 			return
 		}
 		s.stats.stuck++
