@@ -112,11 +112,13 @@ func testDrainUnderLoad(t *testing.T, mode Options) {
 		stops = append(stops, stop)
 	}
 	waitFor(t, 20*time.Second, "writes on every group", func() bool { return acked(all) >= 300 })
-	if err := adminCall(t, c, 1, command.OpRemoveNode, 0, 2); command.CodeOf(err) != command.CodeConflict {
+	// Both calls are retried while the controllers answer unavailable (a leader changing on
+	// a loaded machine), as an operator would.
+	if err := adminRetry(t, c, 1, command.OpRemoveNode, 2); command.CodeOf(err) != command.CodeConflict {
 		t.Fatalf("removeNode of node 2 holding copies: %v, want conflict", err)
 	}
 	start := time.Now()
-	if err := adminCall(t, c, 1, command.OpDrain, 0, 2); err != nil {
+	if err := adminRetry(t, c, 1, command.OpDrain, 2); err != nil {
 		t.Fatalf("drain node 2: %v", err)
 	}
 	took := time.Since(start)
