@@ -385,6 +385,22 @@ func (c *Cluster) Kill(p *Proc) {
 		fds, err := os.ReadDir(proc + "/fd")
 		return err != nil || len(fds) == 0
 	})
+	// Its ports free: the kernel may release a dead process's listening socket after its
+	// descriptors are gone, and a restart that finds the port bound exits at once, while a
+	// dial can still reach the old socket's backlog.
+	waitFor(c.t, 10*time.Second, "the ports of "+p.Name()+" free", func() bool {
+		for _, addr := range []string{p.HTTP, p.Raft} {
+			if addr == "" {
+				continue
+			}
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return false
+			}
+			ln.Close()
+		}
+		return true
+	})
 }
 
 // Stop freezes a process (SIGSTOP); Cont resumes it.
