@@ -28,14 +28,7 @@ func TestCase6_RehomeCopyRefusesTheOldHomeAfterTheNewOne(t *testing.T) {
 	})
 	seal := func(req command.SealRequest) (int, string) {
 		req.Server, req.From = 1, 1
-		body, _ := json.Marshal(req)
-		resp, err := http.Post("http://"+b.cfg.HTTPAddr+"/v1/internal/seal", "application/json", bytes.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		msg, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(msg)
+		return postSeal(t, b.cfg.HTTPAddr, req)
 	}
 	epoch := func() uint64 {
 		m, err := b.n.localGroup(1).gs.Meta()
@@ -123,14 +116,7 @@ func TestRehomeSealPassesAHomeThatDroppedTheGroup(t *testing.T) {
 		b.n.mu.Unlock()
 	}
 	seal := func() (int, string) {
-		body, _ := json.Marshal(command.SealRequest{Server: 1, From: 1, Epoch: command.EpochBand(2), Home: "loc3", HomeGen: 2, RehomedFrom: "loc2"})
-		resp, err := http.Post("http://"+b.cfg.HTTPAddr+"/v1/internal/seal", "application/json", bytes.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		msg, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(msg)
+		return postSeal(t, b.cfg.HTTPAddr, command.SealRequest{Server: 1, From: 1, Epoch: command.EpochBand(2), Home: "loc3", HomeGen: 2, RehomedFrom: "loc2"})
 	}
 
 	setLoc2([]command.GroupInfo{{Server: 1, Epoch: command.EpochBand(1) + 3, Main: 1, Home: "loc2", HomeGen: 1}})
@@ -220,4 +206,17 @@ func TestSealReportsTheConfigVersionAcrossARestart(t *testing.T) {
 	if v := view(); v.Copy == nil || v.Copy.Config != 2 {
 		t.Fatalf("group view after a restart %+v: want its copy at config version 2", v.Copy)
 	}
+}
+
+// postSeal sends req to the node at addr's seal endpoint and returns its status and body.
+func postSeal(t *testing.T, addr string, req command.SealRequest) (int, string) {
+	t.Helper()
+	body, _ := json.Marshal(req)
+	resp, err := http.Post("http://"+addr+"/v1/internal/seal", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(msg)
 }
