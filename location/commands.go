@@ -109,82 +109,87 @@ func (c joinNode) applyTo(s *dirState) error {
 		// A group this location took over (rehome) may have its creator as a guest.
 		return refuse("joinNode %d of location %q as a guest: this location homes a group %d", c.ID, c.Location, c.ID)
 	}
-	if old, ok := s.Nodes[c.ID]; ok {
-		inc, restarted, wiped := joinIncarnation(old, c)
-		if wiped {
-			// A voting copy whose ID was never recorded (it became voting while the leader
-			// had no report from it) would otherwise be counted from any copy the node
-			// holds: what it holds now is not the copy that voted. Record an ID no copy has,
-			// so that its seals are not counted and the copy is demoted as amnesiac.
-			// The same for a learner already named in a pending config: a seal it gave
-			// before the wipe may still be counted by an open attempt, and must not make
-			// its new, empty copy the group's main (choosePromotion checks the ID).
-			for _, g := range s.sortedGroupPtrs() {
-				i := siblingIndex(g, c.ID)
-				if i < 0 || g.Siblings[i].CopyID != "" {
-					continue
-				}
-				if g.Siblings[i].State == command.SiblingVoting || slices.Contains(g.Voters(), c.ID) {
-					g.Siblings[i].CopyID = fmt.Sprintf("lost-at-incarnation-%d", inc)
-				}
-			}
-		}
-		if restarted {
-			for _, g := range s.sortedGroupPtrs() {
-				if g.Main != c.ID {
-					continue
-				}
-				if rehomedWithoutMain(g) && !wiped {
-					// Named only by the record a rehome took over, which may be older than a
-					// promotion of the old home: nothing shows that its log holds every
-					// acknowledged write, so it never goes on in a fresh epoch (as refreshMain
-					// refuses). The group has no main until a promotion among its voters, whose
-					// seals check the record (docs/locations.md "Moving a home", rule 5); the
-					// node keeps its copy as a learner.
-					if siblingIndex(g, c.ID) < 0 {
-						g.Siblings = append(g.Siblings, command.Member{Node: c.ID, State: command.SiblingSyncing, CopyID: g.MainCopyID})
-					}
-					g.Main, g.MainCopyID = 0, ""
-					continue
-				}
-				if wiped && len(g.Voters()) > 0 {
-					// Its copy is gone with its data directory: as main it would write a
-					// barrier at seq 1 over the siblings' committed entries. The group has
-					// no main until a promotion among its voters; the node is a learner.
-					// Its seal counts only from the copy it had as a voter, which is gone.
-					// A main whose voting copy was never recorded gets an ID no copy has,
-					// as a wiped voter does above: its new copy must not count as the one
-					// that held the group's committed entries.
-					lost := g.MainCopyID
-					if lost == "" {
-						lost = fmt.Sprintf("lost-at-incarnation-%d", inc)
-					}
-					g.Main = 0
-					if siblingIndex(g, c.ID) < 0 {
-						g.Siblings = append(g.Siblings, command.Member{Node: c.ID, State: command.SiblingSyncing, CopyID: lost})
-					}
-					g.MainCopyID = ""
-					continue
-				}
-				// A main that restarted may have lost entries it had already sent to
-				// siblings (it sends while its own fsync is in flight). It never continues
-				// in the epoch it had: a fresh epoch makes whatever it writes next distinct
-				// from anything a sibling holds of the old one. The fresh epoch is the
-				// group's next unused one: an open promotion attempt has consumed its epoch
-				// already (seals of it may be out), so the restarted main takes the one after
-				// it, and the attempt is abandoned (docs/replication.md case 5: an epoch is never
-				// reused for a different main).
-				if g.Promotion != nil && g.Promotion.Phase == command.PromotionSealing {
-					g.Promotion.Phase = command.PromotionAbandoned
-				}
-				g.Epoch = g.NextEpoch()
-			}
-		}
-		old.Addr, old.Location, old.Instance, old.Incarnation = c.Addr, c.Location, c.Instance, inc
-		s.Nodes[c.ID] = old
+	old, known := s.Nodes[c.ID]
+	inc, restarted, wiped := c.Incarnation, c.Wiped, c.Wiped
+	if known {
+		inc, restarted, wiped = joinIncarnation(old, c)
 	} else {
-		s.Nodes[c.ID] = nodeRecord{ID: c.ID, Addr: c.Addr, Location: c.Location, Instance: c.Instance, Incarnation: c.Incarnation}
+		// A first join here can still be named by a group: by the record a rehome took over
+		// from the nodes' views of another location. A node that says its data directory
+		// was wiped holds none of that record's copies; one that does not keeps its roles.
+		old = nodeRecord{ID: c.ID}
 	}
+	if wiped {
+		// A voting copy whose ID was never recorded (it became voting while the leader
+		// had no report from it) would otherwise be counted from any copy the node
+		// holds: what it holds now is not the copy that voted. Record an ID no copy has,
+		// so that its seals are not counted and the copy is demoted as amnesiac.
+		// The same for a learner already named in a pending config: a seal it gave
+		// before the wipe may still be counted by an open attempt, and must not make
+		// its new, empty copy the group's main (choosePromotion checks the ID).
+		for _, g := range s.sortedGroupPtrs() {
+			i := siblingIndex(g, c.ID)
+			if i < 0 || g.Siblings[i].CopyID != "" {
+				continue
+			}
+			if g.Siblings[i].State == command.SiblingVoting || slices.Contains(g.Voters(), c.ID) {
+				g.Siblings[i].CopyID = fmt.Sprintf("lost-at-incarnation-%d", inc)
+			}
+		}
+	}
+	if restarted {
+		for _, g := range s.sortedGroupPtrs() {
+			if g.Main != c.ID {
+				continue
+			}
+			if rehomedWithoutMain(g) && !wiped {
+				// Named only by the record a rehome took over, which may be older than a
+				// promotion of the old home: nothing shows that its log holds every
+				// acknowledged write, so it never goes on in a fresh epoch (as refreshMain
+				// refuses). The group has no main until a promotion among its voters, whose
+				// seals check the record (docs/locations.md "Moving a home", rule 5); the
+				// node keeps its copy as a learner.
+				if siblingIndex(g, c.ID) < 0 {
+					g.Siblings = append(g.Siblings, command.Member{Node: c.ID, State: command.SiblingSyncing, CopyID: g.MainCopyID})
+				}
+				g.Main, g.MainCopyID = 0, ""
+				continue
+			}
+			if wiped && len(g.Voters()) > 0 {
+				// Its copy is gone with its data directory: as main it would write a
+				// barrier at seq 1 over the siblings' committed entries. The group has
+				// no main until a promotion among its voters; the node is a learner.
+				// Its seal counts only from the copy it had as a voter, which is gone.
+				// A main whose voting copy was never recorded gets an ID no copy has,
+				// as a wiped voter does above: its new copy must not count as the one
+				// that held the group's committed entries.
+				lost := g.MainCopyID
+				if lost == "" {
+					lost = fmt.Sprintf("lost-at-incarnation-%d", inc)
+				}
+				g.Main = 0
+				if siblingIndex(g, c.ID) < 0 {
+					g.Siblings = append(g.Siblings, command.Member{Node: c.ID, State: command.SiblingSyncing, CopyID: lost})
+				}
+				g.MainCopyID = ""
+				continue
+			}
+			// A main that restarted may have lost entries it had already sent to
+			// siblings (it sends while its own fsync is in flight). It never continues
+			// in the epoch it had: a fresh epoch makes whatever it writes next distinct
+			// from anything a sibling holds of the old one. The fresh epoch is the
+			// group's next unused one: an open promotion attempt has consumed its epoch
+			// already (seals of it may be out), so the restarted main takes the one after
+			// it, and the attempt is abandoned (docs/replication.md case 5: an epoch is never
+			// reused for a different main).
+			if g.Promotion != nil && g.Promotion.Phase == command.PromotionSealing {
+				g.Promotion.Phase = command.PromotionAbandoned
+			}
+			g.Epoch = g.NextEpoch()
+		}
+	}
+	old.Addr, old.Location, old.Instance, old.Incarnation = c.Addr, c.Location, c.Instance, inc
+	s.Nodes[c.ID] = old
 	if _, moved := s.Moved[c.ID]; moved {
 		return nil // homed in another location now (rehome): never created again here
 	}

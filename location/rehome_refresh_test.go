@@ -121,3 +121,54 @@ func TestRestartedMainNamedOnlyByARehomeLosesTheRole(t *testing.T) {
 		t.Fatalf("node 1 after its restart: %+v, want a learner", m)
 	}
 }
+
+// A node whose first join at a location says its data directory was wiped holds none of the
+// copies a record a rehome took over names: as main there it loses the role and its old copy
+// ID is kept as lost, as at a location that knew it (TestSimulationLocations found a wiped
+// main kept by its group's new home: fresh seed 772533890876, case 5D).
+func TestWipedMainFirstJoiningItsGroupsNewHomeLosesTheRole(t *testing.T) {
+	f := newFSM()
+	attempt := command.EpochBand(1)
+	cmds := []dirCommand{
+		joinNode{ID: 2, Addr: "127.0.0.1:2", Location: "loc2", Instance: "i2", Incarnation: 1},
+		beginRehome{Group: command.GroupInfo{Server: 1, Epoch: 2, Main: 7, MainCopyID: "c7.1", Home: "loc2", HomeGen: 1, RehomedFrom: "loc1",
+			Active:    command.Config{Version: 1, Voters: []uint16{2, 5, 7}},
+			Siblings:  []command.Member{{Node: 2, State: command.SiblingVoting, CopyID: "c2.1"}, {Node: 5, State: command.SiblingVoting, CopyID: "c5.1"}},
+			Promotion: &command.Promotion{Epoch: attempt, Phase: command.PromotionSealing, From: 7, Reason: command.ReasonRehome}}},
+	}
+	idx := uint64(1)
+	for _, c := range cmds {
+		if err := applyAt(t, f, idx, c); err != nil {
+			t.Fatalf("apply %s: %v", c.kind(), err)
+		}
+		idx++
+	}
+	if err := applyAt(t, f, idx, joinNode{ID: 7, Addr: "127.0.0.1:7", Location: "loc1", Instance: "i7-2", Incarnation: 2, Guest: true, Wiped: true}); err != nil {
+		t.Fatal(err)
+	}
+	g, _ := f.group(1)
+	if g.Main != 0 {
+		t.Fatalf("after node 7's first join, wiped: main %d, want none", g.Main)
+	}
+	if m := member(&g, 7); m == nil || m.State != command.SiblingSyncing || m.CopyID != "c7.1" {
+		t.Fatalf("node 7 after its first join, wiped: %+v, want a learner whose counted copy is the lost c7.1", m)
+	}
+	if g.Promotion == nil || g.Promotion.Phase != command.PromotionSealing || g.Promotion.Epoch != attempt {
+		t.Fatalf("the rehome's attempt after the join: %+v, want it still open at %d", g.Promotion, attempt)
+	}
+
+	// Without the wipe, a first join keeps the node's role: it may be the process that was
+	// main all along.
+	f2 := newFSM()
+	for i, c := range cmds {
+		if err := applyAt(t, f2, uint64(i+1), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := applyAt(t, f2, idx, joinNode{ID: 7, Addr: "127.0.0.1:7", Location: "loc1", Instance: "i7-1", Incarnation: 1, Guest: true}); err != nil {
+		t.Fatal(err)
+	}
+	if g, _ := f2.group(1); g.Main != 7 {
+		t.Fatalf("after node 7's first join: main %d, want 7 kept", g.Main)
+	}
+}

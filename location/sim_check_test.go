@@ -89,6 +89,8 @@ type simChecker struct {
 	// the highest home generation a rehome chose a main at, and where
 	fencedGen uint64
 	fencedBy  string
+	// repeatJoin: the joinNode being applied is of an instance its location recorded before
+	repeatJoin bool
 	// logChecked: each node's logWrites when checkCopies last checked its log
 	logChecked map[uint16]uint64
 	maxEpoch   uint64
@@ -278,13 +280,16 @@ func (c *simChecker) directoryChanged(l *simLoc, before *command.GroupInfo, cmd 
 		}
 		c.dirMain[g.Epoch] = g.Main
 	}
-	if j, ok := cmd.(joinNode); ok && j.ID == g.Main && g.MainCopyID != "" {
+	if j, ok := cmd.(joinNode); ok && j.ID == g.Main && g.MainCopyID != "" && !c.repeatJoin {
 		// A main that comes back without its copy (its data directory was wiped) holds
 		// none of the group's entries: once its process knows (it adopted the incarnation a
 		// controller recorded above its own), no join of it may keep it main (docs/replication.md
 		// case 5D). (A wiped node that crashes again before its first join starts its next
 		// life with a counter that looks like a restart's; the core then refuses to serve as
 		// main with an empty copy while the group has voters, and the home replaces it.)
+		// A join of an instance the location recorded before changes nothing: the check is
+		// of the first, which a group a rehome took over later never saw (its copy IDs
+		// keep the empty copy from counting: docs/locations.md "What is left").
 		if nd := c.s.node(j.ID); nd.copyIDString() != g.MainCopyID && nd.adopted == nd.instance {
 			c.s.fatalf("joinNode %+v kept node %d main of epoch %d, but its copy is %s, not the main's copy %s: its data directory was wiped (case 5D)",
 				j, j.ID, g.Epoch, nd.copyIDString(), g.MainCopyID)

@@ -381,6 +381,11 @@ func (s *sim) apply(l *simLoc, p *proposal) {
 	}
 	var before command.GroupInfo
 	had := l.group() != nil
+	s.chk.repeatJoin = false
+	if j, ok := p.cmd.(joinNode); ok {
+		rec, known := l.fsm.st.Nodes[j.ID]
+		s.chk.repeatJoin = known && rec.Instance == j.Instance
+	}
 	if had {
 		before = cloneGroup(l.group())
 	}

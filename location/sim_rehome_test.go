@@ -666,9 +666,11 @@ func (s *sim) strandedByRehome() (kind, why string) {
 // twice, and a copy sealed by the intermediate home, back and without the group, refused
 // the last home's seals for good (node.sealHome now lets them pass); seed 642118163912
 // took a group whose pending config's only voter had lost its disk, and whose main the
-// record names may not go on: left for an operator too.
+// record names may not go on: left for an operator too; seed 772533890876 had a wiped main
+// join its group's new home for the first time, which kept it main (joinNode now takes the
+// wipe of a first join into account).
 func TestSimulationLocationsRehomeLimits(t *testing.T) {
-	for _, seed := range []int64{36, 223, 1614, 642118163912} {
+	for _, seed := range []int64{36, 223, 1614, 642118163912, 772533890876} {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { runSimAt(t, seed, "", 3) })
 	}
 }
