@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"runtime"
 	"time"
 
 	"github.com/sibylhq/sibyl/command"
@@ -120,6 +121,9 @@ func (g *group) persistLoop(stop chan struct{}, kick chan struct{}) {
 		if b.Epoch == 0 && len(b.Append) == 0 && len(b.Apply) == 0 && b.Compact == 0 {
 			continue
 		}
+		if len(b.Append) > 0 {
+			g.yieldToLinks(stop)
+		}
 		start := time.Now()
 		err := g.gs.Write(b)
 		g.n.metrics.fsync.Observe(time.Since(start).Seconds())
@@ -162,6 +166,24 @@ func (g *group) persistLoop(stop chan struct{}, kick chan struct{}) {
 		}
 		g.broadcast()
 		g.mu.Unlock()
+	}
+}
+
+// yieldToLinks lets the sibling links send the entries just proposed before this
+// goroutine blocks in the log's write: a node may have a single scheduler slot (the dev
+// cluster's nodes each get their share of the CPUs), and a blocked fsync then holds back
+// every goroutine of the process, so appends sent after it reach the siblings one fsync
+// later. A few yields suffice: each lets every runnable link collect and send once; a link
+// that cannot send (disconnected, mid-snapshot) is not waited for.
+func (g *group) yieldToLinks(stop chan struct{}) {
+	for range 3 {
+		g.mu.Lock()
+		unsent := g.stopMain == stop && g.c.Replication() != nil && g.c.Replication().Unsent()
+		g.mu.Unlock()
+		if !unsent {
+			return
+		}
+		runtime.Gosched()
 	}
 }
 

@@ -196,6 +196,17 @@ func (m *Main) NextAppend(n uint16) (*Append, error) {
 	return msg, nil
 }
 
+// Unsent says whether NextAppend would now give some sibling entries it has not been
+// sent: its link has work to do.
+func (m *Main) Unsent() bool {
+	for _, p := range m.peers {
+		if !p.Snapshot && p.Next <= m.lastSeq && !(p.Probing && p.Inflight > 0) && p.Inflight < m.cfg.Window {
+			return true
+		}
+	}
+	return false
+}
+
 // SnapshotDone records that sibling n installed a snapshot at seq: it is probed from there.
 // With ok false the transfer failed, and the next NextAppend decides again.
 func (m *Main) SnapshotDone(n uint16, seq uint64, ok bool) {

@@ -186,7 +186,9 @@ func runDevCluster(layout devLayout, opts devOptions, stdout, stderr io.Writer) 
 		cf.Auth = &clusterAuth{AdminToken: opts.AdminTokens[0]}
 	}
 	exits := make(chan childExit, len(layout.Controllers)+len(layout.Nodes))
-	env := childEnv(os.Environ(), len(layout.Controllers)+len(layout.Nodes), runtime.NumCPU())
+	processes := len(layout.Controllers) + len(layout.Nodes)
+	env := childEnv(os.Environ(), processes, runtime.NumCPU(), 0)
+	nodeEnv := childEnv(os.Environ(), processes, runtime.NumCPU(), 1)
 	var children []*child
 	startedAt := time.Now()
 	for _, c := range layout.Controllers {
@@ -206,7 +208,7 @@ func runDevCluster(layout devLayout, opts devOptions, stdout, stderr io.Writer) 
 	for _, n := range layout.Nodes {
 		args := nodeArgs(opts, n)
 		name := nodeName(n)
-		ch, err := startChild(name, args, env, filepath.Join(opts.Dir, name+".log"), exits)
+		ch, err := startChild(name, args, nodeEnv, filepath.Join(opts.Dir, name+".log"), exits)
 		if err != nil {
 			fmt.Fprintf(stderr, "sibyl dev: %v\n", err)
 			stopChildren(children)
