@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"runtime"
 	"sync"
 )
 
@@ -201,6 +202,12 @@ func (l *Log) append(rec []byte, wait bool) (uint64, error) {
 // lead writes and syncs everything pending. Called with l.mu held; returns with it held.
 func (l *Log) lead() {
 	l.writing = true
+	// Gather: let goroutines that are already runnable (often the groups the last write
+	// just woke) queue their records first, so that this write carries them too instead
+	// of leaving them for the next fsync. Appenders arriving meanwhile see writing and wait.
+	l.mu.Unlock()
+	runtime.Gosched()
+	l.mu.Lock()
 	buf, lazy := l.pending, l.lazy
 	upTo := l.end
 	l.pending, l.lazy = l.spare[:0], nil
