@@ -189,6 +189,7 @@ func bench(ctx context.Context, cfg benchConfig, progress io.Writer) (benchResul
 	wg.Wait()
 
 	measured := time.Since(measureFrom)
+	res.FromUnixNano, res.ToUnixNano = measureFrom.UnixNano(), min(time.Now().UnixNano(), end.UnixNano())
 	if measured > cfg.Duration {
 		measured = cfg.Duration
 	}

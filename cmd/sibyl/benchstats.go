@@ -110,6 +110,10 @@ type benchResult struct {
 	P99Ms       float64           `json:"p99Ms"`
 	P999Ms      float64           `json:"p999Ms"`
 	MaxMs       float64           `json:"maxMs"`
+	// The measured window, in Unix nanoseconds, for tools that sample the machine's
+	// CPU and disk meanwhile (scenarios/compare).
+	FromUnixNano int64 `json:"fromUnixNano"`
+	ToUnixNano   int64 `json:"toUnixNano"`
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -61,6 +61,7 @@ func runLoad(ctx context.Context, writers []writer, warmup, duration, opTimeout 
 		return res, err
 	}
 	measured := min(max(time.Since(measureFrom), 0), duration)
+	res.FromUnixNano, res.ToUnixNano = measureFrom.UnixNano(), measureFrom.Add(measured).UnixNano()
 	var all latencyHist
 	for i := range hists {
 		all.merge(&hists[i])

@@ -140,7 +140,9 @@ func runSystem(ctx context.Context, e *env, s system, dir string) *systemResult 
 	}()
 	for _, n := range cfg.Clients {
 		fmt.Fprintf(e.progress, "%s: %d clients, %s warmup + %s\n", name, n, cfg.Warmup, cfg.Duration)
+		sampler := startHostSampler(100 * time.Millisecond)
 		l, err := cl.load(ctx, n)
+		samples := sampler.finish()
 		if ctx.Err() != nil {
 			r.Err = ctx.Err().Error()
 			return r
@@ -150,7 +152,13 @@ func runSystem(ctx context.Context, e *env, s system, dir string) *systemResult 
 			l.Err = err.Error()
 			fmt.Fprintf(e.progress, "%s: %d clients failed: %v\n", name, n, err)
 		} else {
-			fmt.Fprintf(e.progress, "%s: %d clients: %.0f writes/s, p50 %.2f ms, p99 %.2f ms, %d failed\n", name, n, l.OpsPerSec, l.P50Ms, l.P99Ms, sumErrors(l.Errors))
+			if cpu, disk, err := costPerOp(samples, time.Unix(0, l.FromUnixNano), time.Unix(0, l.ToUnixNano), l.Ops); err == nil {
+				l.CPUUsPerOp, l.DiskKiBPerOp = cpu, disk
+			} else {
+				fmt.Fprintf(e.progress, "%s: %d clients: no machine cost: %v\n", name, n, err)
+			}
+			fmt.Fprintf(e.progress, "%s: %d clients: %.0f writes/s, p50 %.2f ms, p99 %.2f ms, %.0f µs CPU and %.1f KiB written per write, %d failed\n",
+				name, n, l.OpsPerSec, l.P50Ms, l.P99Ms, l.CPUUsPerOp, l.DiskKiBPerOp, sumErrors(l.Errors))
 		}
 		r.Loads = append(r.Loads, l)
 	}

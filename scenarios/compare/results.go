@@ -15,7 +15,13 @@ type loadResult struct {
 	P99Ms       float64           `json:"p99Ms"`
 	MaxMs       float64           `json:"maxMs"`
 	Errors      map[string]uint64 `json:"errors"` // failed writes in the measured window, by message
-	Err         string            `json:"err,omitempty"`
+	// The measured window (Unix nanoseconds) and what the whole machine spent in it per
+	// acknowledged write (cost.go); 0 where it could not be read.
+	FromUnixNano int64   `json:"fromUnixNano"`
+	ToUnixNano   int64   `json:"toUnixNano"`
+	CPUUsPerOp   float64 `json:"cpuUsPerOp,omitempty"`
+	DiskKiBPerOp float64 `json:"diskKiBPerOp,omitempty"`
+	Err          string  `json:"err,omitempty"`
 }
 
 // failoverResult is one failover run.

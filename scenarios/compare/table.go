@@ -5,6 +5,7 @@ import (
 	"math"
 	"sort"
 	"strings"
+	"unicode/utf8"
 )
 
 // valueKind says how a row's values print.
@@ -13,6 +14,7 @@ type valueKind int
 const (
 	kindRate valueKind = iota // writes per second
 	kindMs                    // milliseconds
+	kindCost                  // the machine's CPU µs or disk KiB per write
 )
 
 // tableRow is one measure: a value per system that measured it.
@@ -22,8 +24,8 @@ type tableRow struct {
 	Values map[string]float64 `json:"values"` // by system; absent when not measured
 }
 
-// tableRows lays the results out as rows: writes/s at each client count, then p50, then
-// p99, then the failover gap.
+// tableRows lays the results out as rows: writes/s at each client count, then p50, p99,
+// the machine's CPU time and disk bytes per write, then the failover gap.
 func tableRows(clients []int, results map[string]*systemResult, failoverRuns int, withFailover bool) []tableRow {
 	var rows []tableRow
 	measures := []struct {
@@ -34,17 +36,30 @@ func tableRows(clients []int, results map[string]*systemResult, failoverRuns int
 		{"writes/s", kindRate, func(l loadResult) float64 { return l.OpsPerSec }},
 		{"p50 ms", kindMs, func(l loadResult) float64 { return l.P50Ms }},
 		{"p99 ms", kindMs, func(l loadResult) float64 { return l.P99Ms }},
+		{"CPU µs/write", kindCost, func(l loadResult) float64 { return l.CPUUsPerOp }},
+		{"disk KiB/write", kindCost, func(l loadResult) float64 { return l.DiskKiBPerOp }},
 	}
 	for _, m := range measures {
+		var measured []tableRow
 		for _, n := range clients {
 			row := tableRow{Label: fmt.Sprintf("%s @%d", m.label, n), Kind: m.kind, Values: map[string]float64{}}
 			for sys, r := range results {
-				if l, ok := r.load(n); ok && (m.kind == kindRate || l.Ops > 0) {
+				l, ok := r.load(n)
+				switch {
+				case !ok:
+				case m.kind == kindRate:
+					row.Values[sys] = m.get(l)
+				case m.kind == kindMs && l.Ops > 0:
+					row.Values[sys] = m.get(l)
+				case m.kind == kindCost && m.get(l) > 0:
 					row.Values[sys] = m.get(l)
 				}
 			}
-			rows = append(rows, row)
+			if m.kind != kindCost || len(row.Values) > 0 {
+				measured = append(measured, row)
+			}
 		}
+		rows = append(rows, measured...)
 	}
 	if withFailover {
 		row := tableRow{Label: fmt.Sprintf("failover gap ms (median of %d)", failoverRuns), Kind: kindMs, Values: map[string]float64{}}
@@ -122,7 +137,7 @@ func renderTable(header []string, rows []tableRow, notes []string) string {
 	widths := make([]int, len(cols))
 	for _, line := range cells {
 		for i, c := range line {
-			widths[i] = max(widths[i], len(c))
+			widths[i] = max(widths[i], utf8.RuneCountInString(c)) // fmt pads by runes
 		}
 	}
 	var b strings.Builder

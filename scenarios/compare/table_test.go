@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestRatio(t *testing.T) {
@@ -75,11 +76,11 @@ func TestMedianGapNeedsEveryRun(t *testing.T) {
 func TestTableRowsAndRender(t *testing.T) {
 	results := map[string]*systemResult{
 		sysSibyl: {System: sysSibyl, Loads: []loadResult{
-			{Clients: 1, Ops: 100, OpsPerSec: 400, P50Ms: 2.5, P99Ms: 4},
+			{Clients: 1, Ops: 100, OpsPerSec: 400, P50Ms: 2.5, P99Ms: 4, CPUUsPerOp: 250, DiskKiBPerOp: 6.5},
 			{Clients: 16, Ops: 100, OpsPerSec: 3000, P50Ms: 5, P99Ms: 12},
 		}, Failovers: []failoverResult{{Resumed: true, GapMs: 40, Victim: "node 1"}}},
 		sysEtcd: {System: sysEtcd, Loads: []loadResult{
-			{Clients: 1, Ops: 100, OpsPerSec: 200, P50Ms: 5, P99Ms: 8},
+			{Clients: 1, Ops: 100, OpsPerSec: 200, P50Ms: 5, P99Ms: 8, CPUUsPerOp: 700, DiskKiBPerOp: 13},
 			{Clients: 16, Err: "etcd client: dial failed"},
 		}, Failovers: []failoverResult{{Resumed: true, GapMs: 1600, Victim: "etcd m1 (leader)"}}},
 	}
@@ -88,7 +89,8 @@ func TestTableRowsAndRender(t *testing.T) {
 	for _, r := range rows {
 		labels = append(labels, r.Label)
 	}
-	want := "writes/s @1|writes/s @16|p50 ms @1|p50 ms @16|p99 ms @1|p99 ms @16|failover gap ms (median of 1)"
+	// The cost rows appear for the client counts some system measured them at.
+	want := "writes/s @1|writes/s @16|p50 ms @1|p50 ms @16|p99 ms @1|p99 ms @16|CPU µs/write @1|disk KiB/write @1|failover gap ms (median of 1)"
 	if got := strings.Join(labels, "|"); got != want {
 		t.Fatalf("row labels\n got %s\nwant %s", got, want)
 	}
@@ -112,6 +114,9 @@ func TestTableRowsAndRender(t *testing.T) {
 	if got := strings.Join(find("p50 ms @1 "), " "); got != "2.50 5.00 - 0.50x -" {
 		t.Errorf("p50 ms @1 line: %q", got)
 	}
+	if got := strings.Join(find("CPU µs/write @1 "), " "); got != "250 700 - 0.36x -" {
+		t.Errorf("CPU µs/write @1 line: %q", got)
+	}
 	if got := strings.Join(find("failover gap ms (median of 1) "), " "); got != "40.0 1600 - 0.03x -" {
 		t.Errorf("failover line: %q", got)
 	}
@@ -125,10 +130,10 @@ func TestTableRowsAndRender(t *testing.T) {
 		}
 	}
 	// Every line of the table has the same width: the columns line up.
-	width := len(lines[2])
+	width := utf8.RuneCountInString(lines[2])
 	for _, l := range lines[3 : 3+len(rows)] {
-		if len(l) != width {
-			t.Errorf("line %q is %d wide, the header %d", l, len(l), width)
+		if w := utf8.RuneCountInString(l); w != width {
+			t.Errorf("line %q is %d wide, the header %d", l, w, width)
 		}
 	}
 }
