@@ -44,8 +44,10 @@ func readHostSample(now time.Time) (hostSample, bool) {
 	return hostSample{at: now, busyTicks: busy, diskBytes: parseDiskBytes(string(ds), isWholeDisk)}, true
 }
 
-// parseBusyTicks sums the non-idle times (all but idle and iowait) of /proc/stat's "cpu"
-// line.
+// parseBusyTicks sums the times /proc/stat's "cpu" line counts as this machine's own
+// work: user, nice, system, irq and softirq. Idle and iowait are not work; steal is time a
+// virtual machine's host gave its CPUs to others (it grows when the host is busy, not
+// when the system under test is); guest times are already inside user and nice.
 func parseBusyTicks(stat string) (uint64, bool) {
 	line, _, _ := strings.Cut(stat, "\n")
 	f := strings.Fields(line)
@@ -58,7 +60,8 @@ func parseBusyTicks(stat string) (uint64, bool) {
 		if err != nil {
 			return 0, false
 		}
-		if i != 3 && i != 4 { // idle, iowait
+		switch i {
+		case 0, 1, 2, 5, 6: // user nice system irq softirq
 			busy += n
 		}
 	}

@@ -7,10 +7,10 @@ import (
 )
 
 func TestParseBusyTicks(t *testing.T) {
-	// user nice system idle iowait irq softirq steal
-	busy, ok := parseBusyTicks("cpu  100 5 50 1000 30 2 3 4 0 0\ncpu0 50 2 25 500 15 1 1 2 0 0\n")
-	if !ok || busy != 100+5+50+2+3+4 {
-		t.Fatalf("busy %d ok %v, want %d (idle and iowait left out)", busy, ok, 100+5+50+2+3+4)
+	// user nice system idle iowait irq softirq steal guest guest_nice
+	busy, ok := parseBusyTicks("cpu  100 5 50 1000 30 2 3 400 7 1\ncpu0 50 2 25 500 15 1 1 2 0 0\n")
+	if !ok || busy != 100+5+50+2+3 {
+		t.Fatalf("busy %d ok %v, want %d (idle, iowait, steal and guest left out)", busy, ok, 100+5+50+2+3)
 	}
 	if _, ok := parseBusyTicks("intr 1 2 3\n"); ok {
 		t.Fatal("a text without the cpu line parsed")
