@@ -6,6 +6,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sibylhq/sibyl/node/store"
 )
 
 // LatencyBuckets are the upper bounds, in seconds, of Sibyl's latency histograms: doubling
@@ -92,6 +94,9 @@ type stateCollector struct {
 	n   *Node
 	lag *prometheus.Desc
 	sub *prometheus.Desc
+	// the durable store's flushes, and the log entries they wrote to bbolt or dropped
+	// unwritten (node/store/layer_carry.go)
+	flushes, flushEntries *prometheus.Desc
 }
 
 func newStateCollector(n *Node) *stateCollector {
@@ -99,10 +104,20 @@ func newStateCollector(n *Node) *stateCollector {
 		lag: prometheus.NewDesc("sibyl_replication_lag_entries",
 			"At a main: entries of its log a sibling does not hold yet (the main's last seq minus the sibling's match).",
 			[]string{"server", "node"}, nil),
-		sub: prometheus.NewDesc("sibyl_subscribers", "Subscriptions open on this node's client connections.", nil, nil)}
+		sub: prometheus.NewDesc("sibyl_subscribers", "Subscriptions open on this node's client connections.", nil, nil),
+		flushes: prometheus.NewDesc("sibyl_store_flushes_total",
+			"Flushes of the write-ahead log's changes into the state store (bbolt).", nil, nil),
+		flushEntries: prometheus.NewDesc("sibyl_store_flush_log_entries_total",
+			"Log entries flushes wrote to the state store (fate=written), or kept in memory and dropped unwritten because compaction or a truncation removed them first (fate=dropped).",
+			[]string{"fate"}, nil)}
 }
 
-func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.lag; ch <- c.sub }
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.lag
+	ch <- c.sub
+	ch <- c.flushes
+	ch <- c.flushEntries
+}
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	c.n.mu.RLock()
@@ -124,6 +139,12 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		g.mu.Unlock()
 	}
 	ch <- prometheus.MustNewConstMetric(c.sub, prometheus.GaugeValue, float64(c.n.subs.count()))
+	if d, ok := c.n.store.(store.Durable); ok {
+		fs := d.FlushStats()
+		ch <- prometheus.MustNewConstMetric(c.flushes, prometheus.CounterValue, float64(fs.Flushes))
+		ch <- prometheus.MustNewConstMetric(c.flushEntries, prometheus.CounterValue, float64(fs.LogEntriesWritten), "written")
+		ch <- prometheus.MustNewConstMetric(c.flushEntries, prometheus.CounterValue, float64(fs.LogEntriesDropped), "dropped")
+	}
 }
 
 // Registry returns the registry the node's metrics live in (the API server adds its own).

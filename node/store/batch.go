@@ -232,20 +232,8 @@ func effectStoreOps(seq uint64, e *command.Effect) ([]storeOp, error) {
 
 // execute performs the plan: Truncate, Append, Apply, then meta, as the contract orders.
 func (p *batchPlan) execute(bk *groupBuckets) error {
-	if p.truncateLog > 0 {
-		var doomed [][]byte
-		err := bk.log.each(beU64(p.truncateLog), func(k, _ []byte) (bool, error) {
-			doomed = append(doomed, append([]byte(nil), k...)) // k is invalid after a delete
-			return true, nil
-		})
-		if err != nil {
-			return err
-		}
-		for _, k := range doomed {
-			if err := bk.log.del(k); err != nil {
-				return fmt.Errorf("truncate log at seq %d: %w", p.truncateLog, err)
-			}
-		}
+	if err := p.truncate(bk); err != nil {
+		return err
 	}
 	for _, e := range p.dropEpochs {
 		if err := bk.epochs.del(beU64(e)); err != nil {
@@ -257,12 +245,8 @@ func (p *batchPlan) execute(bk *groupBuckets) error {
 			return fmt.Errorf("add epoch history (%d, %d): %w", es.Epoch, es.FirstSeq, err)
 		}
 	}
-	for _, e := range p.entries {
-		v := make([]byte, 8, 8+len(e.Data))
-		binary.BigEndian.PutUint64(v, e.Epoch)
-		if err := bk.log.put(beU64(e.Seq), append(v, e.Data...)); err != nil {
-			return fmt.Errorf("append seq %d: %w", e.Seq, err)
-		}
+	if err := p.appendEntries(bk); err != nil {
+		return err
 	}
 	for _, op := range p.ops {
 		if op.vacuum != nil {
@@ -282,12 +266,63 @@ func (p *batchPlan) execute(bk *groupBuckets) error {
 			return fmt.Errorf("apply to key %q: %w", op.key, err)
 		}
 	}
+	if err := p.compact(bk); err != nil {
+		return err
+	}
+	return writeGroupMeta(bk, &p.meta)
+}
+
+// executeLog does only p's changes of the log bucket, in the order execute does them: the
+// replay of a record whose other changes the state store already holds (a flush kept its
+// log entries in memory, layer_carry.go). No op of a plan names the log bucket.
+func (p *batchPlan) executeLog(bk *groupBuckets) error {
+	if err := p.truncate(bk); err != nil {
+		return err
+	}
+	if err := p.appendEntries(bk); err != nil {
+		return err
+	}
+	return p.compact(bk)
+}
+
+func (p *batchPlan) truncate(bk *groupBuckets) error {
+	if p.truncateLog == 0 {
+		return nil
+	}
+	var doomed [][]byte
+	err := bk.log.each(beU64(p.truncateLog), func(k, _ []byte) (bool, error) {
+		doomed = append(doomed, append([]byte(nil), k...)) // k is invalid after a delete
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range doomed {
+		if err := bk.log.del(k); err != nil {
+			return fmt.Errorf("truncate log at seq %d: %w", p.truncateLog, err)
+		}
+	}
+	return nil
+}
+
+func (p *batchPlan) appendEntries(bk *groupBuckets) error {
+	for _, e := range p.entries {
+		v := make([]byte, 8, 8+len(e.Data))
+		binary.BigEndian.PutUint64(v, e.Epoch)
+		if err := bk.log.put(beU64(e.Seq), append(v, e.Data...)); err != nil {
+			return fmt.Errorf("append seq %d: %w", e.Seq, err)
+		}
+	}
+	return nil
+}
+
+func (p *batchPlan) compact(bk *groupBuckets) error {
 	for seq := p.compactFrom; p.compactTo > 0 && seq <= p.compactTo; seq++ {
 		if err := bk.log.del(beU64(seq)); err != nil {
 			return fmt.Errorf("compact log at seq %d: %w", seq, err)
 		}
 	}
-	return writeGroupMeta(bk, &p.meta)
+	return nil
 }
 
 // vacuum drops the tombstones and dedupe records v names.

@@ -10,8 +10,12 @@ import (
 // need beyond Store.
 type Durable interface {
 	Store
-	// Flush moves everything logged so far into the state store now.
+	// Flush runs a flush now, as the store does in the background: everything logged so
+	// far reaches the state store, but for the log entries flushes keep in memory for a
+	// while (layer_carry.go).
 	Flush() error
+	// FlushStats counts the flushes and the log entries they wrote or never had to.
+	FlushStats() FlushStats
 	// LogEnd is the write-ahead log's end position in bytes since the store was created.
 	LogEnd() uint64
 	// WALStats counts the write-ahead log's records, writes, fsyncs and bytes.
@@ -23,7 +27,7 @@ type Durable interface {
 	Health
 }
 
-func (s *walStore) Flush() error { return s.flush() }
+func (s *walStore) Flush() error { return s.flush(s.opts.KeepFlushes) }
 
 func (s *walStore) LogEnd() uint64 { return s.log.End() }
 

@@ -69,7 +69,7 @@ func (s *walStore) heal() {
 		s.setFault(err)
 		return
 	}
-	if err := s.flush(); err != nil {
+	if err := s.flush(s.opts.KeepFlushes); err != nil {
 		s.setFault(err)
 		return
 	}

@@ -12,6 +12,7 @@ import (
 // (store_wal.go) keeps the newest layer (top) and, while a flush writes it to bbolt, the
 // one before it (mid); reads see top over mid over bbolt.
 type layer struct {
+	from    uint64                                // log position of its first record (after the flush before it)
 	buckets [bucketCount]*btree.BTreeG[layerItem] // but the log bucket's
 	log     logLayer                              // the log bucket's (layer_log.go)
 	bytes   int                                   // approximate size of what the layer holds
@@ -58,15 +59,21 @@ func (l *layer) set(bucket int, key []byte, val []byte, del bool) {
 	l.bytes += len(it.key) + len(it.val) + layerItemOverhead
 }
 
-// writeTo stores the layer's changes in the group's bbolt buckets.
-func (l *layer) writeTo(bk *groupBuckets) error {
+// writeTo stores the layer's changes in the group's bbolt buckets; without logItems, all
+// but its log entries (which a flush keeps in memory, layer_carry.go).
+func (l *layer) writeTo(bk *groupBuckets, logItems bool) error {
 	if p, ok := bk.log.(interface{ packFull() }); ok {
 		// Log keys only ever grow (seqs), and leave from the front: full pages, not
 		// bbolt's default of half-full ones, mean half the pages to write.
 		p.packFull()
 	}
-	if err := l.log.writeTo(bk.log); err != nil {
+	if err := l.log.writeGone(bk.log); err != nil {
 		return err
+	}
+	if logItems {
+		if err := l.log.writeItems(bk.log); err != nil {
+			return err
+		}
 	}
 	for i, b := range l.buckets {
 		if b == nil {
@@ -106,6 +113,7 @@ type layerView struct {
 	bk      groupBuckets
 	tx      func() *bolt.Tx // opens (once) the read transaction the base is read through
 	name    []byte
+	carried []*logLayer       // the log entries flushes kept out of bbolt, newest first
 	empty   [bucketCount]bool // bbolt's bucket holds no key
 	opened  bool
 	topBase *bolt.Bucket

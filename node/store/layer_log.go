@@ -114,6 +114,14 @@ func (l *logLayer) lookup(seq uint64) (val []byte, found bool) {
 // writeTo stores the layer in the state store's log bucket kv: the deleted ranges first,
 // then the entries, which override them.
 func (l *logLayer) writeTo(kv storeKV) error {
+	if err := l.writeGone(kv); err != nil {
+		return err
+	}
+	return l.writeItems(kv)
+}
+
+// writeGone deletes the layer's ranges from kv.
+func (l *logLayer) writeGone(kv storeKV) error {
 	var doomed [][]byte
 	for _, s := range l.gone {
 		doomed = doomed[:0]
@@ -134,6 +142,11 @@ func (l *logLayer) writeTo(kv storeKV) error {
 			}
 		}
 	}
+	return nil
+}
+
+// writeItems puts the layer's entries in kv.
+func (l *logLayer) writeItems(kv storeKV) error {
 	for _, it := range l.items {
 		if err := kv.put(beU64(it.seq), it.val); err != nil {
 			return fmt.Errorf("store log seq %d: %w", it.seq, err)
@@ -154,11 +167,15 @@ func (l *logLayer) mergeInto(lower *logLayer) {
 
 // The log bucket seen through the layers (layerKV with bucket == bucketLog).
 
+// logLayers lists the layers that may speak of a seq, uppermost first: top, mid, then the
+// carried generations, newest first (layer_carry.go).
 func (k *layerKV) logLayers() []*logLayer {
+	out := make([]*logLayer, 0, 2+len(k.view.carried))
+	out = append(out, &k.top.log)
 	if k.mid != nil {
-		return []*logLayer{&k.top.log, &k.mid.log}
+		out = append(out, &k.mid.log)
 	}
-	return []*logLayer{&k.top.log}
+	return append(out, k.view.carried...)
 }
 
 func (k *layerKV) logGet(key []byte) []byte {

@@ -39,7 +39,7 @@ import (
 
 // Defaults of DurableOptions.
 const (
-	DefaultFlushBytes = 32 << 20
+	DefaultFlushBytes = 16 << 20
 	DefaultFlushEvery = 10 * time.Second
 )
 
@@ -55,6 +55,10 @@ type DurableOptions struct {
 	// HealEvery is how often a store whose disk failed tries it again (default
 	// DefaultHealEvery).
 	HealEvery time.Duration
+	// KeepFlushes is how many flushes keep a layer's log entries in memory before one
+	// writes those not compacted meanwhile (layer_carry.go); default DefaultKeepFlushes,
+	// negative: none.
+	KeepFlushes int
 }
 
 type walStore struct {
@@ -79,12 +83,15 @@ type walStore struct {
 	done chan struct{}
 
 	replayed ReplayStats
+	flushes  FlushStats // guarded by mu
 }
 
 // ReplayStats say what a boot read from the log.
 type ReplayStats struct {
-	Records, Applied uint64 // records read; records applied (the rest were already stored)
-	Bytes            uint64
+	// Records read; records applied whole; records of which only the log entries were
+	// applied (the state store held the rest, layer_carry.go). The rest were stored.
+	Records, Applied, LogOnly uint64
+	Bytes                     uint64
 }
 
 // walGroup is one group's copy in the durable store.
@@ -95,24 +102,37 @@ type walGroup struct {
 
 	wmu sync.Mutex // one write (or direct operation) at a time
 
-	lmu     sync.RWMutex
-	top     *layer
-	mid     *layer // being flushed; nil otherwise
-	meta    *Meta  // the meta after the last write, nil when it must be read
-	dropped bool
+	lmu sync.RWMutex
+	top *layer
+	mid *layer // being flushed; nil otherwise
+	// carried: log entries flushes kept out of bbolt, oldest generation first, and the
+	// same newest first for reads (layer_carry.go). Changed under flushMu and lmu.
+	carried     []*carryGen
+	carriedView []*logLayer
+	meta        *Meta // the meta after the last write, nil when it must be read
+	dropped     bool
 	// baseEmpty: bbolt's bucket i holds no key, so a key absent from the layers is absent
 	// (a write's lookups of tickets, tombstones and keys skip bbolt's read transaction).
 	baseEmpty [bucketCount]bool
 }
 
-// markStored ends a direct operation's transaction: the group's state in bbolt now
-// includes every record logged so far (the caller holds the group's wmu), and the
-// emptiness of its buckets is returned for the layered reads.
+// markStored ends a direct operation's transaction: the group's state in bbolt, its log
+// entries included, now holds every record logged so far (the caller holds the group's
+// wmu), and the emptiness of its buckets is returned for the layered reads.
 func (s *walStore) markStored(bk *groupBuckets) ([bucketCount]bool, error) {
-	if err := bk.meta.put(metaKeyWALPos, beU64(s.log.End())); err != nil {
+	end := beU64(s.log.End())
+	if err := bk.meta.put(metaKeyWALPos, end); err != nil {
+		return [bucketCount]bool{}, err
+	}
+	if err := bk.meta.put(metaKeyLogPos, end); err != nil {
 		return [bucketCount]bool{}, err
 	}
 	return emptyBuckets(bk), nil
+}
+
+// setCarried replaces the group's carried generations; call with lmu held.
+func (g *walGroup) setCarried(gens []*carryGen) {
+	g.carried, g.carriedView = gens, carriedLayers(gens)
 }
 
 // emptyBuckets reports which of a group's bbolt buckets hold no key.
@@ -143,13 +163,20 @@ func OpenDurable(dir string, opts DurableOptions) (Store, error) {
 	if opts.HealEvery <= 0 {
 		opts.HealEvery = DefaultHealEvery
 	}
+	switch {
+	case opts.KeepFlushes == 0:
+		opts.KeepFlushes = DefaultKeepFlushes
+	case opts.KeepFlushes < 0:
+		opts.KeepFlushes = 0
+	}
 	db, err := openStateDB(filepath.Join(dir, "sibyl.db"))
 	if err != nil {
 		return nil, err
 	}
 	s := &walStore{db: db, opts: opts, groups: map[command.ServerID]*walGroup{}, faultChanged: make(chan struct{}),
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
-	pos := map[command.ServerID]uint64{}
+	pos := map[command.ServerID]uint64{}    // walPos: the group's state in bbolt includes the log to here
+	logPos := map[command.ServerID]uint64{} // and its log entries to here
 	err = db.View(func(tx *bolt.Tx) error {
 		return tx.ForEach(func(name []byte, top *bolt.Bucket) error {
 			g, ok := parseGroupBucket(name)
@@ -165,7 +192,13 @@ func OpenDurable(dir string, opts DurableOptions) (Store, error) {
 				if v := meta.Get(metaKeyWALPos); len(v) == 8 {
 					pos[g], _ = decodeU64("walPos", v)
 				}
+				logPos[g] = pos[g]
+				if v := meta.Get(metaKeyLogPos); len(v) == 8 {
+					lp, _ := decodeU64("logPos", v)
+					logPos[g] = min(lp, pos[g])
+				}
 			}
+			wg.top.from = logPos[g]
 			return nil
 		})
 	})
@@ -193,11 +226,19 @@ func OpenDurable(dir string, opts DurableOptions) (Store, error) {
 			return fmt.Errorf("log record at %d: %w", lsn, err)
 		}
 		wg := s.groups[g]
-		if wg == nil || lsn <= pos[g] {
+		if wg == nil || lsn <= logPos[g] {
 			return nil // dropped since, or already in the state store
 		}
-		s.replayed.Applied++
 		bk := wg.layered(func() *bolt.Tx { return rtx })
+		if lsn <= pos[g] {
+			// The state store has all but the record's log entries.
+			s.replayed.LogOnly++
+			if err := p.executeLog(bk); err != nil {
+				return fmt.Errorf("replay the log entries of record at %d for group %d: %w", lsn, g, err)
+			}
+			return nil
+		}
+		s.replayed.Applied++
 		if err := p.execute(bk); err != nil {
 			return fmt.Errorf("replay log record at %d for group %d: %w", lsn, g, err)
 		}
@@ -232,6 +273,13 @@ func openStateDB(path string) (*bolt.DB, error) {
 
 // Replayed says what the last boot read from the log.
 func (s *walStore) Replayed() ReplayStats { return s.replayed }
+
+// FlushStats returns the flushes' counters.
+func (s *walStore) FlushStats() FlushStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.flushes
+}
 
 // WALStats returns the log's counters.
 func (s *walStore) WALStats() wal.Stats { return s.log.Stats() }
@@ -314,6 +362,8 @@ func (s *walStore) Group(g command.ServerID) (GroupStore, error) {
 	}
 	wg.lmu.Lock()
 	wg.dropped, wg.top, wg.mid, wg.meta, wg.baseEmpty = false, newLayer(), nil, nil, empty
+	wg.top.from = s.log.End()
+	wg.setCarried(nil)
 	wg.lmu.Unlock()
 	return wg.handle(), nil
 }
@@ -355,6 +405,7 @@ func (s *walStore) DropGroup(g command.ServerID) error {
 	}
 	wg.lmu.Lock()
 	wg.dropped, wg.top, wg.mid, wg.meta = true, newLayer(), nil, nil
+	wg.setCarried(nil)
 	wg.lmu.Unlock()
 	return nil
 }
@@ -370,7 +421,7 @@ func (s *walStore) Close() error {
 	s.mu.Unlock()
 	close(s.stop)
 	<-s.done
-	ferr := s.flush()
+	ferr := s.flush(0) // everything: the next boot replays nothing
 	lerr := s.log.Close()
 	derr := s.db.Close()
 	return errors.Join(ferr, lerr, derr)
@@ -439,15 +490,16 @@ func (s *walStore) flusher() {
 		if healTick {
 			continue // the heal ticker only matters while faulted
 		}
-		if err := s.flush(); err != nil {
+		if err := s.flush(s.opts.KeepFlushes); err != nil {
 			s.setFault(err)
 		}
 	}
 }
 
 // flush writes every group's layer to bbolt in one transaction. Writes go on meanwhile
-// into fresh layers.
-func (s *walStore) flush() error {
+// into fresh layers. The layers' log entries stay in memory for keepFlushes flushes
+// (layer_carry.go); 0 writes them all.
+func (s *walStore) flush(keepFlushes int) error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
 	s.mu.Lock()
@@ -467,8 +519,9 @@ func (s *walStore) flush() error {
 	}
 	s.mu.Unlock()
 	type frozen struct {
-		g   *walGroup
-		pos uint64
+		g     *walGroup
+		pos   uint64
+		carry carryPlan
 	}
 	var work []frozen
 	low := uint64(0)
@@ -483,24 +536,39 @@ func (s *walStore) flush() error {
 			continue
 		}
 		pos := s.log.End()
-		if !g.top.empty() {
-			changed = true
+		if !g.top.empty() || len(g.carried) > 0 {
+			changed = true // carried entries age by one flush, idle or not
 		}
 		g.mid, g.top = g.top, newLayer()
+		g.top.from = pos
 		g.lmu.Unlock()
 		g.wmu.Unlock()
-		work = append(work, frozen{g, pos})
+		work = append(work, frozen{g: g, pos: pos})
 		if len(work) == 1 || pos < low {
 			low = pos
 		}
 	}
+	// The log up to low is now in frozen layers: writes after it count towards the next
+	// flush, and a kick sent for the log before it is answered by this one.
+	s.mu.Lock()
+	s.flushedAt = low
+	s.mu.Unlock()
+	select {
+	case <-s.kick:
+	default:
+	}
 	if !changed {
 		for _, f := range work {
 			f.g.lmu.Lock()
-			f.g.mid = nil
+			f.g.mid = nil // empty: no record of the group since mid.from
 			f.g.lmu.Unlock()
 		}
 		return nil
+	}
+	// Only this flush (flushMu) changes carried and mid.
+	for i := range work {
+		f := &work[i]
+		f.carry = planCarry(f.g.carried, f.g.mid, f.pos, keepFlushes)
 	}
 	empties := make([][bucketCount]bool, len(work))
 	err := s.db.Update(func(tx *bolt.Tx) error {
@@ -516,16 +584,23 @@ func (s *walStore) flush() error {
 			if err != nil {
 				return err
 			}
-			if err := f.g.mid.writeTo(bk); err != nil {
+			if err := f.g.mid.writeTo(bk, false); err != nil {
+				return fmt.Errorf("flush group %d: %w", f.g.id, err)
+			}
+			if err := writeCarried(bk.log, f.carry.write); err != nil {
 				return fmt.Errorf("flush group %d: %w", f.g.id, err)
 			}
 			if err := bk.meta.put(metaKeyWALPos, beU64(f.pos)); err != nil {
+				return err
+			}
+			if err := bk.meta.put(metaKeyLogPos, beU64(f.carry.logPos)); err != nil {
 				return err
 			}
 			empties[i] = emptyBuckets(bk)
 		}
 		return nil
 	})
+	lowLog := low
 	for i, f := range work {
 		f.g.lmu.Lock()
 		if err != nil {
@@ -533,20 +608,26 @@ func (s *walStore) flush() error {
 			f.g.top = mergeLayers(f.g.mid, f.g.top)
 		} else {
 			f.g.baseEmpty = empties[i]
+			f.g.setCarried(f.carry.keep)
 		}
 		f.g.mid = nil
 		f.g.lmu.Unlock()
+		lowLog = min(lowLog, f.carry.logPos)
 	}
 	if err != nil {
 		return fmt.Errorf("flush the state store: %w", err)
 	}
 	s.mu.Lock()
-	s.flushedAt = low
+	s.flushes.Flushes++
+	for _, f := range work {
+		s.flushes.LogEntriesWritten += uint64(f.carry.written)
+		s.flushes.LogEntriesDropped += uint64(f.carry.dropped)
+	}
 	s.mu.Unlock()
 	// Segments that could not be removed now are removed by a later flush (it truncates
 	// before a position at least this far): a leftover file costs disk and boot time, not
 	// correctness, so it does not stop the store.
-	_ = s.log.TruncateBefore(low)
+	_ = s.log.TruncateBefore(lowLog)
 	return nil
 }
 

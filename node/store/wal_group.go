@@ -24,7 +24,7 @@ func (g *walGroup) handle() GroupStore {
 // layered returns the group's buckets as the layers over bbolt; tx opens (once) the read
 // transaction the base is read through. Call with g.lmu held.
 func (g *walGroup) layered(tx func() *bolt.Tx) *groupBuckets {
-	v := &layerView{tx: tx, name: g.name, empty: g.baseEmpty}
+	v := &layerView{tx: tx, name: g.name, empty: g.baseEmpty, carried: g.carriedView}
 	for i := range v.kv {
 		v.kv[i] = layerKV{bucket: i, top: g.top, mid: g.mid, view: v}
 	}
@@ -113,8 +113,12 @@ func (g *walGroup) directLocked(fn func(*groupBuckets) error) error {
 			return err
 		}
 		bk.reset = resetBoltBucket(top)
-		// No flush runs (flushMu), so mid is nil and top holds every unstored change.
-		if err := g.top.writeTo(bk); err != nil {
+		// No flush runs (flushMu), so mid is nil: top and the carried entries hold every
+		// unstored change.
+		if err := g.top.writeTo(bk, false); err != nil {
+			return err
+		}
+		if err := writeCarried(bk.log, planCarry(g.carried, g.top, 0, 0).write); err != nil {
 			return err
 		}
 		if fn != nil {
@@ -133,6 +137,8 @@ func (g *walGroup) directLocked(fn func(*groupBuckets) error) error {
 	}
 	g.lmu.Lock()
 	g.top, g.meta, g.baseEmpty = newLayer(), nil, empty
+	g.top.from = s.log.End()
+	g.setCarried(nil)
 	g.lmu.Unlock()
 	return nil
 }
