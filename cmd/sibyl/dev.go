@@ -187,8 +187,7 @@ func runDevCluster(layout devLayout, opts devOptions, stdout, stderr io.Writer) 
 	}
 	exits := make(chan childExit, len(layout.Controllers)+len(layout.Nodes))
 	processes := len(layout.Controllers) + len(layout.Nodes)
-	env := childEnv(os.Environ(), processes, runtime.NumCPU(), 0)
-	nodeEnv := childEnv(os.Environ(), processes, runtime.NumCPU(), 1)
+	env := childEnv(os.Environ(), processes, runtime.NumCPU())
 	var children []*child
 	startedAt := time.Now()
 	for _, c := range layout.Controllers {
@@ -208,7 +207,7 @@ func runDevCluster(layout devLayout, opts devOptions, stdout, stderr io.Writer) 
 	for _, n := range layout.Nodes {
 		args := nodeArgs(opts, n)
 		name := nodeName(n)
-		ch, err := startChild(name, args, nodeEnv, filepath.Join(opts.Dir, name+".log"), exits)
+		ch, err := startChild(name, args, env, filepath.Join(opts.Dir, name+".log"), exits)
 		if err != nil {
 			fmt.Fprintf(stderr, "sibyl dev: %v\n", err)
 			stopChildren(children)

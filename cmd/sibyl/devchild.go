@@ -109,19 +109,22 @@ func stopChildren(children []*child) {
 
 // childEnv is the environment of dev's children. All of them share this machine; when they
 // outnumber its CPUs, each Go runtime is given its share of them (GOMAXPROCS), since
-// runtimes that each assume every CPU spin against one another. A node gets one slot more
-// than its share (extra), because its log's fdatasync holds a slot while the disk works
-// (node/wal): with a single slot, everything else the node does waits for each fsync.
-// Measured with sibyl bench (64 clients, 7 processes on 2 CPUs, two runs each): nodes with
-// one slot 5,824-6,250 writes/s at 83-86 % machine CPU, with two 6,495-7,171 at 93-95 %.
-// An explicit GOMAXPROCS wins.
-func childEnv(base []string, processes, cpus, extra int) []string {
+// runtimes that each assume every CPU spin against one another: idle slots look for work,
+// poll the network and wake threads. A node's log fdatasync holds its slot while the disk
+// works (node/wal), and yet one slot per node beats two. Measured with sibyl bench (4
+// nodes, 3 controllers, 2 CPUs, three interleaved pairs each): at 64 clients 7,998 / 7,695
+// / 7,541 writes/s against 7,716 / 7,314 / 7,632 with two slots per node, p99 20.7-21.9 ms
+// against 24.7-26.5 ms, node CPU per write 151-157 µs against 177-184 µs; at 16 clients
+// 4,015 / 3,354 / 3,672 against 3,583 / 3,730 / 3,730 writes/s, p99 10.2-11.0 ms against
+// 14.2-14.5 ms; at 1 client p50 0.71-0.75 ms against 0.82-1.18 ms. An explicit GOMAXPROCS
+// wins.
+func childEnv(base []string, processes, cpus int) []string {
 	for _, kv := range base {
 		if strings.HasPrefix(kv, "GOMAXPROCS=") {
 			return base
 		}
 	}
-	share := min(cpus, max(1, cpus/max(1, processes))+extra)
+	share := min(cpus, max(1, cpus/max(1, processes)))
 	if share >= cpus {
 		return base
 	}

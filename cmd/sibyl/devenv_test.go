@@ -8,19 +8,16 @@ import (
 func TestChildEnvSharesCPUs(t *testing.T) {
 	base := []string{"PATH=/bin"}
 	for _, tc := range []struct {
-		processes, cpus, extra int
-		want                   string // "" = unchanged
+		processes, cpus int
+		want            string // "" = unchanged
 	}{
-		{7, 2, 0, "GOMAXPROCS=1"},
-		{7, 2, 1, ""}, // a node's share plus one is every CPU
-		{7, 16, 0, "GOMAXPROCS=2"},
-		{7, 16, 1, "GOMAXPROCS=3"},
-		{4, 4, 0, "GOMAXPROCS=1"},
-		{4, 4, 1, "GOMAXPROCS=2"},
-		{2, 8, 0, "GOMAXPROCS=4"},
-		{1, 8, 0, ""},
+		{7, 2, "GOMAXPROCS=1"},
+		{7, 16, "GOMAXPROCS=2"},
+		{4, 4, "GOMAXPROCS=1"},
+		{2, 8, "GOMAXPROCS=4"},
+		{1, 8, ""},
 	} {
-		got := childEnv(base, tc.processes, tc.cpus, tc.extra)
+		got := childEnv(base, tc.processes, tc.cpus)
 		if tc.want == "" {
 			if !slices.Equal(got, base) {
 				t.Errorf("%d processes on %d CPUs: %v, want the environment unchanged", tc.processes, tc.cpus, got)
@@ -32,7 +29,7 @@ func TestChildEnvSharesCPUs(t *testing.T) {
 		}
 	}
 	explicit := []string{"GOMAXPROCS=3"}
-	if got := childEnv(explicit, 7, 2, 1); !slices.Equal(got, explicit) {
+	if got := childEnv(explicit, 7, 2); !slices.Equal(got, explicit) {
 		t.Errorf("an explicit GOMAXPROCS was overridden: %v", got)
 	}
 }

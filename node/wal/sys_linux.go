@@ -24,9 +24,9 @@ func preallocate(f *os.File, size int64) error {
 // than they return for a call that a group commit makes about once per millisecond per
 // node: measured with sibyl bench (4 nodes with one slot each, 64 clients, 2 CPUs, three
 // interleaved pairs), node CPU per write fell from 217-231 µs to 166-200 µs and p99 from
-// 30-34 ms to 24-28 ms. The slot stays busy for the fsync instead, and writes/s did not
-// rise until each node got one slot more than its share of the CPUs (cmd/sibyl's dev gives
-// it that). A stop-the-world pause of the garbage collector waits for a sync in flight.
+// 30-34 ms to 24-28 ms. The slot stays busy for the fsync instead; with one slot per node
+// that still beats two (cmd/sibyl's childEnv has the figures). A stop-the-world pause of
+// the garbage collector waits for a sync in flight.
 func fdatasync(f *os.File) error {
 	fd := f.Fd()
 	for {
