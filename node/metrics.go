@@ -97,6 +97,8 @@ type stateCollector struct {
 	// the durable store's flushes, and the log entries they wrote to bbolt or dropped
 	// unwritten (node/store/layer_carry.go)
 	flushes, flushEntries *prometheus.Desc
+	// log records the node's last boot replayed, whole or for their log entries only
+	bootReplayed *prometheus.Desc
 }
 
 func newStateCollector(n *Node) *stateCollector {
@@ -109,7 +111,10 @@ func newStateCollector(n *Node) *stateCollector {
 			"Flushes of the write-ahead log's changes into the state store (bbolt).", nil, nil),
 		flushEntries: prometheus.NewDesc("sibyl_store_flush_log_entries_total",
 			"Log entries flushes wrote to the state store (fate=written), or kept in memory and dropped unwritten because compaction or a truncation removed them first (fate=dropped).",
-			[]string{"fate"}, nil)}
+			[]string{"fate"}, nil),
+		bootReplayed: prometheus.NewDesc("sibyl_store_boot_replayed_records",
+			"Write-ahead log records the node's last start replayed over the state store: whole (part=whole), or only for the log entries a flush had kept in memory (part=log).",
+			[]string{"part"}, nil)}
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -117,6 +122,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.sub
 	ch <- c.flushes
 	ch <- c.flushEntries
+	ch <- c.bootReplayed
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -144,6 +150,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.flushes, prometheus.CounterValue, float64(fs.Flushes))
 		ch <- prometheus.MustNewConstMetric(c.flushEntries, prometheus.CounterValue, float64(fs.LogEntriesWritten), "written")
 		ch <- prometheus.MustNewConstMetric(c.flushEntries, prometheus.CounterValue, float64(fs.LogEntriesDropped), "dropped")
+		r := d.Replayed()
+		ch <- prometheus.MustNewConstMetric(c.bootReplayed, prometheus.GaugeValue, float64(r.Applied), "whole")
+		ch <- prometheus.MustNewConstMetric(c.bootReplayed, prometheus.GaugeValue, float64(r.LogOnly), "log")
 	}
 }
 

@@ -16,6 +16,8 @@ type Durable interface {
 	Flush() error
 	// FlushStats counts the flushes and the log entries they wrote or never had to.
 	FlushStats() FlushStats
+	// Replayed says what the last boot read from the log.
+	Replayed() ReplayStats
 	// LogEnd is the write-ahead log's end position in bytes since the store was created.
 	LogEnd() uint64
 	// WALStats counts the write-ahead log's records, writes, fsyncs and bytes.
