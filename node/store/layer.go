@@ -59,9 +59,10 @@ func (l *layer) set(bucket int, key []byte, val []byte, del bool) {
 	l.bytes += len(it.key) + len(it.val) + layerItemOverhead
 }
 
-// writeTo stores the layer's changes in the group's bbolt buckets; without logItems, all
-// but its log entries (which a flush keeps in memory, layer_carry.go).
-func (l *layer) writeTo(bk *groupBuckets, logItems bool) error {
+// writeTo stores the layer's changes in the group's bbolt buckets, but for its log
+// entries: those go as carried entries (layer_carry.go), kept in memory or written by
+// writeCarried.
+func (l *layer) writeTo(bk *groupBuckets) error {
 	if p, ok := bk.log.(interface{ packFull() }); ok {
 		// Log keys only ever grow (seqs), and leave from the front: full pages, not
 		// bbolt's default of half-full ones, mean half the pages to write.
@@ -69,11 +70,6 @@ func (l *layer) writeTo(bk *groupBuckets, logItems bool) error {
 	}
 	if err := l.log.writeGone(bk.log); err != nil {
 		return err
-	}
-	if logItems {
-		if err := l.log.writeItems(bk.log); err != nil {
-			return err
-		}
 	}
 	for i, b := range l.buckets {
 		if b == nil {

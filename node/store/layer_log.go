@@ -111,16 +111,8 @@ func (l *logLayer) lookup(seq uint64) (val []byte, found bool) {
 	return nil, l.hides(seq)
 }
 
-// writeTo stores the layer in the state store's log bucket kv: the deleted ranges first,
-// then the entries, which override them.
-func (l *logLayer) writeTo(kv storeKV) error {
-	if err := l.writeGone(kv); err != nil {
-		return err
-	}
-	return l.writeItems(kv)
-}
-
-// writeGone deletes the layer's ranges from kv.
+// writeGone deletes the layer's ranges from kv. A flush writes them before any entry
+// (writeItems), which overrides them.
 func (l *logLayer) writeGone(kv storeKV) error {
 	var doomed [][]byte
 	for _, s := range l.gone {

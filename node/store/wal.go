@@ -584,7 +584,7 @@ func (s *walStore) flush(keepFlushes int) error {
 			if err != nil {
 				return err
 			}
-			if err := f.g.mid.writeTo(bk, false); err != nil {
+			if err := f.g.mid.writeTo(bk); err != nil {
 				return fmt.Errorf("flush group %d: %w", f.g.id, err)
 			}
 			if err := writeCarried(bk.log, f.carry.write); err != nil {

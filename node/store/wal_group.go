@@ -115,7 +115,7 @@ func (g *walGroup) directLocked(fn func(*groupBuckets) error) error {
 		bk.reset = resetBoltBucket(top)
 		// No flush runs (flushMu), so mid is nil: top and the carried entries hold every
 		// unstored change.
-		if err := g.top.writeTo(bk, false); err != nil {
+		if err := g.top.writeTo(bk); err != nil {
 			return err
 		}
 		if err := writeCarried(bk.log, planCarry(g.carried, g.top, 0, 0).write); err != nil {
