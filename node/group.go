@@ -119,7 +119,7 @@ func newGroup(n *Node, id command.ServerID, gs store.GroupStore) (*group, error)
 
 // applyRange applies committed entries from..to to the committed layer (used at boot).
 func (g *group) applyRange(from, to uint64) error {
-	var b store.Batch
+	b := store.Batch{ApplyFromLog: true}
 	for s := from; s <= to; {
 		es, err := g.gs.Entries(s, to, 4<<20)
 		if err != nil {

@@ -103,7 +103,7 @@ func (g *group) persistLoop(stop chan struct{}, kick chan struct{}) {
 			g.mu.Unlock()
 			return
 		}
-		b := &store.Batch{Epoch: g.c.NewEpoch(), Append: g.unpersisted}
+		b := &store.Batch{Epoch: g.c.NewEpoch(), Append: g.unpersisted, ApplyFromLog: true}
 		g.unpersisted = nil
 		for s, commit := g.applied+1, g.c.Commit(); s <= commit; s++ {
 			eff, ok := g.effects[s]

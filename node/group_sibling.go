@@ -53,7 +53,7 @@ func (g *group) writeSiblingBatch(w *core.Write) bool {
 	for _, e := range w.Append {
 		g.ftail.add(e)
 	}
-	b := &store.Batch{Epoch: w.Epoch, Truncate: w.Truncate, Append: w.Append, CommitSeq: w.Commit}
+	b := &store.Batch{Epoch: w.Epoch, Truncate: w.Truncate, Append: w.Append, CommitSeq: w.Commit, ApplyFromLog: true}
 	if b.CommitSeq > g.c.Commit() {
 		for s := g.applied + 1; s <= b.CommitSeq; s++ {
 			e, found, err := g.ftail.get(s)

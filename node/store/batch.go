@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -23,6 +24,13 @@ type batchPlan struct {
 	addEpochs  []sibling.EpochStart
 	entries    []sibling.Entry
 	ops        []storeOp
+	// applyFrom, when > 0, is the first seq the batch applies (the last is meta.Applied),
+	// every one of them an entry of the log: its log record names these seqs instead of
+	// carrying ops. 0 when the batch applies nothing or applies a seq its log lacks.
+	applyFrom uint64
+	// opsFromLog: the plan was read back from a log record, which names the applied seqs
+	// instead of carrying ops; execute derives the ops from those seqs' log entries.
+	opsFromLog bool
 	// compactFrom..compactTo are log seqs to delete from the front (0, 0: none).
 	compactFrom, compactTo uint64
 }
@@ -147,6 +155,12 @@ func planBatch(m Meta, b *Batch) (*batchPlan, error) {
 		nm.Applied = a.Seq
 	}
 
+	if n := len(b.Apply); b.ApplyFromLog && n > 0 && b.Apply[0].Seq >= nm.FirstSeq && b.Apply[n-1].Seq <= nm.LastSeq {
+		// The log holds FirstSeq..LastSeq, so it holds every applied entry: compaction
+		// comes after applying, in this batch too.
+		p.applyFrom = b.Apply[0].Seq
+	}
+
 	if b.Compact > 0 {
 		if b.Compact > nm.Applied {
 			return nil, fmt.Errorf("compact through seq %d is above applied seq %d", b.Compact, nm.Applied)
@@ -248,6 +262,13 @@ func (p *batchPlan) execute(bk *groupBuckets) error {
 	if err := p.appendEntries(bk); err != nil {
 		return err
 	}
+	if p.opsFromLog {
+		ops, err := opsOfLogEntries(bk, p.applyFrom, p.meta.Applied)
+		if err != nil {
+			return err
+		}
+		p.ops = ops
+	}
 	for _, op := range p.ops {
 		if op.vacuum != nil {
 			if err := vacuum(bk, op.vacuum); err != nil {
@@ -270,6 +291,82 @@ func (p *batchPlan) execute(bk *groupBuckets) error {
 		return err
 	}
 	return writeGroupMeta(bk, &p.meta)
+}
+
+// opsOfLogEntries derives the ops of applying seqs from..to from the entries in bk's log:
+// the entries a write applied are the log's own (Batch.Apply), appended by this record or
+// an earlier one and compacted only by a later one, so they are there when a boot replays
+// the record.
+func opsOfLogEntries(bk *groupBuckets, from, to uint64) ([]storeOp, error) {
+	var ops []storeOp
+	for seq := from; from > 0 && seq <= to; seq++ {
+		v := bk.log.get(beU64(seq))
+		if len(v) < 8 {
+			return nil, fmt.Errorf("apply seq %d: the log holds no entry at that seq", seq)
+		}
+		e, err := command.DecodeEffect(v[8:])
+		if err != nil {
+			return nil, fmt.Errorf("apply seq %d: %w", seq, err)
+		}
+		eo, err := effectStoreOps(seq, &e)
+		if err != nil {
+			return nil, fmt.Errorf("apply seq %d: %w", seq, err)
+		}
+		ops = append(ops, eo...)
+	}
+	return ops, nil
+}
+
+// checkApplyFromLog checks b's ApplyFromLog promise against the log in bk (before b
+// changes it): every applied effect must change the committed layer exactly as its log
+// entry's effect does. An entry that b itself appends is taken from b.
+func checkApplyFromLog(bk *groupBuckets, b *Batch) error {
+	appended := map[uint64][]byte{}
+	for _, e := range b.Append {
+		appended[e.Seq] = e.Data
+	}
+	for i := range b.Apply {
+		a := &b.Apply[i]
+		data, ok := appended[a.Seq]
+		if !ok && (b.Truncate == 0 || a.Seq < b.Truncate) {
+			if v := bk.log.get(beU64(a.Seq)); len(v) >= 8 {
+				data, ok = v[8:], true
+			}
+		}
+		if !ok {
+			return fmt.Errorf("apply seq %d from the log: the log holds no entry at that seq", a.Seq)
+		}
+		logged, err := command.DecodeEffect(data)
+		if err != nil {
+			return fmt.Errorf("apply seq %d from the log: %w", a.Seq, err)
+		}
+		want, err := effectStoreOps(a.Seq, &logged)
+		if err != nil {
+			return fmt.Errorf("apply seq %d from the log: %w", a.Seq, err)
+		}
+		got, err := effectStoreOps(a.Seq, &a.Effect)
+		if err != nil {
+			return fmt.Errorf("apply seq %d: %w", a.Seq, err)
+		}
+		if !sameOps(got, want) {
+			return fmt.Errorf("apply seq %d: the effect applied is not the one its log entry holds", a.Seq)
+		}
+	}
+	return nil
+}
+
+func sameOps(a, b []storeOp) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := &a[i], &b[i]
+		if x.bucket != y.bucket || !bytes.Equal(x.key, y.key) || !bytes.Equal(x.val, y.val) || (x.val == nil) != (y.val == nil) ||
+			(x.vacuum == nil) != (y.vacuum == nil) || (x.vacuum != nil && *x.vacuum != *y.vacuum) {
+			return false
+		}
+	}
+	return true
 }
 
 // executeLog does only p's changes of the log bucket, in the order execute does them: the

@@ -180,6 +180,9 @@ func historyEpochAt(history []sibling.EpochStart, seq uint64) uint64 {
 type groupStore struct {
 	g    command.ServerID
 	txns groupTxns
+	// checkFromLog: a batch's ApplyFromLog promise is checked before it changes anything
+	// (the memory store, which tests run the node on).
+	checkFromLog bool
 }
 
 // shared returns the group logic both stores' handles are built on (a durable store's
@@ -218,6 +221,11 @@ func (s *groupStore) Write(b *Batch) error {
 		p, err := planBatch(m, b)
 		if err != nil {
 			return err
+		}
+		if s.checkFromLog && b.ApplyFromLog {
+			if err := checkApplyFromLog(bk, b); err != nil {
+				return err
+			}
 		}
 		return p.execute(bk)
 	}))

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sibylhq/sibyl/command"
 	"github.com/sibylhq/sibyl/sibling"
 )
 
@@ -15,6 +16,9 @@ var logModelSeed = flag.Uint64("store.logseed", 0, "seed of TestDurableLogMatche
 // The log of the durable store (entries in layers of seq runs and deleted ranges over
 // bbolt) reads exactly as the in-memory store's, through appends, truncations of
 // uncommitted suffixes, compactions, flushes at random points, and crashes with a replay.
+// So does the committed layer: the entries are real effects (puts and deletes of a few
+// rids), applied with ApplyFromLog, so that a boot derives from the log's entries what the
+// write applied.
 func TestDurableLogMatchesTheMemoryStore(t *testing.T) {
 	seed := *logModelSeed
 	if seed == 0 {
@@ -31,6 +35,7 @@ func TestDurableLogMatchesTheMemoryStore(t *testing.T) {
 
 	var last, commit, applied, first uint64 // first: FirstSeq - 1 after the last compaction
 	epoch := uint64(1)
+	effects := map[uint64]command.Effect{} // the effect of the log's entry at each seq
 	for step := range 400 {
 		b := &Batch{Epoch: epoch}
 		switch r := rng.IntN(100); {
@@ -44,16 +49,23 @@ func TestDurableLogMatchesTheMemoryStore(t *testing.T) {
 			b.Compact = first + 1 + uint64(rng.IntN(int(applied-first)))
 			first = b.Compact
 		}
-		if n := rng.IntN(6); n > 0 {
-			b.Append = storeEntries(epoch, last+1, n)
-			last += uint64(n)
+		for range rng.IntN(6) {
+			last++
+			eff := logModelEffect(rng, last)
+			data, err := command.EncodeEffect(&eff)
+			if err != nil {
+				t.Fatal(err)
+			}
+			effects[last] = eff
+			b.Append = append(b.Append, sibling.Entry{Epoch: epoch, Seq: last, Data: data})
 		}
 		if last > commit && rng.IntN(3) == 0 {
 			commit += 1 + uint64(rng.IntN(int(last-commit)))
 			b.CommitSeq = commit
+			b.ApplyFromLog = rng.IntN(10) > 0
 			for applied < commit {
 				applied++
-				b.Apply = append(b.Apply, storeNoop(applied))
+				b.Apply = append(b.Apply, AppliedEffect{Epoch: epoch, Seq: applied, Effect: effects[applied]})
 			}
 		}
 		storeWrite(t, mg, b)
@@ -73,8 +85,23 @@ func TestDurableLogMatchesTheMemoryStore(t *testing.T) {
 		}
 		if step%10 == 0 || step == 399 {
 			compareLogs(t, step, mg, dg, rng)
+			if want, got := storeStateOf(t, mg, logModelRIDs...), storeStateOf(t, dg, logModelRIDs...); !reflect.DeepEqual(got.Live, want.Live) ||
+				!reflect.DeepEqual(got.Probes, want.Probes) {
+				t.Fatalf("step %d: committed layer\n got %+v\nwant %+v", step, got, want)
+			}
 		}
 	}
+}
+
+var logModelRIDs = []string{"1-00000000000000000000000001", "1-00000000000000000000000002", "1-00000000000000000000000003", "1-00000000000000000000000004"}
+
+// logModelEffect is a random put or delete of one of logModelRIDs, as entry seq.
+func logModelEffect(rng *rand.Rand, seq uint64) command.Effect {
+	rid := logModelRIDs[rng.IntN(len(logModelRIDs))]
+	if rng.IntN(5) == 0 {
+		return command.Effect{Kind: command.EffectDelete, RID: rid, Version: seq, At: storeTestAt}
+	}
+	return command.Effect{Kind: command.EffectPut, RID: rid, Resource: storeResource(rid, "model", seq), At: storeTestAt}
 }
 
 func compareLogs(t *testing.T, step int, mem, durable GroupStore, rng *rand.Rand) {
@@ -125,4 +152,33 @@ func logKeys(t *testing.T, gs GroupStore) []uint64 {
 		t.Fatalf("list the log bucket: %v", err)
 	}
 	return seqs
+}
+
+// The memory store holds a batch to its ApplyFromLog promise: an applied effect that is not
+// its log entry's is refused, and the batch changes nothing.
+func TestMemStoreRefusesAnApplyThatIsNotItsLogEntry(t *testing.T) {
+	gs := storeGroup(t, NewMemStore(), 1)
+	put := func(seq uint64, version uint64) (sibling.Entry, AppliedEffect) {
+		a := AppliedEffect{Epoch: 1, Seq: seq, Effect: command.Effect{Kind: command.EffectPut, RID: logModelRIDs[0],
+			Resource: storeResource(logModelRIDs[0], "model", version), At: storeTestAt}}
+		data, err := command.EncodeEffect(&a.Effect)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sibling.Entry{Epoch: 1, Seq: seq, Data: data}, a
+	}
+	e1, a1 := put(1, 1)
+	e2, _ := put(2, 2)
+	storeWrite(t, gs, &Batch{Epoch: 1, Append: []sibling.Entry{e1, e2}})
+	before := storeStateOf(t, gs, logModelRIDs[0])
+
+	_, other := put(2, 99)
+	if err := gs.Write(&Batch{CommitSeq: 2, ApplyFromLog: true, Apply: []AppliedEffect{a1, other}}); err == nil {
+		t.Fatal("an effect other than its log entry's was applied")
+	}
+	if after := storeStateOf(t, gs, logModelRIDs[0]); !reflect.DeepEqual(after, before) {
+		t.Fatalf("a refused batch changed the store:\n%+v\n%+v", after, before)
+	}
+	// The same applies without the promise are the caller's own business.
+	storeWrite(t, gs, &Batch{CommitSeq: 2, Apply: []AppliedEffect{a1, other}})
 }

@@ -76,7 +76,7 @@ func (s *memStore) Group(g command.ServerID) (GroupStore, error) {
 		}
 		s.groups[g] = mg
 	}
-	return &groupStore{g: g, txns: memTxns{s: s, g: g}}, nil
+	return &groupStore{g: g, txns: memTxns{s: s, g: g}, checkFromLog: true}, nil
 }
 
 func (s *memStore) DropGroup(g command.ServerID) error {

@@ -67,6 +67,12 @@ type Batch struct {
 	// Apply lists committed effects to apply to the committed layer, in seq order; each
 	// must be at Applied+1, Applied+2, ...; the last becomes the new Applied.
 	Apply []AppliedEffect
+	// ApplyFromLog promises that each effect in Apply is the one its seq's log entry
+	// encodes (command.DecodeEffect of the entry's data), as when a copy applies its own
+	// log. The durable store then logs the applied seqs instead of their changes, and a
+	// boot derives the changes from the entries (walrec.go); the memory store checks the
+	// promise and refuses a batch that breaks it.
+	ApplyFromLog bool
 	// CommitSeq, if above the stored one, becomes CommitSeq.
 	CommitSeq uint64
 	// Compact, if at or above FirstSeq, removes every log entry with seq <= Compact and

@@ -9,20 +9,28 @@ import (
 	"github.com/sibylhq/sibyl/sibling"
 )
 
-// A write-ahead log record is one group's batch as planned (batchPlan): the changes are
-// already encoded, so replaying it repeats exactly what the write did, without executing
-// or decoding any command again.
+// A write-ahead log record is one group's batch as planned (batchPlan), so replaying it
+// repeats exactly what the write did without executing any command again.
 //
-//	u8 version (1) | uvarint group | meta: uvarint Epoch FirstSeq LastSeq CommitSeq Applied
+//	u8 version (2) | uvarint group | meta: uvarint Epoch FirstSeq LastSeq CommitSeq Applied
 //	uvarint truncateLog | uvarint n, n × uvarint dropped epoch
 //	uvarint n, n × (uvarint epoch, uvarint first seq)
 //	uvarint n, n × (uvarint epoch, uvarint seq, bytes data)
-//	uvarint n, n × op | uvarint compactFrom | uvarint compactTo
+//	uvarint applyFrom | if applyFrom == 0: uvarint n, n × op
+//	uvarint compactFrom | uvarint compactTo
+//
+// Applies are named, not copied: applyFrom > 0 says the batch applied the log's entries
+// applyFrom..Applied, and a replay derives their changes of the committed layer from those
+// entries (batchPlan.execute), which are in the log by then. That keeps each write's
+// resource out of the log a second time: a record is about the size of its new entries.
+// applyFrom == 0 is followed by the ops themselves (a batch that applies seqs its log does
+// not hold, or applies nothing). Version 1 records always carry ops, without applyFrom;
+// both versions are read.
 //
 // An op is u8 kind then its fields: put (bucket+1) bytes key, bytes value; delete
 // (0x80|bucket+1) bytes key; vacuum (0xff) uvarint tombstones, uvarint dedupe. "bytes" is a
 // uvarint length and the bytes.
-const walRecordVersion = 1
+const walRecordVersion = 2
 
 const (
 	opDeleteFlag = 0x80
@@ -36,9 +44,17 @@ func appendBytes(b, v []byte) []byte {
 
 // encodePlan appends the record of p for group g to buf.
 func encodePlan(buf []byte, g command.ServerID, p *batchPlan) []byte {
+	buf = binary.AppendUvarint(appendPlanHead(buf, walRecordVersion, g, p), p.applyFrom)
+	if p.applyFrom == 0 {
+		buf = appendOps(buf, p.ops)
+	}
+	return appendPlanTail(buf, p)
+}
+
+// appendPlanHead appends the fields every version starts with: up to the new entries.
+func appendPlanHead(buf []byte, version byte, g command.ServerID, p *batchPlan) []byte {
 	u := binary.AppendUvarint
-	buf = append(buf, walRecordVersion)
-	buf = u(buf, uint64(g))
+	buf = u(append(buf, version), uint64(g))
 	m := &p.meta
 	buf = u(u(u(u(u(buf, m.Epoch), m.FirstSeq), m.LastSeq), m.CommitSeq), m.Applied)
 	buf = u(buf, p.truncateLog)
@@ -54,8 +70,13 @@ func encodePlan(buf []byte, g command.ServerID, p *batchPlan) []byte {
 	for _, e := range p.entries {
 		buf = appendBytes(u(u(buf, e.Epoch), e.Seq), e.Data)
 	}
-	buf = u(buf, uint64(len(p.ops)))
-	for _, op := range p.ops {
+	return buf
+}
+
+func appendOps(buf []byte, ops []storeOp) []byte {
+	u := binary.AppendUvarint
+	buf = u(buf, uint64(len(ops)))
+	for _, op := range ops {
 		switch {
 		case op.vacuum != nil:
 			buf = u(u(append(buf, opVacuum), op.vacuum.Tombstones), op.vacuum.Dedupe)
@@ -65,7 +86,11 @@ func encodePlan(buf []byte, g command.ServerID, p *batchPlan) []byte {
 			buf = appendBytes(appendBytes(append(buf, byte(op.bucket+1)), op.key), op.val)
 		}
 	}
-	return u(u(buf, p.compactFrom), p.compactTo)
+	return buf
+}
+
+func appendPlanTail(buf []byte, p *batchPlan) []byte {
+	return binary.AppendUvarint(binary.AppendUvarint(buf, p.compactFrom), p.compactTo)
 }
 
 var errShortRecord = errors.New("record ends early")
@@ -112,6 +137,14 @@ func (r *recReader) bytes() []byte {
 	return v
 }
 
+// countIf is count when present, else 0 without reading.
+func (r *recReader) countIf(present bool) int {
+	if !present {
+		return 0
+	}
+	return r.count()
+}
+
 // count reads a length that must be plausible for what follows (each item >= 1 byte).
 func (r *recReader) count() int {
 	n := r.uvarint()
@@ -125,8 +158,9 @@ func (r *recReader) count() int {
 // decodePlan reads a record written by encodePlan.
 func decodePlan(rec []byte) (command.ServerID, *batchPlan, error) {
 	r := &recReader{b: rec}
-	if v := r.byte1(); r.err == nil && v != walRecordVersion {
-		return 0, nil, fmt.Errorf("wal record version %d, want %d", v, walRecordVersion)
+	version := r.byte1()
+	if r.err == nil && version != 1 && version != walRecordVersion {
+		return 0, nil, fmt.Errorf("wal record version %d, want 1 or %d", version, walRecordVersion)
 	}
 	g := r.uvarint()
 	if r.err == nil && (g == 0 || g > 65535) {
@@ -147,7 +181,14 @@ func decodePlan(rec []byte) (command.ServerID, *batchPlan, error) {
 		e.Data = r.bytes()
 		p.entries = append(p.entries, e)
 	}
-	for range r.count() {
+	if version >= 2 {
+		p.applyFrom = r.uvarint()
+		p.opsFromLog = p.applyFrom > 0
+		if r.err == nil && p.applyFrom > m.Applied {
+			return 0, nil, fmt.Errorf("wal record applies from seq %d, beyond its applied seq %d", p.applyFrom, m.Applied)
+		}
+	}
+	for n := r.countIf(!p.opsFromLog); n > 0; n-- {
 		kind := r.byte1()
 		switch {
 		case r.err != nil:
