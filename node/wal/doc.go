@@ -1,6 +1,7 @@
 // Package wal is a node's write-ahead log: one append-only sequence of records shared by
 // every group the node holds a copy of, in preallocated segment files, made durable by
-// group commit.
+// group commit: one direct, synchronous write per batch of records where the filesystem
+// takes direct I/O (direct.go), else one buffered write and one fdatasync.
 //
 // Drive it with Open, which checks every segment, hands each intact record to a replay
 // function in order, and starts a fresh segment at the end of the intact tail. Append then

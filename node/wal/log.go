@@ -21,6 +21,10 @@ type Options struct {
 	// Faults, when set, fail the log's writes, syncs and segment creations where a test
 	// chooses, as a full or broken disk would.
 	Faults *Faults
+	// Buffered writes records through the page cache and makes them durable with
+	// fdatasync, instead of with direct, synchronous writes (direct.go). A log on a
+	// filesystem without direct I/O writes buffered whatever this says.
+	Buffered bool
 }
 
 // ErrClosed is returned by Append on a closed log.
@@ -66,6 +70,8 @@ type Log struct {
 	curStart uint64
 	curOff   int64 // next write offset in cur
 	curSize  int64
+	dcur     *os.File // cur opened for direct writes; nil when writing buffered
+	block    []byte   // direct writes: the partial block at curOff, then scratch (direct.go)
 
 	segMu sync.Mutex
 	segs  []segment // every segment on disk, the current one last
@@ -139,10 +145,11 @@ func (l *Log) roll(start uint64, need int64) error {
 	if err != nil {
 		return err
 	}
-	if l.cur != nil {
-		l.cur.Close()
-	}
+	l.closeCurrent()
 	l.cur, l.curStart, l.curOff, l.curSize = f, start, segHeader, size
+	if !l.opts.Buffered && !l.startDirect(f, segmentHeader(start)) {
+		l.opts.Buffered = true
+	}
 	l.segMu.Lock()
 	l.segs = append(l.segs, segment{start: start, path: f.Name()})
 	l.segMu.Unlock()
@@ -323,10 +330,7 @@ func (l *Log) Repair() error {
 // start (nothing in them is durable as far as the log knows), then starts a new one at
 // start. Called by the leader.
 func (l *Log) restartAt(start uint64) error {
-	if l.cur != nil {
-		l.cur.Close()
-		l.cur = nil
-	}
+	l.closeCurrent()
 	l.segMu.Lock()
 	for n := len(l.segs); n > 0 && l.segs[n-1].start >= start; n = len(l.segs) {
 		if err := os.Remove(l.segs[n-1].path); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -366,7 +370,11 @@ func (l *Log) write(buf []byte) error {
 		if err := l.opts.Faults.Check(FaultWrite); err != nil {
 			return fmt.Errorf("write %d bytes to %s: %w", fit, l.cur.Name(), err)
 		}
-		if _, err := l.cur.WriteAt(buf[:fit], l.curOff); err != nil {
+		if l.dcur != nil {
+			if err := l.writeDirect(buf[:fit]); err != nil {
+				return err
+			}
+		} else if _, err := l.cur.WriteAt(buf[:fit], l.curOff); err != nil {
 			return err
 		}
 		l.curOff += int64(fit)
@@ -379,7 +387,30 @@ func (l *Log) sync() error {
 	if err := l.opts.Faults.Check(FaultSync); err != nil {
 		return fmt.Errorf("fdatasync %s: %w", l.cur.Name(), err)
 	}
+	if l.dcur != nil {
+		return nil // a direct write is durable when it returns
+	}
 	return fdatasync(l.cur)
+}
+
+// closeCurrent closes the current segment's handles. Called by the leader or Close.
+func (l *Log) closeCurrent() {
+	if l.dcur != nil {
+		l.dcur.Close()
+		l.dcur = nil
+	}
+	if l.cur != nil {
+		l.cur.Close()
+		l.cur = nil
+	}
+}
+
+// Direct reports whether the log writes its records with direct, synchronous writes
+// (direct.go), rather than buffered writes and fdatasync.
+func (l *Log) Direct() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return !l.opts.Buffered
 }
 
 // End is the LSN after the last record appended (durable or not yet).
@@ -443,6 +474,10 @@ func (l *Log) Close() error {
 	l.mu.Unlock()
 	if l.cur == nil {
 		return nil
+	}
+	if l.dcur != nil {
+		l.dcur.Close()
+		l.dcur = nil
 	}
 	return l.cur.Close()
 }

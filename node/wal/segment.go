@@ -116,9 +116,18 @@ func allZero(b []byte) bool {
 	return true
 }
 
+// segmentHeader is the first bytes of the segment starting at LSN start.
+func segmentHeader(start uint64) []byte {
+	hdr := make([]byte, segHeader)
+	copy(hdr, segMagic)
+	binary.BigEndian.PutUint64(hdr[8:], start)
+	return hdr
+}
+
 // createSegment makes a preallocated segment file starting at start, durable with its
 // directory entry before it is used.
 func createSegment(dir string, start uint64, size int64) (*os.File, error) {
+	size = (size + blockSize - 1) &^ (blockSize - 1) // whole blocks, for direct writes
 	path := filepath.Join(dir, segmentName(start))
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
@@ -132,10 +141,7 @@ func createSegment(dir string, start uint64, size int64) (*os.File, error) {
 	if err := preallocate(f, size); err != nil {
 		return fail(err)
 	}
-	hdr := make([]byte, segHeader)
-	copy(hdr, segMagic)
-	binary.BigEndian.PutUint64(hdr[8:], start)
-	if _, err := f.WriteAt(hdr, 0); err != nil {
+	if _, err := f.WriteAt(segmentHeader(start), 0); err != nil {
 		return fail(err)
 	}
 	if err := f.Sync(); err != nil {
