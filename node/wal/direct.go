@@ -27,6 +27,9 @@ import (
 // buffered write and an fdatasync, which also wakes a kernel worker to convert the
 // preallocated extents it wrote.
 
+// directWrite is pwriteDurable; tests replace it to refuse writes as a filesystem can.
+var directWrite = pwriteDurable
+
 // blockSize is the alignment of direct writes: offsets, lengths and the buffer's address.
 const blockSize = 4096
 
@@ -58,6 +61,14 @@ func (l *Log) startDirect(f *os.File, head []byte) bool {
 	return true
 }
 
+// stopDirect makes the log write buffered from now on. What direct writes wrote before
+// curOff is durable already; the next sync covers what follows.
+func (l *Log) stopDirect() {
+	l.dcur.Close()
+	l.dcur = nil
+	l.opts.Buffered = true
+}
+
 // writeDirect writes p at curOff through the direct handle, as whole blocks: the partial
 // block before curOff (kept at the front of l.block), p, and zeros to the next boundary.
 func (l *Log) writeDirect(p []byte) error {
@@ -71,7 +82,7 @@ func (l *Log) writeDirect(p []byte) error {
 	}
 	copy(l.block[in:], p)
 	clear(l.block[n:total])
-	if err := pwriteDurable(l.dcur, l.block[:total], l.curOff-int64(in)); err != nil {
+	if err := directWrite(l.dcur, l.block[:total], l.curOff-int64(in)); err != nil {
 		return err
 	}
 	full := n &^ (blockSize - 1)

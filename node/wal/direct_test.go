@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -128,5 +130,38 @@ func TestDirectWritePadsWithZeros(t *testing.T) {
 	}
 	if string(kinds) != "ARSC" {
 		t.Fatalf("replayed records %q, want \"ARSC\"", kinds)
+	}
+}
+
+// A filesystem that opens files for direct I/O but refuses the writes (EINVAL, an
+// alignment it wants larger) gets buffered writes: the record that met the refusal and
+// every later one are durable and replay.
+func TestDirectWriteRefusedFallsBackToBuffered(t *testing.T) {
+	dir := t.TempDir()
+	l, _ := openT(t, dir, Options{})
+	if !l.Direct() {
+		t.Skip("no direct I/O here")
+	}
+	if _, err := l.Append([]byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	directWrite = func(*os.File, []byte, int64) error { return syscall.EINVAL }
+	defer func() { directWrite = pwriteDurable }()
+	for _, r := range []string{"refused", "after"} {
+		if _, err := l.Append([]byte(r)); err != nil {
+			t.Fatalf("append %q: %v", r, err)
+		}
+	}
+	if l.Direct() {
+		t.Fatal("the log still writes directly after the filesystem refused a direct write")
+	}
+	l.Close()
+	_, got := openT(t, dir, Options{})
+	var recs []string
+	for _, r := range got {
+		recs = append(recs, r.rec)
+	}
+	if strings.Join(recs, ",") != "before,refused,after" {
+		t.Fatalf("replayed %q", recs)
 	}
 }

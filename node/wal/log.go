@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"syscall"
 )
 
 // DefaultSegmentBytes is the preallocated size of a segment; a record larger than that gets
@@ -370,12 +371,22 @@ func (l *Log) write(buf []byte) error {
 		if err := l.opts.Faults.Check(FaultWrite); err != nil {
 			return fmt.Errorf("write %d bytes to %s: %w", fit, l.cur.Name(), err)
 		}
-		if l.dcur != nil {
-			if err := l.writeDirect(buf[:fit]); err != nil {
+		direct := l.dcur != nil
+		if direct {
+			err := l.writeDirect(buf[:fit])
+			if errors.Is(err, syscall.EINVAL) {
+				// The filesystem opened the file for direct I/O but refuses these writes
+				// (an alignment it wants larger): write buffered from here on.
+				l.stopDirect()
+				direct = false
+			} else if err != nil {
 				return err
 			}
-		} else if _, err := l.cur.WriteAt(buf[:fit], l.curOff); err != nil {
-			return err
+		}
+		if !direct {
+			if _, err := l.cur.WriteAt(buf[:fit], l.curOff); err != nil {
+				return err
+			}
 		}
 		l.curOff += int64(fit)
 		buf = buf[fit:]
