@@ -99,6 +99,8 @@ type stateCollector struct {
 	flushes, flushEntries *prometheus.Desc
 	// log records the node's last boot replayed, whole or for their log entries only
 	bootReplayed *prometheus.Desc
+	// 1 while the write-ahead log writes directly (node/wal/direct.go), 0 buffered
+	logDirect *prometheus.Desc
 }
 
 func newStateCollector(n *Node) *stateCollector {
@@ -114,7 +116,10 @@ func newStateCollector(n *Node) *stateCollector {
 			[]string{"fate"}, nil),
 		bootReplayed: prometheus.NewDesc("sibyl_store_boot_replayed_records",
 			"Write-ahead log records the node's last start replayed over the state store: whole (part=whole), or only for the log entries a flush had kept in memory (part=log).",
-			[]string{"part"}, nil)}
+			[]string{"part"}, nil),
+		logDirect: prometheus.NewDesc("sibyl_store_log_direct_writes",
+			"1 while the write-ahead log makes records durable with direct, synchronous writes; 0 while it writes through the page cache and fdatasyncs (a filesystem without direct I/O).",
+			nil, nil)}
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -123,6 +128,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.flushes
 	ch <- c.flushEntries
 	ch <- c.bootReplayed
+	ch <- c.logDirect
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -153,6 +159,11 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		r := d.Replayed()
 		ch <- prometheus.MustNewConstMetric(c.bootReplayed, prometheus.GaugeValue, float64(r.Applied), "whole")
 		ch <- prometheus.MustNewConstMetric(c.bootReplayed, prometheus.GaugeValue, float64(r.LogOnly), "log")
+		direct := 0.0
+		if d.WALStats().Direct {
+			direct = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.logDirect, prometheus.GaugeValue, direct)
 	}
 }
 

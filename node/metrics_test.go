@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/sibylhq/sibyl/command"
+	"github.com/sibylhq/sibyl/node/store"
 )
 
 // The node's metric families of docs/protocol.md §8 are present and move with the work:
@@ -23,6 +24,11 @@ func TestNodeMetricsMoveWithTheWork(t *testing.T) {
 	}
 	if c := histogramCount(t, nodes[1].n, "sibyl_fsync_seconds"); c == 0 {
 		t.Error("a sibling's sibyl_fsync_seconds has no observations")
+	}
+	// The gauge says how the log writes: directly wherever the test's disk allows it.
+	direct := n1.store.(store.Durable).WALStats().Direct
+	if v := metricValue(t, n1, "sibyl_store_log_direct_writes"); v != map[bool]float64{true: 1}[direct] {
+		t.Errorf("sibyl_store_log_direct_writes %v with the log writing directly: %t", v, direct)
 	}
 	// A majority acknowledges a write, so node 4 may still be behind when the writes are
 	// answered; with every node up its lag reaches 0.

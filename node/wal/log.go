@@ -31,9 +31,11 @@ type Options struct {
 // ErrClosed is returned by Append on a closed log.
 var ErrClosed = errors.New("wal is closed")
 
-// Stats count what the log did since Open.
+// Stats count what the log did since Open. Direct says whether it now writes with direct,
+// synchronous writes (each of them counts as a write and a sync).
 type Stats struct {
 	Records, Writes, Syncs, Bytes uint64
+	Direct                        bool
 }
 
 // Log is an open write-ahead log. Append is safe for concurrent use.
@@ -435,7 +437,9 @@ func (l *Log) End() uint64 {
 func (l *Log) Stats() Stats {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.stats
+	st := l.stats
+	st.Direct = !l.opts.Buffered
+	return st
 }
 
 // TruncateBefore removes every segment whose records all lie at or below lsn (the caller
