@@ -304,15 +304,24 @@ func opsOfLogEntries(bk *groupBuckets, from, to uint64) ([]storeOp, error) {
 		if len(v) < 8 {
 			return nil, fmt.Errorf("apply seq %d: the log holds no entry at that seq", seq)
 		}
-		e, err := command.DecodeEffect(v[8:])
+		eo, err := entryStoreOps(seq, v[8:])
 		if err != nil {
-			return nil, fmt.Errorf("apply seq %d: %w", seq, err)
-		}
-		eo, err := effectStoreOps(seq, &e)
-		if err != nil {
-			return nil, fmt.Errorf("apply seq %d: %w", seq, err)
+			return nil, err
 		}
 		ops = append(ops, eo...)
+	}
+	return ops, nil
+}
+
+// entryStoreOps is effectStoreOps of the effect that log entry seq's data encodes.
+func entryStoreOps(seq uint64, data []byte) ([]storeOp, error) {
+	e, err := command.DecodeEffect(data)
+	if err != nil {
+		return nil, fmt.Errorf("apply seq %d from the log: %w", seq, err)
+	}
+	ops, err := effectStoreOps(seq, &e)
+	if err != nil {
+		return nil, fmt.Errorf("apply seq %d from the log: %w", seq, err)
 	}
 	return ops, nil
 }
@@ -336,13 +345,9 @@ func checkApplyFromLog(bk *groupBuckets, b *Batch) error {
 		if !ok {
 			return fmt.Errorf("apply seq %d from the log: the log holds no entry at that seq", a.Seq)
 		}
-		logged, err := command.DecodeEffect(data)
+		want, err := entryStoreOps(a.Seq, data)
 		if err != nil {
-			return fmt.Errorf("apply seq %d from the log: %w", a.Seq, err)
-		}
-		want, err := effectStoreOps(a.Seq, &logged)
-		if err != nil {
-			return fmt.Errorf("apply seq %d from the log: %w", a.Seq, err)
+			return err
 		}
 		got, err := effectStoreOps(a.Seq, &a.Effect)
 		if err != nil {

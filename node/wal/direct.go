@@ -45,12 +45,13 @@ func alignedBuffer(n int) []byte {
 }
 
 // startDirect opens the direct handle of a new segment whose first bytes (its header) are
-// head, and makes the block buffer hold them. It reports false when the filesystem refuses
-// direct I/O: the log then writes buffered from here on.
-func (l *Log) startDirect(f *os.File, head []byte) bool {
+// head, and makes the block buffer hold them. When the filesystem refuses direct I/O the
+// log writes buffered from here on.
+func (l *Log) startDirect(f *os.File, head []byte) {
 	d, err := openDirect(f.Name())
 	if err != nil {
-		return false
+		l.opts.Buffered = true
+		return
 	}
 	l.dcur = d
 	if len(l.block) < blockSize {
@@ -58,7 +59,6 @@ func (l *Log) startDirect(f *os.File, head []byte) bool {
 	}
 	clear(l.block[:blockSize])
 	copy(l.block, head)
-	return true
 }
 
 // stopDirect makes the log write buffered from now on. What direct writes wrote before

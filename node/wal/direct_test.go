@@ -28,7 +28,7 @@ func TestDirectWritesWhereTheFilesystemAllows(t *testing.T) {
 	f.Close()
 	l, _ := openT(t, filepath.Join(dir, "direct"), Options{})
 	defer l.Close()
-	if !l.Direct() {
+	if !l.Stats().Direct {
 		t.Fatal("the filesystem takes direct I/O but the log writes buffered")
 	}
 	b, err := Open(filepath.Join(dir, "buffered"), Options{Buffered: true}, func(uint64, []byte) error { return nil })
@@ -36,7 +36,7 @@ func TestDirectWritesWhereTheFilesystemAllows(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	if b.Direct() {
+	if b.Stats().Direct {
 		t.Fatal("a log told to write buffered writes directly")
 	}
 }
@@ -104,7 +104,7 @@ func randomRecord(rng *rand.Rand, i int) []byte {
 func TestDirectWritePadsWithZeros(t *testing.T) {
 	dir := t.TempDir()
 	l, _ := openT(t, dir, Options{})
-	if !l.Direct() {
+	if !l.Stats().Direct {
 		t.Skip("no direct I/O here")
 	}
 	rec := func(n int, c byte) []byte { return bytes.Repeat([]byte{c}, n) }
@@ -139,7 +139,7 @@ func TestDirectWritePadsWithZeros(t *testing.T) {
 func TestDirectWriteRefusedFallsBackToBuffered(t *testing.T) {
 	dir := t.TempDir()
 	l, _ := openT(t, dir, Options{})
-	if !l.Direct() {
+	if !l.Stats().Direct {
 		t.Skip("no direct I/O here")
 	}
 	if _, err := l.Append([]byte("before")); err != nil {
@@ -152,7 +152,7 @@ func TestDirectWriteRefusedFallsBackToBuffered(t *testing.T) {
 			t.Fatalf("append %q: %v", r, err)
 		}
 	}
-	if l.Direct() {
+	if l.Stats().Direct {
 		t.Fatal("the log still writes directly after the filesystem refused a direct write")
 	}
 	l.Close()

@@ -150,8 +150,8 @@ func (l *Log) roll(start uint64, need int64) error {
 	}
 	l.closeCurrent()
 	l.cur, l.curStart, l.curOff, l.curSize = f, start, segHeader, size
-	if !l.opts.Buffered && !l.startDirect(f, segmentHeader(start)) {
-		l.opts.Buffered = true
+	if !l.opts.Buffered {
+		l.startDirect(f, segmentHeader(start))
 	}
 	l.segMu.Lock()
 	l.segs = append(l.segs, segment{start: start, path: f.Name()})
@@ -406,24 +406,19 @@ func (l *Log) sync() error {
 	return fdatasync(l.cur)
 }
 
-// closeCurrent closes the current segment's handles. Called by the leader or Close.
-func (l *Log) closeCurrent() {
+// closeCurrent closes the current segment's handles and returns the error of closing the
+// file itself. Called by the leader or Close.
+func (l *Log) closeCurrent() error {
 	if l.dcur != nil {
 		l.dcur.Close()
 		l.dcur = nil
 	}
-	if l.cur != nil {
-		l.cur.Close()
-		l.cur = nil
+	if l.cur == nil {
+		return nil
 	}
-}
-
-// Direct reports whether the log writes its records with direct, synchronous writes
-// (direct.go), rather than buffered writes and fdatasync.
-func (l *Log) Direct() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return !l.opts.Buffered
+	err := l.cur.Close()
+	l.cur = nil
+	return err
 }
 
 // End is the LSN after the last record appended (durable or not yet).
@@ -487,12 +482,5 @@ func (l *Log) Close() error {
 	l.closed = true
 	l.cond.Broadcast()
 	l.mu.Unlock()
-	if l.cur == nil {
-		return nil
-	}
-	if l.dcur != nil {
-		l.dcur.Close()
-		l.dcur = nil
-	}
-	return l.cur.Close()
+	return l.closeCurrent()
 }
