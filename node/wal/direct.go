@@ -2,7 +2,6 @@ package wal
 
 import (
 	"errors"
-	"os"
 	"unsafe"
 )
 
@@ -44,11 +43,11 @@ func alignedBuffer(n int) []byte {
 	return b[off : off+n : off+n]
 }
 
-// startDirect opens the direct handle of a new segment whose first bytes (its header) are
-// head, and makes the block buffer hold them. When the filesystem refuses direct I/O the
-// log writes buffered from here on.
-func (l *Log) startDirect(f *os.File, head []byte) {
-	d, err := openDirect(f.Name())
+// startDirect opens the direct handle of the new segment at path whose first bytes (its
+// header) are head, and makes the block buffer hold them. When the filesystem refuses
+// direct I/O the log writes buffered from here on.
+func (l *Log) startDirect(path string, head []byte) {
+	d, err := openDirect(path)
 	if err != nil {
 		l.opts.Buffered = true
 		return
@@ -64,6 +63,7 @@ func (l *Log) startDirect(f *os.File, head []byte) {
 // stopDirect makes the log write buffered from now on. What direct writes wrote before
 // curOff is durable already; the next sync covers what follows.
 func (l *Log) stopDirect() {
+	l.fill.reset(nil, 0, 0)
 	l.dcur.Close()
 	l.dcur = nil
 	l.opts.Buffered = true
@@ -82,7 +82,7 @@ func (l *Log) writeDirect(p []byte) error {
 	}
 	copy(l.block[in:], p)
 	clear(l.block[n:total])
-	if err := directWrite(l.dcur, l.block[:total], l.curOff-int64(in)); err != nil {
+	if err := l.fill.write(l.dcur, l.block[:total], l.curOff-int64(in)); err != nil {
 		return err
 	}
 	full := n &^ (blockSize - 1)

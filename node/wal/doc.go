@@ -14,11 +14,18 @@
 // of a record is the position just after it, so "everything up to LSN p" includes the
 // record whose LSN is p. A segment's file name is the LSN it starts at. On disk:
 //
-//	segment: "SIBYLWAL" | u64 start LSN | records... | zeros (preallocated)
-//	record:  u32 length | u32 CRC-32C of the payload | payload
+//	segment: "SIBYLWL2" | u64 start LSN | records... | zeros or an earlier life's bytes
+//	record:  u32 length | u32 CRC-32C of (u64 LSN where the record starts | payload) | payload
 //
 // A record whose length is 0 or whose checksum does not match ends a segment: it is the
-// torn tail of a write that never finished, and nothing after it was acknowledged. A
+// torn tail of a write that never finished, and nothing after it was acknowledged. Keying
+// the checksum with the position lets a segment file be reused (recycle.go): what it held
+// before does not check at its new positions. Segments with the header "SIBYLWAL" predate
+// keyed checksums and are read with the payload's checksum alone.
+//
+// Direct writes land on written blocks where they can: spent segments are recycled, and
+// the filler goroutine writes zeros ahead of the write position in a segment made new
+// (prefill.go). Close stops it. A
 // segment is read only up to where the next one starts (bytes past it are a failed write
 // that Repair made again in the next segment); one that ends before it is corruption and
 // Open fails.

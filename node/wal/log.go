@@ -75,9 +75,11 @@ type Log struct {
 	curSize  int64
 	dcur     *os.File // cur opened for direct writes; nil when writing buffered
 	block    []byte   // direct writes: the partial block at curOff, then scratch (direct.go)
+	fill     *filler  // writes zeros ahead of curOff for direct writes (prefill.go)
 
-	segMu sync.Mutex
-	segs  []segment // every segment on disk, the current one last
+	segMu  sync.Mutex
+	segs   []segment // every segment on disk, the current one last
+	spares []string  // retired segment files kept for reuse (recycle.go)
 }
 
 // Open opens the log in dir (creating it), checks its segments and calls replay with every
@@ -119,9 +121,14 @@ func Open(dir string, opts Options, replay func(lsn uint64, rec []byte) error) (
 		end = e
 		kept = append(kept, seg)
 	}
-	l := &Log{dir: dir, opts: opts, end: end, synced: end, segs: kept}
+	spares, err := listSpares(dir)
+	if err != nil {
+		return nil, err
+	}
+	l := &Log{dir: dir, opts: opts, end: end, synced: end, segs: kept, spares: spares, fill: startFiller()}
 	l.cond = sync.NewCond(&l.mu)
 	if err := l.roll(end, 0); err != nil {
+		l.fill.close()
 		return nil, err
 	}
 	return l, nil
@@ -134,7 +141,7 @@ func (l *Log) roll(start uint64, need int64) error {
 	l.segMu.Lock()
 	if n := len(l.segs); n > 0 && l.segs[n-1].start == start && l.cur == nil {
 		// The last segment holds no record (Open found it so): replace the file.
-		if err := os.Remove(l.segs[n-1].path); err != nil {
+		if err := l.retire(l.segs[n-1]); err != nil {
 			l.segMu.Unlock()
 			return fmt.Errorf("wal: replace empty segment: %w", err)
 		}
@@ -144,17 +151,29 @@ func (l *Log) roll(start uint64, need int64) error {
 	if err := l.opts.Faults.Check(FaultCreate); err != nil {
 		return fmt.Errorf("create wal segment at %d: %w", start, err)
 	}
-	f, err := createSegment(l.dir, start, size)
+	f, path, err := l.reuseSpare(start, size)
 	if err != nil {
 		return err
+	}
+	blocks := (size + blockSize - 1) &^ (blockSize - 1)
+	filled := blocks // a reused file was written throughout
+	if f == nil {
+		if f, err = createSegment(l.dir, start, size); err != nil {
+			return err
+		}
+		path = f.Name()
+		filled = blockSize // the header's block; the log's first write rewrites it
 	}
 	l.closeCurrent()
 	l.cur, l.curStart, l.curOff, l.curSize = f, start, segHeader, size
 	if !l.opts.Buffered {
-		l.startDirect(f, segmentHeader(start))
+		l.startDirect(path, segmentHeader(start))
+	}
+	if l.dcur != nil {
+		l.fill.reset(l.dcur, blocks, filled)
 	}
 	l.segMu.Lock()
-	l.segs = append(l.segs, segment{start: start, path: f.Name()})
+	l.segs = append(l.segs, segment{start: start, path: path})
 	l.segMu.Unlock()
 	return nil
 }
@@ -183,7 +202,7 @@ func (l *Log) append(rec []byte, wait bool) (uint64, error) {
 	if l.fault != nil {
 		return 0, l.fault
 	}
-	l.pending = appendRecord(l.pending, rec)
+	l.pending = appendRecord(l.pending, l.end, rec)
 	l.lazy = append(l.lazy, !wait)
 	l.end += uint64(recordHeader + len(rec))
 	lsn := l.end
@@ -246,6 +265,7 @@ func (l *Log) lead() {
 func (l *Log) failed(err error, buf []byte, lazy []bool) {
 	kept := keepLazy(nil, buf, lazy)
 	kept = keepLazy(kept, l.pending, l.lazy)
+	rekeyRecords(kept, l.synced) // they are written again from the last durable position
 	l.pending, l.lazy = kept, nil
 	for range countRecords(kept) {
 		l.lazy = append(l.lazy, true)
@@ -410,6 +430,7 @@ func (l *Log) sync() error {
 // file itself. Called by the leader or Close.
 func (l *Log) closeCurrent() error {
 	if l.dcur != nil {
+		l.fill.reset(nil, 0, 0) // waits for a chunk in flight on dcur
 		l.dcur.Close()
 		l.dcur = nil
 	}
@@ -438,13 +459,14 @@ func (l *Log) Stats() Stats {
 }
 
 // TruncateBefore removes every segment whose records all lie at or below lsn (the caller
-// has stored their effect elsewhere). The current segment is never removed.
+// has stored their effect elsewhere), keeping a few of their files for reuse (recycle.go).
+// The current segment is never removed.
 func (l *Log) TruncateBefore(lsn uint64) error {
 	l.segMu.Lock()
 	defer l.segMu.Unlock()
 	removed := 0
 	for removed+1 < len(l.segs) && l.segs[removed+1].start <= lsn {
-		if err := os.Remove(l.segs[removed].path); err != nil {
+		if err := l.retire(l.segs[removed]); err != nil {
 			l.segs = l.segs[removed:]
 			return fmt.Errorf("wal: remove segment %s: %w", l.segs[0].path, err)
 		}
@@ -482,5 +504,7 @@ func (l *Log) Close() error {
 	l.closed = true
 	l.cond.Broadcast()
 	l.mu.Unlock()
-	return l.closeCurrent()
+	err := l.closeCurrent()
+	l.fill.close()
+	return err
 }

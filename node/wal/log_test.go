@@ -147,9 +147,9 @@ func TestTornTailIsDroppedAndOverwrittenSafely(t *testing.T) {
 			t.Fatal(err)
 		}
 		off := int64(segHeader) + int64(end-last.start)
-		torn := appendRecord(nil, []byte("torn-record-payload"))
+		torn := appendRecord(nil, end, []byte("torn-record-payload"))
 		torn[len(torn)-1] ^= 0xff
-		torn = appendRecord(torn, []byte("ghost"))
+		torn = appendRecord(torn, end+uint64(len(torn)), []byte("ghost"))
 		if _, err := f.WriteAt(torn, off); err != nil {
 			t.Fatal(err)
 		}

@@ -14,7 +14,14 @@ import (
 )
 
 const (
-	segMagic     = "SIBYLWAL"
+	// segMagic starts a segment whose record checksums cover the record's LSN as well as
+	// its payload (recordSum). A segment file is reused once the log no longer needs it
+	// (recycle.go), and the records left in it from its previous life must not read as
+	// records of its new one: their checksums were keyed with other LSNs.
+	segMagic = "SIBYLWL2"
+	// segMagicV1 starts a segment written before checksums were keyed: its records'
+	// checksums cover the payload alone. Such segments are still read; new ones are v2.
+	segMagicV1   = "SIBYLWAL"
 	segHeader    = 16 // magic + start LSN
 	recordHeader = 8  // length + checksum
 	segSuffix    = ".wal"
@@ -77,7 +84,7 @@ func scanSegment(seg segment, limit uint64, fn func(lsn uint64, rec []byte) erro
 	if err != nil {
 		return 0, fmt.Errorf("read wal segment %s: %w", seg.path, err)
 	}
-	if len(data) < segHeader || string(data[:8]) != segMagic {
+	if len(data) < segHeader || (string(data[:8]) != segMagic && string(data[:8]) != segMagicV1) {
 		if allZero(data) {
 			return seg.start, errNoHeader
 		}
@@ -86,6 +93,7 @@ func scanSegment(seg segment, limit uint64, fn func(lsn uint64, rec []byte) erro
 	if got := binary.BigEndian.Uint64(data[8:16]); got != seg.start {
 		return 0, fmt.Errorf("wal segment %s: header says it starts at LSN %d", seg.path, got)
 	}
+	keyed := string(data[:8]) == segMagic
 	off := segHeader
 	for off+recordHeader <= len(data) && (limit == 0 || seg.start+uint64(off-segHeader) < limit) {
 		n := int(binary.BigEndian.Uint32(data[off:]))
@@ -94,7 +102,8 @@ func scanSegment(seg segment, limit uint64, fn func(lsn uint64, rec []byte) erro
 			break
 		}
 		rec := data[off+recordHeader : off+recordHeader+n]
-		if crc32.Checksum(rec, crcTable) != sum {
+		if keyed && recordSum(seg.start+uint64(off-segHeader), rec) != sum ||
+			!keyed && crc32.Checksum(rec, crcTable) != sum {
 			break
 		}
 		off += recordHeader + n
@@ -162,9 +171,30 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-// appendRecord frames rec onto buf.
-func appendRecord(buf, rec []byte) []byte {
+// appendRecord frames rec, the record that starts at LSN start, onto buf.
+func appendRecord(buf []byte, start uint64, rec []byte) []byte {
 	buf = binary.BigEndian.AppendUint32(buf, uint32(len(rec)))
-	buf = binary.BigEndian.AppendUint32(buf, crc32.Checksum(rec, crcTable))
+	buf = binary.BigEndian.AppendUint32(buf, recordSum(start, rec))
 	return append(buf, rec...)
+}
+
+// recordSum is the checksum of the record rec that starts at LSN start: CRC-32C of the
+// LSN (8 bytes, big-endian) followed by the payload. The same bytes at another position
+// do not check, so a record left in a reused segment file from its previous life ends
+// the segment as a torn record does.
+func recordSum(start uint64, rec []byte) uint32 {
+	var pos [8]byte
+	binary.BigEndian.PutUint64(pos[:], start)
+	return crc32.Update(crc32.Checksum(pos[:], crcTable), crcTable, rec)
+}
+
+// rekeyRecords rewrites the checksums of buf's framed records for their positions when buf
+// is written at LSN start (records moved to another position keep their payload).
+func rekeyRecords(buf []byte, start uint64) {
+	for off := 0; off < len(buf); {
+		n := int(binary.BigEndian.Uint32(buf[off:]))
+		rec := buf[off+recordHeader : off+recordHeader+n]
+		binary.BigEndian.PutUint32(buf[off+4:], recordSum(start+uint64(off), rec))
+		off += recordHeader + n
+	}
 }
