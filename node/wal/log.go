@@ -140,8 +140,10 @@ func (l *Log) roll(start uint64, need int64) error {
 	size := max(l.opts.SegmentBytes, need+segHeader)
 	l.segMu.Lock()
 	if n := len(l.segs); n > 0 && l.segs[n-1].start == start && l.cur == nil {
-		// The last segment holds no record (Open found it so): replace the file.
-		if err := l.retire(l.segs[n-1]); err != nil {
+		// The last segment holds no record (Open found it so): replace the file. It is
+		// not kept as a spare: a new segment starts at the same LSN, where the records
+		// left in it (a torn write's later blocks) would check.
+		if err := os.Remove(l.segs[n-1].path); err != nil {
 			l.segMu.Unlock()
 			return fmt.Errorf("wal: replace empty segment: %w", err)
 		}
@@ -156,7 +158,7 @@ func (l *Log) roll(start uint64, need int64) error {
 		return err
 	}
 	blocks := (size + blockSize - 1) &^ (blockSize - 1)
-	filled := blocks // a reused file was written throughout
+	filled := blocks // a reused file was written in its previous life (prefill.go)
 	if f == nil {
 		if f, err = createSegment(l.dir, start, size); err != nil {
 			return err
@@ -465,18 +467,28 @@ func (l *Log) TruncateBefore(lsn uint64) error {
 	l.segMu.Lock()
 	defer l.segMu.Unlock()
 	removed := 0
+	var spares []string
+	var err error
 	for removed+1 < len(l.segs) && l.segs[removed+1].start <= lsn {
-		if err := l.retire(l.segs[removed]); err != nil {
-			l.segs = l.segs[removed:]
-			return fmt.Errorf("wal: remove segment %s: %w", l.segs[0].path, err)
+		var spare string
+		if spare, err = l.retire(l.segs[removed], len(spares)); err != nil {
+			err = fmt.Errorf("wal: remove segment %s: %w", l.segs[removed].path, err)
+			break
+		}
+		if spare != "" {
+			spares = append(spares, spare)
 		}
 		removed++
 	}
 	l.segs = l.segs[removed:]
-	if removed > 0 {
-		return syncDir(l.dir)
+	if removed == 0 {
+		return err
 	}
-	return nil
+	if serr := syncDir(l.dir); serr != nil {
+		return serr // the spares are not reused: their renames may not be durable
+	}
+	l.spares = append(l.spares, spares...)
+	return err
 }
 
 // Segments returns how many segment files the log has.

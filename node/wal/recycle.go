@@ -1,9 +1,7 @@
 package wal
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,73 +44,84 @@ func listSpares(dir string) ([]string, error) {
 	return spares, nil
 }
 
-// retire takes seg out of the log: it becomes a spare while fewer than maxSpares are kept,
-// else it is removed. The caller syncs the directory. Call with l.segMu held.
-func (l *Log) retire(seg segment) error {
-	if len(l.spares) < maxSpares {
-		spare := filepath.Join(l.dir, spareName(seg.start))
-		if err := os.Rename(seg.path, spare); err == nil {
-			l.spares = append(l.spares, spare)
-			return nil
+// retire takes seg out of the log: it is renamed to a spare while fewer than maxSpares
+// are kept and it is no larger than a segment (one sized for a large record is not worth
+// reading at every Open), else removed. It returns the spare's path, or "". The caller
+// syncs the directory and only then lists the spare in l.spares: a spare is reused only
+// once its rename is durable, so a crash never shows a reused file under its old name.
+// Call with l.segMu held.
+func (l *Log) retire(seg segment, pending int) (string, error) {
+	if len(l.spares)+pending < maxSpares {
+		if st, err := os.Stat(seg.path); err == nil && st.Size() <= blocksOf(l.opts.SegmentBytes) {
+			spare := filepath.Join(l.dir, spareName(seg.start))
+			if err := os.Rename(seg.path, spare); err == nil {
+				return spare, nil
+			}
 		}
 	}
-	return os.Remove(seg.path)
+	return "", os.Remove(seg.path)
 }
+
+// blocksOf is n rounded up to whole blocks, as segment files are sized.
+func blocksOf(n int64) int64 { return (n + blockSize - 1) &^ (blockSize - 1) }
 
 // reuseSpare makes a spare of at least size bytes the segment starting at start, durable
 // with its directory entry, and returns it open, with its new path; f is nil when no spare
-// fits (those too small are removed). Called by the leader or Open.
+// fits. A spare is never given back the start it had: its old records would check there.
+// A spare that fails to become the segment is dropped. Called by the leader or Open.
 func (l *Log) reuseSpare(start uint64, size int64) (f *os.File, path string, err error) {
-	for {
-		l.segMu.Lock()
-		n := len(l.spares)
-		if n == 0 {
-			l.segMu.Unlock()
-			return nil, "", nil
-		}
-		spare := l.spares[n-1]
-		l.spares = l.spares[:n-1]
-		l.segMu.Unlock()
-
-		f, err := os.OpenFile(spare, os.O_RDWR, 0)
-		if errors.Is(err, fs.ErrNotExist) {
+	own := filepath.Join(l.dir, spareName(start))
+	l.segMu.Lock()
+	spare := ""
+	for i := len(l.spares) - 1; i >= 0; i-- {
+		if l.spares[i] == own {
 			continue
 		}
-		if err != nil {
-			return nil, "", fmt.Errorf("reuse wal spare %s: %w", spare, err)
+		if st, err := os.Stat(l.spares[i]); err != nil || st.Size() < size {
+			continue
 		}
-		st, err := f.Stat()
-		if err == nil && st.Size() < size {
-			f.Close()
-			err = os.Remove(spare)
-			if err == nil {
-				continue
-			}
-		}
-		if err != nil {
-			f.Close()
-			return nil, "", fmt.Errorf("reuse wal spare %s: %w", spare, err)
-		}
-		path := filepath.Join(l.dir, segmentName(start))
-		if err := l.renew(f, start, spare, path); err != nil {
-			f.Close()
-			return nil, "", fmt.Errorf("reuse wal spare %s as %s: %w", spare, path, err)
-		}
-		return f, path, nil
+		spare = l.spares[i]
+		l.spares = append(l.spares[:i], l.spares[i+1:]...)
+		break
 	}
+	l.segMu.Unlock()
+	if spare == "" {
+		return nil, "", nil
+	}
+	path = filepath.Join(l.dir, segmentName(start))
+	if f, err = l.renew(spare, start, path); err != nil {
+		return nil, "", fmt.Errorf("reuse wal spare %s as %s: %w", spare, path, err)
+	}
+	return f, path, nil
 }
 
-// renew writes the header of the segment starting at start into the spare f, makes it
-// durable, and renames the spare to path, durable with the directory.
-func (l *Log) renew(f *os.File, start uint64, spare, path string) error {
+// renew writes the header of the segment starting at start into the spare, makes it
+// durable, and renames the spare to path, durable with the directory. On failure neither
+// file is left behind (best effort): a segment file the log does not list would break a
+// later Repair or Open.
+func (l *Log) renew(spare string, start uint64, path string) (*os.File, error) {
+	f, err := os.OpenFile(spare, os.O_RDWR, 0)
+	if err != nil {
+		os.Remove(spare)
+		return nil, err
+	}
+	fail := func(err error) (*os.File, error) {
+		f.Close()
+		os.Remove(spare)
+		os.Remove(path)
+		return nil, err
+	}
 	if _, err := f.WriteAt(segmentHeader(start), 0); err != nil {
-		return err
+		return fail(err)
 	}
 	if err := fdatasync(f); err != nil {
-		return err
+		return fail(err)
 	}
 	if err := os.Rename(spare, path); err != nil {
-		return err
+		return fail(err)
 	}
-	return syncDir(l.dir)
+	if err := syncDir(l.dir); err != nil {
+		return fail(err)
+	}
+	return f, nil
 }

@@ -88,12 +88,9 @@ func TestCrashWhileReusingASpare(t *testing.T) {
 		if len(spares) == 0 {
 			t.Fatal("no spare to reuse")
 		}
-		f, err := os.OpenFile(spares[0], os.O_RDWR, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
 		l.dir = dir
-		if err := l.renew(f, end, spares[0], filepath.Join(dir, segmentName(end))); err != nil {
+		f, err := l.renew(spares[0], end, filepath.Join(dir, segmentName(end)))
+		if err != nil {
 			t.Fatal(err)
 		}
 		f.Close()
@@ -161,3 +158,50 @@ func TestRecordChecksumIsKeyedByPosition(t *testing.T) {
 }
 
 func recordSumV1(rec []byte) uint32 { return crc32.Checksum(rec, crcTable) }
+
+// A crash tore the first write into a new segment: its first block never reached the disk
+// but a later one did, holding records keyed with their true positions, never
+// acknowledged. The reopened log starts a new segment at the same LSN; when the records it
+// appends end exactly where a stale one starts, the stale one must still not replay.
+func TestTornFirstBlockOfASegmentNeverReplays(t *testing.T) {
+	forEachWriteMode(t, func(t *testing.T) {
+		dir := t.TempDir()
+		opts := Options{SegmentBytes: 4 * blockSize}
+		l, _ := openT(t, dir, opts)
+		want := []string{"before"}
+		mustAppend(t, l, want[0])
+		start := l.End()
+		l.Close()
+
+		// The segment the torn write went to: a header, a lost first block, then a ghost
+		// record at the start of the second block.
+		seg := make([]byte, opts.SegmentBytes)
+		copy(seg, segmentHeader(start))
+		ghostAt := start + blockSize - segHeader
+		copy(seg[blockSize:], appendRecord(nil, ghostAt, []byte("ghost")))
+		if err := os.WriteFile(filepath.Join(dir, segmentName(start)), seg, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		l2, got := openT(t, dir, opts)
+		if fmt.Sprint(recs(got)) != fmt.Sprint(want) {
+			t.Fatalf("replayed %v, want %v", recs(got), want)
+		}
+		// One record that fills the first block exactly: the log's end is then the
+		// ghost's position.
+		fill := string(make([]byte, blockSize-segHeader-recordHeader))
+		if lsn := mustAppend(t, l2, fill); lsn != ghostAt {
+			t.Fatalf("the filling record ends at %d, want %d", lsn, ghostAt)
+		}
+		want = append(want, fill)
+		l2.Close()
+		_, got = openT(t, dir, opts)
+		for _, r := range recs(got) {
+			if r == "ghost" {
+				t.Fatal("a record of a torn write that was never acknowledged replayed")
+			}
+		}
+		if len(got) != len(want) {
+			t.Fatalf("replayed %d records, want %d", len(got), len(want))
+		}
+	})
+}
