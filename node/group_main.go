@@ -105,6 +105,9 @@ func (g *group) persistLoop(stop chan struct{}, kick chan struct{}) {
 		}
 		b := &store.Batch{Epoch: g.c.NewEpoch(), Append: g.unpersisted, ApplyFromLog: true}
 		g.unpersisted = nil
+		if commit := g.c.Commit(); commit > g.applied {
+			b.Apply = make([]store.AppliedEffect, 0, min(commit-g.applied, 1024))
+		}
 		for s, commit := g.applied+1, g.c.Commit(); s <= commit; s++ {
 			eff, ok := g.effects[s]
 			if !ok {

@@ -55,6 +55,7 @@ func (g *group) writeSiblingBatch(w *core.Write) bool {
 	}
 	b := &store.Batch{Epoch: w.Epoch, Truncate: w.Truncate, Append: w.Append, CommitSeq: w.Commit, ApplyFromLog: true}
 	if b.CommitSeq > g.c.Commit() {
+		b.Apply = make([]store.AppliedEffect, 0, min(b.CommitSeq-g.applied, 1024))
 		for s := g.applied + 1; s <= b.CommitSeq; s++ {
 			e, found, err := g.ftail.get(s)
 			if err != nil || !found {

@@ -49,7 +49,7 @@ func (l *tailLog) Entries(from, to uint64, maxBytes int) ([]sibling.Entry, error
 	if from < l.base {
 		return l.gs.Entries(from, min(to, l.base-1), maxBytes)
 	}
-	var out []sibling.Entry
+	out := make([]sibling.Entry, 0, min(to-from+1, 256))
 	size := 0
 	for s := from; s <= to; s++ {
 		e := l.mem[s-l.base]
@@ -103,7 +103,11 @@ func (l *tailLog) forget(below uint64) {
 	if n > uint64(len(l.mem)) {
 		n = uint64(len(l.mem))
 	}
-	l.mem = append(l.mem[:0:0], l.mem[n:]...)
+	// Shift the rest down in place, which keeps the array for the entries to come, and
+	// clear the slots left behind so that their data can be collected.
+	rest := copy(l.mem, l.mem[n:])
+	clear(l.mem[rest:])
+	l.mem = l.mem[:rest]
 	l.base += n
 }
 

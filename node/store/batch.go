@@ -79,7 +79,7 @@ func planBatch(m Meta, b *Batch) (*batchPlan, error) {
 	if m.Resyncing {
 		return nil, fmt.Errorf("the copy is being resynced from a snapshot; only the resync writes to it")
 	}
-	p := &batchPlan{meta: m}
+	p := &batchPlan{meta: m, ops: make([]storeOp, 0, 2*len(b.Apply))}
 	nm := &p.meta
 	history := slices.Clone(m.EpochHistory)
 
@@ -147,11 +147,11 @@ func planBatch(m Meta, b *Batch) (*batchPlan, error) {
 		if a.Seq > nm.CommitSeq {
 			return nil, fmt.Errorf("apply seq %d is beyond commit seq %d", a.Seq, nm.CommitSeq)
 		}
-		ops, err := effectStoreOps(a.Seq, &a.Effect)
+		ops, err := appendEffectStoreOps(p.ops, a.Seq, &a.Effect)
 		if err != nil {
 			return nil, fmt.Errorf("apply seq %d: %w", a.Seq, err)
 		}
-		p.ops = append(p.ops, ops...)
+		p.ops = ops
 		nm.Applied = a.Seq
 	}
 
@@ -179,7 +179,11 @@ func planBatch(m Meta, b *Batch) (*batchPlan, error) {
 
 // effectStoreOps turns the committed effect of entry seq into changes of the committed layer.
 func effectStoreOps(seq uint64, e *command.Effect) ([]storeOp, error) {
-	var ops []storeOp
+	return appendEffectStoreOps(nil, seq, e)
+}
+
+// appendEffectStoreOps is effectStoreOps appending to ops.
+func appendEffectStoreOps(ops []storeOp, seq uint64, e *command.Effect) ([]storeOp, error) {
 	switch e.Kind {
 	case command.EffectPut:
 		if e.RID == "" || e.Resource == nil {
@@ -194,7 +198,8 @@ func effectStoreOps(seq uint64, e *command.Effect) ([]storeOp, error) {
 		v := command.EncodeStoredResource(e.Resource)
 		// A put never follows a delete of the same rid (rids are not reused), but if one
 		// did, the tombstone must go so that Resource answers one state, not two.
-		ops = append(ops, storeOp{bucket: bucketResources, key: []byte(e.RID), val: v}, storeOp{bucket: bucketTombstones, key: []byte(e.RID), val: nil})
+		key := []byte(e.RID)
+		ops = append(ops, storeOp{bucket: bucketResources, key: key, val: v}, storeOp{bucket: bucketTombstones, key: key, val: nil})
 	case command.EffectDelete:
 		if e.RID == "" {
 			return nil, fmt.Errorf("delete effect has no rid")
@@ -408,10 +413,18 @@ func (p *batchPlan) truncate(bk *groupBuckets) error {
 }
 
 func (p *batchPlan) appendEntries(bk *groupBuckets) error {
+	// One buffer holds the batch's stored entries (epoch, then data), each its own slice.
+	n := 0
 	for _, e := range p.entries {
-		v := make([]byte, 8, 8+len(e.Data))
-		binary.BigEndian.PutUint64(v, e.Epoch)
-		if err := bk.log.put(beU64(e.Seq), append(v, e.Data...)); err != nil {
+		n += 8 + len(e.Data)
+	}
+	buf := make([]byte, 0, n)
+	for _, e := range p.entries {
+		start := len(buf)
+		buf = binary.BigEndian.AppendUint64(buf, e.Epoch)
+		buf = append(buf, e.Data...)
+		v := buf[start:len(buf):len(buf)]
+		if err := bk.log.put(beU64(e.Seq), v); err != nil {
 			return fmt.Errorf("append seq %d: %w", e.Seq, err)
 		}
 	}
