@@ -63,7 +63,6 @@ func (l *Log) startDirect(path string, head []byte) {
 // stopDirect makes the log write buffered from now on. What direct writes wrote before
 // curOff is durable already; the next sync covers what follows.
 func (l *Log) stopDirect() {
-	l.fill.reset(nil, 0, 0)
 	l.dcur.Close()
 	l.dcur = nil
 	l.opts.Buffered = true
@@ -82,7 +81,7 @@ func (l *Log) writeDirect(p []byte) error {
 	}
 	copy(l.block[in:], p)
 	clear(l.block[n:total])
-	if err := l.fill.write(l.dcur, l.block[:total], l.curOff-int64(in)); err != nil {
+	if err := directWrite(l.dcur, l.block[:total], l.curOff-int64(in)); err != nil {
 		return err
 	}
 	full := n &^ (blockSize - 1)

@@ -23,10 +23,9 @@
 // before does not check at its new positions. Segments with the header "SIBYLWAL" predate
 // keyed checksums and are read with the payload's checksum alone.
 //
-// Direct writes land on written blocks where they can: spent segments are recycled, and
-// the filler goroutine writes zeros ahead of the write position in a segment made new
-// (prefill.go). Close stops it. A
-// segment is read only up to where the next one starts (bytes past it are a failed write
+// Spent segments are recycled, so that direct writes land on blocks written before.
+//
+// A segment is read only up to where the next one starts (bytes past it are a failed write
 // that Repair made again in the next segment); one that ends before it is corruption and
 // Open fails.
 //

@@ -75,7 +75,6 @@ type Log struct {
 	curSize  int64
 	dcur     *os.File // cur opened for direct writes; nil when writing buffered
 	block    []byte   // direct writes: the partial block at curOff, then scratch (direct.go)
-	fill     *filler  // writes zeros ahead of curOff for direct writes (prefill.go)
 
 	segMu  sync.Mutex
 	segs   []segment // every segment on disk, the current one last
@@ -125,10 +124,9 @@ func Open(dir string, opts Options, replay func(lsn uint64, rec []byte) error) (
 	if err != nil {
 		return nil, err
 	}
-	l := &Log{dir: dir, opts: opts, end: end, synced: end, segs: kept, spares: spares, fill: startFiller()}
+	l := &Log{dir: dir, opts: opts, end: end, synced: end, segs: kept, spares: spares}
 	l.cond = sync.NewCond(&l.mu)
 	if err := l.roll(end, 0); err != nil {
-		l.fill.close()
 		return nil, err
 	}
 	return l, nil
@@ -157,22 +155,16 @@ func (l *Log) roll(start uint64, need int64) error {
 	if err != nil {
 		return err
 	}
-	blocks := (size + blockSize - 1) &^ (blockSize - 1)
-	filled := blocks // a reused file was written in its previous life (prefill.go)
 	if f == nil {
 		if f, err = createSegment(l.dir, start, size); err != nil {
 			return err
 		}
 		path = f.Name()
-		filled = blockSize // the header's block; the log's first write rewrites it
 	}
 	l.closeCurrent()
 	l.cur, l.curStart, l.curOff, l.curSize = f, start, segHeader, size
 	if !l.opts.Buffered {
 		l.startDirect(path, segmentHeader(start))
-	}
-	if l.dcur != nil {
-		l.fill.reset(l.dcur, blocks, filled)
 	}
 	l.segMu.Lock()
 	l.segs = append(l.segs, segment{start: start, path: path})
@@ -432,7 +424,6 @@ func (l *Log) sync() error {
 // file itself. Called by the leader or Close.
 func (l *Log) closeCurrent() error {
 	if l.dcur != nil {
-		l.fill.reset(nil, 0, 0) // waits for a chunk in flight on dcur
 		l.dcur.Close()
 		l.dcur = nil
 	}
@@ -516,7 +507,5 @@ func (l *Log) Close() error {
 	l.closed = true
 	l.cond.Broadcast()
 	l.mu.Unlock()
-	err := l.closeCurrent()
-	l.fill.close()
-	return err
+	return l.closeCurrent()
 }
