@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"slices"
+	"sync"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -24,7 +25,12 @@ func (g *walGroup) handle() GroupStore {
 // layered returns the group's buckets as the layers over bbolt; tx opens (once) the read
 // transaction the base is read through. Call with g.lmu held.
 func (g *walGroup) layered(tx func() *bolt.Tx) *groupBuckets {
-	v := &layerView{tx: tx, name: g.name, empty: g.baseEmpty, carried: g.carriedView}
+	return g.layeredInto(new(layerView), tx)
+}
+
+// layeredInto is layered building the view in v.
+func (g *walGroup) layeredInto(v *layerView, tx func() *bolt.Tx) *groupBuckets {
+	*v = layerView{tx: tx, name: g.name, empty: g.baseEmpty, carried: g.carriedView}
 	for i := range v.kv {
 		v.kv[i] = layerKV{bucket: i, top: g.top, mid: g.mid, view: v}
 	}
@@ -63,14 +69,34 @@ func (g *walGroup) view(fn func(*groupBuckets) error) error {
 	if g.dropped {
 		return ErrNoCopy
 	}
-	rt := &readTx{db: g.s.db}
-	defer rt.done()
-	err := fn(g.layered(rt.get))
-	if rt.err != nil {
-		return fmt.Errorf("read the state store: %w", rt.err)
+	sc := viewScratchPool.Get().(*viewScratch)
+	sc.rt = readTx{db: g.s.db}
+	err := fn(g.layeredInto(&sc.v, sc.tx))
+	rterr := sc.rt.err
+	sc.rt.done()
+	sc.v, sc.rt = layerView{}, readTx{}
+	viewScratchPool.Put(sc)
+	if rterr != nil {
+		return fmt.Errorf("read the state store: %w", rterr)
 	}
 	return err
 }
+
+// viewScratch is what a view needs beside the layers, kept for the next view: every
+// execute reads through two views (a resource and its ticket), and they were about a
+// twentieth of the bytes a write allocates. A view's buckets are valid only while its
+// function runs (GroupStore's reads copy what they return), so reusing them is safe.
+type viewScratch struct {
+	v  layerView
+	rt readTx
+	tx func() *bolt.Tx // rt.get, bound once
+}
+
+var viewScratchPool = sync.Pool{New: func() any {
+	sc := new(viewScratch)
+	sc.tx = sc.rt.get
+	return sc
+}}
 
 // update is a direct operation: the group's layer and fn's changes go to bbolt in one
 // transaction, and the group's walPos moves to the log's end (every record of the group
