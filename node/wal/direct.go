@@ -32,6 +32,9 @@ var directWrite = pwriteDurable
 // blockSize is the alignment of direct writes: offsets, lengths and the buffer's address.
 const blockSize = 4096
 
+// blocksOf is n rounded up to whole blocks: the length of a direct write, or of a segment.
+func blocksOf(n int64) int64 { return (n + blockSize - 1) &^ (blockSize - 1) }
+
 // errNoDirectIO says the platform has no direct I/O; the log then writes buffered.
 var errNoDirectIO = errors.New("direct I/O is not available on this platform")
 
@@ -73,7 +76,7 @@ func (l *Log) stopDirect() {
 func (l *Log) writeDirect(p []byte) error {
 	in := int(l.curOff % blockSize)
 	n := in + len(p)
-	total := (n + blockSize - 1) &^ (blockSize - 1)
+	total := int(blocksOf(int64(n)))
 	if total > len(l.block) {
 		b := alignedBuffer(total)
 		copy(b, l.block[:in])

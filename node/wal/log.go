@@ -91,7 +91,7 @@ func Open(dir string, opts Options, replay func(lsn uint64, rec []byte) error) (
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open wal %s: %w", dir, err)
 	}
-	segs, err := listSegments(dir)
+	segs, spares, err := listSegments(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -119,10 +119,6 @@ func Open(dir string, opts Options, replay func(lsn uint64, rec []byte) error) (
 		}
 		end = e
 		kept = append(kept, seg)
-	}
-	spares, err := listSpares(dir)
-	if err != nil {
-		return nil, err
 	}
 	l := &Log{dir: dir, opts: opts, end: end, synced: end, segs: kept, spares: spares}
 	l.cond = sync.NewCond(&l.mu)

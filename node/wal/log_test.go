@@ -138,7 +138,7 @@ func TestTornTailIsDroppedAndOverwrittenSafely(t *testing.T) {
 		}
 		end := l.End()
 		l.Close()
-		segs, _ := listSegments(dir)
+		segs, _, _ := listSegments(dir)
 		last := segs[len(segs)-1]
 		// A torn record after the intact ones: a header that promises more than was written,
 		// and a valid-looking record after it that was never acknowledged.
@@ -185,7 +185,7 @@ func TestCorruptionInAnOlderSegmentFailsOpen(t *testing.T) {
 			}
 		}
 		l.Close()
-		segs, _ := listSegments(dir)
+		segs, _, _ := listSegments(dir)
 		f, _ := os.OpenFile(segs[1].path, os.O_RDWR, 0)
 		if _, err := f.WriteAt([]byte{0xde, 0xad}, segHeader+recordHeader+3); err != nil {
 			t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 )
 
 // Recycled segments. A segment the log no longer needs (TruncateBefore) is renamed to a
@@ -37,21 +36,6 @@ const (
 
 func spareName(start uint64) string { return fmt.Sprintf("%016x%s", start, spareSuffix) }
 
-// listSpares returns the spare files in dir.
-func listSpares(dir string) ([]string, error) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, fmt.Errorf("list wal spares in %s: %w", dir, err)
-	}
-	var spares []string
-	for _, e := range ents {
-		if strings.HasSuffix(e.Name(), spareSuffix) {
-			spares = append(spares, filepath.Join(dir, e.Name()))
-		}
-	}
-	return spares, nil
-}
-
 // retire takes seg out of the log: it is renamed to a spare while fewer than maxSpares
 // are kept and it is no larger than a segment (one sized for a large record is not worth
 // reading at every Open), else removed. It returns the spare's path, or "". The caller
@@ -69,9 +53,6 @@ func (l *Log) retire(seg segment, pending int) (string, error) {
 	}
 	return "", os.Remove(seg.path)
 }
-
-// blocksOf is n rounded up to whole blocks, as segment files are sized.
-func blocksOf(n int64) int64 { return (n + blockSize - 1) &^ (blockSize - 1) }
 
 // reuseSpare makes a spare of at least size bytes the segment starting at start, durable
 // with its directory entry, and returns it open, with its new path; f is nil when no spare

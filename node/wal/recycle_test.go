@@ -23,7 +23,7 @@ func appendSized(t *testing.T, l *Log, prefix string, n int) []string {
 
 func countSpares(t *testing.T, dir string) int {
 	t.Helper()
-	spares, err := listSpares(dir)
+	_, spares, err := listSegments(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func TestCrashWhileReusingASpare(t *testing.T) {
 		end := l.End()
 		l.Close()
 
-		spares, _ := listSpares(dir)
+		_, spares, _ := listSegments(dir)
 		if len(spares) == 0 {
 			t.Fatal("no spare to reuse")
 		}

@@ -37,21 +37,23 @@ type segment struct {
 
 func segmentName(start uint64) string { return fmt.Sprintf("%016x%s", start, segSuffix) }
 
-// listSegments returns the segment files of dir in LSN order.
-func listSegments(dir string) ([]segment, error) {
+// listSegments returns the segment files of dir in LSN order, and its spares (recycle.go).
+func listSegments(dir string) (segs []segment, spares []string, err error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("list wal segments in %s: %w", dir, err)
+		return nil, nil, fmt.Errorf("list wal segments in %s: %w", dir, err)
 	}
-	var segs []segment
 	for _, e := range ents {
 		name := e.Name()
+		if strings.HasSuffix(name, spareSuffix) {
+			spares = append(spares, filepath.Join(dir, name))
+		}
 		if !strings.HasSuffix(name, segSuffix) {
 			continue
 		}
 		start, err := strconv.ParseUint(strings.TrimSuffix(name, segSuffix), 16, 64)
 		if err != nil {
-			return nil, fmt.Errorf("wal segment %s: name is not a hex LSN", filepath.Join(dir, name))
+			return nil, nil, fmt.Errorf("wal segment %s: name is not a hex LSN", filepath.Join(dir, name))
 		}
 		segs = append(segs, segment{start: start, path: filepath.Join(dir, name)})
 	}
@@ -64,7 +66,7 @@ func listSegments(dir string) ([]segment, error) {
 		}
 		return 0
 	})
-	return segs, nil
+	return segs, spares, nil
 }
 
 // errNoHeader marks a segment whose header never reached the disk.
@@ -136,7 +138,7 @@ func segmentHeader(start uint64) []byte {
 // createSegment makes a preallocated segment file starting at start, durable with its
 // directory entry before it is used.
 func createSegment(dir string, start uint64, size int64) (*os.File, error) {
-	size = (size + blockSize - 1) &^ (blockSize - 1) // whole blocks, for direct writes
+	size = blocksOf(size) // whole blocks, for direct writes
 	path := filepath.Join(dir, segmentName(start))
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
