@@ -178,6 +178,16 @@ func (r *binReader) raw() []byte {
 
 func (r *binReader) str() string { return string(r.raw()) }
 
+// strOr is str that returns same, without a copy, when the bytes read equal it: an effect
+// names its rid and type twice (the effect's and its resource's).
+func (r *binReader) strOr(same string) string {
+	b := r.raw()
+	if string(b) == same {
+		return same
+	}
+	return string(b)
+}
+
 func (r *binReader) time() time.Time {
 	switch r.u8() {
 	case 0:
@@ -201,8 +211,10 @@ func (r *binReader) time() time.Time {
 	}
 }
 
-func (r *binReader) resource() *Resource {
-	res := &Resource{ID: r.str(), Type: r.str(), Version: r.uvarint()}
+// resource reads a resource; rid is the id it most likely has (its effect's), shared
+// rather than copied when it does.
+func (r *binReader) resource(rid string) *Resource {
+	res := &Resource{ID: r.strOr(rid), Type: r.str(), Version: r.uvarint()}
 	if d := r.raw(); d != nil {
 		res.Data = append([]byte(nil), d...)
 	}
@@ -224,14 +236,20 @@ func decodeBinaryEffect(b []byte) (Effect, error) {
 	e := Effect{Kind: EffectKind(r.uvarint()), RID: r.str()}
 	parts := r.parts(partResource | partDedupe | partTicket | partVacuum)
 	if parts&partResource != 0 {
-		e.Resource = r.resource()
+		e.Resource = r.resource(e.RID)
 	}
-	e.Version, e.Type, e.At = r.uvarint(), r.str(), r.time()
+	e.Version = r.uvarint()
+	if e.Resource != nil {
+		e.Type = r.strOr(e.Resource.Type)
+	} else {
+		e.Type = r.str()
+	}
+	e.At = r.time()
 	if parts&partDedupe != 0 {
 		d := &DedupeRecord{Key: r.str(), Hash: r.str(), Op: r.str(), Epoch: r.uvarint(), Seq: r.uvarint()}
 		dp := r.parts(partResource | partDedupe)
 		if dp&partResource != 0 {
-			d.Resource = r.resource()
+			d.Resource = r.resource(e.RID)
 		}
 		if dp&partDedupe != 0 {
 			d.Ticket = &TicketInfo{Fence: r.uvarint(), ExpiresMs: r.varint()}
@@ -279,7 +297,7 @@ func DecodeStoredResource(b []byte) (*Resource, error) {
 		return nil, errors.New("stored resource: unknown format")
 	}
 	rd := &binReader{b: b[1:]}
-	res := rd.resource()
+	res := rd.resource("")
 	if rd.err == nil && len(rd.b) > 0 {
 		rd.fail(errors.New("data after the resource"))
 	}

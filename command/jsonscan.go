@@ -1,5 +1,7 @@
 package command
 
+import "encoding/binary"
+
 // What ScanJSON expects next.
 type scanState uint8
 
@@ -130,6 +132,9 @@ func afterValue(open int) scanState {
 // is not a valid JSON string.
 func skipString(b []byte, i int) int {
 	for i++; i < len(b); i++ {
+		if i = skipPlainWords(b, i); i == len(b) {
+			break
+		}
 		switch c := b[i]; {
 		case c == '"':
 			return i + 1
@@ -153,6 +158,24 @@ func skipString(b []byte, i int) int {
 		}
 	}
 	return -1
+}
+
+// skipPlainWords returns the index of the first 8-byte word from b[i] on that holds a
+// byte a JSON string gives meaning to (a quote, a backslash or a control character), or of
+// the last few bytes that make no whole word; the caller reads on from there one byte at a
+// time. Strings are mostly plain text, and a word at a time is several times faster.
+func skipPlainWords(b []byte, i int) int {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	for ; i+8 <= len(b); i += 8 {
+		x := binary.LittleEndian.Uint64(b[i:])
+		q, bs := x^(ones*'"'), x^(ones*'\\')
+		// A byte below 0x20, or equal to one of the two, sets its high bit here (bytes after
+		// one that does may too, which only ends the run early).
+		if ((x-ones*0x20)&^x|(q-ones)&^q|(bs-ones)&^bs)&highs != 0 {
+			break
+		}
+	}
+	return i
 }
 
 func isHex(c byte) bool {

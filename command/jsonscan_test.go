@@ -56,3 +56,23 @@ func BenchmarkScanJSON(b *testing.B) {
 		}
 	})
 }
+
+// A string's bytes are read a word at a time until a word holds a byte that needs a look:
+// every such byte, at every offset from the word boundary, in strings of every length
+// around a word, must be judged as encoding/json judges it.
+func TestScanJSONStringsAcrossWords(t *testing.T) {
+	specials := []string{`"`, `\"`, `\\`, `\n`, `\u00e9`, `\u12`, `\x`, `\`, "\x00", "\x1f", "\x20", "\x7f", "é", "\xff", "!", "~", "#", "]", "\\/"}
+	for n := 0; n <= 26; n++ {
+		for at := 0; at <= n; at++ {
+			for _, sp := range specials {
+				s := strings.Repeat("a", at) + sp + strings.Repeat("b", n-at)
+				for _, doc := range []string{`"` + s + `"`, `{"k":"` + s + `","n":1}`, `["` + s + `"]`} {
+					b := []byte(doc)
+					if valid, _, _ := ScanJSON(b); valid != json.Valid(b) {
+						t.Fatalf("ScanJSON(%q) valid %v, json.Valid %v", b, valid, !valid)
+					}
+				}
+			}
+		}
+	}
+}

@@ -33,6 +33,14 @@ type batchPlan struct {
 	opsFromLog bool
 	// compactFrom..compactTo are log seqs to delete from the front (0, 0: none).
 	compactFrom, compactTo uint64
+	// seqKey holds the log key execute passes to put or del, which copy what they keep.
+	seqKey [8]byte
+}
+
+// logKey is seq as a log key, in p's scratch: valid until the next call.
+func (p *batchPlan) logKey(seq uint64) []byte {
+	binary.BigEndian.PutUint64(p.seqKey[:], seq)
+	return p.seqKey[:]
 }
 
 // maxStoreKeySize is bbolt's limit on a key. Checking it while planning keeps the memory
@@ -50,7 +58,7 @@ func checkKey(what, key string) error {
 // set instead drops what the vacuum entry names, at its place among the batch's ops.
 type storeOp struct {
 	bucket int // in subBucketNames
-	key    []byte
+	key    string
 	val    []byte
 	vacuum *command.Vacuum
 }
@@ -198,8 +206,7 @@ func appendEffectStoreOps(ops []storeOp, seq uint64, e *command.Effect) ([]store
 		v := command.EncodeStoredResource(e.Resource)
 		// A put never follows a delete of the same rid (rids are not reused), but if one
 		// did, the tombstone must go so that Resource answers one state, not two.
-		key := []byte(e.RID)
-		ops = append(ops, storeOp{bucket: bucketResources, key: key, val: v}, storeOp{bucket: bucketTombstones, key: key, val: nil})
+		ops = append(ops, storeOp{bucket: bucketResources, key: e.RID, val: v}, storeOp{bucket: bucketTombstones, key: e.RID, val: nil})
 	case command.EffectDelete:
 		if e.RID == "" {
 			return nil, fmt.Errorf("delete effect has no rid")
@@ -211,7 +218,7 @@ func appendEffectStoreOps(ops []storeOp, seq uint64, e *command.Effect) ([]store
 		if err != nil {
 			return nil, fmt.Errorf("encode tombstone %q: %w", e.RID, err)
 		}
-		ops = append(ops, storeOp{bucket: bucketResources, key: []byte(e.RID), val: nil}, storeOp{bucket: bucketTombstones, key: []byte(e.RID), val: v})
+		ops = append(ops, storeOp{bucket: bucketResources, key: e.RID, val: nil}, storeOp{bucket: bucketTombstones, key: e.RID, val: v})
 	case command.EffectBarrier, command.EffectConfig, command.EffectNoop:
 		// No resource changes; Applied still advances.
 	case command.EffectVacuum:
@@ -244,7 +251,7 @@ func appendEffectStoreOps(ops []storeOp, seq uint64, e *command.Effect) ([]store
 		if err != nil {
 			return nil, fmt.Errorf("encode dedupe record %q: %w", e.Dedupe.Key, err)
 		}
-		ops = append(ops, storeOp{bucket: bucketDedupe, key: []byte(e.Dedupe.Key), val: v})
+		ops = append(ops, storeOp{bucket: bucketDedupe, key: e.Dedupe.Key, val: v})
 	}
 	return ops, nil
 }
@@ -284,9 +291,9 @@ func (p *batchPlan) execute(bk *groupBuckets) error {
 		b := *bucketField(bk, op.bucket)
 		var err error
 		if op.val == nil {
-			err = b.del(op.key)
+			err = b.delKey(op.key)
 		} else {
-			err = b.put(op.key, op.val)
+			err = b.putKey(op.key, op.val)
 		}
 		if err != nil {
 			return fmt.Errorf("apply to key %q: %w", op.key, err)
@@ -371,7 +378,7 @@ func sameOps(a, b []storeOp) bool {
 	}
 	for i := range a {
 		x, y := &a[i], &b[i]
-		if x.bucket != y.bucket || !bytes.Equal(x.key, y.key) || !bytes.Equal(x.val, y.val) || (x.val == nil) != (y.val == nil) ||
+		if x.bucket != y.bucket || x.key != y.key || !bytes.Equal(x.val, y.val) || (x.val == nil) != (y.val == nil) ||
 			(x.vacuum == nil) != (y.vacuum == nil) || (x.vacuum != nil && *x.vacuum != *y.vacuum) {
 			return false
 		}
@@ -424,7 +431,7 @@ func (p *batchPlan) appendEntries(bk *groupBuckets) error {
 		buf = binary.BigEndian.AppendUint64(buf, e.Epoch)
 		buf = append(buf, e.Data...)
 		v := buf[start:len(buf):len(buf)]
-		if err := bk.log.put(beU64(e.Seq), v); err != nil {
+		if err := bk.log.put(p.logKey(e.Seq), v); err != nil {
 			return fmt.Errorf("append seq %d: %w", e.Seq, err)
 		}
 	}
@@ -433,7 +440,7 @@ func (p *batchPlan) appendEntries(bk *groupBuckets) error {
 
 func (p *batchPlan) compact(bk *groupBuckets) error {
 	for seq := p.compactFrom; p.compactTo > 0 && seq <= p.compactTo; seq++ {
-		if err := bk.log.del(beU64(seq)); err != nil {
+		if err := bk.log.del(p.logKey(seq)); err != nil {
 			return fmt.Errorf("compact log at seq %d: %w", seq, err)
 		}
 	}

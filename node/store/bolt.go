@@ -248,6 +248,9 @@ func (k boltKV) get(key []byte) []byte   { return k.b.Get(key) }
 func (k boltKV) put(key, v []byte) error { return k.b.Put(key, v) }
 func (k boltKV) del(key []byte) error    { return k.b.Delete(key) }
 
+func (k boltKV) putKey(key string, v []byte) error { return k.b.Put([]byte(key), v) }
+func (k boltKV) delKey(key string) error           { return k.b.Delete([]byte(key)) }
+
 func (k boltKV) each(from []byte, fn func(k, v []byte) (bool, error)) error {
 	c := k.b.Cursor()
 	var key, v []byte

@@ -26,8 +26,13 @@ var ErrCompacted = sibling.ErrCompacted
 type storeKV interface {
 	// get returns the value under k or nil. It is only valid inside the transaction.
 	get(k []byte) []byte
+	// put and del copy what they keep of k: callers reuse its bytes.
 	put(k, v []byte) error
 	del(k []byte) error
+	// putKey and delKey are put and del of a key a batch's op holds as a string (a rid or
+	// a dedupe key), so that storing it in a layer copies nothing.
+	putKey(k string, v []byte) error
+	delKey(k string) error
 	// each calls fn for every key >= from (all keys when from is nil), ascending, until fn
 	// returns false or an error. fn must not modify the bucket.
 	each(from []byte, fn func(k, v []byte) (bool, error)) error

@@ -52,7 +52,11 @@ func (l *layer) empty() bool {
 const layerItemOverhead = 64
 
 func (l *layer) set(bucket int, key []byte, val []byte, del bool) {
-	it := layerItem{key: string(key), val: val, del: del}
+	l.setKey(bucket, string(key), val, del)
+}
+
+func (l *layer) setKey(bucket int, key string, val []byte, del bool) {
+	it := layerItem{key: key, val: val, del: del}
 	if old, ok := l.buckets[bucket].ReplaceOrInsert(it); ok {
 		l.bytes -= len(old.key) + len(old.val) + layerItemOverhead
 	}
@@ -163,6 +167,22 @@ func (k *layerKV) put(key, v []byte) error {
 		return k.logPut(key, v)
 	}
 	k.top.set(k.bucket, key, v, false)
+	return nil
+}
+
+func (k *layerKV) putKey(key string, v []byte) error {
+	if k.bucket == bucketLog {
+		return k.logPut([]byte(key), v)
+	}
+	k.top.setKey(k.bucket, key, v, false)
+	return nil
+}
+
+func (k *layerKV) delKey(key string) error {
+	if k.bucket == bucketLog {
+		return k.logDel([]byte(key))
+	}
+	k.top.setKey(k.bucket, key, nil, true)
 	return nil
 }
 

@@ -187,6 +187,9 @@ func (b *memBucket) del(k []byte) error {
 	return nil
 }
 
+func (b *memBucket) putKey(k string, v []byte) error { return b.put([]byte(k), v) }
+func (b *memBucket) delKey(k string) error           { return b.del([]byte(k)) }
+
 func (b *memBucket) each(from []byte, fn func(k, v []byte) (bool, error)) error {
 	i, _ := slices.BinarySearch(b.keys, string(from))
 	for ; i < len(b.keys); i++ {

@@ -32,7 +32,7 @@ func ticketStoreOp(e *command.Effect) (storeOp, error) {
 	if err != nil {
 		return storeOp{}, fmt.Errorf("encode ticket of rid %q: %w", e.RID, err)
 	}
-	return storeOp{bucket: bucketTickets, key: []byte(e.RID), val: v}, nil
+	return storeOp{bucket: bucketTickets, key: e.RID, val: v}, nil
 }
 
 func decodeTicket(rid, v []byte) (command.TicketState, error) {

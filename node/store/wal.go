@@ -639,7 +639,7 @@ func mergeLayers(lower, upper *layer) *layer {
 			continue
 		}
 		b.Ascend(func(it layerItem) bool {
-			lower.set(i, []byte(it.key), it.val, it.del)
+			lower.setKey(i, it.key, it.val, it.del)
 			return true
 		})
 	}

@@ -42,6 +42,11 @@ func appendBytes(b, v []byte) []byte {
 	return append(b, v...)
 }
 
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
 // encodePlan appends the record of p for group g to buf.
 func encodePlan(buf []byte, g command.ServerID, p *batchPlan) []byte {
 	buf = binary.AppendUvarint(appendPlanHead(buf, walRecordVersion, g, p), p.applyFrom)
@@ -81,9 +86,9 @@ func appendOps(buf []byte, ops []storeOp) []byte {
 		case op.vacuum != nil:
 			buf = u(u(append(buf, opVacuum), op.vacuum.Tombstones), op.vacuum.Dedupe)
 		case op.val == nil:
-			buf = appendBytes(append(buf, opDeleteFlag|byte(op.bucket+1)), op.key)
+			buf = appendString(append(buf, opDeleteFlag|byte(op.bucket+1)), op.key)
 		default:
-			buf = appendBytes(appendBytes(append(buf, byte(op.bucket+1)), op.key), op.val)
+			buf = appendBytes(appendString(append(buf, byte(op.bucket+1)), op.key), op.val)
 		}
 	}
 	return buf
@@ -199,7 +204,7 @@ func decodePlan(rec []byte) (command.ServerID, *batchPlan, error) {
 			if b < 0 || b >= bucketCount {
 				return 0, nil, fmt.Errorf("wal record op of kind %#x names no bucket", kind)
 			}
-			op := storeOp{bucket: b, key: r.bytes()}
+			op := storeOp{bucket: b, key: string(r.bytes())}
 			if kind&opDeleteFlag == 0 {
 				op.val = r.bytes()
 				if op.val == nil {

@@ -15,9 +15,9 @@ func samplePlan() *batchPlan {
 		addEpochs: []sibling.EpochStart{{Epoch: 3, FirstSeq: 8}},
 		entries:   []sibling.Entry{{Epoch: 3, Seq: 8, Data: []byte("e8")}, {Epoch: 3, Seq: 9, Data: []byte{}}},
 		ops: []storeOp{
-			{bucket: bucketResources, key: []byte("1-A"), val: []byte("v")},
-			{bucket: bucketTombstones, key: []byte("1-A")},
-			{bucket: bucketDedupe, key: []byte("k"), val: []byte{}},
+			{bucket: bucketResources, key: "1-A", val: []byte("v")},
+			{bucket: bucketTombstones, key: "1-A"},
+			{bucket: bucketDedupe, key: "k", val: []byte{}},
 			{vacuum: &command.Vacuum{Tombstones: 5, Dedupe: 6}},
 		},
 		compactFrom: 1, compactTo: 1,

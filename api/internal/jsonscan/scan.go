@@ -1,6 +1,9 @@
 package jsonscan
 
-import "strconv"
+import (
+	"encoding/binary"
+	"strconv"
+)
 
 // Scanner is a position in a valid JSON text. Its methods check the shape the caller
 // expects, not the syntax, which command.ScanJSON has checked.
@@ -67,6 +70,9 @@ func (s *Scanner) Str() ([]byte, bool) {
 	}
 	start := s.i
 	for s.i < len(s.b) {
+		if s.i = plainWords(s.b, s.i); s.i == len(s.b) {
+			break
+		}
 		switch c := s.b[s.i]; {
 		case c == '"':
 			s.i++
@@ -149,7 +155,7 @@ func (s *Scanner) Value() ([]byte, bool) {
 		switch s.b[s.i] {
 		case '"':
 			s.i++
-			for s.i < len(s.b) && s.b[s.i] != '"' {
+			for s.i = plainWords(s.b, s.i); s.i < len(s.b) && s.b[s.i] != '"'; s.i = plainWords(s.b, s.i) {
 				if s.b[s.i] == '\\' {
 					s.i++
 				}
@@ -205,4 +211,21 @@ func (s *Scanner) Object(field func(key []byte) bool) bool {
 			return false
 		}
 	}
+}
+
+// plainWords returns the index of the first 8-byte word from b[i] on that holds a quote, a
+// backslash, a control character or a byte outside printable ASCII, or of the last few
+// bytes that make no whole word: the bytes before it are plain string text.
+func plainWords(b []byte, i int) int {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	for ; i+8 <= len(b); i += 8 {
+		x := binary.LittleEndian.Uint64(b[i:])
+		q, bs, del := x^(ones*'"'), x^(ones*'\\'), x^(ones*0x7f)
+		// A byte below 0x20, from 0x80 up, or equal to one of the three sets its high bit
+		// here (bytes after one that does may too, which only ends the run early).
+		if (x|(x-ones*0x20)&^x|(q-ones)&^q|(bs-ones)&^bs|(del-ones)&^del)&highs != 0 {
+			break
+		}
+	}
+	return i
 }

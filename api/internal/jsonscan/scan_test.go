@@ -2,6 +2,7 @@ package jsonscan
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -57,6 +58,42 @@ func TestStrRefusesWhatNeedsDecoding(t *testing.T) {
 		s := New([]byte(in))
 		if _, got := s.Str(); got != ok {
 			t.Errorf("%s: ok %v, want %v", in, got, ok)
+		}
+	}
+}
+
+// Strings are read a word at a time up to the first word that needs a look: Str and Value
+// must answer as they do byte by byte wherever, around word boundaries, that word begins.
+func TestStringsAcrossWords(t *testing.T) {
+	specials := map[string]bool{`\"`: false, `\\`: false, `\n`: false, `\u00e9`: false, "é": false, "\x7f": false, "\x7e": true, " ": true, "!": true, "]": true, "}": true}
+	for n := 0; n <= 26; n++ {
+		for at := 0; at <= n; at++ {
+			for sp, plain := range specials {
+				str := `"` + strings.Repeat("a", at) + sp + strings.Repeat("b", n-at) + `"`
+				s := New([]byte(str))
+				if b, ok := s.Str(); ok != plain || (ok && `"`+string(b)+`"` != str) {
+					t.Fatalf("Str(%s) = %q, %v; want ok %v", str, b, ok, plain)
+				}
+				frame := []byte(`{"v":` + str + `,"w":1}`)
+				var want struct{ V json.RawMessage }
+				if err := json.Unmarshal(frame, &want); err != nil {
+					t.Fatal(err)
+				}
+				s = New(frame)
+				var got []byte
+				ok := s.Object(func(k []byte) bool {
+					if string(k) == "v" {
+						var ok bool
+						got, ok = s.Value()
+						return ok
+					}
+					_, ok := s.Uint()
+					return ok
+				})
+				if !ok || string(got) != string(want.V) || !s.End() {
+					t.Fatalf("%s: value %q ok %v, encoding/json keeps %q", frame, got, ok, want.V)
+				}
+			}
 		}
 	}
 }
