@@ -101,6 +101,8 @@ type stateCollector struct {
 	bootReplayed *prometheus.Desc
 	// 1 while the write-ahead log writes directly (node/wal/direct.go), 0 buffered
 	logDirect *prometheus.Desc
+	// writes of the write-ahead log that waited for more records (node/wal/gather.go)
+	logGatherWaits *prometheus.Desc
 }
 
 func newStateCollector(n *Node) *stateCollector {
@@ -119,6 +121,9 @@ func newStateCollector(n *Node) *stateCollector {
 			[]string{"part"}, nil),
 		logDirect: prometheus.NewDesc("sibyl_store_log_direct_writes",
 			"1 while the write-ahead log makes records durable with direct, synchronous writes; 0 while it writes through the page cache and fdatasyncs (a filesystem without direct I/O).",
+			nil, nil),
+		logGatherWaits: prometheus.NewDesc("sibyl_store_log_gather_waits_total",
+			"Durable writes of the write-ahead log that waited a moment for more records before starting, because other appenders were active (several records in the write before).",
 			nil, nil)}
 }
 
@@ -129,6 +134,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.flushEntries
 	ch <- c.bootReplayed
 	ch <- c.logDirect
+	ch <- c.logGatherWaits
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -159,8 +165,10 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		r := d.Replayed()
 		ch <- prometheus.MustNewConstMetric(c.bootReplayed, prometheus.GaugeValue, float64(r.Applied), "whole")
 		ch <- prometheus.MustNewConstMetric(c.bootReplayed, prometheus.GaugeValue, float64(r.LogOnly), "log")
+		st := d.WALStats()
+		ch <- prometheus.MustNewConstMetric(c.logGatherWaits, prometheus.CounterValue, float64(st.GatherWaits))
 		direct := 0.0
-		if d.WALStats().Direct {
+		if st.Direct {
 			direct = 1
 		}
 		ch <- prometheus.MustNewConstMetric(c.logDirect, prometheus.GaugeValue, direct)

@@ -1,9 +1,11 @@
 package wal
 
 import (
+	"os"
 	"runtime"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Appenders that are runnable when a write starts ride in it: the leader lets them queue
@@ -36,4 +38,61 @@ func TestRunnableAppendersShareTheWriteThatStarts(t *testing.T) {
 			t.Fatalf("%d syncs for %d rounds of %d appenders that were runnable together: the first write left the others out", st.Syncs, rounds, appenders)
 		}
 	})
+}
+
+// A write waits GatherDelay for more records only when records queued while the write
+// before it was in flight: never for a lone writer, once for two that overlap, and never
+// when the delay is turned off.
+func TestGatherWaitsOnlyWhenRecordsQueuedDuringTheLastWrite(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		delay time.Duration
+		waits uint64
+	}{{"default", 0, 1}, {"off", -1, 0}} {
+		t.Run(c.name, func(t *testing.T) {
+			l, _ := openT(t, t.TempDir(), Options{SegmentBytes: 1 << 20, GatherDelay: c.delay})
+			defer l.Close()
+			if !l.Stats().Direct {
+				t.Skip("no direct I/O in the test directory")
+			}
+			for range 3 {
+				mustAppend(t, l, "alone")
+			}
+			if w := l.Stats().GatherWaits; w != 0 {
+				t.Fatalf("a lone writer's writes waited %d times, want 0", w)
+			}
+
+			// Hold the next write in flight until a second record has queued behind it.
+			inWrite, release := make(chan struct{}), make(chan struct{})
+			var once sync.Once
+			directWrite = func(f *os.File, b []byte, off int64) error {
+				once.Do(func() { close(inWrite); <-release })
+				return pwriteDurable(f, b, off)
+			}
+			defer func() { directWrite = pwriteDurable }()
+			var wg sync.WaitGroup
+			wg.Add(2)
+			go func() { defer wg.Done(); appendOrError(t, l, "first") }()
+			<-inWrite
+			go func() { defer wg.Done(); appendOrError(t, l, "second") }()
+			for queued := false; !queued; {
+				runtime.Gosched()
+				l.mu.Lock()
+				queued = len(l.pending) > 0
+				l.mu.Unlock()
+			}
+			close(release)
+			wg.Wait()
+			if w := l.Stats().GatherWaits; w != c.waits {
+				t.Fatalf("the write after one that had a record queued behind it waited %d times, want %d", w, c.waits)
+			}
+		})
+	}
+}
+
+// appendOrError is mustAppend for goroutines other than the test's.
+func appendOrError(t *testing.T, l *Log, rec string) {
+	if _, err := l.Append([]byte(rec)); err != nil {
+		t.Errorf("append %q: %v", rec, err)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // DefaultSegmentBytes is the preallocated size of a segment; a record larger than that gets
@@ -26,6 +27,9 @@ type Options struct {
 	// fdatasync, instead of with direct, synchronous writes (direct.go). A log on a
 	// filesystem without direct I/O writes buffered whatever this says.
 	Buffered bool
+	// GatherDelay is how long a write waits for more records when records queued during
+	// the write before it (gather.go); 0 means DefaultGatherDelay, a negative value none.
+	GatherDelay time.Duration
 }
 
 // ErrClosed is returned by Append on a closed log.
@@ -36,6 +40,7 @@ var ErrClosed = errors.New("wal is closed")
 type Stats struct {
 	Records, Writes, Syncs, Bytes uint64
 	Direct                        bool
+	GatherWaits                   uint64 // writes that waited GatherDelay for more records
 }
 
 // Log is an open write-ahead log. Append is safe for concurrent use.
@@ -62,11 +67,14 @@ type Log struct {
 	end     uint64 // LSN after the last queued record
 	synced  uint64 // LSN up to which everything is durable
 	writing bool
-	fault   error  // set by a failed write; cleared by Repair
-	faults  uint64 // failed writes so far: a waiting appender learns its record was dropped
-	lastErr error  // the error of the last failed write
-	closed  bool
-	stats   Stats
+	// contended: the last write carried records of several appenders, or records queued
+	// while it was in flight (gather.go)
+	contended bool
+	fault     error  // set by a failed write; cleared by Repair
+	faults    uint64 // failed writes so far: a waiting appender learns its record was dropped
+	lastErr   error  // the error of the last failed write
+	closed    bool
+	stats     Stats
 
 	// Owned by the leader (writing == true) or by Open/Close.
 	cur      *os.File
@@ -223,8 +231,16 @@ func (l *Log) lead() {
 	l.writing = true
 	// Gather: let goroutines that are already runnable (often the groups the last write
 	// just woke) queue their records first, so that this write carries them too instead
-	// of leaving them for the next fsync. Appenders arriving meanwhile see writing and wait.
+	// of leaving them for the next fsync; under load, wait a little longer (gather.go).
+	// Appenders arriving meanwhile see writing and wait.
+	wait := l.gatherDelay()
+	if wait > 0 {
+		l.stats.GatherWaits++
+	}
 	l.mu.Unlock()
+	if wait > 0 {
+		time.Sleep(wait)
+	}
 	runtime.Gosched()
 	l.mu.Lock()
 	buf, lazy := l.pending, l.lazy
@@ -236,6 +252,7 @@ func (l *Log) lead() {
 
 	l.mu.Lock()
 	l.writing = false
+	l.contended = len(l.pending) > 0 || waitedFor(lazy) > 1
 	if err != nil {
 		l.failed(err, buf, lazy)
 	} else {
