@@ -75,12 +75,7 @@ func TestGatherWaitsOnlyWhenRecordsQueuedDuringTheLastWrite(t *testing.T) {
 			go func() { defer wg.Done(); appendOrError(t, l, "first") }()
 			<-inWrite
 			go func() { defer wg.Done(); appendOrError(t, l, "second") }()
-			for queued := false; !queued; {
-				runtime.Gosched()
-				l.mu.Lock()
-				queued = len(l.pending) > 0
-				l.mu.Unlock()
-			}
+			waitFor(l, func() bool { return len(l.pending) > 0 })
 			close(release)
 			wg.Wait()
 			if w := l.Stats().GatherWaits; w != c.waits {
@@ -94,5 +89,50 @@ func TestGatherWaitsOnlyWhenRecordsQueuedDuringTheLastWrite(t *testing.T) {
 func appendOrError(t *testing.T, l *Log, rec string) {
 	if _, err := l.Append([]byte(rec)); err != nil {
 		t.Errorf("append %q: %v", rec, err)
+	}
+}
+
+// A record queued while the leader gathers ends the wait at once: with a wait of an hour,
+// the write that carries it still happens.
+func TestARecordQueuedEndsTheGather(t *testing.T) {
+	l, _ := openT(t, t.TempDir(), Options{SegmentBytes: 1 << 20, GatherDelay: time.Hour})
+	defer l.Close()
+	if !l.Stats().Direct {
+		t.Skip("no direct I/O in the test directory")
+	}
+	inWrite, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	directWrite = func(f *os.File, b []byte, off int64) error {
+		once.Do(func() { close(inWrite); <-release })
+		return pwriteDurable(f, b, off)
+	}
+	defer func() { directWrite = pwriteDurable }()
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); appendOrError(t, l, "first") }()
+	<-inWrite
+	go func() { defer wg.Done(); appendOrError(t, l, "second") }()
+	waitFor(l, func() bool { return len(l.pending) > 0 })
+	close(release)
+	// "second" leads the next write and, a record having queued during the last one,
+	// gathers; "third" ends that.
+	waitFor(l, func() bool { return l.gathered != nil })
+	go func() { defer wg.Done(); appendOrError(t, l, "third") }()
+	wg.Wait()
+	if st := l.Stats(); st.GatherWaits != 1 || st.Writes != 2 {
+		t.Fatalf("%d gathers and %d writes, want 1 gather and 2 writes (first; second and third)", st.GatherWaits, st.Writes)
+	}
+}
+
+// waitFor yields until cond, read under l.mu, holds.
+func waitFor(l *Log, cond func() bool) {
+	for {
+		l.mu.Lock()
+		ok := cond()
+		l.mu.Unlock()
+		if ok {
+			return
+		}
+		runtime.Gosched()
 	}
 }

@@ -27,8 +27,8 @@ type Options struct {
 	// fdatasync, instead of with direct, synchronous writes (direct.go). A log on a
 	// filesystem without direct I/O writes buffered whatever this says.
 	Buffered bool
-	// GatherDelay is how long a write waits for more records when records queued during
-	// the write before it (gather.go); 0 means DefaultGatherDelay, a negative value none.
+	// GatherDelay bounds how long a write waits for another record when other appenders
+	// are active (gather.go); 0 means DefaultGatherDelay, a negative value no wait.
 	GatherDelay time.Duration
 }
 
@@ -70,9 +70,10 @@ type Log struct {
 	// contended: the last write carried records of several appenders, or records queued
 	// while it was in flight (gather.go)
 	contended bool
-	fault     error  // set by a failed write; cleared by Repair
-	faults    uint64 // failed writes so far: a waiting appender learns its record was dropped
-	lastErr   error  // the error of the last failed write
+	gathered  chan struct{} // while the leader gathers: closed by the next append (gather.go)
+	fault     error         // set by a failed write; cleared by Repair
+	faults    uint64        // failed writes so far: a waiting appender learns its record was dropped
+	lastErr   error         // the error of the last failed write
 	closed    bool
 	stats     Stats
 
@@ -205,6 +206,10 @@ func (l *Log) append(rec []byte, wait bool) (uint64, error) {
 	l.end += uint64(recordHeader + len(rec))
 	lsn := l.end
 	l.stats.Records++
+	if l.gathered != nil {
+		close(l.gathered)
+		l.gathered = nil
+	}
 	if !wait {
 		return lsn, nil
 	}
@@ -233,14 +238,11 @@ func (l *Log) lead() {
 	// just woke) queue their records first, so that this write carries them too instead
 	// of leaving them for the next fsync; under load, wait a little longer (gather.go).
 	// Appenders arriving meanwhile see writing and wait.
-	wait := l.gatherDelay()
-	if wait > 0 {
+	if wait := l.gatherDelay(); wait > 0 {
 		l.stats.GatherWaits++
+		l.gather(wait)
 	}
 	l.mu.Unlock()
-	if wait > 0 {
-		time.Sleep(wait)
-	}
 	runtime.Gosched()
 	l.mu.Lock()
 	buf, lazy := l.pending, l.lazy
