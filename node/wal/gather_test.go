@@ -62,27 +62,32 @@ func TestGatherWaitsOnlyWhenRecordsQueuedDuringTheLastWrite(t *testing.T) {
 				t.Fatalf("a lone writer's writes waited %d times, want 0", w)
 			}
 
-			// Hold the next write in flight until a second record has queued behind it.
-			inWrite, release := make(chan struct{}), make(chan struct{})
-			var once sync.Once
-			directWrite = func(f *os.File, b []byte, off int64) error {
-				once.Do(func() { close(inWrite); <-release })
-				return pwriteDurable(f, b, off)
-			}
-			defer func() { directWrite = pwriteDurable }()
 			var wg sync.WaitGroup
-			wg.Add(2)
-			go func() { defer wg.Done(); appendOrError(t, l, "first") }()
-			<-inWrite
-			go func() { defer wg.Done(); appendOrError(t, l, "second") }()
-			waitFor(l, func() bool { return len(l.pending) > 0 })
-			close(release)
+			queueBehindAHeldWrite(t, l, &wg)
 			wg.Wait()
 			if w := l.Stats().GatherWaits; w != c.waits {
 				t.Fatalf("the write after one that had a record queued behind it waited %d times, want %d", w, c.waits)
 			}
 		})
 	}
+}
+
+// queueBehindAHeldWrite appends "first" and holds its write in flight until "second" has
+// queued behind it, then lets the write go; wg counts the two appenders.
+func queueBehindAHeldWrite(t *testing.T, l *Log, wg *sync.WaitGroup) {
+	inWrite, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	directWrite = func(f *os.File, b []byte, off int64) error {
+		once.Do(func() { close(inWrite); <-release })
+		return pwriteDurable(f, b, off)
+	}
+	t.Cleanup(func() { directWrite = pwriteDurable })
+	wg.Add(2)
+	go func() { defer wg.Done(); appendOrError(t, l, "first") }()
+	<-inWrite
+	go func() { defer wg.Done(); appendOrError(t, l, "second") }()
+	waitFor(l, func() bool { return len(l.pending) > 0 })
+	close(release)
 }
 
 // appendOrError is mustAppend for goroutines other than the test's.
@@ -100,23 +105,12 @@ func TestARecordQueuedEndsTheGather(t *testing.T) {
 	if !l.Stats().Direct {
 		t.Skip("no direct I/O in the test directory")
 	}
-	inWrite, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	directWrite = func(f *os.File, b []byte, off int64) error {
-		once.Do(func() { close(inWrite); <-release })
-		return pwriteDurable(f, b, off)
-	}
-	defer func() { directWrite = pwriteDurable }()
 	var wg sync.WaitGroup
-	wg.Add(3)
-	go func() { defer wg.Done(); appendOrError(t, l, "first") }()
-	<-inWrite
-	go func() { defer wg.Done(); appendOrError(t, l, "second") }()
-	waitFor(l, func() bool { return len(l.pending) > 0 })
-	close(release)
+	queueBehindAHeldWrite(t, l, &wg)
 	// "second" leads the next write and, a record having queued during the last one,
 	// gathers; "third" ends that.
 	waitFor(l, func() bool { return l.gathered != nil })
+	wg.Add(1)
 	go func() { defer wg.Done(); appendOrError(t, l, "third") }()
 	wg.Wait()
 	if st := l.Stats(); st.GatherWaits != 1 || st.Writes != 2 {

@@ -40,7 +40,7 @@ var ErrClosed = errors.New("wal is closed")
 type Stats struct {
 	Records, Writes, Syncs, Bytes uint64
 	Direct                        bool
-	GatherWaits                   uint64 // writes that waited GatherDelay for more records
+	GatherWaits                   uint64 // writes that first waited for another record (gather.go)
 }
 
 // Log is an open write-ahead log. Append is safe for concurrent use.

@@ -9,25 +9,31 @@ import (
 // Value returns exactly the bytes encoding/json keeps in a json.RawMessage.
 func TestValueMatchesRawMessage(t *testing.T) {
 	for _, v := range []string{`{"a":[1,"]}\"",{}]}`, `"x\\"`, `"\u00e9"`, `-12.5e3`, `0`, `true`, `null`, `[]`, `[ 1 , 2 ]`, `{ }`} {
-		frame := []byte(`{"v": ` + v + ` , "w":1}`)
-		var want struct{ V json.RawMessage }
-		if err := json.Unmarshal(frame, &want); err != nil {
-			t.Fatal(err)
-		}
-		s := New(frame)
-		var got []byte
-		ok := s.Object(func(k []byte) bool {
-			if string(k) == "v" {
-				var ok bool
-				got, ok = s.Value()
-				return ok
-			}
-			_, ok := s.Uint()
+		checkValue(t, []byte(`{"v": `+v+` , "w":1}`))
+	}
+}
+
+// checkValue reads field "v" of frame with Value and checks it against what encoding/json
+// keeps in a json.RawMessage.
+func checkValue(t *testing.T, frame []byte) {
+	t.Helper()
+	var want struct{ V json.RawMessage }
+	if err := json.Unmarshal(frame, &want); err != nil {
+		t.Fatal(err)
+	}
+	s := New(frame)
+	var got []byte
+	ok := s.Object(func(k []byte) bool {
+		if string(k) == "v" {
+			var ok bool
+			got, ok = s.Value()
 			return ok
-		})
-		if !ok || string(got) != string(want.V) || !s.End() {
-			t.Errorf("%s: value %q ok %v, encoding/json keeps %q", frame, got, ok, want.V)
 		}
+		_, ok := s.Uint()
+		return ok
+	})
+	if !ok || string(got) != string(want.V) || !s.End() {
+		t.Errorf("%s: value %q ok %v, encoding/json keeps %q", frame, got, ok, want.V)
 	}
 }
 
@@ -74,25 +80,7 @@ func TestStringsAcrossWords(t *testing.T) {
 				if b, ok := s.Str(); ok != plain || (ok && `"`+string(b)+`"` != str) {
 					t.Fatalf("Str(%s) = %q, %v; want ok %v", str, b, ok, plain)
 				}
-				frame := []byte(`{"v":` + str + `,"w":1}`)
-				var want struct{ V json.RawMessage }
-				if err := json.Unmarshal(frame, &want); err != nil {
-					t.Fatal(err)
-				}
-				s = New(frame)
-				var got []byte
-				ok := s.Object(func(k []byte) bool {
-					if string(k) == "v" {
-						var ok bool
-						got, ok = s.Value()
-						return ok
-					}
-					_, ok := s.Uint()
-					return ok
-				})
-				if !ok || string(got) != string(want.V) || !s.End() {
-					t.Fatalf("%s: value %q ok %v, encoding/json keeps %q", frame, got, ok, want.V)
-				}
+				checkValue(t, []byte(`{"v":`+str+`,"w":1}`))
 			}
 		}
 	}
