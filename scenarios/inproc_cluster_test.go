@@ -230,7 +230,12 @@ func (m *memCluster) startNode(n *memNode) {
 		if err := os.MkdirAll(dataDir, 0o755); err != nil {
 			m.t.Fatal(err)
 		}
-		st, err = store.OpenDurable(dataDir, store.DurableOptions{HealEvery: retryEvery, WAL: wal.Options{Faults: n.disk}})
+		// No gather (node/wal/gather.go): its wait is a timer, and the bubble's clock stands
+		// still while a goroutine waits for a mutex the appender holds (a group's lock),
+		// so a timed gather would never end. Virtual time stands still during a durable
+		// write too, so there would be nothing to gather.
+		opts := wal.Options{Faults: n.disk, GatherDelay: -1}
+		st, err = store.OpenDurable(dataDir, store.DurableOptions{HealEvery: retryEvery, WAL: opts})
 		if err != nil {
 			m.t.Fatalf("node %d: %v", n.id, err)
 		}
