@@ -36,6 +36,9 @@ type benchConfig struct {
 	// NoRouting makes each worker send its writes to the node it connects to, which
 	// forwards them when it is not the resource's main.
 	NoRouting bool
+	// NodePIDs are the node processes whose cost the result reports (benchcost.go): those
+	// of --cluster's cluster.json; none with --addr.
+	NodePIDs []int
 }
 
 // errorBackoff keeps a worker whose requests fail at once (a node down) from spinning.
@@ -78,9 +81,16 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	if cfg.Addrs, err = benchAddrs(*addr, *clusterPath); err != nil {
 		return usageError(fs, stderr, "%v", err)
 	}
-	if *tlsCA == "" && *clusterPath != "" {
-		if cf, err := readClusterFile(*clusterPath); err == nil && cf.TLS != nil {
-			*tlsCA = cf.TLS.CA
+	if *clusterPath != "" {
+		if cf, err := readClusterFile(*clusterPath); err == nil {
+			if *tlsCA == "" && cf.TLS != nil {
+				*tlsCA = cf.TLS.CA
+			}
+			if *addr == "" {
+				for _, n := range cf.Nodes {
+					cfg.NodePIDs = append(cfg.NodePIDs, n.PID)
+				}
+			}
 		}
 	}
 	if cfg.TLS, err = clientTLS(*tlsCA); err != nil {
@@ -185,8 +195,27 @@ func bench(ctx context.Context, cfg benchConfig, progress io.Writer) (benchResul
 			w.run(runCtx, cfg, measureFrom, end, &measuredOps)
 		}()
 	}
+	fromSample := make(chan costSample, 1)
+	if len(cfg.NodePIDs) > 0 {
+		go func() {
+			t := time.NewTimer(time.Until(measureFrom))
+			defer t.Stop()
+			select {
+			case <-t.C:
+				if s, ok := readCostSample(cfg.NodePIDs); ok {
+					fromSample <- s
+				}
+			case <-runCtx.Done():
+			}
+		}()
+	}
 	reportProgress(runCtx, progress, start, measureFrom, &measuredOps)
 	wg.Wait()
+	var toSample costSample
+	toOK := false
+	if len(cfg.NodePIDs) > 0 {
+		toSample, toOK = readCostSample(cfg.NodePIDs)
+	}
 
 	measured := time.Since(measureFrom)
 	res.FromUnixNano, res.ToUnixNano = measureFrom.UnixNano(), min(time.Now().UnixNano(), end.UnixNano())
@@ -204,6 +233,15 @@ func bench(ctx context.Context, cfg benchConfig, progress io.Writer) (benchResul
 		}
 	}
 	summarize(&res, &all, measured)
+	if len(cfg.NodePIDs) > 0 && toOK {
+		select {
+		case from := <-fromSample:
+			if c, ok := costOf(from, toSample, res.Ops); ok {
+				res.Cost = &c
+			}
+		default:
+		}
+	}
 	return res, nil
 }
 
@@ -343,6 +381,10 @@ func printBenchResult(w io.Writer, r benchResult) {
 	fmt.Fprintf(w, "result: workload %s, %d clients, %d-byte values, %.1fs measured\n", r.Workload, r.Clients, r.Size, r.DurationSec)
 	fmt.Fprintf(w, "  ops      %d (%.0f ops/s)\n", r.Ops, r.OpsPerSec)
 	fmt.Fprintf(w, "  latency  p50 %.3fms  p99 %.3fms  p99.9 %.3fms  max %.3fms\n", r.P50Ms, r.P99Ms, r.P999Ms, r.MaxMs)
+	if c := r.Cost; c != nil {
+		fmt.Fprintf(w, "  cost     nodes %.1f µs CPU and %.2f KiB written per op, bench %.1f µs CPU per op, machine %.0f %% idle\n",
+			c.NodeCPUMicros, c.NodeDiskKiB, c.BenchCPUMicros, c.MachineIdlePct)
+	}
 	if len(r.Errors) == 0 {
 		fmt.Fprintf(w, "  errors   none\n")
 		return

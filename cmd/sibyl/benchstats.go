@@ -114,6 +114,9 @@ type benchResult struct {
 	// CPU and disk meanwhile (scenarios/compare).
 	FromUnixNano int64 `json:"fromUnixNano"`
 	ToUnixNano   int64 `json:"toUnixNano"`
+	// Cost is what the measured window cost per op (benchcost.go), when the node
+	// processes are known (--cluster) and /proc can be read.
+	Cost *benchCost `json:"cost,omitempty"`
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

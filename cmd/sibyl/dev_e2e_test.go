@@ -189,6 +189,7 @@ func TestDevEndToEnd(t *testing.T) {
 
 	checkRouting(t, cf, rep.Resource.ID)
 	checkDashboard(t, cf)
+	checkBench(t, sibyl, clusterPath)
 
 	// A child killed by its pid stays dead and dev says so.
 	victim := cf.Nodes[nodes-1]
@@ -225,4 +226,33 @@ func pidsOf(cf clusterFile) []int {
 		pids = append(pids, n.PID)
 	}
 	return pids
+}
+
+// checkBench runs a short `sibyl bench --cluster` and checks its JSON result: writes
+// acknowledged without errors, and, where /proc can be read, what they cost the node
+// processes named in cluster.json and the bench itself.
+func checkBench(t *testing.T, sibyl func(args ...string) (string, error), clusterPath string) {
+	t.Helper()
+	out, err := sibyl("bench", "--cluster", clusterPath, "--clients", "2", "--duration", "1s", "--warmup", "200ms", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var res benchResult
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
+		t.Fatalf("bench output %q: %v", lines[len(lines)-1], err)
+	}
+	if res.Ops == 0 || len(res.Errors) > 0 {
+		t.Fatalf("bench: %d ops, errors %v; want writes and no errors", res.Ops, res.Errors)
+	}
+	if _, err := os.Stat("/proc/self/io"); err != nil {
+		return // no /proc: no cost
+	}
+	c := res.Cost
+	if c == nil || c.NodeCPUMicros <= 0 || c.BenchCPUMicros <= 0 || c.NodeDiskKiB <= 0 || c.MachineIdlePct < 0 || c.MachineIdlePct > 100 {
+		t.Fatalf("bench cost %+v: want the nodes' and the bench's CPU and the nodes' writes per op, and an idle share", c)
+	}
+	if !strings.Contains(out, "cost     nodes") {
+		t.Errorf("bench output lacks its cost line:\n%s", out)
+	}
 }

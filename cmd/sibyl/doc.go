@@ -42,5 +42,7 @@
 //     long run needs no more memory than a short one; mixed alternates writes and reads
 //     deterministically. Its clients route (api/client): a worker's requests go straight
 //     to the main of its resource's group, also after a failover; --no-routing sends them
-//     through the node the worker connects to, which forwards them.
+//     through the node the worker connects to, which forwards them. With --cluster it
+//     also reports the window's cost per op (benchcost.go): the node processes' CPU and
+//     storage writes from /proc/<pid>, its own CPU, and the machine's idle share.
 package main
