@@ -197,17 +197,12 @@ func bench(ctx context.Context, cfg benchConfig, progress io.Writer) (benchResul
 	}
 	fromSample := make(chan costSample, 1)
 	if len(cfg.NodePIDs) > 0 {
-		go func() {
-			t := time.NewTimer(time.Until(measureFrom))
-			defer t.Stop()
-			select {
-			case <-t.C:
-				if s, ok := readCostSample(cfg.NodePIDs); ok {
-					fromSample <- s
-				}
-			case <-runCtx.Done():
+		t := time.AfterFunc(time.Until(measureFrom), func() {
+			if s, ok := readCostSample(cfg.NodePIDs); ok {
+				fromSample <- s
 			}
-		}()
+		})
+		defer t.Stop()
 	}
 	reportProgress(runCtx, progress, start, measureFrom, &measuredOps)
 	wg.Wait()
@@ -233,7 +228,7 @@ func bench(ctx context.Context, cfg benchConfig, progress io.Writer) (benchResul
 		}
 	}
 	summarize(&res, &all, measured)
-	if len(cfg.NodePIDs) > 0 && toOK {
+	if toOK {
 		select {
 		case from := <-fromSample:
 			if c, ok := costOf(from, toSample, res.Ops); ok {
